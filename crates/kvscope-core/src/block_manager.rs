@@ -1,0 +1,357 @@
+//! The paged KV pool: which physical block holds whose KV.
+//!
+//! A fixed pool of `num_blocks` blocks of `block_size` token slots. Each
+//! block has holders (the requests whose block tables contain it; its
+//! reference count is their number). A block with no holder is free. With
+//! prefix caching on, a full block's content key stays indexed after its
+//! last holder leaves, so a later request with the same prefix can take it
+//! back without recomputing; such a *cached-free* block is evicted only when
+//! the pool needs it for someone else, least recently released first.
+
+use crate::events::{EventLog, KvEvent, ReleaseReason};
+use crate::ids::{BlockId, RequestId, TokenId};
+use crate::prefix_hash::{block_hash, chain, BlockHash};
+use crate::sequence::Sequence;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    pub num_blocks: usize,
+    /// Token slots per block.
+    pub block_size: usize,
+    pub enable_prefix_caching: bool,
+    /// Real bytes of KV one block holds (all layers, K and V); 0 if unknown.
+    pub bytes_per_block: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Block {
+    holders: Vec<RequestId>,
+    /// Slots holding computed KV.
+    filled: usize,
+    /// Set once the block is full and indexed in the prefix cache.
+    key: Option<IndexedContent>,
+    /// Position in the cached-free LRU order while free and indexed.
+    lru_stamp: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+struct IndexedContent {
+    hash: BlockHash,
+    parent: Option<BlockHash>,
+    tokens: Vec<TokenId>,
+}
+
+/// Where a block stands; used by views such as `/kv`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockState {
+    Free,
+    /// Free, but its KV is still indexed and can be reused.
+    Cached,
+    Held,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BlockView {
+    pub block: BlockId,
+    pub state: BlockState,
+    pub ref_count: usize,
+    pub holders: Vec<RequestId>,
+    pub filled: usize,
+}
+
+/// Prefix blocks a waiting sequence would reuse, and how many fresh blocks
+/// it needs on top.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdmissionPlan {
+    pub cached: Vec<BlockId>,
+    pub new_blocks: usize,
+    /// Of `cached`, how many are currently free (taking them shrinks the
+    /// free pool just as a fresh block does).
+    cached_free: usize,
+}
+
+impl AdmissionPlan {
+    /// Free blocks this admission consumes.
+    pub fn free_blocks_needed(&self) -> usize {
+        self.new_blocks + self.cached_free
+    }
+}
+
+/// Prefix-cache counters, in tokens, over first admissions only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PrefixCacheCounters {
+    pub queried_tokens: u64,
+    pub hit_tokens: u64,
+    pub evictions: u64,
+}
+
+#[derive(Debug)]
+pub struct BlockManager {
+    config: PoolConfig,
+    blocks: Vec<Block>,
+    /// Free blocks with nothing worth keeping: handed out first.
+    clean_free: VecDeque<BlockId>,
+    /// Free blocks whose content is indexed, by LRU stamp (oldest first).
+    cached_free: BTreeMap<u64, BlockId>,
+    index: HashMap<BlockHash, BlockId>,
+    next_stamp: u64,
+    used: usize,
+    used_tokens: usize,
+    counters: PrefixCacheCounters,
+}
+
+impl BlockManager {
+    pub fn new(config: PoolConfig) -> Self {
+        assert!(config.block_size > 0 && config.num_blocks > 0, "pool must have blocks of size > 0");
+        BlockManager {
+            blocks: vec![Block::default(); config.num_blocks],
+            clean_free: (0..config.num_blocks as u32).map(BlockId).collect(),
+            cached_free: BTreeMap::new(),
+            index: HashMap::new(),
+            next_stamp: 0,
+            used: 0,
+            used_tokens: 0,
+            counters: PrefixCacheCounters::default(),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+    pub fn block_size(&self) -> usize {
+        self.config.block_size
+    }
+    pub fn total_blocks(&self) -> usize {
+        self.config.num_blocks
+    }
+    pub fn used_blocks(&self) -> usize {
+        self.used
+    }
+    pub fn free_blocks(&self) -> usize {
+        self.clean_free.len() + self.cached_free.len()
+    }
+    pub fn cached_free_blocks(&self) -> usize {
+        self.cached_free.len()
+    }
+    /// Tokens of KV stored in held blocks (shared blocks counted once).
+    pub fn used_tokens(&self) -> usize {
+        self.used_tokens
+    }
+    pub fn counters(&self) -> PrefixCacheCounters {
+        self.counters
+    }
+    pub fn blocks_for_tokens(&self, tokens: usize) -> usize {
+        tokens.div_ceil(self.config.block_size)
+    }
+    pub fn ref_count(&self, block: BlockId) -> usize {
+        self.blocks[block.index()].holders.len()
+    }
+
+    pub fn view(&self) -> Vec<BlockView> {
+        self.blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| BlockView {
+                block: BlockId(i as u32),
+                state: if !b.holders.is_empty() {
+                    BlockState::Held
+                } else if b.lru_stamp.is_some() {
+                    BlockState::Cached
+                } else {
+                    BlockState::Free
+                },
+                ref_count: b.holders.len(),
+                holders: b.holders.clone(),
+                filled: b.filled,
+            })
+            .collect()
+    }
+
+    /// The tokens an indexed block holds, if it is indexed.
+    pub fn indexed_tokens(&self, block: BlockId) -> Option<&[TokenId]> {
+        self.blocks[block.index()].key.as_ref().map(|c| c.tokens.as_slice())
+    }
+
+    /// Leading full blocks of `tokens` already in the pool. At least one
+    /// token is always left to compute, because the executor needs the last
+    /// prompt position's output to sample from.
+    pub fn lookup_prefix(&self, tokens: &[TokenId]) -> Vec<BlockId> {
+        if !self.config.enable_prefix_caching || tokens.is_empty() {
+            return Vec::new();
+        }
+        let bs = self.config.block_size;
+        let usable = &tokens[..((tokens.len() - 1) / bs) * bs];
+        let mut hits = Vec::new();
+        let mut parent = None;
+        for (block_tokens, hash) in usable.chunks_exact(bs).zip(chain(usable, bs)) {
+            let Some(&id) = self.index.get(&hash) else { break };
+            let content = self.blocks[id.index()].key.as_ref().expect("indexed blocks have content");
+            // The hash is only a hint; equal tokens after an equal parent is the proof.
+            if content.parent != parent || content.tokens != block_tokens {
+                break;
+            }
+            hits.push(id);
+            parent = Some(hash);
+        }
+        hits
+    }
+
+    /// What admitting `seq` (every token it has, prompt and any output
+    /// from before a preemption) would take from the pool.
+    pub fn plan_admission(&self, seq: &Sequence) -> AdmissionPlan {
+        let tokens: Vec<TokenId> = seq.all_tokens().collect();
+        let cached = self.lookup_prefix(&tokens);
+        let cached_free = cached.iter().filter(|b| self.blocks[b.index()].holders.is_empty()).count();
+        AdmissionPlan { new_blocks: self.blocks_for_tokens(tokens.len()) - cached.len(), cached, cached_free }
+    }
+
+    pub fn can_admit(&self, plan: &AdmissionPlan) -> bool {
+        plan.free_blocks_needed() <= self.free_blocks()
+    }
+
+    /// Gives `seq` its block table: the planned prefix hits, then fresh
+    /// blocks for the rest of its tokens. Returns how many blocks were hits.
+    pub fn allocate(&mut self, seq: &mut Sequence, plan: AdmissionPlan, log: &mut EventLog) -> usize {
+        const SITE: &str = "block_manager::allocate";
+        debug_assert!(seq.block_table.is_empty(), "a waiting sequence holds no blocks");
+        let hits = plan.cached.len();
+        for id in plan.cached {
+            self.hold(id, seq.id);
+            seq.block_table.push(id);
+        }
+        for _ in 0..plan.new_blocks {
+            let id = self.take_free_block(log, SITE);
+            self.hold(id, seq.id);
+            seq.block_table.push(id);
+        }
+        seq.num_computed = hits * self.config.block_size;
+        hits
+    }
+
+    /// Makes sure the newest token of `seq` has a slot, taking one more
+    /// block when the last one is full. `None` when the pool is exhausted.
+    pub fn append_slot(&mut self, seq: &mut Sequence, log: &mut EventLog) -> Option<()> {
+        const SITE: &str = "block_manager::append_slot";
+        if seq.block_table.len() * self.config.block_size >= seq.len() {
+            return Some(());
+        }
+        if self.free_blocks() == 0 {
+            return None;
+        }
+        let id = self.take_free_block(log, SITE);
+        self.hold(id, seq.id);
+        seq.block_table.push(id);
+        log.emit(SITE, KvEvent::BlockAppended { request_id: seq.id, block: id });
+        Some(())
+    }
+
+    /// Records that `seq` now has KV for its first `seq.num_computed` tokens:
+    /// updates slot occupancy and indexes blocks that just became full.
+    pub fn commit_computed(&mut self, seq: &Sequence) {
+        let bs = self.config.block_size;
+        let mut parent = None;
+        for (i, &id) in seq.block_table.iter().enumerate() {
+            let filled = seq.num_computed.saturating_sub(i * bs).min(bs);
+            let block = &mut self.blocks[id.index()];
+            if filled > block.filled {
+                self.used_tokens += filled - block.filled;
+                block.filled = filled;
+            }
+            if filled < bs {
+                break;
+            }
+            if !self.config.enable_prefix_caching {
+                continue;
+            }
+            if let Some(content) = &block.key {
+                parent = Some(content.hash);
+                continue;
+            }
+            let tokens: Vec<TokenId> = (i * bs..(i + 1) * bs).map(|p| seq.token_at(p)).collect();
+            let hash = block_hash(parent, &tokens);
+            // Two requests may compute the same content at once; the first
+            // one indexed stays the canonical copy, the other stays private.
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.index.entry(hash) {
+                slot.insert(id);
+                block.key = Some(IndexedContent { hash, parent, tokens });
+            }
+            parent = Some(hash);
+        }
+    }
+
+    /// Drops `seq`'s hold on all its blocks and clears its table. Blocks no
+    /// one holds become free; indexed ones stay reusable until evicted. The
+    /// last block is queued for eviction first: a later request sharing a
+    /// prefix needs the first blocks most.
+    pub fn release(&mut self, seq: &mut Sequence, reason: ReleaseReason, log: &mut EventLog) {
+        let site = match reason {
+            ReleaseReason::Finished => "block_manager::release_finished",
+            ReleaseReason::Preempted => "block_manager::release_preempted",
+            ReleaseReason::Aborted => "block_manager::release_aborted",
+        };
+        let blocks = std::mem::take(&mut seq.block_table);
+        let mut cached = 0;
+        for &id in blocks.iter().rev() {
+            let block = &mut self.blocks[id.index()];
+            let pos = block.holders.iter().position(|h| *h == seq.id).expect("a block table only lists held blocks");
+            block.holders.swap_remove(pos);
+            if block.key.is_some() {
+                cached += 1;
+            }
+            if block.holders.is_empty() {
+                self.used -= 1;
+                self.used_tokens -= block.filled;
+                if block.key.is_some() {
+                    let stamp = self.next_stamp;
+                    self.next_stamp += 1;
+                    block.lru_stamp = Some(stamp);
+                    self.cached_free.insert(stamp, id);
+                } else {
+                    block.filled = 0;
+                    self.clean_free.push_back(id);
+                }
+            }
+        }
+        seq.num_computed = 0;
+        log.emit(site, KvEvent::Released { request_id: seq.id, blocks, reason, cached });
+    }
+
+    /// Counts a first admission's prefix lookup (recomputation after a
+    /// preemption is never counted as a hit).
+    pub fn count_prefix_query(&mut self, prompt_tokens: usize, hit_tokens: usize) {
+        self.counters.queried_tokens += prompt_tokens as u64;
+        self.counters.hit_tokens += hit_tokens as u64;
+    }
+
+    fn hold(&mut self, id: BlockId, holder: RequestId) {
+        let block = &mut self.blocks[id.index()];
+        if block.holders.is_empty() {
+            self.used += 1;
+            self.used_tokens += block.filled;
+            if let Some(stamp) = block.lru_stamp.take() {
+                self.cached_free.remove(&stamp);
+            }
+        }
+        block.holders.push(holder);
+    }
+
+    /// A free block for new KV: a clean one if any, else the least recently
+    /// released cached one, whose index entry is evicted.
+    fn take_free_block(&mut self, log: &mut EventLog, site: &'static str) -> BlockId {
+        if let Some(id) = self.clean_free.pop_front() {
+            return id;
+        }
+        let (_, id) = self.cached_free.pop_first().expect("callers check free_blocks() first");
+        let block = &mut self.blocks[id.index()];
+        block.lru_stamp = None;
+        block.filled = 0;
+        let content = block.key.take().expect("cached-free blocks are indexed");
+        self.index.remove(&content.hash);
+        self.counters.evictions += 1;
+        log.emit(site, KvEvent::Evicted { block: id });
+        id
+    }
+}

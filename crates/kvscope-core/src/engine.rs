@@ -1,0 +1,275 @@
+//! The step loop: schedule, execute, commit, observe.
+//!
+//! One `step` is one forward pass over a batch. Before it, the scheduler
+//! decides the batch and the KV placement (allocations, appends,
+//! preemptions); the executor writes and reads KV; after it, the engine
+//! records the KV now computed, appends sampled tokens, finishes requests
+//! and releases their blocks. Every transition reaches the observers as a
+//! stamped event, then a snapshot of the pool closes the step.
+
+use crate::block_manager::PoolConfig;
+use crate::clock::Clock;
+use crate::events::{EventLog, FinishReason, KvEvent, Observer, ReleaseReason, StepSnapshot};
+use crate::executor::{Executor, ExecutorError, SampledToken};
+use crate::ids::{RequestId, Seconds, TokenId};
+use crate::request::{InvalidParams, Request, SamplingParams};
+use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::sequence::{Sequence, SequenceStatus};
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub scheduler: SchedulerConfig,
+    pub pool: PoolConfig,
+    /// Token ids must be below this (when known).
+    pub vocab_size: Option<usize>,
+}
+
+/// Why a request was refused at submission. Refusing early is the point: a
+/// request that can never run must not wait forever or block others.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the prompt is empty: give at least one token")]
+    EmptyPrompt,
+    #[error("invalid sampling parameters: {0}")]
+    InvalidParams(#[from] InvalidParams),
+    #[error(
+        "prompt ({prompt} tokens) plus max_tokens ({max_tokens}) exceeds the model's context of {max_model_len} tokens: shorten the prompt or lower max_tokens"
+    )]
+    ContextExceeded { prompt: usize, max_tokens: usize, max_model_len: usize },
+    #[error(
+        "prompt plus max_tokens needs {needed_blocks} KV blocks of {block_size} tokens but the whole pool has {total_blocks}: it could never run; lower max_tokens or enlarge the KV pool"
+    )]
+    NeverFitsPool { needed_blocks: usize, total_blocks: usize, block_size: usize },
+    #[error("token id {token} is outside the vocabulary (size {vocab_size})")]
+    TokenOutOfVocab { token: TokenId, vocab_size: usize },
+    #[error("request id {0} is already live")]
+    DuplicateId(RequestId),
+}
+
+/// What one step produced.
+#[derive(Debug, Default)]
+pub struct StepOutcome {
+    pub step: u64,
+    /// Tokens sampled this step, in batch order.
+    pub new_tokens: Vec<(RequestId, SampledToken)>,
+    /// Requests that finished this step (their blocks are already released).
+    pub finished: Vec<Sequence>,
+}
+
+pub struct Engine<E: Executor, C: Clock> {
+    scheduler: Scheduler,
+    executor: E,
+    clock: C,
+    vocab_size: Option<usize>,
+    log: EventLog,
+    observers: Vec<Box<dyn Observer + Send>>,
+    step: u64,
+}
+
+impl<E: Executor, C: Clock> Engine<E, C> {
+    pub fn new(config: EngineConfig, executor: E, clock: C) -> Self {
+        Engine {
+            scheduler: Scheduler::new(config.scheduler, config.pool),
+            executor,
+            clock,
+            vocab_size: config.vocab_size,
+            log: EventLog::new(),
+            observers: Vec::new(),
+            step: 0,
+        }
+    }
+
+    pub fn add_observer(&mut self, observer: Box<dyn Observer + Send>) {
+        self.observers.push(observer);
+    }
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+    pub fn executor(&self) -> &E {
+        &self.executor
+    }
+    pub fn executor_mut(&mut self) -> &mut E {
+        &mut self.executor
+    }
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+    pub fn current_step(&self) -> u64 {
+        self.step
+    }
+    pub fn has_work(&self) -> bool {
+        self.scheduler.has_work()
+    }
+
+    /// Checks a request against everything that would make it unrunnable.
+    pub fn validate(&self, prompt: &[TokenId], params: &SamplingParams) -> Result<(), SubmitError> {
+        if prompt.is_empty() {
+            return Err(SubmitError::EmptyPrompt);
+        }
+        params.validate()?;
+        if let Some(vocab_size) = self.vocab_size {
+            if let Some(&token) = prompt.iter().find(|&&t| t as usize >= vocab_size) {
+                return Err(SubmitError::TokenOutOfVocab { token, vocab_size });
+            }
+        }
+        let max_model_len = self.scheduler.config().max_model_len;
+        if prompt.len() + params.max_tokens > max_model_len {
+            return Err(SubmitError::ContextExceeded { prompt: prompt.len(), max_tokens: params.max_tokens, max_model_len });
+        }
+        let pool = self.scheduler.block_manager();
+        // The last sampled token never needs KV of its own.
+        let needed_blocks = pool.blocks_for_tokens(prompt.len() + params.max_tokens - 1);
+        if needed_blocks > pool.total_blocks() {
+            return Err(SubmitError::NeverFitsPool {
+                needed_blocks,
+                total_blocks: pool.total_blocks(),
+                block_size: pool.block_size(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues a request that arrives now.
+    pub fn submit(&mut self, id: RequestId, prompt: Vec<TokenId>, params: SamplingParams) -> Result<(), SubmitError> {
+        let now = self.clock.now();
+        self.submit_at(id, prompt, params, now)
+    }
+
+    /// Queues a request whose arrival time the caller knows (a driver that
+    /// replays an arrival process).
+    pub fn submit_at(
+        &mut self,
+        id: RequestId,
+        prompt: Vec<TokenId>,
+        params: SamplingParams,
+        arrival: Seconds,
+    ) -> Result<(), SubmitError> {
+        if self.scheduler.sequence(id).is_some() {
+            return Err(SubmitError::DuplicateId(id));
+        }
+        self.validate(&prompt, &params)?;
+        self.log.set_stamp(self.step, arrival);
+        self.log.emit("engine::submit", KvEvent::Arrived { request_id: id, prompt_tokens: prompt.len() });
+        self.scheduler.enqueue(Sequence::new(Request { id, prompt, params, arrival }));
+        self.flush_events();
+        Ok(())
+    }
+
+    /// Stops a request wherever it is; its blocks are released at once.
+    /// Returns it, or `None` if no such request is live.
+    pub fn abort(&mut self, id: RequestId) -> Option<Sequence> {
+        self.log.set_stamp(self.step, self.clock.now());
+        let mut seq = self.scheduler.remove(id, ReleaseReason::Aborted, &mut self.log)?;
+        self.finish(&mut seq, FinishReason::Abort);
+        self.flush_events();
+        Some(seq)
+    }
+
+    /// Runs one engine step. An idle engine returns an empty outcome.
+    pub fn step(&mut self) -> Result<StepOutcome, ExecutorError> {
+        self.step += 1;
+        self.log.set_stamp(self.step, self.clock.now());
+        let batch = self.scheduler.schedule(&mut self.log);
+        let mut outcome = StepOutcome { step: self.step, ..Default::default() };
+        if batch.is_empty() {
+            self.close_step(&batch);
+            return Ok(outcome);
+        }
+        let sampled = self.executor.execute(&batch)?;
+        assert_eq!(sampled.len(), batch.seqs.len(), "the executor answers once per scheduled sequence");
+        let now = self.clock.now();
+        self.log.set_stamp(self.step, now);
+        let site = self.executor.kv_site();
+        for (item, token) in batch.seqs.iter().zip(sampled) {
+            let id = item.request_id;
+            self.scheduler.commit(id, item.tokens.len());
+            let seq = self.scheduler.seq_mut(id).expect("scheduled ids are live");
+            if item.is_prefill {
+                self.log.emit(site, KvEvent::Prefill { request_id: id, tokens: item.tokens.len(), computed: seq.num_computed });
+            } else {
+                self.log.emit(site, KvEvent::Decode { request_id: id, context_tokens: item.context_tokens() });
+            }
+            let Some(token) = token else { continue };
+            if seq.output.is_empty() {
+                seq.timeline.first_token = Some(now);
+                self.log.emit("engine::step", KvEvent::FirstToken { request_id: id });
+            }
+            seq.timeline.last_token = Some(now);
+            seq.output.push(token.token);
+            if seq.params.logprobs > 0 {
+                seq.output_logprobs.push(token.clone());
+            }
+            outcome.new_tokens.push((id, token));
+            if let Some(reason) = stop_reason(seq) {
+                let mut seq = self.scheduler.remove(id, ReleaseReason::Finished, &mut self.log).expect("live");
+                self.finish(&mut seq, reason);
+                outcome.finished.push(seq);
+            }
+        }
+        self.close_step(&batch);
+        Ok(outcome)
+    }
+
+    /// The pool and queues as they are now.
+    pub fn snapshot(&self) -> StepSnapshot {
+        let pool = self.scheduler.block_manager();
+        StepSnapshot {
+            step: self.step,
+            t: self.clock.now(),
+            waiting: self.scheduler.num_waiting(),
+            running: self.scheduler.num_running(),
+            total_blocks: pool.total_blocks(),
+            used_blocks: pool.used_blocks(),
+            free_blocks: pool.free_blocks(),
+            cached_free_blocks: pool.cached_free_blocks(),
+            block_size: pool.block_size(),
+            kv_tokens: pool.used_tokens(),
+            used_kv_bytes: pool.used_blocks() as u64 * pool.config().bytes_per_block,
+            ..Default::default()
+        }
+    }
+
+    fn finish(&mut self, seq: &mut Sequence, reason: FinishReason) {
+        seq.status = SequenceStatus::Finished(reason);
+        seq.timeline.finished = Some(self.clock.now());
+        self.log.emit(
+            "engine::finish",
+            KvEvent::Finished {
+                request_id: seq.id,
+                reason,
+                prompt_tokens: seq.prompt.len(),
+                output_tokens: seq.output.len(),
+            },
+        );
+    }
+
+    fn close_step(&mut self, batch: &crate::executor::ScheduledBatch) {
+        self.flush_events();
+        let mut snapshot = self.snapshot();
+        snapshot.batch_tokens = batch.num_tokens();
+        snapshot.prefill_tokens = batch.prefill_tokens();
+        snapshot.decode_seqs = batch.decode_seqs();
+        for observer in &mut self.observers {
+            observer.on_step(&snapshot);
+        }
+    }
+
+    fn flush_events(&mut self) {
+        for record in self.log.drain() {
+            for observer in &mut self.observers {
+                observer.on_event(&record);
+            }
+        }
+    }
+}
+
+fn stop_reason(seq: &Sequence) -> Option<FinishReason> {
+    let last = *seq.output.last()?;
+    if !seq.params.ignore_eos && seq.params.stop_token_ids.contains(&last) {
+        Some(FinishReason::Stop)
+    } else if seq.output.len() >= seq.params.max_tokens {
+        Some(FinishReason::Length)
+    } else {
+        None
+    }
+}

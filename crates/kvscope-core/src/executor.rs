@@ -1,0 +1,99 @@
+//! The contract between the state layer and whatever computes the model: a
+//! real forward pass, a cost model, or a test double.
+//!
+//! The scheduler decides *which* tokens run and *where* their KV lives (the
+//! block table); the executor only writes and reads KV at those places and
+//! samples. It never decides block ownership.
+
+use crate::ids::{BlockId, RequestId, TokenId};
+use crate::request::SamplingParams;
+
+/// One sequence's share of an engine step.
+#[derive(Clone, Debug)]
+pub struct ScheduledSeq {
+    pub request_id: RequestId,
+    /// The tokens whose KV this step computes: a prefill chunk, or the one
+    /// newest token for decode.
+    pub tokens: Vec<TokenId>,
+    /// Position of `tokens[0]` in the sequence; KV for positions
+    /// `0..start_pos` already exists in the blocks of `block_table`.
+    pub start_pos: usize,
+    /// The request's block table, covering at least `start_pos + tokens.len()`
+    /// positions. Position `p` lives in block `block_table[p / block_size]`
+    /// at slot `p % block_size`.
+    pub block_table: Vec<BlockId>,
+    /// Whether a token must be sampled after this chunk (its last position
+    /// is the sequence's newest token: end of prompt, or decode).
+    pub sample: bool,
+    /// How many output tokens the request already has; the sampler uses it
+    /// to make seeded sampling independent of batching and preemption.
+    pub output_index: usize,
+    pub sampling: SamplingParams,
+    /// True when this chunk is prompt work (first time or recompute after
+    /// preemption), false for decode.
+    pub is_prefill: bool,
+}
+
+impl ScheduledSeq {
+    /// Number of positions whose KV is read by attention this step.
+    pub fn context_tokens(&self) -> usize {
+        self.start_pos + self.tokens.len()
+    }
+}
+
+/// Everything one engine step asks the executor to do.
+#[derive(Clone, Debug, Default)]
+pub struct ScheduledBatch {
+    pub seqs: Vec<ScheduledSeq>,
+}
+
+impl ScheduledBatch {
+    pub fn is_empty(&self) -> bool {
+        self.seqs.is_empty()
+    }
+    pub fn num_tokens(&self) -> usize {
+        self.seqs.iter().map(|s| s.tokens.len()).sum()
+    }
+    pub fn prefill_tokens(&self) -> usize {
+        self.seqs.iter().filter(|s| s.is_prefill).map(|s| s.tokens.len()).sum()
+    }
+    pub fn decode_seqs(&self) -> usize {
+        self.seqs.iter().filter(|s| !s.is_prefill).count()
+    }
+}
+
+/// A sampled token, with optional log-probabilities for inspection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampledToken {
+    pub token: TokenId,
+    /// Log-probability of `token` under the model's (untempered) distribution,
+    /// when the request asked for log-probabilities.
+    pub logprob: Option<f32>,
+    /// Top-k `(token, logprob)` pairs, most likely first, when asked for.
+    pub top_logprobs: Vec<(TokenId, f32)>,
+}
+
+impl SampledToken {
+    pub fn plain(token: TokenId) -> Self {
+        SampledToken { token, logprob: None, top_logprobs: Vec::new() }
+    }
+}
+
+/// An executor failed for reasons that are not the request's fault.
+#[derive(Debug, thiserror::Error)]
+#[error("executor failed: {0}")]
+pub struct ExecutorError(pub String);
+
+/// Computes one engine step.
+pub trait Executor {
+    /// Write KV for every scheduled token into its slot, run attention over
+    /// each sequence's block table, and return one entry per scheduled
+    /// sequence, in order: `Some(token)` where `sample` is true, else `None`.
+    fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError>;
+
+    /// The `module::function` that writes and reads KV, named in `prefill`
+    /// and `decode` events.
+    fn kv_site(&self) -> &'static str {
+        "executor::execute"
+    }
+}

@@ -1,0 +1,57 @@
+//! The pool's invariants, checkable at any time. Tests call this after
+//! every step; it is cheap enough for debug runs too.
+
+use crate::ids::BlockId;
+use crate::scheduler::Scheduler;
+use crate::sequence::SequenceStatus;
+use std::collections::HashMap;
+
+impl Scheduler {
+    /// Checks that the block manager and the sequences agree.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let pool = &self.blocks;
+        let mut holders: HashMap<BlockId, usize> = HashMap::new();
+        for seq in self.seqs.values() {
+            if seq.status == SequenceStatus::Waiting && !seq.block_table.is_empty() {
+                return Err(format!("waiting request {} holds blocks", seq.id));
+            }
+            if seq.block_table.len() * pool.block_size() < seq.num_computed {
+                return Err(format!("request {} has more KV than slots", seq.id));
+            }
+            for &b in &seq.block_table {
+                *holders.entry(b).or_default() += 1;
+            }
+            // Every indexed block a sequence holds must contain exactly the
+            // tokens the sequence has at those positions.
+            for (i, &b) in seq.block_table.iter().enumerate() {
+                if let Some(tokens) = pool.indexed_tokens(b) {
+                    let bs = pool.block_size();
+                    let mine: Vec<u32> = (i * bs..(i + 1) * bs).map(|p| seq.token_at(p)).collect();
+                    if tokens != mine.as_slice() {
+                        return Err(format!("request {} maps block {b} to different tokens", seq.id));
+                    }
+                }
+            }
+        }
+        let mut used = 0;
+        for view in pool.view() {
+            let expected = holders.get(&view.block).copied().unwrap_or(0);
+            if view.ref_count != expected {
+                return Err(format!("block {} has ref count {} but {} tables hold it", view.block, view.ref_count, expected));
+            }
+            used += usize::from(view.ref_count > 0);
+        }
+        if used != pool.used_blocks() || used + pool.free_blocks() != pool.total_blocks() {
+            return Err(format!(
+                "used {} (counted {used}) + free {} != total {}",
+                pool.used_blocks(),
+                pool.free_blocks(),
+                pool.total_blocks()
+            ));
+        }
+        if self.num_running() + self.num_waiting() != self.seqs.len() {
+            return Err("queues and live sequences disagree".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,40 @@
+//! kvscope-core: the KV cache as state.
+//!
+//! Read it in this order — it is the lifecycle of a request's KV:
+//! - [`request`]: what a client asks for (`RequestId`, `SamplingParams`).
+//! - [`sequence`]: the per-request state object the KV is bound to.
+//! - [`block_manager`]: the paged pool — allocation, reference counts,
+//!   prefix-cache index, release, eviction.
+//! - [`scheduler`]: admission, chunked prefill, decode batching, preemption.
+//! - [`executor`]: the contract with whatever computes the model.
+//! - [`engine`]: the step loop tying them together under an injected [`clock`].
+//! - [`events`]: the stamped event stream every observer reads.
+//! - [`stats`] and [`probe`]: the lab's two extension observers.
+//!
+//! No tensors and no I/O live here; the crate is deterministic.
+
+pub mod block_manager;
+pub mod clock;
+pub mod engine;
+pub mod events;
+pub mod executor;
+pub mod ids;
+mod invariants;
+pub mod prefix_hash;
+pub mod probe;
+pub mod replay;
+pub mod request;
+pub mod scheduler;
+pub mod sequence;
+pub mod stats;
+pub mod testing;
+
+pub use block_manager::{BlockManager, PoolConfig};
+pub use clock::{Clock, SimClock, WallClock};
+pub use engine::{Engine, EngineConfig, StepOutcome, SubmitError};
+pub use events::{EventRecord, FinishReason, KvEvent, Observer, ReleaseReason, StallReason, StepSnapshot};
+pub use executor::{Executor, ExecutorError, SampledToken, ScheduledBatch, ScheduledSeq};
+pub use ids::{BlockId, RequestId, Seconds, TokenId};
+pub use request::{Request, SamplingParams};
+pub use scheduler::{Scheduler, SchedulerConfig};
+pub use sequence::{Sequence, SequenceStatus};

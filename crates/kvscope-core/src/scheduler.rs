@@ -1,0 +1,266 @@
+//! Continuous batching: who runs this step, how many tokens each, and who
+//! waits — and why.
+//!
+//! Every step first serves the running sequences (in admission order: the
+//! rest of a chunked prefill, or one decode token each). A decode whose last
+//! block is full needs a new block; when the pool has none, the most
+//! recently admitted running sequence is preempted (its blocks are released
+//! and it returns to the head of the waiting queue to recompute later).
+//! Then, if nothing was preempted, waiting sequences are admitted in arrival
+//! order while three limits allow: free blocks for the whole prompt, the
+//! maximum number of running sequences, and the step's token budget. A long
+//! prompt is prefilled in chunks that fit the budget.
+
+use crate::block_manager::{BlockManager, PoolConfig};
+use crate::events::{EventLog, KvEvent, ReleaseReason, StallReason};
+use crate::executor::{ScheduledBatch, ScheduledSeq};
+use crate::ids::RequestId;
+use crate::sequence::{Sequence, SequenceStatus};
+use std::collections::{HashMap, VecDeque};
+
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// Most sequences running at once (vLLM's `max_num_seqs`).
+    pub max_running: usize,
+    /// Most tokens (prefill + decode) in one step (`max_num_batched_tokens`).
+    pub max_batched_tokens: usize,
+    /// The model's context: prompt plus output never exceeds it.
+    pub max_model_len: usize,
+}
+
+/// Why the head of the queue could not be admitted at a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stall {
+    pub request_id: RequestId,
+    pub reason: StallReason,
+    pub free_blocks: usize,
+    pub needed_blocks: usize,
+}
+
+#[derive(Debug)]
+pub struct Scheduler {
+    config: SchedulerConfig,
+    pub(crate) blocks: BlockManager,
+    /// Live sequences (waiting or running), by id.
+    pub(crate) seqs: HashMap<RequestId, Sequence>,
+    waiting: VecDeque<RequestId>,
+    /// Running sequences in admission order (the last one is preempted first).
+    running: Vec<RequestId>,
+    admissions: u64,
+    preemptions: u64,
+    last_stall: Option<Stall>,
+}
+
+impl Scheduler {
+    pub fn new(config: SchedulerConfig, pool: PoolConfig) -> Self {
+        Scheduler {
+            config,
+            blocks: BlockManager::new(pool),
+            seqs: HashMap::new(),
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            admissions: 0,
+            preemptions: 0,
+            last_stall: None,
+        }
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+    pub fn block_manager(&self) -> &BlockManager {
+        &self.blocks
+    }
+    pub fn num_waiting(&self) -> usize {
+        self.waiting.len()
+    }
+    pub fn num_running(&self) -> usize {
+        self.running.len()
+    }
+    pub fn num_preemptions(&self) -> u64 {
+        self.preemptions
+    }
+    pub fn has_work(&self) -> bool {
+        !self.waiting.is_empty() || !self.running.is_empty()
+    }
+    /// Why the queue head waited at the last step, if it did.
+    pub fn last_stall(&self) -> Option<Stall> {
+        self.last_stall
+    }
+    pub fn sequence(&self, id: RequestId) -> Option<&Sequence> {
+        self.seqs.get(&id)
+    }
+    pub fn waiting_ids(&self) -> impl Iterator<Item = RequestId> + '_ {
+        self.waiting.iter().copied()
+    }
+    pub fn running_ids(&self) -> impl Iterator<Item = RequestId> + '_ {
+        self.running.iter().copied()
+    }
+
+    /// Queues a sequence that the engine has validated.
+    pub(crate) fn enqueue(&mut self, seq: Sequence) {
+        self.waiting.push_back(seq.id);
+        self.seqs.insert(seq.id, seq);
+    }
+
+    /// Picks this step's work.
+    pub fn schedule(&mut self, log: &mut EventLog) -> ScheduledBatch {
+        let mut budget = self.config.max_batched_tokens;
+        let mut batch = ScheduledBatch::default();
+        let preempted = self.schedule_running(&mut budget, &mut batch, log);
+        self.last_stall = if preempted {
+            self.waiting.front().map(|&id| self.stall(id, StallReason::NoFreeBlocks))
+        } else {
+            self.admit_waiting(&mut budget, &mut batch, log)
+        };
+        if let Some(stall) = self.last_stall {
+            log.emit(
+                "scheduler::admit_waiting",
+                KvEvent::Stalled {
+                    request_id: stall.request_id,
+                    reason: stall.reason,
+                    free_blocks: stall.free_blocks,
+                    needed_blocks: stall.needed_blocks,
+                },
+            );
+        }
+        batch
+    }
+
+    /// Running sequences first. Returns whether any was preempted.
+    fn schedule_running(&mut self, budget: &mut usize, batch: &mut ScheduledBatch, log: &mut EventLog) -> bool {
+        let mut preempted = false;
+        let mut i = 0;
+        while i < self.running.len() && *budget > 0 {
+            let id = self.running[i];
+            let seq = self.seqs.get_mut(&id).expect("running ids are live");
+            if seq.in_prefill() {
+                let n = seq.num_uncomputed().min(*budget);
+                batch.seqs.push(chunk(seq, n));
+                *budget -= n;
+                i += 1;
+                continue;
+            }
+            // Decode: the newest token needs a slot; free one up by
+            // preempting the most recently admitted if the pool is empty.
+            loop {
+                let seq = self.seqs.get_mut(&id).expect("running ids are live");
+                if self.blocks.append_slot(seq, log).is_some() {
+                    batch.seqs.push(chunk(seq, 1));
+                    *budget -= 1;
+                    i += 1;
+                    break;
+                }
+                let victim = *self.running.last().expect("the current sequence is running");
+                self.preempt(victim, log);
+                preempted = true;
+                if victim == id {
+                    break;
+                }
+            }
+        }
+        preempted
+    }
+
+    fn admit_waiting(&mut self, budget: &mut usize, batch: &mut ScheduledBatch, log: &mut EventLog) -> Option<Stall> {
+        const SITE: &str = "scheduler::admit_waiting";
+        while let Some(&id) = self.waiting.front() {
+            if self.running.len() >= self.config.max_running {
+                return Some(self.stall(id, StallReason::MaxRunning));
+            }
+            if *budget == 0 {
+                return Some(self.stall(id, StallReason::TokenBudget));
+            }
+            let seq = &self.seqs[&id];
+            let plan = self.blocks.plan_admission(seq);
+            if !self.blocks.can_admit(&plan) {
+                let mut stall = self.stall(id, StallReason::NoFreeBlocks);
+                stall.needed_blocks = plan.free_blocks_needed();
+                return Some(stall);
+            }
+            self.waiting.pop_front();
+            let seq = self.seqs.get_mut(&id).expect("waiting ids are live");
+            let readmission = seq.preemptions > 0;
+            let hits = self.blocks.allocate(seq, plan, log);
+            if !readmission {
+                let hit_tokens = seq.num_computed;
+                seq.num_cached_prompt_tokens = hit_tokens;
+                self.blocks.count_prefix_query(seq.prompt.len(), hit_tokens);
+            }
+            seq.timeline.first_admitted.get_or_insert(log.now());
+            self.admissions += 1;
+            seq.admitted_order = self.admissions;
+            seq.status = SequenceStatus::Running;
+            log.emit(
+                SITE,
+                KvEvent::Admitted { request_id: id, blocks: seq.block_table.clone(), cached_blocks: hits, readmission },
+            );
+            let n = seq.num_uncomputed().min(*budget);
+            batch.seqs.push(chunk(seq, n));
+            *budget -= n;
+            self.running.push(id);
+        }
+        None
+    }
+
+    fn stall(&self, id: RequestId, reason: StallReason) -> Stall {
+        let seq = &self.seqs[&id];
+        Stall {
+            request_id: id,
+            reason,
+            free_blocks: self.blocks.free_blocks(),
+            needed_blocks: self.blocks.blocks_for_tokens(seq.len()),
+        }
+    }
+
+    /// Takes a running sequence's KV back under memory pressure: its blocks
+    /// are released and it waits at the head of the queue to recompute.
+    fn preempt(&mut self, id: RequestId, log: &mut EventLog) {
+        const SITE: &str = "scheduler::preempt";
+        self.running.retain(|r| *r != id);
+        let seq = self.seqs.get_mut(&id).expect("running ids are live");
+        seq.status = SequenceStatus::Waiting;
+        seq.preemptions += 1;
+        self.preemptions += 1;
+        log.emit(SITE, KvEvent::Preempted { request_id: id });
+        self.blocks.release(seq, ReleaseReason::Preempted, log);
+        self.waiting.push_front(id);
+    }
+
+    /// Removes a finished or aborted sequence, releasing its blocks.
+    pub(crate) fn remove(&mut self, id: RequestId, reason: ReleaseReason, log: &mut EventLog) -> Option<Sequence> {
+        let mut seq = self.seqs.remove(&id)?;
+        self.running.retain(|r| *r != id);
+        self.waiting.retain(|r| *r != id);
+        if !seq.block_table.is_empty() {
+            self.blocks.release(&mut seq, reason, log);
+        }
+        Some(seq)
+    }
+
+    pub(crate) fn seq_mut(&mut self, id: RequestId) -> Option<&mut Sequence> {
+        self.seqs.get_mut(&id)
+    }
+
+    /// Records KV progress after the executor ran a sequence's chunk.
+    pub(crate) fn commit(&mut self, id: RequestId, tokens: usize) {
+        let seq = self.seqs.get_mut(&id).expect("scheduled ids are live");
+        seq.num_computed += tokens;
+        self.blocks.commit_computed(seq);
+    }
+}
+
+fn chunk(seq: &Sequence, n: usize) -> ScheduledSeq {
+    let start = seq.num_computed;
+    let end = start + n;
+    ScheduledSeq {
+        request_id: seq.id,
+        tokens: (start..end).map(|p| seq.token_at(p)).collect(),
+        start_pos: start,
+        block_table: seq.block_table.clone(),
+        sample: end == seq.len(),
+        output_index: seq.output.len(),
+        sampling: seq.params.clone(),
+        is_prefill: seq.in_prefill(),
+    }
+}

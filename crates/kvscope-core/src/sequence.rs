@@ -1,0 +1,133 @@
+//! The per-request state object. A `Sequence` is what the KV cache is bound
+//! to: its block table says which physical blocks hold its KV, and
+//! `num_computed` says how many of its tokens already have KV there.
+
+use crate::events::FinishReason;
+use crate::executor::SampledToken;
+use crate::ids::{BlockId, RequestId, Seconds, TokenId};
+use crate::request::{Request, SamplingParams};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SequenceStatus {
+    /// In the waiting queue, holding no KV (new, or preempted).
+    Waiting,
+    /// Admitted: holds blocks, being prefilled or decoded.
+    Running,
+    Finished(FinishReason),
+}
+
+/// Timestamps on the engine clock. Latency metrics are differences of these.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timeline {
+    pub arrival: Seconds,
+    /// First admission (later readmissions after preemption do not move it).
+    pub first_admitted: Option<Seconds>,
+    pub first_token: Option<Seconds>,
+    pub last_token: Option<Seconds>,
+    pub finished: Option<Seconds>,
+}
+
+impl Timeline {
+    /// Time spent in the waiting queue before the first admission.
+    pub fn queue_wait(&self) -> Option<Seconds> {
+        self.first_admitted.map(|t| t - self.arrival)
+    }
+    /// Time to first token, from arrival.
+    pub fn ttft(&self) -> Option<Seconds> {
+        self.first_token.map(|t| t - self.arrival)
+    }
+    pub fn e2e(&self) -> Option<Seconds> {
+        self.finished.map(|t| t - self.arrival)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Sequence {
+    pub id: RequestId,
+    pub status: SequenceStatus,
+    pub prompt: Vec<TokenId>,
+    pub output: Vec<TokenId>,
+    /// Log-probabilities of each output token, when the request asked.
+    pub output_logprobs: Vec<SampledToken>,
+    pub params: SamplingParams,
+    /// Physical blocks holding this sequence's KV, in position order.
+    pub block_table: Vec<BlockId>,
+    /// Tokens (from the start) whose KV exists in `block_table`.
+    pub num_computed: usize,
+    /// Of the prompt tokens, how many came from the prefix cache at the first
+    /// admission. Recomputation after preemption never adds to it.
+    pub num_cached_prompt_tokens: usize,
+    /// Times this sequence was preempted.
+    pub preemptions: u32,
+    /// Monotonic admission stamp; preemption picks the highest.
+    pub admitted_order: u64,
+    pub timeline: Timeline,
+}
+
+impl Sequence {
+    pub fn new(request: Request) -> Self {
+        Sequence {
+            id: request.id,
+            status: SequenceStatus::Waiting,
+            prompt: request.prompt,
+            output: Vec::new(),
+            output_logprobs: Vec::new(),
+            params: request.params,
+            block_table: Vec::new(),
+            num_computed: 0,
+            num_cached_prompt_tokens: 0,
+            preemptions: 0,
+            admitted_order: 0,
+            timeline: Timeline { arrival: request.arrival, ..Default::default() },
+        }
+    }
+
+    /// Every token of the sequence: prompt then output.
+    pub fn all_tokens(&self) -> impl Iterator<Item = TokenId> + '_ {
+        self.prompt.iter().chain(self.output.iter()).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.prompt.len() + self.output.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn token_at(&self, pos: usize) -> TokenId {
+        if pos < self.prompt.len() {
+            self.prompt[pos]
+        } else {
+            self.output[pos - self.prompt.len()]
+        }
+    }
+
+    /// Tokens still without KV. During prefill (first time or recompute)
+    /// that is many; during decode it is exactly one, the newest token.
+    pub fn num_uncomputed(&self) -> usize {
+        self.len() - self.num_computed
+    }
+
+    /// True while the sequence still has prompt-like work (its KV lags by
+    /// more than the one token decode would add).
+    pub fn in_prefill(&self) -> bool {
+        self.num_uncomputed() > 1 || self.output.is_empty()
+    }
+
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        match self.status {
+            SequenceStatus::Finished(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Latency of each output token after the first, averaged (TPOT).
+    pub fn tpot(&self) -> Option<Seconds> {
+        let (first, last) = (self.timeline.first_token?, self.timeline.last_token?);
+        let n = self.output.len();
+        (n > 1).then(|| (last - first) / (n - 1) as f64)
+    }
+}

@@ -1,0 +1,98 @@
+//! The state statistics collector (lab extension option 1): one row per
+//! engine step with the queues, the pool and the KV it holds.
+
+use crate::events::{EventRecord, KvEvent, Observer, StallReason, StepSnapshot};
+use std::collections::HashMap;
+use std::io::Write;
+
+#[derive(Default, Debug, Clone)]
+pub struct StatsCollector {
+    pub rows: Vec<StepSnapshot>,
+    /// Admission stalls per reason, counted once per step.
+    pub stalls: HashMap<StallReason, u64>,
+    pub preemptions: u64,
+    pub evictions: u64,
+}
+
+impl StatsCollector {
+    pub const CSV_HEADER: &'static str = "step,t_s,waiting,running,blocks_used,blocks_free,blocks_cached_free,kv_tokens,kv_bytes,block_occupancy,token_occupancy,fragmentation,batch_tokens,prefill_tokens,decode_seqs";
+
+    pub fn write_csv<W: Write>(&self, mut out: W) -> std::io::Result<()> {
+        writeln!(out, "{}", Self::CSV_HEADER)?;
+        for r in &self.rows {
+            writeln!(
+                out,
+                "{},{:.6},{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{},{},{}",
+                r.step,
+                r.t,
+                r.waiting,
+                r.running,
+                r.used_blocks,
+                r.free_blocks,
+                r.cached_free_blocks,
+                r.kv_tokens,
+                r.used_kv_bytes,
+                r.block_occupancy(),
+                r.token_occupancy(),
+                r.fragmentation(),
+                r.batch_tokens,
+                r.prefill_tokens,
+                r.decode_seqs
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn total_stalls(&self) -> u64 {
+        self.stalls.values().sum()
+    }
+
+    /// Share of stalled steps due to `reason` (0 when nothing stalled).
+    pub fn stall_share(&self, reason: StallReason) -> f64 {
+        let total = self.total_stalls();
+        if total == 0 {
+            0.0
+        } else {
+            *self.stalls.get(&reason).unwrap_or(&0) as f64 / total as f64
+        }
+    }
+
+    pub fn max_running(&self) -> usize {
+        self.rows.iter().map(|r| r.running).max().unwrap_or(0)
+    }
+
+    /// Mean running sequences over time (each step weighted by how long
+    /// it lasted until the next snapshot).
+    pub fn time_weighted_mean_running(&self) -> f64 {
+        let mut area = 0.0;
+        let mut span = 0.0;
+        for w in self.rows.windows(2) {
+            let dt = w[1].t - w[0].t;
+            area += w[0].running as f64 * dt;
+            span += dt;
+        }
+        if span > 0.0 {
+            area / span
+        } else {
+            self.rows.first().map_or(0.0, |r| r.running as f64)
+        }
+    }
+
+    pub fn max_used_blocks(&self) -> usize {
+        self.rows.iter().map(|r| r.used_blocks).max().unwrap_or(0)
+    }
+}
+
+impl Observer for StatsCollector {
+    fn on_event(&mut self, record: &EventRecord) {
+        match &record.event {
+            KvEvent::Stalled { reason, .. } => *self.stalls.entry(*reason).or_default() += 1,
+            KvEvent::Preempted { .. } => self.preemptions += 1,
+            KvEvent::Evicted { .. } => self.evictions += 1,
+            _ => {}
+        }
+    }
+    fn on_step(&mut self, snapshot: &StepSnapshot) {
+        self.rows.push(snapshot.clone());
+    }
+}

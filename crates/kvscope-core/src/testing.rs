@@ -1,0 +1,48 @@
+//! A deterministic executor for tests and examples that stores "KV" for
+//! real: each slot of the paged pool holds the token written there, and the
+//! next token is a hash of the context *read back through the block table*.
+//! A block-table bug (a wrong prefix hit, a block freed too early, a slot
+//! overwritten by another request) therefore changes the output, just as
+//! it would corrupt a real model's attention.
+
+use crate::executor::{Executor, ExecutorError, SampledToken, ScheduledBatch};
+use crate::ids::TokenId;
+
+pub struct PagedTokenExecutor {
+    block_size: usize,
+    vocab: u32,
+    slots: Vec<Option<TokenId>>,
+}
+
+impl PagedTokenExecutor {
+    pub fn new(num_blocks: usize, block_size: usize, vocab: u32) -> Self {
+        PagedTokenExecutor { block_size, vocab, slots: vec![None; num_blocks * block_size] }
+    }
+}
+
+impl Executor for PagedTokenExecutor {
+    fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
+        let bs = self.block_size;
+        let slot = |table: &[crate::ids::BlockId], pos: usize| table[pos / bs].index() * bs + pos % bs;
+        let mut out = Vec::with_capacity(batch.seqs.len());
+        for seq in &batch.seqs {
+            for (i, &t) in seq.tokens.iter().enumerate() {
+                self.slots[slot(&seq.block_table, seq.start_pos + i)] = Some(t);
+            }
+            if !seq.sample {
+                out.push(None);
+                continue;
+            }
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for pos in 0..seq.context_tokens() {
+                let t = self.slots[slot(&seq.block_table, pos)]
+                    .ok_or_else(|| ExecutorError(format!("request {} reads unwritten KV at {pos}", seq.request_id)))?;
+                h = (h ^ u64::from(t)).wrapping_mul(0x0100_0000_01b3);
+            }
+            let seed = seq.sampling.seed.unwrap_or(0);
+            h = (h ^ seed ^ seq.output_index as u64).wrapping_mul(0x0100_0000_01b3);
+            out.push(Some(SampledToken::plain((h % u64::from(self.vocab)) as TokenId)));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,27 @@
+#![allow(dead_code)]
+//! Helpers shared by the state-layer tests.
+
+use kvscope_core::events::EventRecorder;
+use kvscope_core::testing::PagedTokenExecutor;
+use kvscope_core::{Engine, EngineConfig, PoolConfig, SchedulerConfig, SimClock};
+use std::sync::{Arc, Mutex};
+
+pub const VOCAB: u32 = 1000;
+
+pub struct Rig {
+    pub engine: Engine<PagedTokenExecutor, SimClock>,
+    pub recorder: Arc<Mutex<EventRecorder>>,
+}
+
+pub fn rig(num_blocks: usize, block_size: usize, prefix_caching: bool, max_running: usize, budget: usize) -> Rig {
+    let config = EngineConfig {
+        scheduler: SchedulerConfig { max_running, max_batched_tokens: budget, max_model_len: 4096 },
+        pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: prefix_caching, bytes_per_block: 1024 },
+        vocab_size: Some(VOCAB as usize),
+    };
+    let clock = SimClock::new();
+    let mut engine = Engine::new(config, PagedTokenExecutor::new(num_blocks, block_size, VOCAB), clock);
+    let recorder = Arc::new(Mutex::new(EventRecorder::default()));
+    engine.add_observer(Box::new(recorder.clone()));
+    Rig { engine, recorder }
+}
