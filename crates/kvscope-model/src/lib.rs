@@ -1,0 +1,9 @@
+//! The real executor on CPU: GGUF reader, tokenizer, chat template, paged KV
+//! storage, attention over block tables, the Llama-family forward, sampler.
+
+pub mod fetch;
+pub mod gguf;
+pub mod quant;
+pub mod chat_template;
+pub mod config;
+pub mod tokenizer;

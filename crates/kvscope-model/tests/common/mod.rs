@@ -1,0 +1,61 @@
+//! Shared by the golden tests: the default model (fetched the way users get
+//! it) and the reference fixtures.
+#![allow(dead_code)]
+
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+#[derive(Deserialize, Debug)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct Prompt {
+    pub id: String,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub messages: Option<Vec<Message>>,
+    pub prompt_text: String,
+    pub prompt_token_ids: Vec<u32>,
+    pub generated_token_ids: Vec<u32>,
+    pub top5_first_position: Vec<(u32, f32)>,
+    pub top5_per_step: Vec<Vec<(u32, f32)>>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct TokenizeOnly {
+    pub id: String,
+    pub text: String,
+    #[serde(default)]
+    pub token_ids: Option<Vec<u32>>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct Golden {
+    pub prompts: Vec<Prompt>,
+    pub tokenize_only: Vec<TokenizeOnly>,
+}
+
+fn load(name: &str) -> Golden {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    serde_json::from_slice(&std::fs::read(&p).expect("fixture")).expect("fixture json")
+}
+
+pub fn llamacpp() -> &'static Golden {
+    static G: OnceLock<Golden> = OnceLock::new();
+    G.get_or_init(|| load("golden_llamacpp_dev.json"))
+}
+
+pub fn transformers() -> &'static Golden {
+    static G: OnceLock<Golden> = OnceLock::new();
+    G.get_or_init(|| load("golden_transformers_dev.json"))
+}
+
+pub fn model_path() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| kvscope_model::fetch::ensure_default_model().expect("default model")).clone()
+}
