@@ -50,25 +50,23 @@ fn scheduler_step(c: &mut Criterion) {
         // One whole engine step with a free executor: scheduling, slot
         // appends (one block every 16 steps per sequence), batch assembly,
         // commits, events and the pool snapshot.
-        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| b.iter(|| {
-            let outcome = engine.step().unwrap();
-            for _ in outcome.finished {
-                submit(&mut engine, next_id);
-                next_id += 1;
-            }
-        }));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                let outcome = engine.step().unwrap();
+                for _ in outcome.finished {
+                    submit(&mut engine, next_id);
+                    next_id += 1;
+                }
+            })
+        });
     }
     group.finish();
 }
 
 fn allocate_release(c: &mut Criterion) {
     let block_size = 16;
-    let mut pool = BlockManager::new(PoolConfig {
-        num_blocks: 4096,
-        block_size,
-        enable_prefix_caching: true,
-        bytes_per_block: 0,
-    });
+    let mut pool =
+        BlockManager::new(PoolConfig { num_blocks: 4096, block_size, enable_prefix_caching: true, bytes_per_block: 0 });
     let shared: Vec<u32> = (0..512).collect();
     let mut log = EventLog::new();
     let mut id = 0u64;

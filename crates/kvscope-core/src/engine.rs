@@ -91,6 +91,11 @@ impl<E: Executor, C: Clock> Engine<E, C> {
     pub fn executor_mut(&mut self) -> &mut E {
         &mut self.executor
     }
+    /// Ends the engine and hands back its executor (and the model and KV
+    /// storage inside it) for the next run.
+    pub fn into_executor(self) -> E {
+        self.executor
+    }
     pub fn clock(&self) -> &C {
         &self.clock
     }
@@ -114,7 +119,11 @@ impl<E: Executor, C: Clock> Engine<E, C> {
         }
         let max_model_len = self.scheduler.config().max_model_len;
         if prompt.len() + params.max_tokens > max_model_len {
-            return Err(SubmitError::ContextExceeded { prompt: prompt.len(), max_tokens: params.max_tokens, max_model_len });
+            return Err(SubmitError::ContextExceeded {
+                prompt: prompt.len(),
+                max_tokens: params.max_tokens,
+                max_model_len,
+            });
         }
         let pool = self.scheduler.block_manager();
         // The last sampled token never needs KV of its own.
@@ -185,7 +194,10 @@ impl<E: Executor, C: Clock> Engine<E, C> {
             self.scheduler.commit(id, item.tokens.len());
             let seq = self.scheduler.seq_mut(id).expect("scheduled ids are live");
             if item.is_prefill {
-                self.log.emit(site, KvEvent::Prefill { request_id: id, tokens: item.tokens.len(), computed: seq.num_computed });
+                self.log.emit(
+                    site,
+                    KvEvent::Prefill { request_id: id, tokens: item.tokens.len(), computed: seq.num_computed },
+                );
             } else {
                 self.log.emit(site, KvEvent::Decode { request_id: id, context_tokens: item.context_tokens() });
             }

@@ -17,8 +17,7 @@ pub enum StallReason {
 }
 
 impl StallReason {
-    pub const ALL: [StallReason; 3] =
-        [StallReason::NoFreeBlocks, StallReason::MaxRunning, StallReason::TokenBudget];
+    pub const ALL: [StallReason; 3] = [StallReason::NoFreeBlocks, StallReason::MaxRunning, StallReason::TokenBudget];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -64,7 +63,10 @@ impl FinishReason {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum KvEvent {
-    Arrived { request_id: RequestId, prompt_tokens: usize },
+    Arrived {
+        request_id: RequestId,
+        prompt_tokens: usize,
+    },
     Admitted {
         request_id: RequestId,
         /// The whole block table after admission.
@@ -80,10 +82,22 @@ pub enum KvEvent {
         free_blocks: usize,
         needed_blocks: usize,
     },
-    Prefill { request_id: RequestId, tokens: usize, computed: usize },
-    FirstToken { request_id: RequestId },
-    Decode { request_id: RequestId, context_tokens: usize },
-    BlockAppended { request_id: RequestId, block: BlockId },
+    Prefill {
+        request_id: RequestId,
+        tokens: usize,
+        computed: usize,
+    },
+    FirstToken {
+        request_id: RequestId,
+    },
+    Decode {
+        request_id: RequestId,
+        context_tokens: usize,
+    },
+    BlockAppended {
+        request_id: RequestId,
+        block: BlockId,
+    },
     Released {
         request_id: RequestId,
         blocks: Vec<BlockId>,
@@ -91,14 +105,18 @@ pub enum KvEvent {
         /// How many of the released blocks stay indexed for prefix reuse.
         cached: usize,
     },
-    Preempted { request_id: RequestId },
+    Preempted {
+        request_id: RequestId,
+    },
     Finished {
         request_id: RequestId,
         reason: FinishReason,
         prompt_tokens: usize,
         output_tokens: usize,
     },
-    Evicted { block: BlockId },
+    Evicted {
+        block: BlockId,
+    },
 }
 
 impl KvEvent {

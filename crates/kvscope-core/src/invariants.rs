@@ -37,7 +37,10 @@ impl Scheduler {
         for view in pool.view() {
             let expected = holders.get(&view.block).copied().unwrap_or(0);
             if view.ref_count != expected {
-                return Err(format!("block {} has ref count {} but {} tables hold it", view.block, view.ref_count, expected));
+                return Err(format!(
+                    "block {} has ref count {} but {} tables hold it",
+                    view.block, view.ref_count, expected
+                ));
             }
             used += usize::from(view.ref_count > 0);
         }

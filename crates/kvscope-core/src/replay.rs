@@ -52,7 +52,8 @@ impl Replay {
                 self.first_admitted.entry(*request_id).or_insert(rec.t);
             }
             KvEvent::BlockAppended { request_id, block } => {
-                let table = self.held.get_mut(request_id).ok_or(format!("append to {request_id} which holds nothing"))?;
+                let table =
+                    self.held.get_mut(request_id).ok_or(format!("append to {request_id} which holds nothing"))?;
                 let rc = self.ref_counts.entry(*block).or_default();
                 if *rc != 0 {
                     return Err(format!("appended block {block} is already held"));
@@ -66,7 +67,11 @@ impl Replay {
                     return Err(format!("{request_id} released {blocks:?} but held {table:?}"));
                 }
                 for b in blocks {
-                    let rc = self.ref_counts.get_mut(b).filter(|rc| **rc > 0).ok_or(format!("block {b} released below zero"))?;
+                    let rc = self
+                        .ref_counts
+                        .get_mut(b)
+                        .filter(|rc| **rc > 0)
+                        .ok_or(format!("block {b} released below zero"))?;
                     *rc -= 1;
                 }
                 if *reason == ReleaseReason::Preempted {

@@ -64,7 +64,10 @@ fn requests_that_can_never_run_are_refused_at_submission() {
     let err = r.engine.submit(RequestId(2), vec![1; 4000], greedy(200)).unwrap_err();
     assert!(matches!(err, SubmitError::ContextExceeded { .. }));
     assert_eq!(r.engine.submit(RequestId(3), vec![], greedy(1)), Err(SubmitError::EmptyPrompt));
-    assert!(matches!(r.engine.submit(RequestId(4), vec![common::VOCAB], greedy(1)), Err(SubmitError::TokenOutOfVocab { .. })));
+    assert!(matches!(
+        r.engine.submit(RequestId(4), vec![common::VOCAB], greedy(1)),
+        Err(SubmitError::TokenOutOfVocab { .. })
+    ));
     let bad = SamplingParams { temperature: -1.0, ..greedy(1) };
     assert!(matches!(r.engine.submit(RequestId(5), vec![1], bad), Err(SubmitError::InvalidParams(_))));
     // Nothing was queued by any of them.
@@ -212,13 +215,19 @@ fn abort_releases_blocks_at_any_time() {
     run_to_end(&mut r);
     assert_eq!(r.engine.scheduler().block_manager().used_blocks(), 0);
     let events = r.recorder.lock().unwrap().events.clone();
-    assert!(events.iter().any(|e| matches!(e.event, KvEvent::Released { request_id: RequestId(1), reason: ReleaseReason::Aborted, .. })));
-    assert!(events.iter().any(|e| matches!(e.event, KvEvent::Finished { request_id: RequestId(3), reason: FinishReason::Abort, .. })));
+    assert!(events.iter().any(|e| matches!(
+        e.event,
+        KvEvent::Released { request_id: RequestId(1), reason: ReleaseReason::Aborted, .. }
+    )));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e.event, KvEvent::Finished { request_id: RequestId(3), reason: FinishReason::Abort, .. })));
 }
 
 #[test]
 fn seeded_sampling_does_not_depend_on_batching() {
-    let params = |seed| SamplingParams { seed: Some(seed), temperature: 1.0, ignore_eos: true, ..SamplingParams::greedy(8) };
+    let params =
+        |seed| SamplingParams { seed: Some(seed), temperature: 1.0, ignore_eos: true, ..SamplingParams::greedy(8) };
     let mut alone = rig(64, 4, false, 8, 64);
     alone.engine.submit(RequestId(1), vec![5; 9], params(42)).unwrap();
     let a = run_to_end(&mut alone).remove(0).output;

@@ -1,0 +1,141 @@
+//! Property tests: random mixes of requests (shared prefixes, random
+//! lengths, aborts, pools small enough to force preemption) driven through
+//! the scheduler, block manager and a paged test executor, with the pool's
+//! invariants checked after every step.
+
+mod common;
+
+use common::rig;
+use kvscope_core::replay::Replay;
+use kvscope_core::{RequestId, SamplingParams, Sequence};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug)]
+struct Req {
+    shared_prefix: usize,
+    prompt_len: usize,
+    max_tokens: usize,
+    seed: u64,
+    /// Abort after this many steps, if any.
+    abort_after: Option<usize>,
+    /// Submit after this many steps.
+    arrive_at: usize,
+}
+
+fn req() -> impl Strategy<Value = Req> {
+    (0usize..3, 1usize..40, 1usize..12, any::<u64>(), proptest::option::weighted(0.15, 0usize..20), 0usize..15)
+        .prop_map(|(shared_prefix, prompt_len, max_tokens, seed, abort_after, arrive_at)| Req {
+            shared_prefix,
+            prompt_len,
+            max_tokens,
+            seed,
+            abort_after,
+            arrive_at,
+        })
+}
+
+fn prompt(r: &Req) -> Vec<u32> {
+    // Three families of shared prefixes (family 0: none), then own tokens.
+    let mut p: Vec<u32> = match r.shared_prefix {
+        0 => vec![],
+        f => (0..24).map(|i| (f as u32 * 100 + i) % common::VOCAB).collect(),
+    };
+    p.extend((0..r.prompt_len).map(|i| ((r.seed >> (i % 48)) as u32 ^ i as u32) % common::VOCAB));
+    p
+}
+
+struct Setup {
+    num_blocks: usize,
+    block_size: usize,
+    prefix_caching: bool,
+    max_running: usize,
+    budget: usize,
+}
+
+/// Runs the workload, checking invariants at every step. Returns the
+/// outputs of requests that were not aborted.
+fn drive(reqs: &[Req], s: &Setup) -> Result<BTreeMap<u64, Vec<u32>>, TestCaseError> {
+    let mut r = rig(s.num_blocks, s.block_size, s.prefix_caching, s.max_running, s.budget);
+    let mut outputs = BTreeMap::new();
+    let mut submitted = vec![false; reqs.len()];
+    let mut accepted = vec![false; reqs.len()];
+    let mut finished: Vec<Sequence> = Vec::new();
+    for step in 0..5_000 {
+        for (i, q) in reqs.iter().enumerate() {
+            if !submitted[i] && q.arrive_at <= step {
+                submitted[i] = true;
+                let params =
+                    SamplingParams { seed: Some(q.seed), ignore_eos: true, ..SamplingParams::greedy(q.max_tokens) };
+                accepted[i] = r.engine.submit(RequestId(i as u64), prompt(q), params).is_ok();
+            }
+            if q.abort_after == Some(step) && accepted[i] {
+                if let Some(seq) = r.engine.abort(RequestId(i as u64)) {
+                    prop_assert!(seq.block_table.is_empty());
+                }
+            }
+        }
+        finished.extend(r.engine.step().map_err(|e| TestCaseError::fail(e.to_string()))?.finished);
+        r.engine.scheduler().check_invariants().map_err(TestCaseError::fail)?;
+        let snap = r.engine.snapshot();
+        prop_assert_eq!(snap.used_blocks + snap.free_blocks, snap.total_blocks);
+        if submitted.iter().all(|s| *s) && !r.engine.has_work() {
+            break;
+        }
+    }
+    prop_assert!(!r.engine.has_work(), "every request that fits finishes");
+    prop_assert_eq!(r.engine.scheduler().block_manager().used_blocks(), 0, "at the end every block is free");
+    for seq in finished {
+        prop_assert!(seq.block_table.is_empty());
+        if reqs[seq.id.0 as usize].abort_after.is_none() {
+            prop_assert_eq!(seq.output.len(), reqs[seq.id.0 as usize].max_tokens);
+        }
+        outputs.insert(seq.id.0, seq.output);
+    }
+    for (i, q) in reqs.iter().enumerate() {
+        if accepted[i] && q.abort_after.is_none() {
+            prop_assert!(outputs.contains_key(&(i as u64)), "request {} never finished", i);
+        }
+    }
+    let events = r.recorder.lock().unwrap().events.clone();
+    let replay = Replay::run(events.iter()).map_err(TestCaseError::fail)?;
+    prop_assert_eq!(replay.held_blocks(), 0);
+    Ok(outputs.into_iter().filter(|(id, _)| reqs[*id as usize].abort_after.is_none()).collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold_under_random_load(
+        reqs in proptest::collection::vec(req(), 1..14),
+        num_blocks in 12usize..40,
+        block_size in prop_oneof![Just(1usize), Just(2), Just(4), Just(8)],
+        prefix_caching in any::<bool>(),
+        max_running in 1usize..6,
+        budget in 1usize..64,
+    ) {
+        drive(&reqs, &Setup { num_blocks, block_size, prefix_caching, max_running, budget })?;
+    }
+
+    /// The next token depends only on the token history, so prefix caching,
+    /// preemption, chunking and batching must not change any output.
+    #[test]
+    fn outputs_do_not_depend_on_caching_preemption_or_batching(
+        reqs in proptest::collection::vec(req().prop_map(|r| Req { abort_after: None, ..r }), 1..10),
+        block_size in prop_oneof![Just(2usize), Just(4), Just(8)],
+        budget in 1usize..48,
+    ) {
+        let roomy = Setup { num_blocks: 400, block_size, prefix_caching: false, max_running: 64, budget: 4096 };
+        let reference = drive(&reqs, &roomy)?;
+        // Big enough for the largest single request, small enough to preempt.
+        let largest = reqs.iter().map(|r| prompt(r).len() + r.max_tokens).max().unwrap();
+        let tight_blocks = largest.div_ceil(block_size) + 2;
+        for prefix_caching in [false, true] {
+            for (num_blocks, max_running) in [(tight_blocks, 8), (400, 1), (400, 64)] {
+                let got = drive(&reqs, &Setup { num_blocks, block_size, prefix_caching, max_running, budget })?;
+                prop_assert_eq!(&got, &reference);
+            }
+        }
+    }
+}
