@@ -7,3 +7,6 @@ pub mod quant;
 pub mod chat_template;
 pub mod config;
 pub mod tokenizer;
+pub mod kernels;
+pub mod kv_storage;
+pub mod llama;

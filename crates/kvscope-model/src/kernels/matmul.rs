@@ -1,0 +1,172 @@
+//! `y = x · Wᵀ`: activations `x` [rows, k] times f32 weights `w` [n, k]
+//! (row-major, one row per output feature, as GGUF stores them).
+//!
+//! Each output element is `simd::dot(x[r], w[j])` bit for bit: the tiles only
+//! decide how many such dot products run side by side in registers, not the
+//! order of any one of them. So a row's outputs are the same whether it is
+//! computed alone (decode), among 512 others (prefill), or in any chunk.
+
+use super::simd::{self, Isa};
+use super::SendPtr;
+use rayon::prelude::*;
+
+/// Rows and columns of one register tile.
+const TILE_R: usize = 4;
+const TILE_C: usize = 4;
+/// Columns whose weights stay cache-resident while all row tiles pass.
+const COL_BLOCK: usize = 64;
+
+/// `y[r * n + j] = dot(x[r * k ..][..k], w[j * k ..][..k])`.
+pub fn matmul(x: &[f32], w: &[f32], y: &mut [f32], rows: usize, k: usize, n: usize) {
+    assert!(x.len() >= rows * k && w.len() >= n * k && y.len() >= rows * n, "matmul shapes");
+    if rows == 0 || n == 0 {
+        return;
+    }
+    // Enough tasks for load balance on any thread count; the split never
+    // changes a value (see the module comment).
+    let threads = rayon::current_num_threads().max(1);
+    let per_task = (n.div_ceil(threads * 4)).next_multiple_of(TILE_C).max(16);
+    let tasks = n.div_ceil(per_task);
+    let yp = SendPtr(y.as_mut_ptr());
+    let isa = simd::isa();
+    (0..tasks).into_par_iter().for_each(|t| {
+        let c0 = t * per_task;
+        let c1 = (c0 + per_task).min(n);
+        // SAFETY: tasks write disjoint column ranges of y; shapes checked above.
+        unsafe { columns(isa, x, w, yp, rows, k, n, c0, c1) };
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn columns(isa: Isa, x: &[f32], w: &[f32], y: SendPtr, rows: usize, k: usize, n: usize, c0: usize, c1: usize) {
+    let mut cb = c0;
+    while cb < c1 {
+        let ce = (cb + COL_BLOCK).min(c1);
+        let mut r = 0;
+        while r < rows {
+            let rr = (rows - r).min(TILE_R);
+            let mut c = cb;
+            while c < ce {
+                let cc = (ce - c).min(TILE_C);
+                let xp = x.as_ptr().add(r * k);
+                let wp = w.as_ptr().add(c * k);
+                let yp = y.0.add(r * n + c);
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => avx512_tile(rr, cc, xp, wp, yp, k, n),
+                    _ => portable_tile(rr, cc, xp, wp, yp, k, n),
+                }
+                c += cc;
+            }
+            r += rr;
+        }
+        cb = ce;
+    }
+}
+
+unsafe fn portable_tile(rr: usize, cc: usize, x: *const f32, w: *const f32, y: *mut f32, k: usize, n: usize) {
+    for r in 0..rr {
+        let xr = std::slice::from_raw_parts(x.add(r * k), k);
+        for c in 0..cc {
+            let wc = std::slice::from_raw_parts(w.add(c * k), k);
+            *y.add(r * n + c) = simd::portable_dot(xr, wc);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+unsafe fn avx512_tile(rr: usize, cc: usize, x: *const f32, w: *const f32, y: *mut f32, k: usize, n: usize) {
+    macro_rules! dispatch {
+        ($($r:literal),*; $($c:literal),*) => {
+            dispatch!(@rows [$($r),*] [$($c),*])
+        };
+        (@rows [$($r:literal),*] $cs:tt) => {
+            match rr { $( $r => dispatch!(@cols $r $cs), )* _ => unreachable!() }
+        };
+        (@cols $r:literal [$($c:literal),*]) => {
+            match cc { $( $c => tile512::<$r, $c>(x, w, y, k, n), )* _ => unreachable!() }
+        };
+    }
+    dispatch!(1, 2, 3, 4; 1, 2, 3, 4)
+}
+
+/// An R×C tile of dot products, one accumulator each, all stepping through k
+/// together; element (r, c) sees exactly the FMA sequence of `simd::dot`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile512<const R: usize, const C: usize>(x: *const f32, w: *const f32, y: *mut f32, k: usize, n: usize) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    let full = k / 16 * 16;
+    let mut i = 0;
+    while i < full {
+        let mut wv = [_mm512_setzero_ps(); C];
+        for c in 0..C {
+            wv[c] = _mm512_loadu_ps(w.add(c * k + i));
+        }
+        for r in 0..R {
+            let xv = _mm512_loadu_ps(x.add(r * k + i));
+            for c in 0..C {
+                acc[r][c] = _mm512_fmadd_ps(xv, wv[c], acc[r][c]);
+            }
+        }
+        i += 16;
+    }
+    if full < k {
+        let m = simd::avx512::tail_mask(k - full);
+        let mut wv = [_mm512_setzero_ps(); C];
+        for c in 0..C {
+            wv[c] = _mm512_maskz_loadu_ps(m, w.add(c * k + full));
+        }
+        for r in 0..R {
+            let xv = _mm512_maskz_loadu_ps(m, x.add(r * k + full));
+            for c in 0..C {
+                acc[r][c] = _mm512_fmadd_ps(xv, wv[c], acc[r][c]);
+            }
+        }
+    }
+    for r in 0..R {
+        for c in 0..C {
+            *y.add(r * n + c) = simd::avx512::hsum(acc[r][c]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(len: usize, seed: u32) -> Vec<f32> {
+        (0..len).map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0).collect()
+    }
+
+    #[test]
+    fn every_element_is_the_reference_dot_bit_for_bit() {
+        for (rows, k, n) in [(1, 16, 1), (5, 37, 9), (9, 64, 70), (4, 576, 130)] {
+            let x = data(rows * k, 1);
+            let w = data(n * k, 2);
+            let mut y = vec![0f32; rows * n];
+            matmul(&x, &w, &mut y, rows, k, n);
+            for r in 0..rows {
+                for j in 0..n {
+                    let want = simd::dot(&x[r * k..][..k], &w[j * k..][..k]);
+                    assert_eq!(y[r * n + j].to_bits(), want.to_bits(), "({rows},{k},{n}) at ({r},{j})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_alone_equals_the_same_row_in_a_batch() {
+        let (rows, k, n) = (7, 96, 50);
+        let x = data(rows * k, 3);
+        let w = data(n * k, 4);
+        let mut all = vec![0f32; rows * n];
+        matmul(&x, &w, &mut all, rows, k, n);
+        for r in 0..rows {
+            let mut one = vec![0f32; n];
+            matmul(&x[r * k..][..k], &w, &mut one, 1, k, n);
+            assert_eq!(one, all[r * n..][..n]);
+        }
+    }
+}

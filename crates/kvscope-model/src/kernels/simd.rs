@@ -1,0 +1,176 @@
+//! Instruction-set selection and the reduction order all kernels share.
+//!
+//! One ISA is chosen per process (AVX-512 when the CPU has it, else the
+//! portable path) so that every value in a run is computed the same way. The
+//! two paths may differ from each other in the last bits; each is
+//! deterministic on its own.
+
+use std::sync::OnceLock;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Avx512,
+    Portable,
+}
+
+/// The ISA this process uses. `KVSCOPE_ISA=portable` forces the fallback
+/// (to test it on a machine that has AVX-512).
+pub fn isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        if std::env::var("KVSCOPE_ISA").is_ok_and(|v| v == "portable") {
+            return Isa::Portable;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Isa::Avx512;
+        }
+        Isa::Portable
+    })
+}
+
+/// Lanes of the accumulators; the portable path mirrors the AVX-512 shape.
+pub const LANES: usize = 16;
+
+/// Sum 16 lanes in a fixed tree: (i, i+8), then (i, i+4), (i, i+2), (0, 1).
+#[inline(always)]
+pub fn tree_sum(a: [f32; LANES]) -> f32 {
+    let mut s8 = [0f32; 8];
+    for i in 0..8 {
+        s8[i] = a[i] + a[i + 8];
+    }
+    let mut s4 = [0f32; 4];
+    for i in 0..4 {
+        s4[i] = s8[i] + s8[i + 4];
+    }
+    let s2 = [s4[0] + s4[2], s4[1] + s4[3]];
+    s2[0] + s2[1]
+}
+
+/// Dot product in the process-wide fixed order.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::dot(a, b) },
+        _ => portable_dot(a, b),
+    }
+}
+
+/// `y += alpha * x`, elementwise (no reduction, so no order to fix).
+pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
+    assert_eq!(y.len(), x.len());
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::axpy(y, alpha, x) },
+        _ => {
+            for (yi, xi) in y.iter_mut().zip(x) {
+                *yi += alpha * xi;
+            }
+        }
+    }
+}
+
+/// Portable dot: lane `l` accumulates elements `l, l+16, l+32, ...`.
+#[inline]
+pub fn portable_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let mut ca = a.chunks_exact(LANES);
+    let mut cb = b.chunks_exact(LANES);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    for (l, (x, y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
+        acc[l] += x * y;
+    }
+    tree_sum(acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// The same tree as `tree_sum`, in registers.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub unsafe fn hsum(v: __m512) -> f32 {
+        let lo = _mm512_castps512_ps256(v);
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+        let s8 = _mm256_add_ps(lo, hi);
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2));
+        _mm_cvtss_f32(s1)
+    }
+
+    /// Mask selecting the first `n` (< 16) lanes.
+    #[inline(always)]
+    pub fn tail_mask(n: usize) -> __mmask16 {
+        ((1u32 << n) - 1) as __mmask16
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let k = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = _mm512_setzero_ps();
+        let full = k / 16 * 16;
+        let mut i = 0;
+        while i < full {
+            acc = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc);
+            i += 16;
+        }
+        if full < k {
+            let m = tail_mask(k - full);
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, pa.add(full)), _mm512_maskz_loadu_ps(m, pb.add(full)), acc);
+        }
+        hsum(acc)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
+        let k = y.len();
+        let (py, px) = (y.as_mut_ptr(), x.as_ptr());
+        let a = _mm512_set1_ps(alpha);
+        let full = k / 16 * 16;
+        let mut i = 0;
+        while i < full {
+            let v = _mm512_fmadd_ps(a, _mm512_loadu_ps(px.add(i)), _mm512_loadu_ps(py.add(i)));
+            _mm512_storeu_ps(py.add(i), v);
+            i += 16;
+        }
+        if full < k {
+            let m = tail_mask(k - full);
+            let v = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, px.add(full)), _mm512_maskz_loadu_ps(m, py.add(full)));
+            _mm512_mask_storeu_ps(py.add(full), m, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_matches_a_plain_sum_closely_for_every_tail_length() {
+        for k in [1, 7, 15, 16, 17, 33, 64, 100] {
+            let a: Vec<f32> = (0..k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..k).map(|i| (i as f32 * 0.11).cos()).collect();
+            let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            assert!((dot(&a, &b) as f64 - want).abs() < 1e-4, "k={k}");
+            assert!((portable_dot(&a, &b) as f64 - want).abs() < 1e-4, "k={k}");
+        }
+    }
+
+    #[test]
+    fn axpy_adds_scaled_vector() {
+        for k in [3, 16, 21] {
+            let mut y: Vec<f32> = (0..k).map(|i| i as f32).collect();
+            let x = vec![2.0f32; k];
+            axpy(&mut y, 0.5, &x);
+            assert!(y.iter().enumerate().all(|(i, v)| *v == i as f32 + 1.0));
+        }
+    }
+}
