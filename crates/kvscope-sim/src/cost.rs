@@ -1,0 +1,275 @@
+//! The cost of one engine step, from the shape of its batch.
+//!
+//! Two ways to price a step, both monotone in every input (more tokens,
+//! more sequences or more context never take less time):
+//!
+//! - **Roofline** (GPU presets and the uncalibrated `cpu`):
+//!   `t = overhead + max(FLOPs / (peak × compute_eff), bytes / (bandwidth × bandwidth_eff))`
+//!   where
+//!   - FLOPs = 2 · non-embedding params · computed tokens
+//!           + 2 · hidden · vocab · sampled tokens (LM head)
+//!           + 4 · layers · heads · head_dim · attention (query, key) pairs;
+//!   - bytes = weight bytes (read once per step)
+//!           + KV bytes per token · (context tokens read + tokens written).
+//! - **Calibrated linear** (the `cpu` profile after calibration):
+//!   `t = c0 + c1 · prefill tokens + c2 · decode sequences
+//!          + c3 · prefill attention pairs + c4 · decode context tokens`
+//!   with non-negative coefficients fitted to measured steps.
+
+use crate::hardware::HardwareProfile;
+use crate::model_preset::{model_preset, ModelPreset};
+use kvscope_core::ScheduledBatch;
+use serde::{Deserialize, Serialize};
+
+/// What a step's cost depends on, counted from its batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchShape {
+    /// Prompt tokens computed this step (first prefill or recompute).
+    pub prefill_tokens: u64,
+    /// Sequences decoding one token each.
+    pub decode_seqs: u64,
+    /// Sequences that sample a token (the LM head runs for these).
+    pub sampled: u64,
+    /// (query, key) pairs attention scores for prefill chunks: a chunk of
+    /// `n` tokens starting at position `s` has `n·s + n(n+1)/2`.
+    pub prefill_attention_pairs: u64,
+    /// Context tokens (KV positions) read by decoding sequences.
+    pub decode_context_tokens: u64,
+    /// Context tokens read by every sequence of the batch (KV traffic).
+    pub context_tokens_read: u64,
+}
+
+impl BatchShape {
+    pub fn of(batch: &ScheduledBatch) -> Self {
+        let mut shape = BatchShape::default();
+        for seq in &batch.seqs {
+            let n = seq.tokens.len() as u64;
+            let s = seq.start_pos as u64;
+            if seq.is_prefill {
+                shape.prefill_tokens += n;
+                shape.prefill_attention_pairs += n * s + n * (n + 1) / 2;
+            } else {
+                shape.decode_seqs += 1;
+                shape.decode_context_tokens += s + n;
+            }
+            shape.context_tokens_read += s + n;
+            shape.sampled += u64::from(seq.sample);
+        }
+        shape
+    }
+
+    /// A single prefill chunk of `tokens` starting at `start_pos`, sampling
+    /// at its end.
+    pub fn prefill(start_pos: u64, tokens: u64) -> Self {
+        BatchShape {
+            prefill_tokens: tokens,
+            sampled: 1,
+            prefill_attention_pairs: tokens * start_pos + tokens * (tokens + 1) / 2,
+            context_tokens_read: start_pos + tokens,
+            ..Default::default()
+        }
+    }
+
+    /// `seqs` sequences decoding one token each over `context` positions.
+    pub fn decode(seqs: u64, context: u64) -> Self {
+        BatchShape {
+            decode_seqs: seqs,
+            sampled: seqs,
+            decode_context_tokens: seqs * context,
+            context_tokens_read: seqs * context,
+            ..Default::default()
+        }
+    }
+
+    /// Tokens whose KV this step writes.
+    pub fn tokens_computed(&self) -> u64 {
+        self.prefill_tokens + self.decode_seqs
+    }
+
+    /// Two steps run as one (both batches together).
+    pub fn merged(self, o: BatchShape) -> Self {
+        BatchShape {
+            prefill_tokens: self.prefill_tokens + o.prefill_tokens,
+            decode_seqs: self.decode_seqs + o.decode_seqs,
+            sampled: self.sampled + o.sampled,
+            prefill_attention_pairs: self.prefill_attention_pairs + o.prefill_attention_pairs,
+            decode_context_tokens: self.decode_context_tokens + o.decode_context_tokens,
+            context_tokens_read: self.context_tokens_read + o.context_tokens_read,
+        }
+    }
+
+    /// The calibrated model's features, in coefficient order (the first is
+    /// the constant 1 for the per-step overhead).
+    pub fn features(&self) -> [f64; 5] {
+        [
+            1.0,
+            self.prefill_tokens as f64,
+            self.decode_seqs as f64,
+            self.prefill_attention_pairs as f64,
+            self.decode_context_tokens as f64,
+        ]
+    }
+}
+
+/// Fitted seconds per unit of each feature of [`BatchShape::features`],
+/// for the model they were measured on. All are >= 0.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinearCoefficients {
+    /// Preset name of the model the steps were measured on.
+    pub model: String,
+    /// Seconds per step.
+    pub overhead_s: f64,
+    /// Seconds per prompt token computed.
+    pub per_prefill_token_s: f64,
+    /// Seconds per decoding sequence.
+    pub per_decode_seq_s: f64,
+    /// Seconds per prefill (query, key) attention pair.
+    pub per_prefill_attention_pair_s: f64,
+    /// Seconds per context token a decoding sequence reads.
+    pub per_decode_context_token_s: f64,
+}
+
+impl LinearCoefficients {
+    pub fn as_array(&self) -> [f64; 5] {
+        [
+            self.overhead_s,
+            self.per_prefill_token_s,
+            self.per_decode_seq_s,
+            self.per_prefill_attention_pair_s,
+            self.per_decode_context_token_s,
+        ]
+    }
+
+    pub fn from_array(model: &str, c: [f64; 5]) -> Self {
+        LinearCoefficients {
+            model: model.into(),
+            overhead_s: c[0],
+            per_prefill_token_s: c[1],
+            per_decode_seq_s: c[2],
+            per_prefill_attention_pair_s: c[3],
+            per_decode_context_token_s: c[4],
+        }
+    }
+
+    pub fn seconds(&self, shape: &BatchShape) -> f64 {
+        self.as_array().iter().zip(shape.features()).map(|(c, x)| c * x).sum()
+    }
+
+    /// The coefficients carried over to another model on the same machine:
+    /// per-token terms scale with the linear FLOPs per token, attention
+    /// terms with the attention FLOPs per pair, the overhead stays. A
+    /// first-order transfer (it ignores cache effects and weight formats);
+    /// unchanged when the source model is not a known preset.
+    pub fn scaled_to(&self, target: &ModelPreset) -> Self {
+        let Some(source) = model_preset(&self.model) else { return self.clone() };
+        let token = target.linear_flops_per_token() / source.linear_flops_per_token();
+        let attn = target.attention_flops_per_pair() / source.attention_flops_per_pair();
+        LinearCoefficients {
+            model: target.name.clone(),
+            overhead_s: self.overhead_s,
+            per_prefill_token_s: self.per_prefill_token_s * token,
+            per_decode_seq_s: self.per_decode_seq_s * token,
+            per_prefill_attention_pair_s: self.per_prefill_attention_pair_s * attn,
+            per_decode_context_token_s: self.per_decode_context_token_s * attn,
+        }
+    }
+}
+
+/// Which limit decided a step's time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bound {
+    Compute,
+    Memory,
+    /// Priced by fitted coefficients.
+    Calibrated,
+}
+
+/// One step's price with its parts.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepCost {
+    pub flops: f64,
+    pub bytes: f64,
+    /// FLOPs at effective peak, seconds.
+    pub compute_s: f64,
+    /// Bytes at effective bandwidth, seconds.
+    pub memory_s: f64,
+    pub overhead_s: f64,
+    /// The step's duration, seconds.
+    pub total_s: f64,
+    pub bound: Bound,
+}
+
+/// Prices steps of one model on one piece of hardware.
+#[derive(Clone, Debug)]
+pub struct CostModel {
+    model: ModelPreset,
+    hardware: HardwareProfile,
+    linear: Option<LinearCoefficients>,
+    // Precomputed per-unit figures (the simulator prices every step).
+    flops_per_token: f64,
+    flops_per_sample: f64,
+    flops_per_pair: f64,
+    weight_bytes: f64,
+    kv_bytes_per_token: f64,
+    flops_rate: f64,
+    bytes_rate: f64,
+}
+
+impl CostModel {
+    pub fn new(model: ModelPreset, hardware: HardwareProfile) -> Self {
+        let linear = hardware.calibrated.as_ref().map(|c| c.scaled_to(&model));
+        CostModel {
+            flops_per_token: model.linear_flops_per_token(),
+            flops_per_sample: model.lm_head_flops_per_sample(),
+            flops_per_pair: model.attention_flops_per_pair(),
+            weight_bytes: model.weight_bytes() as f64,
+            kv_bytes_per_token: model.kv_bytes_per_token() as f64,
+            flops_rate: hardware.peak_flops * hardware.compute_efficiency,
+            bytes_rate: hardware.bandwidth_bytes_per_s * hardware.bandwidth_efficiency,
+            model,
+            hardware,
+            linear,
+        }
+    }
+
+    pub fn model(&self) -> &ModelPreset {
+        &self.model
+    }
+    pub fn hardware(&self) -> &HardwareProfile {
+        &self.hardware
+    }
+    /// The fitted coefficients in use (scaled to this model), if any.
+    pub fn linear(&self) -> Option<&LinearCoefficients> {
+        self.linear.as_ref()
+    }
+
+    /// Seconds one step of this shape takes.
+    pub fn step_seconds(&self, shape: &BatchShape) -> f64 {
+        self.breakdown(shape).total_s
+    }
+
+    pub fn breakdown(&self, shape: &BatchShape) -> StepCost {
+        let flops = self.flops_per_token * shape.tokens_computed() as f64
+            + self.flops_per_sample * shape.sampled as f64
+            + self.flops_per_pair * (shape.prefill_attention_pairs + shape.decode_context_tokens) as f64;
+        let bytes = self.weight_bytes
+            + self.kv_bytes_per_token * (shape.context_tokens_read + shape.tokens_computed()) as f64;
+        let compute_s = flops / self.flops_rate;
+        let memory_s = bytes / self.bytes_rate;
+        if let Some(linear) = &self.linear {
+            return StepCost {
+                flops,
+                bytes,
+                compute_s,
+                memory_s,
+                overhead_s: linear.overhead_s,
+                total_s: linear.seconds(shape),
+                bound: Bound::Calibrated,
+            };
+        }
+        let overhead_s = self.hardware.per_step_overhead_s;
+        let (bound, busy) = if compute_s >= memory_s { (Bound::Compute, compute_s) } else { (Bound::Memory, memory_s) };
+        StepCost { flops, bytes, compute_s, memory_s, overhead_s, total_s: overhead_s + busy, bound }
+    }
+}

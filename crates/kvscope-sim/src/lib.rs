@@ -1,0 +1,37 @@
+//! kvscope-sim: the engine's scheduler and block manager driven by a cost
+//! model instead of a model, for capacity questions at GPU scale.
+//!
+//! - [`model_preset`] and [`hardware`]: published shapes and datasheet
+//!   numbers (every figure says where it comes from).
+//! - [`kv_pool`]: memory × utilisation − weights − activation reserve.
+//! - [`cost`]: the price of one step from its batch's shape.
+//! - [`executor`]: `SimExecutor`, the `Executor` that advances a `SimClock`.
+//! - [`setup`]: presets → a ready `Engine<SimExecutor, SimClock>`.
+//! - [`calibrate`]: measure a real executor, fit the `cpu` coefficients.
+//! - [`driver`], [`workload`], [`max_rate`]: arrivals, runs, rate search.
+
+pub mod calibrate;
+pub mod cost;
+pub mod driver;
+pub mod error;
+pub mod executor;
+pub mod hardware;
+pub mod kv_pool;
+pub mod max_rate;
+pub mod model_preset;
+pub mod setup;
+pub mod workload;
+
+pub use calibrate::{
+    calibrate, default_calibration_path, fit, CalibrationFile, CalibrationFit, CalibrationPlan, StepSample,
+};
+pub use cost::{BatchShape, Bound, CostModel, LinearCoefficients, StepCost};
+pub use driver::{quantile, run_arrivals, Arrival, DriveError, RequestMetrics, RunSummary};
+pub use error::SimError;
+pub use executor::{SimExecutor, SimTotals};
+pub use hardware::{hardware_preset, HardwareProfile, HARDWARE_NAMES};
+pub use kv_pool::{activation_reserve_estimate, kv_pool, KvPoolPlan};
+pub use max_rate::find_max_rate;
+pub use model_preset::{model_preset, ModelPreset, MODEL_NAMES};
+pub use setup::{SimConfig, SimEngine};
+pub use workload::{poisson_arrival_times, SplitMix64};

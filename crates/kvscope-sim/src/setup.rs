@@ -1,0 +1,100 @@
+//! Puts a simulated engine together from presets: the KV pool sized from
+//! memory, the scheduler's limits, the cost model and a shared clock.
+
+use crate::cost::CostModel;
+use crate::error::SimError;
+use crate::executor::SimExecutor;
+use crate::hardware::{hardware_preset, HardwareProfile};
+use crate::kv_pool::{activation_reserve_estimate, kv_pool, KvPoolPlan};
+use crate::model_preset::{model_preset, ModelPreset};
+use kvscope_core::{Engine, EngineConfig, PoolConfig, SchedulerConfig, SimClock};
+
+pub type SimEngine = Engine<SimExecutor, SimClock>;
+
+/// Everything a simulated run is configured by. Defaults follow vLLM's:
+/// 90 % memory utilisation, 16-token blocks, 256 running sequences, 8192
+/// batched tokens, prefix caching on.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub model: ModelPreset,
+    pub hardware: HardwareProfile,
+    pub memory_utilization: f64,
+    pub block_size: usize,
+    pub max_running: usize,
+    pub max_batched_tokens: usize,
+    pub enable_prefix_caching: bool,
+    /// `None`: [`activation_reserve_estimate`] for these limits.
+    pub activation_reserve_bytes: Option<u64>,
+    /// Use exactly this many KV blocks instead of sizing from memory.
+    pub kv_blocks: Option<usize>,
+    /// `None`: the model's maximum context.
+    pub max_model_len: Option<usize>,
+}
+
+impl SimConfig {
+    pub fn new(model: ModelPreset, hardware: HardwareProfile) -> Self {
+        SimConfig {
+            model,
+            hardware,
+            memory_utilization: 0.9,
+            block_size: 16,
+            max_running: 256,
+            max_batched_tokens: 8192,
+            enable_prefix_caching: true,
+            activation_reserve_bytes: None,
+            kv_blocks: None,
+            max_model_len: None,
+        }
+    }
+
+    /// From preset names, e.g. `("qwen3-0.6b", "h100")`.
+    pub fn from_names(model: &str, hardware: &str) -> Result<Self, SimError> {
+        let m = model_preset(model).ok_or_else(|| SimError::UnknownModel(model.into()))?;
+        let h = hardware_preset(hardware).ok_or_else(|| SimError::UnknownHardware(hardware.into()))?;
+        Ok(Self::new(m, h))
+    }
+
+    /// The KV pool from memory (what `kvscope sim` prints). With
+    /// `kv_blocks` set, the number of blocks is that override.
+    pub fn pool_plan(&self) -> Result<KvPoolPlan, SimError> {
+        let reserve = self.activation_reserve_bytes.unwrap_or_else(|| {
+            activation_reserve_estimate(&self.model, self.max_batched_tokens, self.max_running)
+        });
+        let mut plan = kv_pool(&self.model, &self.hardware, self.memory_utilization, reserve, self.block_size)?;
+        if let Some(n) = self.kv_blocks {
+            plan.num_blocks = n;
+        }
+        Ok(plan)
+    }
+
+    pub fn engine_config(&self) -> Result<(EngineConfig, KvPoolPlan), SimError> {
+        let plan = self.pool_plan()?;
+        let config = EngineConfig {
+            scheduler: SchedulerConfig {
+                max_running: self.max_running,
+                max_batched_tokens: self.max_batched_tokens,
+                max_model_len: self.max_model_len.unwrap_or(self.model.max_context),
+            },
+            pool: PoolConfig {
+                num_blocks: plan.num_blocks,
+                block_size: self.block_size,
+                enable_prefix_caching: self.enable_prefix_caching,
+                bytes_per_block: plan.bytes_per_block,
+            },
+            vocab_size: Some(self.model.vocab),
+        };
+        Ok((config, plan))
+    }
+
+    pub fn cost_model(&self) -> CostModel {
+        CostModel::new(self.model.clone(), self.hardware.clone())
+    }
+
+    /// A ready engine on a fresh simulated clock at t = 0.
+    pub fn build(&self) -> Result<(SimEngine, KvPoolPlan), SimError> {
+        let (config, plan) = self.engine_config()?;
+        let clock = SimClock::new();
+        let executor = SimExecutor::new(self.cost_model(), clock.clone());
+        Ok((Engine::new(config, executor, clock), plan))
+    }
+}
