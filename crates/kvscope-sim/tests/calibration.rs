@@ -1,0 +1,110 @@
+//! Calibration: the fit recovers known coefficients, the measuring routine
+//! drives an executor correctly, and the file round-trips.
+
+use kvscope_core::testing::PagedTokenExecutor;
+use kvscope_core::{Executor, ExecutorError, SampledToken, ScheduledBatch, SimClock};
+use kvscope_sim::{
+    calibrate, fit, BatchShape, CalibrationFile, CalibrationPlan, LinearCoefficients, SimError, SplitMix64, StepSample,
+};
+
+fn synthetic_samples(truth: &LinearCoefficients, noise: f64, seed: u64) -> Vec<StepSample> {
+    let mut rng = SplitMix64::new(seed);
+    let mut shapes = Vec::new();
+    for len in [16, 64, 128, 256, 512] {
+        shapes.push(BatchShape::prefill(0, len));
+        shapes.push(BatchShape::prefill(len, 128));
+    }
+    for b in [1, 2, 4, 8, 16] {
+        for c in [64, 512, 2048] {
+            shapes.push(BatchShape::decode(b, c));
+        }
+    }
+    shapes.push(BatchShape::prefill(0, 100).merged(BatchShape::decode(4, 300)));
+    shapes
+        .into_iter()
+        .map(|shape| {
+            let jitter = 1.0 + noise * (2.0 * rng.next_f64() - 1.0);
+            StepSample { shape, seconds: truth.seconds(&shape) * jitter }
+        })
+        .collect()
+}
+
+#[test]
+fn fit_recovers_known_coefficients_exactly_without_noise() {
+    let truth = LinearCoefficients::from_array("smollm2-135m", [0.012, 0.0031, 0.0045, 2.0e-7, 1.5e-6]);
+    let f = fit("smollm2-135m", &synthetic_samples(&truth, 0.0, 1)).unwrap();
+    for (got, want) in f.coefficients.as_array().iter().zip(truth.as_array()) {
+        assert!((got - want).abs() <= 1e-6 * want, "got {got}, want {want}");
+    }
+    assert!(f.rms_relative_error < 1e-9);
+}
+
+#[test]
+fn fit_keeps_coefficients_non_negative_and_close_under_noise() {
+    // A feature that costs nothing must come out as 0, not negative.
+    let truth = LinearCoefficients::from_array("smollm2-135m", [0.01, 0.003, 0.004, 0.0, 1e-6]);
+    let f = fit("smollm2-135m", &synthetic_samples(&truth, 0.05, 2)).unwrap();
+    assert!(f.coefficients.as_array().iter().all(|&c| c >= 0.0), "{f:?}");
+    assert!(f.rms_relative_error < 0.05, "{f:?}");
+    assert!((f.coefficients.per_prefill_token_s / 0.003 - 1.0).abs() < 0.05, "{f:?}");
+    assert!((f.coefficients.per_decode_seq_s / 0.004 - 1.0).abs() < 0.15, "{f:?}");
+    assert!(matches!(fit("x", &[]), Err(SimError::TooFewSamples { .. })));
+}
+
+/// The paged test executor (it really writes and reads KV through the block
+/// tables, and fails on unwritten KV) with a known linear step time.
+struct TimedExecutor {
+    inner: PagedTokenExecutor,
+    clock: SimClock,
+    truth: LinearCoefficients,
+}
+
+impl Executor for TimedExecutor {
+    fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
+        self.clock.advance(self.truth.seconds(&BatchShape::of(batch)));
+        self.inner.execute(batch)
+    }
+}
+
+#[test]
+fn calibrate_measures_valid_batches_and_the_fit_recovers_the_executor() {
+    let plan = CalibrationPlan::default();
+    let truth = LinearCoefficients::from_array("smollm2-135m", [0.008, 0.0033, 0.005, 1.0e-7, 2.0e-6]);
+    let clock = SimClock::new();
+    let mut executor = TimedExecutor {
+        inner: PagedTokenExecutor::new(plan.required_blocks(), plan.block_size, 1000),
+        clock: clock.clone(),
+        truth: truth.clone(),
+    };
+    let mut calls = 0;
+    let samples = calibrate(&mut executor, &clock, &plan, |done, total| {
+        calls += 1;
+        assert!(done <= total);
+    })
+    .unwrap();
+    assert_eq!(calls, samples.len());
+    // 3 prefills + (1 + 2) context chunks + 2 contexts × 3 batches × 4 steps.
+    assert_eq!(samples.len(), 3 + 3 + 24);
+    assert!(plan.max_context() >= 512);
+    let f = fit("smollm2-135m", &samples).unwrap();
+    for (got, want) in f.coefficients.as_array().iter().zip(truth.as_array()) {
+        assert!((got - want).abs() <= 1e-6 * want, "got {got}, want {want}");
+    }
+
+    let path = std::env::temp_dir().join(format!("kvscope-sim-test-{}/calib.json", std::process::id()));
+    let file = CalibrationFile::new("test executor", f, samples);
+    file.save(&path).unwrap();
+    let loaded = CalibrationFile::load(&path).unwrap();
+    assert_eq!(loaded.description, file.description);
+    assert_eq!(loaded.samples.len(), file.samples.len());
+    assert!(loaded.samples.iter().zip(&file.samples).all(|(a, b)| a.shape == b.shape));
+    // JSON keeps f64 to within an ulp or so.
+    for (a, b) in loaded.fit.coefficients.as_array().iter().zip(file.fit.coefficients.as_array()) {
+        assert!((a - b).abs() <= 1e-12 * b.abs());
+    }
+    std::fs::write(&path, "{not json").unwrap();
+    let err = CalibrationFile::load(&path).unwrap_err();
+    assert!(err.to_string().contains("--calibrate"), "{err}");
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    assert!(CalibrationFile::load_if_present(&path).unwrap().is_none());
+}
