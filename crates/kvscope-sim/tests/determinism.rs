@@ -70,12 +70,14 @@ fn same_seed_gives_the_same_event_stream_byte_for_byte() {
 fn outputs_have_exactly_the_workload_lengths_even_with_stop_tokens() {
     let config = SimConfig::from_names("smollm2-135m", "cpu").unwrap();
     let (mut engine, _) = config.build().unwrap();
-    // Every token but one is a stop token; generation still runs to max_tokens
+    // 4 % of the vocabulary are stop tokens: about 70 of the ~1700 sampled
+    // tokens would hit one by chance, yet generation runs to max_tokens
     // because the simulator never samples a stop token.
-    let stop: Vec<u32> = (0..49_151).collect();
-    let arrivals: Vec<Arrival> = (0..5)
+    let stop: Vec<u32> = (0..2000).map(|i| i * 24).collect();
+    let arrivals: Vec<Arrival> = (0..50)
         .map(|i| Arrival {
             at: i as f64 * 0.01,
+            // ignore_eos stays false: stop tokens are live.
             prompt: vec![1, 2, 3],
             params: SamplingParams { max_tokens: 10 + i, stop_token_ids: stop.clone(), ..Default::default() },
         })
