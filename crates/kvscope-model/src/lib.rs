@@ -10,3 +10,9 @@ pub mod tokenizer;
 pub mod kernels;
 pub mod kv_storage;
 pub mod llama;
+pub mod executor;
+pub mod model;
+pub mod sampler;
+
+pub use executor::ModelExecutor;
+pub use model::Model;

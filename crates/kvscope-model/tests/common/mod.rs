@@ -59,3 +59,34 @@ pub fn model_path() -> PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| kvscope_model::fetch::ensure_default_model().expect("default model")).clone()
 }
+
+/// The default model's weights, loaded once per test binary.
+pub fn llama() -> &'static kvscope_model::llama::LlamaModel {
+    static M: OnceLock<kvscope_model::llama::LlamaModel> = OnceLock::new();
+    M.get_or_init(|| {
+        let g = kvscope_model::gguf::Gguf::open(&model_path()).expect("open model");
+        kvscope_model::llama::LlamaModel::load(&g).expect("load model")
+    })
+}
+
+pub fn prompt<'a>(g: &'a Golden, id: &str) -> &'a Prompt {
+    g.prompts.iter().find(|p| p.id == id).unwrap_or_else(|| panic!("no prompt {id}"))
+}
+
+/// Block ids `first..first + n`.
+pub fn blocks(first: u32, n: u32) -> Vec<kvscope_core::ids::BlockId> {
+    (first..first + n).map(kvscope_core::ids::BlockId).collect()
+}
+
+pub fn argmax(v: &[f32]) -> u32 {
+    kvscope_model::sampler::argmax(v)
+}
+
+/// top1 − top2 of a reference top-5 list.
+pub fn margin(top5: &[(u32, f32)]) -> f32 {
+    top5[0].1 - top5[1].1
+}
+
+pub fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}

@@ -1,0 +1,84 @@
+//! `ModelExecutor`: the real model behind kvscope-core's `Executor` trait.
+//!
+//! It owns the weights, the paged KV storage and the sampler. The scheduler
+//! tells it which tokens to run and where their KV lives; it never decides
+//! block ownership itself.
+
+use crate::kv_storage::{KvStorageError, PagedKvCache};
+use crate::llama::{LlamaModel, LogitsFor, SeqChunk};
+use crate::sampler::{self, mix64};
+use kvscope_core::executor::{ExecutorError, Executor, SampledToken, ScheduledBatch};
+use kvscope_core::ids::RequestId;
+use std::sync::Arc;
+
+pub struct ModelExecutor {
+    model: Arc<LlamaModel>,
+    kv: PagedKvCache,
+    engine_seed: u64,
+}
+
+impl ModelExecutor {
+    /// An executor with a KV pool of `num_blocks` blocks of `block_size`
+    /// tokens — the same numbers the block manager is configured with.
+    /// `engine_seed` seeds requests that bring no seed of their own.
+    pub fn new(model: Arc<LlamaModel>, num_blocks: usize, block_size: usize, engine_seed: u64) -> Result<Self, KvStorageError> {
+        let kv = PagedKvCache::new(model.config(), num_blocks, block_size)?;
+        Ok(ModelExecutor { model, kv, engine_seed })
+    }
+
+    pub fn model(&self) -> &LlamaModel {
+        &self.model
+    }
+
+    pub fn kv(&self) -> &PagedKvCache {
+        &self.kv
+    }
+
+    /// The random stream of a request without its own seed: fixed per
+    /// request, so a preempted and recomputed request draws the same tokens.
+    pub fn default_seed(&self, id: RequestId) -> u64 {
+        mix64(self.engine_seed ^ mix64(id.0))
+    }
+}
+
+impl Executor for ModelExecutor {
+    fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
+        for s in batch.seqs.iter().filter(|s| s.sample) {
+            s.sampling.validate().map_err(|e| ExecutorError(format!("request {}: {e}", s.request_id)))?;
+        }
+        let chunks: Vec<SeqChunk> = batch
+            .seqs
+            .iter()
+            .map(|s| SeqChunk {
+                tokens: &s.tokens,
+                start_pos: s.start_pos,
+                block_table: &s.block_table,
+                logits: if s.sample { LogitsFor::Last } else { LogitsFor::None },
+            })
+            .collect();
+        let logits = self.model.forward(&mut self.kv, &chunks).map_err(|e| {
+            let culprit = match &e {
+                crate::llama::ForwardError::EmptyChunk { chunk }
+                | crate::llama::ForwardError::TokenOutOfRange { chunk, .. }
+                | crate::llama::ForwardError::PositionOutOfRange { chunk, .. }
+                | crate::llama::ForwardError::BlockTableTooShort { chunk, .. }
+                | crate::llama::ForwardError::BlockOutOfRange { chunk, .. } => batch.seqs[*chunk].request_id,
+            };
+            ExecutorError(format!("request {culprit}: {e}"))
+        })?;
+        let mut rows = logits.iter();
+        let mut out = Vec::with_capacity(batch.seqs.len());
+        for s in &batch.seqs {
+            if !s.sample {
+                out.push(None);
+                continue;
+            }
+            let row = rows.next().expect("one logits row per sampled sequence");
+            let seed = s.sampling.seed.unwrap_or_else(|| self.default_seed(s.request_id));
+            let tok = sampler::sample(row, &s.sampling, seed, s.output_index)
+                .map_err(|e| ExecutorError(format!("request {}: {e}", s.request_id)))?;
+            out.push(Some(tok));
+        }
+        Ok(out)
+    }
+}
