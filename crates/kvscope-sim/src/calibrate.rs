@@ -269,8 +269,9 @@ fn least_squares(x: &[[f64; FEATURES]], cols: &[usize]) -> Option<Vec<f64>> {
         for row in 0..k {
             if row != col {
                 let f = a[row][col] / a[col][col];
-                for c in col..=k {
-                    a[row][c] -= f * a[col][c];
+                let pivot_row = a[col].clone();
+                for (x, p) in a[row].iter_mut().zip(&pivot_row).skip(col) {
+                    *x -= f * p;
                 }
             }
         }
@@ -326,4 +327,22 @@ pub fn default_calibration_path() -> Result<PathBuf, SimError> {
         None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty()).ok_or(SimError::NoHome)?).join(".cache"),
     };
     Ok(base.join("kvscope").join("sim-cpu-calibration.json"))
+}
+
+/// The `cpu` hardware profile with the calibration from `path` (default:
+/// [`default_calibration_path`]) when that file exists; the uncalibrated
+/// roofline defaults otherwise. Returns the file used, if any.
+pub fn cpu_profile(path: Option<&Path>) -> Result<(crate::HardwareProfile, Option<PathBuf>), SimError> {
+    let cpu = crate::hardware_preset("cpu").expect("the cpu preset exists");
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None => match default_calibration_path() {
+            Ok(p) => p,
+            Err(_) => return Ok((cpu, None)),
+        },
+    };
+    Ok(match CalibrationFile::load_if_present(&path)? {
+        Some(file) => (cpu.with_calibration(file.fit.coefficients), Some(path)),
+        None => (cpu, None),
+    })
 }

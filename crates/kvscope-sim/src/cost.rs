@@ -5,12 +5,11 @@
 //!
 //! - **Roofline** (GPU presets and the uncalibrated `cpu`):
 //!   `t = overhead + max(FLOPs / (peak × compute_eff), bytes / (bandwidth × bandwidth_eff))`
-//!   where
-//!   - FLOPs = 2 · non-embedding params · computed tokens
-//!           + 2 · hidden · vocab · sampled tokens (LM head)
-//!           + 4 · layers · heads · head_dim · attention (query, key) pairs;
-//!   - bytes = weight bytes (read once per step)
-//!           + KV bytes per token · (context tokens read + tokens written).
+//!   where FLOPs = 2 · non-embedding params · computed tokens
+//!   \+ 2 · hidden · vocab · sampled tokens (LM head)
+//!   \+ 4 · layers · heads · head_dim · attention (query, key) pairs, and
+//!   bytes = weight bytes (read once per step)
+//!   \+ KV bytes per token · (context tokens read + tokens written).
 //! - **Calibrated linear** (the `cpu` profile after calibration):
 //!   `t = c0 + c1 · prefill tokens + c2 · decode sequences
 //!          + c3 · prefill attention pairs + c4 · decode context tokens`

@@ -23,7 +23,7 @@ pub mod setup;
 pub mod workload;
 
 pub use calibrate::{
-    calibrate, default_calibration_path, fit, CalibrationFile, CalibrationFit, CalibrationPlan, StepSample,
+    calibrate, cpu_profile, default_calibration_path, fit, CalibrationFile, CalibrationFit, CalibrationPlan, StepSample,
 };
 pub use cost::{BatchShape, Bound, CostModel, LinearCoefficients, StepCost};
 pub use driver::{quantile, run_arrivals, Arrival, DriveError, RequestMetrics, RunSummary};
@@ -34,4 +34,4 @@ pub use kv_pool::{activation_reserve_estimate, kv_pool, KvPoolPlan};
 pub use max_rate::find_max_rate;
 pub use model_preset::{model_preset, ModelPreset, MODEL_NAMES};
 pub use setup::{SimConfig, SimEngine};
-pub use workload::{poisson_arrival_times, SplitMix64};
+pub use workload::{poisson_arrival_times, random_arrivals, SplitMix64};

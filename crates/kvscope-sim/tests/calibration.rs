@@ -108,3 +108,19 @@ fn calibrate_measures_valid_batches_and_the_fit_recovers_the_executor() {
     std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     assert!(CalibrationFile::load_if_present(&path).unwrap().is_none());
 }
+
+#[test]
+fn cpu_profile_uses_the_calibration_file_when_present() {
+    let dir = std::env::temp_dir().join(format!("kvscope-sim-cpu-{}", std::process::id()));
+    let path = dir.join("calib.json");
+    let (plain, used) = kvscope_sim::cpu_profile(Some(&path)).unwrap();
+    assert!(plain.calibrated.is_none() && used.is_none());
+    let truth = LinearCoefficients::from_array("smollm2-135m", [0.01, 0.003, 0.004, 1e-7, 1e-6]);
+    let f = fit("smollm2-135m", &synthetic_samples(&truth, 0.0, 3)).unwrap();
+    CalibrationFile::new("test", f, vec![]).save(&path).unwrap();
+    let (cpu, used) = kvscope_sim::cpu_profile(Some(&path)).unwrap();
+    assert_eq!(used.as_deref(), Some(path.as_path()));
+    let c = cpu.calibrated.unwrap();
+    assert!((c.per_decode_seq_s - 0.004).abs() < 1e-9);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
