@@ -1,7 +1,15 @@
 //! The `kvscope` command line: one CLI over the engine, the lab, the server
 //! and the simulator.
 
+mod cmd_bench;
+mod cmd_generate;
+mod cmd_lab;
+mod cmd_sim;
+mod lab_backends;
+mod real_model;
+
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(name = "kvscope", version, about = "An LLM inference engine that makes the KV cache visible as state")]
@@ -11,9 +19,35 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Make the default model (SmolLM2-135M-Instruct, GGUF Q4_1) available offline.
+    FetchModel,
+    /// Generate a continuation of one prompt.
+    Generate(cmd_generate::GenerateArgs),
+    /// Run Lab 4: the KV state and capacity experiment, writing its artifacts.
+    Lab(cmd_lab::LabArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(cmd_bench::BenchCommand),
+}
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {}
+    match Cli::parse().command {
+        Command::FetchModel => {
+            let path = kvscope_model::fetch::ensure_default_model()?;
+            println!("{}", path.display());
+            Ok(())
+        }
+        Command::Generate(args) => cmd_generate::run(args),
+        Command::Lab(args) => cmd_lab::run(args),
+        Command::Bench(cmd) => cmd_bench::run(cmd),
+    }
+}
+
+/// `--model PATH` as every command spells it.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ModelArg {
+    /// A GGUF file to use instead of the default model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
 }

@@ -1,0 +1,84 @@
+//! Writes the lab's artifacts into the output folder (DESIGN.md lists them).
+
+use crate::capacity;
+use crate::lab::LabResults;
+use crate::lifecycle::LifecycleGraph;
+use crate::report::{render, Lang, ReportContext};
+use crate::{plots, timeline};
+use kvscope_core::stats::StatsCollector;
+use kvscope_core::EventRecord;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {source}")]
+pub struct WriteError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+fn write(dir: &Path, name: &str, content: impl AsRef<[u8]>) -> Result<PathBuf, WriteError> {
+    let path = dir.join(name);
+    fs::write(&path, content).map_err(|source| WriteError { path: path.clone(), source })?;
+    Ok(path)
+}
+
+/// The event stream of the three capacity cases: one JSON object per line,
+/// each with a `case` field naming the run it belongs to (each case runs on
+/// a fresh engine, so steps and times restart at 0).
+pub fn events_jsonl(res: &LabResults) -> String {
+    let mut out = String::new();
+    for case in &res.cases {
+        for e in &case.events {
+            let mut v = serde_json::to_value(e).expect("events serialise");
+            v["case"] = serde_json::Value::String(case.spec.name.clone());
+            out.push_str(&v.to_string());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn stats_csv(res: &LabResults) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = writeln!(out, "case,{}", StatsCollector::CSV_HEADER);
+    for case in res.cases.iter().chain(&res.probe_runs) {
+        let mut body = Vec::new();
+        case.stats.write_csv(&mut body).expect("writing to memory");
+        for line in String::from_utf8_lossy(&body).lines().skip(1) {
+            let _ = writeln!(out, "{},{line}", case.spec.name);
+        }
+    }
+    out
+}
+
+/// Writes every artifact; returns the paths written.
+pub fn write_all(res: &LabResults, dir: &Path, ctx: &ReportContext, lang: Lang) -> Result<Vec<PathBuf>, WriteError> {
+    fs::create_dir_all(dir).map_err(|source| WriteError { path: dir.to_path_buf(), source })?;
+    let all_events: Vec<EventRecord> = res.cases.iter().flat_map(|c| c.events.iter().cloned()).collect();
+    let graph = LifecycleGraph::from_events(&all_events);
+    let mut written = vec![
+        write(dir, "events.jsonl", events_jsonl(res))?,
+        write(dir, "capacity.csv", capacity::to_csv(&res.capacity))?,
+        write(
+            dir,
+            "capacity.json",
+            serde_json::to_string_pretty(&capacity::to_json(&res.capacity, &res.run_config)).expect("json"),
+        )?,
+        write(dir, "stats.csv", stats_csv(res))?,
+        write(dir, "lifecycle.mmd", graph.to_mermaid())?,
+        write(dir, "lifecycle.svg", graph.to_svg())?,
+        write(dir, "probe.json", serde_json::to_string_pretty(&res.probe).expect("json"))?,
+        write(dir, "causal_chain.json", serde_json::to_string_pretty(&(&res.sweep_spec, &res.sweep)).expect("json"))?,
+        write(dir, "causal_chain.svg", plots::causal_chain_svg(&res.sweep, "Causal chain: context length → KV → live requests → queue wait → TTFT"))?,
+        write(dir, "lab.json", serde_json::to_string_pretty(res).expect("json"))?,
+    ];
+    for case in &res.cases {
+        let name = &case.spec.name;
+        written.push(write(dir, &format!("timeline_{name}.svg"), timeline::timeline_svg(case, 12, &format!("{name}: per-request timeline")))?);
+        written.push(write(dir, &format!("stats_{name}.svg"), plots::stats_svg(&case.stats, &format!("{name}: KV state over time")))?);
+    }
+    written.push(write(dir, "report.md", render(res, &graph, ctx, lang))?);
+    Ok(written)
+}

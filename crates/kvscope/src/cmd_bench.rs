@@ -1,0 +1,138 @@
+//! `kvscope bench throughput`: the in-process benchmark in the spirit of
+//! `vllm bench throughput` and `llama-batched-bench`. C sequences with
+//! distinct L-token prompts each generate O tokens. S_PP = C·L / time of
+//! the prompt phase; S_TG = C·O / time of the generation phase — the same
+//! definitions as llama-batched-bench, so the figures compare directly.
+
+use crate::real_model::LoadedModel;
+use crate::ModelArg;
+use kvscope_core::{Clock, Engine, EngineConfig, PoolConfig, RequestId, SamplingParams, SchedulerConfig, WallClock};
+use kvscope_model::executor::ModelExecutor;
+use serde::Serialize;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// In-process throughput: prompt processing and generation speed.
+    Throughput(ThroughputArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ThroughputArgs {
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    #[arg(long, default_value_t = 128)]
+    pub prompt_len: usize,
+    #[arg(long, default_value_t = 128)]
+    pub output_len: usize,
+    /// Repeat the measurement and report medians.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub model: ModelArg,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct ThroughputResult {
+    pub concurrency: usize,
+    pub prompt_len: usize,
+    pub output_len: usize,
+    pub prefill_seconds: f64,
+    pub decode_seconds: f64,
+    pub prefill_tokens_per_s: f64,
+    pub decode_tokens_per_s: f64,
+    /// Time to the first token of the first sequence (s).
+    pub ttft_s: f64,
+    pub threads: usize,
+    pub runs: usize,
+}
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Throughput(args) => throughput(args),
+    }
+}
+
+fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.concurrency > 0 && args.prompt_len > 0 && args.output_len > 0, "concurrency, prompt length and output length must be at least 1");
+    let model = LoadedModel::load(args.model.model.as_deref())?;
+    let mut runs: Vec<ThroughputResult> = (0..args.repeat.max(1)).map(|i| once(&model, &args, i as u32)).collect::<anyhow::Result<_>>()?;
+    let median = |f: fn(&ThroughputResult) -> f64, runs: &mut Vec<ThroughputResult>| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let result = ThroughputResult {
+        prefill_seconds: median(|r| r.prefill_seconds, &mut runs),
+        decode_seconds: median(|r| r.decode_seconds, &mut runs),
+        prefill_tokens_per_s: median(|r| r.prefill_tokens_per_s, &mut runs),
+        decode_tokens_per_s: median(|r| r.decode_tokens_per_s, &mut runs),
+        ttft_s: median(|r| r.ttft_s, &mut runs),
+        runs: runs.len(),
+        ..runs[0].clone()
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&result)?);
+    } else {
+        println!(
+            "C={} L={} O={}: prefill {:.1} tok/s ({:.3} s), decode {:.1} tok/s ({:.3} s), TTFT {:.3} s, median of {} run(s), {} threads",
+            result.concurrency, result.prompt_len, result.output_len, result.prefill_tokens_per_s, result.prefill_seconds,
+            result.decode_tokens_per_s, result.decode_seconds, result.ttft_s, result.runs, result.threads
+        );
+    }
+    Ok(())
+}
+
+fn once(model: &LoadedModel, args: &ThroughputArgs, run: u32) -> anyhow::Result<ThroughputResult> {
+    let (c, l, o) = (args.concurrency, args.prompt_len, args.output_len);
+    let block_size = 16;
+    let config = model.llama.config();
+    // O decode steps after the prompt phase (whose step yields token 1).
+    let per_seq = (l + o + 1).div_ceil(block_size);
+    let num_blocks = c * per_seq;
+    let engine_config = EngineConfig {
+        scheduler: SchedulerConfig { max_running: c, max_batched_tokens: c * l + c, max_model_len: config.context_length },
+        pool: PoolConfig {
+            num_blocks,
+            block_size,
+            enable_prefix_caching: false,
+            bytes_per_block: (kvscope_model::kv_storage::bytes_per_token(config) * block_size) as u64,
+        },
+        vocab_size: Some(config.vocab_size),
+    };
+    let executor = ModelExecutor::new(model.llama.clone(), num_blocks, block_size, 0)?;
+    let mut engine = Engine::new(engine_config, executor, WallClock::new());
+    for i in 0..c {
+        // Distinct prompts: no accidental sharing between sequences.
+        let prompt: Vec<u32> = (0..l).map(|p| ((p * 7919 + i * 104_729 + run as usize * 31) % 40_000 + 100) as u32).collect();
+        let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(o + 1) };
+        engine.submit(RequestId(i as u64), prompt, params).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let start = engine.clock().now();
+    let mut first_tokens = 0;
+    let mut ttft = None;
+    while first_tokens < c {
+        let outcome = engine.step()?;
+        first_tokens += outcome.new_tokens.len();
+        ttft.get_or_insert(engine.clock().now() - start);
+    }
+    let prefill_end = engine.clock().now();
+    while engine.has_work() {
+        engine.step()?;
+    }
+    let end = engine.clock().now();
+    let (pp, tg) = (prefill_end - start, end - prefill_end);
+    Ok(ThroughputResult {
+        concurrency: c,
+        prompt_len: l,
+        output_len: o,
+        prefill_seconds: pp,
+        decode_seconds: tg,
+        prefill_tokens_per_s: (c * l) as f64 / pp,
+        decode_tokens_per_s: (c * o) as f64 / tg,
+        ttft_s: ttft.unwrap_or(pp),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        runs: 1,
+    })
+}

@@ -1,0 +1,131 @@
+//! `kvscope generate`: one prompt through the real engine (the same
+//! scheduler, paged KV and executor the lab and the server use).
+
+use crate::real_model::LoadedModel;
+use crate::ModelArg;
+use anyhow::{bail, Context};
+use kvscope_core::{Clock, Engine, EngineConfig, PoolConfig, RequestId, SamplingParams, SchedulerConfig, WallClock};
+use kvscope_model::chat_template::ChatMessage;
+use kvscope_model::executor::ModelExecutor;
+use std::io::Write;
+
+#[derive(clap::Args, Debug)]
+pub struct GenerateArgs {
+    #[arg(long)]
+    pub prompt: String,
+    /// Wrap the prompt as a user turn in the model's chat template.
+    #[arg(long)]
+    pub chat: bool,
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+    /// 0 is greedy (the default, reproducible without a seed).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Also return the top-K (token id, log-probability) pairs per token.
+    #[arg(long, default_value_t = 0)]
+    pub logprobs: usize,
+    /// Print one JSON object instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub model: ModelArg,
+}
+
+pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    let model = LoadedModel::load(args.model.model.as_deref())?;
+    let prompt_text = if args.chat {
+        let template = model.chat_template.as_ref().context("this model file has no chat template: drop --chat")?;
+        template.render(&[ChatMessage::new("user", &args.prompt)], true)?
+    } else {
+        args.prompt.clone()
+    };
+    let prompt = model.tokenizer.encode(&prompt_text)?;
+    let params = SamplingParams {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        seed: args.seed,
+        max_tokens: args.max_tokens,
+        stop_token_ids: model.tokenizer.eog_ids().to_vec(),
+        ignore_eos: false,
+        logprobs: args.logprobs,
+    };
+    let block_size = 16;
+    let config = model.llama.config();
+    let num_blocks = (prompt.len() + args.max_tokens).div_ceil(block_size) + 1;
+    let kv_bytes = kvscope_model::kv_storage::bytes_per_token(config) * block_size;
+    let engine_config = EngineConfig {
+        scheduler: SchedulerConfig { max_running: 1, max_batched_tokens: 2048, max_model_len: config.context_length },
+        pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: false, bytes_per_block: kv_bytes as u64 },
+        vocab_size: Some(config.vocab_size),
+    };
+    let executor = ModelExecutor::new(model.llama.clone(), num_blocks, block_size, 0)?;
+    let mut engine = Engine::new(engine_config, executor, WallClock::new());
+    engine.submit(RequestId(0), prompt.clone(), params).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let mut shown = 0;
+    let mut output = Vec::new();
+    let mut finished = None;
+    while engine.has_work() {
+        let outcome = engine.step()?;
+        output.extend(outcome.new_tokens.iter().map(|(_, t)| t.token));
+        if !args.json {
+            // Print only text that is complete UTF-8; a character split
+            // across tokens waits for its last byte.
+            let text = model.tokenizer.decode(&output, true)?;
+            if !text.ends_with('\u{fffd}') && text.len() > shown {
+                print!("{}", &text[shown..]);
+                std::io::stdout().flush()?;
+                shown = text.len();
+            }
+        }
+        finished = outcome.finished.into_iter().next().or(finished);
+    }
+    let Some(seq) = finished else { bail!("the request did not finish") };
+    let elapsed = engine.clock().now();
+    let text = model.tokenizer.decode(&seq.output, true)?;
+    if args.json {
+        let t = &seq.timeline;
+        let logprobs: Vec<_> = seq
+            .output_logprobs
+            .iter()
+            .map(|s| serde_json::json!({"token_id": s.token, "logprob": s.logprob, "top": s.top_logprobs}))
+            .collect();
+        let mut out = serde_json::json!({
+            "model": model.name(),
+            "prompt_text": prompt_text,
+            "prompt_token_ids": prompt,
+            "token_ids": seq.output,
+            "text": text,
+            "finish_reason": seq.finish_reason().map(|r| r.as_str()),
+            "timing": {
+                "ttft_s": t.ttft(),
+                "total_s": elapsed,
+                "decode_tokens_per_s": seq.tpot().map(|x| 1.0 / x),
+            },
+        });
+        if args.logprobs > 0 {
+            out["logprobs"] = serde_json::Value::Array(logprobs);
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        if shown < text.len() {
+            print!("{}", &text[shown..]);
+        }
+        println!();
+        eprintln!(
+            "[{} prompt tokens, {} generated, {:.2} s, finish: {}]",
+            seq.prompt.len(),
+            seq.output.len(),
+            elapsed,
+            seq.finish_reason().map_or("?", |r| r.as_str())
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! `kvscope lab`: Lab 4 end to end on the real model (or the simulator).
+
+use crate::lab_backends::RealBackend;
+use crate::real_model::LoadedModel;
+use crate::ModelArg;
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use kvscope_lab::backend::LabBackend;
+use kvscope_lab::lab::{run_lab, LabConfig, LabResults};
+use kvscope_lab::report::{Lang, ReportContext};
+use std::path::PathBuf;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecutorKind {
+    Real,
+    Sim,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LangArg {
+    Zh,
+    En,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LabArgs {
+    /// Where the artifacts go.
+    #[arg(long, default_value = "lab-out")]
+    pub out: PathBuf,
+    /// Small workloads (about a minute on 2 cores); the tests use this.
+    #[arg(long)]
+    pub quick: bool,
+    /// Language of report.md.
+    #[arg(long, value_enum, default_value = "zh")]
+    pub lang: LangArg,
+    #[arg(long, value_enum, default_value = "real")]
+    pub executor: ExecutorKind,
+    /// KV pool size in blocks (overrides --kv-memory).
+    #[arg(long, conflicts_with = "kv_memory")]
+    pub kv_blocks: Option<usize>,
+    /// KV pool size in bytes (default: 256 MiB, 48 MiB with --quick).
+    #[arg(long)]
+    pub kv_memory: Option<u64>,
+    /// Tokens per KV block.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub block_size: u64,
+    /// Most requests running at once (default 32, 16 with --quick).
+    #[arg(long)]
+    pub max_running: Option<usize>,
+    /// Token budget of one engine step (chunked prefill splits longer prompts).
+    #[arg(long, default_value_t = 512)]
+    pub max_batched_tokens: usize,
+    /// Prompts from a dataset file (JSONL with "prompt"/"text", or ShareGPT JSON).
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub model: ModelArg,
+}
+
+pub fn run(args: LabArgs) -> anyhow::Result<()> {
+    let dataset = match &args.dataset {
+        Some(p) => Some(kvscope_lab::dataset::load_prompts(p)?),
+        None => None,
+    };
+    let cfg = LabConfig {
+        quick: args.quick,
+        seed: args.seed,
+        block_size: args.block_size as usize,
+        kv_blocks: args.kv_blocks,
+        kv_memory_bytes: args.kv_memory,
+        max_running: args.max_running,
+        max_batched_tokens: args.max_batched_tokens,
+        dataset,
+    };
+    let model = LoadedModel::load(args.model.model.as_deref())?;
+    let results = match args.executor {
+        ExecutorKind::Real => run_with(&mut RealBackend { model }, &cfg)?,
+        ExecutorKind::Sim => run_with(&mut crate::cmd_sim::lab_sim_backend(model)?, &cfg)?,
+    };
+    let ctx = ReportContext {
+        date: today(),
+        kvscope_version: env!("CARGO_PKG_VERSION").into(),
+        machine: machine_description(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        sim_validation: None,
+    };
+    let lang = if args.lang == LangArg::Zh { Lang::Zh } else { Lang::En };
+    let written = kvscope_lab::artifacts::write_all(&results, &args.out, &ctx, lang)
+        .with_context(|| format!("writing the lab's artifacts into {}", args.out.display()))?;
+    print_summary(&results);
+    eprintln!("\nwrote {} files into {}/ in {:.0} s:", written.len(), args.out.display(), results.wall_seconds);
+    for p in written {
+        eprintln!("  {}", p.display());
+    }
+    Ok(())
+}
+
+fn run_with<B: LabBackend>(backend: &mut B, cfg: &LabConfig) -> anyhow::Result<LabResults> {
+    let info = backend.info();
+    let bytes_per_block = info.kv_bytes_per_token * cfg.block_size as u64;
+    let blocks = cfg.kv_blocks.unwrap_or_else(|| {
+        (cfg.kv_memory_bytes.unwrap_or(LabConfig::default_kv_memory(cfg.quick)) / bytes_per_block.max(1)) as usize
+    });
+    eprintln!(
+        "KV pool: {blocks} blocks × {} tokens, {} bytes/token ({}), {} bytes/block, {:.1} MiB total — executor: {}, model: {}",
+        cfg.block_size,
+        info.kv_bytes_per_token,
+        info.kv_dtype,
+        bytes_per_block,
+        (blocks as u64 * bytes_per_block) as f64 / (1u64 << 20) as f64,
+        info.executor,
+        info.model
+    );
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} requests  {elapsed}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut stage = String::new();
+    let results = run_lab(backend, cfg, &mut |name, done, total| {
+        if name != stage {
+            stage = name.to_string();
+            bar.set_prefix(stage.clone());
+            bar.set_length(total as u64);
+        }
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    Ok(results)
+}
+
+fn print_summary(res: &LabResults) {
+    println!("{:<10} {:>10} {:>6} {:>12} {:>12} {:>10} {:>12}  binding", "case", "prompt_len", "conc", "live mean/max", "KV/request", "TTFT p50", "queue p50");
+    for r in &res.capacity {
+        println!(
+            "{:<10} {:>10.0} {:>6} {:>7.2}/{:<4} {:>9.1} KiB {:>9.3} s {:>10.3} s  {}",
+            r.case,
+            r.prompt_len,
+            r.concurrency,
+            r.live_requests,
+            r.live_requests_max,
+            r.estimated_kv / 1024.0,
+            r.ttft.p50,
+            r.queue_wait.p50,
+            r.binding_constraint().map_or("none", |b| b.as_str())
+        );
+    }
+}
+
+fn today() -> String {
+    std::process::Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// CPU model and core count, as the report's environment line.
+pub fn machine_description() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{cpu}, {cores} logical CPUs, {}", std::env::consts::OS)
+}
