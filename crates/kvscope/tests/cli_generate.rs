@@ -1,0 +1,44 @@
+//! `kvscope generate` as a user runs it, and what a bad model file does.
+
+use serde_json::Value;
+use std::process::Command;
+
+fn kvscope() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kvscope"))
+}
+
+#[test]
+fn chat_generation_prints_json_with_ids_and_text() {
+    let out = kvscope()
+        .args(["generate", "--prompt", "What is the capital of France?", "--chat", "--max-tokens", "12", "--json", "--logprobs", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids = v["token_ids"].as_array().unwrap();
+    assert!(!ids.is_empty() && ids.len() <= 12);
+    assert!(v["prompt_token_ids"].as_array().unwrap().len() > 20, "the chat template adds the system turn");
+    assert!(v["text"].as_str().unwrap().contains("Paris"), "{}", v["text"]);
+    assert_eq!(v["logprobs"].as_array().unwrap().len(), ids.len());
+    assert_eq!(v["logprobs"][0]["top"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn corrupt_model_file_gives_a_clear_error() {
+    let path = std::env::temp_dir().join(format!("kvscope-corrupt-{}.gguf", std::process::id()));
+    std::fs::write(&path, b"GGUF\x03\x00\x00\x00 this is not a model").unwrap();
+    let out = kvscope().args(["generate", "--prompt", "hi", "--model"]).arg(&path).output().unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(path.to_str().unwrap()), "names the file: {err}");
+    assert!(!err.contains("panicked"), "no panic: {err}");
+}
+
+#[test]
+fn bad_sampling_parameters_are_refused() {
+    let out = kvscope().args(["generate", "--prompt", "hi", "--temperature=-1"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("temperature"), "{err}");
+}
