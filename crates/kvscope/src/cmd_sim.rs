@@ -22,3 +22,10 @@ pub fn lab_sim_backend(model: LoadedModel) -> anyhow::Result<SimBackend> {
         model,
     })
 }
+
+#[derive(clap::Args, Debug)]
+pub struct SimArgs {}
+
+pub fn run(_args: SimArgs) -> anyhow::Result<()> {
+    anyhow::bail!("kvscope sim: being wired")
+}

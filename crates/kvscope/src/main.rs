@@ -26,6 +26,9 @@ enum Command {
     Generate(cmd_generate::GenerateArgs),
     /// Run Lab 4: the KV state and capacity experiment, writing its artifacts.
     Lab(cmd_lab::LabArgs),
+    /// Capacity questions on model and hardware presets, with a cost model
+    /// instead of a real model (and `--calibrate` to fit this CPU).
+    Sim(cmd_sim::SimArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cmd_bench::BenchCommand),
@@ -40,6 +43,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Generate(args) => cmd_generate::run(args),
         Command::Lab(args) => cmd_lab::run(args),
+        Command::Sim(args) => cmd_sim::run(args),
         Command::Bench(cmd) => cmd_bench::run(cmd),
     }
 }
