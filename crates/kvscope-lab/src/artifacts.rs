@@ -71,13 +71,28 @@ pub fn write_all(res: &LabResults, dir: &Path, ctx: &ReportContext, lang: Lang) 
         write(dir, "lifecycle.svg", graph.to_svg())?,
         write(dir, "probe.json", serde_json::to_string_pretty(&res.probe).expect("json"))?,
         write(dir, "causal_chain.json", serde_json::to_string_pretty(&(&res.sweep_spec, &res.sweep)).expect("json"))?,
-        write(dir, "causal_chain.svg", plots::causal_chain_svg(&res.sweep, "Causal chain: context length → KV → live requests → queue wait → TTFT"))?,
+        write(
+            dir,
+            "causal_chain.svg",
+            plots::causal_chain_svg(
+                &res.sweep,
+                "Causal chain: context length → KV → live requests → queue wait → TTFT",
+            ),
+        )?,
         write(dir, "lab.json", serde_json::to_string_pretty(res).expect("json"))?,
     ];
     for case in &res.cases {
         let name = &case.spec.name;
-        written.push(write(dir, &format!("timeline_{name}.svg"), timeline::timeline_svg(case, 12, &format!("{name}: per-request timeline")))?);
-        written.push(write(dir, &format!("stats_{name}.svg"), plots::stats_svg(&case.stats, &format!("{name}: KV state over time")))?);
+        written.push(write(
+            dir,
+            &format!("timeline_{name}.svg"),
+            timeline::timeline_svg(case, 12, &format!("{name}: per-request timeline")),
+        )?);
+        written.push(write(
+            dir,
+            &format!("stats_{name}.svg"),
+            plots::stats_svg(&case.stats, &format!("{name}: KV state over time")),
+        )?);
     }
     written.push(write(dir, "report.md", render(res, &graph, ctx, lang))?);
     Ok(written)

@@ -45,7 +45,8 @@ impl CapacityRow {
         let n = reqs.len().max(1) as f64;
         let bpt = cfg.bytes_per_token() as f64;
         let stats = &run.stats;
-        let kv_exact = reqs.iter().map(|r| (r.prompt_tokens + r.output_tokens).saturating_sub(1) as f64 * bpt).sum::<f64>() / n;
+        let kv_exact =
+            reqs.iter().map(|r| (r.prompt_tokens + r.output_tokens).saturating_sub(1) as f64 * bpt).sum::<f64>() / n;
         let kv_blocks = reqs.iter().map(|r| (r.peak_blocks as u64 * cfg.bytes_per_block) as f64).sum::<f64>() / n;
         let mut row = CapacityRow {
             case: run.spec.name.clone(),

@@ -132,7 +132,9 @@ pub fn run_lab<B: LabBackend>(backend: &mut B, cfg: &LabConfig, progress: Progre
         let reqs = spec.generate(&tokenize, &TextSource::Generated);
         (workloads, sweeps, (spec, reqs))
     };
-    for (spec, reqs) in workloads.iter().chain(&sweeps).chain(std::iter::once(&(probe_spec.clone(), probe_reqs.clone()))) {
+    for (spec, reqs) in
+        workloads.iter().chain(&sweeps).chain(std::iter::once(&(probe_spec.clone(), probe_reqs.clone())))
+    {
         let largest = reqs.iter().map(|r| r.prompt.len() + r.max_tokens).max().unwrap_or(0);
         if largest.div_ceil(cfg.block_size) > num_blocks {
             return Err(LabError::PoolTooSmall {

@@ -6,19 +6,19 @@
 //! ([`timeline`], [`plots`]) and the report are all built from what the run
 //! emitted: the KV event stream and the per-step statistics.
 
+pub mod artifacts;
+pub mod backend;
 pub mod capacity;
 pub mod causal;
 pub mod dataset;
-pub mod runner;
-pub mod summary;
-pub mod textgen;
-pub mod workload;
-pub mod artifacts;
-pub mod backend;
 pub mod lab;
-pub mod probe_compare;
-pub mod report;
 pub mod lifecycle;
 pub mod plots;
+pub mod probe_compare;
+pub mod report;
+pub mod runner;
+pub mod summary;
 pub mod svg;
+pub mod textgen;
 pub mod timeline;
+pub mod workload;

@@ -349,20 +349,22 @@ impl LifecycleGraph {
             .iter()
             .map(|s| lines(&self.between(*s, *s)) * 14.0 + 62.0)
             .fold(0.0, f64::max);
-        let fwd_need = [(State::Start, State::Waiting), (State::Waiting, State::Prefill), (State::Prefill, State::Decode), (State::Decode, State::Finished)]
-            .iter()
-            .map(|(a, b)| lines(&self.between(*a, *b)) * 14.0 + 4.0)
-            .fold(0.0, f64::max);
+        let fwd_need = [
+            (State::Start, State::Waiting),
+            (State::Waiting, State::Prefill),
+            (State::Prefill, State::Decode),
+            (State::Decode, State::Finished),
+        ]
+        .iter()
+        .map(|(a, b)| lines(&self.between(*a, *b)) * 14.0 + 4.0)
+        .fold(0.0, f64::max);
         let box_y = 70.0 + f64::max(loop_need, fwd_need);
         let cy = box_y + bh / 2.0;
         let width = col_x(4) + bw + 60.0;
         let lower: Vec<&Transition> =
             self.transitions.iter().filter(|t| t.from != t.to && t.to.column() <= t.from.column()).collect();
-        let skips: Vec<&Transition> = self
-            .transitions
-            .iter()
-            .filter(|t| t.from != State::Start && t.to.column() > t.from.column() + 1)
-            .collect();
+        let skips: Vec<&Transition> =
+            self.transitions.iter().filter(|t| t.from != State::Start && t.to.column() > t.from.column() + 1).collect();
         // Group arcs below the boxes by (from, to): each group gets a depth.
         let mut arcs: Vec<(State, State)> = Vec::new();
         for t in lower.iter().chain(skips.iter()) {
@@ -376,7 +378,15 @@ impl LifecycleGraph {
         let height = (box_y + bh + 40.0 + depth_step * arcs.len().saturating_sub(1) as f64 + 30.0 + arc_lines * 14.0)
             .max(box_y + bh + 110.0 + 14.0 * self.evicted_sites.len() as f64);
         let mut svg = Svg::new(width, height);
-        svg.text(20.0, 28.0, "KV lifecycle of a request (state machine observed in the run)", 18.0, Anchor::Start, "#111", true);
+        svg.text(
+            20.0,
+            28.0,
+            "KV lifecycle of a request (state machine observed in the run)",
+            18.0,
+            Anchor::Start,
+            "#111",
+            true,
+        );
         svg.text(20.0, 50.0, &self.legend(), 12.0, Anchor::Start, "#444", false);
 
         let colors = |s: State| match s {
@@ -419,7 +429,9 @@ impl LifecycleGraph {
             draw_label(&mut svg, x + bw / 2.0, top - 6.0, &ts, Anchor::Middle, true);
         }
         // Forward neighbours: straight arrows, labels above.
-        for (a, b) in [(State::Waiting, State::Prefill), (State::Prefill, State::Decode), (State::Decode, State::Finished)] {
+        for (a, b) in
+            [(State::Waiting, State::Prefill), (State::Prefill, State::Decode), (State::Decode, State::Finished)]
+        {
             let ts = self.between(a, b);
             if ts.is_empty() {
                 continue;
@@ -465,7 +477,15 @@ impl LifecycleGraph {
             false,
         );
         for (i, site) in ev_sites.iter().enumerate() {
-            svg.text(fx + bw / 2.0, note_y + 46.0 + 14.0 * i as f64, &format!("@ {site}"), 11.0, Anchor::Middle, "#1f5f9f", false);
+            svg.text(
+                fx + bw / 2.0,
+                note_y + 46.0 + 14.0 * i as f64,
+                &format!("@ {site}"),
+                11.0,
+                Anchor::Middle,
+                "#1f5f9f",
+                false,
+            );
         }
         svg.finish()
     }

@@ -130,18 +130,33 @@ pub fn causal_chain_svg(points: &[SweepPoint], title: &str) -> String {
     let x_label = "prompt length (tokens)";
     let panels: Vec<(Chart, Vec<Series>)> = vec![
         (
-            Chart { title: "KV per request".into(), x_label: x_label.into(), y_label: "MiB".into(), ..Default::default() },
+            Chart {
+                title: "KV per request".into(),
+                x_label: x_label.into(),
+                y_label: "MiB".into(),
+                ..Default::default()
+            },
             vec![Series::new("KV at its largest", BLUE, xs(&|p| p.kv_per_request / (1024.0 * 1024.0))).dotted()],
         ),
         (
-            Chart { title: "Live requests".into(), x_label: x_label.into(), y_label: "requests".into(), ..Default::default() },
+            Chart {
+                title: "Live requests".into(),
+                x_label: x_label.into(),
+                y_label: "requests".into(),
+                ..Default::default()
+            },
             vec![
                 Series::new("mean", GREEN, xs(&|p| p.live_mean)).dotted(),
                 Series::new("max", GREEN, xs(&|p| p.live_max as f64)).dotted().dashed(),
             ],
         ),
         (
-            Chart { title: "Queue wait".into(), x_label: x_label.into(), y_label: "seconds".into(), ..Default::default() },
+            Chart {
+                title: "Queue wait".into(),
+                x_label: x_label.into(),
+                y_label: "seconds".into(),
+                ..Default::default()
+            },
             vec![
                 Series::new("p50", ORANGE, xs(&|p| p.queue_wait_p50)).dotted(),
                 Series::new("p90", ORANGE, xs(&|p| p.queue_wait_p90)).dotted().dashed(),

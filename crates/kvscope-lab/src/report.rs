@@ -50,7 +50,11 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
     let cfg = &res.run_config;
     let info = &res.backend;
     let mut o = String::new();
-    let _ = writeln!(o, "{}\n", t("# 实验 4: KV 状态与缓存组织实验 — 提交报告", "# Lab 4: KV state and cache organisation — report"));
+    let _ = writeln!(
+        o,
+        "{}\n",
+        t("# 实验 4: KV 状态与缓存组织实验 — 提交报告", "# Lab 4: KV state and cache organisation — report")
+    );
     let _ = writeln!(
         o,
         "> {}\n",
@@ -107,7 +111,13 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
             "The code sites below are those that actually emitted each event in this run (the events' `site` field); counts come from `events.jsonl`."
         )
     );
-    let _ = writeln!(o, "| {} | {} | {} |", t("生命周期事件", "Lifecycle event"), t("文件 / 函数 / 对象", "File / function / object"), t("判断依据", "Evidence"));
+    let _ = writeln!(
+        o,
+        "| {} | {} | {} |",
+        t("生命周期事件", "Lifecycle event"),
+        t("文件 / 函数 / 对象", "File / function / object"),
+        t("判断依据", "Evidence")
+    );
     let _ = writeln!(o, "|---|---|---|");
     let _ = writeln!(
         o,
@@ -215,7 +225,12 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
     for l in limits {
         let _ = writeln!(o, "- {l}");
     }
-    let _ = writeln!(o, "\n{}: `capacity.csv`, `capacity.json`. {}: `stats_<case>.svg`.\n", t("数据", "Data"), t("状态随时间变化", "State over time"));
+    let _ = writeln!(
+        o,
+        "\n{}: `capacity.csv`, `capacity.json`. {}: `stats_<case>.svg`.\n",
+        t("数据", "Data"),
+        t("状态随时间变化", "State over time")
+    );
 
     // 12.4
     let _ = writeln!(o, "## 12.4 {}\n", t("因果链", "Causal chain"));
@@ -224,7 +239,10 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
         o,
         "{}\n",
         if zh {
-            format!("扫描: 固定 KV 池 ({} 块) 与负载 ({} 个请求同时到达, 每个生成 {} token), 只改变 prompt 长度 {:?}。", cfg.num_blocks, s.num_requests, s.output_tokens, s.prompt_lens)
+            format!(
+                "扫描: 固定 KV 池 ({} 块) 与负载 ({} 个请求同时到达, 每个生成 {} token), 只改变 prompt 长度 {:?}。",
+                cfg.num_blocks, s.num_requests, s.output_tokens, s.prompt_lens
+            )
         } else {
             format!("Sweep: fixed KV pool ({} blocks) and load ({} requests arriving at once, {} output tokens each); only the prompt length changes: {:?}.", cfg.num_blocks, s.num_requests, s.output_tokens, s.prompt_lens)
         }
@@ -255,7 +273,13 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
         );
         let broken: Vec<&str> = [
             (v.kv_grows, t("KV 未随上下文增长", "KV did not grow with context")),
-            (v.live_shrinks, t("存活请求数未减少 (池足以容纳所有请求, 容量未成为约束)", "live requests did not shrink (the pool held everyone: capacity was not binding)")),
+            (
+                v.live_shrinks,
+                t(
+                    "存活请求数未减少 (池足以容纳所有请求, 容量未成为约束)",
+                    "live requests did not shrink (the pool held everyone: capacity was not binding)",
+                ),
+            ),
             (v.queue_wait_grows, t("排队等待未增加", "queue wait did not grow")),
             (v.ttft_grows, t("TTFT 未变差", "TTFT did not worsen")),
         ]
@@ -264,9 +288,21 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
         .map(|(_, m)| m)
         .collect();
         if broken.is_empty() {
-            let _ = writeln!(o, "{}\n", t("本次测量中, 链上每一环都按预期方向成立 (⇒)。", "In this measurement every link holds in the expected direction (⇒)."));
+            let _ = writeln!(
+                o,
+                "{}\n",
+                t(
+                    "本次测量中, 链上每一环都按预期方向成立 (⇒)。",
+                    "In this measurement every link holds in the expected direction (⇒)."
+                )
+            );
         } else {
-            let _ = writeln!(o, "{}: {}\n", t("数据不支持的环节 (⇏)", "Links the data does not support (⇏)"), broken.join("; "));
+            let _ = writeln!(
+                o,
+                "{}: {}\n",
+                t("数据不支持的环节 (⇏)", "Links the data does not support (⇏)"),
+                broken.join("; ")
+            );
         }
     }
     let _ = writeln!(o, "| prompt_len | KV/{} | live {} | {} (no_free_blocks / max_running / token_budget) | {} | queue_wait p50 / p90 (s) | TTFT p50 / p90 (s) | {} p50 (s) |", t("请求", "request"), t("均值/最大", "mean/max"), t("准入阻塞步数", "admission stalls (steps)"), t("抢占", "preemptions"), t("准入后计算时间", "compute after admission"));
@@ -301,7 +337,14 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
 
     // 12.5
     let _ = writeln!(o, "## 12.5 {}\n", t("扩展观察", "Extension observation"));
-    let _ = writeln!(o, "{}\n", t("选择的是: 两项都做了 — 状态统计器 与 仅用于观测的前缀命中探针。", "Chosen: both — the state statistics collector and the observation-only prefix-hit probe."));
+    let _ = writeln!(
+        o,
+        "{}\n",
+        t(
+            "选择的是: 两项都做了 — 状态统计器 与 仅用于观测的前缀命中探针。",
+            "Chosen: both — the state statistics collector and the observation-only prefix-hit probe."
+        )
+    );
     let _ = writeln!(o, "### {}\n", t("状态统计器", "State statistics collector"));
     let _ = writeln!(o, "{}: `kvscope_core::stats::StatsCollector` ({})\n", t("实现位置", "Implemented in"), t("引擎每步结束时发布的 StepSnapshot 的观察者; 输出 `stats.csv` 与 `stats_<case>.svg`", "an observer of the StepSnapshot the engine publishes after every step; writes `stats.csv` and `stats_<case>.svg`"));
     for r in &res.capacity {
@@ -323,16 +366,49 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
         o,
         "{}: `kvscope_core::probe::PrefixProbe` ({}); {}: `kvscope_core::block_manager` ({})\n",
         t("实现位置", "Implemented in"),
-        t("影子索引, 在前缀缓存关闭时运行, 不影响引擎", "a shadow index run with prefix caching off; it does not touch the engine"),
+        t(
+            "影子索引, 在前缀缓存关闭时运行, 不影响引擎",
+            "a shadow index run with prefix caching off; it does not touch the engine"
+        ),
         t("真实复用", "realized reuse"),
         t("前缀缓存开启时的真实命中", "the real prefix cache with caching on"),
     );
-    let _ = writeln!(o, "| {} | {} | {} |", t("量", "quantity"), t("探针 (潜在重叠信号, 缓存关闭)", "probe (potential-overlap signal, caching off)"), t("真实复用 (缓存开启, 实测)", "realized reuse (caching on, measured)"));
+    let _ = writeln!(
+        o,
+        "| {} | {} | {} |",
+        t("量", "quantity"),
+        t("探针 (潜在重叠信号, 缓存关闭)", "probe (potential-overlap signal, caching off)"),
+        t("真实复用 (缓存开启, 实测)", "realized reuse (caching on, measured)")
+    );
     let _ = writeln!(o, "|---|---|---|");
-    let _ = writeln!(o, "| {} | {} | {} |", t("可复用/已复用的 prompt 块", "prompt blocks reusable / reused"), p.potential.potential_hit_blocks, p.realized.hit_blocks);
-    let _ = writeln!(o, "| {} | {} ({:.1}%) | {} ({:.1}%) |", t("prompt token", "prompt tokens"), p.potential.potential_hit_tokens, 100.0 * p.potential.potential_hit_rate(), p.realized.prefill_tokens_saved, 100.0 * p.realized.hit_rate);
-    let _ = writeln!(o, "| {} | {} | {} |", t("实际计算的 prefill token", "prefill tokens actually computed"), p.prefill_tokens_computed_off, p.realized.prefill_tokens_computed);
-    let _ = writeln!(o, "| TTFT p50 (s) | {:.3} | {:.3} ({:+.3}) |", p.potential_ttft_with_caching_off.p50, p.realized.ttft.p50, p.ttft_p50_change);
+    let _ = writeln!(
+        o,
+        "| {} | {} | {} |",
+        t("可复用/已复用的 prompt 块", "prompt blocks reusable / reused"),
+        p.potential.potential_hit_blocks,
+        p.realized.hit_blocks
+    );
+    let _ = writeln!(
+        o,
+        "| {} | {} ({:.1}%) | {} ({:.1}%) |",
+        t("prompt token", "prompt tokens"),
+        p.potential.potential_hit_tokens,
+        100.0 * p.potential.potential_hit_rate(),
+        p.realized.prefill_tokens_saved,
+        100.0 * p.realized.hit_rate
+    );
+    let _ = writeln!(
+        o,
+        "| {} | {} | {} |",
+        t("实际计算的 prefill token", "prefill tokens actually computed"),
+        p.prefill_tokens_computed_off,
+        p.realized.prefill_tokens_computed
+    );
+    let _ = writeln!(
+        o,
+        "| TTFT p50 (s) | {:.3} | {:.3} ({:+.3}) |",
+        p.potential_ttft_with_caching_off.p50, p.realized.ttft.p50, p.ttft_p50_change
+    );
     let _ = writeln!(o, "| {} | — | {} |\n", t("驱逐的缓存块", "cached blocks evicted"), p.realized.evictions);
     let _ = writeln!(
         o,
@@ -366,7 +442,11 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
     for i in items {
         let _ = writeln!(o, "- {i}");
     }
-    let _ = writeln!(o, "\n### {}\n", t("分析 (自动生成, 基于本次实测数字)", "Analysis (generated from this run's measured numbers)"));
+    let _ = writeln!(
+        o,
+        "\n### {}\n",
+        t("分析 (自动生成, 基于本次实测数字)", "Analysis (generated from this run's measured numbers)")
+    );
     let _ = writeln!(o, "{}\n", analysis(res, zh));
     o
 }

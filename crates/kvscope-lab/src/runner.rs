@@ -6,8 +6,7 @@ use kvscope_core::block_manager::PrefixCacheCounters;
 use kvscope_core::events::EventRecorder;
 use kvscope_core::stats::StatsCollector;
 use kvscope_core::{
-    Clock, Engine, EngineConfig, EventRecord, Executor, KvEvent, PoolConfig, RequestId, SamplingParams,
-    SchedulerConfig,
+    Clock, Engine, EngineConfig, EventRecord, Executor, KvEvent, PoolConfig, RequestId, SamplingParams, SchedulerConfig,
 };
 use serde::Serialize;
 use std::collections::HashMap;
@@ -121,8 +120,7 @@ pub fn run_case<E: Executor, C: Clock>(
             next += 1;
         }
         if engine.has_work() {
-            let outcome =
-                engine.step().map_err(|source| RunError::Executor { case: spec.name.clone(), source })?;
+            let outcome = engine.step().map_err(|source| RunError::Executor { case: spec.name.clone(), source })?;
             for seq in outcome.finished {
                 done += 1;
                 results.push(seq);
@@ -161,8 +159,17 @@ pub fn run_case<E: Executor, C: Clock>(
         })
         .collect();
     requests.sort_by_key(|r| r.request_id);
-    let run =
-        CaseRun { spec: spec.clone(), config: config.clone(), events, stats, requests, rejected, prefix, duration, steps };
+    let run = CaseRun {
+        spec: spec.clone(),
+        config: config.clone(),
+        events,
+        stats,
+        requests,
+        rejected,
+        prefix,
+        duration,
+        steps,
+    };
     Ok((run, executor))
 }
 

@@ -39,7 +39,9 @@ pub fn num(v: f64) -> String {
 /// A tick label: integers without decimals, small values with enough digits.
 pub fn tick_label(v: f64, step: f64) -> String {
     let mut decimals = 0;
-    while decimals < 6 && ((step * 10f64.powi(decimals as i32)).round() - step * 10f64.powi(decimals as i32)).abs() > 1e-6 {
+    while decimals < 6
+        && ((step * 10f64.powi(decimals as i32)).round() - step * 10f64.powi(decimals as i32)).abs() > 1e-6
+    {
         decimals += 1;
     }
     let s = format!("{v:.decimals$}");
@@ -177,7 +179,8 @@ impl Svg {
 
     /// A path (`d` attribute) with an optional arrowhead at its end.
     pub fn path(&mut self, d: &str, stroke: &str, width: f64, arrow: bool, dash: Option<&str>) {
-        let marker = if arrow { format!(r#" marker-end="url(#{})""#, self.arrow_marker(stroke)) } else { String::new() };
+        let marker =
+            if arrow { format!(r#" marker-end="url(#{})""#, self.arrow_marker(stroke)) } else { String::new() };
         let dash = dash.map_or(String::new(), |d| format!(r#" stroke-dasharray="{}""#, esc(d)));
         let _ = writeln!(
             self.body,
@@ -204,7 +207,8 @@ impl Svg {
     }
 
     pub fn circle(&mut self, cx: f64, cy: f64, r: f64, fill: &str) {
-        let _ = writeln!(self.body, r#"<circle cx="{}" cy="{}" r="{}" fill="{}"/>"#, num(cx), num(cy), num(r), esc(fill));
+        let _ =
+            writeln!(self.body, r#"<circle cx="{}" cy="{}" r="{}" fill="{}"/>"#, num(cx), num(cy), num(r), esc(fill));
     }
 
     /// Text; `size` in px. Bold when `bold`.

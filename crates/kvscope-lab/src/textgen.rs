@@ -35,30 +35,73 @@ impl Rng {
 }
 
 const SUBJECTS: &[&str] = &[
-    "The old harbour", "A young engineer", "The village baker", "Our research team", "The city council",
-    "A travelling musician", "The night train", "The library on the hill", "A retired teacher", "The mountain guide",
-    "The small bakery", "A curious student", "The river ferry", "The weather station", "A local farmer",
+    "The old harbour",
+    "A young engineer",
+    "The village baker",
+    "Our research team",
+    "The city council",
+    "A travelling musician",
+    "The night train",
+    "The library on the hill",
+    "A retired teacher",
+    "The mountain guide",
+    "The small bakery",
+    "A curious student",
+    "The river ferry",
+    "The weather station",
+    "A local farmer",
 ];
 const VERBS: &[&str] = &[
-    "noticed", "described", "remembered", "explained", "measured", "planned", "questioned", "repaired", "recorded",
-    "compared", "celebrated", "studied", "organised", "announced", "carried",
+    "noticed",
+    "described",
+    "remembered",
+    "explained",
+    "measured",
+    "planned",
+    "questioned",
+    "repaired",
+    "recorded",
+    "compared",
+    "celebrated",
+    "studied",
+    "organised",
+    "announced",
+    "carried",
 ];
 const OBJECTS: &[&str] = &[
-    "the morning fog over the valley", "a long list of careful notes", "the price of bread at the market",
-    "the sound of bells across the square", "a map of the northern coast", "the timetable for the autumn festival",
-    "the slow rhythm of the tides", "an unexpected letter from abroad", "the colours of the late summer fields",
-    "a recipe for apple cake", "the path of the evening storm", "the number of boats in the bay",
-    "a plan for the new bridge", "the history of the stone tower", "the results of the spring survey",
+    "the morning fog over the valley",
+    "a long list of careful notes",
+    "the price of bread at the market",
+    "the sound of bells across the square",
+    "a map of the northern coast",
+    "the timetable for the autumn festival",
+    "the slow rhythm of the tides",
+    "an unexpected letter from abroad",
+    "the colours of the late summer fields",
+    "a recipe for apple cake",
+    "the path of the evening storm",
+    "the number of boats in the bay",
+    "a plan for the new bridge",
+    "the history of the stone tower",
+    "the results of the spring survey",
 ];
 const ENDINGS: &[&str] = &[
-    "before the sun went down.", "while everyone else was asleep.", "with great patience.",
-    "as the first snow began to fall.", "for the people of the town.", "in a quiet voice.",
-    "without saying a word to anyone.", "after a long day of work.", "because nobody else had time.",
+    "before the sun went down.",
+    "while everyone else was asleep.",
+    "with great patience.",
+    "as the first snow began to fall.",
+    "for the people of the town.",
+    "in a quiet voice.",
+    "without saying a word to anyone.",
+    "after a long day of work.",
+    "because nobody else had time.",
     "and then wrote it all down.",
 ];
 const QUESTIONS: &[&str] = &[
-    "Summarise the passage above in three sentences.", "What happened first, and why?",
-    "Write a short title for this story.", "Which detail matters most, and why?",
+    "Summarise the passage above in three sentences.",
+    "What happened first, and why?",
+    "Write a short title for this story.",
+    "Which detail matters most, and why?",
     "Continue the story with one more paragraph.",
 ];
 
@@ -80,7 +123,8 @@ pub fn passage(rng: &mut Rng, approx_words: usize) -> String {
         text.push_str(&s);
     }
     text.push_str("\n\n");
-    text.push_str(*rng.pick(QUESTIONS));
+    let question: &&str = rng.pick(QUESTIONS);
+    text.push_str(question);
     text
 }
 

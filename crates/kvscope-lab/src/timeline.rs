@@ -119,11 +119,8 @@ pub fn request_timelines(events: &[EventRecord]) -> BTreeMap<RequestId, RequestT
 pub fn timeline_svg(run: &CaseRun, max_requests: usize, title: &str) -> String {
     let all = request_timelines(&run.events);
     let shown: Vec<(&RequestId, &RequestTimeline)> = all.iter().take(max_requests).collect();
-    let t_max = shown
-        .iter()
-        .flat_map(|(_, tl)| tl.segments.iter().map(|s| s.1).chain(tl.end))
-        .fold(0.0, f64::max)
-        .max(1e-6);
+    let t_max =
+        shown.iter().flat_map(|(_, tl)| tl.segments.iter().map(|s| s.1).chain(tl.end)).fold(0.0, f64::max).max(1e-6);
     let max_blocks = shown.iter().flat_map(|(_, tl)| tl.blocks.iter().map(|b| b.1)).max().unwrap_or(0).max(1);
     let used: Vec<Phase> = Phase::ALL
         .into_iter()
@@ -190,7 +187,15 @@ pub fn timeline_svg(run: &CaseRun, max_requests: usize, title: &str) -> String {
         }
         svg.polyline(&pts, "#111", 1.3, None);
         let peak = tl.blocks.iter().map(|b| b.1).max().unwrap_or(0);
-        svg.text(width - right_pad + 6.0, y + bar_h / 2.0 + 4.0, &format!("peak {peak} blk"), 10.0, Anchor::Start, "#444", false);
+        svg.text(
+            width - right_pad + 6.0,
+            y + bar_h / 2.0 + 4.0,
+            &format!("peak {peak} blk"),
+            10.0,
+            Anchor::Start,
+            "#444",
+            false,
+        );
     }
     svg.finish()
 }

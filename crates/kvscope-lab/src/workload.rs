@@ -66,7 +66,7 @@ impl CaseSpec {
                 (tokens + j).saturating_sub(jitter).max(1)
             }
             PromptLengths::Interleaved { long, short } => {
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     long
                 } else {
                     short

@@ -55,9 +55,13 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 }
 
 fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.concurrency > 0 && args.prompt_len > 0 && args.output_len > 0, "concurrency, prompt length and output length must be at least 1");
+    anyhow::ensure!(
+        args.concurrency > 0 && args.prompt_len > 0 && args.output_len > 0,
+        "concurrency, prompt length and output length must be at least 1"
+    );
     let model = LoadedModel::load(args.model.model.as_deref())?;
-    let mut runs: Vec<ThroughputResult> = (0..args.repeat.max(1)).map(|i| once(&model, &args, i as u32)).collect::<anyhow::Result<_>>()?;
+    let mut runs: Vec<ThroughputResult> =
+        (0..args.repeat.max(1)).map(|i| once(&model, &args, i as u32)).collect::<anyhow::Result<_>>()?;
     let median = |f: fn(&ThroughputResult) -> f64, runs: &mut Vec<ThroughputResult>| {
         let mut v: Vec<f64> = runs.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
@@ -92,7 +96,11 @@ fn once(model: &LoadedModel, args: &ThroughputArgs, run: u32) -> anyhow::Result<
     let per_seq = (l + o + 1).div_ceil(block_size);
     let num_blocks = c * per_seq;
     let engine_config = EngineConfig {
-        scheduler: SchedulerConfig { max_running: c, max_batched_tokens: c * l + c, max_model_len: config.context_length },
+        scheduler: SchedulerConfig {
+            max_running: c,
+            max_batched_tokens: c * l + c,
+            max_model_len: config.context_length,
+        },
         pool: PoolConfig {
             num_blocks,
             block_size,
@@ -105,7 +113,8 @@ fn once(model: &LoadedModel, args: &ThroughputArgs, run: u32) -> anyhow::Result<
     let mut engine = Engine::new(engine_config, executor, WallClock::new());
     for i in 0..c {
         // Distinct prompts: no accidental sharing between sequences.
-        let prompt: Vec<u32> = (0..l).map(|p| ((p * 7919 + i * 104_729 + run as usize * 31) % 40_000 + 100) as u32).collect();
+        let prompt: Vec<u32> =
+            (0..l).map(|p| ((p * 7919 + i * 104_729 + run as usize * 31) % 40_000 + 100) as u32).collect();
         let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(o + 1) };
         engine.submit(RequestId(i as u64), prompt, params).map_err(|e| anyhow::anyhow!("{e}"))?;
     }

@@ -133,7 +133,10 @@ fn run_with<B: LabBackend>(backend: &mut B, cfg: &LabConfig) -> anyhow::Result<L
 }
 
 fn print_summary(res: &LabResults) {
-    println!("{:<10} {:>10} {:>6} {:>12} {:>12} {:>10} {:>12}  binding", "case", "prompt_len", "conc", "live mean/max", "KV/request", "TTFT p50", "queue p50");
+    println!(
+        "{:<10} {:>10} {:>6} {:>12} {:>12} {:>10} {:>12}  binding",
+        "case", "prompt_len", "conc", "live mean/max", "KV/request", "TTFT p50", "queue p50"
+    );
     for r in &res.capacity {
         println!(
             "{:<10} {:>10.0} {:>6} {:>7.2}/{:<4} {:>9.1} KiB {:>9.3} s {:>10.3} s  {}",
@@ -164,7 +167,11 @@ fn today() -> String {
 pub fn machine_description() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!("{cpu}, {cores} logical CPUs, {}", std::env::consts::OS)

@@ -40,7 +40,8 @@ impl LabBackend for RealBackend {
     }
 
     fn start(&mut self, num_blocks: usize, block_size: usize) -> Result<(ModelExecutor, WallClock), String> {
-        let exec = ModelExecutor::new(self.model.llama.clone(), num_blocks, block_size, 0).map_err(|e| e.to_string())?;
+        let exec =
+            ModelExecutor::new(self.model.llama.clone(), num_blocks, block_size, 0).map_err(|e| e.to_string())?;
         Ok((exec, WallClock::new()))
     }
 

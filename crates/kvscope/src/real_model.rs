@@ -1,10 +1,10 @@
 //! Loading the real model once, for every command that needs it.
 
 use anyhow::Context;
+use kvscope_model::chat_template::ChatTemplate;
 use kvscope_model::llama::LlamaModel;
 use kvscope_model::model::Model;
 use kvscope_model::tokenizer::Tokenizer;
-use kvscope_model::chat_template::ChatTemplate;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

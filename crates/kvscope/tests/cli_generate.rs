@@ -10,7 +10,17 @@ fn kvscope() -> Command {
 #[test]
 fn chat_generation_prints_json_with_ids_and_text() {
     let out = kvscope()
-        .args(["generate", "--prompt", "What is the capital of France?", "--chat", "--max-tokens", "12", "--json", "--logprobs", "3"])
+        .args([
+            "generate",
+            "--prompt",
+            "What is the capital of France?",
+            "--chat",
+            "--max-tokens",
+            "12",
+            "--json",
+            "--logprobs",
+            "3",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -70,7 +70,9 @@ fn check_events(out: &Path) {
 fn check_capacity(out: &Path) {
     let csv = std::fs::read_to_string(out.join("capacity.csv")).unwrap();
     let header = csv.lines().next().unwrap();
-    for col in ["case", "prompt_len", "concurrency", "live_requests", "estimated_kv", "ttft", "queue_wait", "explanation"] {
+    for col in
+        ["case", "prompt_len", "concurrency", "live_requests", "estimated_kv", "ttft", "queue_wait", "explanation"]
+    {
         assert!(header.contains(col), "capacity.csv lacks {col}");
     }
     let json: Value = serde_json::from_str(&std::fs::read_to_string(out.join("capacity.json")).unwrap()).unwrap();
