@@ -5,6 +5,7 @@
 
 use crate::ids::{BlockId, RequestId, Seconds};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::io::Write;
 
 /// Why the head of the waiting queue could not be admitted this step.
@@ -160,8 +161,9 @@ pub struct EventRecord {
     pub event: KvEvent,
     pub t: Seconds,
     pub step: u64,
-    /// `module::function` that performed the transition.
-    pub site: String,
+    /// `module::function` that performed the transition (static in the
+    /// engine, so emitting an event allocates nothing for it).
+    pub site: Cow<'static, str>,
 }
 
 /// Collects events during one engine step; the engine stamps the step and
@@ -184,7 +186,7 @@ impl EventLog {
     }
 
     pub fn emit(&mut self, site: &'static str, event: KvEvent) {
-        self.pending.push(EventRecord { event, t: self.now, step: self.step, site: site.to_string() });
+        self.pending.push(EventRecord { event, t: self.now, step: self.step, site: Cow::Borrowed(site) });
     }
 
     pub fn now(&self) -> Seconds {

@@ -230,8 +230,10 @@ impl Scheduler {
     /// Removes a finished or aborted sequence, releasing its blocks.
     pub(crate) fn remove(&mut self, id: RequestId, reason: ReleaseReason, log: &mut EventLog) -> Option<Sequence> {
         let mut seq = self.seqs.remove(&id)?;
-        self.running.retain(|r| *r != id);
-        self.waiting.retain(|r| *r != id);
+        match seq.status {
+            SequenceStatus::Running => self.running.retain(|r| *r != id),
+            _ => self.waiting.retain(|r| *r != id),
+        }
         if !seq.block_table.is_empty() {
             self.blocks.release(&mut seq, reason, log);
         }

@@ -132,8 +132,8 @@ impl LifecycleGraph {
         for rec in events {
             let kind = rec.event.kind();
             *g.kind_counts.entry(kind.to_string()).or_default() += 1;
-            g.kind_sites.entry(kind.to_string()).or_default().insert(rec.site.clone());
-            let site = rec.site.clone();
+            g.kind_sites.entry(kind.to_string()).or_default().insert(rec.site.to_string());
+            let site = rec.site.to_string();
             let Some(id) = rec.event.request_id() else {
                 if let KvEvent::Evicted { .. } = rec.event {
                     g.evicted_blocks += 1;
