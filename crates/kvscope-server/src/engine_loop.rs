@@ -1,0 +1,299 @@
+//! The engine on its own thread. HTTP handlers never touch the engine: they
+//! send commands (submit, abort, snapshot) and read each request's updates
+//! from its own channel. The thread owns `Engine<E, WallClock>`, so the
+//! executor never needs to be `Send`.
+
+use crate::kv_view::KvSnapshot;
+use kvscope_core::{
+    Engine, EngineConfig, Executor, FinishReason, Observer, RequestId, SampledToken, SamplingParams, SubmitError,
+    TokenId, WallClock,
+};
+use std::collections::HashMap;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// What a request hears from the engine, in order: tokens, then one end.
+#[derive(Debug)]
+pub enum Update {
+    Token(SampledToken),
+    Finished(Finish),
+    /// The executor failed; the request was aborted.
+    Failed(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Finish {
+    pub reason: FinishReason,
+    pub prompt_tokens: usize,
+    pub output_tokens: usize,
+    /// Prompt tokens served from the prefix cache at first admission.
+    pub cached_tokens: usize,
+}
+
+/// Why the engine did not take a request.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    #[error(transparent)]
+    Invalid(#[from] SubmitError),
+    #[error("server overloaded: {waiting} requests are already waiting (limit {limit}); retry later")]
+    Overloaded { waiting: usize, limit: usize },
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+enum Command {
+    Submit {
+        prompt: Vec<TokenId>,
+        params: SamplingParams,
+        updates: mpsc::UnboundedSender<Update>,
+        reply: oneshot::Sender<Result<RequestId, AdmitError>>,
+    },
+    Abort(RequestId),
+    Snapshot(oneshot::Sender<KvSnapshot>),
+}
+
+/// A cheap, cloneable way to talk to the engine thread.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: std_mpsc::Sender<Command>,
+}
+
+/// An accepted request. Dropping it before the end aborts the request in
+/// the engine at once, which releases its blocks: that is how a client
+/// that goes away stops costing KV.
+pub struct Submitted {
+    pub id: RequestId,
+    pub updates: mpsc::UnboundedReceiver<Update>,
+    guard: AbortGuard,
+}
+
+impl Submitted {
+    /// The request ended in the engine; nothing to abort any more.
+    pub fn mark_done(&mut self) {
+        self.guard.armed = false;
+    }
+    /// Ends the request now (a stop string matched, say).
+    pub fn abort(&mut self) {
+        if self.guard.armed {
+            self.guard.armed = false;
+            let _ = self.guard.tx.send(Command::Abort(self.id));
+        }
+    }
+}
+
+struct AbortGuard {
+    tx: std_mpsc::Sender<Command>,
+    id: RequestId,
+    armed: bool,
+}
+
+impl Drop for AbortGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.tx.send(Command::Abort(self.id));
+        }
+    }
+}
+
+impl EngineHandle {
+    pub async fn submit(&self, prompt: Vec<TokenId>, params: SamplingParams) -> Result<Submitted, AdmitError> {
+        let (updates_tx, updates) = mpsc::unbounded_channel();
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Submit { prompt, params, updates: updates_tx, reply })
+            .map_err(|_| AdmitError::Stopped)?;
+        let id = answer.await.map_err(|_| AdmitError::Stopped)??;
+        Ok(Submitted { id, updates, guard: AbortGuard { tx: self.tx.clone(), id, armed: true } })
+    }
+
+    pub async fn snapshot(&self) -> Option<KvSnapshot> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Command::Snapshot(reply)).ok()?;
+        answer.await.ok()
+    }
+}
+
+/// Something that wants the pool's state even when no step runs (after a
+/// submission or an abort while idle): the metrics gauges.
+pub type Refresh = Arc<Mutex<dyn Observer + Send>>;
+
+pub struct EngineThreadConfig {
+    pub engine: EngineConfig,
+    /// Requests allowed to wait; one more is answered 503.
+    pub max_waiting: usize,
+}
+
+/// Starts the engine thread. `make_executor` runs on that thread; its error
+/// (a model that fails to load, say) is returned here.
+pub fn spawn<E, F>(
+    config: EngineThreadConfig,
+    make_executor: F,
+    observers: Vec<Box<dyn Observer + Send>>,
+    refresh: Vec<Refresh>,
+) -> anyhow::Result<(EngineHandle, std::thread::JoinHandle<()>)>
+where
+    E: Executor + 'static,
+    F: FnOnce() -> anyhow::Result<E> + Send + 'static,
+{
+    let (tx, rx) = std_mpsc::channel();
+    let (ready_tx, ready_rx) = std_mpsc::sync_channel::<anyhow::Result<()>>(1);
+    let thread = std::thread::Builder::new().name("kvscope-engine".into()).spawn(move || {
+        let executor = match make_executor() {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        };
+        let mut engine = Engine::new(config.engine, executor, WallClock::new());
+        for observer in observers {
+            engine.add_observer(observer);
+        }
+        let _ = ready_tx.send(Ok(()));
+        EngineLoop { engine, live: HashMap::new(), next_id: 0, max_waiting: config.max_waiting, refresh }.run(rx);
+    })?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok((EngineHandle { tx }, thread)),
+        Ok(Err(e)) => Err(e.context("starting the engine")),
+        Err(_) => Err(anyhow::anyhow!("the engine thread died while starting")),
+    }
+}
+
+struct EngineLoop<E: Executor> {
+    engine: Engine<E, WallClock>,
+    live: HashMap<RequestId, mpsc::UnboundedSender<Update>>,
+    next_id: u64,
+    max_waiting: usize,
+    refresh: Vec<Refresh>,
+}
+
+impl<E: Executor> EngineLoop<E> {
+    fn run(mut self, rx: std_mpsc::Receiver<Command>) {
+        loop {
+            let mut changed = false;
+            if !self.engine.has_work() {
+                // Idle: sleep until someone asks for something.
+                match rx.recv() {
+                    Ok(cmd) => changed |= self.handle(cmd),
+                    Err(_) => return,
+                }
+            }
+            loop {
+                match rx.try_recv() {
+                    Ok(cmd) => changed |= self.handle(cmd),
+                    Err(std_mpsc::TryRecvError::Empty) => break,
+                    Err(std_mpsc::TryRecvError::Disconnected) => {
+                        if !self.engine.has_work() {
+                            return;
+                        }
+                        break;
+                    }
+                }
+            }
+            changed |= self.reap_disconnected();
+            if changed {
+                self.publish_state();
+            }
+            if self.engine.has_work() {
+                self.step();
+            }
+        }
+    }
+
+    /// Returns whether the pool or the queues changed.
+    fn handle(&mut self, cmd: Command) -> bool {
+        match cmd {
+            Command::Submit { prompt, params, updates, reply } => {
+                let waiting = self.engine.scheduler().num_waiting();
+                if waiting >= self.max_waiting {
+                    let _ = reply.send(Err(AdmitError::Overloaded { waiting, limit: self.max_waiting }));
+                    return false;
+                }
+                self.next_id += 1;
+                let id = RequestId(self.next_id);
+                match self.engine.submit(id, prompt, params) {
+                    Ok(()) => {
+                        if reply.send(Ok(id)).is_err() {
+                            self.engine.abort(id);
+                        } else {
+                            self.live.insert(id, updates);
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                        false
+                    }
+                }
+            }
+            Command::Abort(id) => {
+                self.live.remove(&id);
+                self.engine.abort(id).is_some()
+            }
+            Command::Snapshot(reply) => {
+                let _ = reply.send(KvSnapshot::of(&self.engine));
+                false
+            }
+        }
+    }
+
+    /// A request whose client is gone is aborted before the next step, even
+    /// if its abort command has not arrived yet.
+    fn reap_disconnected(&mut self) -> bool {
+        let gone: Vec<RequestId> = self.live.iter().filter(|(_, tx)| tx.is_closed()).map(|(&id, _)| id).collect();
+        for &id in &gone {
+            self.live.remove(&id);
+            self.engine.abort(id);
+        }
+        !gone.is_empty()
+    }
+
+    fn publish_state(&self) {
+        let snapshot = self.engine.snapshot();
+        for observer in &self.refresh {
+            observer.lock().unwrap_or_else(|e| e.into_inner()).on_step(&snapshot);
+        }
+    }
+
+    fn step(&mut self) {
+        let outcome = match self.engine.step() {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let message = e.to_string();
+                for (id, tx) in std::mem::take(&mut self.live) {
+                    let _ = tx.send(Update::Failed(message.clone()));
+                    self.engine.abort(id);
+                }
+                self.publish_state();
+                return;
+            }
+        };
+        let mut gone = Vec::new();
+        for (id, token) in outcome.new_tokens {
+            if let Some(tx) = self.live.get(&id) {
+                if tx.send(Update::Token(token)).is_err() {
+                    gone.push(id);
+                }
+            }
+        }
+        for seq in &outcome.finished {
+            if let Some(tx) = self.live.remove(&seq.id) {
+                let _ = tx.send(Update::Finished(Finish {
+                    reason: seq.finish_reason().unwrap_or(FinishReason::Stop),
+                    prompt_tokens: seq.prompt.len(),
+                    output_tokens: seq.output.len(),
+                    cached_tokens: seq.num_cached_prompt_tokens,
+                }));
+            }
+        }
+        let aborted = !gone.is_empty();
+        for id in gone {
+            self.live.remove(&id);
+            self.engine.abort(id);
+        }
+        if aborted {
+            self.publish_state();
+        }
+    }
+}

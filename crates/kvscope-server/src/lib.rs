@@ -1,0 +1,206 @@
+//! kvscope-server: the engine behind HTTP.
+//!
+//! - [`serve`] / [`start`]: an OpenAI-compatible server (`/v1/completions`,
+//!   `/v1/chat/completions`, `/v1/models`, `/health`) with the KV cache in
+//!   view: `/metrics` (Prometheus, vLLM's names under `kvscope:`), `/kv` (the
+//!   pool block by block), `/events` (the KV event stream live) and a web
+//!   view at `/`.
+//! - [`bench`]: `kvscope bench serve`, a load generator against such a server.
+//!
+//! The engine runs on its own thread ([`engine_loop`]); handlers talk to it
+//! through channels. A model plugs in as a [`TextModel`] (tokenizer, chat
+//! template) and an executor factory.
+
+pub mod api;
+pub mod bench;
+pub mod detok;
+pub mod engine_loop;
+pub mod error;
+pub mod events_feed;
+pub mod generate;
+pub mod kv_view;
+pub mod metrics;
+pub mod model;
+pub mod observe;
+pub mod openai;
+pub mod series;
+pub mod state;
+pub mod stop;
+
+pub use bench::{run_bench_serve, BenchArgs, BenchReport};
+pub use model::{ChatMessage, TextModel};
+
+use axum::routing::{get, post};
+use axum::Router;
+use kvscope_core::{EngineConfig, Executor, Observer};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, oneshot};
+
+/// How the server listens and how much it queues.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub addr: SocketAddr,
+    /// Requests allowed in the waiting queue; beyond it the answer is 503.
+    pub max_waiting: usize,
+    /// The name `/v1/models` lists; the model's own name when `None`.
+    pub served_model_name: Option<String>,
+    pub engine: EngineConfig,
+}
+
+/// `kvscope serve`'s options that belong to the server (the binary adds
+/// the model's).
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Requests allowed to wait for admission; more are answered 503.
+    #[arg(long, default_value_t = 256)]
+    pub max_waiting: usize,
+    /// The model name clients use (default: the model's own).
+    #[arg(long)]
+    pub served_model_name: Option<String>,
+    /// KV blocks in the pool.
+    #[arg(long, default_value_t = 512)]
+    pub kv_blocks: usize,
+    /// Token slots per KV block.
+    #[arg(long, default_value_t = 16)]
+    pub block_size: usize,
+    /// Most requests running at once (vLLM's max_num_seqs).
+    #[arg(long, default_value_t = 16)]
+    pub max_num_seqs: usize,
+    /// Most tokens in one engine step (vLLM's max_num_batched_tokens).
+    #[arg(long, default_value_t = 512)]
+    pub max_num_batched_tokens: usize,
+    /// Turn prefix caching off.
+    #[arg(long)]
+    pub no_prefix_caching: bool,
+}
+
+impl ServeArgs {
+    /// The server configuration for a model with this context and
+    /// vocabulary, whose KV takes `bytes_per_block` per block (0: unknown).
+    pub fn config(&self, max_model_len: usize, vocab_size: usize, bytes_per_block: u64) -> anyhow::Result<ServerConfig> {
+        let addr: SocketAddr = format!("{}:{}", self.host, self.port)
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--host {} --port {} is not an address: {e}", self.host, self.port))?;
+        Ok(ServerConfig {
+            addr,
+            max_waiting: self.max_waiting,
+            served_model_name: self.served_model_name.clone(),
+            engine: EngineConfig {
+                scheduler: kvscope_core::SchedulerConfig {
+                    max_running: self.max_num_seqs,
+                    max_batched_tokens: self.max_num_batched_tokens,
+                    max_model_len,
+                },
+                pool: kvscope_core::PoolConfig {
+                    num_blocks: self.kv_blocks,
+                    block_size: self.block_size,
+                    enable_prefix_caching: !self.no_prefix_caching,
+                    bytes_per_block,
+                },
+                vocab_size: Some(vocab_size),
+            },
+        })
+    }
+}
+
+/// A server started by [`start`].
+pub struct RunningServer {
+    /// Where it listens (the real port when 0 was asked for).
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Serves until the process ends or the server fails.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let task = &mut self.task;
+        task.await??;
+        Ok(())
+    }
+    /// Stops accepting, finishes open responses, returns.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.task).await??;
+        Ok(())
+    }
+}
+
+/// Binds, starts the engine thread (building the executor there) and serves
+/// in the background.
+pub async fn start<E, F>(config: ServerConfig, model: Arc<dyn TextModel>, make_executor: F) -> anyhow::Result<RunningServer>
+where
+    E: Executor + 'static,
+    F: FnOnce() -> anyhow::Result<E> + Send + 'static,
+{
+    let model_name = config.served_model_name.clone().unwrap_or_else(|| model.model_name());
+    let metrics_registry = Arc::new(metrics::Metrics::new(&model_name));
+    let series = Arc::new(Mutex::new(series::Series::default()));
+    let (events_tx, _) = broadcast::channel(4096);
+    let observer = Arc::new(Mutex::new(metrics::MetricsObserver::new(
+        metrics_registry.clone(),
+        series.clone(),
+        config.engine.pool.block_size,
+    )));
+    let observers: Vec<Box<dyn Observer + Send>> =
+        vec![Box::new(observer.clone()), Box::new(events_feed::EventsFeed::new(events_tx.clone()))];
+    let refresh: Vec<engine_loop::Refresh> = vec![observer];
+    let thread_config = engine_loop::EngineThreadConfig { engine: config.engine.clone(), max_waiting: config.max_waiting };
+    let (engine, _thread) =
+        tokio::task::spawn_blocking(move || engine_loop::spawn(thread_config, make_executor, observers, refresh)).await??;
+    let state = state::AppState {
+        engine,
+        model,
+        model_name,
+        started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        metrics: metrics_registry,
+        series,
+        events: events_tx,
+    };
+    let app = router(state);
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
+    let addr = listener.local_addr()?;
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown_rx.await;
+            })
+            .await
+    });
+    Ok(RunningServer { addr, shutdown: Some(shutdown_tx), task })
+}
+
+/// `kvscope serve`: [`start`], then serve until the process ends.
+pub async fn serve<E, F>(config: ServerConfig, model: Arc<dyn TextModel>, make_executor: F) -> anyhow::Result<()>
+where
+    E: Executor + 'static,
+    F: FnOnce() -> anyhow::Result<E> + Send + 'static,
+{
+    let server = start(config, model, make_executor).await?;
+    eprintln!("kvscope serve: listening on http://{} (web view at /, metrics at /metrics)", server.addr);
+    server.wait().await
+}
+
+pub fn router(state: state::AppState) -> Router {
+    Router::new()
+        .route("/", get(observe::index))
+        .route("/health", get(observe::health))
+        .route("/metrics", get(observe::metrics))
+        .route("/kv", get(observe::kv))
+        .route("/events", get(observe::events))
+        .route("/api/series", get(observe::series))
+        .route("/v1/models", get(api::models))
+        .route("/v1/completions", post(api::completions))
+        .route("/v1/chat/completions", post(api::chat_completions))
+        .with_state(state)
+}

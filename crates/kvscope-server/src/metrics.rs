@@ -1,0 +1,202 @@
+//! `/metrics`: Prometheus gauges, counters and histograms with vLLM's names
+//! and meanings under the `kvscope:` prefix. Fed only by the KV event stream
+//! and the engine's step snapshots.
+
+use crate::series::Series;
+use kvscope_core::{EventRecord, KvEvent, Observer, RequestId, Seconds, StepSnapshot};
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub struct Metrics {
+    registry: Registry,
+    pub num_requests_running: IntGauge,
+    pub num_requests_waiting: IntGauge,
+    pub kv_cache_usage_perc: Gauge,
+    pub kv_cache_token_usage_perc: Gauge,
+    pub kv_cache_cached_free_blocks: IntGauge,
+    pub prefix_cache_queries: IntCounter,
+    pub prefix_cache_hits: IntCounter,
+    pub num_preemptions: IntCounter,
+    pub prompt_tokens: IntCounter,
+    pub generation_tokens: IntCounter,
+    pub request_success: IntCounterVec,
+    pub time_to_first_token_seconds: Histogram,
+    pub request_queue_time_seconds: Histogram,
+    pub time_per_output_token_seconds: Histogram,
+    pub e2e_request_latency_seconds: Histogram,
+}
+
+const LATENCY_BUCKETS: &[f64] =
+    &[0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0];
+const TPOT_BUCKETS: &[f64] =
+    &[0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0];
+
+impl Metrics {
+    pub fn new(model_name: &str) -> Self {
+        let registry = Registry::new_custom(None, Some(HashMap::from([("model_name".to_string(), model_name.to_string())])))
+            .expect("a valid label");
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(format!("kvscope:{name}"), help).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let fgauge = |name: &str, help: &str| {
+            let g = Gauge::new(format!("kvscope:{name}"), help).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(format!("kvscope:{name}_total"), help).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            let h = Histogram::with_opts(HistogramOpts::new(format!("kvscope:{name}"), help).buckets(buckets.to_vec()))
+                .expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("unique metric");
+            h
+        };
+        let request_success = IntCounterVec::new(
+            Opts::new("kvscope:request_success_total", "Requests that ended, by finish reason (stop, length, abort)."),
+            &["finished_reason"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(request_success.clone())).expect("unique metric");
+        Metrics {
+            num_requests_running: gauge("num_requests_running", "Requests holding KV blocks (running)."),
+            num_requests_waiting: gauge("num_requests_waiting", "Requests in the waiting queue (new or preempted)."),
+            kv_cache_usage_perc: fgauge(
+                "kv_cache_usage_perc",
+                "KV cache usage by blocks: held blocks / all blocks (1 = full).",
+            ),
+            kv_cache_token_usage_perc: fgauge(
+                "kv_cache_token_usage_perc",
+                "KV cache usage by token slots: slots holding KV / all slots; below the block usage by partly filled blocks.",
+            ),
+            kv_cache_cached_free_blocks: gauge(
+                "kv_cache_cached_free_blocks",
+                "Free blocks whose KV is still indexed for prefix reuse (evictable).",
+            ),
+            prefix_cache_queries: counter(
+                "prefix_cache_queries",
+                "Prompt tokens looked up in the prefix cache at first admission (recomputation never counted).",
+            ),
+            prefix_cache_hits: counter(
+                "prefix_cache_hits",
+                "Prompt tokens served from the prefix cache at first admission (recomputation never counted).",
+            ),
+            num_preemptions: counter("num_preemptions", "Preemptions: running requests whose KV was taken back."),
+            prompt_tokens: counter("prompt_tokens", "Prompt tokens of admitted requests, counted at first admission."),
+            generation_tokens: counter("generation_tokens", "Generated tokens, counted when each request ends."),
+            request_success,
+            time_to_first_token_seconds: histogram(
+                "time_to_first_token_seconds",
+                "Time from arrival to the first generated token.",
+                LATENCY_BUCKETS,
+            ),
+            request_queue_time_seconds: histogram(
+                "request_queue_time_seconds",
+                "Time in the waiting queue before the first admission.",
+                LATENCY_BUCKETS,
+            ),
+            time_per_output_token_seconds: histogram(
+                "time_per_output_token_seconds",
+                "Mean time between output tokens after the first, per finished request.",
+                TPOT_BUCKETS,
+            ),
+            e2e_request_latency_seconds: histogram(
+                "e2e_request_latency_seconds",
+                "Time from arrival to the end of a finished request.",
+                LATENCY_BUCKETS,
+            ),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let families = self.registry.gather();
+        prometheus::TextEncoder::new().encode_to_string(&families).unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+struct Track {
+    arrived: Seconds,
+    prompt_tokens: usize,
+    first_token: Option<Seconds>,
+    admitted: bool,
+}
+
+/// Feeds [`Metrics`] and the web view's [`Series`] from the event stream.
+pub struct MetricsObserver {
+    metrics: Arc<Metrics>,
+    series: Arc<Mutex<Series>>,
+    block_size: usize,
+    live: HashMap<RequestId, Track>,
+}
+
+impl MetricsObserver {
+    pub fn new(metrics: Arc<Metrics>, series: Arc<Mutex<Series>>, block_size: usize) -> Self {
+        MetricsObserver { metrics, series, block_size, live: HashMap::new() }
+    }
+}
+
+impl Observer for MetricsObserver {
+    fn on_event(&mut self, record: &EventRecord) {
+        let m = &self.metrics;
+        let t = record.t;
+        match &record.event {
+            KvEvent::Arrived { request_id, prompt_tokens } => {
+                self.live.insert(*request_id, Track { arrived: t, prompt_tokens: *prompt_tokens, ..Default::default() });
+            }
+            KvEvent::Admitted { request_id, cached_blocks, readmission, .. } => {
+                let Some(track) = self.live.get_mut(request_id) else { return };
+                if !*readmission && !track.admitted {
+                    track.admitted = true;
+                    m.prefix_cache_queries.inc_by(track.prompt_tokens as u64);
+                    m.prefix_cache_hits.inc_by((cached_blocks * self.block_size) as u64);
+                    m.prompt_tokens.inc_by(track.prompt_tokens as u64);
+                    let wait = t - track.arrived;
+                    m.request_queue_time_seconds.observe(wait);
+                    lock(&self.series).record_queue_wait(t, wait);
+                }
+            }
+            KvEvent::FirstToken { request_id } => {
+                let Some(track) = self.live.get_mut(request_id) else { return };
+                track.first_token = Some(t);
+                let ttft = t - track.arrived;
+                m.time_to_first_token_seconds.observe(ttft);
+                lock(&self.series).record_ttft(t, ttft);
+            }
+            KvEvent::Preempted { .. } => m.num_preemptions.inc(),
+            KvEvent::Finished { request_id, reason, output_tokens, .. } => {
+                m.generation_tokens.inc_by(*output_tokens as u64);
+                m.request_success.with_label_values(&[reason.as_str()]).inc();
+                let Some(track) = self.live.remove(request_id) else { return };
+                if *reason != kvscope_core::FinishReason::Abort {
+                    m.e2e_request_latency_seconds.observe(t - track.arrived);
+                    if let (Some(first), true) = (track.first_token, *output_tokens > 1) {
+                        m.time_per_output_token_seconds.observe((t - first) / (*output_tokens - 1) as f64);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_step(&mut self, s: &StepSnapshot) {
+        let m = &self.metrics;
+        m.num_requests_running.set(s.running as i64);
+        m.num_requests_waiting.set(s.waiting as i64);
+        m.kv_cache_usage_perc.set(s.block_occupancy());
+        m.kv_cache_token_usage_perc.set(s.token_occupancy());
+        m.kv_cache_cached_free_blocks.set(s.cached_free_blocks as i64);
+        lock(&self.series).record_step(s);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,56 @@
+//! The observability endpoints: `/health`, `/metrics`, `/kv`, `/events`,
+//! `/api/series`, and the web view at `/`.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use std::convert::Infallible;
+use tokio::sync::broadcast::error::RecvError;
+
+const INDEX_HTML: &str = include_str!("../web/index.html");
+
+pub async fn index() -> Html<&'static str> {
+    Html(INDEX_HTML)
+}
+
+pub async fn health(State(state): State<AppState>) -> Response {
+    match state.engine.snapshot().await {
+        Some(_) => StatusCode::OK.into_response(),
+        None => ApiError::internal("the engine thread has stopped".into()).into_response(),
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
+}
+
+pub async fn kv(State(state): State<AppState>) -> Result<Response, ApiError> {
+    match state.engine.snapshot().await {
+        Some(snapshot) => Ok(Json(snapshot).into_response()),
+        None => Err(ApiError::internal("the engine thread has stopped".into())),
+    }
+}
+
+pub async fn series(State(state): State<AppState>) -> Response {
+    let series = state.series.lock().unwrap_or_else(|e| e.into_inner());
+    Json(&*series).into_response()
+}
+
+/// Every KV event from now on, one SSE `data:` line each, in the
+/// `events.jsonl` schema. A client too slow to keep up is told how many
+/// events it missed (`event: lagged`).
+pub async fn events(State(state): State<AppState>) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let rx = state.events.subscribe();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        match rx.recv().await {
+            Ok(line) => Some((Ok(Event::default().data(&*line)), rx)),
+            Err(RecvError::Lagged(n)) => Some((Ok(Event::default().event("lagged").data(n.to_string())), rx)),
+            Err(RecvError::Closed) => None,
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
