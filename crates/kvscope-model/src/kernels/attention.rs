@@ -38,43 +38,143 @@ pub struct Heads {
 /// `out[t][h]` = softmax(q[t][h] · Kᵀ / sqrt(d)) · V over the context of
 /// query `t`, with query head `h` reading KV head `h / (n_heads / n_kv_heads)`.
 /// `q` and `out` are `[queries.len(), n_heads * head_dim]`.
+///
+/// One task handles one query and one KV head with all the query heads that
+/// share it, so each key and value row is read once per group. Within a task
+/// each head's scores, softmax and weighted sum run in position order.
 pub fn paged_attention(q: &[f32], queries: &[QueryCtx], kv: KvView, heads: Heads, out: &mut [f32]) {
     let Heads { n_heads, n_kv_heads, head_dim: hd } = heads;
     let width = n_heads * hd;
-    let kv_width = n_kv_heads * hd;
     assert!(q.len() == queries.len() * width && out.len() == q.len());
     let group = n_heads / n_kv_heads;
-    let scale = 1.0 / (hd as f32).sqrt();
+    assert!(group <= MAX_GROUP, "more than {MAX_GROUP} query heads per KV head");
     let op = SendPtr(out.as_mut_ptr());
-    (0..queries.len() * n_heads).into_par_iter().for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
-        let (t, h) = (task / n_heads, task % n_heads);
+    let isa = simd::isa();
+    (0..queries.len() * n_kv_heads).into_par_iter().for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
+        let (t, g) = (task / n_kv_heads, task % n_kv_heads);
         let ctx = queries[t];
-        let qh = &q[t * width + h * hd..][..hd];
-        let kv_off = (h / group) * hd;
-        let slot = |j: usize| ctx.block_table[j / kv.block_size] * kv.block_size + j % kv.block_size;
+        let qg = &q[t * width + g * group * hd..][..group * hd];
+        // SAFETY: each task owns the disjoint slice out[t][heads of group g].
+        let og = unsafe { std::slice::from_raw_parts_mut(op.get().add(t * width + g * group * hd), group * hd) };
+        let job = GroupJob { q: qg, out: og, ctx, kv, kv_width: n_kv_heads * hd, kv_off: g * hd, group, hd };
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            simd::Isa::Avx512 => unsafe { job.run_avx512(scores) },
+            _ => job.run(scores),
+        }
+    });
+}
 
-        scores.clear();
-        for j in 0..=ctx.pos {
-            let kj = &kv.k[slot(j) * kv_width + kv_off..][..hd];
-            scores.push(simd::dot(qh, kj) * scale);
+/// One query's attention for the heads of one KV group.
+struct GroupJob<'a> {
+    q: &'a [f32],
+    out: &'a mut [f32],
+    ctx: QueryCtx<'a>,
+    kv: KvView<'a>,
+    kv_width: usize,
+    kv_off: usize,
+    group: usize,
+    hd: usize,
+}
+
+/// Calls `f(j, offset)` with the offset of the K/V row of each position
+/// `j` in `0..=ctx.pos`, in position order.
+#[inline(always)]
+fn for_each_row(ctx: QueryCtx, block_size: usize, kv_width: usize, kv_off: usize, mut f: impl FnMut(usize, usize)) {
+    let n = ctx.pos + 1;
+    let mut j = 0;
+    for &block in ctx.block_table {
+        let base = block * block_size;
+        for s in 0..block_size.min(n - j) {
+            f(j, (base + s) * kv_width + kv_off);
+            j += 1;
         }
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0f32;
-        for s in scores.iter_mut() {
+        if j == n {
+            break;
+        }
+    }
+}
+
+/// Softmax of each head's row of `scores` (`n` wide) in place, in position
+/// order; returns each row's sum for the final division.
+#[inline(always)]
+fn softmax_rows(scores: &mut [f32], n: usize, sums: &mut [f32]) {
+    for (row, sum) in scores.chunks_mut(n).zip(sums.iter_mut()) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        *sum = 0.0;
+        for s in row.iter_mut() {
             *s = (*s - max).exp();
-            sum += *s;
+            *sum += *s;
         }
-        // SAFETY: each task owns the disjoint head slice out[t][h].
-        let o = unsafe { std::slice::from_raw_parts_mut(op.get().add(t * width + h * hd), hd) };
-        o.fill(0.0);
-        for (j, &p) in scores.iter().enumerate() {
-            simd::axpy(o, p, &kv.v[slot(j) * kv_width + kv_off..][..hd]);
-        }
+    }
+}
+
+#[inline(always)]
+fn divide_by_sums(out: &mut [f32], sums: &[f32], hd: usize) {
+    for (o, &sum) in out.chunks_mut(hd).zip(sums) {
         let inv = 1.0 / sum;
         for x in o.iter_mut() {
             *x *= inv;
         }
-    });
+    }
+}
+
+/// Most query heads one KV head serves (GQA group) on the stack.
+const MAX_GROUP: usize = 16;
+
+impl GroupJob<'_> {
+    fn run(self, scores: &mut Vec<f32>) {
+        let GroupJob { q, out, ctx, kv, kv_width, kv_off, group, hd } = self;
+        let n = ctx.pos + 1;
+        let scale = 1.0 / (hd as f32).sqrt();
+        scores.clear();
+        scores.resize(group * n, 0.0);
+        for_each_row(ctx, kv.block_size, kv_width, kv_off, |j, off| {
+            let k = &kv.k[off..][..hd];
+            for h in 0..group {
+                scores[h * n + j] = simd::dot(&q[h * hd..][..hd], k) * scale;
+            }
+        });
+        let mut sums = [0f32; MAX_GROUP];
+        softmax_rows(scores, n, &mut sums[..group]);
+        out.fill(0.0);
+        for_each_row(ctx, kv.block_size, kv_width, kv_off, |j, off| {
+            let v = &kv.v[off..][..hd];
+            for h in 0..group {
+                simd::axpy(&mut out[h * hd..][..hd], scores[h * n + j], v);
+            }
+        });
+        divide_by_sums(out, &sums[..group], hd);
+    }
+
+    /// The same computation with the AVX-512 dot and axpy inlined (they are
+    /// `simd::avx512::{dot, axpy}`, so the values are the same bits).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn run_avx512(self, scores: &mut Vec<f32>) {
+        use super::simd::avx512;
+        let GroupJob { q, out, ctx, kv, kv_width, kv_off, group, hd } = self;
+        let n = ctx.pos + 1;
+        let scale = 1.0 / (hd as f32).sqrt();
+        scores.clear();
+        scores.resize(group * n, 0.0);
+        for_each_row(ctx, kv.block_size, kv_width, kv_off, |j, off| {
+            let k = &kv.k[off..][..hd];
+            for h in 0..group {
+                scores[h * n + j] = avx512::dot(&q[h * hd..][..hd], k) * scale;
+            }
+        });
+        let mut sums = [0f32; MAX_GROUP];
+        softmax_rows(scores, n, &mut sums[..group]);
+        out.fill(0.0);
+        for_each_row(ctx, kv.block_size, kv_width, kv_off, |j, off| {
+            let v = &kv.v[off..][..hd];
+            for h in 0..group {
+                avx512::axpy(&mut out[h * hd..][..hd], scores[h * n + j], v);
+            }
+        });
+        divide_by_sums(out, &sums[..group], hd);
+    }
 }
 
 #[cfg(test)]

@@ -13,8 +13,13 @@ use rayon::prelude::*;
 /// Rows and columns of one register tile.
 const TILE_R: usize = 4;
 const TILE_C: usize = 4;
-/// Columns whose weights stay cache-resident while all row tiles pass.
-const COL_BLOCK: usize = 64;
+/// Columns whose weights stay cache-resident while all row tiles pass. With
+/// few rows (decode) one column tile at a time suffices: its weights sit in
+/// L1 while every row passes, and the weights stream from memory once, in
+/// order.
+fn col_block(rows: usize) -> usize {
+    if rows <= 32 { TILE_C } else { 64 }
+}
 
 /// `y[r * n + j] = dot(x[r * k ..][..k], w[j * k ..][..k])`.
 pub fn matmul(x: &[f32], w: &[f32], y: &mut [f32], rows: usize, k: usize, n: usize) {
@@ -39,9 +44,10 @@ pub fn matmul(x: &[f32], w: &[f32], y: &mut [f32], rows: usize, k: usize, n: usi
 
 #[allow(clippy::too_many_arguments)]
 unsafe fn columns(isa: Isa, x: &[f32], w: &[f32], y: SendPtr, rows: usize, k: usize, n: usize, c0: usize, c1: usize) {
+    let block = col_block(rows);
     let mut cb = c0;
     while cb < c1 {
-        let ce = (cb + COL_BLOCK).min(c1);
+        let ce = (cb + block).min(c1);
         let mut r = 0;
         while r < rows {
             let rr = (rows - r).min(TILE_R);

@@ -112,6 +112,7 @@ pub(crate) mod avx512 {
     }
 
     #[target_feature(enable = "avx512f")]
+    #[inline]
     pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
         let k = a.len();
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
@@ -130,6 +131,7 @@ pub(crate) mod avx512 {
     }
 
     #[target_feature(enable = "avx512f")]
+    #[inline]
     pub unsafe fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
         let k = y.len();
         let (py, px) = (y.as_mut_ptr(), x.as_ptr());
