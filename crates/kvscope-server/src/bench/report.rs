@@ -1,0 +1,127 @@
+//! What a benchmark run measured, as vLLM's `bench serve` reports it.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// Mean, median and tail of one latency, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Stats {
+    pub mean: f64,
+    pub median: f64,
+    pub p90: f64,
+    pub p99: f64,
+}
+
+impl Stats {
+    /// From samples in seconds.
+    pub fn of_seconds(samples: &[f64]) -> Stats {
+        if samples.is_empty() {
+            return Stats::default();
+        }
+        let mut v: Vec<f64> = samples.iter().map(|s| s * 1000.0).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        Stats { mean: v.iter().sum::<f64>() / v.len() as f64, median: percentile(&v, 50.0), p90: percentile(&v, 90.0), p99: percentile(&v, 99.0) }
+    }
+}
+
+/// Linear interpolation between closest ranks (numpy's default).
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = p / 100.0 * (sorted.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BenchReport {
+    pub completed: usize,
+    pub failed: usize,
+    /// Wall time from the first request sent to the last answer, seconds.
+    pub duration_s: f64,
+    pub total_input_tokens: usize,
+    pub total_output_tokens: usize,
+    pub request_throughput: f64,
+    pub output_throughput: f64,
+    pub total_token_throughput: f64,
+    pub request_rate: f64,
+    pub burstiness: f64,
+    pub max_concurrency: Option<usize>,
+    /// Time to first token.
+    pub ttft_ms: Stats,
+    /// Time per output token after the first, per request.
+    pub tpot_ms: Stats,
+    /// Inter-token (inter-chunk) latency, over all chunks.
+    pub itl_ms: Stats,
+    /// End-to-end latency.
+    pub e2el_ms: Stats,
+    /// The first few failures' messages.
+    pub errors: Vec<String>,
+}
+
+impl BenchReport {
+    /// Flat JSON with vLLM's key names (`mean_ttft_ms`, `p99_itl_ms`, …).
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "completed": self.completed,
+            "failed": self.failed,
+            "duration": self.duration_s,
+            "total_input_tokens": self.total_input_tokens,
+            "total_output_tokens": self.total_output_tokens,
+            "request_throughput": self.request_throughput,
+            "output_throughput": self.output_throughput,
+            "total_token_throughput": self.total_token_throughput,
+            "request_rate": if self.request_rate.is_finite() { json!(self.request_rate) } else { json!("inf") },
+            "burstiness": self.burstiness,
+            "max_concurrency": self.max_concurrency,
+            "errors": self.errors,
+        });
+        for (name, s) in [("ttft", self.ttft_ms), ("tpot", self.tpot_ms), ("itl", self.itl_ms), ("e2el", self.e2el_ms)] {
+            v[format!("mean_{name}_ms")] = json!(s.mean);
+            v[format!("median_{name}_ms")] = json!(s.median);
+            v[format!("p90_{name}_ms")] = json!(s.p90);
+            v[format!("p99_{name}_ms")] = json!(s.p99);
+        }
+        v
+    }
+
+    /// The human-readable summary `vllm bench serve` prints.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| out.push_str(&format!("{k:<40}{v:>12}\n"));
+        line("============ Serving Benchmark Result ============", String::new());
+        line("Successful requests:", self.completed.to_string());
+        line("Failed requests:", self.failed.to_string());
+        line("Benchmark duration (s):", format!("{:.2}", self.duration_s));
+        line("Total input tokens:", self.total_input_tokens.to_string());
+        line("Total generated tokens:", self.total_output_tokens.to_string());
+        line("Request throughput (req/s):", format!("{:.2}", self.request_throughput));
+        line("Output token throughput (tok/s):", format!("{:.2}", self.output_throughput));
+        line("Total token throughput (tok/s):", format!("{:.2}", self.total_token_throughput));
+        for (title, name, s) in [
+            ("Time to First Token", "TTFT", self.ttft_ms),
+            ("Time per Output Token (excl. 1st token)", "TPOT", self.tpot_ms),
+            ("Inter-token Latency", "ITL", self.itl_ms),
+            ("End-to-end Latency", "E2EL", self.e2el_ms),
+        ] {
+            line(&format!("{:-^50}", title), String::new());
+            line(&format!("Mean {name} (ms):"), format!("{:.2}", s.mean));
+            line(&format!("Median {name} (ms):"), format!("{:.2}", s.median));
+            line(&format!("P90 {name} (ms):"), format!("{:.2}", s.p90));
+            line(&format!("P99 {name} (ms):"), format!("{:.2}", s.p99));
+        }
+        line(&"=".repeat(50), String::new());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_interpolate_like_numpy() {
+        let s = Stats::of_seconds(&[0.001, 0.002, 0.003, 0.004]);
+        assert!((s.mean - 2.5).abs() < 1e-9);
+        assert!((s.median - 2.5).abs() < 1e-9);
+        assert!((s.p90 - 3.7).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,49 @@
+//! `bench serve` against a live test server.
+
+mod common;
+
+use common::*;
+use kvscope_server::bench::{BenchPrompt, Endpoint};
+use kvscope_server::{run_bench_serve, run_bench_serve_with, BenchArgs, BenchRequest};
+use std::time::Duration;
+
+#[test]
+fn bench_serve_measures_every_request() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(start(config(64, 4, 4, 64), Duration::from_millis(1)));
+    let dir = std::env::temp_dir().join(format!("kvscope-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let result = dir.join("result.json");
+    let args = BenchArgs {
+        base_url: format!("http://{}", server.addr),
+        num_prompts: 12,
+        random_input_len: 20,
+        random_output_len: 6,
+        request_rate: 200.0,
+        burstiness: 0.5,
+        max_concurrency: Some(3),
+        ignore_eos: true,
+        result_file: Some(result.clone()),
+        ..Default::default()
+    };
+    let report = run_bench_serve(&args).unwrap();
+    assert_eq!(report.completed, 12, "{:?}", report.errors);
+    assert_eq!(report.failed, 0);
+    assert_eq!(report.total_input_tokens, 12 * 20);
+    assert_eq!(report.total_output_tokens, 12 * 6);
+    assert!(report.ttft_ms.mean > 0.0 && report.e2el_ms.p99 >= report.e2el_ms.median);
+    assert!(report.table().contains("Mean TTFT (ms):"));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
+    for key in ["mean_ttft_ms", "p99_tpot_ms", "median_itl_ms", "p90_e2el_ms", "request_throughput", "output_throughput"] {
+        assert!(json.get(key).is_some(), "{key} missing");
+    }
+
+    // Chat with given text prompts, everything at once.
+    let chat = BenchArgs { endpoint: Endpoint::Chat, request_rate: f64::INFINITY, max_concurrency: None, result_file: None, ..args };
+    let requests = (0..4).map(|i| BenchRequest { prompt: BenchPrompt::Text(format!("question {i}")), output_len: 5 }).collect();
+    let report = run_bench_serve_with(&chat, Some(requests)).unwrap();
+    assert_eq!(report.completed, 4, "{:?}", report.errors);
+    assert_eq!(report.total_output_tokens, 20);
+    rt.block_on(server.shutdown()).unwrap();
+    std::fs::remove_dir_all(dir).ok();
+}
