@@ -175,7 +175,7 @@ fn simulate(config: &SimConfig, args: &SimArgs, rate: f64) -> anyhow::Result<Run
 
 fn rate_label(rate: f64) -> String {
     if rate > 0.0 && rate.is_finite() {
-        format!("{rate} req/s")
+        format!("{rate:.3} req/s")
     } else {
         "all at t=0".into()
     }
