@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod observe;
 pub mod openai;
+pub mod real_model;
 pub mod series;
 pub mod state;
 pub mod stop;

@@ -1,0 +1,78 @@
+//! The real model behind the server: kvscope-model's tokenizer and chat
+//! template as a [`TextModel`], its `ModelExecutor` built on the engine
+//! thread. `kvscope serve` is [`serve_model`].
+
+use crate::model::{ChatMessage, TextModel};
+use crate::{ServeArgs, ServerConfig};
+use kvscope_core::TokenId;
+use kvscope_model::chat_template::{self, ChatTemplate};
+use kvscope_model::tokenizer::Tokenizer;
+use kvscope_model::{Model, ModelExecutor};
+use std::path::Path;
+use std::sync::Arc;
+
+pub struct ModelText {
+    name: String,
+    tokenizer: Tokenizer,
+    template: Option<ChatTemplate>,
+    max_context: usize,
+}
+
+impl TextModel for ModelText {
+    fn model_name(&self) -> String {
+        self.name.clone()
+    }
+    fn tokenize(&self, text: &str) -> anyhow::Result<Vec<TokenId>> {
+        Ok(self.tokenizer.encode(text)?)
+    }
+    fn detokenize(&self, ids: &[TokenId]) -> anyhow::Result<String> {
+        Ok(self.tokenizer.decode(ids, true)?)
+    }
+    fn render_chat(&self, messages: &[ChatMessage]) -> anyhow::Result<String> {
+        let template = self.template.as_ref().ok_or(chat_template::TemplateError::Missing)?;
+        let messages: Vec<chat_template::ChatMessage> =
+            messages.iter().map(|m| chat_template::ChatMessage::new(&m.role, &m.content)).collect();
+        Ok(template.render(&messages, true)?)
+    }
+    fn eos_token_ids(&self) -> Vec<TokenId> {
+        self.tokenizer.eog_ids().to_vec()
+    }
+    fn vocab_size(&self) -> usize {
+        self.tokenizer.vocab_size()
+    }
+    fn max_context(&self) -> usize {
+        self.max_context
+    }
+}
+
+/// A loaded model split for serving: the text side, the server
+/// configuration, and the executor factory for the engine thread.
+pub struct Loaded {
+    pub config: ServerConfig,
+    pub text: Arc<ModelText>,
+    pub make_executor: Box<dyn FnOnce() -> anyhow::Result<ModelExecutor> + Send>,
+}
+
+/// Loads the model at `path` (the default model, fetched if needed, when
+/// `None`) and sizes the server after `args`.
+pub fn load(args: &ServeArgs, path: Option<&Path>) -> anyhow::Result<Loaded> {
+    let path = kvscope_model::fetch::resolve_model(path)?;
+    let Model { llama, tokenizer, chat_template, .. } = Model::load(&path)?;
+    let llama = Arc::new(llama);
+    let cfg = llama.config().clone();
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "kvscope".into());
+    let bytes_per_block = (kvscope_model::kv_storage::bytes_per_token(&cfg) * args.block_size) as u64;
+    let config = args.config(cfg.context_length, tokenizer.vocab_size(), bytes_per_block)?;
+    let text = Arc::new(ModelText { name, tokenizer, template: chat_template, max_context: cfg.context_length });
+    let (blocks, block_size) = (args.kv_blocks, args.block_size);
+    let make_executor = Box::new(move || Ok(ModelExecutor::new(llama, blocks, block_size, 0)?));
+    Ok(Loaded { config, text, make_executor })
+}
+
+/// `kvscope serve`: loads the model and serves until the process ends.
+pub async fn serve_model(args: &ServeArgs, path: Option<&Path>) -> anyhow::Result<()> {
+    let args = args.clone();
+    let path = path.map(Path::to_path_buf);
+    let loaded = tokio::task::spawn_blocking(move || load(&args, path.as_deref())).await??;
+    crate::serve(loaded.config, loaded.text, loaded.make_executor).await
+}

@@ -1,0 +1,47 @@
+//! The server on the real default model (fetched on first use): chat and
+//! completions, streamed and not, agree; the pool is clean afterwards.
+
+mod common;
+
+use clap::Parser;
+use common::Client;
+use kvscope_server::ServeArgs;
+use serde_json::json;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_model_answers_chat_and_completions() {
+    let args = Cli::parse_from(["test", "--port", "0", "--kv-blocks", "64", "--block-size", "16"]).serve;
+    let loaded = tokio::task::spawn_blocking(move || kvscope_server::real_model::load(&args, None)).await.unwrap().expect("the default model loads");
+    let server = kvscope_server::start(loaded.config, loaded.text, loaded.make_executor).await.unwrap();
+    let client = Client::new(server.addr);
+
+    let chat = json!({"messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 12, "temperature": 0});
+    let (status, full) = client.post("/v1/chat/completions", &chat.to_string()).await;
+    assert_eq!(status, 200, "{full}");
+    let answer = full["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+    assert!(!answer.trim().is_empty());
+    assert!(answer.contains("Paris"), "a greedy SmolLM2 knows this one: {answer:?}");
+    let mut streamed = chat.clone();
+    streamed["stream"] = json!(true);
+    let chunks = client.open_stream("/v1/chat/completions", &streamed.to_string()).await.all().await;
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(text, answer, "streamed and whole answers agree");
+
+    let (status, comp) = client
+        .post("/v1/completions", &json!({"prompt": "The KV cache", "max_tokens": 6, "temperature": 0, "echo": true, "logprobs": 2}).to_string())
+        .await;
+    assert_eq!(status, 200, "{comp}");
+    assert!(comp["choices"][0]["text"].as_str().unwrap().starts_with("The KV cache"));
+    let lps = comp["choices"][0]["logprobs"]["token_logprobs"].as_array().unwrap();
+    assert!(lps.last().unwrap().as_f64().unwrap() <= 0.0, "sampled tokens carry log-probabilities: {comp}");
+
+    let idle = common::eventually(100, || async { client.get_json("/kv").await["used_blocks"] == 0 }).await;
+    assert!(idle);
+    server.shutdown().await.unwrap();
+}
