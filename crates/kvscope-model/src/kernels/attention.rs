@@ -59,7 +59,7 @@ pub fn paged_attention(q: &[f32], queries: &[QueryCtx], kv: KvView, heads: Heads
         let job = GroupJob { q: qg, out: og, ctx, kv, kv_width: n_kv_heads * hd, kv_off: g * hd, group, hd };
         match isa {
             #[cfg(target_arch = "x86_64")]
-            simd::Isa::Avx512 => unsafe { job.run_avx512(scores) },
+            simd::Isa::Avx512 => unsafe { job.run_avx512_dispatch(scores) },
             _ => job.run(scores),
         }
     });
@@ -147,6 +147,81 @@ impl GroupJob<'_> {
         divide_by_sums(out, &sums[..group], hd);
     }
 
+    /// Common GQA shapes get a kernel that keeps the group's queries and
+    /// outputs in registers; it performs the same FMAs in the same order as
+    /// `run_avx512`, so which one runs never changes a value.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn run_avx512_dispatch(self, scores: &mut Vec<f32>) {
+        macro_rules! shapes {
+            ($(($g:literal, $hd:literal)),*) => {
+                match (self.group, self.hd) {
+                    $( ($g, $hd) => self.run_avx512_regs::<$g, { $hd / 16 }>(scores), )*
+                    _ => self.run_avx512(scores),
+                }
+            };
+        }
+        shapes!((1, 64), (2, 64), (3, 64), (4, 64), (1, 128), (2, 128))
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn run_avx512_regs<const G: usize, const CH: usize>(self, scores: &mut Vec<f32>) {
+        use super::simd::avx512;
+        use std::arch::x86_64::*;
+        let GroupJob { q, out, ctx, kv, kv_width, kv_off, group, hd } = self;
+        debug_assert!(group == G && hd == CH * 16);
+        let n = ctx.pos + 1;
+        let scale = 1.0 / (hd as f32).sqrt();
+        scores.clear();
+        scores.resize(G * n, 0.0);
+        let mut qr = [[_mm512_setzero_ps(); CH]; G];
+        for h in 0..G {
+            for c in 0..CH {
+                qr[h][c] = _mm512_loadu_ps(q.as_ptr().add(h * hd + c * 16));
+            }
+        }
+        let (kp, vp) = (kv.k.as_ptr(), kv.v.as_ptr());
+        // The unchecked loads below stay inside K and V because every block
+        // this query reads lies inside the pool.
+        let used = &ctx.block_table[..n.div_ceil(kv.block_size)];
+        let end = used.iter().map(|&b| (b + 1) * kv.block_size * kv_width).max().unwrap_or(0);
+        assert!(end <= kv.k.len() && end <= kv.v.len() && kv_off + hd <= kv_width);
+        for_each_row(ctx, kv.block_size, kv_width, kv_off, |j, off| {
+            let mut kr = [_mm512_setzero_ps(); CH];
+            for c in 0..CH {
+                kr[c] = _mm512_loadu_ps(kp.add(off + c * 16));
+            }
+            for h in 0..G {
+                let mut acc = _mm512_setzero_ps();
+                for c in 0..CH {
+                    acc = _mm512_fmadd_ps(qr[h][c], kr[c], acc);
+                }
+                *scores.get_unchecked_mut(h * n + j) = avx512::hsum(acc) * scale;
+            }
+        });
+        let mut sums = [0f32; MAX_GROUP];
+        softmax_rows(scores, n, &mut sums[..G]);
+        let mut acc = [[_mm512_setzero_ps(); CH]; G];
+        for_each_row(ctx, kv.block_size, kv_width, kv_off, |j, off| {
+            let mut vr = [_mm512_setzero_ps(); CH];
+            for c in 0..CH {
+                vr[c] = _mm512_loadu_ps(vp.add(off + c * 16));
+            }
+            for h in 0..G {
+                let p = _mm512_set1_ps(*scores.get_unchecked(h * n + j));
+                for c in 0..CH {
+                    acc[h][c] = _mm512_fmadd_ps(p, vr[c], acc[h][c]);
+                }
+            }
+        });
+        for h in 0..G {
+            let inv = _mm512_set1_ps(1.0 / sums[h]);
+            for c in 0..CH {
+                _mm512_storeu_ps(out.as_mut_ptr().add(h * hd + c * 16), _mm512_mul_ps(acc[h][c], inv));
+            }
+        }
+    }
+
     /// The same computation with the AVX-512 dot and axpy inlined (they are
     /// `simd::avx512::{dot, axpy}`, so the values are the same bits).
     #[cfg(target_arch = "x86_64")]
@@ -231,9 +306,57 @@ mod tests {
                 assert!((a - b).abs() < 1e-5, "pos {pos}: {a} vs {b}");
             }
         }
-        // one query alone gives the same bits as inside the batch
+        // one query alone gives the same bits as inside the batch (generic path)
         let mut one = vec![0f32; width];
         paged_attention(&q[7 * width..][..width], &queries[7..8], KvView { k: &k_pool, v: &v_pool, block_size: bs }, heads, &mut one);
         assert_eq!(one, out[7 * width..][..width]);
+    }
+
+    /// The register kernels compute exactly what the general AVX-512 path
+    /// computes, for the shapes they serve.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn register_kernels_equal_the_general_path_bit_for_bit() {
+        if simd::isa() != simd::Isa::Avx512 {
+            return;
+        }
+        for heads in [Heads { n_heads: 9, n_kv_heads: 3, head_dim: 64 }, Heads { n_heads: 4, n_kv_heads: 2, head_dim: 128 }] {
+            let (bs, len) = (16, 40);
+            let kvw = heads.n_kv_heads * heads.head_dim;
+            let width = heads.n_heads * heads.head_dim;
+            let table = [2usize, 0, 3];
+            let k = data(4 * bs * kvw, 5);
+            let v = data(4 * bs * kvw, 6);
+            let q = data(len * width, 7);
+            let kv = KvView { k: &k, v: &v, block_size: bs };
+            let queries: Vec<QueryCtx> = (0..len).map(|pos| QueryCtx { pos, block_table: &table }).collect();
+            let mut fast = vec![0f32; len * width];
+            paged_attention(&q, &queries, kv, heads, &mut fast);
+            let group = heads.n_heads / heads.n_kv_heads;
+            let hd = heads.head_dim;
+            let mut general = vec![0f32; len * width];
+            for (t, ctx) in queries.iter().enumerate() {
+                for g in 0..heads.n_kv_heads {
+                    let job = GroupJob {
+                        q: &q[t * width + g * group * hd..][..group * hd],
+                        out: &mut general[t * width + g * group * hd..][..group * hd],
+                        ctx: *ctx,
+                        kv,
+                        kv_width: kvw,
+                        kv_off: g * hd,
+                        group,
+                        hd,
+                    };
+                    unsafe { job.run_avx512(&mut Vec::new()) };
+                }
+            }
+            assert!(fast.iter().zip(&general).all(|(a, b)| a.to_bits() == b.to_bits()), "{heads:?}");
+            for pos in [0, 17, len - 1] {
+                let ks: Vec<f32> = (0..=pos).flat_map(|j| k[(table[j / bs] * bs + j % bs) * kvw..][..kvw].to_vec()).collect();
+                let vs: Vec<f32> = (0..=pos).flat_map(|j| v[(table[j / bs] * bs + j % bs) * kvw..][..kvw].to_vec()).collect();
+                let want = reference(&q[pos * width..][..width], &ks, &vs, pos, heads);
+                assert!(fast[pos * width..][..width].iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5));
+            }
+        }
     }
 }
