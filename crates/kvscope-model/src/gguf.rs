@@ -234,7 +234,7 @@ impl Gguf {
                 return Err(GgufError::Corrupt(format!("tensor {name} offset {offset} is not aligned to {alignment}")));
             }
             let n_elems = n_elems as usize;
-            if dims[0] as usize % ty.block_elems() != 0 {
+            if !(dims[0] as usize).is_multiple_of(ty.block_elems()) {
                 return Err(GgufError::Corrupt(format!("tensor {name} rows of {} do not fill whole {ty:?} blocks", dims[0])));
             }
             let n_bytes = ty.bytes_for(n_elems).map_err(|source| GgufError::Tensor { name: name.clone(), source })?;
@@ -453,7 +453,7 @@ pub(crate) mod tests {
             self.raw_kv(key, 9, &b)
         }
         pub fn tensor(&mut self, name: &str, dims: &[u64], ty: GgmlType, bytes: &[u8]) -> &mut Self {
-            while self.data.len() % 32 != 0 {
+            while !self.data.len().is_multiple_of(32) {
                 self.data.push(0);
             }
             put_str(&mut self.infos, name);
@@ -478,7 +478,7 @@ pub(crate) mod tests {
             out.extend(self.n_kv.to_le_bytes());
             out.extend(&self.meta);
             out.extend(&self.infos);
-            while out.len() % 32 != 0 {
+            while !out.len().is_multiple_of(32) {
                 out.push(0);
             }
             out.extend(&self.data);

@@ -72,7 +72,7 @@ impl GgmlType {
     /// Bytes needed for `n` elements, or an error when `n` splits a block.
     pub fn bytes_for(self, n: usize) -> Result<usize, QuantError> {
         let b = self.block_elems();
-        if n % b != 0 {
+        if !n.is_multiple_of(b) {
             return Err(QuantError::PartialBlock { ty: self, n, block: b });
         }
         Ok(n / b * self.block_bytes())

@@ -19,7 +19,7 @@ pub fn mix64(mut z: u64) -> u64 {
 
 /// The uniform draw in `[0, 1)` for output token `index` of a request.
 pub fn uniform(seed: u64, index: usize) -> f64 {
-    let bits = mix64(mix64(seed) ^ mix64(index as u64 ^ 0x5EED_0F_7E57));
+    let bits = mix64(mix64(seed) ^ mix64(index as u64 ^ 0x005E_ED0F_7E57));
     (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 

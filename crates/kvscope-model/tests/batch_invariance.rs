@@ -29,12 +29,10 @@ fn alone(prompt: &[u32]) -> Vec<Vec<u32>> {
     let table = blocks(0, 8);
     let mut out = vec![];
     let mut logits = m.forward(&mut kv, &[SeqChunk { tokens: prompt, start_pos: 0, block_table: &table, logits: LogitsFor::Last }]).unwrap();
-    let mut pos = prompt.len();
-    for _ in 0..STEPS {
+    for pos in prompt.len()..prompt.len() + STEPS {
         out.push(bits(&logits[0]));
         let t = [argmax(&logits[0])];
         logits = m.forward(&mut kv, &[SeqChunk { tokens: &t, start_pos: pos, block_table: &table, logits: LogitsFor::Last }]).unwrap();
-        pos += 1;
     }
     out.push(bits(&logits[0]));
     out

@@ -18,7 +18,8 @@ fn text_of_stream(chunks: &[Value], chat: bool) -> String {
 
 async fn assert_pool_idle(client: &Client) {
     let settled = eventually(200, || async {
-        client.metric("kvscope:num_requests_running").await == 0.0 && client.metric("kvscope:num_requests_waiting").await == 0.0
+        client.metric("kvscope:num_requests_running").await == 0.0
+            && client.metric("kvscope:num_requests_waiting").await == 0.0
     })
     .await;
     assert!(settled, "running and waiting return to zero");
@@ -32,7 +33,11 @@ async fn assert_pool_idle(client: &Client) {
     }
     let cached = kv["cached_free_blocks"].as_f64().unwrap();
     assert_eq!(client.metric("kvscope:kv_cache_usage_perc").await, 0.0, "usage falls back to zero held blocks");
-    assert_eq!(client.metric("kvscope:kv_cache_cached_free_blocks").await, cached, "and the cached level is what /kv shows");
+    assert_eq!(
+        client.metric("kvscope:kv_cache_cached_free_blocks").await,
+        cached,
+        "and the cached level is what /kv shows"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -76,7 +81,7 @@ async fn concurrent_streams_aborts_metrics_and_no_leak() {
             let chunks = c.open_stream("/v1/chat/completions", &body.to_string()).await.all().await;
             assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
             assert_eq!(chunks[0]["object"], "chat.completion.chunk");
-            let finish = chunks.iter().filter_map(|c| c["choices"].get(0)).filter_map(|c| c["finish_reason"].as_str()).last();
+            let finish = chunks.iter().filter_map(|c| c["choices"].get(0)).filter_map(|c| c["finish_reason"].as_str()).next_back();
             assert_eq!(finish, Some("length"));
             assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 10);
             let (status, full) = c.post("/v1/chat/completions", &json!({"messages": [{"role": "user", "content": format!("hi {i}")}], "max_tokens": 10, "ignore_eos": true}).to_string()).await;
@@ -88,7 +93,8 @@ async fn concurrent_streams_aborts_metrics_and_no_leak() {
     for i in 0..3 {
         let c = client.clone();
         tasks.push(tokio::spawn(async move {
-            let body = json!({"prompt": format!("a long story {i}"), "max_tokens": 100, "ignore_eos": true, "stream": true});
+            let body =
+                json!({"prompt": format!("a long story {i}"), "max_tokens": 100, "ignore_eos": true, "stream": true});
             let mut reader = c.open_stream("/v1/completions", &body.to_string()).await;
             for _ in 0..3 {
                 let data = reader.next().await.expect("a chunk");
@@ -100,7 +106,10 @@ async fn concurrent_streams_aborts_metrics_and_no_leak() {
     for t in tasks {
         t.await.unwrap();
     }
-    let aborted = eventually(200, || async { client.counter("kvscope:request_success_total{finished_reason=\"abort\"").await == 3.0 }).await;
+    let aborted = eventually(200, || async {
+        client.counter("kvscope:request_success_total{finished_reason=\"abort\"").await == 3.0
+    })
+    .await;
     assert!(aborted, "the three hung-up streams were aborted:\n{}", client.get_text("/metrics").await);
     assert_pool_idle(&client).await;
 
@@ -167,7 +176,8 @@ async fn bad_requests_get_openai_errors() {
     for (path, body, status, needle) in cases {
         let (got, answer) = client.post(path, &body).await;
         assert_eq!(got, status, "{path} {body}: {answer}");
-        let message = answer["error"]["message"].as_str().unwrap_or_else(|| panic!("OpenAI error body for {body}: {answer}"));
+        let message =
+            answer["error"]["message"].as_str().unwrap_or_else(|| panic!("OpenAI error body for {body}: {answer}"));
         assert!(message.contains(needle), "{body}: message {message:?} should mention {needle:?}");
         assert!(answer["error"]["type"].is_string());
     }
@@ -186,9 +196,11 @@ async fn a_full_waiting_queue_answers_503_and_recovers() {
     running.next().await.expect("the first request runs");
     let w1 = client.open_stream("/v1/completions", &long).await;
     let w2 = client.open_stream("/v1/completions", &long).await;
-    let queued = eventually(200, || async { client.get_json("/kv").await["waiting"].as_array().unwrap().len() == 2 }).await;
+    let queued =
+        eventually(200, || async { client.get_json("/kv").await["waiting"].as_array().unwrap().len() == 2 }).await;
     assert!(queued, "two requests wait behind the running one");
-    let (status, answer) = client.post("/v1/completions", &json!({"prompt": "one more", "max_tokens": 2}).to_string()).await;
+    let (status, answer) =
+        client.post("/v1/completions", &json!({"prompt": "one more", "max_tokens": 2}).to_string()).await;
     assert_eq!(status, 503, "{answer}");
     assert!(answer["error"]["message"].as_str().unwrap().contains("overloaded"));
     // Waiting requests whose clients leave are removed from the queue too.
@@ -213,7 +225,9 @@ async fn events_stream_live_in_the_jsonl_schema_and_stop_strings_cut() {
     // Let the subscription register before the request arrives.
     let subscribed = eventually(100, || async { true }).await;
     assert!(subscribed);
-    let (status, full) = client.post("/v1/completions", &json!({"prompt": "abc", "max_tokens": 8, "ignore_eos": true}).to_string()).await;
+    let (status, full) = client
+        .post("/v1/completions", &json!({"prompt": "abc", "max_tokens": 8, "ignore_eos": true}).to_string())
+        .await;
     assert_eq!(status, 200);
     let text = full["choices"][0]["text"].as_str().unwrap().to_string();
     let mut reader = common::SseReaderExt::from(resp);
@@ -239,14 +253,22 @@ async fn events_stream_live_in_the_jsonl_schema_and_stop_strings_cut() {
         let stop: String = text[cut..].chars().take(2).collect();
         let expected = &text[..text.find(&stop).unwrap()];
         let (status, stopped) = client
-            .post("/v1/completions", &json!({"prompt": "abc", "max_tokens": 8, "ignore_eos": true, "stop": [stop]}).to_string())
+            .post(
+                "/v1/completions",
+                &json!({"prompt": "abc", "max_tokens": 8, "ignore_eos": true, "stop": [stop]}).to_string(),
+            )
             .await;
         assert_eq!(status, 200);
         assert_eq!(stopped["choices"][0]["text"], expected);
         assert_eq!(stopped["choices"][0]["finish_reason"], "stop");
     }
     // Echo puts the prompt in front; logprobs are reported per token.
-    let (status, echoed) = client.post("/v1/completions", &json!({"prompt": "abc", "max_tokens": 8, "ignore_eos": true, "echo": true, "logprobs": 2}).to_string()).await;
+    let (status, echoed) = client
+        .post(
+            "/v1/completions",
+            &json!({"prompt": "abc", "max_tokens": 8, "ignore_eos": true, "echo": true, "logprobs": 2}).to_string(),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(echoed["choices"][0]["text"].as_str().unwrap(), format!("abc{text}"));
     assert_eq!(echoed["choices"][0]["logprobs"]["tokens"].as_array().unwrap().len(), 3 + 8);
