@@ -54,13 +54,19 @@ pub async fn completions(State(state): State<AppState>, body: Bytes) -> Result<R
     check_model(&state, req.common.model.as_deref())?;
     let (prompt_text, prompt_ids) = match req.prompt.single()? {
         Prompt::Text(text) => {
-            let ids = state.model.tokenize(&text).map_err(|e| ApiError::bad_request(&format!("cannot tokenize the prompt: {e}"), Some("prompt")))?;
+            let ids = state
+                .model
+                .tokenize(&text)
+                .map_err(|e| ApiError::bad_request(&format!("cannot tokenize the prompt: {e}"), Some("prompt")))?;
             (text, ids)
         }
         Prompt::Tokens(ids) => {
             let vocab = state.model.vocab_size();
             if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
-                return Err(ApiError::bad_request(&format!("token id {bad} is outside the vocabulary (size {vocab})"), Some("prompt")));
+                return Err(ApiError::bad_request(
+                    &format!("token id {bad} is outside the vocabulary (size {vocab})"),
+                    Some("prompt"),
+                ));
             }
             (state.model.detokenize(&ids).unwrap_or_default(), ids)
         }
@@ -90,7 +96,10 @@ pub async fn chat_completions(State(state): State<AppState>, body: Bytes) -> Res
         .model
         .render_chat(&req.messages)
         .map_err(|e| ApiError::bad_request(&format!("cannot apply the chat template: {e}"), Some("messages")))?;
-    let prompt_ids = state.model.tokenize(&text).map_err(|e| ApiError::bad_request(&format!("cannot tokenize: {e}"), Some("messages")))?;
+    let prompt_ids = state
+        .model
+        .tokenize(&text)
+        .map_err(|e| ApiError::bad_request(&format!("cannot tokenize: {e}"), Some("messages")))?;
     let top = openai::count(req.top_logprobs, "top_logprobs")?;
     let logprobs = req.logprobs.then(|| top.unwrap_or(0));
     let max_tokens = req.max_completion_tokens.or(req.common.max_tokens);
@@ -111,9 +120,10 @@ pub async fn chat_completions(State(state): State<AppState>, body: Bytes) -> Res
 
 fn check_model(state: &AppState, model: Option<&str>) -> Result<(), ApiError> {
     match model {
-        Some(m) if !m.is_empty() && m != state.model_name => {
-            Err(ApiError::not_found(format!("the model `{m}` does not exist; this server serves `{}`", state.model_name)))
-        }
+        Some(m) if !m.is_empty() && m != state.model_name => Err(ApiError::not_found(format!(
+            "the model `{m}` does not exist; this server serves `{}`",
+            state.model_name
+        ))),
         _ => Ok(()),
     }
 }
@@ -223,7 +233,8 @@ impl Ctx {
             .iter()
             .map(|t| {
                 let mut e = entry(t.token, t.logprob);
-                e["top_logprobs"] = Value::Array(t.top_logprobs.iter().take(n).map(|(id, lp)| entry(*id, Some(*lp))).collect());
+                e["top_logprobs"] =
+                    Value::Array(t.top_logprobs.iter().take(n).map(|(id, lp)| entry(*id, Some(*lp))).collect());
                 e
             })
             .collect();
@@ -253,7 +264,11 @@ impl Ctx {
                 } else {
                     Value::Null
                 };
-                let delta = if piece.text.is_empty() && piece.finish.is_some() { json!({}) } else { json!({"content": piece.text}) };
+                let delta = if piece.text.is_empty() && piece.finish.is_some() {
+                    json!({})
+                } else {
+                    json!({"content": piece.text})
+                };
                 json!({"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason})
             }
         };

@@ -83,7 +83,12 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The server configuration for a model with this context and
     /// vocabulary, whose KV takes `bytes_per_block` per block (0: unknown).
-    pub fn config(&self, max_model_len: usize, vocab_size: usize, bytes_per_block: u64) -> anyhow::Result<ServerConfig> {
+    pub fn config(
+        &self,
+        max_model_len: usize,
+        vocab_size: usize,
+        bytes_per_block: u64,
+    ) -> anyhow::Result<ServerConfig> {
         let addr: SocketAddr = format!("{}:{}", self.host, self.port)
             .parse()
             .map_err(|e| anyhow::anyhow!("--host {} --port {} is not an address: {e}", self.host, self.port))?;
@@ -136,7 +141,11 @@ impl RunningServer {
 
 /// Binds, starts the engine thread (building the executor there) and serves
 /// in the background.
-pub async fn start<E, F>(config: ServerConfig, model: Arc<dyn TextModel>, make_executor: F) -> anyhow::Result<RunningServer>
+pub async fn start<E, F>(
+    config: ServerConfig,
+    model: Arc<dyn TextModel>,
+    make_executor: F,
+) -> anyhow::Result<RunningServer>
 where
     E: Executor + 'static,
     F: FnOnce() -> anyhow::Result<E> + Send + 'static,
@@ -153,14 +162,19 @@ where
     let observers: Vec<Box<dyn Observer + Send>> =
         vec![Box::new(observer.clone()), Box::new(events_feed::EventsFeed::new(events_tx.clone()))];
     let refresh: Vec<engine_loop::Refresh> = vec![observer];
-    let thread_config = engine_loop::EngineThreadConfig { engine: config.engine.clone(), max_waiting: config.max_waiting };
+    let thread_config =
+        engine_loop::EngineThreadConfig { engine: config.engine.clone(), max_waiting: config.max_waiting };
     let (engine, _thread) =
-        tokio::task::spawn_blocking(move || engine_loop::spawn(thread_config, make_executor, observers, refresh)).await??;
+        tokio::task::spawn_blocking(move || engine_loop::spawn(thread_config, make_executor, observers, refresh))
+            .await??;
     let state = state::AppState {
         engine,
         model,
         model_name,
-        started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        started_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
         metrics: metrics_registry,
         series,
         events: events_tx,

@@ -27,15 +27,18 @@ pub struct Metrics {
     pub e2e_request_latency_seconds: Histogram,
 }
 
-const LATENCY_BUCKETS: &[f64] =
-    &[0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0];
-const TPOT_BUCKETS: &[f64] =
-    &[0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0,
+];
+const TPOT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0,
+];
 
 impl Metrics {
     pub fn new(model_name: &str) -> Self {
-        let registry = Registry::new_custom(None, Some(HashMap::from([("model_name".to_string(), model_name.to_string())])))
-            .expect("a valid label");
+        let registry =
+            Registry::new_custom(None, Some(HashMap::from([("model_name".to_string(), model_name.to_string())])))
+                .expect("a valid label");
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(format!("kvscope:{name}"), help).expect("valid metric");
             registry.register(Box::new(g.clone())).expect("unique metric");
@@ -149,7 +152,8 @@ impl Observer for MetricsObserver {
         let t = record.t;
         match &record.event {
             KvEvent::Arrived { request_id, prompt_tokens } => {
-                self.live.insert(*request_id, Track { arrived: t, prompt_tokens: *prompt_tokens, ..Default::default() });
+                self.live
+                    .insert(*request_id, Track { arrived: t, prompt_tokens: *prompt_tokens, ..Default::default() });
             }
             KvEvent::Admitted { request_id, cached_blocks, readmission, .. } => {
                 let Some(track) = self.live.get_mut(request_id) else { return };

@@ -95,9 +95,10 @@ impl Prompt {
         match self {
             Prompt::TextBatch(mut v) if v.len() == 1 => Ok(Prompt::Text(v.remove(0))),
             Prompt::TokensBatch(mut v) if v.len() == 1 => Ok(Prompt::Tokens(v.remove(0))),
-            Prompt::TextBatch(_) | Prompt::TokensBatch(_) => {
-                Err(ApiError::bad_request("only one prompt per request is supported; send a batch as separate requests", Some("prompt")))
-            }
+            Prompt::TextBatch(_) | Prompt::TokensBatch(_) => Err(ApiError::bad_request(
+                "only one prompt per request is supported; send a batch as separate requests",
+                Some("prompt"),
+            )),
             p => Ok(p),
         }
     }
@@ -132,20 +133,33 @@ impl Common {
     ) -> Result<Plan, ApiError> {
         if let Some(n) = self.n {
             if n != 1 {
-                return Err(ApiError::bad_request(&format!("n must be 1 (one choice per request), got {n}"), Some("n")));
+                return Err(ApiError::bad_request(
+                    &format!("n must be 1 (one choice per request), got {n}"),
+                    Some("n"),
+                ));
             }
         }
         let max_tokens = match max_tokens {
             None => default_max_tokens,
             Some(m) if m >= 1 => m as usize,
-            Some(m) => return Err(ApiError::bad_request(&format!("max_tokens must be at least 1, got {m}"), Some("max_tokens"))),
+            Some(m) => {
+                return Err(ApiError::bad_request(
+                    &format!("max_tokens must be at least 1, got {m}"),
+                    Some("max_tokens"),
+                ))
+            }
         };
         check_range(self.temperature, "temperature", |t| t.is_finite() && (0.0..=2.0).contains(&t), "between 0 and 2")?;
         check_range(self.top_p, "top_p", |p| p > 0.0 && p <= 1.0, "in (0, 1]")?;
         let top_k = match self.top_k {
             None | Some(-1) | Some(0) => None,
             Some(k) if k > 0 => Some(k as usize),
-            Some(k) => return Err(ApiError::bad_request(&format!("top_k must be -1 (off) or at least 1, got {k}"), Some("top_k"))),
+            Some(k) => {
+                return Err(ApiError::bad_request(
+                    &format!("top_k must be -1 (off) or at least 1, got {k}"),
+                    Some("top_k"),
+                ))
+            }
         };
         if let Some(n) = logprobs {
             if n > kvscope_core::request::MAX_LOGPROBS {

@@ -34,13 +34,22 @@ fn bench_serve_measures_every_request() {
     assert!(report.ttft_ms.mean > 0.0 && report.e2el_ms.p99 >= report.e2el_ms.median);
     assert!(report.table().contains("Mean TTFT (ms):"));
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
-    for key in ["mean_ttft_ms", "p99_tpot_ms", "median_itl_ms", "p90_e2el_ms", "request_throughput", "output_throughput"] {
+    for key in
+        ["mean_ttft_ms", "p99_tpot_ms", "median_itl_ms", "p90_e2el_ms", "request_throughput", "output_throughput"]
+    {
         assert!(json.get(key).is_some(), "{key} missing");
     }
 
     // Chat with given text prompts, everything at once.
-    let chat = BenchArgs { endpoint: Endpoint::Chat, request_rate: f64::INFINITY, max_concurrency: None, result_file: None, ..args };
-    let requests = (0..4).map(|i| BenchRequest { prompt: BenchPrompt::Text(format!("question {i}")), output_len: 5 }).collect();
+    let chat = BenchArgs {
+        endpoint: Endpoint::Chat,
+        request_rate: f64::INFINITY,
+        max_concurrency: None,
+        result_file: None,
+        ..args
+    };
+    let requests =
+        (0..4).map(|i| BenchRequest { prompt: BenchPrompt::Text(format!("question {i}")), output_len: 5 }).collect();
     let report = run_bench_serve_with(&chat, Some(requests)).unwrap();
     assert_eq!(report.completed, 4, "{:?}", report.errors);
     assert_eq!(report.total_output_tokens, 20);

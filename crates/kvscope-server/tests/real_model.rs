@@ -17,7 +17,10 @@ struct Cli {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_model_answers_chat_and_completions() {
     let args = Cli::parse_from(["test", "--port", "0", "--kv-blocks", "64", "--block-size", "16"]).serve;
-    let loaded = tokio::task::spawn_blocking(move || kvscope_server::real_model::load(&args, None)).await.unwrap().expect("the default model loads");
+    let loaded = tokio::task::spawn_blocking(move || kvscope_server::real_model::load(&args, None))
+        .await
+        .unwrap()
+        .expect("the default model loads");
     let server = kvscope_server::start(loaded.config, loaded.text, loaded.make_executor).await.unwrap();
     let client = Client::new(server.addr);
 
@@ -34,7 +37,11 @@ async fn real_model_answers_chat_and_completions() {
     assert_eq!(text, answer, "streamed and whole answers agree");
 
     let (status, comp) = client
-        .post("/v1/completions", &json!({"prompt": "The KV cache", "max_tokens": 6, "temperature": 0, "echo": true, "logprobs": 2}).to_string())
+        .post(
+            "/v1/completions",
+            &json!({"prompt": "The KV cache", "max_tokens": 6, "temperature": 0, "echo": true, "logprobs": 2})
+                .to_string(),
+        )
         .await;
     assert_eq!(status, 200, "{comp}");
     assert!(comp["choices"][0]["text"].as_str().unwrap().starts_with("The KV cache"));

@@ -125,7 +125,8 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].prompt, BenchPrompt::Text("hi there".into()));
         assert_eq!(r[0].output_len, 8);
-        let j = jsonl("{\"prompt\": [1,2,3], \"output_len\": 5}\n\n{\"prompt\": \"x\", \"output_len\": 2}\n", 10).unwrap();
+        let j =
+            jsonl("{\"prompt\": [1,2,3], \"output_len\": 5}\n\n{\"prompt\": \"x\", \"output_len\": 2}\n", 10).unwrap();
         assert_eq!(j[0], BenchRequest { prompt: BenchPrompt::Tokens(vec![1, 2, 3]), output_len: 5 });
         assert_eq!(j.len(), 2);
     }

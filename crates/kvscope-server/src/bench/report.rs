@@ -20,7 +20,12 @@ impl Stats {
         }
         let mut v: Vec<f64> = samples.iter().map(|s| s * 1000.0).collect();
         v.sort_by(|a, b| a.total_cmp(b));
-        Stats { mean: v.iter().sum::<f64>() / v.len() as f64, median: percentile(&v, 50.0), p90: percentile(&v, 90.0), p99: percentile(&v, 99.0) }
+        Stats {
+            mean: v.iter().sum::<f64>() / v.len() as f64,
+            median: percentile(&v, 50.0),
+            p90: percentile(&v, 90.0),
+            p99: percentile(&v, 99.0),
+        }
     }
 }
 
@@ -74,7 +79,8 @@ impl BenchReport {
             "max_concurrency": self.max_concurrency,
             "errors": self.errors,
         });
-        for (name, s) in [("ttft", self.ttft_ms), ("tpot", self.tpot_ms), ("itl", self.itl_ms), ("e2el", self.e2el_ms)] {
+        for (name, s) in [("ttft", self.ttft_ms), ("tpot", self.tpot_ms), ("itl", self.itl_ms), ("e2el", self.e2el_ms)]
+        {
             v[format!("mean_{name}_ms")] = json!(s.mean);
             v[format!("median_{name}_ms")] = json!(s.median);
             v[format!("p90_{name}_ms")] = json!(s.p90);

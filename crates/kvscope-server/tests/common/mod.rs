@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use kvscope_core::testing::PagedTokenExecutor;
-use kvscope_core::{EngineConfig, Executor, ExecutorError, PoolConfig, SampledToken, ScheduledBatch, SchedulerConfig, TokenId};
+use kvscope_core::{
+    EngineConfig, Executor, ExecutorError, PoolConfig, SampledToken, ScheduledBatch, SchedulerConfig, TokenId,
+};
 use kvscope_server::{ChatMessage, ServerConfig, TextModel};
 use serde_json::Value;
 use std::time::Duration;
@@ -159,9 +161,7 @@ pub fn metric_in(text: &str, query: &str) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find(|l| {
-            l.starts_with(name)
-                && l[name.len()..].starts_with([' ', '{'])
-                && label.is_none_or(|lab| l.contains(lab))
+            l.starts_with(name) && l[name.len()..].starts_with([' ', '{']) && label.is_none_or(|lab| l.contains(lab))
         })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
