@@ -84,7 +84,7 @@ fn allocate_release(c: &mut Criterion) {
             let plan = pool.plan_admission(&seq);
             pool.allocate(&mut seq, plan, &mut log);
             seq.num_computed = seq.len();
-            pool.commit_computed(&seq);
+            pool.commit_computed(&mut seq);
             pool.release(&mut seq, kvscope_core::ReleaseReason::Finished, &mut log);
             log.drain().count()
         })

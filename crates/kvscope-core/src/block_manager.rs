@@ -250,10 +250,12 @@ impl BlockManager {
 
     /// Records that `seq` now has KV for its first `seq.num_computed` tokens:
     /// updates slot occupancy and indexes blocks that just became full.
-    pub fn commit_computed(&mut self, seq: &Sequence) {
+    /// Resumes after the blocks already committed, so a decode step costs
+    /// O(1), not O(context).
+    pub fn commit_computed(&mut self, seq: &mut Sequence) {
         let bs = self.config.block_size;
-        let mut parent = None;
-        for (i, &id) in seq.block_table.iter().enumerate() {
+        for i in seq.full_blocks..seq.block_table.len() {
+            let id = seq.block_table[i];
             let filled = seq.num_computed.saturating_sub(i * bs).min(bs);
             let block = &mut self.blocks[id.index()];
             if filled > block.filled {
@@ -263,13 +265,15 @@ impl BlockManager {
             if filled < bs {
                 break;
             }
+            seq.full_blocks = i + 1;
             if !self.config.enable_prefix_caching {
                 continue;
             }
             if let Some(content) = &block.key {
-                parent = Some(content.hash);
+                seq.last_full_hash = Some(content.hash);
                 continue;
             }
+            let parent = seq.last_full_hash;
             let tokens: Vec<TokenId> = (i * bs..(i + 1) * bs).map(|p| seq.token_at(p)).collect();
             let hash = block_hash(parent, &tokens);
             // Two requests may compute the same content at once; the first
@@ -278,7 +282,7 @@ impl BlockManager {
                 slot.insert(id);
                 block.key = Some(IndexedContent { hash, parent, tokens });
             }
-            parent = Some(hash);
+            seq.last_full_hash = Some(hash);
         }
     }
 
@@ -316,6 +320,8 @@ impl BlockManager {
             }
         }
         seq.num_computed = 0;
+        seq.full_blocks = 0;
+        seq.last_full_hash = None;
         log.emit(site, KvEvent::Released { request_id: seq.id, blocks, reason, cached });
     }
 

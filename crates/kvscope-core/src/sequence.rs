@@ -5,6 +5,7 @@
 use crate::events::FinishReason;
 use crate::executor::SampledToken;
 use crate::ids::{BlockId, RequestId, Seconds, TokenId};
+use crate::prefix_hash::BlockHash;
 use crate::request::{Request, SamplingParams};
 use serde::Serialize;
 
@@ -56,6 +57,11 @@ pub struct Sequence {
     pub block_table: Vec<BlockId>,
     /// Tokens (from the start) whose KV exists in `block_table`.
     pub num_computed: usize,
+    /// Leading blocks already known to be full (and, with prefix caching,
+    /// hashed), and the chain hash of the last of them: committing KV
+    /// resumes here instead of walking the whole block table every step.
+    pub full_blocks: usize,
+    pub last_full_hash: Option<BlockHash>,
     /// Of the prompt tokens, how many came from the prefix cache at the first
     /// admission. Recomputation after preemption never adds to it.
     pub num_cached_prompt_tokens: usize,
@@ -77,6 +83,8 @@ impl Sequence {
             params: request.params,
             block_table: Vec::new(),
             num_computed: 0,
+            full_blocks: 0,
+            last_full_hash: None,
             num_cached_prompt_tokens: 0,
             preemptions: 0,
             admitted_order: 0,
