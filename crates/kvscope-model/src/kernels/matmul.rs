@@ -10,15 +10,20 @@ use super::simd::{self, Isa};
 use super::SendPtr;
 use rayon::prelude::*;
 
-/// Rows and columns of one register tile.
-const TILE_R: usize = 4;
-const TILE_C: usize = 4;
+/// Rows and columns of one register tile: 16 accumulators of 16 lanes on
+/// AVX-512 (32 registers), 4 pairs of 8-lane halves on AVX2 (16 registers).
+fn tile(isa: Isa) -> (usize, usize) {
+    match isa {
+        Isa::Avx2 => (2, 2),
+        _ => (4, 4),
+    }
+}
 /// Columns whose weights stay cache-resident while all row tiles pass. With
 /// few rows (decode) one column tile at a time suffices: its weights sit in
 /// L1 while every row passes, and the weights stream from memory once, in
 /// order.
-fn col_block(rows: usize) -> usize {
-    if rows <= 32 { TILE_C } else { 64 }
+fn col_block(rows: usize, tile_c: usize) -> usize {
+    if rows <= 32 { tile_c } else { 64 }
 }
 
 /// `y[r * n + j] = dot(x[r * k ..][..k], w[j * k ..][..k])`.
@@ -30,7 +35,7 @@ pub fn matmul(x: &[f32], w: &[f32], y: &mut [f32], rows: usize, k: usize, n: usi
     // Enough tasks for load balance on any thread count; the split never
     // changes a value (see the module comment).
     let threads = rayon::current_num_threads().max(1);
-    let per_task = (n.div_ceil(threads * 4)).next_multiple_of(TILE_C).max(16);
+    let per_task = (n.div_ceil(threads * 4)).next_multiple_of(4).max(16);
     let tasks = n.div_ceil(per_task);
     let yp = SendPtr(y.as_mut_ptr());
     let isa = simd::isa();
@@ -44,22 +49,25 @@ pub fn matmul(x: &[f32], w: &[f32], y: &mut [f32], rows: usize, k: usize, n: usi
 
 #[allow(clippy::too_many_arguments)]
 unsafe fn columns(isa: Isa, x: &[f32], w: &[f32], y: SendPtr, rows: usize, k: usize, n: usize, c0: usize, c1: usize) {
-    let block = col_block(rows);
+    let (tile_r, tile_c) = tile(isa);
+    let block = col_block(rows, tile_c);
     let mut cb = c0;
     while cb < c1 {
         let ce = (cb + block).min(c1);
         let mut r = 0;
         while r < rows {
-            let rr = (rows - r).min(TILE_R);
+            let rr = (rows - r).min(tile_r);
             let mut c = cb;
             while c < ce {
-                let cc = (ce - c).min(TILE_C);
+                let cc = (ce - c).min(tile_c);
                 let xp = x.as_ptr().add(r * k);
                 let wp = w.as_ptr().add(c * k);
                 let yp = y.0.add(r * n + c);
                 match isa {
                     #[cfg(target_arch = "x86_64")]
                     Isa::Avx512 => avx512_tile(rr, cc, xp, wp, yp, k, n),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => avx2_tile(rr, cc, xp, wp, yp, k, n),
                     _ => portable_tile(rr, cc, xp, wp, yp, k, n),
                 }
                 c += cc;
@@ -94,6 +102,55 @@ unsafe fn avx512_tile(rr: usize, cc: usize, x: *const f32, w: *const f32, y: *mu
         };
     }
     dispatch!(1, 2, 3, 4; 1, 2, 3, 4)
+}
+
+#[cfg(target_arch = "x86_64")]
+unsafe fn avx2_tile(rr: usize, cc: usize, x: *const f32, w: *const f32, y: *mut f32, k: usize, n: usize) {
+    match (rr, cc) {
+        (1, 1) => tile256::<1, 1>(x, w, y, k, n),
+        (1, 2) => tile256::<1, 2>(x, w, y, k, n),
+        (2, 1) => tile256::<2, 1>(x, w, y, k, n),
+        (2, 2) => tile256::<2, 2>(x, w, y, k, n),
+        _ => unreachable!(),
+    }
+}
+
+/// The AVX2 twin of `tile512`: each accumulator is a (lo, hi) pair of 8-lane
+/// halves fed exactly as `simd::avx2::dot` feeds them.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile256<const R: usize, const C: usize>(x: *const f32, w: *const f32, y: *mut f32, k: usize, n: usize) {
+    use std::arch::x86_64::*;
+    let mut lo = [[_mm256_setzero_ps(); C]; R];
+    let mut hi = [[_mm256_setzero_ps(); C]; R];
+    let full = k / 16 * 16;
+    let mut i = 0;
+    while i < full {
+        for c in 0..C {
+            let wl = _mm256_loadu_ps(w.add(c * k + i));
+            let wh = _mm256_loadu_ps(w.add(c * k + i + 8));
+            for r in 0..R {
+                lo[r][c] = _mm256_fmadd_ps(_mm256_loadu_ps(x.add(r * k + i)), wl, lo[r][c]);
+                hi[r][c] = _mm256_fmadd_ps(_mm256_loadu_ps(x.add(r * k + i + 8)), wh, hi[r][c]);
+            }
+        }
+        i += 16;
+    }
+    if full < k {
+        for c in 0..C {
+            let (wl, wh) = simd::avx2::load_tail(w.add(c * k + full), k - full);
+            for r in 0..R {
+                let (xl, xh) = simd::avx2::load_tail(x.add(r * k + full), k - full);
+                lo[r][c] = _mm256_fmadd_ps(xl, wl, lo[r][c]);
+                hi[r][c] = _mm256_fmadd_ps(xh, wh, hi[r][c]);
+            }
+        }
+    }
+    for r in 0..R {
+        for c in 0..C {
+            *y.add(r * n + c) = simd::avx2::hsum(lo[r][c], hi[r][c]);
+        }
+    }
 }
 
 /// An R×C tile of dot products, one accumulator each, all stepping through k
@@ -173,6 +230,25 @@ mod tests {
             let mut one = vec![0f32; n];
             matmul(&x[r * k..][..k], &w, &mut one, 1, k, n);
             assert_eq!(one, all[r * n..][..n]);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_tiles_give_the_avx512_bits() {
+        if !(std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")) {
+            return;
+        }
+        for (rows, k, n) in [(3, 40, 7), (5, 576, 33), (1, 17, 5)] {
+            let x = data(rows * k, 8);
+            let w = data(n * k, 9);
+            let mut a = vec![0f32; rows * n];
+            let mut b = vec![0f32; rows * n];
+            unsafe {
+                columns(Isa::Avx512, &x, &w, SendPtr(a.as_mut_ptr()), rows, k, n, 0, n);
+                columns(Isa::Avx2, &x, &w, SendPtr(b.as_mut_ptr()), rows, k, n, 0, n);
+            }
+            assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "({rows},{k},{n})");
         }
     }
 }

@@ -1,29 +1,38 @@
 //! Instruction-set selection and the reduction order all kernels share.
 //!
-//! One ISA is chosen per process (AVX-512 when the CPU has it, else the
-//! portable path) so that every value in a run is computed the same way. The
-//! two paths may differ from each other in the last bits; each is
-//! deterministic on its own.
+//! One ISA is chosen per process (AVX-512 when the CPU has it, else AVX2+FMA,
+//! else the portable path) so that every value in a run is computed the same
+//! way. AVX2 keeps the 16 lanes of the AVX-512 accumulator as two 8-lane
+//! halves and reduces them in the same tree, so those two give identical
+//! bits; the portable path (separate multiply and add) may differ from them
+//! in the last bits, and is deterministic on its own.
 
 use std::sync::OnceLock;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
     Avx512,
+    Avx2,
     Portable,
 }
 
-/// The ISA this process uses. `KVSCOPE_ISA=portable` forces the fallback
-/// (to test it on a machine that has AVX-512).
+/// The ISA this process uses. `KVSCOPE_ISA=avx2` or `=portable` caps it
+/// (to test those paths on a machine that has AVX-512).
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
-        if std::env::var("KVSCOPE_ISA").is_ok_and(|v| v == "portable") {
+        let cap = std::env::var("KVSCOPE_ISA").unwrap_or_default();
+        if cap == "portable" {
             return Isa::Portable;
         }
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return Isa::Avx512;
+        {
+            if cap != "avx2" && std::arch::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return Isa::Avx2;
+            }
         }
         Isa::Portable
     })
@@ -53,6 +62,8 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     match isa() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { avx512::dot(a, b) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::dot(a, b) },
         _ => portable_dot(a, b),
     }
 }
@@ -63,6 +74,8 @@ pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
     match isa() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { avx512::axpy(y, alpha, x) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::axpy(y, alpha, x) },
         _ => {
             for (yi, xi) in y.iter_mut().zip(x) {
                 *yi += alpha * xi;
@@ -151,6 +164,83 @@ pub(crate) mod avx512 {
     }
 }
 
+/// AVX2 + FMA with the AVX-512 accumulator split in halves: `lo` holds lanes
+/// 0..8, `hi` lanes 8..16, each fed the same elements with the same fused
+/// multiply-adds, so every value equals the AVX-512 path's bit for bit.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// The 16-lane tree of `tree_sum` starting from the two halves.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub unsafe fn hsum(lo: __m256, hi: __m256) -> f32 {
+        let s8 = _mm256_add_ps(lo, hi);
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2));
+        _mm_cvtss_f32(s1)
+    }
+
+    /// Load mask for the first `n` of 8 lanes (`n` may exceed 8 or be 0).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub unsafe fn mask(n: usize) -> __m256i {
+        let n = n.min(8) as i32;
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+    }
+
+    /// The tail (< 16 elements) as the two halves a masked 16-lane load gives.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub unsafe fn load_tail(p: *const f32, n: usize) -> (__m256, __m256) {
+        let lo = _mm256_maskload_ps(p, mask(n));
+        let hi = if n > 8 { _mm256_maskload_ps(p.add(8), mask(n - 8)) } else { _mm256_setzero_ps() };
+        (lo, hi)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let k = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let full = k / 16 * 16;
+        let mut i = 0;
+        while i < full {
+            lo = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), lo);
+            hi = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), hi);
+            i += 16;
+        }
+        if full < k {
+            let (al, ah) = load_tail(pa.add(full), k - full);
+            let (bl, bh) = load_tail(pb.add(full), k - full);
+            lo = _mm256_fmadd_ps(al, bl, lo);
+            hi = _mm256_fmadd_ps(ah, bh, hi);
+        }
+        hsum(lo, hi)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub unsafe fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
+        let k = y.len();
+        let (py, px) = (y.as_mut_ptr(), x.as_ptr());
+        let a = _mm256_set1_ps(alpha);
+        let full = k / 8 * 8;
+        let mut i = 0;
+        while i < full {
+            _mm256_storeu_ps(py.add(i), _mm256_fmadd_ps(a, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i))));
+            i += 8;
+        }
+        if full < k {
+            let m = mask(k - full);
+            let v = _mm256_fmadd_ps(a, _mm256_maskload_ps(px.add(full), m), _mm256_maskload_ps(py.add(full), m));
+            _mm256_maskstore_ps(py.add(full), m, v);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +263,26 @@ mod tests {
             let x = vec![2.0f32; k];
             axpy(&mut y, 0.5, &x);
             assert!(y.iter().enumerate().all(|(i, v)| *v == i as f32 + 1.0));
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_path_gives_the_avx512_bits() {
+        if !(std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")) {
+            return;
+        }
+        for k in [1, 5, 8, 9, 15, 16, 17, 31, 64, 100, 576] {
+            let a: Vec<f32> = (0..k).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+            let b: Vec<f32> = (0..k).map(|i| (i as f32 * 0.11).cos()).collect();
+            let (x, y) = unsafe { (avx512::dot(&a, &b), avx2::dot(&a, &b)) };
+            assert_eq!(x.to_bits(), y.to_bits(), "k={k}");
+            let (mut y1, mut y2) = (b.clone(), b.clone());
+            unsafe {
+                avx512::axpy(&mut y1, 0.3, &a);
+                avx2::axpy(&mut y2, 0.3, &a);
+            }
+            assert_eq!(y1, y2);
         }
     }
 }
