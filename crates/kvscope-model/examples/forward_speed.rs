@@ -13,20 +13,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let g = kvscope_model::gguf::Gguf::open(&path)?;
     let t = Instant::now();
     let m = LlamaModel::load(&g)?;
-    println!("isa {:?}, {} threads, load {:.2} s", kvscope_model::kernels::isa(), rayon::current_num_threads(), t.elapsed().as_secs_f64());
+    println!(
+        "isa {:?}, {} threads, load {:.2} s",
+        kvscope_model::kernels::isa(),
+        rayon::current_num_threads(),
+        t.elapsed().as_secs_f64()
+    );
 
     let (bs, prompt_len, seqs, steps) = (16usize, 512usize, 16usize, 16usize);
     let per_seq = (prompt_len + steps).div_ceil(bs);
     let mut kv = PagedKvCache::new(m.config(), per_seq * seqs, bs)?;
-    let tables: Vec<Vec<BlockId>> = (0..seqs).map(|s| (0..per_seq).map(|b| BlockId((s * per_seq + b) as u32)).collect()).collect();
+    let tables: Vec<Vec<BlockId>> =
+        (0..seqs).map(|s| (0..per_seq).map(|b| BlockId((s * per_seq + b) as u32)).collect()).collect();
     let prompt: Vec<u32> = (0..prompt_len as u32).map(|i| 100 + (i * 7919) % 40000).collect();
 
     let t = Instant::now();
-    m.forward(&mut kv, &[SeqChunk { tokens: &prompt, start_pos: 0, block_table: &tables[0], logits: LogitsFor::Last }])?;
+    m.forward(
+        &mut kv,
+        &[SeqChunk { tokens: &prompt, start_pos: 0, block_table: &tables[0], logits: LogitsFor::Last }],
+    )?;
     let dt = t.elapsed().as_secs_f64();
     println!("prefill {prompt_len} tokens: {:.2} s = {:.0} tok/s", dt, prompt_len as f64 / dt);
-    // The other sequences share the same prompt KV by copying block contents
-    // is not possible from here, so prefill them too (untimed).
+    // Give the other sequences the same 512-token context (untimed).
     for table in &tables[1..] {
         m.forward(&mut kv, &[SeqChunk { tokens: &prompt, start_pos: 0, block_table: table, logits: LogitsFor::Last }])?;
     }
@@ -37,12 +45,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for s in 0..steps / 2 {
             let chunks: Vec<SeqChunk> = tables[..n]
                 .iter()
-                .map(|table| SeqChunk { tokens: &tok, start_pos: prompt_len + s, block_table: table, logits: LogitsFor::Last })
+                .map(|table| SeqChunk {
+                    tokens: &tok,
+                    start_pos: prompt_len + s,
+                    block_table: table,
+                    logits: LogitsFor::Last,
+                })
                 .collect();
             m.forward(&mut kv, &chunks)?;
         }
         let dt = t.elapsed().as_secs_f64();
-        println!("decode {n:2} seqs (context {prompt_len}): {:.1} steps/s, {:.1} tok/s", (steps / 2) as f64 / dt, (n * steps / 2) as f64 / dt);
+        println!(
+            "decode {n:2} seqs (context {prompt_len}): {:.1} steps/s, {:.1} tok/s",
+            (steps / 2) as f64 / dt,
+            (n * steps / 2) as f64 / dt
+        );
     }
     Ok(())
 }

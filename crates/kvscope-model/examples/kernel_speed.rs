@@ -5,7 +5,15 @@ use kvscope_model::kernels::matmul::matmul;
 use std::time::Instant;
 
 fn main() {
-    for (rows, k, n) in [(512, 576, 960), (512, 576, 3072), (512, 1536, 576), (1, 576, 3072), (16, 576, 3072), (1, 576, 49152), (16, 576, 49152)] {
+    for (rows, k, n) in [
+        (512, 576, 960),
+        (512, 576, 3072),
+        (512, 1536, 576),
+        (1, 576, 3072),
+        (16, 576, 3072),
+        (1, 576, 49152),
+        (16, 576, 49152),
+    ] {
         let x = vec![0.5f32; rows * k];
         let w = vec![0.25f32; n * k];
         let mut y = vec![0f32; rows * n];
@@ -16,7 +24,12 @@ fn main() {
             matmul(&x, &w, &mut y, rows, k, n);
         }
         let dt = t.elapsed().as_secs_f64() / reps as f64;
-        println!("matmul {rows:4}x{k}x{n:5}: {:7.2} ms  {:6.1} GFLOP/s  {:5.1} GB/s weights", dt * 1e3, 2.0 * (rows * k * n) as f64 / dt / 1e9, (n * k * 4) as f64 / dt / 1e9);
+        println!(
+            "matmul {rows:4}x{k}x{n:5}: {:7.2} ms  {:6.1} GFLOP/s  {:5.1} GB/s weights",
+            dt * 1e3,
+            2.0 * (rows * k * n) as f64 / dt / 1e9,
+            (n * k * 4) as f64 / dt / 1e9
+        );
     }
     let heads = Heads { n_heads: 9, n_kv_heads: 3, head_dim: 64 };
     for (nq, ctx) in [(512usize, 512usize), (16, 512)] {
@@ -24,9 +37,16 @@ fn main() {
         let nb = ctx.div_ceil(bs) * if nq == 16 { 16 } else { 1 };
         let k = vec![0.1f32; nb * bs * 192];
         let v = vec![0.2f32; nb * bs * 192];
-        let tables: Vec<Vec<usize>> = (0..16).map(|s| (0..ctx.div_ceil(bs)).map(|b| (s * ctx.div_ceil(bs) + b) % nb).collect()).collect();
+        let tables: Vec<Vec<usize>> =
+            (0..16).map(|s| (0..ctx.div_ceil(bs)).map(|b| (s * ctx.div_ceil(bs) + b) % nb).collect()).collect();
         let queries: Vec<QueryCtx> = (0..nq)
-            .map(|i| if nq == 16 { QueryCtx { pos: ctx - 1, block_table: &tables[i] } } else { QueryCtx { pos: i, block_table: &tables[0] } })
+            .map(|i| {
+                if nq == 16 {
+                    QueryCtx { pos: ctx - 1, block_table: &tables[i] }
+                } else {
+                    QueryCtx { pos: i, block_table: &tables[0] }
+                }
+            })
             .collect();
         let q = vec![0.3f32; nq * 576];
         let mut out = vec![0f32; nq * 576];

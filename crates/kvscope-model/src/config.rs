@@ -116,7 +116,10 @@ impl ModelConfig {
         };
         let invalid = |k: &str, why: &str| ConfigError::Invalid { key: key(k), value: String::new(), why: why.into() };
         if n_heads % n_kv_heads != 0 || n_heads / n_kv_heads > 16 {
-            return Err(invalid("attention.head_count_kv", "must divide attention.head_count, at most 16 query heads per KV head"));
+            return Err(invalid(
+                "attention.head_count_kv",
+                "must divide attention.head_count, at most 16 query heads per KV head",
+            ));
         }
         if head_dim % 2 != 0 {
             return Err(invalid("attention.key_length", "head dimension must be even for RoPE"));

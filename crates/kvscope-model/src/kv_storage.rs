@@ -60,7 +60,8 @@ impl PagedKvCache {
             return Err(KvStorageError::TooLarge { num_blocks, block_size, bytes });
         }
         let per_layer = per_layer as usize;
-        let layers = (0..config.n_layers).map(|_| LayerKv { k: vec![0.0; per_layer], v: vec![0.0; per_layer] }).collect();
+        let layers =
+            (0..config.n_layers).map(|_| LayerKv { k: vec![0.0; per_layer], v: vec![0.0; per_layer] }).collect();
         Ok(PagedKvCache { layers, num_blocks, block_size, kv_dim })
     }
 

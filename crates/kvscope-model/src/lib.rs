@@ -5,18 +5,18 @@
 // the fixed reduction order that batch invariance depends on.
 #![allow(clippy::needless_range_loop)]
 
-pub mod fetch;
-pub mod gguf;
-pub mod quant;
 pub mod chat_template;
 pub mod config;
-pub mod tokenizer;
+pub mod executor;
+pub mod fetch;
+pub mod gguf;
 pub mod kernels;
 pub mod kv_storage;
 pub mod llama;
-pub mod executor;
 pub mod model;
+pub mod quant;
 pub mod sampler;
+pub mod tokenizer;
 
 pub use executor::ModelExecutor;
 pub use model::Model;

@@ -33,7 +33,9 @@ pub enum ForwardError {
     EmptyChunk { chunk: usize },
     #[error("chunk {chunk}: token id {id} is outside the vocabulary of {vocab}")]
     TokenOutOfRange { chunk: usize, id: TokenId, vocab: usize },
-    #[error("chunk {chunk}: position {pos} is beyond the model's context length {max}; shorten the prompt or max_tokens")]
+    #[error(
+        "chunk {chunk}: position {pos} is beyond the model's context length {max}; shorten the prompt or max_tokens"
+    )]
     PositionOutOfRange { chunk: usize, pos: usize, max: usize },
     #[error("chunk {chunk}: the block table ({blocks} blocks of {block_size}) does not cover position {pos}")]
     BlockTableTooShort { chunk: usize, blocks: usize, block_size: usize, pos: usize },
@@ -153,7 +155,12 @@ impl LlamaModel {
             }
             let needed = last / bs + 1;
             if ch.block_table.len() < needed {
-                return Err(ForwardError::BlockTableTooShort { chunk: i, blocks: ch.block_table.len(), block_size: bs, pos: last });
+                return Err(ForwardError::BlockTableTooShort {
+                    chunk: i,
+                    blocks: ch.block_table.len(),
+                    block_size: bs,
+                    pos: last,
+                });
             }
             if let Some(b) = ch.block_table[..needed].iter().find(|b| b.index() >= kv.num_blocks()) {
                 return Err(ForwardError::BlockOutOfRange { chunk: i, block: b.0, num_blocks: kv.num_blocks() });
@@ -170,7 +177,8 @@ impl LlamaModel {
         let (d, hd, f) = (c.hidden, c.head_dim, c.ffn_hidden);
         let (qw, kvw, qkvw) = (c.n_heads * hd, c.kv_dim(), c.qkv_dim());
 
-        let tables: Vec<Vec<usize>> = chunks.iter().map(|ch| ch.block_table.iter().map(|b| b.index()).collect()).collect();
+        let tables: Vec<Vec<usize>> =
+            chunks.iter().map(|ch| ch.block_table.iter().map(|b| b.index()).collect()).collect();
         let mut tokens = Vec::new();
         let mut positions = Vec::new();
         let mut queries = Vec::new();
@@ -215,7 +223,13 @@ impl LlamaModel {
                 q[i * qw..][..qw].copy_from_slice(&row[..qw]);
             }
             let lkv = kv.layer(li);
-            paged_attention(&q, &queries, KvView { k: &lkv.k, v: &lkv.v, block_size: kv.block_size() }, heads, &mut attn);
+            paged_attention(
+                &q,
+                &queries,
+                KvView { k: &lkv.k, v: &lkv.v, block_size: kv.block_size() },
+                heads,
+                &mut attn,
+            );
             matmul(&attn, &layer.wo, &mut proj, n, qw, d);
             add_in_place(&mut x, &proj);
 

@@ -65,11 +65,7 @@ fn log_sum_exp(logits: &[f32]) -> f64 {
 /// are filled in when `params.logprobs > 0`.
 pub fn sample(logits: &[f32], params: &SamplingParams, seed: u64, index: usize) -> Result<SampledToken, InvalidParams> {
     params.validate()?;
-    let token = if params.is_greedy() {
-        argmax(logits)
-    } else {
-        sample_random(logits, params, uniform(seed, index))
-    };
+    let token = if params.is_greedy() { argmax(logits) } else { sample_random(logits, params, uniform(seed, index)) };
     let mut out = SampledToken::plain(token);
     if params.logprobs > 0 {
         let lse = log_sum_exp(logits);

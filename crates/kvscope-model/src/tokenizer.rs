@@ -24,7 +24,8 @@ const TOKEN_TYPE_USER_DEFINED: i64 = 4;
 
 /// Texts that end generation when they are control tokens; llama.cpp marks
 /// the same ones end-of-generation by name.
-const EOG_TEXTS: &[&str] = &["<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "<|return|>"];
+const EOG_TEXTS: &[&str] =
+    &["<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "<|return|>"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
@@ -65,7 +66,10 @@ fn strings<'a>(g: &'a Gguf, key: &'static str) -> Result<Vec<&'a str>, Tokenizer
 
 impl Tokenizer {
     pub fn from_gguf(g: &Gguf) -> Result<Self, TokenizerError> {
-        let model = g.get("tokenizer.ggml.model").and_then(MetaValue::as_str).ok_or(TokenizerError::Missing("tokenizer.ggml.model"))?;
+        let model = g
+            .get("tokenizer.ggml.model")
+            .and_then(MetaValue::as_str)
+            .ok_or(TokenizerError::Missing("tokenizer.ggml.model"))?;
         if model != "gpt2" {
             return Err(TokenizerError::UnsupportedModel(model.to_string()));
         }
@@ -114,11 +118,14 @@ impl Tokenizer {
             .collect();
         inner.add_special_tokens(added).map_err(|e| TokenizerError::Backend(e.to_string()))?;
 
-        let id_of = |key: &str| g.get(key).and_then(MetaValue::as_u64).map(|v| v as TokenId).filter(|&v| (v as usize) < tokens.len());
-        let mut eog_ids: Vec<TokenId> = ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"]
-            .iter()
-            .filter_map(|k| id_of(k))
-            .collect();
+        let id_of = |key: &str| {
+            g.get(key).and_then(MetaValue::as_u64).map(|v| v as TokenId).filter(|&v| (v as usize) < tokens.len())
+        };
+        let mut eog_ids: Vec<TokenId> =
+            ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"]
+                .iter()
+                .filter_map(|k| id_of(k))
+                .collect();
         for (i, (t, &ty)) in tokens.iter().zip(&types).enumerate() {
             if ty == TOKEN_TYPE_CONTROL && EOG_TEXTS.contains(t) {
                 eog_ids.push(i as TokenId);

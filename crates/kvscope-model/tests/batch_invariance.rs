@@ -28,11 +28,15 @@ fn alone(prompt: &[u32]) -> Vec<Vec<u32>> {
     let mut kv = PagedKvCache::new(m.config(), 8, BS).unwrap();
     let table = blocks(0, 8);
     let mut out = vec![];
-    let mut logits = m.forward(&mut kv, &[SeqChunk { tokens: prompt, start_pos: 0, block_table: &table, logits: LogitsFor::Last }]).unwrap();
+    let mut logits = m
+        .forward(&mut kv, &[SeqChunk { tokens: prompt, start_pos: 0, block_table: &table, logits: LogitsFor::Last }])
+        .unwrap();
     for pos in prompt.len()..prompt.len() + STEPS {
         out.push(bits(&logits[0]));
         let t = [argmax(&logits[0])];
-        logits = m.forward(&mut kv, &[SeqChunk { tokens: &t, start_pos: pos, block_table: &table, logits: LogitsFor::Last }]).unwrap();
+        logits = m
+            .forward(&mut kv, &[SeqChunk { tokens: &t, start_pos: pos, block_table: &table, logits: LogitsFor::Last }])
+            .unwrap();
     }
     out.push(bits(&logits[0]));
     out
@@ -53,12 +57,16 @@ fn batched_prefill_and_decode_equal_each_sequence_alone() {
     let mut next: Vec<Vec<u32>> = prompts.clone();
     let mut got: Vec<Vec<Vec<u32>>> = vec![vec![]; prompts.len()];
     for step in 0..STEPS + 3 {
-        let active: Vec<usize> = (0..prompts.len())
-            .filter(|&i| (i != late || step >= 2) && got[i].len() <= STEPS)
-            .collect();
+        let active: Vec<usize> =
+            (0..prompts.len()).filter(|&i| (i != late || step >= 2) && got[i].len() <= STEPS).collect();
         let chunks: Vec<SeqChunk> = active
             .iter()
-            .map(|&i| SeqChunk { tokens: &next[i], start_pos: pos[i], block_table: &tables[i], logits: LogitsFor::Last })
+            .map(|&i| SeqChunk {
+                tokens: &next[i],
+                start_pos: pos[i],
+                block_table: &tables[i],
+                logits: LogitsFor::Last,
+            })
             .collect();
         let logits = m.forward(&mut kv, &chunks).unwrap();
         for (&i, l) in active.iter().zip(&logits) {
@@ -114,20 +122,32 @@ fn prefix_reuse_through_shared_blocks_equals_recompute() {
     let mut kv = PagedKvCache::new(m.config(), 16, BS).unwrap();
     // Request A fills blocks 0..4.
     let table_a = blocks(0, 4);
-    m.forward(&mut kv, &[SeqChunk { tokens: a, start_pos: 0, block_table: &table_a, logits: LogitsFor::Last }]).unwrap();
+    m.forward(&mut kv, &[SeqChunk { tokens: a, start_pos: 0, block_table: &table_a, logits: LogitsFor::Last }])
+        .unwrap();
     // Request B reuses A's 3 full blocks and computes only its suffix, into block 9.
     let table_b: Vec<BlockId> = vec![BlockId(0), BlockId(1), BlockId(2), BlockId(9)];
-    let reused = m.forward(&mut kv, &[SeqChunk { tokens: suffix, start_pos: shared, block_table: &table_b, logits: LogitsFor::All }]).unwrap();
+    let reused = m
+        .forward(
+            &mut kv,
+            &[SeqChunk { tokens: suffix, start_pos: shared, block_table: &table_b, logits: LogitsFor::All }],
+        )
+        .unwrap();
     // The same request recomputed from scratch in blocks 10..14.
     let table_c = blocks(10, 4);
-    let fresh = m.forward(&mut kv, &[SeqChunk { tokens: &b, start_pos: 0, block_table: &table_c, logits: LogitsFor::All }]).unwrap();
+    let fresh = m
+        .forward(&mut kv, &[SeqChunk { tokens: &b, start_pos: 0, block_table: &table_c, logits: LogitsFor::All }])
+        .unwrap();
     for (i, (r, f)) in reused.iter().zip(&fresh[shared..]).enumerate() {
         assert!(bits(r) == bits(f), "suffix position {i}: prefix reuse differs from recompute");
     }
     // And the next decode step agrees too.
     let t = [argmax(reused.last().unwrap())];
     let pos = b.len();
-    let r = m.forward(&mut kv, &[SeqChunk { tokens: &t, start_pos: pos, block_table: &table_b, logits: LogitsFor::Last }]).unwrap();
-    let f = m.forward(&mut kv, &[SeqChunk { tokens: &t, start_pos: pos, block_table: &table_c, logits: LogitsFor::Last }]).unwrap();
+    let r = m
+        .forward(&mut kv, &[SeqChunk { tokens: &t, start_pos: pos, block_table: &table_b, logits: LogitsFor::Last }])
+        .unwrap();
+    let f = m
+        .forward(&mut kv, &[SeqChunk { tokens: &t, start_pos: pos, block_table: &table_c, logits: LogitsFor::Last }])
+        .unwrap();
     assert!(bits(&r[0]) == bits(&f[0]));
 }

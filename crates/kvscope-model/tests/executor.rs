@@ -23,7 +23,14 @@ fn executor(num_blocks: usize) -> ModelExecutor {
     ModelExecutor::new(m.clone(), num_blocks, BS, 1234).unwrap()
 }
 
-fn seq(id: u64, tokens: Vec<u32>, start_pos: usize, table: &[BlockId], output_index: usize, sampling: &SamplingParams) -> ScheduledSeq {
+fn seq(
+    id: u64,
+    tokens: Vec<u32>,
+    start_pos: usize,
+    table: &[BlockId],
+    output_index: usize,
+    sampling: &SamplingParams,
+) -> ScheduledSeq {
     ScheduledSeq {
         request_id: RequestId(id),
         is_prefill: start_pos == 0,
@@ -37,7 +44,13 @@ fn seq(id: u64, tokens: Vec<u32>, start_pos: usize, table: &[BlockId], output_in
 }
 
 /// Run requests to `n` output tokens each, all in the same batches.
-fn generate(ex: &mut ModelExecutor, prompts: &[Vec<u32>], first_id: u64, n: usize, sampling: &SamplingParams) -> Vec<Vec<u32>> {
+fn generate(
+    ex: &mut ModelExecutor,
+    prompts: &[Vec<u32>],
+    first_id: u64,
+    n: usize,
+    sampling: &SamplingParams,
+) -> Vec<Vec<u32>> {
     let tables: Vec<Vec<BlockId>> = (0..prompts.len() as u32).map(|i| blocks(8 * i, 8)).collect();
     let mut outs: Vec<Vec<u32>> = vec![vec![]; prompts.len()];
     let mut pos = vec![0usize; prompts.len()];
@@ -78,7 +91,14 @@ fn seeded_sampling_is_the_same_alone_and_batched() {
     let g = common::llamacpp();
     let prompts: Vec<Vec<u32>> =
         ["story_opening", "zh_question"].iter().map(|id| common::prompt(g, id).prompt_token_ids.clone()).collect();
-    let sampling = SamplingParams { temperature: 0.9, top_k: Some(40), top_p: 0.95, seed: Some(77), logprobs: 3, ..Default::default() };
+    let sampling = SamplingParams {
+        temperature: 0.9,
+        top_k: Some(40),
+        top_p: 0.95,
+        seed: Some(77),
+        logprobs: 3,
+        ..Default::default()
+    };
     let together = generate(&mut executor(16), &prompts, 10, 8, &sampling);
     for (i, p) in prompts.iter().enumerate() {
         let alone = generate(&mut executor(16), std::slice::from_ref(p), 10 + i as u64, 8, &sampling);

@@ -85,9 +85,17 @@ fn check(p: &Prompt, rule: &Rule) -> (Check, Vec<String>) {
         if ours == p.generated_token_ids[s] {
             agreed += 1;
         } else if s < first_tie {
-            failures.push(format!("{} step {s}: argmax {ours}, reference {} (margin {:.3})", p.id, p.generated_token_ids[s], margin(top5)));
+            failures.push(format!(
+                "{} step {s}: argmax {ours}, reference {} (margin {:.3})",
+                p.id,
+                p.generated_token_ids[s],
+                margin(top5)
+            ));
         } else if !top5.iter().any(|&(id, v)| id == ours && v >= top5[0].1 - rule.within) {
-            failures.push(format!("{} step {s}: argmax {ours} is not within {} of the reference's top 1 {:?}", p.id, rule.within, top5[0]));
+            failures.push(format!(
+                "{} step {s}: argmax {ours} is not within {} of the reference's top 1 {:?}",
+                p.id, rule.within, top5[0]
+            ));
         }
     }
     if pos0 > tol || all_steps > tol {

@@ -267,13 +267,17 @@ mod tests {
         for h in 0..n_heads {
             let kh = h / (n_heads / n_kv_heads);
             let s: Vec<f64> = (0..=pos)
-                .map(|j| (0..hd).map(|d| q[h * hd + d] as f64 * k[j * n_kv_heads * hd + kh * hd + d] as f64).sum::<f64>() / (hd as f64).sqrt())
+                .map(|j| {
+                    (0..hd).map(|d| q[h * hd + d] as f64 * k[j * n_kv_heads * hd + kh * hd + d] as f64).sum::<f64>()
+                        / (hd as f64).sqrt()
+                })
                 .collect();
             let m = s.iter().cloned().fold(f64::MIN, f64::max);
             let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
             let z: f64 = e.iter().sum();
             for d in 0..hd {
-                out[h * hd + d] = ((0..=pos).map(|j| e[j] * v[j * n_kv_heads * hd + kh * hd + d] as f64).sum::<f64>() / z) as f32;
+                out[h * hd + d] =
+                    ((0..=pos).map(|j| e[j] * v[j * n_kv_heads * hd + kh * hd + d] as f64).sum::<f64>() / z) as f32;
             }
         }
         out
@@ -308,7 +312,13 @@ mod tests {
         }
         // one query alone gives the same bits as inside the batch (generic path)
         let mut one = vec![0f32; width];
-        paged_attention(&q[7 * width..][..width], &queries[7..8], KvView { k: &k_pool, v: &v_pool, block_size: bs }, heads, &mut one);
+        paged_attention(
+            &q[7 * width..][..width],
+            &queries[7..8],
+            KvView { k: &k_pool, v: &v_pool, block_size: bs },
+            heads,
+            &mut one,
+        );
         assert_eq!(one, out[7 * width..][..width]);
     }
 
@@ -320,7 +330,9 @@ mod tests {
         if simd::isa() != simd::Isa::Avx512 {
             return;
         }
-        for heads in [Heads { n_heads: 9, n_kv_heads: 3, head_dim: 64 }, Heads { n_heads: 4, n_kv_heads: 2, head_dim: 128 }] {
+        for heads in
+            [Heads { n_heads: 9, n_kv_heads: 3, head_dim: 64 }, Heads { n_heads: 4, n_kv_heads: 2, head_dim: 128 }]
+        {
             let (bs, len) = (16, 40);
             let kvw = heads.n_kv_heads * heads.head_dim;
             let width = heads.n_heads * heads.head_dim;
@@ -352,8 +364,10 @@ mod tests {
             }
             assert!(fast.iter().zip(&general).all(|(a, b)| a.to_bits() == b.to_bits()), "{heads:?}");
             for pos in [0, 17, len - 1] {
-                let ks: Vec<f32> = (0..=pos).flat_map(|j| k[(table[j / bs] * bs + j % bs) * kvw..][..kvw].to_vec()).collect();
-                let vs: Vec<f32> = (0..=pos).flat_map(|j| v[(table[j / bs] * bs + j % bs) * kvw..][..kvw].to_vec()).collect();
+                let ks: Vec<f32> =
+                    (0..=pos).flat_map(|j| k[(table[j / bs] * bs + j % bs) * kvw..][..kvw].to_vec()).collect();
+                let vs: Vec<f32> =
+                    (0..=pos).flat_map(|j| v[(table[j / bs] * bs + j % bs) * kvw..][..kvw].to_vec()).collect();
                 let want = reference(&q[pos * width..][..width], &ks, &vs, pos, heads);
                 assert!(fast[pos * width..][..width].iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5));
             }

@@ -23,7 +23,11 @@ fn tile(isa: Isa) -> (usize, usize) {
 /// L1 while every row passes, and the weights stream from memory once, in
 /// order.
 fn col_block(rows: usize, tile_c: usize) -> usize {
-    if rows <= 32 { tile_c } else { 64 }
+    if rows <= 32 {
+        tile_c
+    } else {
+        64
+    }
 }
 
 /// `y[r * n + j] = dot(x[r * k ..][..k], w[j * k ..][..k])`.
