@@ -1,7 +1,14 @@
 //! Print a GGUF file's metadata and tensor list: `cargo run --example
 //! gguf_info [PATH]` (default: the default model, fetched if needed).
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let arg = std::env::args().nth(1).map(std::path::PathBuf::from);
     let path = kvscope_model::fetch::resolve_model(arg.as_deref())?;
     let g = kvscope_model::gguf::Gguf::open(&path)?;
