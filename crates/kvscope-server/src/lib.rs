@@ -28,7 +28,7 @@ pub mod series;
 pub mod state;
 pub mod stop;
 
-pub use bench::{run_bench_serve, run_bench_serve_with, BenchArgs, BenchReport, BenchRequest};
+pub use bench::{run_bench_serve, run_bench_serve_with, BenchArgs, BenchPrompt, BenchReport, BenchRequest};
 pub use model::{ChatMessage, TextModel};
 
 use axum::routing::{get, post};

@@ -14,6 +14,23 @@ use serde::Serialize;
 pub enum BenchCommand {
     /// In-process throughput: prompt processing and generation speed.
     Throughput(ThroughputArgs),
+    /// Load generator against a running server (TTFT, TPOT, ITL, E2E).
+    Serve(ServeBenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeBenchArgs {
+    #[command(flatten)]
+    pub bench: kvscope_server::BenchArgs,
+    /// Send one of the lab's workloads (its prompts as token ids, its
+    /// output lengths) instead of --dataset-name.
+    #[arg(long, value_parser = ["short_ctx", "long_ctx", "mixed_ctx"])]
+    pub lab_workload: Option<String>,
+    /// The lab's quick sizes for --lab-workload.
+    #[arg(long)]
+    pub quick: bool,
+    #[command(flatten)]
+    pub model: ModelArg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -51,7 +68,35 @@ pub struct ThroughputResult {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Throughput(args) => throughput(args),
+        BenchCommand::Serve(args) => serve_bench(args),
     }
+}
+
+fn serve_bench(args: ServeBenchArgs) -> anyhow::Result<()> {
+    let requests = match &args.lab_workload {
+        Some(name) => {
+            // The lab's prompts are tokenized with the served model's tokenizer.
+            let model = LoadedModel::load(args.model.model.as_deref())?;
+            let spec = kvscope_lab::workload::standard_cases(args.quick, 2026)
+                .into_iter()
+                .find(|c| &c.name == name)
+                .expect("clap checked the name");
+            let tokenize = |t: &str| model.tokenizer.encode(t).unwrap_or_default();
+            let reqs = spec.generate(&tokenize, &kvscope_lab::workload::TextSource::Generated);
+            Some(
+                reqs.into_iter()
+                    .map(|r| kvscope_server::BenchRequest {
+                        prompt: kvscope_server::BenchPrompt::Tokens(r.prompt),
+                        output_len: r.max_tokens,
+                    })
+                    .collect(),
+            )
+        }
+        None => None,
+    };
+    let report = kvscope_server::run_bench_serve_with(&args.bench, requests)?;
+    println!("{}", report.table());
+    Ok(())
 }
 
 fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 mod cmd_bench;
 mod cmd_generate;
 mod cmd_lab;
+mod cmd_serve;
 mod cmd_sim;
 mod lab_backends;
 mod real_model;
@@ -26,6 +27,8 @@ enum Command {
     Generate(cmd_generate::GenerateArgs),
     /// Run Lab 4: the KV state and capacity experiment, writing its artifacts.
     Lab(cmd_lab::LabArgs),
+    /// The OpenAI-compatible server with /metrics, /kv, /events and a live KV view at /.
+    Serve(cmd_serve::ServeCommand),
     /// Capacity questions on model and hardware presets, with a cost model
     /// instead of a real model (and `--calibrate` to fit this CPU).
     Sim(cmd_sim::SimArgs),
@@ -43,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Generate(args) => cmd_generate::run(args),
         Command::Lab(args) => cmd_lab::run(args),
+        Command::Serve(cmd) => cmd_serve::run(cmd),
         Command::Sim(args) => cmd_sim::run(args),
         Command::Bench(cmd) => cmd_bench::run(cmd),
     }
