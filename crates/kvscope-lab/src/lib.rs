@@ -22,3 +22,4 @@ pub mod svg;
 pub mod textgen;
 pub mod timeline;
 pub mod workload;
+pub mod validation;

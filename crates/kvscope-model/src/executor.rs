@@ -47,6 +47,12 @@ impl ModelExecutor {
 }
 
 impl Executor for ModelExecutor {
+    /// Where K/V are written into their slots and read back through the
+    /// block table: the forward pass.
+    fn kv_site(&self) -> &'static str {
+        "llama::forward"
+    }
+
     fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
         for s in batch.seqs.iter().filter(|s| s.sample) {
             s.sampling.validate().map_err(|e| ExecutorError(format!("request {}: {e}", s.request_id)))?;

@@ -46,7 +46,7 @@ impl Default for CalibrationPlan {
     fn default() -> Self {
         CalibrationPlan {
             block_size: 16,
-            prefill_lengths: vec![16, 64, 192],
+            prefill_lengths: vec![16, 64, 192, 512],
             decode_contexts: vec![64, 512],
             prefill_chunk: 256,
             decode_batches: vec![1, 4, 16],

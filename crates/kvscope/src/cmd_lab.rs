@@ -75,20 +75,29 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         dataset,
     };
     let model = LoadedModel::load(args.model.model.as_deref())?;
-    let results = match args.executor {
-        ExecutorKind::Real => run_with(&mut RealBackend { model }, &cfg)?,
-        ExecutorKind::Sim => run_with(&mut crate::cmd_sim::lab_sim_backend(model)?, &cfg)?,
+    let (results, validation) = match args.executor {
+        ExecutorKind::Real => {
+            let mut backend = RealBackend { model };
+            let results = run_with(&mut backend, &cfg)?;
+            let validation = validate_with_sim(backend.model, &cfg, &results);
+            (results, Some(validation))
+        }
+        ExecutorKind::Sim => (run_with(&mut crate::cmd_sim::lab_sim_backend(model)?, &cfg)?, None),
     };
     let ctx = ReportContext {
         date: today(),
         kvscope_version: env!("CARGO_PKG_VERSION").into(),
         machine: machine_description(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        sim_validation: None,
+        sim_validation: validation.as_ref().map(|v| v.markdown.clone()),
     };
     let lang = if args.lang == LangArg::Zh { Lang::Zh } else { Lang::En };
     let written = kvscope_lab::artifacts::write_all(&results, &args.out, &ctx, lang)
         .with_context(|| format!("writing the lab's artifacts into {}", args.out.display()))?;
+    if let Some(json) = validation.and_then(|v| v.json) {
+        let path = args.out.join("sim_validation.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&json)?).with_context(|| format!("writing {}", path.display()))?;
+    }
     print_summary(&results);
     eprintln!("\nwrote {} files into {}/ in {:.0} s:", written.len(), args.out.display(), results.wall_seconds);
     for p in written {
@@ -130,6 +139,37 @@ fn run_with<B: LabBackend>(backend: &mut B, cfg: &LabConfig) -> anyhow::Result<L
     })?;
     bar.finish_and_clear();
     Ok(results)
+}
+
+struct SimValidation {
+    markdown: String,
+    json: Option<serde_json::Value>,
+}
+
+/// Runs the same lab on the calibrated simulator and compares it with the
+/// real run. Without a calibration file it says how to make one.
+fn validate_with_sim(model: LoadedModel, cfg: &LabConfig, real: &LabResults) -> SimValidation {
+    let mut backend = match crate::cmd_sim::lab_sim_backend(model) {
+        Ok(b) => b,
+        Err(e) => {
+            return SimValidation {
+                markdown: format!("Not run: {e}. (`kvscope sim --calibrate` fits this machine in about a minute.)"),
+                json: None,
+            }
+        }
+    };
+    eprintln!("validating the simulator on the same workloads ...");
+    let description = backend.description.clone();
+    match run_lab(&mut backend, cfg, &mut |_, _, _| {}) {
+        Ok(sim) => {
+            let rows = kvscope_lab::validation::compare(real, &sim);
+            SimValidation {
+                markdown: kvscope_lab::validation::markdown(&rows, &description),
+                json: serde_json::to_value(&rows).ok(),
+            }
+        }
+        Err(e) => SimValidation { markdown: format!("Not run: the simulated lab failed: {e}"), json: None },
+    }
 }
 
 fn print_summary(res: &LabResults) {
