@@ -21,5 +21,5 @@ pub mod summary;
 pub mod svg;
 pub mod textgen;
 pub mod timeline;
-pub mod workload;
 pub mod validation;
+pub mod workload;

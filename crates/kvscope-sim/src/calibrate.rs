@@ -67,19 +67,14 @@ impl CalibrationPlan {
         let prefill = self.prefill_lengths.iter().map(|l| l.div_ceil(bs)).max().unwrap_or(0);
         let max_batch = self.decode_batches.iter().copied().max().unwrap_or(0);
         let per_seq = self.decode_steps.div_ceil(bs);
-        let decode = self
-            .decode_contexts
-            .iter()
-            .map(|&c| self.round_context(c) / bs + max_batch * per_seq)
-            .max()
-            .unwrap_or(0);
+        let decode =
+            self.decode_contexts.iter().map(|&c| self.round_context(c) / bs + max_batch * per_seq).max().unwrap_or(0);
         prefill.max(decode).max(1)
     }
 
     /// Longest context the plan builds (the executor's context must allow it).
     pub fn max_context(&self) -> usize {
-        let decode =
-            self.decode_contexts.iter().map(|&c| self.round_context(c) + self.decode_steps).max().unwrap_or(0);
+        let decode = self.decode_contexts.iter().map(|&c| self.round_context(c) + self.decode_steps).max().unwrap_or(0);
         decode.max(self.prefill_lengths.iter().copied().max().unwrap_or(0))
     }
 }
@@ -94,7 +89,11 @@ pub fn calibrate<E: Executor, C: Clock>(
 ) -> Result<Vec<StepSample>, SimError> {
     let bs = plan.block_size;
     let total = plan.prefill_lengths.len()
-        + plan.decode_contexts.iter().map(|&c| plan.round_context(c).div_ceil(plan.prefill_chunk.max(1))).sum::<usize>()
+        + plan
+            .decode_contexts
+            .iter()
+            .map(|&c| plan.round_context(c).div_ceil(plan.prefill_chunk.max(1)))
+            .sum::<usize>()
         + plan.decode_contexts.len() * plan.decode_batches.len() * plan.decode_steps;
     let mut samples = Vec::with_capacity(total);
     let mut next_id = 0u64;
@@ -324,7 +323,9 @@ impl CalibrationFile {
 pub fn default_calibration_path() -> Result<PathBuf, SimError> {
     let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty()).ok_or(SimError::NoHome)?).join(".cache"),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty()).ok_or(SimError::NoHome)?).join(".cache")
+        }
     };
     Ok(base.join("kvscope").join("sim-cpu-calibration.json"))
 }

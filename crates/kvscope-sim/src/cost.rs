@@ -252,8 +252,8 @@ impl CostModel {
         let flops = self.flops_per_token * shape.tokens_computed() as f64
             + self.flops_per_sample * shape.sampled as f64
             + self.flops_per_pair * (shape.prefill_attention_pairs + shape.decode_context_tokens) as f64;
-        let bytes = self.weight_bytes
-            + self.kv_bytes_per_token * (shape.context_tokens_read + shape.tokens_computed()) as f64;
+        let bytes =
+            self.weight_bytes + self.kv_bytes_per_token * (shape.context_tokens_read + shape.tokens_computed()) as f64;
         let compute_s = flops / self.flops_rate;
         let memory_s = bytes / self.bytes_rate;
         if let Some(linear) = &self.linear {

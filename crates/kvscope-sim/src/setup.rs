@@ -57,9 +57,9 @@ impl SimConfig {
     /// The KV pool from memory (what `kvscope sim` prints). With
     /// `kv_blocks` set, the number of blocks is that override.
     pub fn pool_plan(&self) -> Result<KvPoolPlan, SimError> {
-        let reserve = self.activation_reserve_bytes.unwrap_or_else(|| {
-            activation_reserve_estimate(&self.model, self.max_batched_tokens, self.max_running)
-        });
+        let reserve = self
+            .activation_reserve_bytes
+            .unwrap_or_else(|| activation_reserve_estimate(&self.model, self.max_batched_tokens, self.max_running));
         let mut plan = kv_pool(&self.model, &self.hardware, self.memory_utilization, reserve, self.block_size)?;
         if let Some(n) = self.kv_blocks {
             plan.num_blocks = n;

@@ -2,7 +2,9 @@
 //! roofline's regimes where a reader expects them.
 
 use kvscope_core::{BlockId, RequestId, SamplingParams, ScheduledBatch, ScheduledSeq};
-use kvscope_sim::{hardware_preset, model_preset, BatchShape, Bound, CostModel, LinearCoefficients, HARDWARE_NAMES, MODEL_NAMES};
+use kvscope_sim::{
+    hardware_preset, model_preset, BatchShape, Bound, CostModel, LinearCoefficients, HARDWARE_NAMES, MODEL_NAMES,
+};
 use proptest::prelude::*;
 
 fn seq(id: u64, start_pos: usize, n: usize, is_prefill: bool) -> ScheduledSeq {

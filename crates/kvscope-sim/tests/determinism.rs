@@ -29,7 +29,8 @@ fn workload(seed: u64) -> Vec<Arrival> {
         .map(|at| {
             let mut prompt = if rng.range(0, 1) == 0 { system.clone() } else { Vec::new() };
             prompt.extend((0..rng.range(8, 300)).map(|_| rng.range(0, 150_000) as u32));
-            let params = SamplingParams { max_tokens: rng.range(1, 200) as usize, ignore_eos: true, ..Default::default() };
+            let params =
+                SamplingParams { max_tokens: rng.range(1, 200) as usize, ignore_eos: true, ..Default::default() };
             Arrival { at, prompt, params }
         })
         .collect()

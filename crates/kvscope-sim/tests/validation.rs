@@ -94,8 +94,11 @@ fn calibrated_simulation_predicts_the_reference_executor_on_quick_workloads() {
     // 1. Calibrate, as `kvscope sim --calibrate` does.
     let plan = CalibrationPlan { block_size: BLOCK_SIZE, ..Default::default() };
     let clock = SimClock::new();
-    let mut reference =
-        Reference { inner: PagedTokenExecutor::new(plan.required_blocks(), BLOCK_SIZE, 49_152), clock: clock.clone(), steps: vec![] };
+    let mut reference = Reference {
+        inner: PagedTokenExecutor::new(plan.required_blocks(), BLOCK_SIZE, 49_152),
+        clock: clock.clone(),
+        steps: vec![],
+    };
     let samples = calibrate(&mut reference, &clock, &plan, |_, _| {}).unwrap();
     let calibration = fit("smollm2-135m", &samples).unwrap();
     assert!(calibration.rms_relative_error < 0.1, "{calibration:?}");

@@ -96,7 +96,8 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing the lab's artifacts into {}", args.out.display()))?;
     if let Some(json) = validation.and_then(|v| v.json) {
         let path = args.out.join("sim_validation.json");
-        std::fs::write(&path, serde_json::to_string_pretty(&json)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     print_summary(&results);
     eprintln!("\nwrote {} files into {}/ in {:.0} s:", written.len(), args.out.display(), results.wall_seconds);
