@@ -23,6 +23,15 @@ pub struct LabConfig {
     pub max_batched_tokens: usize,
     /// Prompts from a dataset instead of the generator.
     pub dataset: Option<Vec<String>>,
+    /// Poisson arrivals at this rate (requests/s) for the three cases and
+    /// the sweep; `None` submits each case's requests all at once.
+    pub arrival_rate: Option<f64>,
+}
+
+impl LabConfig {
+    fn arrival(&self) -> Arrival {
+        self.arrival_rate.map_or(Arrival::Burst, |rate| Arrival::Poisson { rate })
+    }
 }
 
 impl LabConfig {
@@ -105,6 +114,7 @@ pub fn run_lab<B: LabBackend>(backend: &mut B, cfg: &LabConfig, progress: Progre
         let tokenize = |t: &str| backend.tokenize(t);
         let workloads: Vec<_> = standard_cases(cfg.quick, cfg.seed)
             .into_iter()
+            .map(|spec| CaseSpec { arrival: cfg.arrival(), ..spec })
             .map(|spec| {
                 let reqs = spec.generate(&tokenize, &source);
                 (spec, reqs)
@@ -120,7 +130,7 @@ pub fn run_lab<B: LabBackend>(backend: &mut B, cfg: &LabConfig, progress: Progre
                     num_requests: sweep_spec.num_requests,
                     prompt_lengths: PromptLengths::Around { tokens: len, jitter: 0 },
                     output_tokens: sweep_spec.output_tokens,
-                    arrival: Arrival::Burst,
+                    arrival: cfg.arrival(),
                     shared_prefix_tokens: 0,
                     seed: cfg.seed + 10 + len as u64,
                 };

@@ -188,7 +188,10 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
             r.prompt_len,
             r.prompt_len_min,
             r.prompt_len_max,
-            r.concurrency,
+            match r.arrival {
+                crate::workload::Arrival::Burst => format!("{} {}", r.concurrency, t("(同时到达)", "(all at once)")),
+                crate::workload::Arrival::Poisson { rate } => format!("{} (Poisson {rate} req/s)", r.concurrency),
+            },
             r.live_requests,
             r.live_requests_max,
             kib(r.estimated_kv),

@@ -53,6 +53,10 @@ pub struct LabArgs {
     /// Prompts from a dataset file (JSONL with "prompt"/"text", or ShareGPT JSON).
     #[arg(long)]
     pub dataset: Option<PathBuf>,
+    /// Poisson arrivals at this many requests per second (default: each
+    /// case's requests all arrive at once).
+    #[arg(long, value_parser = positive_rate)]
+    pub arrival_rate: Option<f64>,
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
     #[command(flatten)]
@@ -73,6 +77,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         max_running: args.max_running,
         max_batched_tokens: args.max_batched_tokens,
         dataset,
+        arrival_rate: args.arrival_rate,
     };
     let model = LoadedModel::load(args.model.model.as_deref())?;
     let (results, validation) = match args.executor {
@@ -140,6 +145,13 @@ fn run_with<B: LabBackend>(backend: &mut B, cfg: &LabConfig) -> anyhow::Result<L
     })?;
     bar.finish_and_clear();
     Ok(results)
+}
+
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("expected a positive number of requests per second, got {s:?}")),
+    }
 }
 
 struct SimValidation {
