@@ -14,10 +14,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     let m = LlamaModel::load(&g)?;
     println!(
-        "isa {:?}, {} threads, load {:.2} s",
+        "isa {:?}, {} threads, load {:.2} s, weights {:.0} MB",
         kvscope_model::kernels::isa(),
         rayon::current_num_threads(),
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(),
+        m.weight_bytes() as f64 / 1e6
     );
 
     let (bs, prompt_len, seqs, steps) = (16usize, 512usize, 16usize, 16usize);

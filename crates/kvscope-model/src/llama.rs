@@ -10,7 +10,8 @@
 use crate::config::{ModelConfig, RopeStyle};
 use crate::gguf::{Gguf, GgufError};
 use crate::kernels::attention::{paged_attention, Heads, KvView, QueryCtx};
-use crate::kernels::{activation, matmul::matmul, rmsnorm, rope::RopeTable};
+use crate::kernels::weights::Weights;
+use crate::kernels::{activation, matmul::matmul_w, rmsnorm, rope::RopeTable};
 use crate::kv_storage::PagedKvCache;
 use kvscope_core::ids::{BlockId, TokenId};
 use rayon::prelude::*;
@@ -65,19 +66,19 @@ pub struct SeqChunk<'a> {
 struct Layer {
     attn_norm: Vec<f32>,
     /// Q, K and V projections stacked: `[qkv_dim, hidden]`.
-    wqkv: Vec<f32>,
-    wo: Vec<f32>,
+    wqkv: Weights,
+    wo: Weights,
     ffn_norm: Vec<f32>,
     /// Gate and up projections stacked: `[2 * ffn, hidden]`.
-    w_gate_up: Vec<f32>,
-    w_down: Vec<f32>,
+    w_gate_up: Weights,
+    w_down: Weights,
 }
 
 pub struct LlamaModel {
     config: ModelConfig,
     /// `[vocab, hidden]`; also the output head when `output` is None (tied).
-    embed: Vec<f32>,
-    output: Option<Vec<f32>>,
+    embed: Weights,
+    output: Option<Weights>,
     output_norm: Vec<f32>,
     layers: Vec<Layer>,
     rope: RopeTable,
@@ -91,16 +92,31 @@ impl std::fmt::Debug for LlamaModel {
 
 /// A tensor as f32 after checking its ggml shape (`[in, out]` for matrices).
 fn tensor(g: &Gguf, name: &str, dims: &[usize]) -> Result<Vec<f32>, LoadError> {
+    check_shape(g, name, dims)?;
+    Ok(g.tensor_f32(name)?)
+}
+
+fn check_shape(g: &Gguf, name: &str, dims: &[usize]) -> Result<(), LoadError> {
     let info = g.tensor_info(name).ok_or_else(|| GgufError::MissingTensor(name.to_string()))?;
     let want: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
     if info.dims != want {
         return Err(LoadError::Shape { name: name.to_string(), want, got: info.dims.clone() });
     }
-    Ok(g.tensor_f32(name)?)
+    Ok(())
+}
+
+/// A weight matrix `[out, in]` (ggml dims `[in, out]`), kept compact where
+/// its type allows (see `kernels::weights`).
+fn matrix(g: &Gguf, name: &str, k: usize, n: usize) -> Result<Weights, LoadError> {
+    check_shape(g, name, &[k, n])?;
+    let info = g.tensor_info(name).expect("checked");
+    Weights::from_ggml(info.ty, g.tensor_bytes(name)?, n, k)
+        .map_err(|source| LoadError::Gguf(GgufError::Tensor { name: name.to_string(), source }))
 }
 
 impl LlamaModel {
-    /// Load and dequantize every weight to f32 (≈ 540 MB for SmolLM2-135M).
+    /// Load the weights: Q4_1 and Q8_0 matrices stay compact (≈ 100 MB for
+    /// SmolLM2-135M Q4_1, against ≈ 540 MB as f32), the rest become f32.
     pub fn load(g: &Gguf) -> Result<Self, LoadError> {
         let c = ModelConfig::from_gguf(g)?;
         let (d, hd) = (c.hidden, c.head_dim);
@@ -108,24 +124,26 @@ impl LlamaModel {
             .into_par_iter()
             .map(|i| -> Result<Layer, LoadError> {
                 let t = |n: &str, dims: &[usize]| tensor(g, &format!("blk.{i}.{n}.weight"), dims);
-                let mut wqkv = t("attn_q", &[d, c.n_heads * hd])?;
-                wqkv.extend(t("attn_k", &[d, c.kv_dim()])?);
-                wqkv.extend(t("attn_v", &[d, c.kv_dim()])?);
-                let mut w_gate_up = t("ffn_gate", &[d, c.ffn_hidden])?;
-                w_gate_up.extend(t("ffn_up", &[d, c.ffn_hidden])?);
+                let w = |n: &str, k: usize, out: usize| matrix(g, &format!("blk.{i}.{n}.weight"), k, out);
+                let wqkv = Weights::stack(vec![
+                    w("attn_q", d, c.n_heads * hd)?,
+                    w("attn_k", d, c.kv_dim())?,
+                    w("attn_v", d, c.kv_dim())?,
+                ]);
+                let w_gate_up = Weights::stack(vec![w("ffn_gate", d, c.ffn_hidden)?, w("ffn_up", d, c.ffn_hidden)?]);
                 Ok(Layer {
                     attn_norm: t("attn_norm", &[d])?,
                     wqkv,
-                    wo: t("attn_output", &[c.n_heads * hd, d])?,
+                    wo: w("attn_output", c.n_heads * hd, d)?,
                     ffn_norm: t("ffn_norm", &[d])?,
                     w_gate_up,
-                    w_down: t("ffn_down", &[c.ffn_hidden, d])?,
+                    w_down: w("ffn_down", c.ffn_hidden, d)?,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let embed = tensor(g, "token_embd.weight", &[d, c.vocab_size])?;
+        let embed = matrix(g, "token_embd.weight", d, c.vocab_size)?;
         let output = match g.tensor_info("output.weight") {
-            Some(_) => Some(tensor(g, "output.weight", &[d, c.vocab_size])?),
+            Some(_) => Some(matrix(g, "output.weight", d, c.vocab_size)?),
             None => None,
         };
         let output_norm = tensor(g, "output_norm.weight", &[d])?;
@@ -136,6 +154,24 @@ impl LlamaModel {
 
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// Bytes the weights occupy in memory.
+    pub fn weight_bytes(&self) -> usize {
+        let f = |v: &[f32]| v.len() * 4;
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                f(&l.attn_norm)
+                    + f(&l.ffn_norm)
+                    + l.wqkv.bytes()
+                    + l.wo.bytes()
+                    + l.w_gate_up.bytes()
+                    + l.w_down.bytes()
+            })
+            .sum();
+        layers + self.embed.bytes() + self.output.as_ref().map_or(0, Weights::bytes) + f(&self.output_norm)
     }
 
     /// Check every chunk against the vocabulary, the context length and the
@@ -200,7 +236,7 @@ impl LlamaModel {
 
         let mut x = vec![0f32; n * d];
         for (row, &t) in x.chunks_mut(d).zip(&tokens) {
-            row.copy_from_slice(&self.embed[t as usize * d..][..d]);
+            self.embed.row(t as usize, row);
         }
         let mut h = vec![0f32; n * d];
         let mut qkv = vec![0f32; n * qkvw];
@@ -213,7 +249,7 @@ impl LlamaModel {
 
         for (li, layer) in self.layers.iter().enumerate() {
             rmsnorm::rmsnorm_rows(&x, &layer.attn_norm, c.rms_eps, &mut h, d);
-            matmul(&h, &layer.wqkv, &mut qkv, n, d, qkvw);
+            matmul_w(&h, &layer.wqkv, &mut qkv, n);
             qkv.par_chunks_mut(qkvw).zip(&positions).with_min_len(16).for_each(|(row, &pos)| {
                 // q and k heads are adjacent in the fused row; v is not rotated.
                 self.rope.apply_rows(&mut row[..qw + kvw], qw + kvw, &[pos]);
@@ -230,13 +266,13 @@ impl LlamaModel {
                 heads,
                 &mut attn,
             );
-            matmul(&attn, &layer.wo, &mut proj, n, qw, d);
+            matmul_w(&attn, &layer.wo, &mut proj, n);
             add_in_place(&mut x, &proj);
 
             rmsnorm::rmsnorm_rows(&x, &layer.ffn_norm, c.rms_eps, &mut h, d);
-            matmul(&h, &layer.w_gate_up, &mut gu, n, d, 2 * f);
+            matmul_w(&h, &layer.w_gate_up, &mut gu, n);
             activation::silu_mul(&gu, f, &mut act);
-            matmul(&act, &layer.w_down, &mut proj, n, f, d);
+            matmul_w(&act, &layer.w_down, &mut proj, n);
             add_in_place(&mut x, &proj);
         }
 
@@ -245,9 +281,9 @@ impl LlamaModel {
         for (dst, &row) in last.chunks_mut(d).zip(&logit_rows) {
             rmsnorm::rmsnorm(&x[row * d..][..d], &self.output_norm, c.rms_eps, dst);
         }
-        let head = self.output.as_deref().unwrap_or(&self.embed);
+        let head = self.output.as_ref().unwrap_or(&self.embed);
         let mut logits = vec![0f32; r * c.vocab_size];
-        matmul(&last, head, &mut logits, r, d, c.vocab_size);
+        matmul_w(&last, head, &mut logits, r);
         Ok(logits.chunks(c.vocab_size).map(<[f32]>::to_vec).collect())
     }
 }

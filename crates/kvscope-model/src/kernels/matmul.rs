@@ -7,6 +7,7 @@
 //! computed alone (decode), among 512 others (prefill), or in any chunk.
 
 use super::simd::{self, Isa};
+use super::weights::Weights;
 use super::SendPtr;
 use rayon::prelude::*;
 
@@ -32,7 +33,29 @@ fn col_block(rows: usize, tile_c: usize) -> usize {
 
 /// `y[r * n + j] = dot(x[r * k ..][..k], w[j * k ..][..k])`.
 pub fn matmul(x: &[f32], w: &[f32], y: &mut [f32], rows: usize, k: usize, n: usize) {
-    assert!(x.len() >= rows * k && w.len() >= n * k && y.len() >= rows * n, "matmul shapes");
+    assert!(w.len() >= n * k, "matmul shapes");
+    run(x, Src::F32(w), y, rows, k, n);
+}
+
+/// `matmul` over `Weights`: compact rows are dequantized a panel at a time
+/// into exactly the f32 values `matmul` would read, so every output has the
+/// bits `matmul` gives on the dequantized matrix.
+pub fn matmul_w(x: &[f32], w: &Weights, y: &mut [f32], rows: usize) {
+    let src = match w.as_f32() {
+        Some(f) => Src::F32(f),
+        None => Src::Packed(w),
+    };
+    run(x, src, y, rows, w.k(), w.n());
+}
+
+#[derive(Clone, Copy)]
+enum Src<'a> {
+    F32(&'a [f32]),
+    Packed(&'a Weights),
+}
+
+fn run(x: &[f32], w: Src, y: &mut [f32], rows: usize, k: usize, n: usize) {
+    assert!(x.len() >= rows * k && y.len() >= rows * n, "matmul shapes");
     if rows == 0 || n == 0 {
         return;
     }
@@ -52,12 +75,23 @@ pub fn matmul(x: &[f32], w: &[f32], y: &mut [f32], rows: usize, k: usize, n: usi
 }
 
 #[allow(clippy::too_many_arguments)]
-unsafe fn columns(isa: Isa, x: &[f32], w: &[f32], y: SendPtr, rows: usize, k: usize, n: usize, c0: usize, c1: usize) {
+unsafe fn columns(isa: Isa, x: &[f32], w: Src, y: SendPtr, rows: usize, k: usize, n: usize, c0: usize, c1: usize) {
     let (tile_r, tile_c) = tile(isa);
     let block = col_block(rows, tile_c);
+    let mut panel = Vec::new();
     let mut cb = c0;
     while cb < c1 {
         let ce = (cb + block).min(c1);
+        // The block's weight rows as f32: in place, or dequantized once here
+        // and reused by every row tile.
+        let wb = match w {
+            Src::F32(f) => f.as_ptr().add(cb * k),
+            Src::Packed(q) => {
+                panel.resize((ce - cb) * k, 0.0);
+                q.dequant_rows(isa, cb, ce, &mut panel);
+                panel.as_ptr()
+            }
+        };
         let mut r = 0;
         while r < rows {
             let rr = (rows - r).min(tile_r);
@@ -65,7 +99,7 @@ unsafe fn columns(isa: Isa, x: &[f32], w: &[f32], y: SendPtr, rows: usize, k: us
             while c < ce {
                 let cc = (ce - c).min(tile_c);
                 let xp = x.as_ptr().add(r * k);
-                let wp = w.as_ptr().add(c * k);
+                let wp = wb.add((c - cb) * k);
                 let yp = y.0.add(r * n + c);
                 match isa {
                     #[cfg(target_arch = "x86_64")]
@@ -249,10 +283,39 @@ mod tests {
             let mut a = vec![0f32; rows * n];
             let mut b = vec![0f32; rows * n];
             unsafe {
-                columns(Isa::Avx512, &x, &w, SendPtr(a.as_mut_ptr()), rows, k, n, 0, n);
-                columns(Isa::Avx2, &x, &w, SendPtr(b.as_mut_ptr()), rows, k, n, 0, n);
+                columns(Isa::Avx512, &x, Src::F32(&w), SendPtr(a.as_mut_ptr()), rows, k, n, 0, n);
+                columns(Isa::Avx2, &x, Src::F32(&w), SendPtr(b.as_mut_ptr()), rows, k, n, 0, n);
             }
             assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "({rows},{k},{n})");
+        }
+    }
+
+    #[test]
+    fn compact_weights_give_the_bits_of_their_f32_dequantization() {
+        use crate::quant::{self, GgmlType};
+        for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
+            for (rows, k, n) in [(1, 576, 70), (3, 64, 9), (16, 96, 130), (40, 160, 67)] {
+                let raw = crate::kernels::weights::tests::blocks(ty, n * k / 32, 11);
+                let q = Weights::from_ggml(ty, &raw, n, k).unwrap();
+                let mut f = vec![0f32; n * k];
+                quant::dequantize(ty, &raw, &mut f).unwrap();
+                let x = data(rows * k, 12);
+                let (mut a, mut b) = (vec![0f32; rows * n], vec![0f32; rows * n]);
+                matmul(&x, &f, &mut a, rows, k, n);
+                matmul_w(&x, &q, &mut b, rows);
+                assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "{ty:?} ({rows},{k},{n})");
+                for isa in [Isa::Avx2, Isa::Portable] {
+                    if isa == Isa::Avx2 && simd::isa() == Isa::Portable {
+                        continue;
+                    }
+                    let (mut c, mut e) = (vec![0f32; rows * n], vec![0f32; rows * n]);
+                    unsafe {
+                        columns(isa, &x, Src::F32(&f), SendPtr(c.as_mut_ptr()), rows, k, n, 0, n);
+                        columns(isa, &x, Src::Packed(&q), SendPtr(e.as_mut_ptr()), rows, k, n, 0, n);
+                    }
+                    assert!(c.iter().zip(&e).all(|(p, q)| p.to_bits() == q.to_bits()), "{ty:?} {isa:?}");
+                }
+            }
         }
     }
 }

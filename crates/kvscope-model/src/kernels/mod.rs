@@ -18,6 +18,7 @@ pub mod matmul;
 pub mod rmsnorm;
 pub mod rope;
 pub mod simd;
+pub mod weights;
 
 pub use simd::{isa, Isa};
 

@@ -1,0 +1,302 @@
+//! Weight matrices kept in their compact GGUF form and dequantized on the fly.
+//!
+//! A `Weights` is `n` rows of `k` elements (one row per output feature). Q4_1
+//! and Q8_0 rows stay as their ggml blocks (0.625 and 1.06 bytes per weight
+//! instead of 4); the matmul dequantizes a few rows at a time into a small
+//! f32 panel right before it uses them. Every dequantized value is exactly
+//! what `quant::dequantize` gives (`d * q + m` and `d * q`, a rounded multiply
+//! then a rounded add, never fused), so the matmul sees the same f32 weights
+//! as a fully dequantized model and every output keeps its bits.
+//! Other types are dequantized to f32 at load.
+
+use super::simd::Isa;
+use crate::quant::{self, GgmlType, QuantError};
+
+#[derive(Clone, Debug)]
+enum Data {
+    F32(Vec<f32>),
+    /// Raw Q4_1 blocks: f16 d, f16 m, 16 bytes of nibbles (20 bytes / 32).
+    Q4_1(Vec<u8>),
+    /// Raw Q8_0 blocks: f16 d, 32 × i8 (34 bytes / 32).
+    Q8_0(Vec<u8>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Weights {
+    n: usize,
+    k: usize,
+    data: Data,
+}
+
+impl Weights {
+    /// `n` rows of `k` f32 values, row-major.
+    pub fn from_f32(values: Vec<f32>, n: usize, k: usize) -> Self {
+        assert_eq!(values.len(), n * k, "weights shape");
+        Weights { n, k, data: Data::F32(values) }
+    }
+
+    /// `n` rows of `k` elements of ggml type `ty`, as stored in GGUF. Q4_1
+    /// and Q8_0 stay compact; other types are dequantized now.
+    pub fn from_ggml(ty: GgmlType, bytes: &[u8], n: usize, k: usize) -> Result<Self, QuantError> {
+        let need = ty.bytes_for(n * k)?;
+        if bytes.len() != need {
+            return Err(QuantError::WrongLength { ty, n: n * k, need, got: bytes.len() });
+        }
+        let compact = k.is_multiple_of(32);
+        let data = match ty {
+            GgmlType::Q4_1 if compact => Data::Q4_1(bytes.to_vec()),
+            GgmlType::Q8_0 if compact => Data::Q8_0(bytes.to_vec()),
+            _ => {
+                let mut out = vec![0f32; n * k];
+                quant::dequantize(ty, bytes, &mut out)?;
+                Data::F32(out)
+            }
+        };
+        Ok(Weights { n, k, data })
+    }
+
+    /// The same matrix dequantized to f32 (tests and comparisons).
+    pub fn to_f32(&self) -> Weights {
+        let mut out = vec![0f32; self.n * self.k];
+        self.dequant_rows(super::simd::isa(), 0, self.n, &mut out);
+        Weights::from_f32(out, self.n, self.k)
+    }
+
+    /// Rows stacked in order (Q, K, V → one matrix). Parts of one compact
+    /// type stay compact; a mix becomes f32.
+    pub fn stack(parts: Vec<Weights>) -> Weights {
+        let k = parts[0].k;
+        assert!(parts.iter().all(|p| p.k == k), "stacked weights must share k");
+        let n = parts.iter().map(|p| p.n).sum();
+        let data = match &parts[0].data {
+            Data::Q4_1(_) if parts.iter().all(|p| matches!(p.data, Data::Q4_1(_))) => {
+                Data::Q4_1(parts.iter().flat_map(|p| p.raw().iter().copied()).collect())
+            }
+            Data::Q8_0(_) if parts.iter().all(|p| matches!(p.data, Data::Q8_0(_))) => {
+                Data::Q8_0(parts.iter().flat_map(|p| p.raw().iter().copied()).collect())
+            }
+            _ => {
+                let mut out = Vec::with_capacity(n * k);
+                for p in &parts {
+                    let start = out.len();
+                    out.resize(start + p.n * k, 0.0);
+                    p.dequant_rows(super::simd::isa(), 0, p.n, &mut out[start..]);
+                }
+                Data::F32(out)
+            }
+        };
+        Weights { n, k, data }
+    }
+
+    fn raw(&self) -> &[u8] {
+        match &self.data {
+            Data::Q4_1(b) | Data::Q8_0(b) => b,
+            Data::F32(_) => unreachable!("raw bytes of f32 weights"),
+        }
+    }
+
+    /// Rows (output features).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Elements per row (the reduction length).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Bytes held in memory.
+    pub fn bytes(&self) -> usize {
+        match &self.data {
+            Data::F32(v) => v.len() * 4,
+            Data::Q4_1(b) | Data::Q8_0(b) => b.len(),
+        }
+    }
+
+    /// The f32 values when stored as f32 (no dequantization needed).
+    pub(crate) fn as_f32(&self) -> Option<&[f32]> {
+        match &self.data {
+            Data::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Row `j` as f32 (an embedding lookup).
+    pub fn row(&self, j: usize, out: &mut [f32]) {
+        self.dequant_rows(super::simd::isa(), j, j + 1, out);
+    }
+
+    /// Rows `j0..j1` as f32 into `out[..(j1 - j0) * k]`.
+    pub(crate) fn dequant_rows(&self, isa: Isa, j0: usize, j1: usize, out: &mut [f32]) {
+        assert!(j0 <= j1 && j1 <= self.n, "rows {j0}..{j1} of {}", self.n);
+        let k = self.k;
+        let out = &mut out[..(j1 - j0) * k];
+        let blocks = k / 32;
+        match &self.data {
+            Data::F32(v) => out.copy_from_slice(&v[j0 * k..j1 * k]),
+            Data::Q4_1(b) => {
+                let src = &b[j0 * blocks * 20..j1 * blocks * 20];
+                #[cfg(target_arch = "x86_64")]
+                if isa == Isa::Avx512 && f16c() {
+                    // SAFETY: avx512f and f16c detected; src holds (j1 - j0) * blocks
+                    // blocks and out as many × 32 floats.
+                    unsafe { avx512::q4_1(src.as_ptr(), (j1 - j0) * blocks, out.as_mut_ptr()) };
+                    return;
+                }
+                let _ = isa;
+                quant::dequantize(GgmlType::Q4_1, src, out).expect("whole blocks");
+            }
+            Data::Q8_0(b) => {
+                let src = &b[j0 * blocks * 34..j1 * blocks * 34];
+                #[cfg(target_arch = "x86_64")]
+                if isa == Isa::Avx512 && f16c() {
+                    // SAFETY: as above.
+                    unsafe { avx512::q8_0(src.as_ptr(), (j1 - j0) * blocks, out.as_mut_ptr()) };
+                    return;
+                }
+                quant::dequantize(GgmlType::Q8_0, src, out).expect("whole blocks");
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn f16c() -> bool {
+    static F: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *F.get_or_init(|| std::arch::is_x86_feature_detected!("f16c") && std::arch::is_x86_feature_detected!("avx512f"))
+}
+
+/// Block dequantizers, 16 lanes: element `j` of a Q4_1 block is the low
+/// nibble of byte `j` (j < 16) or the high nibble of byte `j - 16`, so each
+/// half-block is one zero-extended 16-byte load. The f16 scales convert
+/// exactly with F16C (as `quant::f16_to_f32` does; tested over all 65536).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f,f16c")]
+    pub unsafe fn f16_pair(p: *const u8) -> __m128 {
+        _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(p as *const i32)))
+    }
+
+    #[target_feature(enable = "avx512f,f16c")]
+    pub unsafe fn q4_1(src: *const u8, blocks: usize, out: *mut f32) {
+        let low = _mm512_set1_epi32(0x0f);
+        for b in 0..blocks {
+            let p = src.add(b * 20);
+            let dm = f16_pair(p);
+            let d = _mm512_broadcastss_ps(dm);
+            let m = _mm512_broadcastss_ps(_mm_movehdup_ps(dm));
+            let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(4) as *const __m128i));
+            let lo = _mm512_cvtepi32_ps(_mm512_and_si512(q, low));
+            let hi = _mm512_cvtepi32_ps(_mm512_srli_epi32::<4>(q));
+            // d * q, rounded, then + m, rounded: quant::dequantize's order.
+            _mm512_storeu_ps(out.add(b * 32), _mm512_add_ps(_mm512_mul_ps(d, lo), m));
+            _mm512_storeu_ps(out.add(b * 32 + 16), _mm512_add_ps(_mm512_mul_ps(d, hi), m));
+        }
+    }
+
+    #[target_feature(enable = "avx512f,f16c")]
+    pub unsafe fn q8_0(src: *const u8, blocks: usize, out: *mut f32) {
+        for b in 0..blocks {
+            let p = src.add(b * 34);
+            let d = _mm512_broadcastss_ps(f16_pair(p));
+            let q0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(2) as *const __m128i));
+            let q1 = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(18) as *const __m128i));
+            _mm512_storeu_ps(out.add(b * 32), _mm512_mul_ps(d, _mm512_cvtepi32_ps(q0)));
+            _mm512_storeu_ps(out.add(b * 32 + 16), _mm512_mul_ps(d, _mm512_cvtepi32_ps(q1)));
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random bytes.
+    pub(crate) fn bytes(len: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// Random blocks with finite scales of varied magnitude (f16 exponent
+    /// bits kept below the inf/nan range; subnormals included).
+    pub(crate) fn blocks(ty: GgmlType, n_blocks: usize, seed: u64) -> Vec<u8> {
+        let mut b = bytes(n_blocks * ty.block_bytes(), seed);
+        let scales = if ty == GgmlType::Q4_1 { 2 } else { 1 };
+        for blk in b.chunks_mut(ty.block_bytes()) {
+            for s in 0..scales {
+                blk[2 * s + 1] &= 0xbb; // exponent < 0x1f
+            }
+        }
+        b
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn f16c_converts_every_half_like_f16_to_f32() {
+        if !f16c() {
+            return;
+        }
+        for h in 0..=u16::MAX {
+            let b = h.to_le_bytes();
+            let p = [b[0], b[1], 0, 0];
+            let got = unsafe { std::arch::x86_64::_mm_cvtss_f32(avx512::f16_pair(p.as_ptr())) };
+            let want = quant::f16_to_f32(h);
+            if want.is_nan() {
+                assert!(got.is_nan(), "{h:#x}");
+            } else {
+                assert_eq!(got.to_bits(), want.to_bits(), "{h:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn compact_rows_dequantize_to_the_f32_values_bit_for_bit() {
+        for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
+            let (n, k) = (13, 96);
+            let raw = blocks(ty, n * k / 32, 5);
+            let mut want = vec![0f32; n * k];
+            quant::dequantize(ty, &raw, &mut want).unwrap();
+            let w = Weights::from_ggml(ty, &raw, n, k).unwrap();
+            assert_eq!(w.bytes(), raw.len());
+            for isa in [Isa::Avx512, Isa::Avx2, Isa::Portable] {
+                if isa == Isa::Avx512 && super::super::simd::isa() != Isa::Avx512 {
+                    continue;
+                }
+                let mut got = vec![0f32; n * k];
+                w.dequant_rows(isa, 0, n, &mut got);
+                assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty:?} {isa:?}");
+                let mut row = vec![0f32; k];
+                w.dequant_rows(isa, 4, 5, &mut row);
+                assert_eq!(row, want[4 * k..5 * k]);
+            }
+        }
+    }
+
+    #[test]
+    fn stacking_keeps_compact_parts_compact_and_mixes_become_f32() {
+        let q = |n, seed| Weights::from_ggml(GgmlType::Q4_1, &blocks(GgmlType::Q4_1, n * 2, seed), n, 64).unwrap();
+        let (a, b) = (q(3, 1), q(2, 2));
+        let s = Weights::stack(vec![a.clone(), b.clone()]);
+        assert_eq!((s.n(), s.k(), s.bytes()), (5, 64, a.bytes() + b.bytes()));
+        let f = Weights::from_f32(vec![0.5; 64], 1, 64);
+        let m = Weights::stack(vec![a.clone(), f]);
+        assert_eq!((m.n(), m.bytes()), (4, 4 * 64 * 4));
+        let (mut x, mut y) = (vec![0f32; 5 * 64], vec![0f32; 3 * 64]);
+        s.dequant_rows(Isa::Portable, 0, 5, &mut x);
+        a.dequant_rows(Isa::Portable, 0, 3, &mut y);
+        assert_eq!(x[..3 * 64], y[..]);
+        let mut z = vec![0f32; 4 * 64];
+        m.dequant_rows(Isa::Portable, 0, 4, &mut z);
+        assert_eq!(z[..3 * 64], y[..]);
+        assert!(z[3 * 64..].iter().all(|&v| v == 0.5));
+    }
+}
