@@ -203,7 +203,8 @@ impl BlockManager {
     /// from before a preemption) would take from the pool.
     pub fn plan_admission(&self, seq: &Sequence) -> AdmissionPlan {
         let tokens: Vec<TokenId> = seq.all_tokens().collect();
-        let cached = self.lookup_prefix(&tokens);
+        // A request scoring its prompt needs logits at every prompt position.
+        let cached = if seq.params.prompt_logprobs.is_some() { Vec::new() } else { self.lookup_prefix(&tokens) };
         let cached_free = cached.iter().filter(|b| self.blocks[b.index()].holders.is_empty()).count();
         AdmissionPlan { new_blocks: self.blocks_for_tokens(tokens.len()) - cached.len(), cached, cached_free }
     }

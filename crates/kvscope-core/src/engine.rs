@@ -186,6 +186,15 @@ impl<E: Executor, C: Clock> Engine<E, C> {
         }
         let sampled = self.executor.execute(&batch)?;
         assert_eq!(sampled.len(), batch.seqs.len(), "the executor answers once per scheduled sequence");
+        for (id, scores) in self.executor.take_prompt_logprobs() {
+            if let Some(seq) = self.scheduler.seq_mut(id) {
+                // A recompute after preemption scores the same positions again.
+                let known = seq.prompt_logprobs.last().map_or(0, |p| p.position);
+                let prompt_len = seq.prompt.len();
+                seq.prompt_logprobs
+                    .extend(scores.into_iter().filter(|p| p.position > known && p.position < prompt_len));
+            }
+        }
         let now = self.clock.now();
         self.log.set_stamp(self.step, now);
         let site = self.executor.kv_site();

@@ -32,6 +32,9 @@ pub struct ScheduledSeq {
     /// True when this chunk is prompt work (first time or recompute after
     /// preemption), false for decode.
     pub is_prefill: bool,
+    /// For requests that score their prompt: the prompt token right after
+    /// this chunk, which the chunk's last position predicts.
+    pub next_prompt_token: Option<TokenId>,
 }
 
 impl ScheduledSeq {
@@ -79,6 +82,16 @@ impl SampledToken {
     }
 }
 
+/// The log-probability of prompt token `position` given the tokens before it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PromptLogprob {
+    pub position: usize,
+    pub token: TokenId,
+    pub logprob: f32,
+    /// Top `(token, logprob)` alternatives at that position, most likely first.
+    pub top_logprobs: Vec<(TokenId, f32)>,
+}
+
 /// An executor failed for reasons that are not the request's fault.
 #[derive(Debug, thiserror::Error)]
 #[error("executor failed: {0}")]
@@ -95,5 +108,11 @@ pub trait Executor {
     /// and `decode` events.
     fn kv_site(&self) -> &'static str {
         "executor::execute"
+    }
+
+    /// Prompt log-probabilities computed by the last `execute`, for requests
+    /// whose sampling asks for them. Executors that cannot score return none.
+    fn take_prompt_logprobs(&mut self) -> Vec<(RequestId, Vec<PromptLogprob>)> {
+        Vec::new()
     }
 }

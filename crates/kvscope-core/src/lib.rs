@@ -33,7 +33,7 @@ pub use block_manager::{BlockManager, PoolConfig};
 pub use clock::{Clock, SimClock, WallClock};
 pub use engine::{Engine, EngineConfig, StepOutcome, SubmitError};
 pub use events::{EventRecord, FinishReason, KvEvent, Observer, ReleaseReason, StallReason, StepSnapshot};
-pub use executor::{Executor, ExecutorError, SampledToken, ScheduledBatch, ScheduledSeq};
+pub use executor::{Executor, ExecutorError, PromptLogprob, SampledToken, ScheduledBatch, ScheduledSeq};
 pub use ids::{BlockId, RequestId, Seconds, TokenId};
 pub use request::{Request, SamplingParams};
 pub use scheduler::{Scheduler, SchedulerConfig};

@@ -24,6 +24,12 @@ pub struct SamplingParams {
     pub ignore_eos: bool,
     /// How many top log-probabilities to return per token (0: none).
     pub logprobs: usize,
+    /// Also score the prompt: the log-probability of every prompt token
+    /// given the tokens before it, with this many top alternatives. Such a
+    /// request computes its whole prompt (no prefix-cache hits), because a
+    /// reused block has KV but no logits.
+    #[serde(default)]
+    pub prompt_logprobs: Option<usize>,
 }
 
 impl Default for SamplingParams {
@@ -37,6 +43,7 @@ impl Default for SamplingParams {
             stop_token_ids: Vec::new(),
             ignore_eos: false,
             logprobs: 0,
+            prompt_logprobs: None,
         }
     }
 }
@@ -79,6 +86,9 @@ impl SamplingParams {
         }
         if self.logprobs > MAX_LOGPROBS {
             return Err(InvalidParams::Logprobs(self.logprobs));
+        }
+        if let Some(k) = self.prompt_logprobs.filter(|k| *k > MAX_LOGPROBS) {
+            return Err(InvalidParams::Logprobs(k));
         }
         Ok(())
     }

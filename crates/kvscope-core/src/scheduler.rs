@@ -264,5 +264,6 @@ fn chunk(seq: &Sequence, n: usize) -> ScheduledSeq {
         output_index: seq.output.len(),
         sampling: seq.params.clone(),
         is_prefill: seq.in_prefill(),
+        next_prompt_token: seq.params.prompt_logprobs.and(seq.prompt.get(end).copied()),
     }
 }

@@ -3,7 +3,7 @@
 //! `num_computed` says how many of its tokens already have KV there.
 
 use crate::events::FinishReason;
-use crate::executor::SampledToken;
+use crate::executor::{PromptLogprob, SampledToken};
 use crate::ids::{BlockId, RequestId, Seconds, TokenId};
 use crate::prefix_hash::BlockHash;
 use crate::request::{Request, SamplingParams};
@@ -52,6 +52,9 @@ pub struct Sequence {
     pub output: Vec<TokenId>,
     /// Log-probabilities of each output token, when the request asked.
     pub output_logprobs: Vec<SampledToken>,
+    /// Log-probabilities of prompt tokens 1.. (token 0 has no context),
+    /// when the request asked to score its prompt.
+    pub prompt_logprobs: Vec<PromptLogprob>,
     pub params: SamplingParams,
     /// Physical blocks holding this sequence's KV, in position order.
     pub block_table: Vec<BlockId>,
@@ -80,6 +83,7 @@ impl Sequence {
             prompt: request.prompt,
             output: Vec::new(),
             output_logprobs: Vec::new(),
+            prompt_logprobs: Vec::new(),
             params: request.params,
             block_table: Vec::new(),
             num_computed: 0,

@@ -7,6 +7,7 @@
 use crate::kv_storage::{KvStorageError, PagedKvCache};
 use crate::llama::{LlamaModel, LogitsFor, SeqChunk};
 use crate::sampler::{self, mix64};
+use kvscope_core::executor::PromptLogprob;
 use kvscope_core::executor::{Executor, ExecutorError, SampledToken, ScheduledBatch};
 use kvscope_core::ids::RequestId;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ pub struct ModelExecutor {
     model: Arc<LlamaModel>,
     kv: PagedKvCache,
     engine_seed: u64,
+    /// Prompt scores of the last step, handed to the engine on request.
+    prompt_scores: Vec<(RequestId, Vec<PromptLogprob>)>,
 }
 
 impl ModelExecutor {
@@ -28,7 +31,7 @@ impl ModelExecutor {
         engine_seed: u64,
     ) -> Result<Self, KvStorageError> {
         let kv = PagedKvCache::new(model.config(), num_blocks, block_size)?;
-        Ok(ModelExecutor { model, kv, engine_seed })
+        Ok(ModelExecutor { model, kv, engine_seed, prompt_scores: Vec::new() })
     }
 
     pub fn model(&self) -> &LlamaModel {
@@ -53,6 +56,10 @@ impl Executor for ModelExecutor {
         "llama::forward"
     }
 
+    fn take_prompt_logprobs(&mut self) -> Vec<(RequestId, Vec<PromptLogprob>)> {
+        std::mem::take(&mut self.prompt_scores)
+    }
+
     fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
         for s in batch.seqs.iter().filter(|s| s.sample) {
             s.sampling.validate().map_err(|e| ExecutorError(format!("request {}: {e}", s.request_id)))?;
@@ -64,7 +71,13 @@ impl Executor for ModelExecutor {
                 tokens: &s.tokens,
                 start_pos: s.start_pos,
                 block_table: &s.block_table,
-                logits: if s.sample { LogitsFor::Last } else { LogitsFor::None },
+                logits: if wants_prompt_scores(s) {
+                    LogitsFor::All
+                } else if s.sample {
+                    LogitsFor::Last
+                } else {
+                    LogitsFor::None
+                },
             })
             .collect();
         let logits = self.model.forward(&mut self.kv, &chunks).map_err(|e| {
@@ -79,7 +92,24 @@ impl Executor for ModelExecutor {
         })?;
         let mut rows = logits.iter();
         let mut out = Vec::with_capacity(batch.seqs.len());
+        self.prompt_scores.clear();
         for s in &batch.seqs {
+            if wants_prompt_scores(s) {
+                // Row i predicts the token at position start_pos + i + 1.
+                let k = s.sampling.prompt_logprobs.unwrap_or(0);
+                let n = s.tokens.len();
+                let mut scores = Vec::with_capacity(n);
+                for i in 0..n {
+                    let row = if i + 1 == n && s.sample { rows.clone().next() } else { rows.next() };
+                    let row = row.expect("one logits row per chunk position");
+                    let next = if i + 1 < n { Some(s.tokens[i + 1]) } else { s.next_prompt_token };
+                    if let Some(token) = next {
+                        let (logprob, top_logprobs) = sampler::score(row, token, k);
+                        scores.push(PromptLogprob { position: s.start_pos + i + 1, token, logprob, top_logprobs });
+                    }
+                }
+                self.prompt_scores.push((s.request_id, scores));
+            }
             if !s.sample {
                 out.push(None);
                 continue;
@@ -92,4 +122,9 @@ impl Executor for ModelExecutor {
         }
         Ok(out)
     }
+}
+
+/// Prompt chunks of requests that score their prompt need every row's logits.
+fn wants_prompt_scores(s: &kvscope_core::executor::ScheduledSeq) -> bool {
+    s.is_prefill && s.sampling.prompt_logprobs.is_some()
 }

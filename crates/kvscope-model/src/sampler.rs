@@ -60,6 +60,14 @@ fn log_sum_exp(logits: &[f32]) -> f64 {
     max + sum.ln()
 }
 
+/// Log-probability of `token` under the raw logits, and the top `k`
+/// alternatives: how a prompt token is scored.
+pub fn score(logits: &[f32], token: TokenId, k: usize) -> (f32, Vec<(TokenId, f32)>) {
+    let lse = log_sum_exp(logits);
+    let top = top_candidates(logits, k).into_iter().map(|(id, v)| (id, (v as f64 - lse) as f32)).collect();
+    ((logits[token as usize] as f64 - lse) as f32, top)
+}
+
 /// Pick the next token for output position `index` of a request whose random
 /// stream is `seed`. Log-probabilities (of the raw, untempered distribution)
 /// are filled in when `params.logprobs > 0`.

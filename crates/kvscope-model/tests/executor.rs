@@ -34,6 +34,7 @@ fn seq(
     ScheduledSeq {
         request_id: RequestId(id),
         is_prefill: start_pos == 0,
+        next_prompt_token: None,
         tokens,
         start_pos,
         block_table: table.to_vec(),
@@ -97,6 +98,7 @@ fn seeded_sampling_is_the_same_alone_and_batched() {
         top_p: 0.95,
         seed: Some(77),
         logprobs: 3,
+        prompt_logprobs: None,
         ..Default::default()
     };
     let together = generate(&mut executor(16), &prompts, 10, 8, &sampling);

@@ -73,7 +73,11 @@ pub async fn completions(State(state): State<AppState>, body: Bytes) -> Result<R
         Prompt::TextBatch(_) | Prompt::TokensBatch(_) => unreachable!("single() unpacks batches"),
     };
     let logprobs = openai::count(req.logprobs, "logprobs")?;
-    let plan = req.common.plan(req.common.max_tokens, 16, logprobs, &state.model.eos_token_ids())?;
+    let mut plan = req.common.plan(req.common.max_tokens, 16, logprobs, &state.model.eos_token_ids())?;
+    if req.echo {
+        // Echo with logprobs scores the prompt too (as vLLM does), so text can be scored.
+        plan.params.prompt_logprobs = plan.logprobs;
+    }
     let frame = Frame {
         kind: Kind::Completion,
         id: String::new(),
@@ -213,7 +217,7 @@ impl Ctx {
                     }
                     tops.push(Value::Object(top));
                 }
-                // Prompt positions: this executor computes no prompt logits.
+                // Prompt token 0, or an executor that does not score prompts.
                 None => {
                     lps.push(Value::Null);
                     tops.push(Value::Null);
@@ -247,7 +251,7 @@ impl Ctx {
         if piece.text.is_empty() && piece.finish.is_none() && !wants_logprobs {
             return None;
         }
-        let finish_reason = piece.finish.map(|f| f.reason.as_str());
+        let finish_reason = piece.finish.as_ref().map(|f| f.reason.as_str());
         let choice = match self.frame.kind {
             Kind::Completion => {
                 let logprobs = if wants_logprobs {
@@ -296,8 +300,24 @@ async fn collect(mut gen: Generation, ctx: Ctx) -> Result<Value, ApiError> {
     let choice = match ctx.frame.kind {
         Kind::Completion => {
             let (echo_text, echo_ids) = ctx.frame.echo.clone().unwrap_or_default();
+            let prompt_scores: Vec<SampledToken> = finish
+                .prompt_logprobs
+                .iter()
+                .map(|p| SampledToken {
+                    token: p.token,
+                    logprob: Some(p.logprob),
+                    top_logprobs: p.top_logprobs.clone(),
+                })
+                .collect();
             let logprobs = if ctx.frame.plan_logprobs.is_some() {
+                // Prompt token 0 has no context, so no score; the others
+                // are scored by the engine when the request asked.
                 let mut toks: Vec<Option<&SampledToken>> = echo_ids.iter().map(|_| None).collect();
+                for (p, score) in finish.prompt_logprobs.iter().zip(&prompt_scores) {
+                    if let Some(slot) = toks.get_mut(p.position) {
+                        *slot = Some(score);
+                    }
+                }
                 let mut ids = echo_ids.clone();
                 toks.extend(tokens.iter().map(Some));
                 ids.extend(tokens.iter().map(|t| t.token));

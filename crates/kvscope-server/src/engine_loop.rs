@@ -22,13 +22,15 @@ pub enum Update {
     Failed(String),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Finish {
     pub reason: FinishReason,
     pub prompt_tokens: usize,
     pub output_tokens: usize,
     /// Prompt tokens served from the prefix cache at first admission.
     pub cached_tokens: usize,
+    /// Scores of prompt tokens 1.., when the request asked (echo + logprobs).
+    pub prompt_logprobs: Vec<kvscope_core::PromptLogprob>,
 }
 
 /// Why the engine did not take a request.
@@ -284,6 +286,7 @@ impl<E: Executor> EngineLoop<E> {
                     prompt_tokens: seq.prompt.len(),
                     output_tokens: seq.output.len(),
                     cached_tokens: seq.num_cached_prompt_tokens,
+                    prompt_logprobs: seq.prompt_logprobs.clone(),
                 }));
             }
         }

@@ -84,6 +84,7 @@ impl Generation {
                         prompt_tokens: self.prompt_tokens,
                         output_tokens: self.output_tokens,
                         cached_tokens: 0,
+                        prompt_logprobs: Vec::new(),
                     };
                     Piece { text, token: Some(token), finish: Some(finish) }
                 } else {

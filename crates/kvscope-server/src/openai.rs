@@ -187,6 +187,7 @@ impl Common {
             // The engine reports the sampled token's log-probability only
             // when at least one top entry is asked for.
             logprobs: logprobs.map_or(0, |n| n.max(1)),
+            prompt_logprobs: None,
         };
         Ok(Plan {
             params,

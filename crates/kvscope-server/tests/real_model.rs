@@ -47,6 +47,16 @@ async fn real_model_answers_chat_and_completions() {
     assert!(comp["choices"][0]["text"].as_str().unwrap().starts_with("The KV cache"));
     let lps = comp["choices"][0]["logprobs"]["token_logprobs"].as_array().unwrap();
     assert!(lps.last().unwrap().as_f64().unwrap() <= 0.0, "sampled tokens carry log-probabilities: {comp}");
+    // Echo scores the prompt: token 0 has no context, every later prompt
+    // token has a log-probability and top alternatives (text can be scored).
+    assert!(lps[0].is_null(), "{comp}");
+    let usage_prompt = comp["usage"]["prompt_tokens"].as_u64().unwrap() as usize;
+    assert!(usage_prompt >= 3);
+    for lp in &lps[1..usage_prompt] {
+        assert!(lp.as_f64().unwrap() <= 0.0, "prompt tokens are scored: {comp}");
+    }
+    let tops = comp["choices"][0]["logprobs"]["top_logprobs"].as_array().unwrap();
+    assert_eq!(tops[1].as_object().unwrap().len(), 2);
 
     let idle = common::eventually(100, || async { client.get_json("/kv").await["used_blocks"] == 0 }).await;
     assert!(idle);

@@ -152,6 +152,7 @@ pub fn calibrate<E: Executor, C: Clock>(
                             output_index: step,
                             sampling: SamplingParams::greedy(1 << 20),
                             is_prefill: false,
+                            next_prompt_token: None,
                         }
                     })
                     .collect();
@@ -176,6 +177,7 @@ fn prefill_seq(id: RequestId, start: usize, n: usize, table: Vec<BlockId>, vocab
         output_index: 0,
         sampling: SamplingParams::greedy(1 << 20),
         is_prefill: true,
+        next_prompt_token: None,
     }
 }
 

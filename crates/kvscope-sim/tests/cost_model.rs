@@ -17,6 +17,7 @@ fn seq(id: u64, start_pos: usize, n: usize, is_prefill: bool) -> ScheduledSeq {
         output_index: 0,
         sampling: SamplingParams::default(),
         is_prefill,
+        next_prompt_token: None,
     }
 }
 

@@ -55,6 +55,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         stop_token_ids: model.tokenizer.eog_ids().to_vec(),
         ignore_eos: false,
         logprobs: args.logprobs,
+        prompt_logprobs: None,
     };
     let block_size = 16;
     let config = model.llama.config();
