@@ -82,6 +82,15 @@ unsafe fn columns(isa: Isa, x: &[f32], w: Src, y: SendPtr, rows: usize, k: usize
     let mut cb = c0;
     while cb < c1 {
         let ce = (cb + block).min(c1);
+        #[cfg(target_arch = "x86_64")]
+        if let Src::Packed(q) = w {
+            if isa == Isa::Avx512 && rows <= FUSED_ROWS && super::weights::f16c() {
+                let (q8, raw, row_bytes) = q.packed().expect("packed");
+                fused_block(q8, rows, x.as_ptr(), raw.as_ptr(), row_bytes, y.0, k, n, cb, ce);
+                cb = ce;
+                continue;
+            }
+        }
         // The block's weight rows as f32: in place, or dequantized once here
         // and reused by every row tile.
         let wb = match w {
@@ -113,6 +122,129 @@ unsafe fn columns(isa: Isa, x: &[f32], w: Src, y: SendPtr, rows: usize, k: usize
             r += rr;
         }
         cb = ce;
+    }
+}
+
+/// Up to this many rows, compact weights are dequantized in registers right
+/// before their FMAs (no f32 panel); more rows share one panel instead,
+/// which measured faster from two rows on (both give the same bits).
+const FUSED_ROWS: usize = 1;
+
+/// Columns `cb..ce` of compact weights for all rows, dequantizing each
+/// block in registers per row tile.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn fused_block(
+    q8: bool,
+    rows: usize,
+    x: *const f32,
+    raw: *const u8,
+    row_bytes: usize,
+    y: *mut f32,
+    k: usize,
+    n: usize,
+    cb: usize,
+    ce: usize,
+) {
+    macro_rules! dispatch {
+        ($rr:expr, $cc:expr, $($args:expr),*) => {
+            match ($rr, $cc, q8) {
+                (1, 1, false) => qtile512::<1, 1, false>($($args),*),
+                (1, 2, false) => qtile512::<1, 2, false>($($args),*),
+                (1, 3, false) => qtile512::<1, 3, false>($($args),*),
+                (1, 4, false) => qtile512::<1, 4, false>($($args),*),
+                (2, 1, false) => qtile512::<2, 1, false>($($args),*),
+                (2, 2, false) => qtile512::<2, 2, false>($($args),*),
+                (2, 3, false) => qtile512::<2, 3, false>($($args),*),
+                (2, 4, false) => qtile512::<2, 4, false>($($args),*),
+                (3, 1, false) => qtile512::<3, 1, false>($($args),*),
+                (3, 2, false) => qtile512::<3, 2, false>($($args),*),
+                (3, 3, false) => qtile512::<3, 3, false>($($args),*),
+                (3, 4, false) => qtile512::<3, 4, false>($($args),*),
+                (4, 1, false) => qtile512::<4, 1, false>($($args),*),
+                (4, 2, false) => qtile512::<4, 2, false>($($args),*),
+                (4, 3, false) => qtile512::<4, 3, false>($($args),*),
+                (4, 4, false) => qtile512::<4, 4, false>($($args),*),
+                (1, 1, true) => qtile512::<1, 1, true>($($args),*),
+                (1, 2, true) => qtile512::<1, 2, true>($($args),*),
+                (1, 3, true) => qtile512::<1, 3, true>($($args),*),
+                (1, 4, true) => qtile512::<1, 4, true>($($args),*),
+                (2, 1, true) => qtile512::<2, 1, true>($($args),*),
+                (2, 2, true) => qtile512::<2, 2, true>($($args),*),
+                (2, 3, true) => qtile512::<2, 3, true>($($args),*),
+                (2, 4, true) => qtile512::<2, 4, true>($($args),*),
+                (3, 1, true) => qtile512::<3, 1, true>($($args),*),
+                (3, 2, true) => qtile512::<3, 2, true>($($args),*),
+                (3, 3, true) => qtile512::<3, 3, true>($($args),*),
+                (3, 4, true) => qtile512::<3, 4, true>($($args),*),
+                (4, 1, true) => qtile512::<4, 1, true>($($args),*),
+                (4, 2, true) => qtile512::<4, 2, true>($($args),*),
+                (4, 3, true) => qtile512::<4, 3, true>($($args),*),
+                (4, 4, true) => qtile512::<4, 4, true>($($args),*),
+                _ => unreachable!(),
+            }
+        };
+    }
+    let mut c = cb;
+    while c < ce {
+        let cc = (ce - c).min(4);
+        let mut r = 0;
+        while r < rows {
+            let rr = (rows - r).min(4);
+            dispatch!(rr, cc, x.add(r * k), raw.add(c * row_bytes), row_bytes, y.add(r * n + c), k, n);
+            r += rr;
+        }
+        c += cc;
+    }
+}
+
+const PREFETCH_TILES: usize = 2;
+
+/// `tile512` over compact weights: each 32-weight block is dequantized in
+/// registers (the values `Weights::dequant_rows` gives) and fed to the same
+/// FMAs in the same order — lanes take elements `i` then `i + 16` — so every
+/// element equals `tile512` on the dequantized matrix bit for bit.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,f16c")]
+unsafe fn qtile512<const R: usize, const C: usize, const Q8: bool>(
+    x: *const f32,
+    w: *const u8,
+    row_bytes: usize,
+    y: *mut f32,
+    k: usize,
+    n: usize,
+) {
+    use super::weights::avx512::{q4_1_block, q8_0_block};
+    use std::arch::x86_64::*;
+    let bb = if Q8 { 34 } else { 20 };
+    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    for b in 0..k / 32 {
+        let mut lo = [_mm512_setzero_ps(); C];
+        let mut hi = [_mm512_setzero_ps(); C];
+        for c in 0..C {
+            let p = w.add(c * row_bytes + b * bb);
+            // The rows of the next column tile, which the hardware
+            // prefetcher does not see coming in this interleaved walk.
+            _mm_prefetch::<_MM_HINT_T0>(p.add(PREFETCH_TILES * C * row_bytes) as *const i8);
+            (lo[c], hi[c]) = if Q8 { q8_0_block(p) } else { q4_1_block(p) };
+        }
+        for r in 0..R {
+            let xv = _mm512_loadu_ps(x.add(r * k + b * 32));
+            for c in 0..C {
+                acc[r][c] = _mm512_fmadd_ps(xv, lo[c], acc[r][c]);
+            }
+        }
+        for r in 0..R {
+            let xv = _mm512_loadu_ps(x.add(r * k + b * 32 + 16));
+            for c in 0..C {
+                acc[r][c] = _mm512_fmadd_ps(xv, hi[c], acc[r][c]);
+            }
+        }
+    }
+    for r in 0..R {
+        for c in 0..C {
+            *y.add(r * n + c) = simd::avx512::hsum(acc[r][c]);
+        }
     }
 }
 
@@ -315,6 +447,29 @@ mod tests {
                     }
                     assert!(c.iter().zip(&e).all(|(p, q)| p.to_bits() == q.to_bits()), "{ty:?} {isa:?}");
                 }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn register_dequantized_tiles_give_the_panel_bits() {
+        use crate::quant::{self, GgmlType};
+        if !(simd::isa() == Isa::Avx512 && crate::kernels::weights::f16c()) {
+            return;
+        }
+        for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
+            for (rows, k, n) in [(1, 576, 70), (3, 64, 9), (7, 96, 13), (16, 160, 67)] {
+                let raw = crate::kernels::weights::tests::blocks(ty, n * k / 32, 21);
+                let q = Weights::from_ggml(ty, &raw, n, k).unwrap();
+                let mut f = vec![0f32; n * k];
+                quant::dequantize(ty, &raw, &mut f).unwrap();
+                let x = data(rows * k, 22);
+                let (mut a, mut b) = (vec![0f32; rows * n], vec![0f32; rows * n]);
+                matmul(&x, &f, &mut a, rows, k, n);
+                let (q8, bytes, row_bytes) = q.packed().unwrap();
+                unsafe { fused_block(q8, rows, x.as_ptr(), bytes.as_ptr(), row_bytes, b.as_mut_ptr(), k, n, 0, n) };
+                assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "{ty:?} ({rows},{k},{n})");
             }
         }
     }

@@ -113,6 +113,15 @@ impl Weights {
         }
     }
 
+    /// The raw blocks of a compact matrix: (is Q8_0, bytes, bytes per row).
+    pub(crate) fn packed(&self) -> Option<(bool, &[u8], usize)> {
+        match &self.data {
+            Data::Q4_1(b) => Some((false, b, self.k / 32 * 20)),
+            Data::Q8_0(b) => Some((true, b, self.k / 32 * 34)),
+            Data::F32(_) => None,
+        }
+    }
+
     /// The f32 values when stored as f32 (no dequantization needed).
     pub(crate) fn as_f32(&self) -> Option<&[f32]> {
         match &self.data {
@@ -161,7 +170,7 @@ impl Weights {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn f16c() -> bool {
+pub(crate) fn f16c() -> bool {
     static F: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *F.get_or_init(|| std::arch::is_x86_feature_detected!("f16c") && std::arch::is_x86_feature_detected!("avx512f"))
 }
@@ -179,32 +188,45 @@ pub(crate) mod avx512 {
         _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(p as *const i32)))
     }
 
+    /// One Q4_1 block at `p` as its two 16-lane halves.
+    #[target_feature(enable = "avx512f,f16c")]
+    #[inline]
+    pub unsafe fn q4_1_block(p: *const u8) -> (__m512, __m512) {
+        let dm = f16_pair(p);
+        let d = _mm512_broadcastss_ps(dm);
+        let m = _mm512_broadcastss_ps(_mm_movehdup_ps(dm));
+        let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(4) as *const __m128i));
+        let lo = _mm512_cvtepi32_ps(_mm512_and_si512(q, _mm512_set1_epi32(0x0f)));
+        let hi = _mm512_cvtepi32_ps(_mm512_srli_epi32::<4>(q));
+        // d * q, rounded, then + m, rounded: quant::dequantize's order.
+        (_mm512_add_ps(_mm512_mul_ps(d, lo), m), _mm512_add_ps(_mm512_mul_ps(d, hi), m))
+    }
+
+    /// One Q8_0 block at `p` as its two 16-lane halves.
+    #[target_feature(enable = "avx512f,f16c")]
+    #[inline]
+    pub unsafe fn q8_0_block(p: *const u8) -> (__m512, __m512) {
+        let d = _mm512_broadcastss_ps(f16_pair(p));
+        let q0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(2) as *const __m128i));
+        let q1 = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(18) as *const __m128i));
+        (_mm512_mul_ps(d, _mm512_cvtepi32_ps(q0)), _mm512_mul_ps(d, _mm512_cvtepi32_ps(q1)))
+    }
+
     #[target_feature(enable = "avx512f,f16c")]
     pub unsafe fn q4_1(src: *const u8, blocks: usize, out: *mut f32) {
-        let low = _mm512_set1_epi32(0x0f);
         for b in 0..blocks {
-            let p = src.add(b * 20);
-            let dm = f16_pair(p);
-            let d = _mm512_broadcastss_ps(dm);
-            let m = _mm512_broadcastss_ps(_mm_movehdup_ps(dm));
-            let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(4) as *const __m128i));
-            let lo = _mm512_cvtepi32_ps(_mm512_and_si512(q, low));
-            let hi = _mm512_cvtepi32_ps(_mm512_srli_epi32::<4>(q));
-            // d * q, rounded, then + m, rounded: quant::dequantize's order.
-            _mm512_storeu_ps(out.add(b * 32), _mm512_add_ps(_mm512_mul_ps(d, lo), m));
-            _mm512_storeu_ps(out.add(b * 32 + 16), _mm512_add_ps(_mm512_mul_ps(d, hi), m));
+            let (lo, hi) = q4_1_block(src.add(b * 20));
+            _mm512_storeu_ps(out.add(b * 32), lo);
+            _mm512_storeu_ps(out.add(b * 32 + 16), hi);
         }
     }
 
     #[target_feature(enable = "avx512f,f16c")]
     pub unsafe fn q8_0(src: *const u8, blocks: usize, out: *mut f32) {
         for b in 0..blocks {
-            let p = src.add(b * 34);
-            let d = _mm512_broadcastss_ps(f16_pair(p));
-            let q0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(2) as *const __m128i));
-            let q1 = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(18) as *const __m128i));
-            _mm512_storeu_ps(out.add(b * 32), _mm512_mul_ps(d, _mm512_cvtepi32_ps(q0)));
-            _mm512_storeu_ps(out.add(b * 32 + 16), _mm512_mul_ps(d, _mm512_cvtepi32_ps(q1)));
+            let (lo, hi) = q8_0_block(src.add(b * 34));
+            _mm512_storeu_ps(out.add(b * 32), lo);
+            _mm512_storeu_ps(out.add(b * 32 + 16), hi);
         }
     }
 }
