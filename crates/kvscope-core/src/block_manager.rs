@@ -12,7 +12,8 @@ use crate::events::{EventLog, KvEvent, ReleaseReason};
 use crate::ids::{BlockId, RequestId, TokenId};
 use crate::prefix_hash::{block_hash, chain, BlockHash};
 use crate::sequence::Sequence;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
@@ -93,9 +94,13 @@ pub struct BlockManager {
     blocks: Vec<Block>,
     /// Free blocks with nothing worth keeping: handed out first.
     clean_free: VecDeque<BlockId>,
-    /// Free blocks whose content is indexed, by LRU stamp (oldest first).
-    cached_free: BTreeMap<u64, BlockId>,
-    index: HashMap<BlockHash, BlockId>,
+    /// Free blocks whose content is indexed, oldest release first. A block
+    /// taken back by a prefix hit is not removed here (that would cost a
+    /// search); its entry goes stale — its stamp no longer matches — and is
+    /// skipped when it reaches the front.
+    cached_free: VecDeque<(u64, BlockId)>,
+    cached_free_count: usize,
+    index: FxHashMap<BlockHash, BlockId>,
     next_stamp: u64,
     used: usize,
     used_tokens: usize,
@@ -108,8 +113,9 @@ impl BlockManager {
         BlockManager {
             blocks: vec![Block::default(); config.num_blocks],
             clean_free: (0..config.num_blocks as u32).map(BlockId).collect(),
-            cached_free: BTreeMap::new(),
-            index: HashMap::new(),
+            cached_free: VecDeque::new(),
+            cached_free_count: 0,
+            index: FxHashMap::default(),
             next_stamp: 0,
             used: 0,
             used_tokens: 0,
@@ -131,10 +137,10 @@ impl BlockManager {
         self.used
     }
     pub fn free_blocks(&self) -> usize {
-        self.clean_free.len() + self.cached_free.len()
+        self.clean_free.len() + self.cached_free_count
     }
     pub fn cached_free_blocks(&self) -> usize {
-        self.cached_free.len()
+        self.cached_free_count
     }
     /// Tokens of KV stored in held blocks (shared blocks counted once).
     pub fn used_tokens(&self) -> usize {
@@ -313,12 +319,19 @@ impl BlockManager {
                     let stamp = self.next_stamp;
                     self.next_stamp += 1;
                     block.lru_stamp = Some(stamp);
-                    self.cached_free.insert(stamp, id);
+                    self.cached_free.push_back((stamp, id));
+                    self.cached_free_count += 1;
                 } else {
                     block.filled = 0;
                     self.clean_free.push_back(id);
                 }
             }
+        }
+        // Stale entries (blocks taken back by prefix hits) are dropped once
+        // they outnumber the pool, so the queue stays O(num_blocks).
+        if self.cached_free.len() > 2 * self.config.num_blocks {
+            let blocks = &self.blocks;
+            self.cached_free.retain(|&(stamp, id)| blocks[id.index()].lru_stamp == Some(stamp));
         }
         seq.num_computed = 0;
         seq.full_blocks = 0;
@@ -338,8 +351,8 @@ impl BlockManager {
         if block.holders.is_empty() {
             self.used += 1;
             self.used_tokens += block.filled;
-            if let Some(stamp) = block.lru_stamp.take() {
-                self.cached_free.remove(&stamp);
+            if block.lru_stamp.take().is_some() {
+                self.cached_free_count -= 1;
             }
         }
         block.holders.push(holder);
@@ -351,7 +364,13 @@ impl BlockManager {
         if let Some(id) = self.clean_free.pop_front() {
             return id;
         }
-        let (_, id) = self.cached_free.pop_first().expect("callers check free_blocks() first");
+        let id = loop {
+            let (stamp, id) = self.cached_free.pop_front().expect("callers check free_blocks() first");
+            if self.blocks[id.index()].lru_stamp == Some(stamp) {
+                break id;
+            }
+        };
+        self.cached_free_count -= 1;
         let block = &mut self.blocks[id.index()];
         block.lru_stamp = None;
         block.filled = 0;

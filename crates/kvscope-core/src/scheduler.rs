@@ -16,7 +16,8 @@ use crate::events::{EventLog, KvEvent, ReleaseReason, StallReason};
 use crate::executor::{ScheduledBatch, ScheduledSeq};
 use crate::ids::RequestId;
 use crate::sequence::{Sequence, SequenceStatus};
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
@@ -42,7 +43,7 @@ pub struct Scheduler {
     config: SchedulerConfig,
     pub(crate) blocks: BlockManager,
     /// Live sequences (waiting or running), by id.
-    pub(crate) seqs: HashMap<RequestId, Sequence>,
+    pub(crate) seqs: FxHashMap<RequestId, Sequence>,
     waiting: VecDeque<RequestId>,
     /// Running sequences in admission order (the last one is preempted first).
     running: Vec<RequestId>,
@@ -56,7 +57,7 @@ impl Scheduler {
         Scheduler {
             config,
             blocks: BlockManager::new(pool),
-            seqs: HashMap::new(),
+            seqs: FxHashMap::default(),
             waiting: VecDeque::new(),
             running: Vec::new(),
             admissions: 0,
