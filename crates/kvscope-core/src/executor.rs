@@ -7,6 +7,7 @@
 
 use crate::ids::{BlockId, RequestId, TokenId};
 use crate::request::SamplingParams;
+use std::sync::Arc;
 
 /// One sequence's share of an engine step.
 #[derive(Clone, Debug)]
@@ -28,7 +29,8 @@ pub struct ScheduledSeq {
     /// How many output tokens the request already has; the sampler uses it
     /// to make seeded sampling independent of batching and preemption.
     pub output_index: usize,
-    pub sampling: SamplingParams,
+    /// Shared with the request's state: scheduling a step copies no parameters.
+    pub sampling: Arc<SamplingParams>,
     /// True when this chunk is prompt work (first time or recompute after
     /// preemption), false for decode.
     pub is_prefill: bool,

@@ -18,6 +18,7 @@ use crate::ids::RequestId;
 use crate::sequence::{Sequence, SequenceStatus};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
@@ -263,7 +264,7 @@ fn chunk(seq: &Sequence, n: usize) -> ScheduledSeq {
         block_table: seq.block_table.clone(),
         sample: end == seq.len(),
         output_index: seq.output.len(),
-        sampling: seq.params.clone(),
+        sampling: Arc::clone(&seq.params),
         is_prefill: seq.in_prefill(),
         next_prompt_token: seq.params.prompt_logprobs.and(seq.prompt.get(end).copied()),
     }

@@ -8,6 +8,7 @@ use crate::ids::{BlockId, RequestId, Seconds, TokenId};
 use crate::prefix_hash::BlockHash;
 use crate::request::{Request, SamplingParams};
 use serde::Serialize;
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -55,7 +56,7 @@ pub struct Sequence {
     /// Log-probabilities of prompt tokens 1.. (token 0 has no context),
     /// when the request asked to score its prompt.
     pub prompt_logprobs: Vec<PromptLogprob>,
-    pub params: SamplingParams,
+    pub params: Arc<SamplingParams>,
     /// Physical blocks holding this sequence's KV, in position order.
     pub block_table: Vec<BlockId>,
     /// Tokens (from the start) whose KV exists in `block_table`.
@@ -84,7 +85,7 @@ impl Sequence {
             output: Vec::new(),
             output_logprobs: Vec::new(),
             prompt_logprobs: Vec::new(),
-            params: request.params,
+            params: Arc::new(request.params),
             block_table: Vec::new(),
             num_computed: 0,
             full_blocks: 0,

@@ -40,7 +40,7 @@ fn seq(
         block_table: table.to_vec(),
         sample: true,
         output_index,
-        sampling: sampling.clone(),
+        sampling: std::sync::Arc::new(sampling.clone()),
     }
 }
 

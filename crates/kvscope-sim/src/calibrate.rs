@@ -150,7 +150,7 @@ pub fn calibrate<E: Executor, C: Clock>(
                             block_table: table,
                             sample: true,
                             output_index: step,
-                            sampling: SamplingParams::greedy(1 << 20),
+                            sampling: std::sync::Arc::new(SamplingParams::greedy(1 << 20)),
                             is_prefill: false,
                             next_prompt_token: None,
                         }
@@ -175,7 +175,7 @@ fn prefill_seq(id: RequestId, start: usize, n: usize, table: Vec<BlockId>, vocab
         block_table: table,
         sample,
         output_index: 0,
-        sampling: SamplingParams::greedy(1 << 20),
+        sampling: std::sync::Arc::new(SamplingParams::greedy(1 << 20)),
         is_prefill: true,
         next_prompt_token: None,
     }

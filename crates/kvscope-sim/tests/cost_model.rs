@@ -15,7 +15,7 @@ fn seq(id: u64, start_pos: usize, n: usize, is_prefill: bool) -> ScheduledSeq {
         block_table: vec![BlockId(0)],
         sample: true,
         output_index: 0,
-        sampling: SamplingParams::default(),
+        sampling: std::sync::Arc::new(SamplingParams::default()),
         is_prefill,
         next_prompt_token: None,
     }
