@@ -24,6 +24,7 @@ pub mod prefix_hash;
 pub mod probe;
 pub mod replay;
 pub mod request;
+pub mod rng;
 pub mod scheduler;
 pub mod sequence;
 pub mod stats;

@@ -2,37 +2,8 @@
 //! everyday topics, so the model sees real text (real tokenization, real
 //! attention patterns) and a run is reproducible from its seed.
 
-/// A small, fast, seedable PRNG (splitmix64): the same seed gives the same
-/// prompts on every machine.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5851_f42d_4c95_7f2d)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-    /// Exponentially distributed with the given rate (Poisson inter-arrivals).
-    pub fn exponential(&mut self, rate: f64) -> f64 {
-        -(1.0 - self.unit()).ln() / rate
-    }
-}
+/// The seeded generator: the same seed gives the same prompts everywhere.
+pub use kvscope_core::rng::SplitMix64 as Rng;
 
 const SUBJECTS: &[&str] = &[
     "The old harbour",

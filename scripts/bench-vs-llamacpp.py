@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Issue 7's target cases, kvscope beside llama.cpp in the same run.
+
+kvscope:   `kvscope bench throughput ... --json` (S_PP and S_TG as llama-batched-bench defines them).
+llama.cpp: `llama-batched-bench --output-format jsonl` on the same GGUF, same threads.
+
+The peer is optional. Build it once (about 10 minutes on 2 cores) from the
+llama.cpp vendored in the llama-cpp-python sdist:
+
+    python3 -m pip download --no-deps --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d /tmp/peer
+    cd /tmp/peer && tar xzf llama_cpp_python-0.3.36.tar.gz && cd llama_cpp_python-0.3.36/vendor/llama.cpp
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF
+    cmake --build build -j2 --target llama-batched-bench
+
+then pass --llama-batched-bench PATH (or put it on PATH). Every case runs
+--repeat times alternating the two engines; medians are printed.
+"""
+import argparse, json, shutil, statistics, subprocess, sys, os
+
+CASES = [  # (name, concurrency, prompt_len, output_len, metric)
+    ("prefill 512", 1, 512, 1, "prefill_tokens_per_s"),
+    ("prefill 2048", 1, 2048, 1, "prefill_tokens_per_s"),
+    ("decode 1 seq", 1, 128, 128, "decode_tokens_per_s"),
+    ("decode 16 seqs (aggregate)", 16, 128, 128, "decode_tokens_per_s"),
+]
+TARGET = {"prefill 512": 2.0, "prefill 2048": 2.0, "decode 1 seq": 1.0, "decode 16 seqs (aggregate)": 3.0}
+
+
+def kvscope(binary, model, c, l, o):
+    cmd = [binary, "bench", "throughput", "--concurrency", str(c), "--prompt-len", str(l), "--output-len", str(o), "--json"]
+    if model:
+        cmd += ["--model", model]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def llamacpp(binary, model, threads, c, l, o):
+    ctx = c * (l + o) + 64
+    cmd = [binary, "-m", model, "-t", str(threads), "-tb", str(threads), "-c", str(ctx), "-b", "2048", "-ub", "512",
+           "-npp", str(l), "-ntg", str(o), "-npl", str(c), "--output-format", "jsonl"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    for line in (res.stdout + res.stderr).splitlines():
+        if line.startswith("{") and '"speed_pp"' in line:
+            r = json.loads(line)
+            return {"prefill_tokens_per_s": r["speed_pp"], "decode_tokens_per_s": r["speed_tg"]}
+    raise RuntimeError(f"llama-batched-bench gave no result:\n{res.stderr[-2000:]}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kvscope", default="target/release/kvscope")
+    ap.add_argument("--llama-batched-bench", default=shutil.which("llama-batched-bench"))
+    ap.add_argument("--model", default=None, help="GGUF (default: kvscope's cached default model)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    model = args.model
+    if model is None:
+        model = subprocess.run([args.kvscope, "fetch-model"], check=True, capture_output=True, text=True).stdout.strip()
+    rows = []
+    for name, c, l, o, metric in CASES:
+        ours, peer = [], []
+        for _ in range(args.repeat):
+            ours.append(kvscope(args.kvscope, model, c, l, o)[metric])
+            if args.llama_batched_bench:
+                peer.append(llamacpp(args.llama_batched_bench, model, args.threads, c, l, o)[metric])
+        k = statistics.median(ours)
+        p = statistics.median(peer) if peer else None
+        rows.append((name, c, l, o, metric, k, p))
+    print(f"| case | C | L | O | kvscope (tok/s) | llama.cpp (tok/s) | ratio | target |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, c, l, o, metric, k, p in rows:
+        ratio = f"{k / p:.2f}×" if p else "—"
+        peer = f"{p:.1f}" if p else "not run"
+        print(f"| {name} | {c} | {l} | {o} | {k:.1f} | {peer} | {ratio} | ≥ {TARGET[name]:.0f}× |")
+    print(f"\nmedians of {args.repeat} runs each, {args.threads} threads, model {model}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
