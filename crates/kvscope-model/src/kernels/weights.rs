@@ -152,6 +152,12 @@ impl Weights {
                     unsafe { avx512::q4_1(src.as_ptr(), (j1 - j0) * blocks, out.as_mut_ptr()) };
                     return;
                 }
+                #[cfg(target_arch = "x86_64")]
+                if isa == Isa::Avx2 && avx2_f16c() {
+                    // SAFETY: avx2 and f16c detected; sizes as above.
+                    unsafe { avx2::q4_1(src.as_ptr(), (j1 - j0) * blocks, out.as_mut_ptr()) };
+                    return;
+                }
                 let _ = isa;
                 quant::dequantize(GgmlType::Q4_1, src, out).expect("whole blocks");
             }
@@ -161,6 +167,12 @@ impl Weights {
                 if isa == Isa::Avx512 && f16c() {
                     // SAFETY: as above.
                     unsafe { avx512::q8_0(src.as_ptr(), (j1 - j0) * blocks, out.as_mut_ptr()) };
+                    return;
+                }
+                #[cfg(target_arch = "x86_64")]
+                if isa == Isa::Avx2 && avx2_f16c() {
+                    // SAFETY: as above.
+                    unsafe { avx2::q8_0(src.as_ptr(), (j1 - j0) * blocks, out.as_mut_ptr()) };
                     return;
                 }
                 quant::dequantize(GgmlType::Q8_0, src, out).expect("whole blocks");
@@ -173,6 +185,57 @@ impl Weights {
 pub(crate) fn f16c() -> bool {
     static F: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *F.get_or_init(|| std::arch::is_x86_feature_detected!("f16c") && std::arch::is_x86_feature_detected!("avx512f"))
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_f16c() -> bool {
+    static F: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *F.get_or_init(|| std::arch::is_x86_feature_detected!("f16c") && std::arch::is_x86_feature_detected!("avx2"))
+}
+
+/// The 8-lane twins of the `avx512` dequantizers (same values).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    unsafe fn scales(p: *const u8) -> (__m256, __m256) {
+        let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(p as *const i32)));
+        (_mm256_broadcastss_ps(dm), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)))
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn q4_1(src: *const u8, blocks: usize, out: *mut f32) {
+        let low = _mm256_set1_epi32(0x0f);
+        for b in 0..blocks {
+            let p = src.add(b * 20);
+            let (d, m) = scales(p);
+            let bytes = _mm_loadu_si128(p.add(4) as *const __m128i);
+            let q0 = _mm256_cvtepu8_epi32(bytes);
+            let q1 = _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(bytes));
+            let o = out.add(b * 32);
+            // d * q, rounded, then + m, rounded.
+            let f = |q: __m256i| _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(q)), m);
+            _mm256_storeu_ps(o, f(_mm256_and_si256(q0, low)));
+            _mm256_storeu_ps(o.add(8), f(_mm256_and_si256(q1, low)));
+            _mm256_storeu_ps(o.add(16), f(_mm256_srli_epi32::<4>(q0)));
+            _mm256_storeu_ps(o.add(24), f(_mm256_srli_epi32::<4>(q1)));
+        }
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn q8_0(src: *const u8, blocks: usize, out: *mut f32) {
+        for b in 0..blocks {
+            let p = src.add(b * 34);
+            let (d, _) = scales(p);
+            let o = out.add(b * 32);
+            for i in 0..4 {
+                let q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(p.add(2 + 8 * i) as *const __m128i));
+                _mm256_storeu_ps(o.add(8 * i), _mm256_mul_ps(d, _mm256_cvtepi32_ps(q)));
+            }
+        }
+    }
 }
 
 /// Block dequantizers, 16 lanes: element `j` of a Q4_1 block is the low
