@@ -1,8 +1,10 @@
 //! GGML tensor element types and their dequantizers.
 //!
-//! The engine dequantizes every weight to f32 once, at load: the kernels then
-//! see only f32 and their reduction order is easy to keep fixed (see
-//! `kernels::matmul`). Block layouts follow ggml's `ggml-common.h`.
+//! `dequantize` defines every weight's f32 value. Q4_1 and Q8_0 matrices stay
+//! compact in memory and are dequantized on the fly by `kernels::weights`,
+//! which reproduces these values exactly; the kernels then see only f32 and
+//! their reduction order is easy to keep fixed (see `kernels::matmul`).
+//! Block layouts follow ggml's `ggml-common.h`.
 
 /// A ggml tensor type id as stored in GGUF tensor infos.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

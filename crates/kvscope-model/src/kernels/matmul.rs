@@ -1,5 +1,7 @@
-//! `y = x · Wᵀ`: activations `x` [rows, k] times f32 weights `w` [n, k]
-//! (row-major, one row per output feature, as GGUF stores them).
+//! `y = x · Wᵀ`: activations `x` [rows, k] times weights `w` [n, k]
+//! (row-major, one row per output feature, as GGUF stores them), either f32
+//! or compact `Weights` dequantized on the fly to the same f32 values: a
+//! panel of rows at a time, or in registers for a single row (decode).
 //!
 //! Each output element is `simd::dot(x[r], w[j])` bit for bit: the tiles only
 //! decide how many such dot products run side by side in registers, not the
