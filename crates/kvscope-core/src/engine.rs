@@ -182,6 +182,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
         let mut outcome = StepOutcome { step: self.step, ..Default::default() };
         if batch.is_empty() {
             self.close_step(&batch);
+            self.scheduler.recycle(batch);
             return Ok(outcome);
         }
         let sampled = self.executor.execute(&batch)?;
@@ -228,6 +229,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
             }
         }
         self.close_step(&batch);
+        self.scheduler.recycle(batch);
         Ok(outcome)
     }
 

@@ -51,6 +51,8 @@ pub struct Scheduler {
     admissions: u64,
     preemptions: u64,
     last_stall: Option<Stall>,
+    /// Entries of past batches, kept for their buffers.
+    spare: Vec<ScheduledSeq>,
 }
 
 impl Scheduler {
@@ -64,6 +66,7 @@ impl Scheduler {
             admissions: 0,
             preemptions: 0,
             last_stall: None,
+            spare: Vec::new(),
         }
     }
 
@@ -105,6 +108,11 @@ impl Scheduler {
         self.seqs.insert(seq.id, seq);
     }
 
+    /// Takes a finished step's batch back to reuse its buffers.
+    pub fn recycle(&mut self, batch: ScheduledBatch) {
+        self.spare.extend(batch.seqs);
+    }
+
     /// Picks this step's work.
     pub fn schedule(&mut self, log: &mut EventLog) -> ScheduledBatch {
         let mut budget = self.config.max_batched_tokens;
@@ -138,7 +146,7 @@ impl Scheduler {
             let seq = self.seqs.get_mut(&id).expect("running ids are live");
             if seq.in_prefill() {
                 let n = seq.num_uncomputed().min(*budget);
-                batch.seqs.push(chunk(seq, n));
+                batch.seqs.push(chunk(seq, n, self.spare.pop()));
                 *budget -= n;
                 i += 1;
                 continue;
@@ -148,7 +156,7 @@ impl Scheduler {
             loop {
                 let seq = self.seqs.get_mut(&id).expect("running ids are live");
                 if self.blocks.append_slot(seq, log).is_some() {
-                    batch.seqs.push(chunk(seq, 1));
+                    batch.seqs.push(chunk(seq, 1, self.spare.pop()));
                     *budget -= 1;
                     i += 1;
                     break;
@@ -198,7 +206,7 @@ impl Scheduler {
                 KvEvent::Admitted { request_id: id, blocks: seq.block_table.clone(), cached_blocks: hits, readmission },
             );
             let n = seq.num_uncomputed().min(*budget);
-            batch.seqs.push(chunk(seq, n));
+            batch.seqs.push(chunk(seq, n, self.spare.pop()));
             *budget -= n;
             self.running.push(id);
         }
@@ -254,14 +262,21 @@ impl Scheduler {
     }
 }
 
-fn chunk(seq: &Sequence, n: usize) -> ScheduledSeq {
+/// The chunk of `seq` to run this step, written into the buffers of a
+/// recycled entry when there is one (a step allocates nothing then).
+fn chunk(seq: &Sequence, n: usize, recycled: Option<ScheduledSeq>) -> ScheduledSeq {
     let start = seq.num_computed;
     let end = start + n;
+    let (mut tokens, mut block_table) = recycled.map(|s| (s.tokens, s.block_table)).unwrap_or_default();
+    tokens.clear();
+    tokens.extend((start..end).map(|p| seq.token_at(p)));
+    block_table.clear();
+    block_table.extend_from_slice(&seq.block_table);
     ScheduledSeq {
         request_id: seq.id,
-        tokens: (start..end).map(|p| seq.token_at(p)).collect(),
+        tokens,
         start_pos: start,
-        block_table: seq.block_table.clone(),
+        block_table,
         sample: end == seq.len(),
         output_index: seq.output.len(),
         sampling: Arc::clone(&seq.params),
