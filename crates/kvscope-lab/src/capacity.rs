@@ -69,7 +69,7 @@ impl CapacityRow {
             peak_block_occupancy: stats.rows.iter().map(|r| r.block_occupancy()).fold(0.0, f64::max),
             explanation: String::new(),
         };
-        row.explanation = explain(&row, run, lang_zh);
+        row.explanation = explain(&row, &run.config, lang_zh);
         row
     }
 
@@ -88,8 +88,9 @@ impl CapacityRow {
     }
 }
 
-fn explain(row: &CapacityRow, run: &CaseRun, zh: bool) -> String {
-    let cfg = &run.config;
+/// The explanation column: the binding constraint and the stall shares
+/// behind it, in Chinese or English.
+pub fn explain(row: &CapacityRow, cfg: &crate::runner::RunConfig, zh: bool) -> String {
     let pool_tokens = cfg.num_blocks * cfg.block_size;
     let fits = if row.estimated_kv_block_rounded > 0.0 {
         cfg.pool_bytes() as f64 / row.estimated_kv_block_rounded

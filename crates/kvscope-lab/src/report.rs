@@ -180,7 +180,6 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
     );
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
     for r in &res.capacity {
-        let row = CapacityRow::from_run(res.cases.iter().find(|c| c.spec.name == r.case).expect("row of a case"), zh);
         let _ = writeln!(
             o,
             "| {} | {:.0} ({}–{}) | {} | {:.2} / {} | {} ({} {}) | {:.3} / {:.3} / {:.3} | {:.3} / {:.3} / {:.3} | {} |",
@@ -203,7 +202,7 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
             r.queue_wait.p50,
             r.queue_wait.p90,
             r.queue_wait.p99,
-            row.explanation
+            crate::capacity::explain(r, cfg, zh)
         );
     }
     let _ = writeln!(o);
