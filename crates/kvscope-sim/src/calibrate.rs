@@ -21,7 +21,7 @@ pub struct StepSample {
     pub seconds: f64,
 }
 
-/// What to measure. The defaults take about 10–20 s with SmolLM2-135M on
+/// What to measure. The defaults take about 10 s with SmolLM2-135M on
 /// 2 cores (≈ 1.2k prompt tokens and 24 decode steps).
 #[derive(Clone, Debug)]
 pub struct CalibrationPlan {
@@ -47,9 +47,9 @@ impl Default for CalibrationPlan {
         CalibrationPlan {
             block_size: 16,
             prefill_lengths: vec![16, 64, 192, 512],
-            decode_contexts: vec![64, 512],
+            decode_contexts: vec![64, 512, 1536],
             prefill_chunk: 256,
-            decode_batches: vec![1, 4, 16],
+            decode_batches: vec![1, 4, 16, 32],
             decode_steps: 4,
             vocab: 32_000,
         }

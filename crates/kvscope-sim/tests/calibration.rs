@@ -83,8 +83,8 @@ fn calibrate_measures_valid_batches_and_the_fit_recovers_the_executor() {
     })
     .unwrap();
     assert_eq!(calls, samples.len());
-    // 4 prefills + (1 + 2) context chunks + 2 contexts × 3 batches × 4 steps.
-    assert_eq!(samples.len(), 4 + 3 + 24);
+    // 4 prefills + (1 + 2 + 6) context chunks + 3 contexts × 4 batches × 4 steps.
+    assert_eq!(samples.len(), 4 + 9 + 48);
     assert!(plan.max_context() >= 512);
     let f = fit("smollm2-135m", &samples).unwrap();
     for (got, want) in f.coefficients.as_array().iter().zip(truth.as_array()) {
