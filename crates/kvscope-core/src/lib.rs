@@ -10,6 +10,9 @@
 //! - [`engine`]: the step loop tying them together under an injected [`clock`].
 //! - [`events`]: the stamped event stream every observer reads.
 //! - [`stats`] and [`probe`]: the lab's two extension observers.
+//! - [`replay`]: rebuilds reference counts, queue waits and TTFTs from the
+//!   event stream alone; [`testing`]: a paged executor for tests; [`rng`]:
+//!   the seeded generator behind synthetic workloads.
 //!
 //! No tensors and no I/O live here; the crate is deterministic.
 
