@@ -48,7 +48,7 @@ impl Default for CalibrationPlan {
             block_size: 16,
             prefill_lengths: vec![16, 64, 192, 512],
             decode_contexts: vec![64, 512, 1536],
-            prefill_chunk: 256,
+            prefill_chunk: 512,
             decode_batches: vec![1, 4, 16, 32],
             decode_steps: 4,
             vocab: 32_000,
