@@ -109,15 +109,17 @@ impl Client {
             http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
         }
     }
-    pub async fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        let resp = self
-            .http
+    async fn send_post(&self, path: &str, body: &str) -> reqwest::Response {
+        self.http
             .post(format!("{}{path}", self.base))
             .header("content-type", "application/json")
             .body(body.to_string())
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+    pub async fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        let resp = self.send_post(path, body).await;
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
@@ -129,14 +131,7 @@ impl Client {
         serde_json::from_str(&self.get_text(path).await).unwrap()
     }
     pub async fn open_stream(&self, path: &str, body: &str) -> SseReader {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
+        let resp = self.send_post(path, body).await;
         assert_eq!(resp.status().as_u16(), 200, "stream should open");
         SseReader { resp, buf: String::new() }
     }
