@@ -44,6 +44,15 @@ impl LabConfig {
             256 << 20
         }
     }
+
+    /// Blocks in the pool: `kv_blocks` if given, else the memory budget
+    /// divided by the real size of one block.
+    pub fn num_blocks(&self, kv_bytes_per_token: u64) -> usize {
+        let bytes_per_block = (kv_bytes_per_token * self.block_size as u64).max(1);
+        self.kv_blocks.unwrap_or_else(|| {
+            (self.kv_memory_bytes.unwrap_or(Self::default_kv_memory(self.quick)) / bytes_per_block) as usize
+        })
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -87,9 +96,7 @@ pub fn run_lab<B: LabBackend>(backend: &mut B, cfg: &LabConfig, progress: Progre
     let started = std::time::Instant::now();
     let info = backend.info();
     let bytes_per_block = info.kv_bytes_per_token * cfg.block_size as u64;
-    let num_blocks = cfg.kv_blocks.unwrap_or_else(|| {
-        (cfg.kv_memory_bytes.unwrap_or(LabConfig::default_kv_memory(cfg.quick)) / bytes_per_block.max(1)) as usize
-    });
+    let num_blocks = cfg.num_blocks(info.kv_bytes_per_token);
     let run_config = RunConfig {
         num_blocks,
         block_size: cfg.block_size,

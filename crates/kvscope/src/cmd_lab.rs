@@ -115,9 +115,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
 fn run_with<B: LabBackend>(backend: &mut B, cfg: &LabConfig) -> anyhow::Result<LabResults> {
     let info = backend.info();
     let bytes_per_block = info.kv_bytes_per_token * cfg.block_size as u64;
-    let blocks = cfg.kv_blocks.unwrap_or_else(|| {
-        (cfg.kv_memory_bytes.unwrap_or(LabConfig::default_kv_memory(cfg.quick)) / bytes_per_block.max(1)) as usize
-    });
+    let blocks = cfg.num_blocks(info.kv_bytes_per_token);
     eprintln!(
         "KV pool: {blocks} blocks × {} tokens, {} bytes/token ({}), {} bytes/block, {:.1} MiB total — executor: {}, model: {}",
         cfg.block_size,
