@@ -2,6 +2,7 @@
 
 use crate::chat_template::{ChatTemplate, TemplateError};
 use crate::gguf::{Gguf, GgufError};
+use crate::kernels::Kernels;
 use crate::llama::{LlamaModel, LoadError};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use std::path::{Path, PathBuf};
@@ -27,7 +28,12 @@ pub struct Model {
 }
 
 impl Model {
+    /// Load with the default (fastest) kernels.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
+        Self::load_with(path, Kernels::default())
+    }
+
+    pub fn load_with(path: &Path, kernels: Kernels) -> Result<Self, ModelError> {
         let p = || path.to_path_buf();
         let g = Gguf::open(path).map_err(|source| ModelError::Gguf { path: p(), source })?;
         let tokenizer = Tokenizer::from_gguf(&g).map_err(|source| ModelError::Tokenizer { path: p(), source })?;
@@ -36,7 +42,7 @@ impl Model {
             Err(TemplateError::Missing) => None,
             Err(source) => return Err(ModelError::Template { path: p(), source }),
         };
-        let llama = LlamaModel::load(&g).map_err(|source| ModelError::Weights { path: p(), source })?;
+        let llama = LlamaModel::load_with(&g, kernels).map_err(|source| ModelError::Weights { path: p(), source })?;
         Ok(Model { path: p(), llama, tokenizer, chat_template })
     }
 }

@@ -10,8 +10,6 @@
 mod common;
 
 use common::{argmax, margin, Prompt};
-use kvscope_model::kv_storage::PagedKvCache;
-use kvscope_model::llama::{LogitsFor, SeqChunk};
 
 /// vs transformers. Both sides are fp32 on identical weights; reordering a
 /// 576- or 1536-term f32 sum moves it by ~1e-7 relative, and 30 layers of
@@ -42,20 +40,10 @@ const TRANSFORMERS: Rule = Rule { tol: TOL_TRANSFORMERS, near_tie: 0.1, within: 
 /// README's bounds for two correct but differently-rounded implementations.
 const LLAMACPP: Rule = Rule { tol: 1.25, near_tie: 0.35, within: 0.5 };
 
-/// Logits for the prompt's last position and after each of the first 47
-/// tokens of `trajectory` (teacher forcing): 48 rows, one per reference step.
+/// The f32 reference kernels: these tests pin the float numerics; the int8
+/// engine has its own accuracy test (`int8_accuracy.rs`).
 fn teacher_forced(p: &Prompt, trajectory: &[u32]) -> Vec<Vec<f32>> {
-    let m = common::llama();
-    let mut tokens = p.prompt_token_ids.clone();
-    tokens.extend(&trajectory[..47]);
-    let bs = 16;
-    let nb = tokens.len().div_ceil(bs) as u32;
-    let mut kv = PagedKvCache::new(m.config(), nb as usize, bs).unwrap();
-    let table = common::blocks(0, nb);
-    let rows = m
-        .forward(&mut kv, &[SeqChunk { tokens: &tokens, start_pos: 0, block_table: &table, logits: LogitsFor::All }])
-        .unwrap();
-    rows[p.prompt_token_ids.len() - 1..].to_vec()
+    common::teacher_forced(common::llama_with(common::Kernels::F32), p, trajectory)
 }
 
 fn max_top5_diff(logits: &[f32], top5: &[(u32, f32)]) -> f32 {

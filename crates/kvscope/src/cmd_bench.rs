@@ -63,6 +63,8 @@ pub struct ThroughputResult {
     pub ttft_s: f64,
     pub threads: usize,
     pub runs: usize,
+    /// The linear-layer kernels and instruction set, e.g. "int8 (avx512-vnni)".
+    pub kernels: String,
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -76,7 +78,7 @@ fn serve_bench(args: ServeBenchArgs) -> anyhow::Result<()> {
     let requests = match &args.lab_workload {
         Some(name) => {
             // The lab's prompts are tokenized with the served model's tokenizer.
-            let model = LoadedModel::load(args.model.model.as_deref())?;
+            let model = LoadedModel::load(&args.model)?;
             let spec = kvscope_lab::workload::standard_cases(args.quick, 2026)
                 .into_iter()
                 .find(|c| &c.name == name)
@@ -104,7 +106,7 @@ fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
         args.concurrency > 0 && args.prompt_len > 0 && args.output_len > 0,
         "concurrency, prompt length and output length must be at least 1"
     );
-    let model = LoadedModel::load(args.model.model.as_deref())?;
+    let model = LoadedModel::load(&args.model)?;
     let mut runs: Vec<ThroughputResult> =
         (0..args.repeat.max(1)).map(|i| once(&model, &args, i as u32)).collect::<anyhow::Result<_>>()?;
     let median = |f: fn(&ThroughputResult) -> f64, runs: &mut Vec<ThroughputResult>| {
@@ -125,9 +127,9 @@ fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&result)?);
     } else {
         println!(
-            "C={} L={} O={}: prefill {:.1} tok/s ({:.3} s), decode {:.1} tok/s ({:.3} s), TTFT {:.3} s, median of {} run(s), {} threads",
+            "C={} L={} O={}: prefill {:.1} tok/s ({:.3} s), decode {:.1} tok/s ({:.3} s), TTFT {:.3} s, median of {} run(s), {} threads, {} kernels",
             result.concurrency, result.prompt_len, result.output_len, result.prefill_tokens_per_s, result.prefill_seconds,
-            result.decode_tokens_per_s, result.decode_seconds, result.ttft_s, result.runs, result.threads
+            result.decode_tokens_per_s, result.decode_seconds, result.ttft_s, result.runs, result.threads, result.kernels
         );
     }
     Ok(())
@@ -188,5 +190,6 @@ fn once(model: &LoadedModel, args: &ThroughputArgs, run: u32) -> anyhow::Result<
         ttft_s: ttft.unwrap_or(pp),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         runs: 1,
+        kernels: model.kernels(),
     })
 }

@@ -38,7 +38,7 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let model = LoadedModel::load(args.model.model.as_deref())?;
+    let model = LoadedModel::load(&args.model)?;
     let prompt_text = if args.chat {
         let template = model.chat_template.as_ref().context("this model file has no chat template: drop --chat")?;
         template.render(&[ChatMessage::new("user", &args.prompt)], true)?
@@ -100,6 +100,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             .collect();
         let mut out = serde_json::json!({
             "model": model.name(),
+            "kernels": model.llama.kernels().name(),
+            "isa": model.llama.kernels().isa_name(),
             "prompt_text": prompt_text,
             "prompt_token_ids": prompt,
             "token_ids": seq.output,

@@ -79,7 +79,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         dataset,
         arrival_rate: args.arrival_rate,
     };
-    let model = LoadedModel::load(args.model.model.as_deref())?;
+    let model = LoadedModel::load(&args.model)?;
     let (results, validation) = match args.executor {
         ExecutorKind::Real => {
             let mut backend = RealBackend { model };

@@ -383,7 +383,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
 }
 
 fn run_calibrate() -> anyhow::Result<()> {
-    let model = LoadedModel::load(None)?;
+    let model = LoadedModel::load(&crate::ModelArg::default())?;
     let plan = CalibrationPlan::default();
     let mut executor =
         kvscope_model::ModelExecutor::new(model.llama.clone(), plan.required_blocks(), plan.block_size, 0)

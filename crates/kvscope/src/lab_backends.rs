@@ -26,11 +26,12 @@ impl LabBackend for RealBackend {
             max_model_len: c.context_length,
             vocab_size: c.vocab_size,
             details: vec![format!(
-                "{} layers, {} KV heads × head_dim {}, {} threads",
+                "{} layers, {} KV heads × head_dim {}, {} threads, {} kernels",
                 c.n_layers,
                 c.n_kv_heads,
                 c.head_dim,
-                std::thread::available_parallelism().map_or(1, |n| n.get())
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+                self.model.kernels()
             )],
         }
     }

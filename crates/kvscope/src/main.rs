@@ -52,10 +52,16 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// `--model PATH` as every command spells it.
-#[derive(clap::Args, Clone, Debug)]
+/// `--model PATH` and `--kernels` as every command that runs the real model
+/// spells them.
+#[derive(clap::Args, Clone, Debug, Default)]
 pub struct ModelArg {
     /// A GGUF file to use instead of the default model.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Linear-layer numerics: `int8` (the fast engine: int8 activations ×
+    /// stored Q4_1/Q8_0 weights) or `f32` (dequantized weights, f32 FMAs:
+    /// the reference path).
+    #[arg(long, default_value = "int8")]
+    pub kernels: kvscope_model::kernels::Kernels,
 }

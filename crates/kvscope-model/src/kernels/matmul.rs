@@ -42,7 +42,13 @@ pub fn matmul(x: &[f32], w: &[f32], y: &mut [f32], rows: usize, k: usize, n: usi
 /// `matmul` over `Weights`: compact rows are dequantized a panel at a time
 /// into exactly the f32 values `matmul` would read, so every output has the
 /// bits `matmul` gives on the dequantized matrix.
+///
+/// Weights repacked for the int8 kernels (`Weights::into_int8`) run there
+/// instead (`int8`): other numerics, the same invariances.
 pub fn matmul_w(x: &[f32], w: &Weights, y: &mut [f32], rows: usize) {
+    if let Some(p) = w.as_int8() {
+        return super::int8::matmul_int8(x, p, y, rows);
+    }
     let src = match w.as_f32() {
         Some(f) => Src::F32(f),
         None => Src::Packed(w),

@@ -14,6 +14,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod int8;
 pub mod matmul;
 pub mod rmsnorm;
 pub mod rope;
@@ -21,6 +22,56 @@ pub mod simd;
 pub mod weights;
 
 pub use simd::{isa, Isa};
+
+/// Which numerics the linear layers use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernels {
+    /// Weights dequantized to f32, f32 FMAs in one fixed order: the
+    /// reference path (within ~1e-4 of HF transformers' f32 logits).
+    F32,
+    /// Activations quantized to int8 per 32-value block, integer dot products
+    /// with the stored Q4_1/Q8_0 weights (`int8`): the fast path.
+    #[default]
+    Int8,
+}
+
+impl Kernels {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernels::F32 => "f32",
+            Kernels::Int8 => "int8",
+        }
+    }
+
+    /// The instruction set these kernels run on in this process.
+    pub fn isa_name(self) -> &'static str {
+        match self {
+            Kernels::F32 => match isa() {
+                Isa::Avx512 => "avx512",
+                Isa::Avx2 => "avx2",
+                Isa::Portable => "portable",
+            },
+            Kernels::Int8 => int8::int8_isa().name(),
+        }
+    }
+
+    /// "int8 (avx512-vnni)": what ran, for reports and JSON.
+    pub fn describe(self) -> String {
+        format!("{} ({})", self.name(), self.isa_name())
+    }
+}
+
+impl std::str::FromStr for Kernels {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Kernels::F32),
+            "int8" => Ok(Kernels::Int8),
+            other => Err(format!("unknown kernels '{other}': use f32 (reference numerics) or int8 (fast, default)")),
+        }
+    }
+}
 
 /// A raw pointer that may cross into rayon tasks which write disjoint parts
 /// of one output buffer.

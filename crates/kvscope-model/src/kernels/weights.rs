@@ -9,6 +9,7 @@
 //! as a fully dequantized model and every output keeps its bits.
 //! Other types are dequantized to f32 at load.
 
+use super::int8::pack::{PackKind, PackedInt8};
 use super::simd::Isa;
 use crate::quant::{self, GgmlType, QuantError};
 
@@ -19,6 +20,8 @@ enum Data {
     Q4_1(Vec<u8>),
     /// Raw Q8_0 blocks: f16 d, 32 × i8 (34 bytes / 32).
     Q8_0(Vec<u8>),
+    /// Q4_1 or Q8_0 repacked for the int8 kernels.
+    Int8(PackedInt8),
 }
 
 #[derive(Clone, Debug)]
@@ -53,6 +56,36 @@ impl Weights {
             }
         };
         Ok(Weights { n, k, data })
+    }
+
+    /// The same matrix for the int8 kernels: Q4_1 and Q8_0 repacked (their
+    /// values unchanged); other types stay as they are and keep the f32 path.
+    pub fn into_int8(self) -> Weights {
+        let kind = match &self.data {
+            Data::Q4_1(_) => PackKind::Q4_1,
+            Data::Q8_0(_) => PackKind::Q8_0,
+            Data::F32(_) | Data::Int8(_) => return self,
+        };
+        let packed = PackedInt8::from_gguf(kind, self.raw(), self.n, self.k);
+        Weights { n: self.n, k: self.k, data: Data::Int8(packed) }
+    }
+
+    /// On the int8 path, feed this matrix its activations as two int8 terms
+    /// (value and rounding residual): about 16-bit inputs for twice the
+    /// integer work. No effect on other paths.
+    pub fn with_two_term_activations(mut self) -> Weights {
+        if let Data::Int8(p) = &mut self.data {
+            p.set_two_term(true);
+        }
+        self
+    }
+
+    /// The int8 records, when the matrix was repacked for the int8 kernels.
+    pub(crate) fn as_int8(&self) -> Option<&PackedInt8> {
+        match &self.data {
+            Data::Int8(p) => Some(p),
+            _ => None,
+        }
     }
 
     /// The same matrix dequantized to f32 (tests and comparisons).
@@ -91,7 +124,7 @@ impl Weights {
     fn raw(&self) -> &[u8] {
         match &self.data {
             Data::Q4_1(b) | Data::Q8_0(b) => b,
-            Data::F32(_) => unreachable!("raw bytes of f32 weights"),
+            Data::F32(_) | Data::Int8(_) => unreachable!("raw bytes of f32 or repacked weights"),
         }
     }
 
@@ -110,6 +143,7 @@ impl Weights {
         match &self.data {
             Data::F32(v) => v.len() * 4,
             Data::Q4_1(b) | Data::Q8_0(b) => b.len(),
+            Data::Int8(p) => p.bytes(),
         }
     }
 
@@ -118,7 +152,7 @@ impl Weights {
         match &self.data {
             Data::Q4_1(b) => Some((false, b, self.k / 32 * 20)),
             Data::Q8_0(b) => Some((true, b, self.k / 32 * 34)),
-            Data::F32(_) => None,
+            Data::F32(_) | Data::Int8(_) => None,
         }
     }
 
@@ -143,6 +177,11 @@ impl Weights {
         let blocks = k / 32;
         match &self.data {
             Data::F32(v) => out.copy_from_slice(&v[j0 * k..j1 * k]),
+            Data::Int8(p) => {
+                for (j, row) in (j0..j1).zip(out.chunks_exact_mut(k)) {
+                    p.dequant_row(j, row);
+                }
+            }
             Data::Q4_1(b) => {
                 let src = &b[j0 * blocks * 20..j1 * blocks * 20];
                 #[cfg(target_arch = "x86_64")]

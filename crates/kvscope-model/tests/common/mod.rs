@@ -2,6 +2,7 @@
 //! it) and the reference fixtures.
 #![allow(dead_code)]
 
+pub use kvscope_model::kernels::Kernels;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -60,12 +61,24 @@ pub fn model_path() -> PathBuf {
     P.get_or_init(|| kvscope_model::fetch::ensure_default_model().expect("default model")).clone()
 }
 
-/// The default model's weights, loaded once per test binary.
+/// The default model's weights on the default (int8) kernels, loaded once
+/// per test binary.
 pub fn llama() -> &'static kvscope_model::llama::LlamaModel {
-    static M: OnceLock<kvscope_model::llama::LlamaModel> = OnceLock::new();
-    M.get_or_init(|| {
+    llama_with(Kernels::default())
+}
+
+/// The default model's weights on the given kernels, loaded once per test
+/// binary.
+pub fn llama_with(kernels: Kernels) -> &'static kvscope_model::llama::LlamaModel {
+    static F32: OnceLock<kvscope_model::llama::LlamaModel> = OnceLock::new();
+    static INT8: OnceLock<kvscope_model::llama::LlamaModel> = OnceLock::new();
+    let cell = match kernels {
+        Kernels::F32 => &F32,
+        Kernels::Int8 => &INT8,
+    };
+    cell.get_or_init(|| {
         let g = kvscope_model::gguf::Gguf::open(&model_path()).expect("open model");
-        kvscope_model::llama::LlamaModel::load(&g).expect("load model")
+        kvscope_model::llama::LlamaModel::load_with(&g, kernels).expect("load model")
     })
 }
 
@@ -89,4 +102,25 @@ pub fn margin(top5: &[(u32, f32)]) -> f32 {
 
 pub fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Logits for the prompt's last position and after each of the first 47
+/// tokens of `trajectory` (teacher forcing): 48 rows, one per reference step.
+pub fn teacher_forced(
+    m: &kvscope_model::llama::LlamaModel,
+    p: &Prompt,
+    trajectory: &[u32],
+) -> Vec<Vec<f32>> {
+    use kvscope_model::kv_storage::PagedKvCache;
+    use kvscope_model::llama::{LogitsFor, SeqChunk};
+    let mut tokens = p.prompt_token_ids.clone();
+    tokens.extend(&trajectory[..47]);
+    let bs = 16;
+    let nb = tokens.len().div_ceil(bs) as u32;
+    let mut kv = PagedKvCache::new(m.config(), nb as usize, bs).unwrap();
+    let table = blocks(0, nb);
+    let rows = m
+        .forward(&mut kv, &[SeqChunk { tokens: &tokens, start_pos: 0, block_table: &table, logits: LogitsFor::All }])
+        .unwrap();
+    rows[p.prompt_token_ids.len() - 1..].to_vec()
 }

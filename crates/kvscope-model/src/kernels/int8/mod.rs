@@ -1,0 +1,109 @@
+//! The int8 matrix engine: activations quantized to int8 per 32-value block,
+//! multiplied with the weights' own Q4_1 nibbles or Q8_0 bytes in integer
+//! arithmetic.
+//!
+//! ## The numbers it computes
+//!
+//! Each activation row is cut into 32-value blocks; block `b` of row `r` is
+//! stored as `q[r][32b..32b+32]` (int8, rounded half to even from
+//! `x * (1 / d)`) with `d = max|x| / 127`, and `Σq`, and `s = d · Σq` (the
+//! form llama.cpp calls Q8_1). Output `y[r][j]` is then, with `w[j]` block `b`
+//! either `dw · qw` (Q8_0) or `dw · qw + mw` (Q4_1):
+//!
+//! ```text
+//! acc = 0
+//! for b in 0..k/32:                       (always in this order)
+//!     isum = Σᵢ q[r][32b+i] · qw[j][32b+i]   exact in int32
+//!     acc  = fma(f32(isum), d[r][b] · dw[j][b], acc)
+//!     acc  = fma(mw[j][b], s[r][b], acc)        (Q4_1 only)
+//! y[r][j] = acc
+//! ```
+//!
+//! Every step is one IEEE operation on values that depend only on row `r`
+//! and column `j`, and the integer sum is exact whatever order the hardware
+//! adds its products in. So every instruction set gives the same bits, and a
+//! row's output never depends on which rows share the call or how threads
+//! split the columns: batch invariance holds exactly, as on the f32 path.
+//!
+//! ## Layout
+//!
+//! Weights are repacked once at load (`pack`) into records of 16 output
+//! columns × one 32-value block, the bytes of each column interleaved 4 at a
+//! time, so that one 64-byte load feeds one `vpdpbusd` that advances 16
+//! columns by 4 products each (`vnni512`), or two 32-byte halves on AVX2
+//! (`avx2`); `portable` reads the same records in plain Rust.
+//!
+//! AMX is not implemented yet: the machines this was built and tested on
+//! have no AMX, and an untested tile kernel is not shipped.
+
+pub mod act;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+pub mod gemm;
+pub mod pack;
+mod portable;
+#[cfg(target_arch = "x86_64")]
+mod vnni512;
+
+pub use act::QuantizedRows;
+pub use gemm::matmul_int8;
+pub use pack::PackedInt8;
+
+/// The instruction set the int8 kernels run on, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Int8Isa {
+    /// AVX-512 with VNNI (`vpdpbusd` on 64 bytes).
+    Avx512Vnni,
+    /// AVX2 (`vpmaddubsw` + `vpmaddwd` on 32 bytes).
+    Avx2,
+    Portable,
+}
+
+impl Int8Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Int8Isa::Avx512Vnni => "avx512-vnni",
+            Int8Isa::Avx2 => "avx2",
+            Int8Isa::Portable => "portable",
+        }
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn available(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Int8Isa::Avx512Vnni => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+                    && std::arch::is_x86_feature_detected!("f16c")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Int8Isa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("f16c")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            Int8Isa::Portable => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+}
+
+/// The best int8 path this process may use. `KVSCOPE_ISA=avx2` or
+/// `=portable` caps it, as it caps the f32 kernels (`simd::isa`).
+pub fn int8_isa() -> Int8Isa {
+    static ISA: std::sync::OnceLock<Int8Isa> = std::sync::OnceLock::new();
+    *ISA.get_or_init(|| {
+        let cap = std::env::var("KVSCOPE_ISA").unwrap_or_default();
+        let allowed: &[Int8Isa] = match cap.as_str() {
+            "portable" => &[Int8Isa::Portable],
+            "avx2" => &[Int8Isa::Avx2, Int8Isa::Portable],
+            _ => &[Int8Isa::Avx512Vnni, Int8Isa::Avx2, Int8Isa::Portable],
+        };
+        allowed.iter().copied().find(|i| i.available()).unwrap_or(Int8Isa::Portable)
+    })
+}
