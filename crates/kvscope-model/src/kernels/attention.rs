@@ -95,17 +95,12 @@ fn for_each_row(ctx: QueryCtx, block_size: usize, kv_width: usize, kv_off: usize
     }
 }
 
-/// Softmax of each head's row of `scores` (`n` wide) in place, in position
-/// order; returns each row's sum for the final division.
+/// Softmax of each head's row of `scores` (`n` wide) in place
+/// (`softmax::softmax_row`); returns each row's sum for the final division.
 #[inline(always)]
-fn softmax_rows(scores: &mut [f32], n: usize, sums: &mut [f32]) {
+fn softmax_rows(isa: simd::Isa, scores: &mut [f32], n: usize, sums: &mut [f32]) {
     for (row, sum) in scores.chunks_mut(n).zip(sums.iter_mut()) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        *sum = 0.0;
-        for s in row.iter_mut() {
-            *s = (*s - max).exp();
-            *sum += *s;
-        }
+        *sum = super::softmax::softmax_row(isa, row);
     }
 }
 
@@ -136,7 +131,7 @@ impl GroupJob<'_> {
             }
         });
         let mut sums = [0f32; MAX_GROUP];
-        softmax_rows(scores, n, &mut sums[..group]);
+        softmax_rows(simd::isa(), scores, n, &mut sums[..group]);
         out.fill(0.0);
         for_each_row(ctx, kv.block_size, kv_width, kv_off, |j, off| {
             let v = &kv.v[off..][..hd];
@@ -200,7 +195,7 @@ impl GroupJob<'_> {
             }
         });
         let mut sums = [0f32; MAX_GROUP];
-        softmax_rows(scores, n, &mut sums[..G]);
+        softmax_rows(simd::Isa::Avx512, scores, n, &mut sums[..G]);
         let mut acc = [[_mm512_setzero_ps(); CH]; G];
         for_each_row(ctx, kv.block_size, kv_width, kv_off, |j, off| {
             let mut vr = [_mm512_setzero_ps(); CH];
@@ -240,7 +235,7 @@ impl GroupJob<'_> {
             }
         });
         let mut sums = [0f32; MAX_GROUP];
-        softmax_rows(scores, n, &mut sums[..group]);
+        softmax_rows(simd::isa(), scores, n, &mut sums[..group]);
         out.fill(0.0);
         for_each_row(ctx, kv.block_size, kv_width, kv_off, |j, off| {
             let v = &kv.v[off..][..hd];

@@ -19,6 +19,7 @@ pub mod matmul;
 pub mod rmsnorm;
 pub mod rope;
 pub mod simd;
+pub mod softmax;
 pub mod weights;
 
 pub use simd::{isa, Isa};
