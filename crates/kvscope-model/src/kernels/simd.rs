@@ -3,9 +3,9 @@
 //! One ISA is chosen per process (AVX-512 when the CPU has it, else AVX2+FMA,
 //! else the portable path) so that every value in a run is computed the same
 //! way. AVX2 keeps the 16 lanes of the AVX-512 accumulator as two 8-lane
-//! halves and reduces them in the same tree, so those two give identical
-//! bits; the portable path (separate multiply and add) may differ from them
-//! in the last bits, and is deterministic on its own.
+//! halves and reduces them in the same tree, and the portable path keeps
+//! the same 16 lanes with `f32::mul_add` (a true fused multiply-add, one
+//! instruction on CPUs with FMA), so all three give identical bits.
 
 use std::sync::OnceLock;
 
@@ -78,7 +78,7 @@ pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
         Isa::Avx2 => unsafe { avx2::axpy(y, alpha, x) },
         _ => {
             for (yi, xi) in y.iter_mut().zip(x) {
-                *yi += alpha * xi;
+                *yi = alpha.mul_add(*xi, *yi);
             }
         }
     }
@@ -92,11 +92,11 @@ pub fn portable_dot(a: &[f32], b: &[f32]) -> f32 {
     let mut cb = b.chunks_exact(LANES);
     for (x, y) in (&mut ca).zip(&mut cb) {
         for l in 0..LANES {
-            acc[l] += x[l] * y[l];
+            acc[l] = x[l].mul_add(y[l], acc[l]);
         }
     }
     for (l, (x, y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
-        acc[l] += x * y;
+        acc[l] = x.mul_add(*y, acc[l]);
     }
     tree_sum(acc)
 }

@@ -1,0 +1,41 @@
+//! The same logits on every instruction set: `kvscope generate` run with the
+//! instruction set capped (`KVSCOPE_ISA`) gives the same tokens and the same
+//! log-probabilities (every top-5 value to the last bit) as the best path
+//! this CPU has, on both the int8 and the f32 kernels.
+
+use serde_json::Value;
+use std::process::Command;
+
+/// `(isa that ran, token ids, logprobs)` of one short greedy generation.
+fn generate(kernels: &str, cap: Option<&str>) -> (String, Value, Value) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvscope"));
+    cmd.args(["generate", "--prompt", "The KV cache of a transformer holds", "--max-tokens", "6"])
+        .args(["--json", "--logprobs", "5", "--kernels", kernels]);
+    match cap {
+        Some(isa) => cmd.env("KVSCOPE_ISA", isa),
+        None => cmd.env_remove("KVSCOPE_ISA"),
+    };
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (v["isa"].as_str().unwrap().to_string(), v["token_ids"].clone(), v["logprobs"].clone())
+}
+
+#[test]
+fn every_instruction_set_gives_the_same_logits() {
+    for kernels in ["int8", "f32"] {
+        let (best, ids, logprobs) = generate(kernels, None);
+        let mut checked = vec![best.clone()];
+        for cap in ["avx2", "portable"] {
+            let (isa, cap_ids, cap_logprobs) = generate(kernels, Some(cap));
+            if checked.contains(&isa) {
+                continue; // this CPU has nothing between the best path and the cap
+            }
+            assert_eq!(cap_ids, ids, "{kernels}: tokens on {isa} differ from {best}");
+            assert_eq!(cap_logprobs, logprobs, "{kernels}: log-probabilities on {isa} differ from {best}");
+            checked.push(isa);
+        }
+        eprintln!("{kernels} kernels: identical logits on {checked:?}");
+        assert!(checked.iter().any(|i| i == "portable"), "the portable path always runs");
+    }
+}
