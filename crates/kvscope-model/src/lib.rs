@@ -1,6 +1,6 @@
 //! The real executor on CPU: GGUF reader, tokenizer, chat template, paged KV
 //! storage, attention over block tables, the Llama-family forward, sampler.
-
+#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 // The kernels index rows, heads and lanes explicitly: the loop index *is*
 // the fixed reduction order that batch invariance depends on.
 #![allow(clippy::needless_range_loop)]

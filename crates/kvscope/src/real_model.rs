@@ -1,11 +1,11 @@
 //! Loading the real model once, for every command that needs it.
 
+use crate::ModelArg;
 use anyhow::Context;
 use kvscope_model::chat_template::ChatTemplate;
 use kvscope_model::llama::LlamaModel;
 use kvscope_model::model::Model;
 use kvscope_model::tokenizer::Tokenizer;
-use crate::ModelArg;
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -9,8 +9,13 @@ use std::process::Command;
 /// `(isa that ran, token ids, logprobs)` of one short greedy generation.
 fn generate(kernels: &str, cap: Option<&str>) -> (String, Value, Value) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvscope"));
-    cmd.args(["generate", "--prompt", "The KV cache of a transformer holds", "--max-tokens", "6"])
-        .args(["--json", "--logprobs", "5", "--kernels", kernels]);
+    cmd.args(["generate", "--prompt", "The KV cache of a transformer holds", "--max-tokens", "6"]).args([
+        "--json",
+        "--logprobs",
+        "5",
+        "--kernels",
+        kernels,
+    ]);
     match cap {
         Some(isa) => cmd.env("KVSCOPE_ISA", isa),
         None => cmd.env_remove("KVSCOPE_ISA"),

@@ -58,6 +58,7 @@ pub fn paged_attention(q: &[f32], queries: &[QueryCtx], kv: KvView, heads: Heads
         let og = unsafe { std::slice::from_raw_parts_mut(op.get().add(t * width + g * group * hd), group * hd) };
         let job = GroupJob { q: qg, out: og, ctx, kv, kv_width: n_kv_heads * hd, kv_off: g * hd, group, hd };
         match isa {
+            // SAFETY: simd::isa() chose Avx512, so avx512f is present; validate() checked the block tables.
             #[cfg(target_arch = "x86_64")]
             simd::Isa::Avx512 => unsafe { job.run_avx512_dispatch(scores) },
             _ => job.run(scores),
@@ -145,6 +146,9 @@ impl GroupJob<'_> {
     /// Common GQA shapes get a kernel that keeps the group's queries and
     /// outputs in registers; it performs the same FMAs in the same order as
     /// `run_avx512`, so which one runs never changes a value.
+    ///
+    /// # Safety
+    /// The CPU must support avx512f; the job's block table covers its position and lies inside the pool.
     #[cfg(target_arch = "x86_64")]
     unsafe fn run_avx512_dispatch(self, scores: &mut Vec<f32>) {
         macro_rules! shapes {
@@ -158,6 +162,8 @@ impl GroupJob<'_> {
         shapes!((1, 64), (2, 64), (3, 64), (4, 64), (1, 128), (2, 128))
     }
 
+    /// # Safety
+    /// As `run_avx512_dispatch`, with `group == G` and `hd == 16 · CH`.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn run_avx512_regs<const G: usize, const CH: usize>(self, scores: &mut Vec<f32>) {
@@ -219,6 +225,9 @@ impl GroupJob<'_> {
 
     /// The same computation with the AVX-512 dot and axpy inlined (they are
     /// `simd::avx512::{dot, axpy}`, so the values are the same bits).
+    ///
+    /// # Safety
+    /// As `run_avx512_dispatch`.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn run_avx512(self, scores: &mut Vec<f32>) {
@@ -354,6 +363,7 @@ mod tests {
                         group,
                         hd,
                     };
+                    // SAFETY: the test returned early unless the CPU has AVX-512; the table lies in the pool.
                     unsafe { job.run_avx512(&mut Vec::new()) };
                 }
             }

@@ -82,6 +82,8 @@ fn run(x: &[f32], w: Src, y: &mut [f32], rows: usize, k: usize, n: usize) {
     });
 }
 
+/// # Safety
+/// `x` holds `rows × k` floats, `w` `n × k` values, `y` points to `rows × n` writable floats of which no one else writes columns `c0..c1` during the call, and `isa` is available on this CPU.
 #[allow(clippy::too_many_arguments)]
 unsafe fn columns(isa: Isa, x: &[f32], w: Src, y: SendPtr, rows: usize, k: usize, n: usize, c0: usize, c1: usize) {
     let (tile_r, tile_c) = tile(isa);
@@ -140,6 +142,9 @@ const FUSED_ROWS: usize = 1;
 
 /// Columns `cb..ce` of compact weights for all rows, dequantizing each
 /// block in registers per row tile.
+///
+/// # Safety
+/// The CPU must support avx512f and f16c; `x` holds `rows × k` floats, `raw` the compact rows `cb..ce` of `row_bytes` each, and `y` `rows × n` writable floats of which this call alone writes columns `cb..ce`.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn fused_block(
@@ -212,6 +217,9 @@ const PREFETCH_TILES: usize = 2;
 /// registers (the values `Weights::dequant_rows` gives) and fed to the same
 /// FMAs in the same order — lanes take elements `i` then `i + 16` — so every
 /// element equals `tile512` on the dequantized matrix bit for bit.
+///
+/// # Safety
+/// The CPU must support avx512f and f16c; `x` holds `R` rows of `k` floats, `w` `C` compact rows of `row_bytes`, and `y` is writable at `R` rows × `C` columns (row stride `n`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,f16c")]
 unsafe fn qtile512<const R: usize, const C: usize, const Q8: bool>(
@@ -256,6 +264,8 @@ unsafe fn qtile512<const R: usize, const C: usize, const Q8: bool>(
     }
 }
 
+/// # Safety
+/// `x` holds `rr` rows and `w` `cc` rows of `k` floats; `y` is writable at `rr` rows × `cc` columns (row stride `n`).
 unsafe fn portable_tile(rr: usize, cc: usize, x: *const f32, w: *const f32, y: *mut f32, k: usize, n: usize) {
     for r in 0..rr {
         let xr = std::slice::from_raw_parts(x.add(r * k), k);
@@ -266,6 +276,8 @@ unsafe fn portable_tile(rr: usize, cc: usize, x: *const f32, w: *const f32, y: *
     }
 }
 
+/// # Safety
+/// The CPU must support avx512f; `rr`, `cc` ≤ 4; otherwise as `portable_tile`.
 #[cfg(target_arch = "x86_64")]
 unsafe fn avx512_tile(rr: usize, cc: usize, x: *const f32, w: *const f32, y: *mut f32, k: usize, n: usize) {
     macro_rules! dispatch {
@@ -282,6 +294,8 @@ unsafe fn avx512_tile(rr: usize, cc: usize, x: *const f32, w: *const f32, y: *mu
     dispatch!(1, 2, 3, 4; 1, 2, 3, 4)
 }
 
+/// # Safety
+/// The CPU must support avx2 and fma; `rr`, `cc` ≤ 2; otherwise as `portable_tile`.
 #[cfg(target_arch = "x86_64")]
 unsafe fn avx2_tile(rr: usize, cc: usize, x: *const f32, w: *const f32, y: *mut f32, k: usize, n: usize) {
     match (rr, cc) {
@@ -295,6 +309,9 @@ unsafe fn avx2_tile(rr: usize, cc: usize, x: *const f32, w: *const f32, y: *mut 
 
 /// The AVX2 twin of `tile512`: each accumulator is a (lo, hi) pair of 8-lane
 /// halves fed exactly as `simd::avx2::dot` feeds them.
+///
+/// # Safety
+/// The CPU must support avx2 and fma; `x` holds `R` rows and `w` `C` rows of `k` floats; `y` is writable at `R` rows × `C` columns (row stride `n`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile256<const R: usize, const C: usize>(x: *const f32, w: *const f32, y: *mut f32, k: usize, n: usize) {
@@ -333,6 +350,9 @@ unsafe fn tile256<const R: usize, const C: usize>(x: *const f32, w: *const f32, 
 
 /// An R×C tile of dot products, one accumulator each, all stepping through k
 /// together; element (r, c) sees exactly the FMA sequence of `simd::dot`.
+///
+/// # Safety
+/// The CPU must support avx512f; `x` holds `R` rows and `w` `C` rows of `k` floats; `y` is writable at `R` rows × `C` columns (row stride `n`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn tile512<const R: usize, const C: usize>(x: *const f32, w: *const f32, y: *mut f32, k: usize, n: usize) {
@@ -422,6 +442,7 @@ mod tests {
             let w = data(n * k, 9);
             let mut a = vec![0f32; rows * n];
             let mut b = vec![0f32; rows * n];
+            // SAFETY: the test returned early unless the CPU has avx512f and fma; shapes match.
             unsafe {
                 columns(Isa::Avx512, &x, Src::F32(&w), SendPtr(a.as_mut_ptr()), rows, k, n, 0, n);
                 columns(Isa::Avx2, &x, Src::F32(&w), SendPtr(b.as_mut_ptr()), rows, k, n, 0, n);
@@ -449,6 +470,7 @@ mod tests {
                         continue;
                     }
                     let (mut c, mut e) = (vec![0f32; rows * n], vec![0f32; rows * n]);
+                    // SAFETY: Avx2 is only tried when the process ISA is not portable (so avx2+fma exist); shapes match.
                     unsafe {
                         columns(isa, &x, Src::F32(&f), SendPtr(c.as_mut_ptr()), rows, k, n, 0, n);
                         columns(isa, &x, Src::Packed(&q), SendPtr(e.as_mut_ptr()), rows, k, n, 0, n);
@@ -476,6 +498,7 @@ mod tests {
                 let (mut a, mut b) = (vec![0f32; rows * n], vec![0f32; rows * n]);
                 matmul(&x, &f, &mut a, rows, k, n);
                 let (q8, bytes, row_bytes) = q.packed().unwrap();
+                // SAFETY: the test returned early unless the CPU has avx512f and f16c; shapes match.
                 unsafe { fused_block(q8, rows, x.as_ptr(), bytes.as_ptr(), row_bytes, b.as_mut_ptr(), k, n, 0, n) };
                 assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "{ty:?} ({rows},{k},{n})");
             }

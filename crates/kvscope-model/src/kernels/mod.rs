@@ -78,7 +78,10 @@ impl std::str::FromStr for Kernels {
 /// of one output buffer.
 #[derive(Clone, Copy)]
 pub(crate) struct SendPtr(pub *mut f32);
+// SAFETY: the pointer is only written through by tasks that own disjoint
+// parts of the buffer, which outlives the parallel call (see each user).
 unsafe impl Send for SendPtr {}
+// SAFETY: as for Send: shared only among tasks writing disjoint parts.
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {

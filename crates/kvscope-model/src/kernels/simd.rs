@@ -60,8 +60,10 @@ pub fn tree_sum(a: [f32; LANES]) -> f32 {
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     match isa() {
+        // SAFETY: isa() chose Avx512 only with avx512f present; lengths asserted equal.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { avx512::dot(a, b) },
+        // SAFETY: isa() chose Avx2 only with avx2 and fma present; lengths asserted equal.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { avx2::dot(a, b) },
         _ => portable_dot(a, b),
@@ -72,8 +74,10 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
     assert_eq!(y.len(), x.len());
     match isa() {
+        // SAFETY: isa() chose Avx512 only with avx512f present; lengths asserted equal.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { avx512::axpy(y, alpha, x) },
+        // SAFETY: isa() chose Avx2 only with avx2 and fma present; lengths asserted equal.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { avx2::axpy(y, alpha, x) },
         _ => {
@@ -106,6 +110,9 @@ pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
     /// The same tree as `tree_sum`, in registers.
+    ///
+    /// # Safety
+    /// The CPU must support avx512f.
     #[target_feature(enable = "avx512f")]
     #[inline]
     pub unsafe fn hsum(v: __m512) -> f32 {
@@ -124,6 +131,8 @@ pub(crate) mod avx512 {
         ((1u32 << n) - 1) as __mmask16
     }
 
+    /// # Safety
+    /// The CPU must support avx512f; `a` and `b` have the same length.
     #[target_feature(enable = "avx512f")]
     #[inline]
     pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -143,6 +152,8 @@ pub(crate) mod avx512 {
         hsum(acc)
     }
 
+    /// # Safety
+    /// The CPU must support avx512f; `y` and `x` have the same length.
     #[target_feature(enable = "avx512f")]
     #[inline]
     pub unsafe fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
@@ -172,6 +183,9 @@ pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
     /// The 16-lane tree of `tree_sum` starting from the two halves.
+    ///
+    /// # Safety
+    /// The CPU must support avx2 and fma.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub unsafe fn hsum(lo: __m256, hi: __m256) -> f32 {
@@ -183,6 +197,9 @@ pub(crate) mod avx2 {
     }
 
     /// Load mask for the first `n` of 8 lanes (`n` may exceed 8 or be 0).
+    ///
+    /// # Safety
+    /// The CPU must support avx2 and fma.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub unsafe fn mask(n: usize) -> __m256i {
@@ -191,6 +208,9 @@ pub(crate) mod avx2 {
     }
 
     /// The tail (< 16 elements) as the two halves a masked 16-lane load gives.
+    ///
+    /// # Safety
+    /// The CPU must support avx2 and fma; `p` points to at least `n.min(16)` readable floats.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub unsafe fn load_tail(p: *const f32, n: usize) -> (__m256, __m256) {
@@ -199,6 +219,8 @@ pub(crate) mod avx2 {
         (lo, hi)
     }
 
+    /// # Safety
+    /// The CPU must support avx2 and fma; `a` and `b` have the same length.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -221,6 +243,8 @@ pub(crate) mod avx2 {
         hsum(lo, hi)
     }
 
+    /// # Safety
+    /// The CPU must support avx2 and fma; `y` and `x` have the same length.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub unsafe fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
@@ -275,9 +299,11 @@ mod tests {
         for k in [1, 5, 8, 9, 15, 16, 17, 31, 64, 100, 576] {
             let a: Vec<f32> = (0..k).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
             let b: Vec<f32> = (0..k).map(|i| (i as f32 * 0.11).cos()).collect();
+            // SAFETY: the test returned early unless the CPU has avx512f, avx2 and fma.
             let (x, y) = unsafe { (avx512::dot(&a, &b), avx2::dot(&a, &b)) };
             assert_eq!(x.to_bits(), y.to_bits(), "k={k}");
             let (mut y1, mut y2) = (b.clone(), b.clone());
+            // SAFETY: as above.
             unsafe {
                 avx512::axpy(&mut y1, 0.3, &a);
                 avx2::axpy(&mut y2, 0.3, &a);

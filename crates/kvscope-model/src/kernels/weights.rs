@@ -237,6 +237,8 @@ fn avx2_f16c() -> bool {
 mod avx2 {
     use std::arch::x86_64::*;
 
+    /// # Safety
+    /// The CPU must support avx2 and f16c; `p` points to 4 readable bytes.
     #[target_feature(enable = "avx2,f16c")]
     #[inline]
     unsafe fn scales(p: *const u8) -> (__m256, __m256) {
@@ -244,6 +246,8 @@ mod avx2 {
         (_mm256_broadcastss_ps(dm), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)))
     }
 
+    /// # Safety
+    /// The CPU must support avx2 and f16c; `src` holds `blocks` Q4_1 blocks and `out` has room for `32 · blocks` floats.
     #[target_feature(enable = "avx2,f16c")]
     pub unsafe fn q4_1(src: *const u8, blocks: usize, out: *mut f32) {
         let low = _mm256_set1_epi32(0x0f);
@@ -263,6 +267,8 @@ mod avx2 {
         }
     }
 
+    /// # Safety
+    /// The CPU must support avx2 and f16c; `src` holds `blocks` Q8_0 blocks and `out` has room for `32 · blocks` floats.
     #[target_feature(enable = "avx2,f16c")]
     pub unsafe fn q8_0(src: *const u8, blocks: usize, out: *mut f32) {
         for b in 0..blocks {
@@ -285,12 +291,17 @@ mod avx2 {
 pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
+    /// # Safety
+    /// The CPU must support avx512f and f16c; `p` points to 4 readable bytes.
     #[target_feature(enable = "avx512f,f16c")]
     pub unsafe fn f16_pair(p: *const u8) -> __m128 {
         _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(p as *const i32)))
     }
 
     /// One Q4_1 block at `p` as its two 16-lane halves.
+    ///
+    /// # Safety
+    /// The CPU must support avx512f and f16c; `p` points to one Q4_1 block (20 bytes).
     #[target_feature(enable = "avx512f,f16c")]
     #[inline]
     pub unsafe fn q4_1_block(p: *const u8) -> (__m512, __m512) {
@@ -305,6 +316,9 @@ pub(crate) mod avx512 {
     }
 
     /// One Q8_0 block at `p` as its two 16-lane halves.
+    ///
+    /// # Safety
+    /// The CPU must support avx512f and f16c; `p` points to one Q8_0 block (34 bytes).
     #[target_feature(enable = "avx512f,f16c")]
     #[inline]
     pub unsafe fn q8_0_block(p: *const u8) -> (__m512, __m512) {
@@ -314,6 +328,8 @@ pub(crate) mod avx512 {
         (_mm512_mul_ps(d, _mm512_cvtepi32_ps(q0)), _mm512_mul_ps(d, _mm512_cvtepi32_ps(q1)))
     }
 
+    /// # Safety
+    /// The CPU must support avx512f and f16c; `src` holds `blocks` Q4_1 blocks and `out` has room for `32 · blocks` floats.
     #[target_feature(enable = "avx512f,f16c")]
     pub unsafe fn q4_1(src: *const u8, blocks: usize, out: *mut f32) {
         for b in 0..blocks {
@@ -323,6 +339,8 @@ pub(crate) mod avx512 {
         }
     }
 
+    /// # Safety
+    /// The CPU must support avx512f and f16c; `src` holds `blocks` Q8_0 blocks and `out` has room for `32 · blocks` floats.
     #[target_feature(enable = "avx512f,f16c")]
     pub unsafe fn q8_0(src: *const u8, blocks: usize, out: *mut f32) {
         for b in 0..blocks {
@@ -372,6 +390,7 @@ pub(crate) mod tests {
         for h in 0..=u16::MAX {
             let b = h.to_le_bytes();
             let p = [b[0], b[1], 0, 0];
+            // SAFETY: the test returned early unless the CPU has avx512f and f16c.
             let got = unsafe { std::arch::x86_64::_mm_cvtss_f32(avx512::f16_pair(p.as_ptr())) };
             let want = quant::f16_to_f32(h);
             if want.is_nan() {

@@ -106,11 +106,7 @@ pub fn bits(v: &[f32]) -> Vec<u32> {
 
 /// Logits for the prompt's last position and after each of the first 47
 /// tokens of `trajectory` (teacher forcing): 48 rows, one per reference step.
-pub fn teacher_forced(
-    m: &kvscope_model::llama::LlamaModel,
-    p: &Prompt,
-    trajectory: &[u32],
-) -> Vec<Vec<f32>> {
+pub fn teacher_forced(m: &kvscope_model::llama::LlamaModel, p: &Prompt, trajectory: &[u32]) -> Vec<Vec<f32>> {
     use kvscope_model::kv_storage::PagedKvCache;
     use kvscope_model::llama::{LogitsFor, SeqChunk};
     let mut tokens = p.prompt_token_ids.clone();

@@ -182,6 +182,7 @@ mod tests {
             }
             let (mut a, mut b) = ([0i8; BLOCK], [0i8; BLOCK]);
             let pa = quantize_block_portable(&x, &mut a);
+            // SAFETY: the test returned early unless the CPU has AVX-512 VNNI (and so avx512f/bw).
             let pb = unsafe { quantize_block_avx512(&x, &mut b) };
             assert_eq!((pa.0.to_bits(), pa.1, a), (pb.0.to_bits(), pb.1, b), "seed {seed}");
         }

@@ -69,7 +69,7 @@ impl Tile<'_> {
             macro_rules! x4 {
                 ($i:expr, $off:expr) => {
                     _mm256_set1_epi32(std::ptr::read_unaligned(
-                        a.q.as_ptr().add((r + $i) * a.k + b * 32 + $off) as *const i32,
+                        a.q.as_ptr().add((r + $i) * a.k + b * 32 + $off) as *const i32
                     ))
                 };
             }

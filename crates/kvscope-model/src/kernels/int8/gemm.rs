@@ -95,7 +95,8 @@ mod tests {
         have
     }
 
-    const SHAPES: [(usize, usize, usize); 6] = [(1, 64, 16), (1, 576, 70), (3, 96, 9), (5, 160, 33), (16, 64, 130), (37, 96, 48)];
+    const SHAPES: [(usize, usize, usize); 6] =
+        [(1, 64, 16), (1, 576, 70), (3, 96, 9), (5, 160, 33), (16, 64, 130), (37, 96, 48)];
 
     /// Every path gives the portable kernel's bits, for every tile shape and
     /// ragged column count.
@@ -164,7 +165,10 @@ mod tests {
                         })
                         .sum();
                     let got = y[r * n + j] as f64;
-                    assert!((got - exact).abs() <= bound * 1.01 + 1e-3 * exact.abs().max(1.0), "{kind:?} ({r},{j}): {got} vs {exact}, bound {bound}");
+                    assert!(
+                        (got - exact).abs() <= bound * 1.01 + 1e-3 * exact.abs().max(1.0),
+                        "{kind:?} ({r},{j}): {got} vs {exact}, bound {bound}"
+                    );
                 }
             }
         }
