@@ -269,10 +269,14 @@ impl LlamaModel {
         for (li, layer) in self.layers.iter().enumerate() {
             rmsnorm::rmsnorm_rows(&x, &layer.attn_norm, c.rms_eps, &mut h, d);
             matmul_w(&h, &layer.wqkv, &mut qkv, n);
-            qkv.par_chunks_mut(qkvw).zip(&positions).with_min_len(16).for_each(|(row, &pos)| {
-                // q and k heads are adjacent in the fused row; v is not rotated.
-                self.rope.apply_rows(&mut row[..qw + kvw], qw + kvw, &[pos]);
-            });
+            // q and k heads are adjacent in the fused row; v is not rotated.
+            let rotate =
+                |(row, &pos): (&mut [f32], &usize)| self.rope.apply_rows(&mut row[..qw + kvw], qw + kvw, &[pos]);
+            if n <= 32 {
+                qkv.chunks_mut(qkvw).zip(&positions).for_each(rotate);
+            } else {
+                qkv.par_chunks_mut(qkvw).zip(&positions).with_min_len(16).for_each(rotate);
+            }
             for (i, row) in qkv.chunks(qkvw).enumerate() {
                 kv.write(li, slots[i], &row[qw..qw + kvw], &row[qw + kvw..]);
                 q[i * qw..][..qw].copy_from_slice(&row[..qw]);

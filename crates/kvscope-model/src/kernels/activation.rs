@@ -10,12 +10,18 @@ pub fn silu(x: f32) -> f32 {
 /// `out` rows are `f` wide.
 pub fn silu_mul(gate_up: &[f32], f: usize, out: &mut [f32]) {
     assert_eq!(gate_up.len(), 2 * out.len());
-    out.par_chunks_mut(f).zip(gate_up.par_chunks(2 * f)).with_min_len(4).for_each(|(o, gu)| {
-        let (g, u) = gu.split_at(f);
-        for ((o, g), u) in o.iter_mut().zip(g).zip(u) {
-            *o = silu(*g) * u;
-        }
-    });
+    if out.len() <= super::SERIAL_VALUES {
+        out.chunks_mut(f).zip(gate_up.chunks(2 * f)).for_each(|(o, gu)| silu_mul_row(o, gu, f));
+        return;
+    }
+    out.par_chunks_mut(f).zip(gate_up.par_chunks(2 * f)).with_min_len(4).for_each(|(o, gu)| silu_mul_row(o, gu, f));
+}
+
+fn silu_mul_row(out: &mut [f32], gate_up: &[f32], f: usize) {
+    let (g, u) = gate_up.split_at(f);
+    for ((o, g), u) in out.iter_mut().zip(g).zip(u) {
+        *o = silu(*g) * u;
+    }
 }
 
 #[cfg(test)]

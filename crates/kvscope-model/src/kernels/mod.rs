@@ -74,6 +74,10 @@ impl std::str::FromStr for Kernels {
     }
 }
 
+/// Elementwise work on up to this many values runs on the calling thread:
+/// handing it to the pool costs more than doing it (a decode step's rows).
+pub(crate) const SERIAL_VALUES: usize = 1 << 15;
+
 /// A raw pointer that may cross into rayon tasks which write disjoint parts
 /// of one output buffer.
 #[derive(Clone, Copy)]

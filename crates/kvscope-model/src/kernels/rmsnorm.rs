@@ -21,6 +21,10 @@ pub fn rmsnorm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 /// Normalise every `dim`-wide row of `x` into `out`.
 pub fn rmsnorm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32], dim: usize) {
     assert_eq!(x.len(), out.len());
+    if x.len() <= super::SERIAL_VALUES {
+        out.chunks_mut(dim).zip(x.chunks(dim)).for_each(|(o, xr)| rmsnorm(xr, weight, eps, o));
+        return;
+    }
     out.par_chunks_mut(dim).zip(x.par_chunks(dim)).with_min_len(8).for_each(|(o, xr)| rmsnorm(xr, weight, eps, o));
 }
 

@@ -11,6 +11,10 @@ use rayon::prelude::*;
 /// Values per quantization block (the GGUF block size of Q4_1 and Q8_0).
 pub const BLOCK: usize = 32;
 
+/// Up to this many values are quantized on the calling thread: waking the
+/// pool costs more than the work (a decode step's few rows).
+const SERIAL_VALUES: usize = 1 << 16;
+
 /// `rows` activation rows of `k` values (k a multiple of 32), quantized.
 #[derive(Default)]
 pub struct QuantizedRows {
@@ -44,6 +48,14 @@ impl QuantizedRows {
         self.s.resize(rows * nb, 0.0);
         let isa = super::int8_isa();
         let rows_per_task = (4096 / k).max(1);
+        if rows * k <= SERIAL_VALUES {
+            let blocks = self.q.chunks_exact_mut(BLOCK).zip(x.chunks_exact(BLOCK));
+            for (i, (qb, xb)) in blocks.enumerate() {
+                let (db, sum) = quantize_block(isa, xb.try_into().expect("block"), qb.try_into().expect("block"));
+                (self.d[i], self.qsum[i], self.s[i]) = (db, sum, db * sum as f32);
+            }
+            return;
+        }
         self.q
             .par_chunks_mut(k * rows_per_task)
             .zip(self.d.par_chunks_mut(nb * rows_per_task))
@@ -66,13 +78,11 @@ impl QuantizedRows {
 impl QuantizedRows {
     /// `x − d·q` per element: what the quantization of `x` left out.
     pub fn residual(&self, x: &[f32]) -> Vec<f32> {
-        let nb = self.blocks_per_row();
-        x[..self.rows * self.k]
-            .iter()
-            .zip(&self.q)
-            .enumerate()
-            .map(|(i, (&xi, &qi))| xi - self.d[i / BLOCK % nb + i / self.k * nb] * qi as f32)
-            .collect()
+        let mut out = Vec::with_capacity(self.rows * self.k);
+        for ((xb, qb), &d) in x[..self.rows * self.k].chunks_exact(BLOCK).zip(self.q.chunks_exact(BLOCK)).zip(&self.d) {
+            out.extend(xb.iter().zip(qb).map(|(&xi, &qi)| xi - d * qi as f32));
+        }
+        out
     }
 }
 
