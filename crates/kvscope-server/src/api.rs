@@ -36,17 +36,19 @@ struct Frame {
 }
 
 pub async fn models(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "object": "list",
-        "data": [{
-            "id": state.model_name,
-            "object": "model",
-            "created": state.started_unix,
-            "owned_by": "kvscope",
-            "max_model_len": state.model.max_context(),
-            "vocab_size": state.model.vocab_size(),
-        }]
-    }))
+    let mut model = json!({
+        "id": state.model_name,
+        "object": "model",
+        "created": state.started_unix,
+        "owned_by": "kvscope",
+        "max_model_len": state.model.max_context(),
+        "vocab_size": state.model.vocab_size(),
+    });
+    if let Some((kernels, isa)) = state.model.kernels() {
+        model["kernels"] = json!(kernels);
+        model["isa"] = json!(isa);
+    }
+    Json(json!({ "object": "list", "data": [model] }))
 }
 
 pub async fn completions(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {

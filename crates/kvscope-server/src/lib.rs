@@ -78,6 +78,10 @@ pub struct ServeArgs {
     /// Turn prefix caching off.
     #[arg(long)]
     pub no_prefix_caching: bool,
+    /// Linear-layer numerics of the real model: `int8` (fast, default) or
+    /// `f32` (the reference path).
+    #[arg(long, default_value = "int8")]
+    pub kernels: kvscope_model::kernels::Kernels,
 }
 
 impl ServeArgs {

@@ -34,4 +34,9 @@ pub trait TextModel: Send + Sync + 'static {
     fn vocab_size(&self) -> usize;
     /// The model's context length in tokens.
     fn max_context(&self) -> usize;
+    /// The kernels and instruction set that run the model, e.g.
+    /// `("int8", "avx512-vnni")`; `None` for models without such a choice.
+    fn kernels(&self) -> Option<(String, String)> {
+        None
+    }
 }

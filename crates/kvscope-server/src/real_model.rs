@@ -6,6 +6,7 @@ use crate::model::{ChatMessage, TextModel};
 use crate::{ServeArgs, ServerConfig};
 use kvscope_core::TokenId;
 use kvscope_model::chat_template::{self, ChatTemplate};
+use kvscope_model::kernels::Kernels;
 use kvscope_model::tokenizer::Tokenizer;
 use kvscope_model::{Model, ModelExecutor};
 use std::path::Path;
@@ -16,6 +17,7 @@ pub struct ModelText {
     tokenizer: Tokenizer,
     template: Option<ChatTemplate>,
     max_context: usize,
+    kernels: Kernels,
 }
 
 impl TextModel for ModelText {
@@ -43,6 +45,9 @@ impl TextModel for ModelText {
     fn max_context(&self) -> usize {
         self.max_context
     }
+    fn kernels(&self) -> Option<(String, String)> {
+        Some((self.kernels.name().into(), self.kernels.isa_name().into()))
+    }
 }
 
 /// A loaded model split for serving: the text side, the server
@@ -57,13 +62,15 @@ pub struct Loaded {
 /// `None`) and sizes the server after `args`.
 pub fn load(args: &ServeArgs, path: Option<&Path>) -> anyhow::Result<Loaded> {
     let path = kvscope_model::fetch::resolve_model(path)?;
-    let Model { llama, tokenizer, chat_template, .. } = Model::load(&path)?;
+    let Model { llama, tokenizer, chat_template, .. } = Model::load_with(&path, args.kernels)?;
+    let kernels = llama.kernels();
     let llama = Arc::new(llama);
     let cfg = llama.config().clone();
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "kvscope".into());
     let bytes_per_block = (kvscope_model::kv_storage::bytes_per_token(&cfg) * args.block_size) as u64;
     let config = args.config(cfg.context_length, tokenizer.vocab_size(), bytes_per_block)?;
-    let text = Arc::new(ModelText { name, tokenizer, template: chat_template, max_context: cfg.context_length });
+    let text =
+        Arc::new(ModelText { name, tokenizer, template: chat_template, max_context: cfg.context_length, kernels });
     let (blocks, block_size) = (args.kv_blocks, args.block_size);
     let make_executor = Box::new(move || Ok(ModelExecutor::new(llama, blocks, block_size, 0)?));
     Ok(Loaded { config, text, make_executor })

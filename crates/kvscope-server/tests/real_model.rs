@@ -24,6 +24,10 @@ async fn real_model_answers_chat_and_completions() {
     let server = kvscope_server::start(loaded.config, loaded.text, loaded.make_executor).await.unwrap();
     let client = Client::new(server.addr);
 
+    let models = client.get_json("/v1/models").await;
+    assert_eq!(models["data"][0]["kernels"], "int8", "{models}");
+    assert!(models["data"][0]["isa"].as_str().is_some_and(|s| !s.is_empty()), "{models}");
+
     let chat = json!({"messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 12, "temperature": 0});
     let (status, full) = client.post("/v1/chat/completions", &chat.to_string()).await;
     assert_eq!(status, 200, "{full}");
