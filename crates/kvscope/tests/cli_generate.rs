@@ -13,7 +13,10 @@ fn chat_generation_prints_json_with_ids_and_text() {
         .args([
             "generate",
             "--prompt",
-            "What is the capital of France?",
+            // Not the bare question: its first token is a near-tie (f32
+            // margin 0.08) that int8 and f32 numerics break differently;
+            // this one leads by ~2 logits on both.
+            "What is the capital of France? Answer with one word.",
             "--chat",
             "--max-tokens",
             "12",
