@@ -141,11 +141,13 @@ impl LlamaModel {
                 let w_gate_up = Weights::stack(vec![w("ffn_gate", d, c.ffn_hidden)?, w("ffn_up", d, c.ffn_hidden)?]);
                 Ok(Layer {
                     attn_norm: t("attn_norm", &[d])?,
-                    // The Q/K/V projection is the layer whose outputs suffer most from
-                    // rounding its inputs to int8 (teacher-forced against
-                    // transformers, mean top-1/top-2 margin error 0.119 with
-                    // every layer single-term, 0.091 with this one two-term):
-                    // it takes ~16-bit activations for 16 % more integer work.
+                    // The Q/K/V projection is the layer whose outputs suffer most
+                    // from rounding its inputs to int8. Teacher-forced against
+                    // transformers (tests/int8_accuracy.rs), the mean top-1/top-2
+                    // margin error is 0.119 with every layer single-term and 0.096
+                    // with this one two-term (~16-bit inputs, 16 % more integer
+                    // work). Also two-term attn_output gave 0.092, qkv + ffn_down
+                    // 0.078 (25 % more work); not taken.
                     wqkv: prep(wqkv).with_two_term_activations(),
                     wo: prep(w("attn_output", c.n_heads * hd, d)?),
                     ffn_norm: t("ffn_norm", &[d])?,
