@@ -15,7 +15,7 @@ use crate::sequence::Sequence;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PoolConfig {
     pub num_blocks: usize,
     /// Token slots per block.
@@ -23,6 +23,17 @@ pub struct PoolConfig {
     pub enable_prefix_caching: bool,
     /// Real bytes of KV one block holds (all layers, K and V); 0 if unknown.
     pub bytes_per_block: u64,
+}
+
+impl PoolConfig {
+    /// Real bytes of KV one token takes (0 if unknown).
+    pub fn bytes_per_token(&self) -> u64 {
+        self.bytes_per_block / self.block_size as u64
+    }
+    /// Real bytes the whole pool holds.
+    pub fn total_bytes(&self) -> u64 {
+        self.bytes_per_block * self.num_blocks as u64
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -241,18 +252,24 @@ impl BlockManager {
     /// Makes sure the newest token of `seq` has a slot, taking one more
     /// block when the last one is full. `None` when the pool is exhausted.
     pub fn append_slot(&mut self, seq: &mut Sequence, log: &mut EventLog) -> Option<()> {
-        const SITE: &str = "block_manager::append_slot";
         if seq.block_table.len() * self.config.block_size >= seq.len() {
             return Some(());
         }
         if self.free_blocks() == 0 {
             return None;
         }
+        self.append_block(seq, log);
+        Some(())
+    }
+
+    /// Takes one more block for `seq` (evicting a cached one if no clean
+    /// block is left). The caller checked that a free block exists.
+    pub(crate) fn append_block(&mut self, seq: &mut Sequence, log: &mut EventLog) {
+        const SITE: &str = "block_manager::append_slot";
         let id = self.take_free_block(log, SITE);
         self.hold(id, seq.id);
         seq.block_table.push(id);
         log.emit(SITE, KvEvent::BlockAppended { request_id: seq.id, block: id });
-        Some(())
     }
 
     /// Records that `seq` now has KV for its first `seq.num_computed` tokens:
