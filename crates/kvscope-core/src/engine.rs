@@ -72,8 +72,10 @@ pub struct Engine<E: Executor, C: Clock> {
 
 impl<E: Executor, C: Clock> Engine<E, C> {
     pub fn new(config: EngineConfig, executor: E, clock: C) -> Self {
+        let mut scheduler = Scheduler::new(config.scheduler, config.pool);
+        scheduler.copy_block_tables = executor.reads_block_tables();
         Engine {
-            scheduler: Scheduler::new(config.scheduler, config.pool),
+            scheduler,
             executor,
             clock,
             vocab_size: config.vocab_size,

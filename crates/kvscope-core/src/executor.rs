@@ -20,7 +20,8 @@ pub struct ScheduledSeq {
     /// `0..start_pos` already exists in the blocks of `block_table`.
     pub start_pos: usize,
     /// The request's block table, covering at least `start_pos + tokens.len()`
-    /// positions. Position `p` lives in block `block_table[p / block_size]`
+    /// positions (empty for executors that do not read block tables, see
+    /// [`Executor::reads_block_tables`]). Position `p` lives in block `block_table[p / block_size]`
     /// at slot `p % block_size`.
     pub block_table: Vec<BlockId>,
     /// Whether a token must be sampled after this chunk (its last position
@@ -152,6 +153,13 @@ pub trait Executor {
     /// whose sampling asks for them. Executors that cannot score return none.
     fn take_prompt_logprobs(&mut self) -> Vec<(RequestId, Vec<PromptLogprob>)> {
         Vec::new()
+    }
+
+    /// Whether `execute` reads the scheduled block tables. An executor that
+    /// never touches KV (the simulator) says no, and the scheduler leaves
+    /// them out of the batch instead of copying every table every step.
+    fn reads_block_tables(&self) -> bool {
+        true
     }
 
     /// Executes a run of identical decode-only steps at once, as many of

@@ -53,6 +53,9 @@ pub struct Scheduler {
     pub(crate) last_stall: Option<Stall>,
     /// Entries of past batches, kept for their buffers.
     spare: Vec<ScheduledSeq>,
+    /// Whether scheduled entries carry a copy of their block table (the
+    /// simulator never reads one; copying it is most of a step's work there).
+    pub(crate) copy_block_tables: bool,
 }
 
 impl Scheduler {
@@ -67,6 +70,7 @@ impl Scheduler {
             preemptions: 0,
             last_stall: None,
             spare: Vec::new(),
+            copy_block_tables: true,
         }
     }
 
@@ -146,7 +150,7 @@ impl Scheduler {
             let seq = self.seqs.get_mut(&id).expect("running ids are live");
             if seq.in_prefill() {
                 let n = seq.num_uncomputed().min(*budget);
-                batch.seqs.push(chunk(seq, n, self.spare.pop()));
+                batch.seqs.push(chunk(seq, n, self.spare.pop(), self.copy_block_tables));
                 *budget -= n;
                 i += 1;
                 continue;
@@ -156,7 +160,7 @@ impl Scheduler {
             loop {
                 let seq = self.seqs.get_mut(&id).expect("running ids are live");
                 if self.blocks.append_slot(seq, log).is_some() {
-                    batch.seqs.push(chunk(seq, 1, self.spare.pop()));
+                    batch.seqs.push(chunk(seq, 1, self.spare.pop(), self.copy_block_tables));
                     *budget -= 1;
                     i += 1;
                     break;
@@ -197,7 +201,7 @@ impl Scheduler {
                 KvEvent::Admitted { request_id: id, blocks: seq.block_table.clone(), cached_blocks: hits, readmission },
             );
             let n = seq.num_uncomputed().min(*budget);
-            batch.seqs.push(chunk(seq, n, self.spare.pop()));
+            batch.seqs.push(chunk(seq, n, self.spare.pop(), self.copy_block_tables));
             *budget -= n;
             self.running.push(id);
         }
@@ -275,14 +279,16 @@ impl Scheduler {
 
 /// The chunk of `seq` to run this step, written into the buffers of a
 /// recycled entry when there is one (a step allocates nothing then).
-fn chunk(seq: &Sequence, n: usize, recycled: Option<ScheduledSeq>) -> ScheduledSeq {
+fn chunk(seq: &Sequence, n: usize, recycled: Option<ScheduledSeq>, with_block_table: bool) -> ScheduledSeq {
     let start = seq.num_computed;
     let end = start + n;
     let (mut tokens, mut block_table) = recycled.map(|s| (s.tokens, s.block_table)).unwrap_or_default();
     tokens.clear();
     tokens.extend((start..end).map(|p| seq.token_at(p)));
     block_table.clear();
-    block_table.extend_from_slice(&seq.block_table);
+    if with_block_table {
+        block_table.extend_from_slice(&seq.block_table);
+    }
     ScheduledSeq {
         request_id: seq.id,
         tokens,

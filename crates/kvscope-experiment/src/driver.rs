@@ -88,21 +88,21 @@ pub enum RunError {
     Unordered { case: String, index: usize, at: Seconds },
 }
 
-/// Runs `requests` (in arrival order) to completion on a fresh engine,
-/// submitting each at its arrival time on the engine clock. Returns the run
+/// Runs `requests` (in arrival order; taken one by one as they arrive) to
+/// completion on a fresh engine, submitting each at its arrival time on the
+/// engine clock. Returns the run
 /// and the executor, for the next case.
 pub fn run_case<E: Executor, C: Clock>(
     executor: E,
     clock: C,
     config: &EngineConfig,
     spec: &CaseSpec,
-    requests: &[WorkloadRequest],
+    requests: impl IntoIterator<Item = WorkloadRequest>,
     detail: Detail,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(CaseRun, E), RunError> {
-    if let Some(i) = (1..requests.len()).find(|&i| requests[i].arrival < requests[i - 1].arrival) {
-        return Err(RunError::Unordered { case: spec.name.clone(), index: i, at: requests[i].arrival });
-    }
+    let mut pending = requests.into_iter().peekable();
+    let mut last_arrival = f64::NEG_INFINITY;
     let mut engine = Engine::new(config.clone(), executor, clock);
     let recorder = Arc::new(Mutex::new(EventRecorder::default()));
     let stats = Arc::new(Mutex::new(StatsCollector::default()));
@@ -115,28 +115,31 @@ pub fn run_case<E: Executor, C: Clock>(
     let mut finished = Vec::new();
     let mut rejected = Vec::new();
     let mut decode_runs = 0;
-    let mut next = 0;
     loop {
         let now = engine.clock().now();
-        while next < requests.len() && requests[next].arrival <= now {
-            let r = &requests[next];
+        while let Some(r) = pending.next_if(|r| r.arrival <= now) {
+            if r.arrival < last_arrival {
+                return Err(RunError::Unordered { case: spec.name.clone(), index: r.index, at: r.arrival });
+            }
+            last_arrival = r.arrival;
             let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(r.max_tokens) };
-            if let Err(e) = engine.submit_at(RequestId(r.index as u64), r.prompt.clone(), params, r.arrival) {
+            if let Err(e) = engine.submit_at(RequestId(r.index as u64), r.prompt, params, r.arrival) {
                 rejected.push((r.index, e.to_string()));
             }
-            next += 1;
         }
+        let next_arrival = pending.peek().map(|r| r.arrival);
         if engine.has_work() {
-            let next_arrival = requests.get(next).map_or(f64::INFINITY, |r| r.arrival);
-            if detail == Detail::Summary && engine.try_decode_run(next_arrival).map_err(executor_error)?.is_some() {
+            let start_before = next_arrival.unwrap_or(f64::INFINITY);
+            if detail == Detail::Summary && engine.try_decode_run(start_before).map_err(executor_error)?.is_some() {
                 decode_runs += 1;
                 continue;
             }
             let outcome = engine.step().map_err(executor_error)?;
-            finished.extend(outcome.finished);
-            progress(finished.len() + rejected.len(), requests.len());
-        } else if next < requests.len() {
-            engine.clock().wait_until(requests[next].arrival);
+            // Kept as results: a finished request's tokens are not needed.
+            finished.extend(outcome.finished.iter().map(|seq| RequestResult::of(seq, config.pool.block_size)));
+            progress(finished.len() + rejected.len(), spec.num_requests);
+        } else if let Some(at) = next_arrival {
+            engine.clock().wait_until(at);
         } else {
             break;
         }
@@ -147,8 +150,7 @@ pub fn run_case<E: Executor, C: Clock>(
     let executor = engine.into_executor();
     let events = std::mem::take(&mut recorder.lock().unwrap_or_else(|e| e.into_inner()).events);
     let stats = std::mem::take(&mut *stats.lock().unwrap_or_else(|e| e.into_inner()));
-    let mut requests: Vec<RequestResult> =
-        finished.iter().map(|seq| RequestResult::of(seq, config.pool.block_size)).collect();
+    let mut requests = finished;
     requests.sort_by_key(|r| r.request_id);
     let run = CaseRun {
         spec: spec.clone(),

@@ -230,37 +230,40 @@ impl CaseSpec {
 
     /// Builds the requests, in arrival order.
     pub fn generate(&self, source: &PromptSource) -> Vec<WorkloadRequest> {
+        self.requests(source).collect()
+    }
+
+    /// The requests one by one, in arrival order, drawn as they are taken
+    /// (a simulation of 100,000 long prompts never holds them all).
+    pub fn requests<'a>(&'a self, source: &'a PromptSource<'a>) -> impl Iterator<Item = WorkloadRequest> + 'a {
         let mut rng = Rng::new(self.seed);
         let prefix = self.shared_prefix(source);
         let mut t = 0.0;
-        (0..self.num_requests)
-            .map(|i| {
-                let len = self.prompt_lengths.draw(i, &mut rng).max(prefix.len() + 1);
-                let own = len - prefix.len();
-                let mut prompt = prefix.clone();
-                match source {
-                    PromptSource::Generated { tokenize } => {
-                        let text = passage(&mut rng, own);
-                        prompt.extend(exact_tokens(*tokenize, &text, own, &mut rng));
-                    }
-                    PromptSource::Dataset { tokenize, texts } => {
-                        let text =
-                            if texts.is_empty() { passage(&mut rng, own) } else { texts[i % texts.len()].clone() };
-                        prompt.extend(exact_tokens(*tokenize, &text, own, &mut rng));
-                    }
-                    PromptSource::Synthetic { vocab } => {
-                        let vocab = u64::from((*vocab).max(2));
-                        prompt.push((i as u64 % vocab) as TokenId);
-                        prompt.extend((1..own).map(|_| rng.range(0, vocab - 1) as TokenId));
-                    }
+        (0..self.num_requests).map(move |i| {
+            let len = self.prompt_lengths.draw(i, &mut rng).max(prefix.len() + 1);
+            let own = len - prefix.len();
+            let mut prompt = prefix.clone();
+            match source {
+                PromptSource::Generated { tokenize } => {
+                    let text = passage(&mut rng, own);
+                    prompt.extend(exact_tokens(*tokenize, &text, own, &mut rng));
                 }
-                let max_tokens = self.output_lengths.draw(i, &mut rng);
-                if i > 0 {
-                    t += self.arrival.gap(&mut rng);
+                PromptSource::Dataset { tokenize, texts } => {
+                    let text = if texts.is_empty() { passage(&mut rng, own) } else { texts[i % texts.len()].clone() };
+                    prompt.extend(exact_tokens(*tokenize, &text, own, &mut rng));
                 }
-                WorkloadRequest { index: i, arrival: t, prompt, max_tokens }
-            })
-            .collect()
+                PromptSource::Synthetic { vocab } => {
+                    let vocab = (*vocab).max(2);
+                    prompt.push((i as u64 % u64::from(vocab)) as TokenId);
+                    synthetic_tokens(&mut rng, vocab, own - 1, &mut prompt);
+                }
+            }
+            let max_tokens = self.output_lengths.draw(i, &mut rng);
+            if i > 0 {
+                t += self.arrival.gap(&mut rng);
+            }
+            WorkloadRequest { index: i, arrival: t, prompt, max_tokens }
+        })
     }
 
     /// The system prompt every request starts with (empty when none).
@@ -275,9 +278,11 @@ impl CaseSpec {
                 text.push_str(&passage(&mut rng, self.shared_prefix_tokens));
                 exact_tokens(*tokenize, &text, self.shared_prefix_tokens, &mut rng)
             }
-            PromptSource::Synthetic { vocab } => (0..self.shared_prefix_tokens)
-                .map(|_| rng.range(0, u64::from((*vocab).max(2)) - 1) as TokenId)
-                .collect(),
+            PromptSource::Synthetic { vocab } => {
+                let mut prefix = Vec::with_capacity(self.shared_prefix_tokens);
+                synthetic_tokens(&mut rng, (*vocab).max(2), self.shared_prefix_tokens, &mut prefix);
+                prefix
+            }
         }
     }
 
@@ -291,6 +296,22 @@ impl CaseSpec {
                 (first * firsts + second * (self.num_requests - firsts)) as f64 / self.num_requests.max(1) as f64
             }
         }
+    }
+}
+
+/// Appends `n` token ids uniform below `vocab`: two per draw, each half of
+/// the draw scaled into range by a multiply (a simulated run of 100,000
+/// long prompts draws hundreds of millions).
+fn synthetic_tokens(rng: &mut Rng, vocab: u32, n: usize, out: &mut Vec<TokenId>) {
+    let scale = |half: u64| ((half * u64::from(vocab)) >> 32) as TokenId;
+    out.reserve(n);
+    for _ in 0..n / 2 {
+        let x = rng.next_u64();
+        out.push(scale(x >> 32));
+        out.push(scale(x & 0xffff_ffff));
+    }
+    if n % 2 == 1 {
+        out.push(scale(rng.next_u64() >> 32));
     }
 }
 

@@ -244,9 +244,10 @@ fn run_one<B: LabBackend>(
     let (exec, clock) = backend.start(config.pool.num_blocks, config.pool.block_size).map_err(LabError::Backend)?;
     let total = reqs.len();
     progress(&spec.name, 0, total);
-    let (run, exec) = run_case(exec, clock, config, spec, reqs, Detail::EveryStep, &mut |done, total| {
-        progress(&spec.name, done, total)
-    })?;
+    let (run, exec) =
+        run_case(exec, clock, config, spec, reqs.iter().cloned(), Detail::EveryStep, &mut |done, total| {
+            progress(&spec.name, done, total)
+        })?;
     backend.finish(exec);
     Ok(run)
 }

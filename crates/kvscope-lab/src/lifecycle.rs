@@ -573,7 +573,8 @@ pub(crate) mod tests {
         let clock = SimClock::new();
         let exec = Timed { inner: PagedTokenExecutor::new(num_blocks, 4, 97), clock: clock.clone() };
         let (run, _) =
-            run_case(exec, clock, &config, &spec, &requests, Detail::EveryStep, &mut |_, _| {}).expect("runs");
+            run_case(exec, clock, &config, &spec, requests.iter().cloned(), Detail::EveryStep, &mut |_, _| {})
+                .expect("runs");
         assert_eq!(run.requests.len(), 12);
         run
     }

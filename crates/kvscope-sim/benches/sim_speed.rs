@@ -33,7 +33,8 @@ fn sim_100k(c: &mut Criterion) {
             b.iter(|| {
                 let (executor, clock) = config.executor();
                 let (run, _) =
-                    run_case(executor, clock, &engine_config, &spec, &requests, detail, &mut |_, _| {}).unwrap();
+                    run_case(executor, clock, &engine_config, &spec, requests.iter().cloned(), detail, &mut |_, _| {})
+                        .unwrap();
                 assert_eq!(run.requests.len(), 100_000);
                 run.steps
             })

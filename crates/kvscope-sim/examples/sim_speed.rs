@@ -26,7 +26,8 @@ fn main() {
     println!("{plan}");
     let (executor, clock) = config.executor();
     let start = Instant::now();
-    let (run, executor) = run_case(executor, clock, &engine_config, &spec, &requests, detail, &mut |_, _| {}).unwrap();
+    let (run, executor) =
+        run_case(executor, clock, &engine_config, &spec, requests.iter().cloned(), detail, &mut |_, _| {}).unwrap();
     let wall = start.elapsed().as_secs_f64();
     let totals = executor.totals();
     println!(

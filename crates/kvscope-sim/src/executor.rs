@@ -79,6 +79,11 @@ impl Executor for SimExecutor {
         "sim::execute"
     }
 
+    /// The cost depends on positions, never on where KV lives.
+    fn reads_block_tables(&self) -> bool {
+        false
+    }
+
     /// The fast path: the run's steps priced in closed form, its tokens
     /// drawn as a step-by-step run would draw them.
     fn execute_decode_run(&mut self, run: &DecodeRun) -> Option<Result<DecodeRunOutput, ExecutorError>> {

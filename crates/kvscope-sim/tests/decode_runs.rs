@@ -72,7 +72,7 @@ fn check(config: &SimConfig, cases: &[CaseSpec]) -> u64 {
         let requests = spec.generate(&PromptSource::Synthetic { vocab });
         let go = |detail| {
             let (executor, clock) = config.executor();
-            run_case(executor, clock, &engine_config, spec, &requests, detail, &mut |_, _| {}).unwrap().0
+            run_case(executor, clock, &engine_config, spec, requests.iter().cloned(), detail, &mut |_, _| {}).unwrap().0
         };
         let (step, fast) = (go(Detail::EveryStep), go(Detail::Summary));
         assert_eq!(step.decode_runs, 0);

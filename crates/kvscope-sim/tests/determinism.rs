@@ -37,7 +37,8 @@ fn run(seed: u64) -> (Vec<u8>, u64) {
     let (executor, clock) = config.executor();
     let (spec, requests) = workload(seed);
     let (run, _) =
-        run_case(executor, clock, &engine_config, &spec, &requests, Detail::EveryStep, &mut |_, _| {}).unwrap();
+        run_case(executor, clock, &engine_config, &spec, requests.iter().cloned(), Detail::EveryStep, &mut |_, _| {})
+            .unwrap();
     assert_eq!(run.requests.len(), 300);
     assert!(run.rejected.is_empty());
     let mut bytes = Vec::new();

@@ -112,13 +112,22 @@ fn calibrated_simulation_predicts_the_reference_executor_on_quick_workloads() {
             clock: clock.clone(),
             steps: vec![],
         };
-        let (real_summary, reference) =
-            run_case(reference, clock, &engine_config, &spec, &arrivals, Detail::EveryStep, &mut |_, _| {}).unwrap();
+        let (real_summary, reference) = run_case(
+            reference,
+            clock,
+            &engine_config,
+            &spec,
+            arrivals.iter().cloned(),
+            Detail::EveryStep,
+            &mut |_, _| {},
+        )
+        .unwrap();
 
         // 3. The simulated run (its fast path on: the same steps, summed in closed form).
         let (executor, clock) = config.executor();
         let (sim_summary, _) =
-            run_case(executor, clock, &engine_config, &spec, &arrivals, Detail::Summary, &mut |_, _| {}).unwrap();
+            run_case(executor, clock, &engine_config, &spec, arrivals.iter().cloned(), Detail::Summary, &mut |_, _| {})
+                .unwrap();
 
         // Same scheduling on both sides: same number of steps and requests.
         assert_eq!(sim_summary.steps, real_summary.steps, "{name}");

@@ -7,7 +7,7 @@ use crate::cmd_lab::{LangArg, ScaleArg};
 use crate::machine::{machine_description, today};
 use anyhow::Context;
 use kvscope_core::EngineConfig;
-use kvscope_experiment::workload::{Arrival, CaseSpec, Lengths, PromptSource, WorkloadRequest, CASE_NAMES};
+use kvscope_experiment::workload::{Arrival, CaseSpec, Lengths, PromptSource, CASE_NAMES};
 use kvscope_experiment::{run_case, CapacityRow, CaseRun, Detail, Dist, Throughput};
 use kvscope_lab::report::{Lang, ReportContext};
 use kvscope_sim::{find_max_rate, SimConfig};
@@ -56,6 +56,9 @@ pub struct SimArgs {
     pub ignore_eos: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Turn the prefix cache off (vLLM's --no-enable-prefix-caching).
+    #[arg(long)]
+    pub no_prefix_caching: bool,
     /// Write capacity.csv/json, stats.csv and report.md (labelled
     /// simulated) here, in the lab's schema.
     #[arg(long)]
@@ -130,30 +133,21 @@ struct Simulation {
     config: SimConfig,
     engine: EngineConfig,
     spec: CaseSpec,
-    requests: Vec<WorkloadRequest>,
     detail: Detail,
 }
 
 impl Simulation {
-    fn run(&self, spec: &CaseSpec, requests: &[WorkloadRequest]) -> anyhow::Result<CaseRun> {
+    /// Runs `spec`, drawing its requests as they arrive.
+    fn run(&self, spec: &CaseSpec) -> anyhow::Result<CaseRun> {
         let (executor, clock) = self.config.executor();
-        Ok(run_case(executor, clock, &self.engine, spec, requests, self.detail, &mut |_, _| {})?.0)
+        let source = PromptSource::Synthetic { vocab: self.config.model.vocab as u32 };
+        Ok(run_case(executor, clock, &self.engine, spec, spec.requests(&source), self.detail, &mut |_, _| {})?.0)
     }
 
-    /// The same workload at `rate` requests per second: the rate-1 arrival
-    /// draws divided by `rate`, so every rate sees the same sample.
-    fn run_at_rate(&self, rate: f64) -> anyhow::Result<CaseRun> {
-        let spec = CaseSpec { arrival: Arrival::from_rate(rate, self.args_burstiness()), ..self.spec.clone() };
-        let requests: Vec<WorkloadRequest> =
-            self.requests.iter().map(|r| WorkloadRequest { arrival: r.arrival / rate, ..r.clone() }).collect();
-        self.run(&spec, &requests)
-    }
-
-    fn args_burstiness(&self) -> f64 {
-        match self.spec.arrival {
-            Arrival::Gamma { shape, .. } => shape,
-            _ => 1.0,
-        }
+    /// The same workload at `rate` requests per second. The seed draws the
+    /// same uniforms at every rate, so the arrival times scale with 1/rate.
+    fn run_at_rate(&self, rate: f64, burstiness: f64) -> anyhow::Result<CaseRun> {
+        self.run(&CaseSpec { arrival: Arrival::from_rate(rate, burstiness), ..self.spec.clone() })
     }
 }
 
@@ -163,7 +157,8 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     }
     anyhow::ensure!(args.num_requests != Some(0), "--num-requests must be at least 1");
     anyhow::ensure!(args.burstiness > 0.0, "--burstiness must be > 0, got {}", args.burstiness);
-    let config = SimConfig::from_names(&args.model_preset, &args.hardware)?;
+    let mut config = SimConfig::from_names(&args.model_preset, &args.hardware)?;
+    config.enable_prefix_caching = !args.no_prefix_caching;
     let (engine, plan) = config.engine_config()?;
     if args.json {
         eprintln!("{plan}");
@@ -171,24 +166,16 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         println!("{plan}");
     }
     let spec = case_spec(&args, plan.num_blocks * plan.block_size);
-    let vocab = config.model.vocab as u32;
     let detail = if args.step_by_step { Detail::EveryStep } else { Detail::Summary };
-
+    let sim = Simulation { config, engine, spec, detail };
     if args.find_max_rate {
         let slo = args.slo_ttft_p99.context("--find-max-rate needs --slo-ttft-p99")?;
-        // Drawn once at 1 req/s; each rate divides the arrival times.
-        let spec = CaseSpec { arrival: Arrival::from_rate(1.0, args.burstiness), ..spec };
-        let requests = spec.generate(&PromptSource::Synthetic { vocab });
-        let sim = Simulation { config, engine, spec, requests, detail };
         return max_rate(&sim, &args, slo);
     }
-
-    let requests = spec.generate(&PromptSource::Synthetic { vocab });
-    let sim = Simulation { config, engine, spec, requests, detail };
     let started = std::time::Instant::now();
-    let run = sim.run(&sim.spec, &sim.requests)?;
+    let run = sim.run(&sim.spec)?;
     let wall = started.elapsed().as_secs_f64();
-    report(&sim, &run, &args)?;
+    report(&sim, &sim.spec, &run, &args)?;
     eprintln!(
         "simulated {} engine steps ({} decode runs advanced at once) in {wall:.2} s of wall time",
         run.steps, run.decode_runs
@@ -197,7 +184,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
 }
 
 /// Prints (and with --out writes) what one run measured.
-fn report(sim: &Simulation, run: &CaseRun, args: &SimArgs) -> anyhow::Result<()> {
+fn report(sim: &Simulation, spec: &CaseSpec, run: &CaseRun, args: &SimArgs) -> anyhow::Result<()> {
     let rows = vec![CapacityRow::from_run(run, args.lang == LangArg::Zh)];
     let throughput = Throughput::of(run);
     if args.json {
@@ -207,7 +194,7 @@ fn report(sim: &Simulation, run: &CaseRun, args: &SimArgs) -> anyhow::Result<()>
         json["capacity"] = serde_json::to_value(&rows)?;
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        println!("{} requests, {} ({}):", sim.spec.num_requests, sim.spec.name, sim.spec.arrival.label());
+        println!("{} requests, {} ({}):", spec.num_requests, spec.name, spec.arrival.label());
         crate::capacity_table::print(&rows, true);
         // nano-vLLM's bench.py line, in simulated time.
         println!(
@@ -241,7 +228,7 @@ fn report(sim: &Simulation, run: &CaseRun, args: &SimArgs) -> anyhow::Result<()>
 /// The highest Poisson rate whose p99 TTFT meets `slo`, then that rate's run.
 fn max_rate(sim: &Simulation, args: &SimArgs, slo: f64) -> anyhow::Result<()> {
     let p99 = |rate: f64| -> f64 {
-        match sim.run_at_rate(rate) {
+        match sim.run_at_rate(rate, args.burstiness) {
             Ok(run) if run.rejected.is_empty() => {
                 let p = Dist::of(run.requests.iter().map(|r| r.ttft)).p99;
                 eprintln!("  rate {rate:.3} req/s: p99 TTFT {p:.4} s (simulated)");
@@ -267,9 +254,10 @@ fn max_rate(sim: &Simulation, args: &SimArgs, slo: f64) -> anyhow::Result<()> {
     } else {
         println!("highest request rate with p99 TTFT <= {slo} s (simulated): {rate:.3} req/s");
     }
-    let run = sim.run_at_rate(rate)?;
+    let spec = CaseSpec { arrival: Arrival::from_rate(rate, args.burstiness), ..sim.spec.clone() };
+    let run = sim.run(&spec)?;
     if !args.json {
-        report(sim, &run, args)?;
+        report(sim, &spec, &run, args)?;
     }
     Ok(())
 }
