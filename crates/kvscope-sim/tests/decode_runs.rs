@@ -8,7 +8,7 @@
 //! running sum (relative 1e-9).
 
 use kvscope_experiment::capacity::CapacityRow;
-use kvscope_experiment::workload::{shared_prefix_case, standard_cases, Arrival, PromptSource, Scale};
+use kvscope_experiment::workload::{shared_prefix_case, standard_cases, Arrival, Lengths, PromptSource, Scale};
 use kvscope_experiment::{run_case, CaseRun, CaseSpec, Detail, Dist};
 use kvscope_sim::{hardware_preset, model_preset, LinearCoefficients, SimConfig};
 
@@ -134,4 +134,45 @@ fn gpu_scale_on_an_h100_with_a_small_pool_and_prefix_caching_off() {
     config.enable_prefix_caching = false;
     config.max_running = 16;
     assert!(check(&config, &lab_cases(Scale::Gpu, pool_tokens, 20.0)[..3]) > 0);
+}
+
+mod random_configurations {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Any pool, limits, caching, lengths and arrivals: the same table.
+        #[test]
+        fn decode_runs_match_stepping(
+            pool_tokens in 1200usize..6000,
+            block_size in prop::sample::select(vec![4usize, 8, 16, 32]),
+            max_running in 1usize..64,
+            max_batched_tokens in prop::sample::select(vec![8usize, 16, 32, 256, 2048]),
+            caching in any::<bool>(),
+            prompts in (1usize..300, 0usize..300),
+            outputs in (1usize..120, 0usize..120),
+            shared_prefix in prop::sample::select(vec![0usize, 16, 100]),
+            rate in prop::sample::select(vec![0.0, 5.0, 50.0, 500.0]),
+            seed in any::<u64>(),
+        ) {
+            let mut config = SimConfig::from_names("qwen3-0.6b", "l4").unwrap();
+            config.kv_blocks = Some(pool_tokens / block_size);
+            config.block_size = block_size;
+            config.max_running = max_running;
+            config.max_batched_tokens = max_batched_tokens;
+            config.enable_prefix_caching = caching;
+            let spec = CaseSpec {
+                name: "random".into(),
+                num_requests: 40,
+                prompt_lengths: Lengths::Uniform { min: prompts.0 + shared_prefix, max: prompts.0 + prompts.1 + shared_prefix },
+                output_lengths: Lengths::Uniform { min: outputs.0, max: outputs.0 + outputs.1 },
+                arrival: Arrival::from_rate(rate, 1.0),
+                shared_prefix_tokens: shared_prefix,
+                seed,
+            };
+            prop_assert!(check(&config, &[spec]) < u64::MAX);
+        }
+    }
 }
