@@ -16,7 +16,9 @@ use crate::request::{InvalidParams, Request, SamplingParams};
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::sequence::{Sequence, SequenceStatus};
 
-#[derive(Clone, Debug)]
+/// Everything an engine is configured by; serialised as it is into the
+/// artifacts that describe a run.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EngineConfig {
     pub scheduler: SchedulerConfig,
     pub pool: PoolConfig,
@@ -57,25 +59,30 @@ pub struct StepOutcome {
 }
 
 pub struct Engine<E: Executor, C: Clock> {
-    scheduler: Scheduler,
-    executor: E,
-    clock: C,
+    pub(crate) scheduler: Scheduler,
+    pub(crate) executor: E,
+    pub(crate) clock: C,
     vocab_size: Option<usize>,
-    log: EventLog,
-    observers: Vec<Box<dyn Observer + Send>>,
-    step: u64,
+    pub(crate) log: EventLog,
+    pub(crate) observers: Vec<Box<dyn Observer + Send>>,
+    pub(crate) step: u64,
+    /// Set once the executor declined a decode run (it cannot price one).
+    pub(crate) decode_runs_declined: bool,
 }
 
 impl<E: Executor, C: Clock> Engine<E, C> {
     pub fn new(config: EngineConfig, executor: E, clock: C) -> Self {
+        let mut scheduler = Scheduler::new(config.scheduler, config.pool);
+        scheduler.copy_block_tables = executor.reads_block_tables();
         Engine {
-            scheduler: Scheduler::new(config.scheduler, config.pool),
+            scheduler,
             executor,
             clock,
             vocab_size: config.vocab_size,
             log: EventLog::new(),
             observers: Vec::new(),
             step: 0,
+            decode_runs_declined: false,
         }
     }
 
@@ -266,7 +273,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
         );
     }
 
-    fn close_step(&mut self, batch: &crate::executor::ScheduledBatch) {
+    pub(crate) fn close_step(&mut self, batch: &crate::executor::ScheduledBatch) {
         self.flush_events();
         let mut snapshot = self.snapshot();
         snapshot.batch_tokens = batch.num_tokens();
@@ -277,7 +284,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
         }
     }
 
-    fn flush_events(&mut self) {
+    pub(crate) fn flush_events(&mut self) {
         for record in self.log.drain() {
             for observer in &mut self.observers {
                 observer.on_event(&record);

@@ -11,7 +11,7 @@
 //! maximum number of running sequences, and the step's token budget. A long
 //! prompt is prefilled in chunks that fit the budget.
 
-use crate::block_manager::{BlockManager, PoolConfig};
+use crate::block_manager::{AdmissionPlan, BlockManager, PoolConfig};
 use crate::events::{EventLog, KvEvent, ReleaseReason, StallReason};
 use crate::executor::{ScheduledBatch, ScheduledSeq};
 use crate::ids::RequestId;
@@ -20,7 +20,7 @@ use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SchedulerConfig {
     /// Most sequences running at once (vLLM's `max_num_seqs`).
     pub max_running: usize,
@@ -45,14 +45,17 @@ pub struct Scheduler {
     pub(crate) blocks: BlockManager,
     /// Live sequences (waiting or running), by id.
     pub(crate) seqs: FxHashMap<RequestId, Sequence>,
-    waiting: VecDeque<RequestId>,
+    pub(crate) waiting: VecDeque<RequestId>,
     /// Running sequences in admission order (the last one is preempted first).
-    running: Vec<RequestId>,
+    pub(crate) running: Vec<RequestId>,
     admissions: u64,
     preemptions: u64,
-    last_stall: Option<Stall>,
+    pub(crate) last_stall: Option<Stall>,
     /// Entries of past batches, kept for their buffers.
     spare: Vec<ScheduledSeq>,
+    /// Whether scheduled entries carry a copy of their block table (the
+    /// simulator never reads one; copying it is most of a step's work there).
+    pub(crate) copy_block_tables: bool,
 }
 
 impl Scheduler {
@@ -67,6 +70,7 @@ impl Scheduler {
             preemptions: 0,
             last_stall: None,
             spare: Vec::new(),
+            copy_block_tables: true,
         }
     }
 
@@ -146,7 +150,7 @@ impl Scheduler {
             let seq = self.seqs.get_mut(&id).expect("running ids are live");
             if seq.in_prefill() {
                 let n = seq.num_uncomputed().min(*budget);
-                batch.seqs.push(chunk(seq, n, self.spare.pop()));
+                batch.seqs.push(chunk(seq, n, self.spare.pop(), self.copy_block_tables));
                 *budget -= n;
                 i += 1;
                 continue;
@@ -156,7 +160,7 @@ impl Scheduler {
             loop {
                 let seq = self.seqs.get_mut(&id).expect("running ids are live");
                 if self.blocks.append_slot(seq, log).is_some() {
-                    batch.seqs.push(chunk(seq, 1, self.spare.pop()));
+                    batch.seqs.push(chunk(seq, 1, self.spare.pop(), self.copy_block_tables));
                     *budget -= 1;
                     i += 1;
                     break;
@@ -175,19 +179,10 @@ impl Scheduler {
     fn admit_waiting(&mut self, budget: &mut usize, batch: &mut ScheduledBatch, log: &mut EventLog) -> Option<Stall> {
         const SITE: &str = "scheduler::admit_waiting";
         while let Some(&id) = self.waiting.front() {
-            if self.running.len() >= self.config.max_running {
-                return Some(self.stall(id, StallReason::MaxRunning));
-            }
-            if *budget == 0 {
-                return Some(self.stall(id, StallReason::TokenBudget));
-            }
-            let seq = &self.seqs[&id];
-            let plan = self.blocks.plan_admission(seq);
-            if !self.blocks.can_admit(&plan) {
-                let mut stall = self.stall(id, StallReason::NoFreeBlocks);
-                stall.needed_blocks = plan.free_blocks_needed();
-                return Some(stall);
-            }
+            let plan = match self.admission_check(id, *budget) {
+                Ok(plan) => plan,
+                Err(stall) => return Some(stall),
+            };
             self.waiting.pop_front();
             let seq = self.seqs.get_mut(&id).expect("waiting ids are live");
             let readmission = seq.preemptions > 0;
@@ -206,11 +201,31 @@ impl Scheduler {
                 KvEvent::Admitted { request_id: id, blocks: seq.block_table.clone(), cached_blocks: hits, readmission },
             );
             let n = seq.num_uncomputed().min(*budget);
-            batch.seqs.push(chunk(seq, n, self.spare.pop()));
+            batch.seqs.push(chunk(seq, n, self.spare.pop(), self.copy_block_tables));
             *budget -= n;
             self.running.push(id);
         }
         None
+    }
+
+    /// Whether waiting sequence `id` can be admitted now with `budget`
+    /// tokens left in the step: its admission plan, or why it stalls (the
+    /// limits are checked in this order: running sequences, token budget,
+    /// free blocks).
+    pub(crate) fn admission_check(&self, id: RequestId, budget: usize) -> Result<AdmissionPlan, Stall> {
+        if self.running.len() >= self.config.max_running {
+            return Err(self.stall(id, StallReason::MaxRunning));
+        }
+        if budget == 0 {
+            return Err(self.stall(id, StallReason::TokenBudget));
+        }
+        let plan = self.blocks.plan_admission(&self.seqs[&id]);
+        if !self.blocks.can_admit(&plan) {
+            let mut stall = self.stall(id, StallReason::NoFreeBlocks);
+            stall.needed_blocks = plan.free_blocks_needed();
+            return Err(stall);
+        }
+        Ok(plan)
     }
 
     fn stall(&self, id: RequestId, reason: StallReason) -> Stall {
@@ -264,14 +279,16 @@ impl Scheduler {
 
 /// The chunk of `seq` to run this step, written into the buffers of a
 /// recycled entry when there is one (a step allocates nothing then).
-fn chunk(seq: &Sequence, n: usize, recycled: Option<ScheduledSeq>) -> ScheduledSeq {
+fn chunk(seq: &Sequence, n: usize, recycled: Option<ScheduledSeq>, with_block_table: bool) -> ScheduledSeq {
     let start = seq.num_computed;
     let end = start + n;
     let (mut tokens, mut block_table) = recycled.map(|s| (s.tokens, s.block_table)).unwrap_or_default();
     tokens.clear();
     tokens.extend((start..end).map(|p| seq.token_at(p)));
     block_table.clear();
-    block_table.extend_from_slice(&seq.block_table);
+    if with_block_table {
+        block_table.extend_from_slice(&seq.block_table);
+    }
     ScheduledSeq {
         request_id: seq.id,
         tokens,

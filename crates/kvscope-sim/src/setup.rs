@@ -90,11 +90,17 @@ impl SimConfig {
         CostModel::new(self.model.clone(), self.hardware.clone())
     }
 
+    /// A simulated executor and the fresh clock (t = 0) it advances, for
+    /// an engine built elsewhere (the experiment runner).
+    pub fn executor(&self) -> (SimExecutor, SimClock) {
+        let clock = SimClock::new();
+        (SimExecutor::new(self.cost_model(), clock.clone()), clock)
+    }
+
     /// A ready engine on a fresh simulated clock at t = 0.
     pub fn build(&self) -> Result<(SimEngine, KvPoolPlan), SimError> {
         let (config, plan) = self.engine_config()?;
-        let clock = SimClock::new();
-        let executor = SimExecutor::new(self.cost_model(), clock.clone());
+        let (executor, clock) = self.executor();
         Ok((Engine::new(config, executor, clock), plan))
     }
 }

@@ -7,6 +7,7 @@
 use crate::real_model::LoadedModel;
 use crate::ModelArg;
 use kvscope_core::{Clock, Engine, EngineConfig, PoolConfig, RequestId, SamplingParams, SchedulerConfig, WallClock};
+use kvscope_experiment::workload::{CaseSpec, PromptSource, Scale};
 use kvscope_model::executor::ModelExecutor;
 use serde::Serialize;
 
@@ -24,7 +25,7 @@ pub struct ServeBenchArgs {
     pub bench: kvscope_server::BenchArgs,
     /// Send one of the lab's workloads (its prompts as token ids, its
     /// output lengths) instead of --dataset-name.
-    #[arg(long, value_parser = ["short_ctx", "long_ctx", "mixed_ctx"])]
+    #[arg(long, value_parser = kvscope_experiment::CASE_NAMES)]
     pub lab_workload: Option<String>,
     /// The lab's quick sizes for --lab-workload.
     #[arg(long)]
@@ -79,12 +80,10 @@ fn serve_bench(args: ServeBenchArgs) -> anyhow::Result<()> {
         Some(name) => {
             // The lab's prompts are tokenized with the served model's tokenizer.
             let model = LoadedModel::load(&args.model)?;
-            let spec = kvscope_lab::workload::standard_cases(args.quick, 2026)
-                .into_iter()
-                .find(|c| &c.name == name)
-                .expect("clap checked the name");
+            let scale = if args.quick { Scale::Quick } else { Scale::Lab };
+            let spec = CaseSpec::named(name, scale, 0, 2026).expect("clap checked the name");
             let tokenize = |t: &str| model.tokenizer.encode(t).unwrap_or_default();
-            let reqs = spec.generate(&tokenize, &kvscope_lab::workload::TextSource::Generated);
+            let reqs = spec.generate(&PromptSource::Generated { tokenize: &tokenize });
             Some(
                 reqs.into_iter()
                     .map(|r| kvscope_server::BenchRequest {
