@@ -7,6 +7,7 @@
 //!   prefix-cache index, release, eviction.
 //! - [`scheduler`]: admission, chunked prefill, decode batching, preemption.
 //! - [`executor`]: the contract with whatever computes the model.
+//! - [`config`]: the one check of an engine configuration every command runs.
 //! - [`engine`]: the step loop tying them together under an injected [`clock`].
 //! - [`events`]: the stamped event stream every observer reads.
 //! - [`stats`] and [`probe`]: the lab's two extension observers.
@@ -18,6 +19,7 @@
 
 pub mod block_manager;
 pub mod clock;
+pub mod config;
 pub mod engine;
 pub mod events;
 pub mod executor;
@@ -35,6 +37,7 @@ pub mod testing;
 
 pub use block_manager::{BlockManager, PoolConfig};
 pub use clock::{Clock, SimClock, WallClock};
+pub use config::ConfigError;
 pub use engine::{Engine, EngineConfig, StepOutcome, SubmitError};
 pub use events::{EventRecord, FinishReason, KvEvent, Observer, ReleaseReason, StallReason, StepSnapshot};
 pub use executor::{Executor, ExecutorError, PromptLogprob, SampledToken, ScheduledBatch, ScheduledSeq};

@@ -87,6 +87,8 @@ pub enum LabError {
         "the KV pool ({blocks} blocks of {block_size} tokens) cannot hold one request of case {case} ({tokens} tokens): give a larger --kv-memory or --kv-blocks"
     )]
     PoolTooSmall { blocks: usize, block_size: usize, case: String, tokens: usize },
+    #[error(transparent)]
+    Config(#[from] kvscope_core::ConfigError),
 }
 
 /// Progress callback: stage name, done, total.
@@ -107,6 +109,8 @@ pub fn run_lab<B: LabBackend>(backend: &mut B, cfg: &LabConfig, progress: Progre
         max_model_len: info.max_model_len,
         vocab_size: Some(info.vocab_size),
     };
+    // Before any workload is built or any KV allocated.
+    run_config.engine_config().validate()?;
     let source = match &cfg.dataset {
         Some(texts) => TextSource::Dataset(texts),
         None => TextSource::Generated,

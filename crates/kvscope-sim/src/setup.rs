@@ -83,6 +83,7 @@ impl SimConfig {
             },
             vocab_size: Some(self.model.vocab),
         };
+        config.validate()?;
         Ok((config, plan))
     }
 

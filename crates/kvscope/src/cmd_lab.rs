@@ -64,6 +64,7 @@ pub struct LabArgs {
 }
 
 pub fn run(args: LabArgs) -> anyhow::Result<()> {
+    crate::preflight::check_out_dir(&args.out)?;
     let dataset = match &args.dataset {
         Some(p) => Some(kvscope_lab::dataset::load_prompts(p)?),
         None => None,

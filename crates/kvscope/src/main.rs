@@ -7,6 +7,7 @@ mod cmd_lab;
 mod cmd_serve;
 mod cmd_sim;
 mod lab_backends;
+mod preflight;
 mod real_model;
 
 use clap::{Parser, Subcommand};
