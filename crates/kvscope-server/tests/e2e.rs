@@ -162,7 +162,7 @@ async fn bad_requests_get_openai_errors() {
         ("/v1/completions", json!({"prompt": "hi", "temperature": -1}).to_string(), 400, "temperature"),
         ("/v1/completions", json!({"prompt": "hi", "top_p": 0}).to_string(), 400, "top_p"),
         ("/v1/completions", json!({"prompt": "hi", "n": 2}).to_string(), 400, "n must be 1"),
-        ("/v1/completions", json!({"prompt": "hi", "logprobs": 50}).to_string(), 400, "log-probabilities"),
+        ("/v1/completions", json!({"prompt": "hi", "logprobs": 50}).to_string(), 400, "logprobs must be at most 20"),
         ("/v1/completions", json!({"prompt": ""}).to_string(), 400, "empty"),
         ("/v1/completions", json!({"prompt": [1, 2, 500]}).to_string(), 400, "outside the vocabulary"),
         ("/v1/completions", json!({"prompt": "x".repeat(200)}).to_string(), 400, "exceeds the model's context"),
