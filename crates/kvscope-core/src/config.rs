@@ -138,7 +138,12 @@ mod tests {
 
     fn config() -> EngineConfig {
         EngineConfig {
-            scheduler: SchedulerConfig { max_running: 4, max_batched_tokens: 64, max_model_len: 128 },
+            scheduler: SchedulerConfig {
+                max_running: 4,
+                max_batched_tokens: 64,
+                max_model_len: 128,
+                long_prefill_token_threshold: 0,
+            },
             pool: PoolConfig { num_blocks: 8, block_size: 16, enable_prefix_caching: true, bytes_per_block: 1024 },
             vocab_size: Some(100),
         }

@@ -10,11 +10,18 @@ use proptest::prelude::*;
 const VOCAB: u32 = 500;
 
 fn config() -> impl Strategy<Value = EngineConfig> {
-    (0usize..6, 0usize..48, 0usize..200, 0usize..24, 0usize..300, any::<bool>()).prop_map(
-        |(max_running, budget, max_model_len, num_blocks, block_size, caching)| EngineConfig {
-            scheduler: SchedulerConfig { max_running, max_batched_tokens: budget, max_model_len },
-            pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: caching, bytes_per_block: 64 },
-            vocab_size: Some(VOCAB as usize),
+    (0usize..6, 0usize..48, 0usize..200, 0usize..24, 0usize..300, any::<bool>(), 0usize..20).prop_map(
+        |(max_running, budget, max_model_len, num_blocks, block_size, caching, long_prefill_token_threshold)| {
+            EngineConfig {
+                scheduler: SchedulerConfig {
+                    max_running,
+                    max_batched_tokens: budget,
+                    max_model_len,
+                    long_prefill_token_threshold,
+                },
+                pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: caching, bytes_per_block: 64 },
+                vocab_size: Some(VOCAB as usize),
+            }
         },
     )
 }

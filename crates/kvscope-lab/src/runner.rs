@@ -32,6 +32,7 @@ impl RunConfig {
                 max_running: self.max_running,
                 max_batched_tokens: self.max_batched_tokens,
                 max_model_len: self.max_model_len,
+                long_prefill_token_threshold: 0,
             },
             pool: PoolConfig {
                 num_blocks: self.num_blocks,

@@ -86,6 +86,11 @@ pub struct ServeArgs {
     /// Turn prefix caching off.
     #[arg(long)]
     pub no_prefix_caching: bool,
+    /// Most prompt tokens one request's prefill takes per step while others
+    /// wait or run (vLLM's long_prefill_token_threshold; 0: no cap). Short
+    /// requests are then admitted between a long prompt's chunks.
+    #[arg(long, default_value_t = 0)]
+    pub long_prefill_token_threshold: usize,
     /// Require `Authorization: Bearer KEY` on /v1/* and the state
     /// endpoints (/kv, /events, /api/series), as vLLM's --api-key does.
     #[arg(long, env = "KVSCOPE_API_KEY", hide_env_values = true)]
@@ -115,6 +120,7 @@ impl ServeArgs {
                     max_running: self.max_num_seqs,
                     max_batched_tokens: self.max_num_batched_tokens,
                     max_model_len,
+                    long_prefill_token_threshold: self.long_prefill_token_threshold,
                 },
                 pool: kvscope_core::PoolConfig {
                     num_blocks: self.kv_blocks,

@@ -10,6 +10,8 @@ use kvscope_core::{Clock, Engine, EngineConfig, PoolConfig, RequestId, SamplingP
 use kvscope_model::executor::ModelExecutor;
 use serde::Serialize;
 
+// Parsed once per process: the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCommand {
     /// In-process throughput: prompt processing and generation speed.
@@ -145,6 +147,7 @@ fn once(model: &LoadedModel, args: &ThroughputArgs, run: u32) -> anyhow::Result<
             max_running: c,
             max_batched_tokens: c.saturating_mul(l).saturating_add(c),
             max_model_len: config.context_length,
+            long_prefill_token_threshold: 0,
         },
         pool: PoolConfig {
             num_blocks,

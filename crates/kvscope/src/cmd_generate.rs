@@ -65,7 +65,12 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let num_blocks = prompt.len().saturating_add(args.max_tokens).div_ceil(block_size) + 1;
     let kv_bytes = kvscope_model::kv_storage::bytes_per_token(config) * block_size;
     let engine_config = EngineConfig {
-        scheduler: SchedulerConfig { max_running: 1, max_batched_tokens: 2048, max_model_len: config.context_length },
+        scheduler: SchedulerConfig {
+            max_running: 1,
+            max_batched_tokens: 2048,
+            max_model_len: config.context_length,
+            long_prefill_token_threshold: 0,
+        },
         pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: false, bytes_per_block: kv_bytes as u64 },
         vocab_size: Some(config.vocab_size),
     };

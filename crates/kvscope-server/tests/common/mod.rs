@@ -89,7 +89,12 @@ pub fn config(num_blocks: usize, block_size: usize, max_running: usize, max_wait
         limits: kvscope_server::limits::Limits::default(),
         api_key: None,
         engine: EngineConfig {
-            scheduler: SchedulerConfig { max_running, max_batched_tokens: 256, max_model_len: 128 },
+            scheduler: SchedulerConfig {
+                max_running,
+                max_batched_tokens: 256,
+                max_model_len: 128,
+                long_prefill_token_threshold: 0,
+            },
             pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: true, bytes_per_block: 0 },
             vocab_size: Some(VOCAB),
         },
