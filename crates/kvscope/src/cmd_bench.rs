@@ -31,8 +31,11 @@ pub struct ServeBenchArgs {
     /// The lab's quick sizes for --lab-workload.
     #[arg(long)]
     pub quick: bool,
-    #[command(flatten)]
-    pub model: ModelArg,
+    /// The GGUF whose tokenizer turns --lab-workload's prompts into ids
+    /// (default: the default model). `--model` is the served model's name,
+    /// as in vLLM's bench, whose tokenizer flag is also `--tokenizer`.
+    #[arg(long)]
+    pub tokenizer: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -78,7 +81,7 @@ fn serve_bench(args: ServeBenchArgs) -> anyhow::Result<()> {
     let requests = match &args.lab_workload {
         Some(name) => {
             // The lab's prompts are tokenized with the served model's tokenizer.
-            let model = LoadedModel::load(args.model.model.as_deref())?;
+            let model = LoadedModel::load(args.tokenizer.as_deref())?;
             let spec = kvscope_lab::workload::standard_cases(args.quick, 2026)
                 .into_iter()
                 .find(|c| &c.name == name)

@@ -95,3 +95,15 @@ fn generate_and_bench_check_the_request_against_the_context_before_allocating() 
     assert_refused(&["generate", "--prompt", "hi", "--top-p", "0"], "top_p");
     assert_refused(&["bench", "throughput", "--prompt-len", "100000"], "exceeds the model's context");
 }
+
+#[test]
+fn every_subcommand_parses_its_own_flags() {
+    // clap checks its argument definitions when a command is built: a
+    // duplicated flag name makes the command panic on every invocation.
+    for cmd in [&["bench", "serve"][..], &["bench", "throughput"], &["serve"], &["lab"], &["generate"], &["sim"]] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let (ok, stderr) = run_bounded(&args);
+        assert!(ok, "kvscope {args:?}:\n{stderr}");
+    }
+}
