@@ -70,6 +70,51 @@ pub struct Engine<E: Executor, C: Clock> {
     pub(crate) decode_runs_declined: bool,
 }
 
+impl EngineConfig {
+    /// What [`Engine::submit`] would say about this request, answered
+    /// before any engine (and its KV pool) exists: a command checks its one
+    /// request before it allocates.
+    pub fn check_request(&self, prompt: &[TokenId], params: &SamplingParams) -> Result<(), SubmitError> {
+        check_request(&self.scheduler, &self.pool, self.vocab_size, prompt, params)
+    }
+}
+
+fn check_request(
+    scheduler: &SchedulerConfig,
+    pool: &PoolConfig,
+    vocab_size: Option<usize>,
+    prompt: &[TokenId],
+    params: &SamplingParams,
+) -> Result<(), SubmitError> {
+    if prompt.is_empty() {
+        return Err(SubmitError::EmptyPrompt);
+    }
+    params.validate()?;
+    if let Some(vocab_size) = vocab_size {
+        if let Some(&token) = prompt.iter().find(|&&t| t as usize >= vocab_size) {
+            return Err(SubmitError::TokenOutOfVocab { token, vocab_size });
+        }
+    }
+    let max_model_len = scheduler.max_model_len;
+    if prompt.len().saturating_add(params.max_tokens) > max_model_len {
+        return Err(SubmitError::ContextExceeded {
+            prompt: prompt.len(),
+            max_tokens: params.max_tokens,
+            max_model_len,
+        });
+    }
+    // The last sampled token never needs KV of its own.
+    let needed_blocks = (prompt.len() + params.max_tokens - 1).div_ceil(pool.block_size.max(1));
+    if needed_blocks > pool.num_blocks {
+        return Err(SubmitError::NeverFitsPool {
+            needed_blocks,
+            total_blocks: pool.num_blocks,
+            block_size: pool.block_size,
+        });
+    }
+    Ok(())
+}
+
 impl<E: Executor, C: Clock> Engine<E, C> {
     pub fn new(config: EngineConfig, executor: E, clock: C) -> Self {
         let mut scheduler = Scheduler::new(config.scheduler, config.pool);
@@ -115,34 +160,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
 
     /// Checks a request against everything that would make it unrunnable.
     pub fn validate(&self, prompt: &[TokenId], params: &SamplingParams) -> Result<(), SubmitError> {
-        if prompt.is_empty() {
-            return Err(SubmitError::EmptyPrompt);
-        }
-        params.validate()?;
-        if let Some(vocab_size) = self.vocab_size {
-            if let Some(&token) = prompt.iter().find(|&&t| t as usize >= vocab_size) {
-                return Err(SubmitError::TokenOutOfVocab { token, vocab_size });
-            }
-        }
-        let max_model_len = self.scheduler.config().max_model_len;
-        if prompt.len() + params.max_tokens > max_model_len {
-            return Err(SubmitError::ContextExceeded {
-                prompt: prompt.len(),
-                max_tokens: params.max_tokens,
-                max_model_len,
-            });
-        }
-        let pool = self.scheduler.block_manager();
-        // The last sampled token never needs KV of its own.
-        let needed_blocks = pool.blocks_for_tokens(prompt.len() + params.max_tokens - 1);
-        if needed_blocks > pool.total_blocks() {
-            return Err(SubmitError::NeverFitsPool {
-                needed_blocks,
-                total_blocks: pool.total_blocks(),
-                block_size: pool.block_size(),
-            });
-        }
-        Ok(())
+        check_request(self.scheduler.config(), self.scheduler.block_manager().config(), self.vocab_size, prompt, params)
     }
 
     /// Queues a request that arrives now.

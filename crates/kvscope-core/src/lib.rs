@@ -7,6 +7,7 @@
 //!   prefix-cache index, release, eviction.
 //! - [`scheduler`]: admission, chunked prefill, decode batching, preemption.
 //! - [`executor`]: the contract with whatever computes the model.
+//! - [`config`]: the one check of an engine configuration every command runs.
 //! - [`engine`]: the step loop tying them together under an injected [`clock`]
 //!   (and, for the simulator, decode runs: identical decode-only steps
 //!   advanced at once, `Engine::try_decode_run`).
@@ -20,6 +21,7 @@
 
 pub mod block_manager;
 pub mod clock;
+pub mod config;
 mod decode_run;
 pub mod engine;
 pub mod events;
@@ -38,6 +40,7 @@ pub mod testing;
 
 pub use block_manager::{BlockManager, PoolConfig};
 pub use clock::{Clock, SimClock, WallClock};
+pub use config::ConfigError;
 pub use engine::{Engine, EngineConfig, StepOutcome, SubmitError};
 pub use events::{
     DecodeRunReport, EventRecord, FinishReason, KvEvent, Observer, ReleaseReason, StallReason, StepSnapshot,

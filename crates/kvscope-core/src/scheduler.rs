@@ -28,6 +28,12 @@ pub struct SchedulerConfig {
     pub max_batched_tokens: usize,
     /// The model's context: prompt plus output never exceeds it.
     pub max_model_len: usize,
+    /// Most prompt tokens one request's prefill may take in a step while
+    /// other requests wait or run (vLLM's `long_prefill_token_threshold`);
+    /// 0 is no cap. With a cap, a long prompt is prefilled in chunks that
+    /// leave room in every step for the others: a short request behind it
+    /// is admitted between chunks instead of after the whole prompt.
+    pub long_prefill_token_threshold: usize,
 }
 
 /// Why the head of the queue could not be admitted at a step.
@@ -143,13 +149,14 @@ impl Scheduler {
 
     /// Running sequences first. Returns whether any was preempted.
     fn schedule_running(&mut self, budget: &mut usize, batch: &mut ScheduledBatch, log: &mut EventLog) -> bool {
+        let cap = prefill_cap(&self.config, self.running.len() + self.waiting.len());
         let mut preempted = false;
         let mut i = 0;
         while i < self.running.len() && *budget > 0 {
             let id = self.running[i];
             let seq = self.seqs.get_mut(&id).expect("running ids are live");
             if seq.in_prefill() {
-                let n = seq.num_uncomputed().min(*budget);
+                let n = seq.num_uncomputed().min(*budget).min(cap);
                 batch.seqs.push(chunk(seq, n, self.spare.pop(), self.copy_block_tables));
                 *budget -= n;
                 i += 1;
@@ -200,7 +207,10 @@ impl Scheduler {
                 SITE,
                 KvEvent::Admitted { request_id: id, blocks: seq.block_table.clone(), cached_blocks: hits, readmission },
             );
-            let n = seq.num_uncomputed().min(*budget);
+            let others = self.running.len() + self.waiting.len();
+            let cap = prefill_cap(&self.config, others + 1);
+            let seq = self.seqs.get_mut(&id).expect("waiting ids are live");
+            let n = seq.num_uncomputed().min(*budget).min(cap);
             batch.seqs.push(chunk(seq, n, self.spare.pop(), self.copy_block_tables));
             *budget -= n;
             self.running.push(id);
@@ -274,6 +284,16 @@ impl Scheduler {
         let seq = self.seqs.get_mut(&id).expect("scheduled ids are live");
         seq.num_computed += tokens;
         self.blocks.commit_computed(seq);
+    }
+}
+
+/// The most prompt tokens one prefill may take this step, with `live`
+/// requests running or waiting: alone, as many as the budget allows; with
+/// others around, at most the threshold (when one is set).
+fn prefill_cap(config: &SchedulerConfig, live: usize) -> usize {
+    match config.long_prefill_token_threshold {
+        t if t > 0 && live > 1 => t,
+        _ => usize::MAX,
     }
 }
 

@@ -76,6 +76,7 @@ impl LabConfig {
                 max_running: self.max_running.unwrap_or(default_max_running),
                 max_batched_tokens: self.max_batched_tokens,
                 max_model_len: info.max_model_len,
+                long_prefill_token_threshold: 0,
             },
             pool: PoolConfig {
                 num_blocks: self.num_blocks(info),
@@ -120,6 +121,8 @@ pub enum LabError {
         "the KV pool ({blocks} blocks of {block_size} tokens) cannot hold one request of case {case} ({tokens} tokens): give a larger --kv-memory or --kv-blocks"
     )]
     PoolTooSmall { blocks: usize, block_size: usize, case: String, tokens: usize },
+    #[error(transparent)]
+    Config(#[from] kvscope_core::ConfigError),
 }
 
 /// Progress callback: stage name, done, total.
@@ -129,6 +132,8 @@ pub fn run_lab<B: LabBackend>(backend: &mut B, cfg: &LabConfig, progress: Progre
     let started = std::time::Instant::now();
     let info = backend.info();
     let engine = cfg.engine_config(&info);
+    // Before any workload is built or any KV allocated.
+    engine.validate()?;
     let num_blocks = engine.pool.num_blocks;
     let pool_tokens = num_blocks * cfg.block_size;
     let sweep_spec = match cfg.scale {

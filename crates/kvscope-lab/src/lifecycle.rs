@@ -549,7 +549,12 @@ pub(crate) mod tests {
     /// A small run under memory pressure: 12 requests, 40 blocks of 4.
     pub(crate) fn small_run(num_blocks: usize) -> CaseRun {
         let config = EngineConfig {
-            scheduler: SchedulerConfig { max_running: 6, max_batched_tokens: 64, max_model_len: 256 },
+            scheduler: SchedulerConfig {
+                max_running: 6,
+                max_batched_tokens: 64,
+                max_model_len: 256,
+                long_prefill_token_threshold: 0,
+            },
             pool: PoolConfig { num_blocks, block_size: 4, enable_prefix_caching: true, bytes_per_block: 4096 },
             vocab_size: None,
         };

@@ -7,7 +7,7 @@ use crate::generate::{Generation, Piece};
 use crate::openai::{self, ChatRequest, CompletionRequest, Plan, Prompt};
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -33,6 +33,12 @@ struct Frame {
     include_usage: bool,
     /// `echo`: the prompt's text and ids, put in front of the answer.
     echo: Option<(String, Vec<TokenId>)>,
+    /// vLLM's `return_tokens_as_token_ids`: log-probability entries are
+    /// keyed `token_id:N`, so tokens whose text collides (byte fragments of
+    /// one character all print as U+FFFD) stay apart.
+    token_ids_as_keys: bool,
+    /// `max_tokens: 0` with `echo`: the one generated token is dropped.
+    score_only: bool,
 }
 
 pub async fn models(State(state): State<AppState>) -> Json<Value> {
@@ -51,16 +57,95 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "object": "list", "data": [model] }))
 }
 
-pub async fn completions(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn completions(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let body = read_body(&state, request).await?;
     let req: CompletionRequest = openai::parse(&body)?;
     check_model(&state, req.common.model.as_deref())?;
-    let (prompt_text, prompt_ids) = match req.prompt.single()? {
+    let prompts = req.prompt.into_list(crate::limits::MAX_PROMPTS_PER_REQUEST)?;
+    let logprobs = openai::count(req.logprobs, "logprobs")?;
+    // max_tokens 0 with echo scores the prompt without generating (what
+    // lm-evaluation-harness sends for log-likelihoods): one token is
+    // generated for the engine's sake and not returned.
+    let score_only = req.echo && req.common.max_tokens == Some(0);
+    let max_tokens = if score_only { Some(1) } else { req.common.max_tokens };
+    let mut plan = req.common.plan(max_tokens, 16, logprobs, "logprobs", &state.model.eos_token_ids())?;
+    if req.echo {
+        // Echo with logprobs scores the prompt too (as vLLM does), so text can be scored.
+        plan.params.prompt_logprobs = plan.logprobs;
+    }
+    let mut resolved = Vec::with_capacity(prompts.len());
+    for prompt in prompts {
+        resolved.push(resolve_prompt(&state, prompt).await?);
+    }
+    let frame = |echo: Option<(String, Vec<TokenId>)>| Frame {
+        kind: Kind::Completion,
+        id: String::new(),
+        created: now_unix(),
+        model: state.model_name.clone(),
+        plan_logprobs: plan.logprobs,
+        include_usage: plan.include_usage,
+        echo: if req.echo { echo } else { None },
+        token_ids_as_keys: req.common.return_tokens_as_token_ids,
+        score_only,
+    };
+    if resolved.len() == 1 {
+        let (text, ids) = resolved.pop().expect("one prompt");
+        let frame = frame(Some((text, ids.clone())));
+        return run(state, ids, plan, frame).await;
+    }
+    if plan.stream {
+        return Err(ApiError::bad_request(
+            "streaming a list of prompts is not supported: send one prompt per streaming request, or set stream to false",
+            Some("stream"),
+        ));
+    }
+    // A list of prompts: one engine request each, run together, answered
+    // as one response with a choice per prompt (in prompt order).
+    let mut runs = Vec::with_capacity(resolved.len());
+    for (text, ids) in resolved {
+        let frame = frame(Some((text, ids.clone())));
+        runs.push(submit(&state, ids, &plan, frame).await?);
+    }
+    let answers = futures_util::future::try_join_all(runs.into_iter().map(|(gen, ctx)| collect(gen, ctx))).await?;
+    let mut choices = Vec::with_capacity(answers.len());
+    let (mut prompt_tokens, mut completion_tokens, mut cached_tokens) = (0, 0, 0);
+    let mut envelope = None;
+    for (i, (mut answer, finish, ctx)) in answers.into_iter().enumerate() {
+        answer["index"] = json!(i);
+        choices.push(answer);
+        prompt_tokens += finish.prompt_tokens;
+        completion_tokens += ctx.output_tokens(&finish);
+        cached_tokens += finish.cached_tokens;
+        envelope.get_or_insert(ctx);
+    }
+    let ctx = envelope.expect("at least two prompts");
+    let usage = json!({
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
+    });
+    Ok(Json(ctx.envelope(false, Value::Array(choices), Some(usage))).into_response())
+}
+
+/// A prompt as text and token ids: text is tokenized off the async
+/// workers, after a cheap length check; ids are checked against the
+/// vocabulary.
+async fn resolve_prompt(state: &AppState, prompt: Prompt) -> Result<(String, Vec<TokenId>), ApiError> {
+    match prompt {
         Prompt::Text(text) => {
-            let ids = state
-                .model
-                .tokenize(&text)
-                .map_err(|e| ApiError::bad_request(&format!("cannot tokenize the prompt: {e}"), Some("prompt")))?;
-            (text, ids)
+            check_text_fits(state, text.len(), "prompt")?;
+            let model = state.model.clone();
+            blocking(state, move || {
+                let ids = model.tokenize(&text);
+                (text, ids)
+            })
+            .await
+            .and_then(|(text, ids)| {
+                let ids = ids
+                    .map_err(|e| ApiError::bad_request(&format!("cannot tokenize the prompt: {e}"), Some("prompt")))?;
+                Ok((text, ids))
+            })
         }
         Prompt::Tokens(ids) => {
             let vocab = state.model.vocab_size();
@@ -70,48 +155,126 @@ pub async fn completions(State(state): State<AppState>, body: Bytes) -> Result<R
                     Some("prompt"),
                 ));
             }
-            (state.model.detokenize(&ids).unwrap_or_default(), ids)
+            let max = state.model.max_context();
+            if ids.len() > max {
+                return Err(ApiError::bad_request(
+                    &format!("the prompt has {} tokens, more than the model's context of {max}", ids.len()),
+                    Some("prompt"),
+                ));
+            }
+            let model = state.model.clone();
+            blocking(state, move || (model.detokenize(&ids).unwrap_or_default(), ids)).await
         }
-        Prompt::TextBatch(_) | Prompt::TokensBatch(_) => unreachable!("single() unpacks batches"),
-    };
-    let logprobs = openai::count(req.logprobs, "logprobs")?;
-    let mut plan = req.common.plan(req.common.max_tokens, 16, logprobs, &state.model.eos_token_ids())?;
-    if req.echo {
-        // Echo with logprobs scores the prompt too (as vLLM does), so text can be scored.
-        plan.params.prompt_logprobs = plan.logprobs;
+        Prompt::TextBatch(_) | Prompt::TokensBatch(_) => unreachable!("into_list unpacks batches"),
     }
-    let frame = Frame {
-        kind: Kind::Completion,
-        id: String::new(),
-        created: now_unix(),
-        model: state.model_name.clone(),
-        plan_logprobs: plan.logprobs,
-        include_usage: plan.include_usage,
-        echo: req.echo.then(|| (prompt_text, prompt_ids.clone())),
-    };
-    run(state, prompt_ids, plan, frame).await
 }
 
-pub async fn chat_completions(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+/// The request body, bounded in bytes (413) and in time (408).
+async fn read_body(state: &AppState, request: Request) -> Result<Bytes, ApiError> {
+    let limit = state.limits.max_body_bytes;
+    let read = axum::body::to_bytes(request.into_body(), limit);
+    match tokio::time::timeout(state.limits.body_timeout, read).await {
+        Err(_) => Err(ApiError::timeout(format!(
+            "the request body did not arrive within {} s (--body-timeout-s)",
+            state.limits.body_timeout.as_secs_f64()
+        ))),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+                .any(|e| e.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Err(ApiError::payload_too_large(format!(
+                    "the request body is larger than {limit} bytes (--max-body-bytes)"
+                )))
+            } else {
+                Err(ApiError::bad_request(&format!("cannot read the request body: {e}"), None))
+            }
+        }
+    }
+}
+
+/// Text that surely needs more tokens than the context holds is refused
+/// before tokenizing it: tokenizing costs CPU and memory in proportion to
+/// the text, and the answer is known anyway.
+fn check_text_fits(state: &AppState, bytes: usize, param: &str) -> Result<(), ApiError> {
+    let Some(per_token) = state.max_token_bytes.filter(|&b| b > 0) else { return Ok(()) };
+    let context = state.model.max_context();
+    if bytes > context.saturating_mul(per_token) {
+        return Err(ApiError::bad_request(
+            &format!(
+                "the {param} is {bytes} bytes of text: at least {} tokens (no token is longer than {per_token} bytes), more than the model's context of {context} tokens; shorten it",
+                bytes / per_token
+            ),
+            Some(param),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs CPU-heavy work (tokenizing, rendering a chat template) on the
+/// blocking pool, at most `tokenizer_threads` at a time, so that the async
+/// workers stay free to answer `/health` and stream tokens.
+async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let _permit = state
+        .tokenizers
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::internal("the server is shutting down".into()))?;
+    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(format!("tokenization failed: {e}")))
+}
+
+/// Roles the chat endpoint accepts. The template would render any string as
+/// a role, so an unknown one (a typo, or "function" from an old client) is
+/// refused rather than silently sent to the model.
+const CHAT_ROLES: &[&str] = &["system", "user", "assistant"];
+
+pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let body = read_body(&state, request).await?;
     let req: ChatRequest = openai::parse(&body)?;
     check_model(&state, req.common.model.as_deref())?;
     if req.messages.is_empty() {
         return Err(ApiError::bad_request("messages is empty: give at least one message", Some("messages")));
     }
-    let text = state
-        .model
-        .render_chat(&req.messages)
-        .map_err(|e| ApiError::bad_request(&format!("cannot apply the chat template: {e}"), Some("messages")))?;
-    let prompt_ids = state
-        .model
-        .tokenize(&text)
-        .map_err(|e| ApiError::bad_request(&format!("cannot tokenize: {e}"), Some("messages")))?;
+    let specials = state.model.special_token_texts();
+    for (i, m) in req.messages.iter().enumerate() {
+        if !CHAT_ROLES.contains(&m.role.as_str()) {
+            return Err(ApiError::bad_request(
+                &format!("messages[{i}].role is {:?}: use one of {}", m.role, CHAT_ROLES.join(", ")),
+                Some("messages"),
+            ));
+        }
+        if let Some(special) = specials.iter().find(|t| m.content.contains(t.as_str())) {
+            return Err(ApiError::bad_request(
+                &format!(
+                    "messages[{i}].content contains the control token text {special:?}, which would be read as a control token and could forge a turn; remove it (use /v1/completions with your own prompt to send control tokens on purpose)"
+                ),
+                Some("messages"),
+            ));
+        }
+    }
+    let content_bytes = req.messages.iter().map(|m| m.content.len() + m.role.len()).sum();
+    check_text_fits(&state, content_bytes, "messages")?;
+    let model = state.model.clone();
+    let messages = req.messages;
+    let prompt_ids = blocking(&state, move || -> Result<Vec<TokenId>, ApiError> {
+        let text = model
+            .render_chat(&messages)
+            .map_err(|e| ApiError::bad_request(&format!("cannot apply the chat template: {e}"), Some("messages")))?;
+        model.tokenize(&text).map_err(|e| ApiError::bad_request(&format!("cannot tokenize: {e}"), Some("messages")))
+    })
+    .await??;
     let top = openai::count(req.top_logprobs, "top_logprobs")?;
     let logprobs = req.logprobs.then(|| top.unwrap_or(0));
     let max_tokens = req.max_completion_tokens.or(req.common.max_tokens);
-    // Without a limit, the answer may fill the rest of the context.
-    let room = state.model.max_context().saturating_sub(prompt_ids.len()).max(1);
-    let plan = req.common.plan(max_tokens, room, logprobs, &state.model.eos_token_ids())?;
+    // Without a limit, the answer may fill the rest of the context — or of
+    // the KV pool, if that is smaller (the last token needs no KV slot).
+    let room = state.model.max_context().min(state.pool_tokens.saturating_add(1));
+    let room = room.saturating_sub(prompt_ids.len()).max(1);
+    let plan = req.common.plan(max_tokens, room, logprobs, "top_logprobs", &state.model.eos_token_ids())?;
     let frame = Frame {
         kind: Kind::Chat,
         id: String::new(),
@@ -120,6 +283,8 @@ pub async fn chat_completions(State(state): State<AppState>, body: Bytes) -> Res
         plan_logprobs: plan.logprobs,
         include_usage: plan.include_usage,
         echo: None,
+        token_ids_as_keys: req.common.return_tokens_as_token_ids,
+        score_only: false,
     };
     run(state, prompt_ids, plan, frame).await
 }
@@ -134,7 +299,26 @@ fn check_model(state: &AppState, model: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
-async fn run(state: AppState, prompt_ids: Vec<TokenId>, plan: Plan, mut frame: Frame) -> Result<Response, ApiError> {
+async fn run(state: AppState, prompt_ids: Vec<TokenId>, plan: Plan, frame: Frame) -> Result<Response, ApiError> {
+    let stream_it = plan.stream;
+    let (gen, ctx) = submit(&state, prompt_ids, &plan, frame).await?;
+    if stream_it {
+        Ok(stream(gen, ctx).into_response())
+    } else {
+        let (choice, finish, ctx) = collect(gen, ctx).await?;
+        let usage = ctx.usage(&finish);
+        Ok(Json(ctx.envelope(false, json!([choice]), Some(usage))).into_response())
+    }
+}
+
+/// Hands one request to the engine; its answer is read from the returned
+/// generation.
+async fn submit(
+    state: &AppState,
+    prompt_ids: Vec<TokenId>,
+    plan: &Plan,
+    mut frame: Frame,
+) -> Result<(Generation, Ctx), ApiError> {
     let prompt_tokens = prompt_ids.len();
     let submitted = state.engine.submit(prompt_ids, plan.params.clone()).await.map_err(|e| match e {
         AdmitError::Invalid(e) => ApiError::bad_request(&e.to_string(), None),
@@ -146,17 +330,12 @@ async fn run(state: AppState, prompt_ids: Vec<TokenId>, plan: Plan, mut frame: F
     let gen = Generation::new(
         submitted,
         state.model.clone(),
-        plan.stop,
+        plan.stop.clone(),
         plan.params.stop_token_ids.clone(),
         plan.params.ignore_eos,
         prompt_tokens,
     );
-    let ctx = Ctx { frame, model: state.model.clone() };
-    if plan.stream {
-        Ok(stream(gen, ctx).into_response())
-    } else {
-        collect(gen, ctx).await.map(|v| Json(v).into_response())
-    }
+    Ok((gen, Ctx { frame, model: state.model.clone() }))
 }
 
 struct Ctx {
@@ -187,11 +366,30 @@ impl Ctx {
         v
     }
 
+    /// Tokens the client gets back (none when only scoring the prompt).
+    fn output_tokens(&self, finish: &Finish) -> usize {
+        if self.frame.score_only {
+            0
+        } else {
+            finish.output_tokens
+        }
+    }
+
+    /// The key of a token in log-probability entries.
+    fn token_key(&self, id: TokenId) -> String {
+        if self.frame.token_ids_as_keys {
+            format!("token_id:{id}")
+        } else {
+            self.model.token_text(id)
+        }
+    }
+
     fn usage(&self, finish: &Finish) -> Value {
+        let output_tokens = self.output_tokens(finish);
         json!({
             "prompt_tokens": finish.prompt_tokens,
-            "completion_tokens": finish.output_tokens,
-            "total_tokens": finish.prompt_tokens + finish.output_tokens,
+            "completion_tokens": output_tokens,
+            "total_tokens": finish.prompt_tokens + output_tokens,
             "prompt_tokens_details": {"cached_tokens": finish.cached_tokens},
         })
     }
@@ -206,16 +404,16 @@ impl Ctx {
         let mut offsets = Vec::new();
         let mut at = offset;
         for (tok, &id) in tokens.iter().zip(ids) {
-            let text = self.model.token_text(id);
+            // Offsets count the token's text even when the key is its id.
             offsets.push(at);
-            at += text.len();
-            texts.push(text);
+            at += self.model.token_text(id).len();
+            texts.push(self.token_key(id));
             match tok {
                 Some(t) => {
                     lps.push(json!(t.logprob));
                     let mut top = serde_json::Map::new();
                     for (tid, lp) in t.top_logprobs.iter().take(n) {
-                        top.insert(self.model.token_text(*tid), json!(lp));
+                        top.insert(self.token_key(*tid), json!(lp));
                     }
                     tops.push(Value::Object(top));
                 }
@@ -233,7 +431,7 @@ impl Ctx {
         let n = self.frame.plan_logprobs.unwrap_or(0);
         let entry = |id: TokenId, lp: Option<f32>| {
             let text = self.model.token_text(id);
-            json!({"token": text, "logprob": lp, "bytes": text.as_bytes()})
+            json!({"token": self.token_key(id), "logprob": lp, "bytes": text.as_bytes()})
         };
         let content: Vec<Value> = tokens
             .iter()
@@ -282,7 +480,9 @@ impl Ctx {
     }
 }
 
-async fn collect(mut gen: Generation, ctx: Ctx) -> Result<Value, ApiError> {
+/// Reads a whole answer: its choice (index 0), how it finished, and the
+/// context that frames it.
+async fn collect(mut gen: Generation, ctx: Ctx) -> Result<(Value, Finish, Ctx), ApiError> {
     let mut text = String::new();
     let mut tokens: Vec<SampledToken> = Vec::new();
     let finish = loop {
@@ -298,6 +498,10 @@ async fn collect(mut gen: Generation, ctx: Ctx) -> Result<Value, ApiError> {
             None => return Err(ApiError::internal("the request ended without an answer".into())),
         }
     };
+    if ctx.frame.score_only {
+        text.clear();
+        tokens.clear();
+    }
     let reason = finish.reason.as_str();
     let choice = match ctx.frame.kind {
         Kind::Completion => {
@@ -338,8 +542,7 @@ async fn collect(mut gen: Generation, ctx: Ctx) -> Result<Value, ApiError> {
             json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": logprobs, "finish_reason": reason})
         }
     };
-    let usage = ctx.usage(&finish);
-    Ok(ctx.envelope(false, json!([choice]), Some(usage)))
+    Ok((choice, finish, ctx))
 }
 
 struct StreamState {
@@ -380,7 +583,11 @@ fn stream(gen: Generation, ctx: Ctx) -> Sse<impl futures_util::Stream<Item = Res
                 return None;
             }
             match st.gen.next().await {
-                Some(Ok(piece)) => {
+                Some(Ok(mut piece)) => {
+                    if st.ctx.frame.score_only {
+                        piece.text.clear();
+                        piece.token = None;
+                    }
                     if let Some(chunk) = st.ctx.chunk(&piece, st.text_offset) {
                         st.queue.push_back(data(&chunk));
                     }

@@ -9,6 +9,7 @@ use kvscope_core::{
     TokenId, WallClock,
 };
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -59,6 +60,39 @@ enum Command {
 #[derive(Clone)]
 pub struct EngineHandle {
     tx: std_mpsc::Sender<Command>,
+    status: Arc<EngineStatus>,
+}
+
+/// What the engine thread publishes for readers that must not wait for a
+/// step (`/health`, `/ready`): plain atomics, written by the thread after
+/// every command batch and step.
+#[derive(Debug, Default)]
+pub struct EngineStatus {
+    alive: AtomicBool,
+    waiting: AtomicUsize,
+    running: AtomicUsize,
+}
+
+impl EngineStatus {
+    /// Whether the engine thread is still running its loop.
+    pub fn alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Relaxed)
+    }
+}
+
+/// Marks the engine dead when its thread ends, by return or by panic.
+struct AliveGuard(Arc<EngineStatus>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::Release);
+    }
 }
 
 /// An accepted request. Dropping it before the end aborts the request in
@@ -109,6 +143,11 @@ impl EngineHandle {
         Ok(Submitted { id, updates, guard: AbortGuard { tx: self.tx.clone(), id, armed: true } })
     }
 
+    /// The engine's liveness and queue lengths, read without waiting.
+    pub fn status(&self) -> &EngineStatus {
+        &self.status
+    }
+
     pub async fn snapshot(&self) -> Option<KvSnapshot> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Command::Snapshot(reply)).ok()?;
@@ -140,6 +179,8 @@ where
 {
     let (tx, rx) = std_mpsc::channel();
     let (ready_tx, ready_rx) = std_mpsc::sync_channel::<anyhow::Result<()>>(1);
+    let status = Arc::new(EngineStatus::default());
+    let thread_status = status.clone();
     let thread = std::thread::Builder::new().name("kvscope-engine".into()).spawn(move || {
         let executor = match make_executor() {
             Ok(e) => e,
@@ -152,11 +193,21 @@ where
         for observer in observers {
             engine.add_observer(observer);
         }
+        thread_status.alive.store(true, Ordering::Release);
+        let _alive = AliveGuard(thread_status.clone());
         let _ = ready_tx.send(Ok(()));
-        EngineLoop { engine, live: HashMap::new(), next_id: 0, max_waiting: config.max_waiting, refresh }.run(rx);
+        EngineLoop {
+            engine,
+            live: HashMap::new(),
+            next_id: 0,
+            max_waiting: config.max_waiting,
+            refresh,
+            status: thread_status,
+        }
+        .run(rx);
     })?;
     match ready_rx.recv() {
-        Ok(Ok(())) => Ok((EngineHandle { tx }, thread)),
+        Ok(Ok(())) => Ok((EngineHandle { tx, status }, thread)),
         Ok(Err(e)) => Err(e.context("starting the engine")),
         Err(_) => Err(anyhow::anyhow!("the engine thread died while starting")),
     }
@@ -168,6 +219,7 @@ struct EngineLoop<E: Executor> {
     next_id: u64,
     max_waiting: usize,
     refresh: Vec<Refresh>,
+    status: Arc<EngineStatus>,
 }
 
 impl<E: Executor> EngineLoop<E> {
@@ -200,7 +252,14 @@ impl<E: Executor> EngineLoop<E> {
             if self.engine.has_work() {
                 self.step();
             }
+            self.publish_status();
         }
+    }
+
+    fn publish_status(&self) {
+        let scheduler = self.engine.scheduler();
+        self.status.waiting.store(scheduler.num_waiting(), Ordering::Relaxed);
+        self.status.running.store(scheduler.num_running(), Ordering::Relaxed);
     }
 
     /// Returns whether the pool or the queues changed.
@@ -231,7 +290,7 @@ impl<E: Executor> EngineLoop<E> {
             }
             Command::Abort(id) => {
                 self.live.remove(&id);
-                self.engine.abort(id).is_some()
+                self.engine.abort(id).inspect(log_end).is_some()
             }
             Command::Snapshot(reply) => {
                 let _ = reply.send(KvSnapshot::of(&self.engine));
@@ -246,7 +305,9 @@ impl<E: Executor> EngineLoop<E> {
         let gone: Vec<RequestId> = self.live.iter().filter(|(_, tx)| tx.is_closed()).map(|(&id, _)| id).collect();
         for &id in &gone {
             self.live.remove(&id);
-            self.engine.abort(id);
+            if let Some(seq) = self.engine.abort(id) {
+                log_end(&seq);
+            }
         }
         !gone.is_empty()
     }
@@ -280,6 +341,7 @@ impl<E: Executor> EngineLoop<E> {
             }
         }
         for seq in &outcome.finished {
+            log_end(seq);
             if let Some(tx) = self.live.remove(&seq.id) {
                 let _ = tx.send(Update::Finished(Finish {
                     reason: seq.finish_reason().unwrap_or(FinishReason::Stop),
@@ -293,10 +355,31 @@ impl<E: Executor> EngineLoop<E> {
         let aborted = !gone.is_empty();
         for id in gone {
             self.live.remove(&id);
-            self.engine.abort(id);
+            if let Some(seq) = self.engine.abort(id) {
+                log_end(&seq);
+            }
         }
         if aborted {
             self.publish_state();
         }
     }
+}
+
+/// One structured line per request that reached the engine, when it ends
+/// (finished, or aborted because its client went away or a stop string
+/// matched). `RUST_LOG=kvscope_server=info` shows them.
+fn log_end(seq: &kvscope_core::Sequence) {
+    let t = &seq.timeline;
+    tracing::info!(
+        request_id = seq.id.0,
+        prompt_tokens = seq.prompt.len(),
+        completion_tokens = seq.output.len(),
+        cached_tokens = seq.num_cached_prompt_tokens,
+        queue_wait_s = t.queue_wait(),
+        ttft_s = t.ttft(),
+        e2e_s = t.e2e(),
+        preemptions = seq.preemptions,
+        finish_reason = seq.finish_reason().map_or("none", |r| r.as_str()),
+        "request ended"
+    );
 }

@@ -74,6 +74,7 @@ impl SimConfig {
                 max_running: self.max_running,
                 max_batched_tokens: self.max_batched_tokens,
                 max_model_len: self.max_model_len.unwrap_or(self.model.max_context),
+                long_prefill_token_threshold: 0,
             },
             pool: PoolConfig {
                 num_blocks: plan.num_blocks,
@@ -83,6 +84,7 @@ impl SimConfig {
             },
             vocab_size: Some(self.model.vocab),
         };
+        config.validate()?;
         Ok((config, plan))
     }
 

@@ -104,6 +104,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         args.model_preset.is_none() || args.executor == ExecutorKind::Sim,
         "--model-preset runs the simulator: add --executor sim"
     );
+    crate::preflight::check_out_dir(&args.out)?;
     let dataset = match &args.dataset {
         Some(p) => Some(kvscope_experiment::dataset::load_prompts(p)?),
         None => None,

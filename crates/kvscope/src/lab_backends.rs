@@ -5,7 +5,7 @@
 
 use crate::real_model::LoadedModel;
 use anyhow::Context;
-use kvscope_core::{SimClock, TokenId, WallClock};
+use kvscope_core::{PoolConfig, SimClock, TokenId, WallClock};
 use kvscope_lab::backend::{BackendInfo, LabBackend};
 use kvscope_model::executor::ModelExecutor;
 use kvscope_sim::{default_calibration_path, CalibrationFile, CostModel, SimConfig, SimExecutor};
@@ -44,6 +44,16 @@ impl LabBackend for RealBackend {
     }
 
     fn start(&mut self, num_blocks: usize, block_size: usize) -> Result<(ModelExecutor, WallClock), String> {
+        let bytes_per_token = kvscope_model::kv_storage::bytes_per_token(self.model.llama.config()) as u64;
+        let pool = PoolConfig {
+            num_blocks,
+            block_size,
+            enable_prefix_caching: false,
+            bytes_per_block: bytes_per_token.saturating_mul(block_size as u64),
+        };
+        if let Some(available) = kvscope_model::host_memory::available_bytes() {
+            pool.check_memory(available).map_err(|e| e.to_string())?;
+        }
         let exec =
             ModelExecutor::new(self.model.llama.clone(), num_blocks, block_size, 0).map_err(|e| e.to_string())?;
         Ok((exec, WallClock::new()))

@@ -9,6 +9,7 @@ mod cmd_serve;
 mod cmd_sim;
 mod lab_backends;
 mod machine;
+mod preflight;
 mod real_model;
 mod sim_calibrate;
 
