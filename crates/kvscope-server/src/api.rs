@@ -91,18 +91,20 @@ pub async fn completions(State(state): State<AppState>, request: Request) -> Res
         let frame = frame(Some((text, ids.clone())));
         return run(state, ids, plan, frame).await;
     }
-    if plan.stream {
-        return Err(ApiError::bad_request(
-            "streaming a list of prompts is not supported: send one prompt per streaming request, or set stream to false",
-            Some("stream"),
-        ));
-    }
     // A list of prompts: one engine request each, run together, answered
-    // as one response with a choice per prompt (in prompt order).
-    let mut runs = Vec::with_capacity(resolved.len());
+    // as one response with a choice per prompt (`index` in prompt order)
+    // under the first request's id.
+    let mut runs: Vec<(Generation, Ctx)> = Vec::with_capacity(resolved.len());
     for (text, ids) in resolved {
         let frame = frame(Some((text, ids.clone())));
-        runs.push(submit(&state, ids, &plan, frame).await?);
+        let (gen, mut ctx) = submit(&state, ids, &plan, frame).await?;
+        if let Some((_, first)) = runs.first() {
+            ctx.frame.id = first.frame.id.clone();
+        }
+        runs.push((gen, ctx));
+    }
+    if plan.stream {
+        return Ok(stream(runs).into_response());
     }
     let answers = futures_util::future::try_join_all(runs.into_iter().map(|(gen, ctx)| collect(gen, ctx))).await?;
     let mut choices = Vec::with_capacity(answers.len());
@@ -301,7 +303,7 @@ async fn run(state: AppState, prompt_ids: Vec<TokenId>, plan: Plan, frame: Frame
     let stream_it = plan.stream;
     let (gen, ctx) = submit(&state, prompt_ids, &plan, frame).await?;
     if stream_it {
-        Ok(stream(gen, ctx).into_response())
+        Ok(stream(vec![(gen, ctx)]).into_response())
     } else {
         let (choice, finish, ctx) = collect(gen, ctx).await?;
         let usage = ctx.usage(&finish);
@@ -543,10 +545,24 @@ async fn collect(mut gen: Generation, ctx: Ctx) -> Result<(Value, Finish, Ctx), 
     Ok((choice, finish, ctx))
 }
 
-struct StreamState {
+/// What one choice's stream yields.
+enum Out {
+    Chunk(Value),
+    /// The choice ended; its usage counts toward the response's.
+    End {
+        prompt_tokens: usize,
+        completion_tokens: usize,
+        cached_tokens: usize,
+    },
+    /// The executor failed: the error body; the whole response ends.
+    Failed(Value),
+}
+
+struct ChoiceState {
     gen: Generation,
     ctx: Ctx,
-    queue: VecDeque<Event>,
+    index: usize,
+    queue: VecDeque<Out>,
     ended: bool,
     text_offset: usize,
 }
@@ -555,27 +571,28 @@ fn data(v: &Value) -> Event {
     Event::default().data(v.to_string())
 }
 
-fn stream(gen: Generation, ctx: Ctx) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+/// One choice as a stream of chunks (their `index` set), then its end.
+fn choice_stream(gen: Generation, ctx: Ctx, index: usize) -> impl futures_util::Stream<Item = Out> {
     let mut queue = VecDeque::new();
     let mut text_offset = 0;
     match ctx.frame.kind {
         Kind::Chat => {
-            let choice = json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]);
-            queue.push_back(data(&ctx.envelope(true, choice, None)));
+            let choice = json!([{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]);
+            queue.push_back(Out::Chunk(ctx.envelope(true, choice, None)));
         }
         Kind::Completion => {
             if let Some((text, _)) = &ctx.frame.echo {
                 text_offset = text.len();
-                let choice = json!([{"index": 0, "text": text, "logprobs": null, "finish_reason": null}]);
-                queue.push_back(data(&ctx.envelope(true, choice, None)));
+                let choice = json!([{"index": index, "text": text, "logprobs": null, "finish_reason": null}]);
+                queue.push_back(Out::Chunk(ctx.envelope(true, choice, None)));
             }
         }
     }
-    let state = StreamState { gen, ctx, queue, ended: false, text_offset };
-    let events = futures_util::stream::unfold(state, |mut st| async move {
+    let state = ChoiceState { gen, ctx, index, queue, ended: false, text_offset };
+    futures_util::stream::unfold(state, |mut st| async move {
         loop {
-            if let Some(event) = st.queue.pop_front() {
-                return Some((Ok(event), st));
+            if let Some(out) = st.queue.pop_front() {
+                return Some((out, st));
             }
             if st.ended {
                 return None;
@@ -586,25 +603,88 @@ fn stream(gen: Generation, ctx: Ctx) -> Sse<impl futures_util::Stream<Item = Res
                         piece.text.clear();
                         piece.token = None;
                     }
-                    if let Some(chunk) = st.ctx.chunk(&piece, st.text_offset) {
-                        st.queue.push_back(data(&chunk));
+                    if let Some(mut chunk) = st.ctx.chunk(&piece, st.text_offset) {
+                        chunk["choices"][0]["index"] = json!(st.index);
+                        st.queue.push_back(Out::Chunk(chunk));
                     }
                     st.text_offset += piece.text.len();
                     if let Some(finish) = piece.finish {
-                        if st.ctx.frame.include_usage {
-                            let usage = st.ctx.usage(&finish);
-                            st.queue.push_back(data(&st.ctx.envelope(true, json!([]), Some(usage))));
-                        }
-                        st.queue.push_back(Event::default().data("[DONE]"));
+                        st.queue.push_back(Out::End {
+                            prompt_tokens: finish.prompt_tokens,
+                            completion_tokens: st.ctx.output_tokens(&finish),
+                            cached_tokens: finish.cached_tokens,
+                        });
                         st.ended = true;
                     }
                 }
                 Some(Err(message)) => {
-                    st.queue.push_back(data(&ApiError::internal(message).body()));
-                    st.queue.push_back(Event::default().data("[DONE]"));
+                    st.queue.push_back(Out::Failed(ApiError::internal(message).body()));
                     st.ended = true;
                 }
                 None => st.ended = true,
+            }
+        }
+    })
+}
+
+struct SseState<S> {
+    choices: futures_util::stream::SelectAll<std::pin::Pin<Box<S>>>,
+    /// The closing usage chunk (its `usage` filled in at the end), when asked.
+    usage_chunk: Option<Value>,
+    totals: (usize, usize, usize),
+    queue: VecDeque<Event>,
+    ended: bool,
+}
+
+/// The server-sent events of a response with one or more choices, their
+/// chunks interleaved as they come, then the summed usage (when asked) and
+/// `[DONE]`.
+fn stream(choices: Vec<(Generation, Ctx)>) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let usage_chunk =
+        choices.first().filter(|(_, ctx)| ctx.frame.include_usage).map(|(_, ctx)| ctx.envelope(true, json!([]), None));
+    let streams = choices.into_iter().enumerate().map(|(index, (gen, ctx))| Box::pin(choice_stream(gen, ctx, index)));
+    let state = SseState {
+        choices: futures_util::stream::select_all(streams),
+        usage_chunk,
+        totals: (0, 0, 0),
+        queue: VecDeque::new(),
+        ended: false,
+    };
+    let events = futures_util::stream::unfold(state, |mut st| async move {
+        use futures_util::StreamExt;
+        loop {
+            if let Some(event) = st.queue.pop_front() {
+                return Some((Ok(event), st));
+            }
+            if st.ended {
+                return None;
+            }
+            match st.choices.next().await {
+                Some(Out::Chunk(chunk)) => st.queue.push_back(data(&chunk)),
+                Some(Out::End { prompt_tokens, completion_tokens, cached_tokens }) => {
+                    st.totals.0 += prompt_tokens;
+                    st.totals.1 += completion_tokens;
+                    st.totals.2 += cached_tokens;
+                }
+                Some(Out::Failed(body)) => {
+                    st.queue.push_back(data(&body));
+                    st.queue.push_back(Event::default().data("[DONE]"));
+                    st.ended = true;
+                }
+                None => {
+                    if let Some(mut chunk) = st.usage_chunk.take() {
+                        let (prompt, completion, cached) = st.totals;
+                        chunk["usage"] = json!({
+                            "prompt_tokens": prompt,
+                            "completion_tokens": completion,
+                            "total_tokens": prompt + completion,
+                            "prompt_tokens_details": {"cached_tokens": cached},
+                        });
+                        st.queue.push_back(data(&chunk));
+                    }
+                    st.queue.push_back(Event::default().data("[DONE]"));
+                    st.ended = true;
+                }
             }
         }
     });

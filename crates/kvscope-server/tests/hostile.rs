@@ -318,6 +318,23 @@ async fn api_details_clients_rely_on() {
         assert_eq!(choices[i]["text"], alone["choices"][0]["text"], "prompt {i}");
     }
     assert_eq!(batch["usage"]["prompt_tokens"], 6);
+    // Streamed, the choices' chunks interleave; each index adds up to the
+    // same text, and the usage chunk sums them.
+    let body = json!({"prompt": prompts, "max_tokens": 3, "temperature": 0, "stream": true,
+                      "stream_options": {"include_usage": true}});
+    let chunks = client.open_stream("/v1/completions", &body.to_string()).await.all().await;
+    let mut texts = vec![String::new(); 3];
+    for chunk in &chunks {
+        assert_eq!(chunk["id"], chunks[0]["id"], "one response id");
+        if let Some(choice) = chunk["choices"].as_array().and_then(|c| c.first()) {
+            texts[choice["index"].as_u64().unwrap() as usize].push_str(choice["text"].as_str().unwrap_or(""));
+        }
+    }
+    for (i, text) in texts.iter().enumerate() {
+        assert_eq!(text, choices[i]["text"].as_str().unwrap(), "streamed prompt {i}");
+    }
+    let usage = &chunks.last().unwrap()["usage"];
+    assert_eq!((usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64()), (Some(6), Some(9)), "{usage}");
 
     // Chat without max_tokens fits what the pool can hold.
     let (status, answer) = client
