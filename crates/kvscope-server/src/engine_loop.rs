@@ -9,7 +9,7 @@ use kvscope_core::{
     TokenId, WallClock,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -71,6 +71,12 @@ pub struct EngineStatus {
     alive: AtomicBool,
     waiting: AtomicUsize,
     running: AtomicUsize,
+    /// When the loop last finished an iteration (ms since the Unix epoch).
+    beat_ms: AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl EngineStatus {
@@ -83,6 +89,14 @@ impl EngineStatus {
     }
     pub fn running(&self) -> usize {
         self.running.load(Ordering::Relaxed)
+    }
+    /// Seconds since the engine loop last finished an iteration while it
+    /// has work (`None` when idle: an idle engine sleeps until a command).
+    pub fn busy_for(&self) -> Option<f64> {
+        if self.waiting() + self.running() == 0 {
+            return None;
+        }
+        Some(now_ms().saturating_sub(self.beat_ms.load(Ordering::Relaxed)) as f64 / 1000.0)
     }
 }
 
@@ -193,6 +207,7 @@ where
         for observer in observers {
             engine.add_observer(observer);
         }
+        thread_status.beat_ms.store(now_ms(), Ordering::Relaxed);
         thread_status.alive.store(true, Ordering::Release);
         let _alive = AliveGuard(thread_status.clone());
         let _ = ready_tx.send(Ok(()));
@@ -260,6 +275,7 @@ impl<E: Executor> EngineLoop<E> {
         let scheduler = self.engine.scheduler();
         self.status.waiting.store(scheduler.num_waiting(), Ordering::Relaxed);
         self.status.running.store(scheduler.num_running(), Ordering::Relaxed);
+        self.status.beat_ms.store(now_ms(), Ordering::Relaxed);
     }
 
     /// Returns whether the pool or the queues changed.

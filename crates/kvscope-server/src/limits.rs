@@ -31,6 +31,10 @@ pub struct Limits {
     /// Tokenizations (and chat template renderings) running at once, off
     /// the async workers.
     pub tokenizer_threads: usize,
+    /// With work queued, no engine loop iteration finishing for this long
+    /// makes `/ready` say "stalled" (503). A step of 512 tokens takes about
+    /// a second on 2 CPU cores.
+    pub engine_stall_after: Duration,
 }
 
 impl Default for Limits {
@@ -41,6 +45,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             tokenizer_threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8),
+            engine_stall_after: Duration::from_secs(60),
         }
     }
 }

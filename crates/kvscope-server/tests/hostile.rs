@@ -391,3 +391,26 @@ async fn shutdown_ends_open_streams_after_the_grace_period() {
     .expect("the open stream was closed");
     assert!(rest < 100, "the stream was cut, not run to its end ({rest} more events)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reports_an_engine_that_makes_no_progress() {
+    // Every step takes 1.5 s; the engine counts as stalled after 0.3 s.
+    let mut cfg = config(32, 4, 4, 8);
+    cfg.limits.engine_stall_after = Duration::from_millis(300);
+    let server = start_with(cfg, Arc::new(GatedModel::default()), Duration::from_millis(1500)).await;
+    let client = Client::new(server.addr);
+    assert_eq!(client.get_json("/ready").await["engine"], "running", "idle is not stalled");
+    let body = json!({"prompt": "hi", "max_tokens": 2, "stream": true}).to_string();
+    let stream = client.open_stream("/v1/completions", &body).await;
+    let stalled = common::eventually(200, || async {
+        let resp = client.http.get(format!("{}/ready", client.base)).send().await.unwrap();
+        let code = resp.status().as_u16();
+        let ready: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        code == 503 && ready["engine"] == "stalled"
+    })
+    .await;
+    assert!(stalled, "{}", client.get_text("/ready").await);
+    assert_eq!(client.http.get(format!("{}/health", client.base)).send().await.unwrap().status().as_u16(), 200);
+    drop(stream);
+    server.shutdown().await.unwrap();
+}
