@@ -14,6 +14,10 @@ pub const MAX_STOP_STRINGS: usize = 64;
 pub const MAX_STOP_STRING_BYTES: usize = 1024;
 /// Most extra stop token ids one request may give.
 pub const MAX_STOP_TOKEN_IDS: usize = 1024;
+/// Largest request head (start line and headers) answered normally; more
+/// is a 431 in OpenAI's shape (the HTTP layer itself stops reading at
+/// `listener::HARD_MAX_HEADER_BYTES`).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Most prompts in one /v1/completions request.
 pub const MAX_PROMPTS_PER_REQUEST: usize = 64;
 

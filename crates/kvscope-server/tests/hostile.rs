@@ -357,6 +357,12 @@ async fn api_details_clients_rely_on() {
         assert!(error_of(&answer).0.contains(needle) || answer["error"]["param"] == needle, "{body}: {answer}");
     }
 
+    // An oversized request head is a 431, OpenAI-shaped (below the HTTP
+    // layer's own cap, where hyper answers a bare 431).
+    let big = "a".repeat(40 * 1024);
+    let resp = client.http.get(format!("{}/v1/models", client.base)).header("x-big", &big).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 431);
+    assert!(error_of(&serde_json::from_str::<Value>(&resp.text().await.unwrap()).unwrap()).0.contains("headers"));
     // The router's own errors are OpenAI-shaped too.
     let resp = client.http.get(format!("{}/no/such/path", client.base)).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 404);
