@@ -73,6 +73,7 @@ pub struct EngineStatus {
     running: AtomicUsize,
     /// When the loop last finished an iteration (ms since the Unix epoch).
     beat_ms: AtomicU64,
+    used_blocks: AtomicUsize,
 }
 
 fn now_ms() -> u64 {
@@ -89,6 +90,10 @@ impl EngineStatus {
     }
     pub fn running(&self) -> usize {
         self.running.load(Ordering::Relaxed)
+    }
+    /// KV blocks held by requests (not counting cached free ones).
+    pub fn used_blocks(&self) -> usize {
+        self.used_blocks.load(Ordering::Relaxed)
     }
     /// Seconds since the engine loop last finished an iteration while it
     /// has work (`None` when idle: an idle engine sleeps until a command).
@@ -160,6 +165,9 @@ impl EngineHandle {
     /// The engine's liveness and queue lengths, read without waiting.
     pub fn status(&self) -> &EngineStatus {
         &self.status
+    }
+    pub fn status_arc(&self) -> Arc<EngineStatus> {
+        self.status.clone()
     }
 
     pub async fn snapshot(&self) -> Option<KvSnapshot> {
@@ -238,14 +246,16 @@ struct EngineLoop<E: Executor> {
 }
 
 impl<E: Executor> EngineLoop<E> {
+    /// Runs until every handle is gone and no request is left; a request
+    /// whose client is gone is aborted, so at the end every block is free.
     fn run(mut self, rx: std_mpsc::Receiver<Command>) {
-        loop {
+        'serve: loop {
             let mut changed = false;
             if !self.engine.has_work() {
                 // Idle: sleep until someone asks for something.
                 match rx.recv() {
                     Ok(cmd) => changed |= self.handle(cmd),
-                    Err(_) => return,
+                    Err(_) => break 'serve,
                 }
             }
             loop {
@@ -254,7 +264,7 @@ impl<E: Executor> EngineLoop<E> {
                     Err(std_mpsc::TryRecvError::Empty) => break,
                     Err(std_mpsc::TryRecvError::Disconnected) => {
                         if !self.engine.has_work() {
-                            return;
+                            break 'serve;
                         }
                         break;
                     }
@@ -269,12 +279,16 @@ impl<E: Executor> EngineLoop<E> {
             }
             self.publish_status();
         }
+        self.publish_status();
+        let pool = self.engine.scheduler().block_manager();
+        tracing::info!(used_blocks = pool.used_blocks(), total_blocks = pool.total_blocks(), "engine stopped");
     }
 
     fn publish_status(&self) {
         let scheduler = self.engine.scheduler();
         self.status.waiting.store(scheduler.num_waiting(), Ordering::Relaxed);
         self.status.running.store(scheduler.num_running(), Ordering::Relaxed);
+        self.status.used_blocks.store(scheduler.block_manager().used_blocks(), Ordering::Relaxed);
         self.status.beat_ms.store(now_ms(), Ordering::Relaxed);
     }
 

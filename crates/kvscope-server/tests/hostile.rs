@@ -399,6 +399,27 @@ async fn shutdown_ends_open_streams_after_the_grace_period() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_aborts_what_is_left_and_releases_every_block() {
+    let mut cfg = config(32, 4, 2, 8);
+    cfg.limits.shutdown_grace = Duration::from_millis(200);
+    let server = start_with(cfg, Arc::new(GatedModel::default()), Duration::from_millis(30)).await;
+    let client = Client::new(server.addr);
+    let body = json!({"prompt": "hello there", "max_tokens": 60, "ignore_eos": true, "stream": true}).to_string();
+    // Two running, one waiting.
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        streams.push(client.open_stream("/v1/completions", &body).await);
+    }
+    assert!(streams[0].next().await.is_some());
+    let busy = common::eventually(200, || async { server.engine_status().used_blocks() > 0 }).await;
+    assert!(busy);
+    let status = server.engine_status();
+    tokio::time::timeout(Duration::from_secs(30), server.shutdown()).await.expect("shutdown ends").unwrap();
+    assert!(!status.alive(), "the engine thread ended");
+    assert_eq!((status.used_blocks(), status.running(), status.waiting()), (0, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_reports_an_engine_that_makes_no_progress() {
     // Every step takes 1.5 s; the engine counts as stalled after 0.3 s.
     let mut cfg = config(32, 4, 4, 8);
