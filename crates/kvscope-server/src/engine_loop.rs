@@ -354,9 +354,12 @@ impl<E: Executor> EngineLoop<E> {
             Ok(outcome) => outcome,
             Err(e) => {
                 let message = e.to_string();
+                tracing::warn!(error = %message, live_requests = self.live.len(), "engine step failed: aborting its requests");
                 for (id, tx) in std::mem::take(&mut self.live) {
                     let _ = tx.send(Update::Failed(message.clone()));
-                    self.engine.abort(id);
+                    if let Some(seq) = self.engine.abort(id) {
+                        log_end(&seq);
+                    }
                 }
                 self.publish_state();
                 return;
