@@ -4,9 +4,9 @@
 use crate::engine_loop::{AdmitError, Finish};
 use crate::error::ApiError;
 use crate::generate::{Generation, Piece};
-use crate::openai::{self, ChatRequest, CompletionRequest, Plan, Prompt};
+use crate::intake;
+use crate::openai::{self, ChatRequest, CompletionRequest, Plan};
 use crate::state::AppState;
-use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -56,7 +56,7 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
 }
 
 pub async fn completions(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let body = read_body(&state, request).await?;
+    let body = intake::read_body(&state, request).await?;
     let req: CompletionRequest = openai::parse(&body)?;
     check_model(&state, req.common.model.as_deref())?;
     let prompts = req.prompt.into_list(crate::limits::MAX_PROMPTS_PER_REQUEST)?;
@@ -73,7 +73,7 @@ pub async fn completions(State(state): State<AppState>, request: Request) -> Res
     }
     let mut resolved = Vec::with_capacity(prompts.len());
     for prompt in prompts {
-        resolved.push(resolve_prompt(&state, prompt).await?);
+        resolved.push(intake::resolve_prompt(&state, prompt).await?);
     }
     let frame = |echo: Option<(String, Vec<TokenId>)>| Frame {
         kind: Kind::Completion,
@@ -128,145 +128,14 @@ pub async fn completions(State(state): State<AppState>, request: Request) -> Res
     Ok(Json(ctx.envelope(false, Value::Array(choices), Some(usage))).into_response())
 }
 
-/// A prompt as text and token ids: text is tokenized off the async
-/// workers, after a cheap length check; ids are checked against the
-/// vocabulary.
-async fn resolve_prompt(state: &AppState, prompt: Prompt) -> Result<(String, Vec<TokenId>), ApiError> {
-    match prompt {
-        Prompt::Text(text) => {
-            check_text_fits(state, text.len(), "prompt")?;
-            let model = state.model.clone();
-            blocking(state, move || {
-                let ids = model.tokenize(&text);
-                (text, ids)
-            })
-            .await
-            .and_then(|(text, ids)| {
-                let ids = ids
-                    .map_err(|e| ApiError::bad_request(&format!("cannot tokenize the prompt: {e}"), Some("prompt")))?;
-                Ok((text, ids))
-            })
-        }
-        Prompt::Tokens(ids) => {
-            let vocab = state.model.vocab_size();
-            if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
-                return Err(ApiError::bad_request(
-                    &format!("token id {bad} is outside the vocabulary (size {vocab})"),
-                    Some("prompt"),
-                ));
-            }
-            let max = state.model.max_context();
-            if ids.len() > max {
-                return Err(ApiError::bad_request(
-                    &format!("the prompt has {} tokens, more than the model's context of {max}", ids.len()),
-                    Some("prompt"),
-                ));
-            }
-            let model = state.model.clone();
-            blocking(state, move || (model.detokenize(&ids).unwrap_or_default(), ids)).await
-        }
-        Prompt::TextBatch(_) | Prompt::TokensBatch(_) => unreachable!("into_list unpacks batches"),
-    }
-}
-
-/// The request body, bounded in bytes (413) and in time (408).
-async fn read_body(state: &AppState, request: Request) -> Result<Bytes, ApiError> {
-    let limit = state.limits.max_body_bytes;
-    let read = axum::body::to_bytes(request.into_body(), limit);
-    match tokio::time::timeout(state.limits.body_timeout, read).await {
-        Err(_) => Err(ApiError::timeout(format!(
-            "the request body did not arrive within {} s (--body-timeout-s)",
-            state.limits.body_timeout.as_secs_f64()
-        ))),
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) => {
-            let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
-                .any(|e| e.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                Err(ApiError::payload_too_large(format!(
-                    "the request body is larger than {limit} bytes (--max-body-bytes)"
-                )))
-            } else {
-                Err(ApiError::bad_request(&format!("cannot read the request body: {e}"), None))
-            }
-        }
-    }
-}
-
-/// Text that surely needs more tokens than the context holds is refused
-/// before tokenizing it: tokenizing costs CPU and memory in proportion to
-/// the text, and the answer is known anyway.
-fn check_text_fits(state: &AppState, bytes: usize, param: &str) -> Result<(), ApiError> {
-    let Some(per_token) = state.max_token_bytes.filter(|&b| b > 0) else { return Ok(()) };
-    let context = state.model.max_context();
-    if bytes > context.saturating_mul(per_token) {
-        return Err(ApiError::bad_request(
-            &format!(
-                "the {param} is {bytes} bytes of text: at least {} tokens (no token is longer than {per_token} bytes), more than the model's context of {context} tokens; shorten it",
-                bytes / per_token
-            ),
-            Some(param),
-        ));
-    }
-    Ok(())
-}
-
-/// Runs CPU-heavy work (tokenizing, rendering a chat template) on the
-/// blocking pool, at most `tokenizer_threads` at a time, so that the async
-/// workers stay free to answer `/health` and stream tokens.
-async fn blocking<T: Send + 'static>(
-    state: &AppState,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    let _permit = state
-        .tokenizers
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::internal("the server is shutting down".into()))?;
-    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(format!("tokenization failed: {e}")))
-}
-
-/// Roles the chat endpoint accepts. The template would render any string as
-/// a role, so an unknown one (a typo, or "function" from an old client) is
-/// refused rather than silently sent to the model.
-const CHAT_ROLES: &[&str] = &["system", "user", "assistant"];
-
 pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let body = read_body(&state, request).await?;
+    let body = intake::read_body(&state, request).await?;
     let req: ChatRequest = openai::parse(&body)?;
     check_model(&state, req.common.model.as_deref())?;
     if req.messages.is_empty() {
         return Err(ApiError::bad_request("messages is empty: give at least one message", Some("messages")));
     }
-    let specials = state.model.special_token_texts();
-    for (i, m) in req.messages.iter().enumerate() {
-        if !CHAT_ROLES.contains(&m.role.as_str()) {
-            return Err(ApiError::bad_request(
-                &format!("messages[{i}].role is {:?}: use one of {}", m.role, CHAT_ROLES.join(", ")),
-                Some("messages"),
-            ));
-        }
-        if let Some(special) = specials.iter().find(|t| m.content.contains(t.as_str())) {
-            return Err(ApiError::bad_request(
-                &format!(
-                    "messages[{i}].content contains the control token text {special:?}, which would be read as a control token and could forge a turn; remove it (use /v1/completions with your own prompt to send control tokens on purpose)"
-                ),
-                Some("messages"),
-            ));
-        }
-    }
-    let content_bytes = req.messages.iter().map(|m| m.content.len() + m.role.len()).sum();
-    check_text_fits(&state, content_bytes, "messages")?;
-    let model = state.model.clone();
-    let messages = req.messages;
-    let prompt_ids = blocking(&state, move || -> Result<Vec<TokenId>, ApiError> {
-        let text = model
-            .render_chat(&messages)
-            .map_err(|e| ApiError::bad_request(&format!("cannot apply the chat template: {e}"), Some("messages")))?;
-        model.tokenize(&text).map_err(|e| ApiError::bad_request(&format!("cannot tokenize: {e}"), Some("messages")))
-    })
-    .await??;
+    let prompt_ids = intake::chat_prompt(&state, req.messages).await?;
     let top = openai::count(req.top_logprobs, "top_logprobs")?;
     let logprobs = req.logprobs.then(|| top.unwrap_or(0));
     let max_tokens = req.max_completion_tokens.or(req.common.max_tokens);
