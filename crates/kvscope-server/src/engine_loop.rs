@@ -53,6 +53,9 @@ enum Command {
         reply: oneshot::Sender<Result<RequestId, AdmitError>>,
     },
     Abort(RequestId),
+    /// A stop string matched: the engine does not know stop strings, so the
+    /// request is aborted there, and logged as stopped.
+    StopString(RequestId),
     Snapshot(oneshot::Sender<KvSnapshot>),
 }
 
@@ -128,11 +131,18 @@ impl Submitted {
     pub fn mark_done(&mut self) {
         self.guard.armed = false;
     }
-    /// Ends the request now (a stop string matched, say).
+    /// Ends the request now.
     pub fn abort(&mut self) {
         if self.guard.armed {
             self.guard.armed = false;
             let _ = self.guard.tx.send(Command::Abort(self.id));
+        }
+    }
+    /// Ends the request now because a stop string matched.
+    pub fn stop(&mut self) {
+        if self.guard.armed {
+            self.guard.armed = false;
+            let _ = self.guard.tx.send(Command::StopString(self.id));
         }
     }
 }
@@ -322,6 +332,10 @@ impl<E: Executor> EngineLoop<E> {
                 self.live.remove(&id);
                 self.engine.abort(id).inspect(log_end).is_some()
             }
+            Command::StopString(id) => {
+                self.live.remove(&id);
+                self.engine.abort(id).inspect(|seq| log_end_as(seq, "stop")).is_some()
+            }
             Command::Snapshot(reply) => {
                 let _ = reply.send(KvSnapshot::of(&self.engine));
                 false
@@ -365,12 +379,12 @@ impl<E: Executor> EngineLoop<E> {
                 return;
             }
         };
-        let mut gone = Vec::new();
+        // A request whose client is gone (the send fails) is aborted by
+        // `reap_disconnected` before the next step — after the commands
+        // already sent, such as the stop-string end that dropped it.
         for (id, token) in outcome.new_tokens {
             if let Some(tx) = self.live.get(&id) {
-                if tx.send(Update::Token(token)).is_err() {
-                    gone.push(id);
-                }
+                let _ = tx.send(Update::Token(token));
             }
         }
         for seq in &outcome.finished {
@@ -385,16 +399,6 @@ impl<E: Executor> EngineLoop<E> {
                 }));
             }
         }
-        let aborted = !gone.is_empty();
-        for id in gone {
-            self.live.remove(&id);
-            if let Some(seq) = self.engine.abort(id) {
-                log_end(&seq);
-            }
-        }
-        if aborted {
-            self.publish_state();
-        }
     }
 }
 
@@ -402,6 +406,11 @@ impl<E: Executor> EngineLoop<E> {
 /// (finished, or aborted because its client went away or a stop string
 /// matched). `RUST_LOG=kvscope_server=info` shows them.
 fn log_end(seq: &kvscope_core::Sequence) {
+    log_end_as(seq, seq.finish_reason().map_or("none", |r| r.as_str()));
+}
+
+/// [`log_end`] with the finish reason the client was told.
+fn log_end_as(seq: &kvscope_core::Sequence, finish_reason: &str) {
     let t = &seq.timeline;
     tracing::info!(
         request_id = seq.id.0,
@@ -412,7 +421,7 @@ fn log_end(seq: &kvscope_core::Sequence) {
         ttft_s = t.ttft(),
         e2e_s = t.e2e(),
         preemptions = seq.preemptions,
-        finish_reason = seq.finish_reason().map_or("none", |r| r.as_str()),
+        finish_reason,
         "request ended"
     );
 }
