@@ -9,7 +9,9 @@
 //! Then, if nothing was preempted, waiting sequences are admitted in arrival
 //! order while three limits allow: free blocks for the whole prompt, the
 //! maximum number of running sequences, and the step's token budget. A long
-//! prompt is prefilled in chunks that fit the budget.
+//! prompt is prefilled in chunks that fit the budget — and, with a
+//! long-prefill threshold set, chunks of at most that many tokens while
+//! other requests wait or run, so they are admitted between its chunks.
 
 use crate::block_manager::{AdmissionPlan, BlockManager, PoolConfig};
 use crate::events::{EventLog, KvEvent, ReleaseReason, StallReason};

@@ -4,9 +4,9 @@
 use crate::engine_loop::{AdmitError, Finish};
 use crate::error::ApiError;
 use crate::generate::{Generation, Piece};
-use crate::openai::{self, ChatRequest, CompletionRequest, Plan, Prompt};
+use crate::intake;
+use crate::openai::{self, ChatRequest, CompletionRequest, Plan};
 use crate::state::AppState;
-use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -58,7 +58,7 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
 }
 
 pub async fn completions(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let body = read_body(&state, request).await?;
+    let body = intake::read_body(&state, request).await?;
     let req: CompletionRequest = openai::parse(&body)?;
     check_model(&state, req.common.model.as_deref())?;
     let prompts = req.prompt.into_list(crate::limits::MAX_PROMPTS_PER_REQUEST)?;
@@ -75,7 +75,7 @@ pub async fn completions(State(state): State<AppState>, request: Request) -> Res
     }
     let mut resolved = Vec::with_capacity(prompts.len());
     for prompt in prompts {
-        resolved.push(resolve_prompt(&state, prompt).await?);
+        resolved.push(intake::resolve_prompt(&state, prompt).await?);
     }
     let frame = |echo: Option<(String, Vec<TokenId>)>| Frame {
         kind: Kind::Completion,
@@ -93,18 +93,20 @@ pub async fn completions(State(state): State<AppState>, request: Request) -> Res
         let frame = frame(Some((text, ids.clone())));
         return run(state, ids, plan, frame).await;
     }
-    if plan.stream {
-        return Err(ApiError::bad_request(
-            "streaming a list of prompts is not supported: send one prompt per streaming request, or set stream to false",
-            Some("stream"),
-        ));
-    }
     // A list of prompts: one engine request each, run together, answered
-    // as one response with a choice per prompt (in prompt order).
-    let mut runs = Vec::with_capacity(resolved.len());
+    // as one response with a choice per prompt (`index` in prompt order)
+    // under the first request's id.
+    let mut runs: Vec<(Generation, Ctx)> = Vec::with_capacity(resolved.len());
     for (text, ids) in resolved {
         let frame = frame(Some((text, ids.clone())));
-        runs.push(submit(&state, ids, &plan, frame).await?);
+        let (gen, mut ctx) = submit(&state, ids, &plan, frame).await?;
+        if let Some((_, first)) = runs.first() {
+            ctx.frame.id = first.frame.id.clone();
+        }
+        runs.push((gen, ctx));
+    }
+    if plan.stream {
+        return Ok(stream(runs).into_response());
     }
     let answers = futures_util::future::try_join_all(runs.into_iter().map(|(gen, ctx)| collect(gen, ctx))).await?;
     let mut choices = Vec::with_capacity(answers.len());
@@ -128,145 +130,14 @@ pub async fn completions(State(state): State<AppState>, request: Request) -> Res
     Ok(Json(ctx.envelope(false, Value::Array(choices), Some(usage))).into_response())
 }
 
-/// A prompt as text and token ids: text is tokenized off the async
-/// workers, after a cheap length check; ids are checked against the
-/// vocabulary.
-async fn resolve_prompt(state: &AppState, prompt: Prompt) -> Result<(String, Vec<TokenId>), ApiError> {
-    match prompt {
-        Prompt::Text(text) => {
-            check_text_fits(state, text.len(), "prompt")?;
-            let model = state.model.clone();
-            blocking(state, move || {
-                let ids = model.tokenize(&text);
-                (text, ids)
-            })
-            .await
-            .and_then(|(text, ids)| {
-                let ids = ids
-                    .map_err(|e| ApiError::bad_request(&format!("cannot tokenize the prompt: {e}"), Some("prompt")))?;
-                Ok((text, ids))
-            })
-        }
-        Prompt::Tokens(ids) => {
-            let vocab = state.model.vocab_size();
-            if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
-                return Err(ApiError::bad_request(
-                    &format!("token id {bad} is outside the vocabulary (size {vocab})"),
-                    Some("prompt"),
-                ));
-            }
-            let max = state.model.max_context();
-            if ids.len() > max {
-                return Err(ApiError::bad_request(
-                    &format!("the prompt has {} tokens, more than the model's context of {max}", ids.len()),
-                    Some("prompt"),
-                ));
-            }
-            let model = state.model.clone();
-            blocking(state, move || (model.detokenize(&ids).unwrap_or_default(), ids)).await
-        }
-        Prompt::TextBatch(_) | Prompt::TokensBatch(_) => unreachable!("into_list unpacks batches"),
-    }
-}
-
-/// The request body, bounded in bytes (413) and in time (408).
-async fn read_body(state: &AppState, request: Request) -> Result<Bytes, ApiError> {
-    let limit = state.limits.max_body_bytes;
-    let read = axum::body::to_bytes(request.into_body(), limit);
-    match tokio::time::timeout(state.limits.body_timeout, read).await {
-        Err(_) => Err(ApiError::timeout(format!(
-            "the request body did not arrive within {} s (--body-timeout-s)",
-            state.limits.body_timeout.as_secs_f64()
-        ))),
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) => {
-            let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
-                .any(|e| e.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                Err(ApiError::payload_too_large(format!(
-                    "the request body is larger than {limit} bytes (--max-body-bytes)"
-                )))
-            } else {
-                Err(ApiError::bad_request(&format!("cannot read the request body: {e}"), None))
-            }
-        }
-    }
-}
-
-/// Text that surely needs more tokens than the context holds is refused
-/// before tokenizing it: tokenizing costs CPU and memory in proportion to
-/// the text, and the answer is known anyway.
-fn check_text_fits(state: &AppState, bytes: usize, param: &str) -> Result<(), ApiError> {
-    let Some(per_token) = state.max_token_bytes.filter(|&b| b > 0) else { return Ok(()) };
-    let context = state.model.max_context();
-    if bytes > context.saturating_mul(per_token) {
-        return Err(ApiError::bad_request(
-            &format!(
-                "the {param} is {bytes} bytes of text: at least {} tokens (no token is longer than {per_token} bytes), more than the model's context of {context} tokens; shorten it",
-                bytes / per_token
-            ),
-            Some(param),
-        ));
-    }
-    Ok(())
-}
-
-/// Runs CPU-heavy work (tokenizing, rendering a chat template) on the
-/// blocking pool, at most `tokenizer_threads` at a time, so that the async
-/// workers stay free to answer `/health` and stream tokens.
-async fn blocking<T: Send + 'static>(
-    state: &AppState,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    let _permit = state
-        .tokenizers
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::internal("the server is shutting down".into()))?;
-    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(format!("tokenization failed: {e}")))
-}
-
-/// Roles the chat endpoint accepts. The template would render any string as
-/// a role, so an unknown one (a typo, or "function" from an old client) is
-/// refused rather than silently sent to the model.
-const CHAT_ROLES: &[&str] = &["system", "user", "assistant"];
-
 pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let body = read_body(&state, request).await?;
+    let body = intake::read_body(&state, request).await?;
     let req: ChatRequest = openai::parse(&body)?;
     check_model(&state, req.common.model.as_deref())?;
     if req.messages.is_empty() {
         return Err(ApiError::bad_request("messages is empty: give at least one message", Some("messages")));
     }
-    let specials = state.model.special_token_texts();
-    for (i, m) in req.messages.iter().enumerate() {
-        if !CHAT_ROLES.contains(&m.role.as_str()) {
-            return Err(ApiError::bad_request(
-                &format!("messages[{i}].role is {:?}: use one of {}", m.role, CHAT_ROLES.join(", ")),
-                Some("messages"),
-            ));
-        }
-        if let Some(special) = specials.iter().find(|t| m.content.contains(t.as_str())) {
-            return Err(ApiError::bad_request(
-                &format!(
-                    "messages[{i}].content contains the control token text {special:?}, which would be read as a control token and could forge a turn; remove it (use /v1/completions with your own prompt to send control tokens on purpose)"
-                ),
-                Some("messages"),
-            ));
-        }
-    }
-    let content_bytes = req.messages.iter().map(|m| m.content.len() + m.role.len()).sum();
-    check_text_fits(&state, content_bytes, "messages")?;
-    let model = state.model.clone();
-    let messages = req.messages;
-    let prompt_ids = blocking(&state, move || -> Result<Vec<TokenId>, ApiError> {
-        let text = model
-            .render_chat(&messages)
-            .map_err(|e| ApiError::bad_request(&format!("cannot apply the chat template: {e}"), Some("messages")))?;
-        model.tokenize(&text).map_err(|e| ApiError::bad_request(&format!("cannot tokenize: {e}"), Some("messages")))
-    })
-    .await??;
+    let prompt_ids = intake::chat_prompt(&state, req.messages).await?;
     let top = openai::count(req.top_logprobs, "top_logprobs")?;
     let logprobs = req.logprobs.then(|| top.unwrap_or(0));
     let max_tokens = req.max_completion_tokens.or(req.common.max_tokens);
@@ -303,7 +174,7 @@ async fn run(state: AppState, prompt_ids: Vec<TokenId>, plan: Plan, frame: Frame
     let stream_it = plan.stream;
     let (gen, ctx) = submit(&state, prompt_ids, &plan, frame).await?;
     if stream_it {
-        Ok(stream(gen, ctx).into_response())
+        Ok(stream(vec![(gen, ctx)]).into_response())
     } else {
         let (choice, finish, ctx) = collect(gen, ctx).await?;
         let usage = ctx.usage(&finish);
@@ -545,10 +416,24 @@ async fn collect(mut gen: Generation, ctx: Ctx) -> Result<(Value, Finish, Ctx), 
     Ok((choice, finish, ctx))
 }
 
-struct StreamState {
+/// What one choice's stream yields.
+enum Out {
+    Chunk(Value),
+    /// The choice ended; its usage counts toward the response's.
+    End {
+        prompt_tokens: usize,
+        completion_tokens: usize,
+        cached_tokens: usize,
+    },
+    /// The executor failed: the error body; the whole response ends.
+    Failed(Value),
+}
+
+struct ChoiceState {
     gen: Generation,
     ctx: Ctx,
-    queue: VecDeque<Event>,
+    index: usize,
+    queue: VecDeque<Out>,
     ended: bool,
     text_offset: usize,
 }
@@ -557,27 +442,28 @@ fn data(v: &Value) -> Event {
     Event::default().data(v.to_string())
 }
 
-fn stream(gen: Generation, ctx: Ctx) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+/// One choice as a stream of chunks (their `index` set), then its end.
+fn choice_stream(gen: Generation, ctx: Ctx, index: usize) -> impl futures_util::Stream<Item = Out> {
     let mut queue = VecDeque::new();
     let mut text_offset = 0;
     match ctx.frame.kind {
         Kind::Chat => {
-            let choice = json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]);
-            queue.push_back(data(&ctx.envelope(true, choice, None)));
+            let choice = json!([{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]);
+            queue.push_back(Out::Chunk(ctx.envelope(true, choice, None)));
         }
         Kind::Completion => {
             if let Some((text, _)) = &ctx.frame.echo {
                 text_offset = text.len();
-                let choice = json!([{"index": 0, "text": text, "logprobs": null, "finish_reason": null}]);
-                queue.push_back(data(&ctx.envelope(true, choice, None)));
+                let choice = json!([{"index": index, "text": text, "logprobs": null, "finish_reason": null}]);
+                queue.push_back(Out::Chunk(ctx.envelope(true, choice, None)));
             }
         }
     }
-    let state = StreamState { gen, ctx, queue, ended: false, text_offset };
-    let events = futures_util::stream::unfold(state, |mut st| async move {
+    let state = ChoiceState { gen, ctx, index, queue, ended: false, text_offset };
+    futures_util::stream::unfold(state, |mut st| async move {
         loop {
-            if let Some(event) = st.queue.pop_front() {
-                return Some((Ok(event), st));
+            if let Some(out) = st.queue.pop_front() {
+                return Some((out, st));
             }
             if st.ended {
                 return None;
@@ -588,25 +474,88 @@ fn stream(gen: Generation, ctx: Ctx) -> Sse<impl futures_util::Stream<Item = Res
                         piece.text.clear();
                         piece.token = None;
                     }
-                    if let Some(chunk) = st.ctx.chunk(&piece, st.text_offset) {
-                        st.queue.push_back(data(&chunk));
+                    if let Some(mut chunk) = st.ctx.chunk(&piece, st.text_offset) {
+                        chunk["choices"][0]["index"] = json!(st.index);
+                        st.queue.push_back(Out::Chunk(chunk));
                     }
                     st.text_offset += piece.text.len();
                     if let Some(finish) = piece.finish {
-                        if st.ctx.frame.include_usage {
-                            let usage = st.ctx.usage(&finish);
-                            st.queue.push_back(data(&st.ctx.envelope(true, json!([]), Some(usage))));
-                        }
-                        st.queue.push_back(Event::default().data("[DONE]"));
+                        st.queue.push_back(Out::End {
+                            prompt_tokens: finish.prompt_tokens,
+                            completion_tokens: st.ctx.output_tokens(&finish),
+                            cached_tokens: finish.cached_tokens,
+                        });
                         st.ended = true;
                     }
                 }
                 Some(Err(message)) => {
-                    st.queue.push_back(data(&ApiError::internal(message).body()));
-                    st.queue.push_back(Event::default().data("[DONE]"));
+                    st.queue.push_back(Out::Failed(ApiError::internal(message).body()));
                     st.ended = true;
                 }
                 None => st.ended = true,
+            }
+        }
+    })
+}
+
+struct SseState<S> {
+    choices: futures_util::stream::SelectAll<std::pin::Pin<Box<S>>>,
+    /// The closing usage chunk (its `usage` filled in at the end), when asked.
+    usage_chunk: Option<Value>,
+    totals: (usize, usize, usize),
+    queue: VecDeque<Event>,
+    ended: bool,
+}
+
+/// The server-sent events of a response with one or more choices, their
+/// chunks interleaved as they come, then the summed usage (when asked) and
+/// `[DONE]`.
+fn stream(choices: Vec<(Generation, Ctx)>) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let usage_chunk =
+        choices.first().filter(|(_, ctx)| ctx.frame.include_usage).map(|(_, ctx)| ctx.envelope(true, json!([]), None));
+    let streams = choices.into_iter().enumerate().map(|(index, (gen, ctx))| Box::pin(choice_stream(gen, ctx, index)));
+    let state = SseState {
+        choices: futures_util::stream::select_all(streams),
+        usage_chunk,
+        totals: (0, 0, 0),
+        queue: VecDeque::new(),
+        ended: false,
+    };
+    let events = futures_util::stream::unfold(state, |mut st| async move {
+        use futures_util::StreamExt;
+        loop {
+            if let Some(event) = st.queue.pop_front() {
+                return Some((Ok(event), st));
+            }
+            if st.ended {
+                return None;
+            }
+            match st.choices.next().await {
+                Some(Out::Chunk(chunk)) => st.queue.push_back(data(&chunk)),
+                Some(Out::End { prompt_tokens, completion_tokens, cached_tokens }) => {
+                    st.totals.0 += prompt_tokens;
+                    st.totals.1 += completion_tokens;
+                    st.totals.2 += cached_tokens;
+                }
+                Some(Out::Failed(body)) => {
+                    st.queue.push_back(data(&body));
+                    st.queue.push_back(Event::default().data("[DONE]"));
+                    st.ended = true;
+                }
+                None => {
+                    if let Some(mut chunk) = st.usage_chunk.take() {
+                        let (prompt, completion, cached) = st.totals;
+                        chunk["usage"] = json!({
+                            "prompt_tokens": prompt,
+                            "completion_tokens": completion,
+                            "total_tokens": prompt + completion,
+                            "prompt_tokens_details": {"cached_tokens": cached},
+                        });
+                        st.queue.push_back(data(&chunk));
+                    }
+                    st.queue.push_back(Event::default().data("[DONE]"));
+                    st.ended = true;
+                }
             }
         }
     });

@@ -9,7 +9,7 @@ use kvscope_core::{
     TokenId, WallClock,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -53,6 +53,9 @@ enum Command {
         reply: oneshot::Sender<Result<RequestId, AdmitError>>,
     },
     Abort(RequestId),
+    /// A stop string matched: the engine does not know stop strings, so the
+    /// request is aborted there, and logged as stopped.
+    StopString(RequestId),
     Snapshot(oneshot::Sender<KvSnapshot>),
 }
 
@@ -71,6 +74,13 @@ pub struct EngineStatus {
     alive: AtomicBool,
     waiting: AtomicUsize,
     running: AtomicUsize,
+    /// When the loop last finished an iteration (ms since the Unix epoch).
+    beat_ms: AtomicU64,
+    used_blocks: AtomicUsize,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl EngineStatus {
@@ -83,6 +93,18 @@ impl EngineStatus {
     }
     pub fn running(&self) -> usize {
         self.running.load(Ordering::Relaxed)
+    }
+    /// KV blocks held by requests (not counting cached free ones).
+    pub fn used_blocks(&self) -> usize {
+        self.used_blocks.load(Ordering::Relaxed)
+    }
+    /// Seconds since the engine loop last finished an iteration while it
+    /// has work (`None` when idle: an idle engine sleeps until a command).
+    pub fn busy_for(&self) -> Option<f64> {
+        if self.waiting() + self.running() == 0 {
+            return None;
+        }
+        Some(now_ms().saturating_sub(self.beat_ms.load(Ordering::Relaxed)) as f64 / 1000.0)
     }
 }
 
@@ -109,11 +131,18 @@ impl Submitted {
     pub fn mark_done(&mut self) {
         self.guard.armed = false;
     }
-    /// Ends the request now (a stop string matched, say).
+    /// Ends the request now.
     pub fn abort(&mut self) {
         if self.guard.armed {
             self.guard.armed = false;
             let _ = self.guard.tx.send(Command::Abort(self.id));
+        }
+    }
+    /// Ends the request now because a stop string matched.
+    pub fn stop(&mut self) {
+        if self.guard.armed {
+            self.guard.armed = false;
+            let _ = self.guard.tx.send(Command::StopString(self.id));
         }
     }
 }
@@ -146,6 +175,9 @@ impl EngineHandle {
     /// The engine's liveness and queue lengths, read without waiting.
     pub fn status(&self) -> &EngineStatus {
         &self.status
+    }
+    pub fn status_arc(&self) -> Arc<EngineStatus> {
+        self.status.clone()
     }
 
     pub async fn snapshot(&self) -> Option<KvSnapshot> {
@@ -193,6 +225,7 @@ where
         for observer in observers {
             engine.add_observer(observer);
         }
+        thread_status.beat_ms.store(now_ms(), Ordering::Relaxed);
         thread_status.alive.store(true, Ordering::Release);
         let _alive = AliveGuard(thread_status.clone());
         let _ = ready_tx.send(Ok(()));
@@ -223,14 +256,16 @@ struct EngineLoop<E: Executor> {
 }
 
 impl<E: Executor> EngineLoop<E> {
+    /// Runs until every handle is gone and no request is left; a request
+    /// whose client is gone is aborted, so at the end every block is free.
     fn run(mut self, rx: std_mpsc::Receiver<Command>) {
-        loop {
+        'serve: loop {
             let mut changed = false;
             if !self.engine.has_work() {
                 // Idle: sleep until someone asks for something.
                 match rx.recv() {
                     Ok(cmd) => changed |= self.handle(cmd),
-                    Err(_) => return,
+                    Err(_) => break 'serve,
                 }
             }
             loop {
@@ -239,7 +274,7 @@ impl<E: Executor> EngineLoop<E> {
                     Err(std_mpsc::TryRecvError::Empty) => break,
                     Err(std_mpsc::TryRecvError::Disconnected) => {
                         if !self.engine.has_work() {
-                            return;
+                            break 'serve;
                         }
                         break;
                     }
@@ -254,12 +289,17 @@ impl<E: Executor> EngineLoop<E> {
             }
             self.publish_status();
         }
+        self.publish_status();
+        let pool = self.engine.scheduler().block_manager();
+        tracing::info!(used_blocks = pool.used_blocks(), total_blocks = pool.total_blocks(), "engine stopped");
     }
 
     fn publish_status(&self) {
         let scheduler = self.engine.scheduler();
         self.status.waiting.store(scheduler.num_waiting(), Ordering::Relaxed);
         self.status.running.store(scheduler.num_running(), Ordering::Relaxed);
+        self.status.used_blocks.store(scheduler.block_manager().used_blocks(), Ordering::Relaxed);
+        self.status.beat_ms.store(now_ms(), Ordering::Relaxed);
     }
 
     /// Returns whether the pool or the queues changed.
@@ -291,6 +331,10 @@ impl<E: Executor> EngineLoop<E> {
             Command::Abort(id) => {
                 self.live.remove(&id);
                 self.engine.abort(id).inspect(log_end).is_some()
+            }
+            Command::StopString(id) => {
+                self.live.remove(&id);
+                self.engine.abort(id).inspect(|seq| log_end_as(seq, "stop")).is_some()
             }
             Command::Snapshot(reply) => {
                 let _ = reply.send(KvSnapshot::of(&self.engine));
@@ -324,20 +368,23 @@ impl<E: Executor> EngineLoop<E> {
             Ok(outcome) => outcome,
             Err(e) => {
                 let message = e.to_string();
+                tracing::warn!(error = %message, live_requests = self.live.len(), "engine step failed: aborting its requests");
                 for (id, tx) in std::mem::take(&mut self.live) {
                     let _ = tx.send(Update::Failed(message.clone()));
-                    self.engine.abort(id);
+                    if let Some(seq) = self.engine.abort(id) {
+                        log_end(&seq);
+                    }
                 }
                 self.publish_state();
                 return;
             }
         };
-        let mut gone = Vec::new();
+        // A request whose client is gone (the send fails) is aborted by
+        // `reap_disconnected` before the next step — after the commands
+        // already sent, such as the stop-string end that dropped it.
         for (id, token) in outcome.new_tokens {
             if let Some(tx) = self.live.get(&id) {
-                if tx.send(Update::Token(token)).is_err() {
-                    gone.push(id);
-                }
+                let _ = tx.send(Update::Token(token));
             }
         }
         for seq in &outcome.finished {
@@ -352,16 +399,6 @@ impl<E: Executor> EngineLoop<E> {
                 }));
             }
         }
-        let aborted = !gone.is_empty();
-        for id in gone {
-            self.live.remove(&id);
-            if let Some(seq) = self.engine.abort(id) {
-                log_end(&seq);
-            }
-        }
-        if aborted {
-            self.publish_state();
-        }
     }
 }
 
@@ -369,6 +406,11 @@ impl<E: Executor> EngineLoop<E> {
 /// (finished, or aborted because its client went away or a stop string
 /// matched). `RUST_LOG=kvscope_server=info` shows them.
 fn log_end(seq: &kvscope_core::Sequence) {
+    log_end_as(seq, seq.finish_reason().map_or("none", |r| r.as_str()));
+}
+
+/// [`log_end`] with the finish reason the client was told.
+fn log_end_as(seq: &kvscope_core::Sequence, finish_reason: &str) {
     let t = &seq.timeline;
     tracing::info!(
         request_id = seq.id.0,
@@ -379,7 +421,7 @@ fn log_end(seq: &kvscope_core::Sequence) {
         ttft_s = t.ttft(),
         e2e_s = t.e2e(),
         preemptions = seq.preemptions,
-        finish_reason = seq.finish_reason().map_or("none", |r| r.as_str()),
+        finish_reason,
         "request ended"
     );
 }

@@ -18,6 +18,7 @@ pub mod engine_loop;
 pub mod error;
 pub mod events_feed;
 pub mod generate;
+pub mod intake;
 pub mod kv_view;
 pub mod limits;
 pub mod listener;
@@ -171,6 +172,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    engine_thread: Option<std::thread::JoinHandle<()>>,
+    engine_status: Arc<engine_loop::EngineStatus>,
 }
 
 impl RunningServer {
@@ -180,13 +183,26 @@ impl RunningServer {
         task.await??;
         Ok(())
     }
-    /// Stops accepting, finishes open responses, returns.
+    /// Stops accepting, lets open responses finish within the grace
+    /// period (closing the rest, which aborts their requests), then waits
+    /// for the engine thread to end with every block released.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         (&mut self.task).await??;
+        if let Some(thread) = self.engine_thread.take() {
+            tokio::task::spawn_blocking(move || thread.join())
+                .await?
+                .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
+        }
         Ok(())
+    }
+
+    /// The engine's published state (after [`shutdown`](Self::shutdown):
+    /// its final state).
+    pub fn engine_status(&self) -> Arc<engine_loop::EngineStatus> {
+        self.engine_status.clone()
     }
 }
 
@@ -215,9 +231,10 @@ where
     let refresh: Vec<engine_loop::Refresh> = vec![observer];
     let thread_config =
         engine_loop::EngineThreadConfig { engine: config.engine.clone(), max_waiting: config.max_waiting };
-    let (engine, _thread) =
+    let (engine, engine_thread) =
         tokio::task::spawn_blocking(move || engine_loop::spawn(thread_config, make_executor, observers, refresh))
             .await??;
+    let engine_status = engine.status_arc();
     let pool = &config.engine.pool;
     let state = state::AppState {
         engine,
@@ -253,7 +270,7 @@ where
         .await;
         Ok(())
     });
-    Ok(RunningServer { addr, shutdown: Some(shutdown_tx), task })
+    Ok(RunningServer { addr, shutdown: Some(shutdown_tx), task, engine_thread: Some(engine_thread), engine_status })
 }
 
 /// `kvscope serve`: [`start`], then serve until the process ends.

@@ -14,6 +14,10 @@ pub const MAX_STOP_STRINGS: usize = 64;
 pub const MAX_STOP_STRING_BYTES: usize = 1024;
 /// Most extra stop token ids one request may give.
 pub const MAX_STOP_TOKEN_IDS: usize = 1024;
+/// Largest request head (start line and headers) answered normally; more
+/// is a 431 in OpenAI's shape (the HTTP layer itself stops reading at
+/// `listener::HARD_MAX_HEADER_BYTES`).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Most prompts in one /v1/completions request.
 pub const MAX_PROMPTS_PER_REQUEST: usize = 64;
 
@@ -31,6 +35,10 @@ pub struct Limits {
     /// Tokenizations (and chat template renderings) running at once, off
     /// the async workers.
     pub tokenizer_threads: usize,
+    /// With work queued, no engine loop iteration finishing for this long
+    /// makes `/ready` say "stalled" (503). A step of 512 tokens takes about
+    /// a second on 2 CPU cores.
+    pub engine_stall_after: Duration,
 }
 
 impl Default for Limits {
@@ -41,6 +49,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             tokenizer_threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8),
+            engine_stall_after: Duration::from_secs(60),
         }
     }
 }

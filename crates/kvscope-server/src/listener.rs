@@ -15,9 +15,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-/// Largest request head (start line and headers); beyond it hyper answers
-/// 431 and closes the connection.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Largest request head (start line and headers) the HTTP layer reads;
+/// beyond it hyper answers a bare 431 and closes the connection. Heads
+/// between `limits::MAX_HEADER_BYTES` and this get an OpenAI-shaped 431.
+pub const HARD_MAX_HEADER_BYTES: usize = 256 * 1024;
 
 pub struct ListenConfig {
     pub header_timeout: Duration,
@@ -27,7 +28,7 @@ pub struct ListenConfig {
 /// Serves `app` on `listener` until `shutdown` resolves.
 pub async fn serve(listener: TcpListener, app: Router, config: ListenConfig, shutdown: impl Future<Output = ()>) {
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(config.header_timeout).max_header_size(MAX_HEADER_BYTES);
+    http.timer(TokioTimer::new()).header_read_timeout(config.header_timeout).max_header_size(HARD_MAX_HEADER_BYTES);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);

@@ -27,19 +27,29 @@ pub async fn health(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Readiness: 200 while the engine thread runs and its waiting queue has
-/// room (a request sent now would be queued, not refused with 503); 503
-/// otherwise. Also answered without waiting for a step.
+/// Readiness: 200 while the engine thread runs, makes progress (with work
+/// queued, an iteration of its loop ended within
+/// `Limits::engine_stall_after`) and its waiting queue has room (a request
+/// sent now would be queued, not refused with 503); 503 otherwise. Also
+/// answered without waiting for a step.
 pub async fn ready(State(state): State<AppState>) -> Response {
     let status = state.engine.status();
     let (alive, waiting, running) = (status.alive(), status.waiting(), status.running());
-    let ready = alive && waiting < state.max_waiting;
+    let busy_for = status.busy_for();
+    let stalled = busy_for.is_some_and(|s| s > state.limits.engine_stall_after.as_secs_f64());
+    let ready = alive && !stalled && waiting < state.max_waiting;
+    let engine = match (alive, stalled) {
+        (false, _) => "stopped",
+        (true, true) => "stalled",
+        (true, false) => "running",
+    };
     let body = Json(json!({
         "ready": ready,
-        "engine": if alive { "running" } else { "stopped" },
+        "engine": engine,
         "waiting": waiting,
         "running": running,
         "max_waiting": state.max_waiting,
+        "seconds_since_engine_progress": busy_for,
     }));
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, body).into_response()

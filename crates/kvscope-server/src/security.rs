@@ -58,6 +58,18 @@ fn refuse(status: StatusCode, kind: &'static str, message: String) -> Response {
 
 pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
     let headers = request.headers();
+    let head_bytes = request.uri().to_string().len()
+        + headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum::<usize>();
+    if head_bytes > crate::limits::MAX_HEADER_BYTES {
+        return refuse(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "invalid_request_error",
+            format!(
+                "the request's URI and headers take {head_bytes} bytes, more than the {} this server accepts",
+                crate::limits::MAX_HEADER_BYTES
+            ),
+        );
+    }
     if guard.loopback_only {
         // HTTP/1.0 clients may send no Host; a browser always does.
         if let Some(host) = headers.get(header::HOST) {

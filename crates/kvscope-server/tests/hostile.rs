@@ -318,6 +318,23 @@ async fn api_details_clients_rely_on() {
         assert_eq!(choices[i]["text"], alone["choices"][0]["text"], "prompt {i}");
     }
     assert_eq!(batch["usage"]["prompt_tokens"], 6);
+    // Streamed, the choices' chunks interleave; each index adds up to the
+    // same text, and the usage chunk sums them.
+    let body = json!({"prompt": prompts, "max_tokens": 3, "temperature": 0, "stream": true,
+                      "stream_options": {"include_usage": true}});
+    let chunks = client.open_stream("/v1/completions", &body.to_string()).await.all().await;
+    let mut texts = vec![String::new(); 3];
+    for chunk in &chunks {
+        assert_eq!(chunk["id"], chunks[0]["id"], "one response id");
+        if let Some(choice) = chunk["choices"].as_array().and_then(|c| c.first()) {
+            texts[choice["index"].as_u64().unwrap() as usize].push_str(choice["text"].as_str().unwrap_or(""));
+        }
+    }
+    for (i, text) in texts.iter().enumerate() {
+        assert_eq!(text, choices[i]["text"].as_str().unwrap(), "streamed prompt {i}");
+    }
+    let usage = &chunks.last().unwrap()["usage"];
+    assert_eq!((usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64()), (Some(6), Some(9)), "{usage}");
 
     // Chat without max_tokens fits what the pool can hold.
     let (status, answer) = client
@@ -340,6 +357,12 @@ async fn api_details_clients_rely_on() {
         assert!(error_of(&answer).0.contains(needle) || answer["error"]["param"] == needle, "{body}: {answer}");
     }
 
+    // An oversized request head is a 431, OpenAI-shaped (below the HTTP
+    // layer's own cap, where hyper answers a bare 431).
+    let big = "a".repeat(40 * 1024);
+    let resp = client.http.get(format!("{}/v1/models", client.base)).header("x-big", &big).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 431);
+    assert!(error_of(&serde_json::from_str::<Value>(&resp.text().await.unwrap()).unwrap()).0.contains("headers"));
     // The router's own errors are OpenAI-shaped too.
     let resp = client.http.get(format!("{}/no/such/path", client.base)).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 404);
@@ -373,4 +396,48 @@ async fn shutdown_ends_open_streams_after_the_grace_period() {
     .await
     .expect("the open stream was closed");
     assert!(rest < 100, "the stream was cut, not run to its end ({rest} more events)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_aborts_what_is_left_and_releases_every_block() {
+    let mut cfg = config(32, 4, 2, 8);
+    cfg.limits.shutdown_grace = Duration::from_millis(200);
+    let server = start_with(cfg, Arc::new(GatedModel::default()), Duration::from_millis(30)).await;
+    let client = Client::new(server.addr);
+    let body = json!({"prompt": "hello there", "max_tokens": 60, "ignore_eos": true, "stream": true}).to_string();
+    // Two running, one waiting.
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        streams.push(client.open_stream("/v1/completions", &body).await);
+    }
+    assert!(streams[0].next().await.is_some());
+    let busy = common::eventually(200, || async { server.engine_status().used_blocks() > 0 }).await;
+    assert!(busy);
+    let status = server.engine_status();
+    tokio::time::timeout(Duration::from_secs(30), server.shutdown()).await.expect("shutdown ends").unwrap();
+    assert!(!status.alive(), "the engine thread ended");
+    assert_eq!((status.used_blocks(), status.running(), status.waiting()), (0, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reports_an_engine_that_makes_no_progress() {
+    // Every step takes 1.5 s; the engine counts as stalled after 0.3 s.
+    let mut cfg = config(32, 4, 4, 8);
+    cfg.limits.engine_stall_after = Duration::from_millis(300);
+    let server = start_with(cfg, Arc::new(GatedModel::default()), Duration::from_millis(1500)).await;
+    let client = Client::new(server.addr);
+    assert_eq!(client.get_json("/ready").await["engine"], "running", "idle is not stalled");
+    let body = json!({"prompt": "hi", "max_tokens": 2, "stream": true}).to_string();
+    let stream = client.open_stream("/v1/completions", &body).await;
+    let stalled = common::eventually(200, || async {
+        let resp = client.http.get(format!("{}/ready", client.base)).send().await.unwrap();
+        let code = resp.status().as_u16();
+        let ready: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        code == 503 && ready["engine"] == "stalled"
+    })
+    .await;
+    assert!(stalled, "{}", client.get_text("/ready").await);
+    assert_eq!(client.http.get(format!("{}/health", client.base)).send().await.unwrap().status().as_u16(), 200);
+    drop(stream);
+    server.shutdown().await.unwrap();
 }

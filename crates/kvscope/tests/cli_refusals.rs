@@ -61,10 +61,14 @@ fn serve_refuses_unworkable_flags_before_loading_the_model() {
         (&["serve", "--host", "::1", "--kv-blocks", "0"], "--kv-blocks"),
         (&["serve", "--header-timeout-s", "0"], "--header-timeout-s"),
     ] {
-        let (ok, stderr) = run_bounded(args);
+        // A model path that does not exist: had the model been loaded
+        // first, the error would be about it instead of the flag.
+        let mut args = args.to_vec();
+        args.extend(["--model", "/nonexistent/kvscope-test.gguf"]);
+        let (ok, stderr) = run_bounded(&args);
         assert!(!ok, "kvscope {args:?} should be refused");
         assert!(stderr.contains(names), "kvscope {args:?}: the error should name {names:?}:\n{stderr}");
-        assert!(!stderr.contains("loading"), "kvscope {args:?} loaded the model before refusing:\n{stderr}");
+        assert!(!stderr.contains("kvscope-test.gguf"), "kvscope {args:?} loaded the model before refusing:\n{stderr}");
     }
 }
 
