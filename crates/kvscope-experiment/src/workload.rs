@@ -228,6 +228,27 @@ impl CaseSpec {
         standard_cases(scale, pool_tokens, seed).into_iter().find(|c| c.name == name)
     }
 
+    /// A custom case: prompt and output lengths uniform in the given
+    /// inclusive ranges, no shared prefix.
+    pub fn uniform(
+        name: &str,
+        num_requests: usize,
+        prompt: (usize, usize),
+        output: (usize, usize),
+        arrival: Arrival,
+        seed: u64,
+    ) -> CaseSpec {
+        CaseSpec {
+            name: name.into(),
+            num_requests,
+            prompt_lengths: Lengths::Uniform { min: prompt.0, max: prompt.1 },
+            output_lengths: Lengths::Uniform { min: output.0, max: output.1 },
+            arrival,
+            shared_prefix_tokens: 0,
+            seed,
+        }
+    }
+
     /// Builds the requests, in arrival order.
     pub fn generate(&self, source: &PromptSource) -> Vec<WorkloadRequest> {
         self.requests(source).collect()

@@ -8,7 +8,7 @@ use crate::probe_compare::{compare, ProbeComparison};
 use kvscope_core::probe::PrefixProbe;
 use kvscope_core::{EngineConfig, PoolConfig, SchedulerConfig};
 use kvscope_experiment::capacity::CapacityRow;
-use kvscope_experiment::driver::{run_case, CaseRun, Detail, RunError};
+use kvscope_experiment::driver::{run_case, CaseRun, RunError, RunOptions};
 use kvscope_experiment::workload::{
     shared_prefix_case, standard_cases, Arrival, CaseSpec, Lengths, PromptSource, Scale, WorkloadRequest,
 };
@@ -248,7 +248,7 @@ fn run_one<B: LabBackend>(
     let total = reqs.len();
     progress(&spec.name, 0, total);
     let (run, exec) =
-        run_case(exec, clock, config, spec, reqs.iter().cloned(), Detail::EveryStep, &mut |done, total| {
+        run_case(exec, clock, config, spec, reqs.iter().cloned(), RunOptions::EVERY_STEP, &mut |done, total| {
             progress(&spec.name, done, total)
         })?;
     backend.finish(exec);

@@ -9,7 +9,7 @@
 
 use kvscope_experiment::capacity::CapacityRow;
 use kvscope_experiment::workload::{shared_prefix_case, standard_cases, Arrival, Lengths, PromptSource, Scale};
-use kvscope_experiment::{run_case, CaseRun, CaseSpec, Detail, Dist};
+use kvscope_experiment::{run_case, CaseRun, CaseSpec, Detail, Dist, RunOptions, Stop};
 use kvscope_sim::{hardware_preset, model_preset, LinearCoefficients, SimConfig};
 
 fn close(a: f64, b: f64) -> bool {
@@ -72,7 +72,17 @@ fn check(config: &SimConfig, cases: &[CaseSpec]) -> u64 {
         let requests = spec.generate(&PromptSource::Synthetic { vocab });
         let go = |detail| {
             let (executor, clock) = config.executor();
-            run_case(executor, clock, &engine_config, spec, requests.iter().cloned(), detail, &mut |_, _| {}).unwrap().0
+            run_case(
+                executor,
+                clock,
+                &engine_config,
+                spec,
+                requests.iter().cloned(),
+                RunOptions { detail, stop: Stop::AtTheEnd },
+                &mut |_, _| {},
+            )
+            .unwrap()
+            .0
         };
         let (step, fast) = (go(Detail::EveryStep), go(Detail::Summary));
         assert_eq!(step.decode_runs, 0);
