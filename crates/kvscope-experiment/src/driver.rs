@@ -17,8 +17,9 @@ pub enum Detail {
     /// Every event and a statistics row per step (the lab's artifacts).
     EveryStep,
     /// Only what the capacity table needs: requests, stall counts, a
-    /// statistics row per step or per decode run. Lets an executor that can
-    /// (the simulator) advance runs of identical decode steps in one go.
+    /// statistics row per step or per decode run; no per-token `decode`
+    /// events. Lets an executor that can (the simulator) advance runs of
+    /// identical decode steps in one go.
     Summary,
 }
 
@@ -135,8 +136,9 @@ pub fn run_case<E: Executor, C: Clock>(
     let mut engine = Engine::new(config.clone(), executor, clock);
     let recorder = Arc::new(Mutex::new(EventRecorder::default()));
     let stats = Arc::new(Mutex::new(StatsCollector::default()));
-    if detail == Detail::EveryStep {
-        engine.add_observer(Box::new(recorder.clone()));
+    match detail {
+        Detail::EveryStep => engine.add_observer(Box::new(recorder.clone())),
+        Detail::Summary => engine.set_decode_events(false),
     }
     engine.add_observer(Box::new(stats.clone()));
     let executor_error = |source| RunError::Executor { case: spec.name.clone(), source };
