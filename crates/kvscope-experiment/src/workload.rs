@@ -41,14 +41,6 @@ impl Arrival {
         }
     }
 
-    /// The rate in requests per second (`inf` for all at once).
-    pub fn rate(&self) -> f64 {
-        match *self {
-            Arrival::AllAtOnce => f64::INFINITY,
-            Arrival::Poisson { rate } | Arrival::Gamma { rate, .. } => rate,
-        }
-    }
-
     /// The gap before the next arrival.
     fn gap(&self, rng: &mut Rng) -> Seconds {
         match *self {
@@ -111,16 +103,6 @@ impl Lengths {
                     second
                 }
             }
-        }
-    }
-
-    /// The largest length it can give.
-    pub fn max(&self) -> usize {
-        match *self {
-            Lengths::Fixed { tokens } => tokens,
-            Lengths::Around { tokens, jitter } => tokens + jitter,
-            Lengths::Uniform { min, max } => max.max(min),
-            Lengths::Alternating { first, second } => first.max(second),
         }
     }
 }
@@ -303,18 +285,6 @@ impl CaseSpec {
                 let mut prefix = Vec::with_capacity(self.shared_prefix_tokens);
                 synthetic_tokens(&mut rng, (*vocab).max(2), self.shared_prefix_tokens, &mut prefix);
                 prefix
-            }
-        }
-    }
-
-    /// Mean prompt length the spec asks for (tokens), for tables.
-    pub fn mean_prompt_len(&self) -> f64 {
-        match self.prompt_lengths {
-            Lengths::Fixed { tokens } | Lengths::Around { tokens, .. } => tokens as f64,
-            Lengths::Uniform { min, max } => (min + max.max(min)) as f64 / 2.0,
-            Lengths::Alternating { first, second } => {
-                let firsts = self.num_requests.div_ceil(2);
-                (first * firsts + second * (self.num_requests - firsts)) as f64 / self.num_requests.max(1) as f64
             }
         }
     }
