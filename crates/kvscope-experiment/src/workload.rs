@@ -41,6 +41,21 @@ impl Arrival {
         }
     }
 
+    /// `n` arrival times drawn from `seed`, the first at t = 0 (for a load
+    /// generator that sends prompts it did not draw itself).
+    pub fn times(&self, n: usize, seed: u64) -> Vec<Seconds> {
+        let mut rng = Rng::new(seed);
+        let mut t = 0.0;
+        (0..n)
+            .map(|i| {
+                if i > 0 {
+                    t += self.gap(&mut rng);
+                }
+                t
+            })
+            .collect()
+    }
+
     /// The gap before the next arrival.
     fn gap(&self, rng: &mut Rng) -> Seconds {
         match *self {
@@ -435,6 +450,25 @@ mod tests {
         assert!(reqs.iter().all(|r| r.prompt.iter().all(|&t| t < 50)));
         assert!(reqs.iter().enumerate().all(|(i, r)| r.prompt[0] == i as u32));
         assert!(reqs.windows(2).all(|w| w[1].arrival >= w[0].arrival) && reqs.last().unwrap().arrival > 0.0);
+    }
+
+    #[test]
+    fn gamma_arrivals_keep_their_mean_rate_and_burstiness_shows_in_the_gaps() {
+        let gaps = |shape: f64| -> Vec<f64> {
+            let t = Arrival::from_rate(10.0, shape).times(20_001, 9);
+            t.windows(2).map(|w| w[1] - w[0]).collect()
+        };
+        let cv = |g: &[f64]| {
+            let mean = g.iter().sum::<f64>() / g.len() as f64;
+            let var = g.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / g.len() as f64;
+            (mean, var.sqrt() / mean)
+        };
+        let (poisson_mean, poisson_cv) = cv(&gaps(1.0));
+        let (bursty_mean, bursty_cv) = cv(&gaps(0.25));
+        // Mean gap 1/rate either way; coefficient of variation 1/sqrt(shape).
+        assert!((poisson_mean - 0.1).abs() < 0.005 && (bursty_mean - 0.1).abs() < 0.01);
+        assert!((poisson_cv - 1.0).abs() < 0.05 && (bursty_cv - 2.0).abs() < 0.15, "{poisson_cv} {bursty_cv}");
+        assert_eq!(Arrival::from_rate(f64::INFINITY, 1.0).times(3, 1), vec![0.0; 3]);
     }
 
     #[test]
