@@ -6,13 +6,12 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use kvscope_experiment::workload::{Arrival, CaseSpec, PromptSource};
-use kvscope_experiment::{run_case, Detail, RunOptions, Stop};
+use kvscope_experiment::{Detail, RunOptions, Stop};
 use kvscope_sim::SimConfig;
 use std::time::Duration;
 
 fn sim_100k(c: &mut Criterion) {
     let config = SimConfig::from_names("qwen3-0.6b", "h100").unwrap();
-    let (engine_config, _) = config.engine_config().unwrap();
     // Prompts of 32–512 tokens, outputs of 16–256, all distinct, at 250
     // req/s: below the ~320 req/s the simulated H100 sustains for this mix,
     // so the queue stays short and batches are large.
@@ -23,17 +22,8 @@ fn sim_100k(c: &mut Criterion) {
     for (name, detail) in [("decode_runs", Detail::Summary), ("step_by_step", Detail::EveryStep)] {
         group.bench_function(format!("qwen3-0.6b_h100_100k_requests_{name}"), |b| {
             b.iter(|| {
-                let (executor, clock) = config.executor();
-                let (run, _) = run_case(
-                    executor,
-                    clock,
-                    &engine_config,
-                    &spec,
-                    requests.iter().cloned(),
-                    RunOptions { detail, stop: Stop::AtTheEnd },
-                    &mut |_, _| {},
-                )
-                .unwrap();
+                let run =
+                    config.run(&spec, requests.iter().cloned(), RunOptions { detail, stop: Stop::AtTheEnd }).unwrap();
                 assert_eq!(run.requests.len(), 100_000);
                 run.steps
             })

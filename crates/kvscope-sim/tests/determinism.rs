@@ -3,7 +3,7 @@
 use kvscope_core::rng::SplitMix64;
 use kvscope_core::{Clock, RequestId, SamplingParams};
 use kvscope_experiment::workload::{Arrival, CaseSpec, WorkloadRequest};
-use kvscope_experiment::{run_case, RunOptions};
+use kvscope_experiment::RunOptions;
 use kvscope_sim::SimConfig;
 
 /// Shared prefixes (prefix-cache hits), a pool small enough to stall and
@@ -25,19 +25,8 @@ fn run(seed: u64) -> (Vec<u8>, u64) {
     config.kv_blocks = Some(400);
     config.max_running = 64;
     config.max_batched_tokens = 1024;
-    let (engine_config, _) = config.engine_config().unwrap();
-    let (executor, clock) = config.executor();
     let (spec, requests) = workload(seed);
-    let (run, _) = run_case(
-        executor,
-        clock,
-        &engine_config,
-        &spec,
-        requests.iter().cloned(),
-        RunOptions::EVERY_STEP,
-        &mut |_, _| {},
-    )
-    .unwrap();
+    let run = config.run(&spec, requests, RunOptions::EVERY_STEP).unwrap();
     assert_eq!(run.requests.len(), 300);
     assert!(run.rejected.is_empty());
     let mut bytes = Vec::new();

@@ -3,18 +3,16 @@
 //! the full run's p99.
 
 use kvscope_experiment::workload::{Arrival, CaseSpec, PromptSource};
-use kvscope_experiment::{run_case, CaseRun, Dist, RunOptions, Stop};
+use kvscope_experiment::{CaseRun, Dist, RunOptions, Stop};
 use kvscope_sim::SimConfig;
 
 fn run(rate: f64, stop: Stop) -> CaseRun {
     let mut config = SimConfig::from_names("qwen3-0.6b", "l4").unwrap();
     config.kv_blocks = Some(600);
-    let (engine, _) = config.engine_config().unwrap();
-    let (executor, clock) = config.executor();
     let spec = CaseSpec::uniform("overload", 400, (200, 800), (50, 200), Arrival::Poisson { rate }, 5);
     let requests = spec.requests(&PromptSource::Synthetic { vocab: 151_936 });
     let options = RunOptions { stop, ..RunOptions::SUMMARY };
-    run_case(executor, clock, &engine, &spec, requests, options, &mut |_, _| {}).unwrap().0
+    config.run(&spec, requests, options).unwrap()
 }
 
 #[test]

@@ -124,17 +124,7 @@ fn calibrated_simulation_predicts_the_reference_executor_on_quick_workloads() {
         .unwrap();
 
         // 3. The simulated run (its fast path on: the same steps, summed in closed form).
-        let (executor, clock) = config.executor();
-        let (sim_summary, _) = run_case(
-            executor,
-            clock,
-            &engine_config,
-            &spec,
-            arrivals.iter().cloned(),
-            RunOptions::SUMMARY,
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let sim_summary = config.run(&spec, arrivals.iter().cloned(), RunOptions::SUMMARY).unwrap();
 
         // Same scheduling on both sides: same number of steps and requests.
         assert_eq!(sim_summary.steps, real_summary.steps, "{name}");

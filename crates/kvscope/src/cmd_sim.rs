@@ -6,9 +6,8 @@
 use crate::cmd_lab::{LangArg, ScaleArg};
 use crate::machine::{machine_description, today};
 use anyhow::Context;
-use kvscope_core::EngineConfig;
 use kvscope_experiment::workload::{Arrival, CaseSpec, Lengths, PromptSource, CASE_NAMES};
-use kvscope_experiment::{run_case, CapacityRow, CaseRun, Detail, Dist, RunOptions, Stop, Throughput};
+use kvscope_experiment::{CapacityRow, CaseRun, Detail, Dist, RunOptions, Stop, Throughput};
 use kvscope_lab::report::{Lang, ReportContext};
 use kvscope_sim::{find_max_rate, SimConfig};
 use std::path::PathBuf;
@@ -131,7 +130,6 @@ fn case_spec(args: &SimArgs, pool_tokens: usize) -> CaseSpec {
 /// Everything one simulation needs, built once.
 struct Simulation {
     config: SimConfig,
-    engine: EngineConfig,
     spec: CaseSpec,
     detail: Detail,
 }
@@ -139,18 +137,8 @@ struct Simulation {
 impl Simulation {
     /// Runs `spec`, drawing its requests as they arrive.
     fn run(&self, spec: &CaseSpec, stop: Stop) -> anyhow::Result<CaseRun> {
-        let (executor, clock) = self.config.executor();
         let source = PromptSource::Synthetic { vocab: self.config.model.vocab as u32 };
-        Ok(run_case(
-            executor,
-            clock,
-            &self.engine,
-            spec,
-            spec.requests(&source),
-            RunOptions { detail: self.detail, stop },
-            &mut |_, _| {},
-        )?
-        .0)
+        Ok(self.config.run(spec, spec.requests(&source), RunOptions { detail: self.detail, stop })?)
     }
 
     /// The same workload at `rate` requests per second. The seed draws the
@@ -168,7 +156,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.burstiness > 0.0, "--burstiness must be > 0, got {}", args.burstiness);
     let mut config = SimConfig::from_names(&args.model_preset, &args.hardware)?;
     config.enable_prefix_caching = !args.no_prefix_caching;
-    let (engine, plan) = config.engine_config()?;
+    let plan = config.pool_plan()?;
     if args.json {
         eprintln!("{plan}");
     } else {
@@ -176,7 +164,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     }
     let spec = case_spec(&args, plan.num_blocks * plan.block_size);
     let detail = if args.step_by_step { Detail::EveryStep } else { Detail::Summary };
-    let sim = Simulation { config, engine, spec, detail };
+    let sim = Simulation { config, spec, detail };
     if args.find_max_rate {
         let slo = args.slo_ttft_p99.context("--find-max-rate needs --slo-ttft-p99")?;
         return max_rate(&sim, &args, slo);
