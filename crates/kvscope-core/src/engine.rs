@@ -8,6 +8,7 @@
 //! stamped event, then a snapshot of the pool closes the step.
 
 use crate::block_manager::PoolConfig;
+use crate::block_manager_api::{AnyBlockManager, KvBlockManager};
 use crate::clock::Clock;
 use crate::events::{EventLog, FinishReason, KvEvent, Observer, ReleaseReason, StepSnapshot};
 use crate::executor::{Executor, ExecutorError, SampledToken};
@@ -68,15 +69,18 @@ pub struct Engine<E: Executor, C: Clock> {
 
 impl<E: Executor, C: Clock> Engine<E, C> {
     pub fn new(config: EngineConfig, executor: E, clock: C) -> Self {
-        Engine {
-            scheduler: Scheduler::new(config.scheduler, config.pool),
-            executor,
-            clock,
-            vocab_size: config.vocab_size,
-            log: EventLog::new(),
-            observers: Vec::new(),
-            step: 0,
-        }
+        Self::with_scheduler(Scheduler::new(config.scheduler, config.pool), config.vocab_size, executor, clock)
+    }
+
+    /// An engine whose blocks are managed by `blocks` instead of the native
+    /// manager (`config.pool` is then `blocks.config()`'s business).
+    pub fn with_block_manager(config: EngineConfig, blocks: Box<dyn KvBlockManager>, executor: E, clock: C) -> Self {
+        let scheduler = Scheduler::with_block_manager(config.scheduler, AnyBlockManager::External(blocks));
+        Self::with_scheduler(scheduler, config.vocab_size, executor, clock)
+    }
+
+    fn with_scheduler(scheduler: Scheduler, vocab_size: Option<usize>, executor: E, clock: C) -> Self {
+        Engine { scheduler, executor, clock, vocab_size, log: EventLog::new(), observers: Vec::new(), step: 0 }
     }
 
     pub fn add_observer(&mut self, observer: Box<dyn Observer + Send>) {
@@ -179,6 +183,10 @@ impl<E: Executor, C: Clock> Engine<E, C> {
         self.step += 1;
         self.log.set_stamp(self.step, self.clock.now());
         let batch = self.scheduler.schedule(&mut self.log);
+        if let Some(failure) = self.scheduler.block_manager().failure() {
+            self.flush_events();
+            return Err(ExecutorError(format!("the block manager failed: {failure}")));
+        }
         let mut outcome = StepOutcome { step: self.step, ..Default::default() };
         if batch.is_empty() {
             self.close_step(&batch);

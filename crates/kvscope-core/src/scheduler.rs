@@ -12,6 +12,7 @@
 //! prompt is prefilled in chunks that fit the budget.
 
 use crate::block_manager::{BlockManager, PoolConfig};
+use crate::block_manager_api::AnyBlockManager;
 use crate::events::{EventLog, KvEvent, ReleaseReason, StallReason};
 use crate::executor::{ScheduledBatch, ScheduledSeq};
 use crate::ids::RequestId;
@@ -42,7 +43,7 @@ pub struct Stall {
 #[derive(Debug)]
 pub struct Scheduler {
     config: SchedulerConfig,
-    pub(crate) blocks: BlockManager,
+    pub(crate) blocks: AnyBlockManager,
     /// Live sequences (waiting or running), by id.
     pub(crate) seqs: FxHashMap<RequestId, Sequence>,
     waiting: VecDeque<RequestId>,
@@ -57,9 +58,14 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(config: SchedulerConfig, pool: PoolConfig) -> Self {
+        Self::with_block_manager(config, AnyBlockManager::Native(BlockManager::new(pool)))
+    }
+
+    /// A scheduler over any block manager (the native one is `new`'s).
+    pub fn with_block_manager(config: SchedulerConfig, blocks: AnyBlockManager) -> Self {
         Scheduler {
             config,
-            blocks: BlockManager::new(pool),
+            blocks,
             seqs: FxHashMap::default(),
             waiting: VecDeque::new(),
             running: Vec::new(),
@@ -73,7 +79,7 @@ impl Scheduler {
     pub fn config(&self) -> &SchedulerConfig {
         &self.config
     }
-    pub fn block_manager(&self) -> &BlockManager {
+    pub fn block_manager(&self) -> &AnyBlockManager {
         &self.blocks
     }
     pub fn num_waiting(&self) -> usize {
@@ -182,12 +188,14 @@ impl Scheduler {
                 return Some(self.stall(id, StallReason::TokenBudget));
             }
             let seq = &self.seqs[&id];
-            let plan = self.blocks.plan_admission(seq);
-            if !self.blocks.can_admit(&plan) {
-                let mut stall = self.stall(id, StallReason::NoFreeBlocks);
-                stall.needed_blocks = plan.free_blocks_needed();
-                return Some(stall);
-            }
+            let plan = match self.blocks.can_allocate(seq) {
+                Ok(plan) => plan,
+                Err(needed_blocks) => {
+                    let mut stall = self.stall(id, StallReason::NoFreeBlocks);
+                    stall.needed_blocks = needed_blocks;
+                    return Some(stall);
+                }
+            };
             self.waiting.pop_front();
             let seq = self.seqs.get_mut(&id).expect("waiting ids are live");
             let readmission = seq.preemptions > 0;
