@@ -208,9 +208,11 @@ fn run_one<B: LabBackend>(
     progress: Progress,
 ) -> Result<CaseRun, LabError> {
     let (exec, clock) = backend.start(config.num_blocks, config.block_size).map_err(LabError::Backend)?;
+    let blocks = backend.block_manager(&config.engine_config().pool).map_err(LabError::Backend)?;
     let total = reqs.len();
     progress(&spec.name, 0, total);
-    let (run, exec) = run_case(exec, clock, config, spec, reqs, &mut |done, total| progress(&spec.name, done, total))?;
+    let (run, exec) =
+        run_case(exec, clock, config, spec, reqs, blocks, &mut |done, total| progress(&spec.name, done, total))?;
     backend.finish(exec);
     Ok(run)
 }

@@ -576,7 +576,7 @@ pub(crate) mod tests {
             .collect();
         let clock = SimClock::new();
         let exec = Timed { inner: PagedTokenExecutor::new(num_blocks, 4, 97), clock: clock.clone() };
-        let (run, _) = run_case(exec, clock, &config, &spec, &requests, &mut |_, _| {}).expect("runs");
+        let (run, _) = run_case(exec, clock, &config, &spec, &requests, None, &mut |_, _| {}).expect("runs");
         assert_eq!(run.requests.len(), 12);
         run
     }

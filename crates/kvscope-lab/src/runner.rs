@@ -6,7 +6,8 @@ use kvscope_core::block_manager::PrefixCacheCounters;
 use kvscope_core::events::EventRecorder;
 use kvscope_core::stats::StatsCollector;
 use kvscope_core::{
-    Clock, Engine, EngineConfig, EventRecord, Executor, KvEvent, PoolConfig, RequestId, SamplingParams, SchedulerConfig,
+    Clock, Engine, EngineConfig, EventRecord, Executor, KvBlockManager, KvEvent, PoolConfig, RequestId, SamplingParams,
+    SchedulerConfig,
 };
 use serde::Serialize;
 use std::collections::HashMap;
@@ -89,16 +90,21 @@ pub enum RunError {
 }
 
 /// Runs `requests` to completion, submitting each at its arrival time on the
-/// engine clock. Returns the run and the executor, for the next case.
+/// engine clock, on `blocks` (or the native block manager). Returns the run
+/// and the executor, for the next case.
 pub fn run_case<E: Executor, C: Clock>(
     executor: E,
     clock: C,
     config: &RunConfig,
     spec: &CaseSpec,
     requests: &[LabRequest],
+    blocks: Option<Box<dyn KvBlockManager>>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(CaseRun, E), RunError> {
-    let mut engine = Engine::new(config.engine_config(), executor, clock);
+    let mut engine = match blocks {
+        Some(blocks) => Engine::with_block_manager(config.engine_config(), blocks, executor, clock),
+        None => Engine::new(config.engine_config(), executor, clock),
+    };
     let recorder = Arc::new(Mutex::new(EventRecorder::default()));
     let stats = Arc::new(Mutex::new(StatsCollector::default()));
     engine.add_observer(Box::new(recorder.clone()));

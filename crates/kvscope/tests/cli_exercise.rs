@@ -54,3 +54,24 @@ fn a_hit_without_token_comparison_fails_prefix_hits_on_the_real_model() {
         "{text}"
     );
 }
+
+#[test]
+fn the_lab_runs_on_a_students_manager_and_the_report_says_so() {
+    let out_dir = std::env::temp_dir().join(format!("kvscope-lab-bm-{}", std::process::id()));
+    let d = out_dir.to_string_lossy().into_owned();
+    let reference = fixture("reference.py");
+    let out = kvscope(&["lab", "--quick", "--lang", "en", "--out", &d, "--block-manager", &reference]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    let first = report.lines().next().unwrap();
+    assert!(first.contains("Block manager: the student's") && first.contains("reference.py"), "{first}");
+    let lifecycle = &report[report.find("## 12.2").unwrap()..report.find("## 12.3").unwrap()];
+    for method in ["::allocate", "::may_append", "::deallocate"] {
+        assert!(lifecycle.contains("reference.py:") && lifecycle.contains(method), "12.2 lacks {method}:\n{lifecycle}");
+    }
+    let events = std::fs::read_to_string(out_dir.join("events.jsonl")).unwrap();
+    // The three cases ran on the student's manager alone: its methods are
+    // the sites that released, never kvscope's.
+    assert!(events.contains("\"site\":\"reference.py:") && !events.contains("block_manager::release"));
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
