@@ -208,7 +208,7 @@ impl Checker {
     /// `allocate(seq)` claimed `claimed` leading tokens as prefix hits.
     pub fn claimed(&mut self, id: RequestId, claimed: usize, len: usize, table: &[BlockId]) {
         let bs = self.block_size;
-        if claimed % bs != 0 || claimed > len || claimed > table.len() * bs {
+        if !claimed.is_multiple_of(bs) || claimed > len || claimed > table.len() * bs {
             let f = Finding::new(Some(Property::PrefixHits), "allocate(seq)")
                 .request(id)
                 .expected(format!(

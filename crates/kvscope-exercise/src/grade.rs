@@ -178,7 +178,7 @@ fn grade_workload<B: GradingBackend>(
         }
         c.finding().cloned()
     };
-    result.finding = finding.or_else(|| student.as_ref().err().cloned());
+    result.finding = finding.or_else(|| student.as_ref().err().map(|f| (**f).clone()));
     let Ok(student) = student else { return result };
     if result.finding.is_some() {
         return result;
@@ -222,7 +222,7 @@ fn drive<E: Executor>(
     w: &Workload,
     checker: Option<&Arc<Mutex<Checker>>>,
     max_steps: u64,
-) -> Result<Outputs, Finding> {
+) -> Result<Outputs, Box<Finding>> {
     let mut outputs = Outputs::new();
     let mut pending: Vec<_> = w.requests.iter().collect();
     let mut aborts = w.aborts.clone();
@@ -230,7 +230,7 @@ fn drive<E: Executor>(
         let mut f = Finding::new(None, "(engine step)").actual(what);
         f.workload = w.name.to_string();
         f.step = engine.current_step();
-        f
+        Box::new(f)
     };
     loop {
         let now = engine.current_step();
@@ -275,7 +275,7 @@ fn drive<E: Executor>(
             };
             f.workload = w.name.to_string();
             f.step = engine.current_step();
-            return Err(f);
+            return Err(Box::new(f));
         }
     }
 }
