@@ -318,7 +318,13 @@ impl Checker {
     /// leaked (d), or can_allocate is wrong about a whole pool.
     pub fn deadlock(&mut self, head: RequestId) -> Finding {
         let free = self.last_state["free"].as_array().map_or(0, Vec::len);
-        let f = if free < self.num_blocks {
+        let f = if self.last_state.is_null() {
+            // Not inspecting (the lab): say what is certain.
+            Finding::new(None, "can_allocate(seq)")
+                .expected(format!("request {head} is admitted: no request holds any of the {} blocks", self.num_blocks))
+                .actual("can_allocate(seq) answers no, so it would wait forever")
+                .hint("either deallocate does not give blocks back to free_block_ids, or can_allocate miscounts")
+        } else if free < self.num_blocks {
             Finding::new(Some(Property::Release), "can_allocate(seq)")
                 .expected(format!("with no request running, all {} blocks are in free_block_ids", self.num_blocks))
                 .actual(format!("{free} are: the others never came back, so request {head} waits forever"))
@@ -356,4 +362,56 @@ fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvscope_core::{SamplingParams, ScheduledSeq};
+    use std::sync::Arc;
+
+    fn chunk(id: u64, tokens: Vec<TokenId>, start_pos: usize, table: Vec<u32>) -> ScheduledSeq {
+        ScheduledSeq {
+            request_id: RequestId(id),
+            tokens,
+            start_pos,
+            block_table: table.into_iter().map(BlockId).collect(),
+            sample: true,
+            output_index: 0,
+            sampling: Arc::new(SamplingParams::greedy(1)),
+            is_prefill: true,
+            next_prompt_token: None,
+        }
+    }
+
+    /// Property (b) on its own: two requests with different prompts whose
+    /// tables both name block 0 (a manager whose own counts agree with that).
+    #[test]
+    fn two_requests_writing_one_block_break_exclusive_writes() {
+        let mut c = Checker::new(4, 2);
+        c.submitted(RequestId(1), &[1, 2]);
+        c.submitted(RequestId(2), &[3, 4]);
+        c.after_call("allocate(seq)", RequestId(1), Some(&[BlockId(0)]), &Value::Null);
+        c.after_call("allocate(seq)", RequestId(2), Some(&[BlockId(0)]), &Value::Null);
+        let batch = ScheduledBatch { seqs: vec![chunk(1, vec![1, 2], 0, vec![0]), chunk(2, vec![3, 4], 0, vec![0])] };
+        assert!(!c.check_batch(&batch));
+        let f = c.finding().unwrap();
+        assert_eq!(f.property, Some(Property::ExclusiveWrites));
+        assert_eq!(f.request, Some(RequestId(2)));
+        assert!(f.actual.contains("while request 1 still holds it"), "{f}");
+    }
+
+    /// Identical prefixes may share (and even rewrite) a block.
+    #[test]
+    fn identical_prefixes_may_write_the_same_block() {
+        let mut c = Checker::new(4, 2);
+        c.submitted(RequestId(1), &[1, 2, 5]);
+        c.submitted(RequestId(2), &[1, 2, 6]);
+        c.after_call("allocate(seq)", RequestId(1), Some(&[BlockId(0), BlockId(1)]), &Value::Null);
+        c.after_call("allocate(seq)", RequestId(2), Some(&[BlockId(0), BlockId(2)]), &Value::Null);
+        let batch = ScheduledBatch {
+            seqs: vec![chunk(1, vec![1, 2, 5], 0, vec![0, 1]), chunk(2, vec![1, 2, 6], 0, vec![0, 2])],
+        };
+        assert!(c.check_batch(&batch), "{:?}", c.finding());
+    }
 }

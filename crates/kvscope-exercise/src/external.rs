@@ -260,10 +260,16 @@ impl KvBlockManager for PyBlockManager {
         let Some(reply) = self.call("can_allocate(seq)", "can_allocate", seq, &[]) else { return Err(needed) };
         self.cached_blocks = reply["cached_blocks"].as_i64();
         if reply["admit"].as_bool() == Some(true) {
-            Ok(AdmissionPlan::opaque(needed))
-        } else {
-            Err(needed)
+            return Ok(AdmissionPlan::opaque(needed));
         }
+        // With no block held by anyone, a request that passed validation
+        // always fits: refusing it would make the engine wait forever.
+        if self.used == 0 {
+            let f = self.checker().deadlock(seq.id);
+            self.checker().fail(f);
+            self.sync_failure();
+        }
+        Err(needed)
     }
 
     fn allocate(&mut self, seq: &mut Sequence, _plan: AdmissionPlan, _log: &mut EventLog) -> usize {
@@ -305,6 +311,26 @@ impl KvBlockManager for PyBlockManager {
         let reply = self.call("can_append(seq) / may_append(seq)", "append", seq, &[])?;
         if reply["can"].as_bool() != Some(true) {
             self.after("can_append(seq)", seq, &reply);
+            let mut mine = seq.block_table.clone();
+            mine.sort();
+            mine.dedup();
+            // Only this request holds blocks and it fits the pool (the
+            // engine validated it), so a new block must exist: saying no
+            // would preempt and recompute it forever.
+            if self.failed.is_none() && mine.len() == self.used && mine.len() < self.config.num_blocks {
+                let f = Finding::new(None, "can_append(seq)")
+                    .request(seq.id)
+                    .expected(format!(
+                        "yes: request {} is the only one holding blocks ({} of {})",
+                        seq.id,
+                        mine.len(),
+                        self.config.num_blocks
+                    ))
+                    .actual("no, so it would be preempted and recomputed forever")
+                    .hint("can_append must say yes when the newest token fits the last block or a block is free");
+                self.checker().fail(f);
+                self.sync_failure();
+            }
             return None;
         }
         let table = self.table("may_append(seq)", seq, &reply, "table")?;

@@ -146,3 +146,45 @@ fn the_skeleton_passes_nothing_until_filled_in() {
     assert!(text.contains("NotImplementedError: can_allocate"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_can_append_that_always_refuses_is_reported_instead_of_looping() {
+    assert_caught("broken_never_appends.py", None, &["call can_append(seq)", "preempted and recomputed forever"]);
+}
+
+/// The lab runs a student's manager without grading it; a leak must still
+/// stop the engine with a message, never leave it waiting forever.
+#[test]
+fn in_the_lab_a_leaking_manager_stops_the_engine_instead_of_hanging() {
+    use kvscope_core::{Engine, EngineConfig, PoolConfig, RequestId, SamplingParams, SchedulerConfig, SimClock};
+    use kvscope_exercise::checker::Checker;
+    use kvscope_exercise::PyBlockManager;
+    use std::sync::{Arc, Mutex};
+
+    let pool = PoolConfig { num_blocks: 8, block_size: 4, enable_prefix_caching: true, bytes_per_block: 0 };
+    let checker = Arc::new(Mutex::new(Checker::new(8, 4)));
+    let manager =
+        PyBlockManager::start(HostConfig::new(fixture("broken_forget_decref.py")), pool.clone(), checker).unwrap();
+    let config = EngineConfig {
+        scheduler: SchedulerConfig { max_running: 4, max_batched_tokens: 64, max_model_len: 4096 },
+        pool,
+        vocab_size: Some(32_000),
+    };
+    let mut engine =
+        Engine::with_block_manager(config, Box::new(manager), PagedTokenExecutor::new(8, 4, 32_000), SimClock::new());
+    for i in 0..4 {
+        let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(6) };
+        engine.submit(RequestId(i), vec![300 + i as u32; 10], params).unwrap();
+    }
+    for _ in 0..500 {
+        match engine.step() {
+            Ok(_) => assert!(engine.has_work(), "the leak must stop the run before it drains"),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.contains("wait forever") && e.contains("deallocate"), "{e}");
+                return;
+            }
+        }
+    }
+    panic!("the engine neither finished nor stopped");
+}
