@@ -22,7 +22,12 @@ fn engine_with_running(n: usize) -> Engine<NullExecutor, SimClock> {
     let block_size = 16;
     let num_blocks = n * 48;
     let config = EngineConfig {
-        scheduler: SchedulerConfig { max_running: n, max_batched_tokens: 8192 * 4, max_model_len: 1 << 20 },
+        scheduler: SchedulerConfig {
+            max_running: n,
+            max_batched_tokens: 8192 * 4,
+            max_model_len: 1 << 20,
+            long_prefill_token_threshold: 0,
+        },
         pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: true, bytes_per_block: 0 },
         vocab_size: None,
     };

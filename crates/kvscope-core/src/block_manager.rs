@@ -10,12 +10,12 @@
 
 use crate::events::{EventLog, KvEvent, ReleaseReason};
 use crate::ids::{BlockId, RequestId, TokenId};
-use crate::prefix_hash::{block_hash, chain, BlockHash};
+use crate::prefix_hash::{block_hash, BlockHash};
 use crate::sequence::Sequence;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PoolConfig {
     pub num_blocks: usize,
     /// Token slots per block.
@@ -25,6 +25,17 @@ pub struct PoolConfig {
     pub bytes_per_block: u64,
 }
 
+impl PoolConfig {
+    /// Real bytes of KV one token takes (0 if unknown).
+    pub fn bytes_per_token(&self) -> u64 {
+        self.bytes_per_block / self.block_size as u64
+    }
+    /// Real bytes the whole pool holds.
+    pub fn total_bytes(&self) -> u64 {
+        self.bytes_per_block * self.num_blocks as u64
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct Block {
     holders: Vec<RequestId>,
@@ -32,15 +43,18 @@ struct Block {
     filled: usize,
     /// Set once the block is full and indexed in the prefix cache.
     key: Option<IndexedContent>,
+    /// The indexed content's tokens while `key` is set. The buffer stays
+    /// with the block across evictions: a simulation indexes and evicts
+    /// millions of blocks, and none of them allocates after the first.
+    tokens: Vec<TokenId>,
     /// Position in the cached-free LRU order while free and indexed.
     lru_stamp: Option<u64>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct IndexedContent {
     hash: BlockHash,
     parent: Option<BlockHash>,
-    tokens: Vec<TokenId>,
 }
 
 /// Where a block stands; used by views such as `/kv`.
@@ -185,7 +199,8 @@ impl BlockManager {
 
     /// The tokens an indexed block holds, if it is indexed.
     pub fn indexed_tokens(&self, block: BlockId) -> Option<&[TokenId]> {
-        self.blocks[block.index()].key.as_ref().map(|c| c.tokens.as_slice())
+        let block = &self.blocks[block.index()];
+        block.key.map(|_| block.tokens.as_slice())
     }
 
     /// Leading full blocks of `tokens` already in the pool. At least one
@@ -199,11 +214,15 @@ impl BlockManager {
         let usable = &tokens[..((tokens.len() - 1) / bs) * bs];
         let mut hits = Vec::new();
         let mut parent = None;
-        for (block_tokens, hash) in usable.chunks_exact(bs).zip(chain(usable, bs)) {
+        // Hashed block by block: a prompt's first miss ends the walk, so a
+        // prompt with nothing cached costs one block's hash, not all of them.
+        for block_tokens in usable.chunks_exact(bs) {
+            let hash = block_hash(parent, block_tokens);
             let Some(&id) = self.index.get(&hash) else { break };
-            let content = self.blocks[id.index()].key.as_ref().expect("indexed blocks have content");
+            let block = &self.blocks[id.index()];
+            let content = block.key.expect("indexed blocks have content");
             // The hash is only a hint; equal tokens after an equal parent is the proof.
-            if content.parent != parent || content.tokens != block_tokens {
+            if content.parent != parent || block.tokens != block_tokens {
                 break;
             }
             hits.push(id);
@@ -215,7 +234,10 @@ impl BlockManager {
     /// What admitting `seq` (every token it has, prompt and any output
     /// from before a preemption) would take from the pool.
     pub fn plan_admission(&self, seq: &Sequence) -> AdmissionPlan {
-        let tokens: Vec<TokenId> = seq.all_tokens().collect();
+        // A first admission's tokens are its prompt; a readmission's include
+        // the output generated before its preemption.
+        let tokens: std::borrow::Cow<[TokenId]> =
+            if seq.output.is_empty() { (&seq.prompt[..]).into() } else { seq.all_tokens().collect::<Vec<_>>().into() };
         // A request scoring its prompt needs logits at every prompt position.
         let cached = if seq.params.prompt_logprobs.is_some() { Vec::new() } else { self.lookup_prefix(&tokens) };
         let cached_free = cached.iter().filter(|b| self.blocks[b.index()].holders.is_empty()).count();
@@ -259,18 +281,24 @@ impl BlockManager {
     /// Makes sure the newest token of `seq` has a slot, taking one more
     /// block when the last one is full. `None` when the pool is exhausted.
     pub fn append_slot(&mut self, seq: &mut Sequence, log: &mut EventLog) -> Option<()> {
-        const SITE: &str = "block_manager::append_slot";
         if seq.block_table.len() * self.config.block_size >= seq.len() {
             return Some(());
         }
         if self.free_blocks() == 0 {
             return None;
         }
+        self.append_block(seq, log);
+        Some(())
+    }
+
+    /// Takes one more block for `seq` (evicting a cached one if no clean
+    /// block is left). The caller checked that a free block exists.
+    pub(crate) fn append_block(&mut self, seq: &mut Sequence, log: &mut EventLog) {
+        const SITE: &str = "block_manager::append_slot";
         let id = self.take_free_block(log, SITE);
         self.hold(id, seq.id);
         seq.block_table.push(id);
         log.emit(SITE, KvEvent::BlockAppended { request_id: seq.id, block: id });
-        Some(())
     }
 
     /// Records that `seq` now has KV for its first `seq.num_computed` tokens:
@@ -299,13 +327,19 @@ impl BlockManager {
                 continue;
             }
             let parent = seq.last_full_hash;
-            let tokens: Vec<TokenId> = (i * bs..(i + 1) * bs).map(|p| seq.token_at(p)).collect();
-            let hash = block_hash(parent, &tokens);
+            let (start, end) = (i * bs, (i + 1) * bs);
+            block.tokens.clear();
+            if end <= seq.prompt.len() {
+                block.tokens.extend_from_slice(&seq.prompt[start..end]);
+            } else {
+                block.tokens.extend((start..end).map(|p| seq.token_at(p)));
+            }
+            let hash = block_hash(parent, &block.tokens);
             // Two requests may compute the same content at once; the first
             // one indexed stays the canonical copy, the other stays private.
             if let std::collections::hash_map::Entry::Vacant(slot) = self.index.entry(hash) {
                 slot.insert(id);
-                block.key = Some(IndexedContent { hash, parent, tokens });
+                block.key = Some(IndexedContent { hash, parent });
             }
             seq.last_full_hash = Some(hash);
         }

@@ -138,6 +138,12 @@ impl AnyBlockManager {
             AnyBlockManager::External(_) => None,
         }
     }
+    pub(crate) fn native_mut(&mut self) -> Option<&mut BlockManager> {
+        match self {
+            AnyBlockManager::Native(b) => Some(b),
+            AnyBlockManager::External(_) => None,
+        }
+    }
     pub fn is_native(&self) -> bool {
         self.native().is_some()
     }

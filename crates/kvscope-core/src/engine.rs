@@ -17,7 +17,9 @@ use crate::request::{InvalidParams, Request, SamplingParams};
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::sequence::{Sequence, SequenceStatus};
 
-#[derive(Clone, Debug)]
+/// Everything an engine is configured by; serialised as it is into the
+/// artifacts that describe a run.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EngineConfig {
     pub scheduler: SchedulerConfig,
     pub pool: PoolConfig,
@@ -58,29 +60,89 @@ pub struct StepOutcome {
 }
 
 pub struct Engine<E: Executor, C: Clock> {
-    scheduler: Scheduler,
-    executor: E,
-    clock: C,
+    pub(crate) scheduler: Scheduler,
+    pub(crate) executor: E,
+    pub(crate) clock: C,
     vocab_size: Option<usize>,
-    log: EventLog,
-    observers: Vec<Box<dyn Observer + Send>>,
-    step: u64,
+    pub(crate) log: EventLog,
+    pub(crate) observers: Vec<Box<dyn Observer + Send>>,
+    pub(crate) step: u64,
+    /// Set once the executor declined a decode run (it cannot price one).
+    pub(crate) decode_runs_declined: bool,
+}
+
+impl EngineConfig {
+    /// What [`Engine::submit`] would say about this request, answered
+    /// before any engine (and its KV pool) exists: a command checks its one
+    /// request before it allocates.
+    pub fn check_request(&self, prompt: &[TokenId], params: &SamplingParams) -> Result<(), SubmitError> {
+        check_request(&self.scheduler, &self.pool, self.vocab_size, prompt, params)
+    }
+}
+
+fn check_request(
+    scheduler: &SchedulerConfig,
+    pool: &PoolConfig,
+    vocab_size: Option<usize>,
+    prompt: &[TokenId],
+    params: &SamplingParams,
+) -> Result<(), SubmitError> {
+    if prompt.is_empty() {
+        return Err(SubmitError::EmptyPrompt);
+    }
+    params.validate()?;
+    if let Some(vocab_size) = vocab_size {
+        if let Some(&token) = prompt.iter().find(|&&t| t as usize >= vocab_size) {
+            return Err(SubmitError::TokenOutOfVocab { token, vocab_size });
+        }
+    }
+    let max_model_len = scheduler.max_model_len;
+    if prompt.len().saturating_add(params.max_tokens) > max_model_len {
+        return Err(SubmitError::ContextExceeded {
+            prompt: prompt.len(),
+            max_tokens: params.max_tokens,
+            max_model_len,
+        });
+    }
+    // The last sampled token never needs KV of its own.
+    let needed_blocks = (prompt.len() + params.max_tokens - 1).div_ceil(pool.block_size.max(1));
+    if needed_blocks > pool.num_blocks {
+        return Err(SubmitError::NeverFitsPool {
+            needed_blocks,
+            total_blocks: pool.num_blocks,
+            block_size: pool.block_size,
+        });
+    }
+    Ok(())
 }
 
 impl<E: Executor, C: Clock> Engine<E, C> {
     pub fn new(config: EngineConfig, executor: E, clock: C) -> Self {
-        Self::with_scheduler(Scheduler::new(config.scheduler, config.pool), config.vocab_size, executor, clock)
+        let scheduler = Scheduler::new(config.scheduler, config.pool);
+        Self::with_scheduler(scheduler, config.vocab_size, executor, clock)
     }
 
     /// An engine whose blocks are managed by `blocks` instead of the native
-    /// manager (`config.pool` is then `blocks.config()`'s business).
+    /// manager (`config.pool` is then `blocks.config()`'s business). Decode
+    /// runs (the simulator's fast path) are native-only: a plug-in is
+    /// driven step by step.
     pub fn with_block_manager(config: EngineConfig, blocks: Box<dyn KvBlockManager>, executor: E, clock: C) -> Self {
         let scheduler = Scheduler::with_block_manager(config.scheduler, AnyBlockManager::External(blocks));
         Self::with_scheduler(scheduler, config.vocab_size, executor, clock)
     }
 
-    fn with_scheduler(scheduler: Scheduler, vocab_size: Option<usize>, executor: E, clock: C) -> Self {
-        Engine { scheduler, executor, clock, vocab_size, log: EventLog::new(), observers: Vec::new(), step: 0 }
+    fn with_scheduler(mut scheduler: Scheduler, vocab_size: Option<usize>, executor: E, clock: C) -> Self {
+        scheduler.copy_block_tables = executor.reads_block_tables();
+        Engine {
+            scheduler,
+            executor,
+            clock,
+            vocab_size,
+            log: EventLog::new(),
+            observers: Vec::new(),
+            step: 0,
+            decode_runs_declined: false,
+        }
     }
 
     pub fn add_observer(&mut self, observer: Box<dyn Observer + Send>) {
@@ -112,34 +174,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
 
     /// Checks a request against everything that would make it unrunnable.
     pub fn validate(&self, prompt: &[TokenId], params: &SamplingParams) -> Result<(), SubmitError> {
-        if prompt.is_empty() {
-            return Err(SubmitError::EmptyPrompt);
-        }
-        params.validate()?;
-        if let Some(vocab_size) = self.vocab_size {
-            if let Some(&token) = prompt.iter().find(|&&t| t as usize >= vocab_size) {
-                return Err(SubmitError::TokenOutOfVocab { token, vocab_size });
-            }
-        }
-        let max_model_len = self.scheduler.config().max_model_len;
-        if prompt.len() + params.max_tokens > max_model_len {
-            return Err(SubmitError::ContextExceeded {
-                prompt: prompt.len(),
-                max_tokens: params.max_tokens,
-                max_model_len,
-            });
-        }
-        let pool = self.scheduler.block_manager();
-        // The last sampled token never needs KV of its own.
-        let needed_blocks = pool.blocks_for_tokens(prompt.len() + params.max_tokens - 1);
-        if needed_blocks > pool.total_blocks() {
-            return Err(SubmitError::NeverFitsPool {
-                needed_blocks,
-                total_blocks: pool.total_blocks(),
-                block_size: pool.block_size(),
-            });
-        }
-        Ok(())
+        check_request(self.scheduler.config(), self.scheduler.block_manager().config(), self.vocab_size, prompt, params)
     }
 
     /// Queues a request that arrives now.
@@ -274,7 +309,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
         );
     }
 
-    fn close_step(&mut self, batch: &crate::executor::ScheduledBatch) {
+    pub(crate) fn close_step(&mut self, batch: &crate::executor::ScheduledBatch) {
         self.flush_events();
         let mut snapshot = self.snapshot();
         snapshot.batch_tokens = batch.num_tokens();
@@ -285,7 +320,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
         }
     }
 
-    fn flush_events(&mut self) {
+    pub(crate) fn flush_events(&mut self) {
         for record in self.log.drain() {
             for observer in &mut self.observers {
                 observer.on_event(&record);

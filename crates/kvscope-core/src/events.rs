@@ -256,6 +256,31 @@ fn ratio(a: usize, b: usize) -> f64 {
 pub trait Observer {
     fn on_event(&mut self, record: &EventRecord);
     fn on_step(&mut self, _snapshot: &StepSnapshot) {}
+    /// A run of decode-only steps advanced in one go (the simulator's fast
+    /// path): one call instead of a snapshot per step. By default the
+    /// observer sees the run's last snapshot as one step.
+    fn on_decode_run(&mut self, run: &DecodeRunReport) {
+        self.on_step(&run.end);
+    }
+}
+
+/// A run of identical decode-only steps the engine advanced at once. Its
+/// steps emitted no `decode` or `stalled` events; their block appends (and
+/// any evictions) were emitted with their own step numbers and the run's
+/// start time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodeRunReport {
+    /// Engine step of the run's first step.
+    pub first_step: u64,
+    /// Steps in the run.
+    pub steps: u64,
+    /// Engine-clock time when the run started.
+    pub t_start: Seconds,
+    /// Why the waiting queue's head stalled at every step of the run, if it
+    /// was not empty.
+    pub stall: Option<StallReason>,
+    /// The pool and queues after the run's last step.
+    pub end: StepSnapshot,
 }
 
 /// Lets a caller keep a handle on an observer it gives to the engine.
@@ -265,6 +290,9 @@ impl<T: Observer> Observer for std::sync::Arc<std::sync::Mutex<T>> {
     }
     fn on_step(&mut self, snapshot: &StepSnapshot) {
         self.lock().unwrap_or_else(|e| e.into_inner()).on_step(snapshot);
+    }
+    fn on_decode_run(&mut self, run: &DecodeRunReport) {
+        self.lock().unwrap_or_else(|e| e.into_inner()).on_decode_run(run);
     }
 }
 

@@ -5,7 +5,7 @@
 //! block table); the executor only writes and reads KV at those places and
 //! samples. It never decides block ownership.
 
-use crate::ids::{BlockId, RequestId, TokenId};
+use crate::ids::{BlockId, RequestId, Seconds, TokenId};
 use crate::request::SamplingParams;
 use std::sync::Arc;
 
@@ -20,7 +20,8 @@ pub struct ScheduledSeq {
     /// `0..start_pos` already exists in the blocks of `block_table`.
     pub start_pos: usize,
     /// The request's block table, covering at least `start_pos + tokens.len()`
-    /// positions. Position `p` lives in block `block_table[p / block_size]`
+    /// positions (empty for executors that do not read block tables, see
+    /// [`Executor::reads_block_tables`]). Position `p` lives in block `block_table[p / block_size]`
     /// at slot `p % block_size`.
     pub block_table: Vec<BlockId>,
     /// Whether a token must be sampled after this chunk (its last position
@@ -94,6 +95,42 @@ pub struct PromptLogprob {
     pub top_logprobs: Vec<(TokenId, f32)>,
 }
 
+/// One sequence of a decode run (see [`Executor::execute_decode_run`]).
+#[derive(Clone, Debug)]
+pub struct DecodeRunSeq {
+    pub request_id: RequestId,
+    /// KV positions its first step reads (its context then); each later
+    /// step reads one more.
+    pub context_tokens: usize,
+    /// Output tokens it has before the run.
+    pub output_index: usize,
+    pub sampling: Arc<SamplingParams>,
+}
+
+/// Consecutive decode-only steps of the same sequences, offered to an
+/// executor in one call. Nothing changes the schedule between them: no
+/// arrival, admission, finish or preemption.
+#[derive(Clone, Debug)]
+pub struct DecodeRun<'a> {
+    /// In batch order, as every step of the run would schedule them.
+    pub seqs: &'a [DecodeRunSeq],
+    /// Most steps the run may take.
+    pub max_steps: usize,
+    /// No step may start at or after this engine-clock time (the next
+    /// arrival, which would change the schedule).
+    pub start_before: Seconds,
+}
+
+/// What an executor did with a decode run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DecodeRunOutput {
+    /// Steps executed: at least 1, at most `max_steps`.
+    pub steps: usize,
+    /// Sampled tokens, sequence-major: sequence `i`'s token of step `j` is
+    /// `tokens[i * steps + j]`.
+    pub tokens: Vec<TokenId>,
+}
+
 /// An executor failed for reasons that are not the request's fault.
 #[derive(Debug, thiserror::Error)]
 #[error("executor failed: {0}")]
@@ -116,5 +153,21 @@ pub trait Executor {
     /// whose sampling asks for them. Executors that cannot score return none.
     fn take_prompt_logprobs(&mut self) -> Vec<(RequestId, Vec<PromptLogprob>)> {
         Vec::new()
+    }
+
+    /// Whether `execute` reads the scheduled block tables. An executor that
+    /// never touches KV (the simulator) says no, and the scheduler leaves
+    /// them out of the batch instead of copying every table every step.
+    fn reads_block_tables(&self) -> bool {
+        true
+    }
+
+    /// Executes a run of identical decode-only steps at once, as many of
+    /// `run.max_steps` as start before `run.start_before` (at least one).
+    /// Only an executor whose cost can be summed without computing each step
+    /// (the simulator) does this; the default declines with `None`, and the
+    /// engine steps one by one.
+    fn execute_decode_run(&mut self, _run: &DecodeRun) -> Option<Result<DecodeRunOutput, ExecutorError>> {
+        None
     }
 }

@@ -8,7 +8,10 @@
 //!   the scheduler calls it through, where a plug-in manager can replace it.
 //! - [`scheduler`]: admission, chunked prefill, decode batching, preemption.
 //! - [`executor`]: the contract with whatever computes the model.
-//! - [`engine`]: the step loop tying them together under an injected [`clock`].
+//! - [`config`]: the one check of an engine configuration every command runs.
+//! - [`engine`]: the step loop tying them together under an injected [`clock`]
+//!   (and, for the simulator, decode runs: identical decode-only steps
+//!   advanced at once, `Engine::try_decode_run`).
 //! - [`events`]: the stamped event stream every observer reads.
 //! - [`stats`] and [`probe`]: the lab's two extension observers.
 //! - [`replay`]: rebuilds reference counts, queue waits and TTFTs from the
@@ -20,6 +23,8 @@
 pub mod block_manager;
 pub mod block_manager_api;
 pub mod clock;
+pub mod config;
+mod decode_run;
 pub mod engine;
 pub mod events;
 pub mod executor;
@@ -38,9 +43,15 @@ pub mod testing;
 pub use block_manager::{BlockManager, PoolConfig};
 pub use block_manager_api::{AnyBlockManager, KvBlockManager};
 pub use clock::{Clock, SimClock, WallClock};
+pub use config::ConfigError;
 pub use engine::{Engine, EngineConfig, StepOutcome, SubmitError};
-pub use events::{EventRecord, FinishReason, KvEvent, Observer, ReleaseReason, StallReason, StepSnapshot};
-pub use executor::{Executor, ExecutorError, PromptLogprob, SampledToken, ScheduledBatch, ScheduledSeq};
+pub use events::{
+    DecodeRunReport, EventRecord, FinishReason, KvEvent, Observer, ReleaseReason, StallReason, StepSnapshot,
+};
+pub use executor::{
+    DecodeRun, DecodeRunOutput, DecodeRunSeq, Executor, ExecutorError, PromptLogprob, SampledToken, ScheduledBatch,
+    ScheduledSeq,
+};
 pub use ids::{BlockId, RequestId, Seconds, TokenId};
 pub use request::{Request, SamplingParams};
 pub use scheduler::{Scheduler, SchedulerConfig};

@@ -9,9 +9,11 @@
 //! Then, if nothing was preempted, waiting sequences are admitted in arrival
 //! order while three limits allow: free blocks for the whole prompt, the
 //! maximum number of running sequences, and the step's token budget. A long
-//! prompt is prefilled in chunks that fit the budget.
+//! prompt is prefilled in chunks that fit the budget — and, with a
+//! long-prefill threshold set, chunks of at most that many tokens while
+//! other requests wait or run, so they are admitted between its chunks.
 
-use crate::block_manager::{BlockManager, PoolConfig};
+use crate::block_manager::{AdmissionPlan, BlockManager, PoolConfig};
 use crate::block_manager_api::AnyBlockManager;
 use crate::events::{EventLog, KvEvent, ReleaseReason, StallReason};
 use crate::executor::{ScheduledBatch, ScheduledSeq};
@@ -21,7 +23,7 @@ use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SchedulerConfig {
     /// Most sequences running at once (vLLM's `max_num_seqs`).
     pub max_running: usize,
@@ -29,6 +31,12 @@ pub struct SchedulerConfig {
     pub max_batched_tokens: usize,
     /// The model's context: prompt plus output never exceeds it.
     pub max_model_len: usize,
+    /// Most prompt tokens one request's prefill may take in a step while
+    /// other requests wait or run (vLLM's `long_prefill_token_threshold`);
+    /// 0 is no cap. With a cap, a long prompt is prefilled in chunks that
+    /// leave room in every step for the others: a short request behind it
+    /// is admitted between chunks instead of after the whole prompt.
+    pub long_prefill_token_threshold: usize,
 }
 
 /// Why the head of the queue could not be admitted at a step.
@@ -46,14 +54,17 @@ pub struct Scheduler {
     pub(crate) blocks: AnyBlockManager,
     /// Live sequences (waiting or running), by id.
     pub(crate) seqs: FxHashMap<RequestId, Sequence>,
-    waiting: VecDeque<RequestId>,
+    pub(crate) waiting: VecDeque<RequestId>,
     /// Running sequences in admission order (the last one is preempted first).
-    running: Vec<RequestId>,
+    pub(crate) running: Vec<RequestId>,
     admissions: u64,
     preemptions: u64,
-    last_stall: Option<Stall>,
+    pub(crate) last_stall: Option<Stall>,
     /// Entries of past batches, kept for their buffers.
     spare: Vec<ScheduledSeq>,
+    /// Whether scheduled entries carry a copy of their block table (the
+    /// simulator never reads one; copying it is most of a step's work there).
+    pub(crate) copy_block_tables: bool,
 }
 
 impl Scheduler {
@@ -73,6 +84,7 @@ impl Scheduler {
             preemptions: 0,
             last_stall: None,
             spare: Vec::new(),
+            copy_block_tables: true,
         }
     }
 
@@ -145,14 +157,15 @@ impl Scheduler {
 
     /// Running sequences first. Returns whether any was preempted.
     fn schedule_running(&mut self, budget: &mut usize, batch: &mut ScheduledBatch, log: &mut EventLog) -> bool {
+        let cap = prefill_cap(&self.config, self.running.len() + self.waiting.len());
         let mut preempted = false;
         let mut i = 0;
         while i < self.running.len() && *budget > 0 {
             let id = self.running[i];
             let seq = self.seqs.get_mut(&id).expect("running ids are live");
             if seq.in_prefill() {
-                let n = seq.num_uncomputed().min(*budget);
-                batch.seqs.push(chunk(seq, n, self.spare.pop()));
+                let n = seq.num_uncomputed().min(*budget).min(cap);
+                batch.seqs.push(chunk(seq, n, self.spare.pop(), self.copy_block_tables));
                 *budget -= n;
                 i += 1;
                 continue;
@@ -162,7 +175,7 @@ impl Scheduler {
             loop {
                 let seq = self.seqs.get_mut(&id).expect("running ids are live");
                 if self.blocks.append_slot(seq, log).is_some() {
-                    batch.seqs.push(chunk(seq, 1, self.spare.pop()));
+                    batch.seqs.push(chunk(seq, 1, self.spare.pop(), self.copy_block_tables));
                     *budget -= 1;
                     i += 1;
                     break;
@@ -181,20 +194,9 @@ impl Scheduler {
     fn admit_waiting(&mut self, budget: &mut usize, batch: &mut ScheduledBatch, log: &mut EventLog) -> Option<Stall> {
         const SITE: &str = "scheduler::admit_waiting";
         while let Some(&id) = self.waiting.front() {
-            if self.running.len() >= self.config.max_running {
-                return Some(self.stall(id, StallReason::MaxRunning));
-            }
-            if *budget == 0 {
-                return Some(self.stall(id, StallReason::TokenBudget));
-            }
-            let seq = &self.seqs[&id];
-            let plan = match self.blocks.can_allocate(seq) {
+            let plan = match self.admission_check(id, *budget) {
                 Ok(plan) => plan,
-                Err(needed_blocks) => {
-                    let mut stall = self.stall(id, StallReason::NoFreeBlocks);
-                    stall.needed_blocks = needed_blocks;
-                    return Some(stall);
-                }
+                Err(stall) => return Some(stall),
             };
             self.waiting.pop_front();
             let seq = self.seqs.get_mut(&id).expect("waiting ids are live");
@@ -213,12 +215,48 @@ impl Scheduler {
                 SITE,
                 KvEvent::Admitted { request_id: id, blocks: seq.block_table.clone(), cached_blocks: hits, readmission },
             );
-            let n = seq.num_uncomputed().min(*budget);
-            batch.seqs.push(chunk(seq, n, self.spare.pop()));
+            let others = self.running.len() + self.waiting.len();
+            let cap = prefill_cap(&self.config, others + 1);
+            let seq = self.seqs.get_mut(&id).expect("waiting ids are live");
+            let n = seq.num_uncomputed().min(*budget).min(cap);
+            batch.seqs.push(chunk(seq, n, self.spare.pop(), self.copy_block_tables));
             *budget -= n;
             self.running.push(id);
         }
         None
+    }
+
+    /// Whether waiting sequence `id` can be admitted now with `budget`
+    /// tokens left in the step: its admission plan, or why it stalls (the
+    /// limits are checked in this order: running sequences, token budget,
+    /// free blocks — the last through the block manager's `can_allocate`).
+    pub(crate) fn admission_check(&mut self, id: RequestId, budget: usize) -> Result<AdmissionPlan, Stall> {
+        self.admission_limits(id, budget)?;
+        self.blocks.can_allocate(&self.seqs[&id]).map_err(|needed| self.no_free_blocks(id, needed))
+    }
+
+    /// The same question, asked without letting a block manager act on it:
+    /// decode runs plan with it, and they run on the native manager only.
+    pub(crate) fn peek_admission(&self, id: RequestId, budget: usize) -> Result<(), Stall> {
+        self.admission_limits(id, budget)?;
+        let native = self.blocks.native().expect("decode runs are planned on the native block manager only");
+        native.can_allocate(&self.seqs[&id]).map(|_| ()).map_err(|needed| self.no_free_blocks(id, needed))
+    }
+
+    fn admission_limits(&self, id: RequestId, budget: usize) -> Result<(), Stall> {
+        if self.running.len() >= self.config.max_running {
+            return Err(self.stall(id, StallReason::MaxRunning));
+        }
+        if budget == 0 {
+            return Err(self.stall(id, StallReason::TokenBudget));
+        }
+        Ok(())
+    }
+
+    fn no_free_blocks(&self, id: RequestId, needed_blocks: usize) -> Stall {
+        let mut stall = self.stall(id, StallReason::NoFreeBlocks);
+        stall.needed_blocks = needed_blocks;
+        stall
     }
 
     fn stall(&self, id: RequestId, reason: StallReason) -> Stall {
@@ -270,16 +308,28 @@ impl Scheduler {
     }
 }
 
+/// The most prompt tokens one prefill may take this step, with `live`
+/// requests running or waiting: alone, as many as the budget allows; with
+/// others around, at most the threshold (when one is set).
+fn prefill_cap(config: &SchedulerConfig, live: usize) -> usize {
+    match config.long_prefill_token_threshold {
+        t if t > 0 && live > 1 => t,
+        _ => usize::MAX,
+    }
+}
+
 /// The chunk of `seq` to run this step, written into the buffers of a
 /// recycled entry when there is one (a step allocates nothing then).
-fn chunk(seq: &Sequence, n: usize, recycled: Option<ScheduledSeq>) -> ScheduledSeq {
+fn chunk(seq: &Sequence, n: usize, recycled: Option<ScheduledSeq>, with_block_table: bool) -> ScheduledSeq {
     let start = seq.num_computed;
     let end = start + n;
     let (mut tokens, mut block_table) = recycled.map(|s| (s.tokens, s.block_table)).unwrap_or_default();
     tokens.clear();
     tokens.extend((start..end).map(|p| seq.token_at(p)));
     block_table.clear();
-    block_table.extend_from_slice(&seq.block_table);
+    if with_block_table {
+        block_table.extend_from_slice(&seq.block_table);
+    }
     ScheduledSeq {
         request_id: seq.id,
         tokens,

@@ -15,7 +15,12 @@ use std::sync::{Arc, Mutex};
 
 fn config() -> EngineConfig {
     EngineConfig {
-        scheduler: SchedulerConfig { max_running: 4, max_batched_tokens: 24, max_model_len: 4096 },
+        scheduler: SchedulerConfig {
+            max_running: 4,
+            max_batched_tokens: 24,
+            max_model_len: 4096,
+            long_prefill_token_threshold: 0,
+        },
         pool: PoolConfig { num_blocks: 14, block_size: 4, enable_prefix_caching: true, bytes_per_block: 0 },
         vocab_size: Some(1000),
     }

@@ -14,8 +14,25 @@ pub struct Rig {
 }
 
 pub fn rig(num_blocks: usize, block_size: usize, prefix_caching: bool, max_running: usize, budget: usize) -> Rig {
+    rig_capped(num_blocks, block_size, prefix_caching, max_running, budget, 0)
+}
+
+/// [`rig`] with a long-prefill token threshold (0: none).
+pub fn rig_capped(
+    num_blocks: usize,
+    block_size: usize,
+    prefix_caching: bool,
+    max_running: usize,
+    budget: usize,
+    long_prefill_token_threshold: usize,
+) -> Rig {
     let config = EngineConfig {
-        scheduler: SchedulerConfig { max_running, max_batched_tokens: budget, max_model_len: 4096 },
+        scheduler: SchedulerConfig {
+            max_running,
+            max_batched_tokens: budget,
+            max_model_len: 4096,
+            long_prefill_token_threshold,
+        },
         pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: prefix_caching, bytes_per_block: 1024 },
         vocab_size: Some(VOCAB as usize),
     };

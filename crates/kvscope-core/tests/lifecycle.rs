@@ -251,3 +251,46 @@ fn queue_wait_and_ttft_come_from_the_timeline() {
         assert_eq!(seq.timeline.ttft(), replay.ttft(seq.id));
     }
 }
+
+/// The step at which each request got its first token, for a 96-token
+/// prompt submitted first and a 4-token one submitted one step later.
+fn first_token_steps(cap: usize) -> (u64, u64, Vec<u32>) {
+    let mut r = common::rig_capped(64, 4, false, 8, 32, cap);
+    r.engine.submit(RequestId(1), (0..96).collect(), greedy(3)).unwrap();
+    let mut first = std::collections::BTreeMap::new();
+    let mut long_output = Vec::new();
+    for step in 1..100u64 {
+        if step == 2 {
+            r.engine.submit(RequestId(2), vec![7, 8, 9, 10], greedy(3)).unwrap();
+        }
+        let outcome = r.engine.step().unwrap();
+        for (id, _) in &outcome.new_tokens {
+            first.entry(id.0).or_insert(step);
+        }
+        for seq in outcome.finished {
+            if seq.id == RequestId(1) {
+                long_output = seq.output;
+            }
+        }
+        r.engine.scheduler().check_invariants().unwrap();
+        if !r.engine.has_work() {
+            break;
+        }
+    }
+    (first[&1], first[&2], long_output)
+}
+
+#[test]
+fn a_long_prefill_cap_admits_a_short_request_between_chunks() {
+    // No cap: the long prompt takes the whole 32-token budget for three
+    // steps, and the short request waits until its prefill is done.
+    let (long, short, uncapped) = first_token_steps(0);
+    assert_eq!(long, 3);
+    assert!(short > long, "without a cap the short request waits: {short} vs {long}");
+    // Cap 8: the long prompt takes 8 tokens a step while the short one is
+    // around, so the short one is admitted at once and answers first.
+    let (long, short, capped) = first_token_steps(8);
+    assert_eq!(short, 2, "the short request is admitted in the step it arrives");
+    assert!(long > short);
+    assert_eq!(capped, uncapped, "the cap changes the chunking, not the tokens");
+}

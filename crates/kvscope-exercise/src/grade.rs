@@ -116,6 +116,8 @@ fn engine_config<B: GradingBackend>(backend: &B, w: &Workload) -> EngineConfig {
             max_running: w.max_running,
             max_batched_tokens: w.max_batched_tokens,
             max_model_len: backend.max_model_len(),
+            // Whole-prompt prefills where the budget allows, as in nano-vLLM.
+            long_prefill_token_threshold: 0,
         },
         pool: PoolConfig {
             num_blocks: w.num_blocks,

@@ -166,7 +166,12 @@ fn in_the_lab_a_leaking_manager_stops_the_engine_instead_of_hanging() {
     let manager =
         PyBlockManager::start(HostConfig::new(fixture("broken_forget_decref.py")), pool.clone(), checker).unwrap();
     let config = EngineConfig {
-        scheduler: SchedulerConfig { max_running: 4, max_batched_tokens: 64, max_model_len: 4096 },
+        scheduler: SchedulerConfig {
+            max_running: 4,
+            max_batched_tokens: 64,
+            max_model_len: 4096,
+            long_prefill_token_threshold: 0,
+        },
         pool,
         vocab_size: Some(32_000),
     };

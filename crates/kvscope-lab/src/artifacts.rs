@@ -1,12 +1,14 @@
 //! Writes the lab's artifacts into the output folder (DESIGN.md lists them).
 
-use crate::capacity;
 use crate::lab::LabResults;
 use crate::lifecycle::LifecycleGraph;
-use crate::report::{render, Lang, ReportContext};
+use crate::report::{render, render_simulated, Lang, ReportContext};
 use crate::{plots, timeline};
 use kvscope_core::stats::StatsCollector;
+use kvscope_core::EngineConfig;
 use kvscope_core::EventRecord;
+use kvscope_experiment::capacity::{self, CapacityRow};
+use kvscope_experiment::CaseRun;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,10 +42,11 @@ pub fn events_jsonl(res: &LabResults) -> String {
     out
 }
 
-fn stats_csv(res: &LabResults) -> Vec<u8> {
+/// `stats.csv`: every run's statistics rows, each with its case's name.
+fn stats_csv<'a>(runs: impl IntoIterator<Item = &'a CaseRun>) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = writeln!(out, "case,{}", StatsCollector::CSV_HEADER);
-    for case in res.cases.iter().chain(&res.probe_runs) {
+    for case in runs {
         let mut body = Vec::new();
         case.stats.write_csv(&mut body).expect("writing to memory");
         for line in String::from_utf8_lossy(&body).lines().skip(1) {
@@ -61,12 +64,8 @@ pub fn write_all(res: &LabResults, dir: &Path, ctx: &ReportContext, lang: Lang) 
     let mut written = vec![
         write(dir, "events.jsonl", events_jsonl(res))?,
         write(dir, "capacity.csv", capacity::to_csv(&res.capacity))?,
-        write(
-            dir,
-            "capacity.json",
-            serde_json::to_string_pretty(&capacity::to_json(&res.capacity, &res.run_config)).expect("json"),
-        )?,
-        write(dir, "stats.csv", stats_csv(res))?,
+        write(dir, "capacity.json", capacity_json(&res.capacity, &res.engine, &res.backend.executor))?,
+        write(dir, "stats.csv", stats_csv(res.cases.iter().chain(&res.probe_runs)))?,
         write(dir, "lifecycle.mmd", graph.to_mermaid())?,
         write(dir, "lifecycle.svg", graph.to_svg())?,
         write(dir, "probe.json", serde_json::to_string_pretty(&res.probe).expect("json"))?,
@@ -96,4 +95,29 @@ pub fn write_all(res: &LabResults, dir: &Path, ctx: &ReportContext, lang: Lang) 
     }
     written.push(write(dir, "report.md", render(res, &graph, ctx, lang))?);
     Ok(written)
+}
+
+fn capacity_json(rows: &[CapacityRow], engine: &EngineConfig, executor: &str) -> String {
+    serde_json::to_string_pretty(&capacity::to_json(rows, engine, executor)).expect("json")
+}
+
+/// What `kvscope sim --out` writes: the lab's capacity.csv / capacity.json
+/// and stats.csv for simulated runs, and a report.md with the lab's
+/// capacity section, labelled simulated. Returns the paths written.
+pub fn write_simulated(
+    rows: &[CapacityRow],
+    runs: &[CaseRun],
+    backend: &str,
+    dir: &Path,
+    ctx: &ReportContext,
+    lang: Lang,
+) -> Result<Vec<PathBuf>, WriteError> {
+    fs::create_dir_all(dir).map_err(|source| WriteError { path: dir.to_path_buf(), source })?;
+    let engine = &runs.first().expect("at least one run").config;
+    Ok(vec![
+        write(dir, "capacity.csv", capacity::to_csv(rows))?,
+        write(dir, "capacity.json", capacity_json(rows, engine, "sim"))?,
+        write(dir, "stats.csv", stats_csv(runs))?,
+        write(dir, "report.md", render_simulated(rows, engine, backend, ctx, lang))?,
+    ])
 }

@@ -18,6 +18,9 @@ pub struct BackendInfo {
     pub vocab_size: usize,
     /// Anything worth knowing (threads, kernels, calibration file).
     pub details: Vec<String>,
+    /// Blocks of the backend's own KV pool (a GPU preset sized from its
+    /// memory); `None`: the lab's default budget decides.
+    pub pool_blocks: Option<usize>,
 }
 
 pub trait LabBackend {
@@ -26,6 +29,11 @@ pub trait LabBackend {
 
     fn info(&self) -> BackendInfo;
     fn tokenize(&self, text: &str) -> Vec<TokenId>;
+    /// `Some(vocab)` when the backend has no tokenizer and prompts are
+    /// synthetic token ids below `vocab` (a simulated preset).
+    fn vocab_for_synthetic_prompts(&self) -> Option<u32> {
+        None
+    }
     /// A fresh executor for a pool of `num_blocks` blocks of `block_size`
     /// tokens, and a clock reading 0.
     fn start(&mut self, num_blocks: usize, block_size: usize) -> Result<(Self::Exec, Self::Clk), String>;

@@ -2,8 +2,8 @@
 //! offered load. Each point carries every link of the chain
 //! context length → KV per request → live requests → queue wait → TTFT.
 
-use crate::capacity::CapacityRow;
-use crate::runner::CaseRun;
+use kvscope_experiment::capacity::CapacityRow;
+use kvscope_experiment::driver::CaseRun;
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -45,7 +45,8 @@ impl SweepPoint {
             queue_wait_p90: row.queue_wait.p90,
             ttft_p50: row.ttft.p50,
             ttft_p90: row.ttft.p90,
-            prefill_time_p50: crate::summary::Dist::of(run.requests.iter().map(|r| r.ttft - r.queue_wait)).p50,
+            prefill_time_p50: kvscope_experiment::dist::Dist::of(run.requests.iter().map(|r| r.ttft - r.queue_wait))
+                .p50,
         }
     }
 }

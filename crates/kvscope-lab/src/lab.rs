@@ -3,17 +3,22 @@
 //! written out as the artifacts DESIGN.md lists.
 
 use crate::backend::{BackendInfo, LabBackend};
-use crate::capacity::CapacityRow;
 use crate::causal::SweepPoint;
 use crate::probe_compare::{compare, ProbeComparison};
-use crate::runner::{run_case, CaseRun, RunConfig, RunError};
-use crate::workload::{shared_prefix_case, standard_cases, Arrival, CaseSpec, PromptLengths, TextSource};
 use kvscope_core::probe::PrefixProbe;
+use kvscope_core::{Engine, EngineConfig, PoolConfig, SchedulerConfig};
+use kvscope_experiment::capacity::CapacityRow;
+use kvscope_experiment::driver::{run_engine, CaseRun, Detail, RunError};
+use kvscope_experiment::workload::{
+    shared_prefix_case, standard_cases, Arrival, CaseSpec, Lengths, PromptSource, Scale, WorkloadRequest,
+};
 use serde::Serialize;
 
 #[derive(Clone, Debug)]
 pub struct LabConfig {
-    pub quick: bool,
+    /// Sizes of the workloads (and, for `Quick` and `Lab`, of the default
+    /// pool and limits).
+    pub scale: Scale,
     pub seed: u64,
     pub block_size: usize,
     /// Pool size in blocks; when `None`, derived from `kv_memory_bytes`.
@@ -30,13 +35,16 @@ pub struct LabConfig {
 
 impl LabConfig {
     fn arrival(&self) -> Arrival {
-        self.arrival_rate.map_or(Arrival::Burst, |rate| Arrival::Poisson { rate })
+        self.arrival_rate.map_or(Arrival::AllAtOnce, |rate| Arrival::Poisson { rate })
     }
-}
 
-impl LabConfig {
-    /// The default KV budget: big enough for dozens of short requests, small
-    /// enough that a few long ones fill it (the capacity effect).
+    fn quick(&self) -> bool {
+        self.scale == Scale::Quick
+    }
+
+    /// The default KV budget on the CPU model: big enough for dozens of
+    /// short requests, small enough that a few long ones fill it (the
+    /// capacity effect).
     pub fn default_kv_memory(quick: bool) -> u64 {
         if quick {
             48 << 20
@@ -46,19 +54,45 @@ impl LabConfig {
     }
 
     /// Blocks in the pool: `kv_blocks` if given, else the memory budget
-    /// divided by the real size of one block.
-    pub fn num_blocks(&self, kv_bytes_per_token: u64) -> usize {
-        let bytes_per_block = (kv_bytes_per_token * self.block_size as u64).max(1);
-        self.kv_blocks.unwrap_or_else(|| {
-            (self.kv_memory_bytes.unwrap_or(Self::default_kv_memory(self.quick)) / bytes_per_block) as usize
-        })
+    /// divided by the real size of one block, else the backend's own pool
+    /// (a GPU preset's), else the default budget.
+    pub fn num_blocks(&self, info: &BackendInfo) -> usize {
+        let bytes_per_block = (info.kv_bytes_per_token * self.block_size as u64).max(1);
+        self.kv_blocks
+            .or(self.kv_memory_bytes.map(|m| (m / bytes_per_block) as usize))
+            .or(info.pool_blocks)
+            .unwrap_or((Self::default_kv_memory(self.quick()) / bytes_per_block) as usize)
+    }
+
+    /// The engine configuration every case of the run shares.
+    pub fn engine_config(&self, info: &BackendInfo) -> EngineConfig {
+        let default_max_running = match self.scale {
+            Scale::Quick => 16,
+            Scale::Lab => 32,
+            Scale::Gpu => 256,
+        };
+        EngineConfig {
+            scheduler: SchedulerConfig {
+                max_running: self.max_running.unwrap_or(default_max_running),
+                max_batched_tokens: self.max_batched_tokens,
+                max_model_len: info.max_model_len,
+                long_prefill_token_threshold: 0,
+            },
+            pool: PoolConfig {
+                num_blocks: self.num_blocks(info),
+                block_size: self.block_size,
+                enable_prefix_caching: true,
+                bytes_per_block: info.kv_bytes_per_token * self.block_size as u64,
+            },
+            vocab_size: Some(info.vocab_size),
+        }
     }
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct LabResults {
     pub backend: BackendInfo,
-    pub run_config: RunConfig,
+    pub engine: EngineConfig,
     #[serde(skip)]
     pub cases: Vec<CaseRun>,
     pub capacity: Vec<CapacityRow>,
@@ -87,6 +121,8 @@ pub enum LabError {
         "the KV pool ({blocks} blocks of {block_size} tokens) cannot hold one request of case {case} ({tokens} tokens): give a larger --kv-memory or --kv-blocks"
     )]
     PoolTooSmall { blocks: usize, block_size: usize, case: String, tokens: usize },
+    #[error(transparent)]
+    Config(#[from] kvscope_core::ConfigError),
 }
 
 /// Progress callback: stage name, done, total.
@@ -95,35 +131,37 @@ pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize);
 pub fn run_lab<B: LabBackend>(backend: &mut B, cfg: &LabConfig, progress: Progress) -> Result<LabResults, LabError> {
     let started = std::time::Instant::now();
     let info = backend.info();
-    let bytes_per_block = info.kv_bytes_per_token * cfg.block_size as u64;
-    let num_blocks = cfg.num_blocks(info.kv_bytes_per_token);
-    let run_config = RunConfig {
-        num_blocks,
-        block_size: cfg.block_size,
-        bytes_per_block,
-        enable_prefix_caching: true,
-        max_running: cfg.max_running.unwrap_or(if cfg.quick { 16 } else { 32 }),
-        max_batched_tokens: cfg.max_batched_tokens,
-        max_model_len: info.max_model_len,
-        vocab_size: Some(info.vocab_size),
-    };
-    let source = match &cfg.dataset {
-        Some(texts) => TextSource::Dataset(texts),
-        None => TextSource::Generated,
-    };
-    let sweep_spec = SweepSpec {
-        prompt_lens: if cfg.quick { vec![32, 128, 384] } else { vec![128, 512, 1024, 1536] },
-        num_requests: if cfg.quick { 6 } else { 8 },
-        output_tokens: if cfg.quick { 8 } else { 32 },
+    let engine = cfg.engine_config(&info);
+    // Before any workload is built or any KV allocated.
+    engine.validate()?;
+    let num_blocks = engine.pool.num_blocks;
+    let pool_tokens = num_blocks * cfg.block_size;
+    let sweep_spec = match cfg.scale {
+        Scale::Quick => SweepSpec { prompt_lens: vec![32, 128, 384], num_requests: 6, output_tokens: 8 },
+        Scale::Lab => SweepSpec { prompt_lens: vec![128, 512, 1024, 1536], num_requests: 8, output_tokens: 32 },
+        Scale::Gpu => SweepSpec {
+            prompt_lens: vec![512, 1024, 2048, 4096],
+            num_requests: (pool_tokens / 2048).max(8),
+            output_tokens: 128,
+        },
     };
     // Every workload is built (and tokenized) before anything runs.
     let (workloads, sweeps, (probe_spec, probe_reqs)) = {
         let tokenize = |t: &str| backend.tokenize(t);
-        let workloads: Vec<_> = standard_cases(cfg.quick, cfg.seed)
+        let generated = match backend.vocab_for_synthetic_prompts() {
+            Some(vocab) => PromptSource::Synthetic { vocab },
+            None => PromptSource::Generated { tokenize: &tokenize },
+        };
+        let cases_source = match (&cfg.dataset, &generated) {
+            (Some(texts), _) => PromptSource::Dataset { tokenize: &tokenize, texts },
+            (None, PromptSource::Synthetic { vocab }) => PromptSource::Synthetic { vocab: *vocab },
+            (None, _) => PromptSource::Generated { tokenize: &tokenize },
+        };
+        let workloads: Vec<_> = standard_cases(cfg.scale, pool_tokens, cfg.seed)
             .into_iter()
             .map(|spec| CaseSpec { arrival: cfg.arrival(), ..spec })
             .map(|spec| {
-                let reqs = spec.generate(&tokenize, &source);
+                let reqs = spec.generate(&cases_source);
                 (spec, reqs)
             })
             .collect();
@@ -135,18 +173,18 @@ pub fn run_lab<B: LabBackend>(backend: &mut B, cfg: &LabConfig, progress: Progre
                 let spec = CaseSpec {
                     name: format!("sweep_{len}"),
                     num_requests: sweep_spec.num_requests,
-                    prompt_lengths: PromptLengths::Around { tokens: len, jitter: 0 },
-                    output_tokens: sweep_spec.output_tokens,
+                    prompt_lengths: Lengths::Fixed { tokens: len },
+                    output_lengths: Lengths::Fixed { tokens: sweep_spec.output_tokens },
                     arrival: cfg.arrival(),
                     shared_prefix_tokens: 0,
                     seed: cfg.seed + 10 + len as u64,
                 };
-                let reqs = spec.generate(&tokenize, &TextSource::Generated);
+                let reqs = spec.generate(&generated);
                 (spec, reqs)
             })
             .collect();
-        let spec = shared_prefix_case(cfg.quick, cfg.seed);
-        let reqs = spec.generate(&tokenize, &TextSource::Generated);
+        let spec = shared_prefix_case(cfg.scale, cfg.seed);
+        let reqs = spec.generate(&generated);
         (workloads, sweeps, (spec, reqs))
     };
     for (spec, reqs) in
@@ -165,13 +203,13 @@ pub fn run_lab<B: LabBackend>(backend: &mut B, cfg: &LabConfig, progress: Progre
 
     let mut cases = Vec::new();
     for (spec, reqs) in &workloads {
-        cases.push(run_one(backend, &run_config, spec, reqs, progress)?);
+        cases.push(run_one(backend, &engine, spec, reqs, progress)?);
     }
     let capacity = cases.iter().map(|c| CapacityRow::from_run(c, false)).collect();
 
     let mut sweep = Vec::new();
     for (spec, reqs) in &sweeps {
-        let run = run_one(backend, &run_config, spec, reqs, progress)?;
+        let run = run_one(backend, &engine, spec, reqs, progress)?;
         sweep.push(SweepPoint::from_run(&run));
     }
 
@@ -180,16 +218,17 @@ pub fn run_lab<B: LabBackend>(backend: &mut B, cfg: &LabConfig, progress: Progre
     for r in &probe_reqs {
         probe.observe(&r.prompt);
     }
-    let off_config = RunConfig { enable_prefix_caching: false, ..run_config.clone() };
+    let mut off_config = engine.clone();
+    off_config.pool.enable_prefix_caching = false;
     let off_spec = CaseSpec { name: format!("{}_caching_off", probe_spec.name), ..probe_spec.clone() };
     let off = run_one(backend, &off_config, &off_spec, &probe_reqs, progress)?;
     let on_spec = CaseSpec { name: format!("{}_caching_on", probe_spec.name), ..probe_spec.clone() };
-    let on = run_one(backend, &run_config, &on_spec, &probe_reqs, progress)?;
+    let on = run_one(backend, &engine, &on_spec, &probe_reqs, progress)?;
     let probe = compare(&off, probe.report, &on);
 
     Ok(LabResults {
         backend: info,
-        run_config,
+        engine,
         cases,
         capacity,
         sweep,
@@ -202,17 +241,21 @@ pub fn run_lab<B: LabBackend>(backend: &mut B, cfg: &LabConfig, progress: Progre
 
 fn run_one<B: LabBackend>(
     backend: &mut B,
-    config: &RunConfig,
+    config: &EngineConfig,
     spec: &CaseSpec,
-    reqs: &[crate::workload::LabRequest],
+    reqs: &[WorkloadRequest],
     progress: Progress,
 ) -> Result<CaseRun, LabError> {
-    let (exec, clock) = backend.start(config.num_blocks, config.block_size).map_err(LabError::Backend)?;
-    let blocks = backend.block_manager(&config.engine_config().pool).map_err(LabError::Backend)?;
+    let (exec, clock) = backend.start(config.pool.num_blocks, config.pool.block_size).map_err(LabError::Backend)?;
+    let engine = match backend.block_manager(&config.pool).map_err(LabError::Backend)? {
+        Some(blocks) => Engine::with_block_manager(config.clone(), blocks, exec, clock),
+        None => Engine::new(config.clone(), exec, clock),
+    };
     let total = reqs.len();
     progress(&spec.name, 0, total);
-    let (run, exec) =
-        run_case(exec, clock, config, spec, reqs, blocks, &mut |done, total| progress(&spec.name, done, total))?;
+    let (run, exec) = run_engine(engine, config, spec, reqs.iter().cloned(), Detail::EveryStep, &mut |done, total| {
+        progress(&spec.name, done, total)
+    })?;
     backend.finish(exec);
     Ok(run)
 }

@@ -274,7 +274,7 @@ impl LifecycleGraph {
     }
 
     /// The graph of one case run, named after the case.
-    pub fn from_run(run: &crate::runner::CaseRun) -> LifecycleGraph {
+    pub fn from_run(run: &kvscope_experiment::driver::CaseRun) -> LifecycleGraph {
         let mut g = LifecycleGraph::from_events(&run.events);
         g.run_name = run.spec.name.clone();
         g
@@ -527,10 +527,11 @@ fn mermaid_text(s: &str) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::runner::{run_case, CaseRun, RunConfig};
-    use crate::workload::{Arrival, CaseSpec, LabRequest, PromptLengths};
     use kvscope_core::testing::PagedTokenExecutor;
+    use kvscope_core::{EngineConfig, PoolConfig, SchedulerConfig};
     use kvscope_core::{Executor, ExecutorError, SampledToken, ScheduledBatch, SimClock};
+    use kvscope_experiment::driver::{run_case, CaseRun, Detail};
+    use kvscope_experiment::workload::{Arrival, CaseSpec, Lengths, WorkloadRequest};
 
     /// The test executor, advancing a simulated clock per step so that
     /// timelines have a time axis.
@@ -547,27 +548,27 @@ pub(crate) mod tests {
 
     /// A small run under memory pressure: 12 requests, 40 blocks of 4.
     pub(crate) fn small_run(num_blocks: usize) -> CaseRun {
-        let config = RunConfig {
-            num_blocks,
-            block_size: 4,
-            bytes_per_block: 4096,
-            enable_prefix_caching: true,
-            max_running: 6,
-            max_batched_tokens: 64,
-            max_model_len: 256,
+        let config = EngineConfig {
+            scheduler: SchedulerConfig {
+                max_running: 6,
+                max_batched_tokens: 64,
+                max_model_len: 256,
+                long_prefill_token_threshold: 0,
+            },
+            pool: PoolConfig { num_blocks, block_size: 4, enable_prefix_caching: true, bytes_per_block: 4096 },
             vocab_size: None,
         };
         let spec = CaseSpec {
             name: "test_case".into(),
             num_requests: 12,
-            prompt_lengths: PromptLengths::Around { tokens: 30, jitter: 0 },
-            output_tokens: 24,
-            arrival: Arrival::Burst,
+            prompt_lengths: Lengths::Fixed { tokens: 30 },
+            output_lengths: Lengths::Fixed { tokens: 24 },
+            arrival: Arrival::AllAtOnce,
             shared_prefix_tokens: 0,
             seed: 1,
         };
-        let requests: Vec<LabRequest> = (0..12)
-            .map(|i| LabRequest {
+        let requests: Vec<WorkloadRequest> = (0..12)
+            .map(|i| WorkloadRequest {
                 index: i,
                 arrival: i as f64 * 0.01,
                 prompt: (0..(20 + 3 * i as u32)).map(|t| (t * 7 + i as u32 % 3) % 97).collect(),
@@ -576,7 +577,9 @@ pub(crate) mod tests {
             .collect();
         let clock = SimClock::new();
         let exec = Timed { inner: PagedTokenExecutor::new(num_blocks, 4, 97), clock: clock.clone() };
-        let (run, _) = run_case(exec, clock, &config, &spec, &requests, None, &mut |_, _| {}).expect("runs");
+        let (run, _) =
+            run_case(exec, clock, &config, &spec, requests.iter().cloned(), Detail::EveryStep, &mut |_, _| {})
+                .expect("runs");
         assert_eq!(run.requests.len(), 12);
         run
     }

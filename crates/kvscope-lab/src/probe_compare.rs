@@ -3,10 +3,10 @@
 //! have been reused. The same workload with prefix caching ON reports what
 //! *was* reused. The two are different kinds of evidence and stay apart.
 
-use crate::runner::CaseRun;
-use crate::summary::Dist;
 use kvscope_core::probe::ProbeReport;
 use kvscope_core::KvEvent;
+use kvscope_experiment::dist::Dist;
+use kvscope_experiment::driver::CaseRun;
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -77,7 +77,7 @@ pub fn compare(off: &CaseRun, potential: ProbeReport, on: &CaseRun) -> ProbeComp
     };
     ProbeComparison {
         case: on.spec.name.clone(),
-        block_size: on.config.block_size,
+        block_size: on.config.pool.block_size,
         unrealized_blocks: potential.potential_hit_blocks as i64 - hit_blocks as i64,
         potential,
         potential_ttft_with_caching_off: ttft_off,

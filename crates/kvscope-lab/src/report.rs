@@ -3,10 +3,11 @@
 //! measured in this run or computed from measured numbers; estimates say
 //! what they leave out, and the probe is never presented as a benefit.
 
-use crate::capacity::CapacityRow;
 use crate::causal::verdict;
 use crate::lab::LabResults;
 use crate::lifecycle::LifecycleGraph;
+use kvscope_core::EngineConfig;
+use kvscope_experiment::capacity::CapacityRow;
 use std::fmt::Write;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,7 +60,7 @@ fn sites(graph: &LifecycleGraph, kinds: &[&str]) -> String {
 pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lang: Lang) -> String {
     let zh = lang == Lang::Zh;
     let t = |a: &'static str, b: &'static str| if zh { a } else { b };
-    let cfg = &res.run_config;
+    let cfg = &res.engine;
     let info = &res.backend;
     let mut o = String::new();
     if let Some(bm) = &ctx.block_manager {
@@ -88,6 +89,10 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
         )
     );
 
+    if info.executor == "sim" {
+        let _ = writeln!(o, "> {}\n", simulated_banner(zh));
+    }
+
     // 12.1
     let _ = writeln!(o, "## 12.1 {}\n", t("基本信息", "Basic information"));
     let _ = writeln!(o, "- {}: {}", t("姓名 / 组员", "Name / team"), t("（请填写）", "(fill in)"));
@@ -109,18 +114,18 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
         o,
         "- {}: {} {} × {} tokens, {} {}/token ({}, {}), {} = {}; max_running = {}, {} = {} tokens/step, prefix caching {}",
         t("KV 池配置", "KV pool"),
-        cfg.num_blocks,
+        cfg.pool.num_blocks,
         t("块", "blocks"),
-        cfg.block_size,
-        kib(cfg.bytes_per_token() as f64),
+        cfg.pool.block_size,
+        kib(cfg.pool.bytes_per_token() as f64),
         t("字节", "bytes"),
         info.kv_dtype,
         t("K 和 V, 全部层", "K and V, all layers"),
         t("总计", "total"),
-        mib(cfg.pool_bytes() as f64),
-        cfg.max_running,
+        mib(cfg.pool.total_bytes() as f64),
+        cfg.scheduler.max_running,
         t("token 预算", "token budget"),
-        cfg.max_batched_tokens,
+        cfg.scheduler.max_batched_tokens,
         t("开启", "on")
     );
     let _ = writeln!(o, "- {}: `{}`\n", t("命令", "Command"), ctx.command);
@@ -212,63 +217,7 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
     let _ = writeln!(o, "{}: `lifecycle.mmd` (Mermaid). {}: `timeline_short_ctx.svg`, `timeline_long_ctx.svg`, `timeline_mixed_ctx.svg`.\n", t("源文件", "Source"), t("每请求时间线", "Per-request timelines"));
 
     // 12.3
-    let _ = writeln!(o, "## 12.3 {}\n", t("容量观察表", "Capacity table"));
-    let _ = writeln!(
-        o,
-        "| case | prompt_len (tokens) | concurrency | live_requests ({}) | estimated_kv ({}) | TTFT p50 / p90 / p99 (s) | queue_wait p50 / p90 / p99 (s) | {} |",
-        t("均值 / 最大", "mean / max"),
-        t("每请求", "per request"),
-        t("解释", "explanation")
-    );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
-    for r in &res.capacity {
-        let _ = writeln!(
-            o,
-            "| {} | {:.0} ({}–{}) | {} | {:.2} / {} | {} ({} {}) | {:.3} / {:.3} / {:.3} | {:.3} / {:.3} / {:.3} | {} |",
-            r.case,
-            r.prompt_len,
-            r.prompt_len_min,
-            r.prompt_len_max,
-            match r.arrival {
-                crate::workload::Arrival::Burst => format!("{} {}", r.concurrency, t("(同时到达)", "(all at once)")),
-                crate::workload::Arrival::Poisson { rate } => format!("{} (Poisson {rate} req/s)", r.concurrency),
-            },
-            r.live_requests,
-            r.live_requests_max,
-            kib(r.estimated_kv),
-            kib(r.estimated_kv_block_rounded),
-            t("按块取整", "block-rounded"),
-            r.ttft.p50,
-            r.ttft.p90,
-            r.ttft.p99,
-            r.queue_wait.p50,
-            r.queue_wait.p90,
-            r.queue_wait.p99,
-            crate::capacity::explain(r, cfg, zh)
-        );
-    }
-    let _ = writeln!(o);
-    let _ = writeln!(o, "**{}**\n", t("状态规模估计的近似边界", "Approximation limits of the state-size estimate"));
-    let limits: &[&str] = if zh {
-        &[
-            "`estimated_kv` 是按 token 精确计算: (prompt + output − 1) 个 token × 每 token 字节数 (取自实际 KV 存储: 2 (K,V) × 层数 × KV 头数 × head_dim × 元素字节); 最后一个生成的 token 不写 KV。",
-            "池实际按块分配, 按块取整的数值 (括号内) 才是请求真正占用的; 两者之差是最后一块未填满的槽位 (内部碎片), 见 `stats.csv` 的 token 级与块级占用率。",
-            "前缀共享的块被多个请求引用但只占一份内存: 逐请求相加会高估总占用; 本表三种 case 的 prompt 互不共享前缀。",
-            "未计入: 权重、前向计算的激活与临时缓冲区、分配器开销、进程自身内存; 它们不随请求数线性增长, 但占用同一台机器的内存。",
-            "live_requests 是持有 KV 的请求数 (时间加权均值与最大值), 不含等待中的请求。",
-        ]
-    } else {
-        &[
-            "`estimated_kv` is token-exact: (prompt + output − 1) tokens × bytes per token, taken from the real KV storage (2 (K,V) × layers × KV heads × head_dim × element bytes); the last generated token never gets KV.",
-            "The pool allocates whole blocks; the block-rounded figure (in brackets) is what a request really held. The difference is the unused tail of its last block (internal fragmentation): see token-level vs block-level occupancy in `stats.csv`.",
-            "Prefix blocks shared by several requests occupy memory once: summing per-request figures overestimates the total. The three cases here share no prefixes.",
-            "Not counted: weights, activations and scratch buffers of the forward pass, allocator overhead, the process itself. They do not grow per request but share the machine's memory.",
-            "live_requests counts requests holding KV (time-weighted mean and maximum), not waiting ones.",
-        ]
-    };
-    for l in limits {
-        let _ = writeln!(o, "- {l}");
-    }
+    o.push_str(&capacity_section(&res.capacity, cfg, lang, info.executor == "sim"));
     let _ = writeln!(
         o,
         "\n{}: `capacity.csv`, `capacity.json`. {}: `stats_<case>.svg`.\n",
@@ -285,10 +234,10 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
         if zh {
             format!(
                 "扫描: 固定 KV 池 ({} 块) 与负载 ({} 个请求同时到达, 每个生成 {} token), 只改变 prompt 长度 {:?}。",
-                cfg.num_blocks, s.num_requests, s.output_tokens, s.prompt_lens
+                cfg.pool.num_blocks, s.num_requests, s.output_tokens, s.prompt_lens
             )
         } else {
-            format!("Sweep: fixed KV pool ({} blocks) and load ({} requests arriving at once, {} output tokens each); only the prompt length changes: {:?}.", cfg.num_blocks, s.num_requests, s.output_tokens, s.prompt_lens)
+            format!("Sweep: fixed KV pool ({} blocks) and load ({} requests arriving at once, {} output tokens each); only the prompt length changes: {:?}.", cfg.pool.num_blocks, s.num_requests, s.output_tokens, s.prompt_lens)
         }
     );
     if let (Some(a), Some(b), Some(v)) = (res.sweep.first(), res.sweep.last(), verdict(&res.sweep)) {
@@ -501,8 +450,8 @@ fn analysis(res: &LabResults, zh: bool) -> String {
     let (Some(s), Some(l)) = (find("short_ctx"), find("long_ctx")) else {
         return String::new();
     };
-    let cfg = &res.run_config;
-    let pool_tok = cfg.num_blocks * cfg.block_size;
+    let cfg = &res.engine;
+    let pool_tok = cfg.pool.num_blocks * cfg.pool.block_size;
     let binding = |r: &CapacityRow| r.binding_constraint().map_or("none", |b| b.as_str());
     // The short requests of the mixed case, on their own: do they wait
     // behind the long ones?
@@ -512,22 +461,143 @@ fn analysis(res: &LabResults, zh: bool) -> String {
         .find(|c| c.spec.name == "mixed_ctx")
         .map(|c| {
             let cut = c.requests.iter().map(|r| r.prompt_tokens).max().unwrap_or(0) / 2;
-            crate::summary::Dist::of(c.requests.iter().filter(|r| r.prompt_tokens < cut).map(|r| r.queue_wait)).p50
+            kvscope_experiment::dist::Dist::of(
+                c.requests.iter().filter(|r| r.prompt_tokens < cut).map(|r| r.queue_wait),
+            )
+            .p50
         })
         .unwrap_or(0.0);
     if zh {
         format!(
             "KV 不是一次 attention 计算的中间量, 而是从 prefill 开始、在每个 decode 步被读取并追加、直到请求结束才释放的长期状态。本次运行中 KV 池共有 {pool_tok} 个 token 槽位 ({} 块)。短上下文 (平均 prompt {:.0} token) 每个请求峰值约占 {}, 最多 {} 个请求同时持有 KV, 主要准入约束为 {}; 长上下文 (平均 {:.0} token) 每个请求约占 {}, 同一个池最多只能让 {} 个请求同时存活, 其余请求只能在队列中等待: 排队等待 p50 从 {:.3} s 升到 {:.3} s, TTFT p50 从 {:.3} s 升到 {:.3} s, 主要约束变为 {}。混合负载中, 长请求占住大部分块, 其中的短请求也被挡在队列中 (短请求自身的 queue wait p50 为 {:.3} s, 而短上下文 case 中为 {:.3} s), 说明状态驻留的代价不只由长请求自己承担。由此, 很多看似“调度慢”或“延迟高”的现象, 根源在于 KV 状态的驻留规模: 上下文越长, 每个请求驻留的状态越大, 能同时服务的请求越少, 排队越久, 首 token 越慢。需要注意的近似边界: 估计只计入 KV 本身 (不含权重、激活和分配器开销), 按块取整的占用高于按 token 计算的值; TTFT 的一部分来自长 prompt 自身的计算, 只有排队部分归因于容量。",
-            cfg.num_blocks, s.prompt_len, kib(s.estimated_kv_block_rounded), s.live_requests_max, binding(s),
+            cfg.pool.num_blocks, s.prompt_len, kib(s.estimated_kv_block_rounded), s.live_requests_max, binding(s),
             l.prompt_len, kib(l.estimated_kv_block_rounded), l.live_requests_max,
             s.queue_wait.p50, l.queue_wait.p50, s.ttft.p50, l.ttft.p50, binding(l), mixed_short_wait, s.queue_wait.p50
         )
     } else {
         format!(
             "KV is not an intermediate of one attention call but long-lived state: created by prefill, read and extended at every decode step, released only when the request ends. In this run the pool had {pool_tok} token slots ({} blocks). A short-context request (mean prompt {:.0} tokens) held about {} at its peak and up to {} requests held KV at once (binding constraint: {}); a long-context request (mean {:.0} tokens) held about {}, so the same pool let at most {} live at once while the rest waited: queue wait p50 rose from {:.3} s to {:.3} s and TTFT p50 from {:.3} s to {:.3} s (binding constraint: {}). In the mixed case long requests occupied most blocks and its short requests queued behind them too (their own queue wait p50 {:.3} s, vs {:.3} s in the short-context case): the cost of residency is not paid by long requests alone. Many effects that look like 'slow scheduling' or 'high latency' are rooted in how much KV state stays resident: longer contexts, more state per request, fewer concurrent requests, longer queues, later first tokens. Approximation limits: only KV itself is counted (no weights, activations or allocator overhead); block-rounded occupancy exceeds the token-exact figure; part of TTFT is the long prompt's own compute, and only the queueing part is due to capacity.",
-            cfg.num_blocks, s.prompt_len, kib(s.estimated_kv_block_rounded), s.live_requests_max, binding(s),
+            cfg.pool.num_blocks, s.prompt_len, kib(s.estimated_kv_block_rounded), s.live_requests_max, binding(s),
             l.prompt_len, kib(l.estimated_kv_block_rounded), l.live_requests_max,
             s.queue_wait.p50, l.queue_wait.p50, s.ttft.p50, l.ttft.p50, binding(l), mixed_short_wait, s.queue_wait.p50
         )
+    }
+}
+
+/// Section 12.3: the capacity table and the approximation limits of its
+/// state-size estimate. `simulated` labels every time as simulated.
+pub fn capacity_section(rows: &[CapacityRow], cfg: &EngineConfig, lang: Lang, simulated: bool) -> String {
+    let zh = lang == Lang::Zh;
+    let t = |a: &'static str, b: &'static str| if zh { a } else { b };
+    let unit = match (simulated, zh) {
+        (false, _) => "s",
+        (true, true) => "模拟秒",
+        (true, false) => "simulated s",
+    };
+    let mut o = String::new();
+    let _ = writeln!(o, "## 12.3 {}\n", t("容量观察表", "Capacity table"));
+    let _ = writeln!(
+        o,
+        "| case | prompt_len (tokens) | concurrency | live_requests ({}) | estimated_kv ({}) | TTFT p50 / p90 / p99 ({unit}) | queue_wait p50 / p90 / p99 ({unit}) | {} |",
+        t("均值 / 最大", "mean / max"),
+        t("每请求", "per request"),
+        t("解释", "explanation")
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let _ = writeln!(
+            o,
+            "| {} | {:.0} ({}–{}) | {} | {:.2} / {} | {} ({} {}) | {:.3} / {:.3} / {:.3} | {:.3} / {:.3} / {:.3} | {} |",
+            r.case,
+            r.prompt_len,
+            r.prompt_len_min,
+            r.prompt_len_max,
+            match r.arrival {
+                kvscope_experiment::workload::Arrival::AllAtOnce => format!("{} {}", r.concurrency, t("(同时到达)", "(all at once)")),
+                ref other => format!("{} ({})", r.concurrency, other.label()),
+            },
+            r.live_requests,
+            r.live_requests_max,
+            kib(r.estimated_kv),
+            kib(r.estimated_kv_block_rounded),
+            t("按块取整", "block-rounded"),
+            r.ttft.p50,
+            r.ttft.p90,
+            r.ttft.p99,
+            r.queue_wait.p50,
+            r.queue_wait.p90,
+            r.queue_wait.p99,
+            kvscope_experiment::capacity::explain(r, cfg, zh)
+        );
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "**{}**\n", t("状态规模估计的近似边界", "Approximation limits of the state-size estimate"));
+    let limits: &[&str] = if zh {
+        &[
+            "`estimated_kv` 是按 token 精确计算: (prompt + output − 1) 个 token × 每 token 字节数 (取自实际 KV 存储: 2 (K,V) × 层数 × KV 头数 × head_dim × 元素字节); 最后一个生成的 token 不写 KV。",
+            "池实际按块分配, 按块取整的数值 (括号内) 才是请求真正占用的; 两者之差是最后一块未填满的槽位 (内部碎片), 见 `stats.csv` 的 token 级与块级占用率。",
+            "前缀共享的块被多个请求引用但只占一份内存: 逐请求相加会高估总占用; 本表三种 case 的 prompt 互不共享前缀。",
+            "未计入: 权重、前向计算的激活与临时缓冲区、分配器开销、进程自身内存; 它们不随请求数线性增长, 但占用同一台机器的内存。",
+            "live_requests 是持有 KV 的请求数 (时间加权均值与最大值), 不含等待中的请求。",
+        ]
+    } else {
+        &[
+            "`estimated_kv` is token-exact: (prompt + output − 1) tokens × bytes per token, taken from the real KV storage (2 (K,V) × layers × KV heads × head_dim × element bytes); the last generated token never gets KV.",
+            "The pool allocates whole blocks; the block-rounded figure (in brackets) is what a request really held. The difference is the unused tail of its last block (internal fragmentation): see token-level vs block-level occupancy in `stats.csv`.",
+            "Prefix blocks shared by several requests occupy memory once: summing per-request figures overestimates the total. The three cases here share no prefixes.",
+            "Not counted: weights, activations and scratch buffers of the forward pass, allocator overhead, the process itself. They do not grow per request but share the machine's memory.",
+            "live_requests counts requests holding KV (time-weighted mean and maximum), not waiting ones.",
+        ]
+    };
+    for l in limits {
+        let _ = writeln!(o, "- {l}");
+    }
+    o
+}
+
+/// `report.md` of `kvscope sim --out`: the same capacity section as the
+/// lab's report, for one simulated case, every time labelled simulated.
+pub fn render_simulated(
+    rows: &[CapacityRow],
+    cfg: &EngineConfig,
+    backend: &str,
+    ctx: &ReportContext,
+    lang: Lang,
+) -> String {
+    let zh = lang == Lang::Zh;
+    let t = |a: &'static str, b: &'static str| if zh { a } else { b };
+    let mut o = String::new();
+    let _ = writeln!(o, "{}\n", t("# KV 容量 — 模拟结果", "# KV capacity — simulated"));
+    let _ = writeln!(o, "> {}\n", simulated_banner(zh));
+    let _ = writeln!(
+        o,
+        "- {}: {backend}, kvscope {}; {}",
+        t("模型与硬件", "Model and hardware"),
+        ctx.kvscope_version,
+        ctx.machine
+    );
+    let _ = writeln!(o, "- {}: {}", t("日期", "Date"), ctx.date);
+    let _ = writeln!(
+        o,
+        "- {}: {} × {} tokens, {}/token, {}; max_running = {}, token budget = {}",
+        t("KV 池", "KV pool"),
+        cfg.pool.num_blocks,
+        cfg.pool.block_size,
+        kib(cfg.pool.bytes_per_token() as f64),
+        mib(cfg.pool.total_bytes() as f64),
+        cfg.scheduler.max_running,
+        cfg.scheduler.max_batched_tokens
+    );
+    let _ = writeln!(o, "- {}: `{}`\n", t("命令", "Command"), ctx.command);
+    let _ = writeln!(o, "## {}\n", t("容量观察表", "Capacity table"));
+    o.push_str(&capacity_section(rows, cfg, lang, true));
+    o
+}
+
+fn simulated_banner(zh: bool) -> &'static str {
+    if zh {
+        "**模拟结果**: 本报告中的所有时间 (TTFT、排队等待、时长) 都是成本模型给出的模拟秒, 不是实测; 容量 (块、存活请求、KV 字节) 来自同一个调度器与块管理器。"
+    } else {
+        "**Simulated**: every time in this report (TTFT, queue wait, durations) is in simulated seconds from the cost model, not measured; capacities (blocks, live requests, KV bytes) come from the same scheduler and block manager as a real run."
     }
 }

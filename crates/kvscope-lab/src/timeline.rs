@@ -2,9 +2,9 @@
 //! wait, prefill, decode, preemption gaps and recompute, with the blocks each
 //! request held over time drawn as a step line across its row.
 
-use crate::runner::CaseRun;
 use crate::svg::{x_axis, Anchor, Scale, Svg};
 use kvscope_core::{EventRecord, KvEvent, ReleaseReason, RequestId};
+use kvscope_experiment::driver::CaseRun;
 use std::collections::BTreeMap;
 
 /// What a request is doing during a segment of its life.

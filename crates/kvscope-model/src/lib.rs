@@ -10,6 +10,7 @@ pub mod config;
 pub mod executor;
 pub mod fetch;
 pub mod gguf;
+pub mod host_memory;
 pub mod kernels;
 pub mod kv_storage;
 pub mod llama;

@@ -48,6 +48,11 @@ fn top_candidates(logits: &[f32], k: usize) -> Vec<(TokenId, f32)> {
     if k < c.len() {
         c.select_nth_unstable_by(k, by_logit_desc);
         c.truncate(k);
+        // Give back the vocabulary-sized buffer: the result is kept per
+        // scored token (collected in place by the callers), and 5 entries
+        // holding 49152 slots' worth made a 2000-token scored prompt hold
+        // ~0.8 GB.
+        c.shrink_to_fit();
     }
     c.sort_unstable_by(by_logit_desc);
     c
@@ -121,6 +126,17 @@ fn sample_random(logits: &[f32], params: &SamplingParams, u: f64) -> TokenId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_top_lists_do_not_hold_a_vocabulary_sized_buffer() {
+        let logits: Vec<f32> = (0..50_000).map(|i| (i % 97) as f32).collect();
+        let (_, top) = score(&logits, 3, 5);
+        assert_eq!(top.len(), 5);
+        assert!(top.capacity() < 64, "capacity {} for 5 entries", top.capacity());
+        let p = SamplingParams { logprobs: 5, ..params(0.0) };
+        let sampled = sample(&logits, &p, 0, 0).unwrap();
+        assert!(sampled.top_logprobs.capacity() < 64, "capacity {}", sampled.top_logprobs.capacity());
+    }
 
     fn params(temperature: f32) -> SamplingParams {
         SamplingParams { temperature, ..Default::default() }

@@ -57,8 +57,15 @@ async fn main() -> anyhow::Result<()> {
         addr: ([127, 0, 0, 1], port).into(),
         max_waiting: 64,
         served_model_name: None,
+        limits: kvscope_server::limits::Limits::default(),
+        api_key: None,
         engine: EngineConfig {
-            scheduler: SchedulerConfig { max_running: 8, max_batched_tokens: 256, max_model_len: 512 },
+            scheduler: SchedulerConfig {
+                max_running: 8,
+                max_batched_tokens: 256,
+                max_model_len: 512,
+                long_prefill_token_threshold: 0,
+            },
             pool: PoolConfig { num_blocks: blocks, block_size, enable_prefix_caching: true, bytes_per_block: 0 },
             vocab_size: Some(95),
         },

@@ -4,10 +4,10 @@
 use crate::engine_loop::{AdmitError, Finish};
 use crate::error::ApiError;
 use crate::generate::{Generation, Piece};
-use crate::openai::{self, ChatRequest, CompletionRequest, Plan, Prompt};
+use crate::intake;
+use crate::openai::{self, ChatRequest, CompletionRequest, Plan};
 use crate::state::AppState;
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -33,6 +33,12 @@ struct Frame {
     include_usage: bool,
     /// `echo`: the prompt's text and ids, put in front of the answer.
     echo: Option<(String, Vec<TokenId>)>,
+    /// vLLM's `return_tokens_as_token_ids`: log-probability entries are
+    /// keyed `token_id:N`, so tokens whose text collides (byte fragments of
+    /// one character all print as U+FFFD) stay apart.
+    token_ids_as_keys: bool,
+    /// `max_tokens: 0` with `echo`: the one generated token is dropped.
+    score_only: bool,
 }
 
 pub async fn models(State(state): State<AppState>) -> Json<Value> {
@@ -51,67 +57,95 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "object": "list", "data": [model] }))
 }
 
-pub async fn completions(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn completions(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let body = intake::read_body(&state, request).await?;
     let req: CompletionRequest = openai::parse(&body)?;
     check_model(&state, req.common.model.as_deref())?;
-    let (prompt_text, prompt_ids) = match req.prompt.single()? {
-        Prompt::Text(text) => {
-            let ids = state
-                .model
-                .tokenize(&text)
-                .map_err(|e| ApiError::bad_request(&format!("cannot tokenize the prompt: {e}"), Some("prompt")))?;
-            (text, ids)
-        }
-        Prompt::Tokens(ids) => {
-            let vocab = state.model.vocab_size();
-            if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
-                return Err(ApiError::bad_request(
-                    &format!("token id {bad} is outside the vocabulary (size {vocab})"),
-                    Some("prompt"),
-                ));
-            }
-            (state.model.detokenize(&ids).unwrap_or_default(), ids)
-        }
-        Prompt::TextBatch(_) | Prompt::TokensBatch(_) => unreachable!("single() unpacks batches"),
-    };
+    let prompts = req.prompt.into_list(crate::limits::MAX_PROMPTS_PER_REQUEST)?;
     let logprobs = openai::count(req.logprobs, "logprobs")?;
-    let mut plan = req.common.plan(req.common.max_tokens, 16, logprobs, &state.model.eos_token_ids())?;
+    // max_tokens 0 with echo scores the prompt without generating (what
+    // lm-evaluation-harness sends for log-likelihoods): one token is
+    // generated for the engine's sake and not returned.
+    let score_only = req.echo && req.common.max_tokens == Some(0);
+    let max_tokens = if score_only { Some(1) } else { req.common.max_tokens };
+    let mut plan = req.common.plan(max_tokens, 16, logprobs, "logprobs", &state.model.eos_token_ids())?;
     if req.echo {
         // Echo with logprobs scores the prompt too (as vLLM does), so text can be scored.
         plan.params.prompt_logprobs = plan.logprobs;
     }
-    let frame = Frame {
+    let mut resolved = Vec::with_capacity(prompts.len());
+    for prompt in prompts {
+        resolved.push(intake::resolve_prompt(&state, prompt).await?);
+    }
+    let frame = |echo: Option<(String, Vec<TokenId>)>| Frame {
         kind: Kind::Completion,
         id: String::new(),
         created: now_unix(),
         model: state.model_name.clone(),
         plan_logprobs: plan.logprobs,
         include_usage: plan.include_usage,
-        echo: req.echo.then(|| (prompt_text, prompt_ids.clone())),
+        echo: if req.echo { echo } else { None },
+        token_ids_as_keys: req.common.return_tokens_as_token_ids,
+        score_only,
     };
-    run(state, prompt_ids, plan, frame).await
+    if resolved.len() == 1 {
+        let (text, ids) = resolved.pop().expect("one prompt");
+        let frame = frame(Some((text, ids.clone())));
+        return run(state, ids, plan, frame).await;
+    }
+    // A list of prompts: one engine request each, run together, answered
+    // as one response with a choice per prompt (`index` in prompt order)
+    // under the first request's id.
+    let mut runs: Vec<(Generation, Ctx)> = Vec::with_capacity(resolved.len());
+    for (text, ids) in resolved {
+        let frame = frame(Some((text, ids.clone())));
+        let (gen, mut ctx) = submit(&state, ids, &plan, frame).await?;
+        if let Some((_, first)) = runs.first() {
+            ctx.frame.id = first.frame.id.clone();
+        }
+        runs.push((gen, ctx));
+    }
+    if plan.stream {
+        return Ok(stream(runs).into_response());
+    }
+    let answers = futures_util::future::try_join_all(runs.into_iter().map(|(gen, ctx)| collect(gen, ctx))).await?;
+    let mut choices = Vec::with_capacity(answers.len());
+    let (mut prompt_tokens, mut completion_tokens, mut cached_tokens) = (0, 0, 0);
+    let mut envelope = None;
+    for (i, (mut answer, finish, ctx)) in answers.into_iter().enumerate() {
+        answer["index"] = json!(i);
+        choices.push(answer);
+        prompt_tokens += finish.prompt_tokens;
+        completion_tokens += ctx.output_tokens(&finish);
+        cached_tokens += finish.cached_tokens;
+        envelope.get_or_insert(ctx);
+    }
+    let ctx = envelope.expect("at least two prompts");
+    let usage = json!({
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
+    });
+    Ok(Json(ctx.envelope(false, Value::Array(choices), Some(usage))).into_response())
 }
 
-pub async fn chat_completions(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let body = intake::read_body(&state, request).await?;
     let req: ChatRequest = openai::parse(&body)?;
     check_model(&state, req.common.model.as_deref())?;
     if req.messages.is_empty() {
         return Err(ApiError::bad_request("messages is empty: give at least one message", Some("messages")));
     }
-    let text = state
-        .model
-        .render_chat(&req.messages)
-        .map_err(|e| ApiError::bad_request(&format!("cannot apply the chat template: {e}"), Some("messages")))?;
-    let prompt_ids = state
-        .model
-        .tokenize(&text)
-        .map_err(|e| ApiError::bad_request(&format!("cannot tokenize: {e}"), Some("messages")))?;
+    let prompt_ids = intake::chat_prompt(&state, req.messages).await?;
     let top = openai::count(req.top_logprobs, "top_logprobs")?;
     let logprobs = req.logprobs.then(|| top.unwrap_or(0));
     let max_tokens = req.max_completion_tokens.or(req.common.max_tokens);
-    // Without a limit, the answer may fill the rest of the context.
-    let room = state.model.max_context().saturating_sub(prompt_ids.len()).max(1);
-    let plan = req.common.plan(max_tokens, room, logprobs, &state.model.eos_token_ids())?;
+    // Without a limit, the answer may fill the rest of the context — or of
+    // the KV pool, if that is smaller (the last token needs no KV slot).
+    let room = state.model.max_context().min(state.pool_tokens.saturating_add(1));
+    let room = room.saturating_sub(prompt_ids.len()).max(1);
+    let plan = req.common.plan(max_tokens, room, logprobs, "top_logprobs", &state.model.eos_token_ids())?;
     let frame = Frame {
         kind: Kind::Chat,
         id: String::new(),
@@ -120,6 +154,8 @@ pub async fn chat_completions(State(state): State<AppState>, body: Bytes) -> Res
         plan_logprobs: plan.logprobs,
         include_usage: plan.include_usage,
         echo: None,
+        token_ids_as_keys: req.common.return_tokens_as_token_ids,
+        score_only: false,
     };
     run(state, prompt_ids, plan, frame).await
 }
@@ -134,7 +170,26 @@ fn check_model(state: &AppState, model: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
-async fn run(state: AppState, prompt_ids: Vec<TokenId>, plan: Plan, mut frame: Frame) -> Result<Response, ApiError> {
+async fn run(state: AppState, prompt_ids: Vec<TokenId>, plan: Plan, frame: Frame) -> Result<Response, ApiError> {
+    let stream_it = plan.stream;
+    let (gen, ctx) = submit(&state, prompt_ids, &plan, frame).await?;
+    if stream_it {
+        Ok(stream(vec![(gen, ctx)]).into_response())
+    } else {
+        let (choice, finish, ctx) = collect(gen, ctx).await?;
+        let usage = ctx.usage(&finish);
+        Ok(Json(ctx.envelope(false, json!([choice]), Some(usage))).into_response())
+    }
+}
+
+/// Hands one request to the engine; its answer is read from the returned
+/// generation.
+async fn submit(
+    state: &AppState,
+    prompt_ids: Vec<TokenId>,
+    plan: &Plan,
+    mut frame: Frame,
+) -> Result<(Generation, Ctx), ApiError> {
     let prompt_tokens = prompt_ids.len();
     let submitted = state.engine.submit(prompt_ids, plan.params.clone()).await.map_err(|e| match e {
         AdmitError::Invalid(e) => ApiError::bad_request(&e.to_string(), None),
@@ -146,17 +201,12 @@ async fn run(state: AppState, prompt_ids: Vec<TokenId>, plan: Plan, mut frame: F
     let gen = Generation::new(
         submitted,
         state.model.clone(),
-        plan.stop,
+        plan.stop.clone(),
         plan.params.stop_token_ids.clone(),
         plan.params.ignore_eos,
         prompt_tokens,
     );
-    let ctx = Ctx { frame, model: state.model.clone() };
-    if plan.stream {
-        Ok(stream(gen, ctx).into_response())
-    } else {
-        collect(gen, ctx).await.map(|v| Json(v).into_response())
-    }
+    Ok((gen, Ctx { frame, model: state.model.clone() }))
 }
 
 struct Ctx {
@@ -187,11 +237,30 @@ impl Ctx {
         v
     }
 
+    /// Tokens the client gets back (none when only scoring the prompt).
+    fn output_tokens(&self, finish: &Finish) -> usize {
+        if self.frame.score_only {
+            0
+        } else {
+            finish.output_tokens
+        }
+    }
+
+    /// The key of a token in log-probability entries.
+    fn token_key(&self, id: TokenId) -> String {
+        if self.frame.token_ids_as_keys {
+            format!("token_id:{id}")
+        } else {
+            self.model.token_text(id)
+        }
+    }
+
     fn usage(&self, finish: &Finish) -> Value {
+        let output_tokens = self.output_tokens(finish);
         json!({
             "prompt_tokens": finish.prompt_tokens,
-            "completion_tokens": finish.output_tokens,
-            "total_tokens": finish.prompt_tokens + finish.output_tokens,
+            "completion_tokens": output_tokens,
+            "total_tokens": finish.prompt_tokens + output_tokens,
             "prompt_tokens_details": {"cached_tokens": finish.cached_tokens},
         })
     }
@@ -206,16 +275,16 @@ impl Ctx {
         let mut offsets = Vec::new();
         let mut at = offset;
         for (tok, &id) in tokens.iter().zip(ids) {
-            let text = self.model.token_text(id);
+            // Offsets count the token's text even when the key is its id.
             offsets.push(at);
-            at += text.len();
-            texts.push(text);
+            at += self.model.token_text(id).len();
+            texts.push(self.token_key(id));
             match tok {
                 Some(t) => {
                     lps.push(json!(t.logprob));
                     let mut top = serde_json::Map::new();
                     for (tid, lp) in t.top_logprobs.iter().take(n) {
-                        top.insert(self.model.token_text(*tid), json!(lp));
+                        top.insert(self.token_key(*tid), json!(lp));
                     }
                     tops.push(Value::Object(top));
                 }
@@ -233,7 +302,7 @@ impl Ctx {
         let n = self.frame.plan_logprobs.unwrap_or(0);
         let entry = |id: TokenId, lp: Option<f32>| {
             let text = self.model.token_text(id);
-            json!({"token": text, "logprob": lp, "bytes": text.as_bytes()})
+            json!({"token": self.token_key(id), "logprob": lp, "bytes": text.as_bytes()})
         };
         let content: Vec<Value> = tokens
             .iter()
@@ -282,7 +351,9 @@ impl Ctx {
     }
 }
 
-async fn collect(mut gen: Generation, ctx: Ctx) -> Result<Value, ApiError> {
+/// Reads a whole answer: its choice (index 0), how it finished, and the
+/// context that frames it.
+async fn collect(mut gen: Generation, ctx: Ctx) -> Result<(Value, Finish, Ctx), ApiError> {
     let mut text = String::new();
     let mut tokens: Vec<SampledToken> = Vec::new();
     let finish = loop {
@@ -298,6 +369,10 @@ async fn collect(mut gen: Generation, ctx: Ctx) -> Result<Value, ApiError> {
             None => return Err(ApiError::internal("the request ended without an answer".into())),
         }
     };
+    if ctx.frame.score_only {
+        text.clear();
+        tokens.clear();
+    }
     let reason = finish.reason.as_str();
     let choice = match ctx.frame.kind {
         Kind::Completion => {
@@ -338,14 +413,27 @@ async fn collect(mut gen: Generation, ctx: Ctx) -> Result<Value, ApiError> {
             json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": logprobs, "finish_reason": reason})
         }
     };
-    let usage = ctx.usage(&finish);
-    Ok(ctx.envelope(false, json!([choice]), Some(usage)))
+    Ok((choice, finish, ctx))
 }
 
-struct StreamState {
+/// What one choice's stream yields.
+enum Out {
+    Chunk(Value),
+    /// The choice ended; its usage counts toward the response's.
+    End {
+        prompt_tokens: usize,
+        completion_tokens: usize,
+        cached_tokens: usize,
+    },
+    /// The executor failed: the error body; the whole response ends.
+    Failed(Value),
+}
+
+struct ChoiceState {
     gen: Generation,
     ctx: Ctx,
-    queue: VecDeque<Event>,
+    index: usize,
+    queue: VecDeque<Out>,
     ended: bool,
     text_offset: usize,
 }
@@ -354,24 +442,87 @@ fn data(v: &Value) -> Event {
     Event::default().data(v.to_string())
 }
 
-fn stream(gen: Generation, ctx: Ctx) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+/// One choice as a stream of chunks (their `index` set), then its end.
+fn choice_stream(gen: Generation, ctx: Ctx, index: usize) -> impl futures_util::Stream<Item = Out> {
     let mut queue = VecDeque::new();
     let mut text_offset = 0;
     match ctx.frame.kind {
         Kind::Chat => {
-            let choice = json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]);
-            queue.push_back(data(&ctx.envelope(true, choice, None)));
+            let choice = json!([{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]);
+            queue.push_back(Out::Chunk(ctx.envelope(true, choice, None)));
         }
         Kind::Completion => {
             if let Some((text, _)) = &ctx.frame.echo {
                 text_offset = text.len();
-                let choice = json!([{"index": 0, "text": text, "logprobs": null, "finish_reason": null}]);
-                queue.push_back(data(&ctx.envelope(true, choice, None)));
+                let choice = json!([{"index": index, "text": text, "logprobs": null, "finish_reason": null}]);
+                queue.push_back(Out::Chunk(ctx.envelope(true, choice, None)));
             }
         }
     }
-    let state = StreamState { gen, ctx, queue, ended: false, text_offset };
+    let state = ChoiceState { gen, ctx, index, queue, ended: false, text_offset };
+    futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(out) = st.queue.pop_front() {
+                return Some((out, st));
+            }
+            if st.ended {
+                return None;
+            }
+            match st.gen.next().await {
+                Some(Ok(mut piece)) => {
+                    if st.ctx.frame.score_only {
+                        piece.text.clear();
+                        piece.token = None;
+                    }
+                    if let Some(mut chunk) = st.ctx.chunk(&piece, st.text_offset) {
+                        chunk["choices"][0]["index"] = json!(st.index);
+                        st.queue.push_back(Out::Chunk(chunk));
+                    }
+                    st.text_offset += piece.text.len();
+                    if let Some(finish) = piece.finish {
+                        st.queue.push_back(Out::End {
+                            prompt_tokens: finish.prompt_tokens,
+                            completion_tokens: st.ctx.output_tokens(&finish),
+                            cached_tokens: finish.cached_tokens,
+                        });
+                        st.ended = true;
+                    }
+                }
+                Some(Err(message)) => {
+                    st.queue.push_back(Out::Failed(ApiError::internal(message).body()));
+                    st.ended = true;
+                }
+                None => st.ended = true,
+            }
+        }
+    })
+}
+
+struct SseState<S> {
+    choices: futures_util::stream::SelectAll<std::pin::Pin<Box<S>>>,
+    /// The closing usage chunk (its `usage` filled in at the end), when asked.
+    usage_chunk: Option<Value>,
+    totals: (usize, usize, usize),
+    queue: VecDeque<Event>,
+    ended: bool,
+}
+
+/// The server-sent events of a response with one or more choices, their
+/// chunks interleaved as they come, then the summed usage (when asked) and
+/// `[DONE]`.
+fn stream(choices: Vec<(Generation, Ctx)>) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let usage_chunk =
+        choices.first().filter(|(_, ctx)| ctx.frame.include_usage).map(|(_, ctx)| ctx.envelope(true, json!([]), None));
+    let streams = choices.into_iter().enumerate().map(|(index, (gen, ctx))| Box::pin(choice_stream(gen, ctx, index)));
+    let state = SseState {
+        choices: futures_util::stream::select_all(streams),
+        usage_chunk,
+        totals: (0, 0, 0),
+        queue: VecDeque::new(),
+        ended: false,
+    };
     let events = futures_util::stream::unfold(state, |mut st| async move {
+        use futures_util::StreamExt;
         loop {
             if let Some(event) = st.queue.pop_front() {
                 return Some((Ok(event), st));
@@ -379,27 +530,32 @@ fn stream(gen: Generation, ctx: Ctx) -> Sse<impl futures_util::Stream<Item = Res
             if st.ended {
                 return None;
             }
-            match st.gen.next().await {
-                Some(Ok(piece)) => {
-                    if let Some(chunk) = st.ctx.chunk(&piece, st.text_offset) {
-                        st.queue.push_back(data(&chunk));
-                    }
-                    st.text_offset += piece.text.len();
-                    if let Some(finish) = piece.finish {
-                        if st.ctx.frame.include_usage {
-                            let usage = st.ctx.usage(&finish);
-                            st.queue.push_back(data(&st.ctx.envelope(true, json!([]), Some(usage))));
-                        }
-                        st.queue.push_back(Event::default().data("[DONE]"));
-                        st.ended = true;
-                    }
+            match st.choices.next().await {
+                Some(Out::Chunk(chunk)) => st.queue.push_back(data(&chunk)),
+                Some(Out::End { prompt_tokens, completion_tokens, cached_tokens }) => {
+                    st.totals.0 += prompt_tokens;
+                    st.totals.1 += completion_tokens;
+                    st.totals.2 += cached_tokens;
                 }
-                Some(Err(message)) => {
-                    st.queue.push_back(data(&ApiError::internal(message).body()));
+                Some(Out::Failed(body)) => {
+                    st.queue.push_back(data(&body));
                     st.queue.push_back(Event::default().data("[DONE]"));
                     st.ended = true;
                 }
-                None => st.ended = true,
+                None => {
+                    if let Some(mut chunk) = st.usage_chunk.take() {
+                        let (prompt, completion, cached) = st.totals;
+                        chunk["usage"] = json!({
+                            "prompt_tokens": prompt,
+                            "completion_tokens": completion,
+                            "total_tokens": prompt + completion,
+                            "prompt_tokens_details": {"cached_tokens": cached},
+                        });
+                        st.queue.push_back(data(&chunk));
+                    }
+                    st.queue.push_back(Event::default().data("[DONE]"));
+                    st.ended = true;
+                }
             }
         }
     });

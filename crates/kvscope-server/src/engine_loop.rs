@@ -9,6 +9,7 @@ use kvscope_core::{
     TokenId, WallClock,
 };
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -52,6 +53,9 @@ enum Command {
         reply: oneshot::Sender<Result<RequestId, AdmitError>>,
     },
     Abort(RequestId),
+    /// A stop string matched: the engine does not know stop strings, so the
+    /// request is aborted there, and logged as stopped.
+    StopString(RequestId),
     Snapshot(oneshot::Sender<KvSnapshot>),
 }
 
@@ -59,6 +63,58 @@ enum Command {
 #[derive(Clone)]
 pub struct EngineHandle {
     tx: std_mpsc::Sender<Command>,
+    status: Arc<EngineStatus>,
+}
+
+/// What the engine thread publishes for readers that must not wait for a
+/// step (`/health`, `/ready`): plain atomics, written by the thread after
+/// every command batch and step.
+#[derive(Debug, Default)]
+pub struct EngineStatus {
+    alive: AtomicBool,
+    waiting: AtomicUsize,
+    running: AtomicUsize,
+    /// When the loop last finished an iteration (ms since the Unix epoch).
+    beat_ms: AtomicU64,
+    used_blocks: AtomicUsize,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl EngineStatus {
+    /// Whether the engine thread is still running its loop.
+    pub fn alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Relaxed)
+    }
+    /// KV blocks held by requests (not counting cached free ones).
+    pub fn used_blocks(&self) -> usize {
+        self.used_blocks.load(Ordering::Relaxed)
+    }
+    /// Seconds since the engine loop last finished an iteration while it
+    /// has work (`None` when idle: an idle engine sleeps until a command).
+    pub fn busy_for(&self) -> Option<f64> {
+        if self.waiting() + self.running() == 0 {
+            return None;
+        }
+        Some(now_ms().saturating_sub(self.beat_ms.load(Ordering::Relaxed)) as f64 / 1000.0)
+    }
+}
+
+/// Marks the engine dead when its thread ends, by return or by panic.
+struct AliveGuard(Arc<EngineStatus>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::Release);
+    }
 }
 
 /// An accepted request. Dropping it before the end aborts the request in
@@ -75,11 +131,18 @@ impl Submitted {
     pub fn mark_done(&mut self) {
         self.guard.armed = false;
     }
-    /// Ends the request now (a stop string matched, say).
+    /// Ends the request now.
     pub fn abort(&mut self) {
         if self.guard.armed {
             self.guard.armed = false;
             let _ = self.guard.tx.send(Command::Abort(self.id));
+        }
+    }
+    /// Ends the request now because a stop string matched.
+    pub fn stop(&mut self) {
+        if self.guard.armed {
+            self.guard.armed = false;
+            let _ = self.guard.tx.send(Command::StopString(self.id));
         }
     }
 }
@@ -107,6 +170,14 @@ impl EngineHandle {
             .map_err(|_| AdmitError::Stopped)?;
         let id = answer.await.map_err(|_| AdmitError::Stopped)??;
         Ok(Submitted { id, updates, guard: AbortGuard { tx: self.tx.clone(), id, armed: true } })
+    }
+
+    /// The engine's liveness and queue lengths, read without waiting.
+    pub fn status(&self) -> &EngineStatus {
+        &self.status
+    }
+    pub fn status_arc(&self) -> Arc<EngineStatus> {
+        self.status.clone()
     }
 
     pub async fn snapshot(&self) -> Option<KvSnapshot> {
@@ -140,6 +211,8 @@ where
 {
     let (tx, rx) = std_mpsc::channel();
     let (ready_tx, ready_rx) = std_mpsc::sync_channel::<anyhow::Result<()>>(1);
+    let status = Arc::new(EngineStatus::default());
+    let thread_status = status.clone();
     let thread = std::thread::Builder::new().name("kvscope-engine".into()).spawn(move || {
         let executor = match make_executor() {
             Ok(e) => e,
@@ -152,11 +225,22 @@ where
         for observer in observers {
             engine.add_observer(observer);
         }
+        thread_status.beat_ms.store(now_ms(), Ordering::Relaxed);
+        thread_status.alive.store(true, Ordering::Release);
+        let _alive = AliveGuard(thread_status.clone());
         let _ = ready_tx.send(Ok(()));
-        EngineLoop { engine, live: HashMap::new(), next_id: 0, max_waiting: config.max_waiting, refresh }.run(rx);
+        EngineLoop {
+            engine,
+            live: HashMap::new(),
+            next_id: 0,
+            max_waiting: config.max_waiting,
+            refresh,
+            status: thread_status,
+        }
+        .run(rx);
     })?;
     match ready_rx.recv() {
-        Ok(Ok(())) => Ok((EngineHandle { tx }, thread)),
+        Ok(Ok(())) => Ok((EngineHandle { tx, status }, thread)),
         Ok(Err(e)) => Err(e.context("starting the engine")),
         Err(_) => Err(anyhow::anyhow!("the engine thread died while starting")),
     }
@@ -168,17 +252,20 @@ struct EngineLoop<E: Executor> {
     next_id: u64,
     max_waiting: usize,
     refresh: Vec<Refresh>,
+    status: Arc<EngineStatus>,
 }
 
 impl<E: Executor> EngineLoop<E> {
+    /// Runs until every handle is gone and no request is left; a request
+    /// whose client is gone is aborted, so at the end every block is free.
     fn run(mut self, rx: std_mpsc::Receiver<Command>) {
-        loop {
+        'serve: loop {
             let mut changed = false;
             if !self.engine.has_work() {
                 // Idle: sleep until someone asks for something.
                 match rx.recv() {
                     Ok(cmd) => changed |= self.handle(cmd),
-                    Err(_) => return,
+                    Err(_) => break 'serve,
                 }
             }
             loop {
@@ -187,7 +274,7 @@ impl<E: Executor> EngineLoop<E> {
                     Err(std_mpsc::TryRecvError::Empty) => break,
                     Err(std_mpsc::TryRecvError::Disconnected) => {
                         if !self.engine.has_work() {
-                            return;
+                            break 'serve;
                         }
                         break;
                     }
@@ -200,7 +287,19 @@ impl<E: Executor> EngineLoop<E> {
             if self.engine.has_work() {
                 self.step();
             }
+            self.publish_status();
         }
+        self.publish_status();
+        let pool = self.engine.scheduler().block_manager();
+        tracing::info!(used_blocks = pool.used_blocks(), total_blocks = pool.total_blocks(), "engine stopped");
+    }
+
+    fn publish_status(&self) {
+        let scheduler = self.engine.scheduler();
+        self.status.waiting.store(scheduler.num_waiting(), Ordering::Relaxed);
+        self.status.running.store(scheduler.num_running(), Ordering::Relaxed);
+        self.status.used_blocks.store(scheduler.block_manager().used_blocks(), Ordering::Relaxed);
+        self.status.beat_ms.store(now_ms(), Ordering::Relaxed);
     }
 
     /// Returns whether the pool or the queues changed.
@@ -231,7 +330,11 @@ impl<E: Executor> EngineLoop<E> {
             }
             Command::Abort(id) => {
                 self.live.remove(&id);
-                self.engine.abort(id).is_some()
+                self.engine.abort(id).inspect(log_end).is_some()
+            }
+            Command::StopString(id) => {
+                self.live.remove(&id);
+                self.engine.abort(id).inspect(|seq| log_end_as(seq, "stop")).is_some()
             }
             Command::Snapshot(reply) => {
                 let _ = reply.send(KvSnapshot::of(&self.engine));
@@ -246,7 +349,9 @@ impl<E: Executor> EngineLoop<E> {
         let gone: Vec<RequestId> = self.live.iter().filter(|(_, tx)| tx.is_closed()).map(|(&id, _)| id).collect();
         for &id in &gone {
             self.live.remove(&id);
-            self.engine.abort(id);
+            if let Some(seq) = self.engine.abort(id) {
+                log_end(&seq);
+            }
         }
         !gone.is_empty()
     }
@@ -263,23 +368,27 @@ impl<E: Executor> EngineLoop<E> {
             Ok(outcome) => outcome,
             Err(e) => {
                 let message = e.to_string();
+                tracing::warn!(error = %message, live_requests = self.live.len(), "engine step failed: aborting its requests");
                 for (id, tx) in std::mem::take(&mut self.live) {
                     let _ = tx.send(Update::Failed(message.clone()));
-                    self.engine.abort(id);
+                    if let Some(seq) = self.engine.abort(id) {
+                        log_end(&seq);
+                    }
                 }
                 self.publish_state();
                 return;
             }
         };
-        let mut gone = Vec::new();
+        // A request whose client is gone (the send fails) is aborted by
+        // `reap_disconnected` before the next step — after the commands
+        // already sent, such as the stop-string end that dropped it.
         for (id, token) in outcome.new_tokens {
             if let Some(tx) = self.live.get(&id) {
-                if tx.send(Update::Token(token)).is_err() {
-                    gone.push(id);
-                }
+                let _ = tx.send(Update::Token(token));
             }
         }
         for seq in &outcome.finished {
+            log_end(seq);
             if let Some(tx) = self.live.remove(&seq.id) {
                 let _ = tx.send(Update::Finished(Finish {
                     reason: seq.finish_reason().unwrap_or(FinishReason::Stop),
@@ -290,13 +399,29 @@ impl<E: Executor> EngineLoop<E> {
                 }));
             }
         }
-        let aborted = !gone.is_empty();
-        for id in gone {
-            self.live.remove(&id);
-            self.engine.abort(id);
-        }
-        if aborted {
-            self.publish_state();
-        }
     }
+}
+
+/// One structured line per request that reached the engine, when it ends
+/// (finished, or aborted because its client went away or a stop string
+/// matched). `RUST_LOG=kvscope_server=info` shows them.
+fn log_end(seq: &kvscope_core::Sequence) {
+    log_end_as(seq, seq.finish_reason().map_or("none", |r| r.as_str()));
+}
+
+/// [`log_end`] with the finish reason the client was told.
+fn log_end_as(seq: &kvscope_core::Sequence, finish_reason: &str) {
+    let t = &seq.timeline;
+    tracing::info!(
+        request_id = seq.id.0,
+        prompt_tokens = seq.prompt.len(),
+        completion_tokens = seq.output.len(),
+        cached_tokens = seq.num_cached_prompt_tokens,
+        queue_wait_s = t.queue_wait(),
+        ttft_s = t.ttft(),
+        e2e_s = t.e2e(),
+        preemptions = seq.preemptions,
+        finish_reason,
+        "request ended"
+    );
 }

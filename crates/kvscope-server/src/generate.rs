@@ -77,7 +77,7 @@ impl Generation {
                 let (text, stopped) = self.stop.push(&text);
                 if stopped {
                     // The engine does not know about stop strings: end it here.
-                    self.submitted.abort();
+                    self.submitted.stop();
                     self.done = true;
                     let finish = Finish {
                         reason: FinishReason::Stop,

@@ -18,12 +18,17 @@ pub mod engine_loop;
 pub mod error;
 pub mod events_feed;
 pub mod generate;
+pub mod intake;
 pub mod kv_view;
+pub mod limits;
+pub mod listener;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod observe;
 pub mod openai;
 pub mod real_model;
+pub mod security;
 pub mod series;
 pub mod state;
 pub mod stop;
@@ -47,6 +52,10 @@ pub struct ServerConfig {
     /// The name `/v1/models` lists; the model's own name when `None`.
     pub served_model_name: Option<String>,
     pub engine: EngineConfig,
+    /// Bounds on what one client may ask of the server.
+    pub limits: limits::Limits,
+    /// When set, `/v1/*` and the state endpoints need `Authorization: Bearer KEY`.
+    pub api_key: Option<String>,
 }
 
 /// `kvscope serve`'s options that belong to the server (the binary adds
@@ -82,6 +91,17 @@ pub struct ServeArgs {
     /// `f32` (the reference path).
     #[arg(long, default_value = "int8")]
     pub kernels: kvscope_model::kernels::Kernels,
+    /// Most prompt tokens one request's prefill takes per step while others
+    /// wait or run (vLLM's long_prefill_token_threshold; 0: no cap). Short
+    /// requests are then admitted between a long prompt's chunks.
+    #[arg(long, default_value_t = 0)]
+    pub long_prefill_token_threshold: usize,
+    /// Require `Authorization: Bearer KEY` on /v1/* and the state
+    /// endpoints (/kv, /events, /api/series), as vLLM's --api-key does.
+    #[arg(long, env = "KVSCOPE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    #[command(flatten)]
+    pub limits: limits::LimitArgs,
 }
 
 impl ServeArgs {
@@ -93,18 +113,19 @@ impl ServeArgs {
         vocab_size: usize,
         bytes_per_block: u64,
     ) -> anyhow::Result<ServerConfig> {
-        let addr: SocketAddr = format!("{}:{}", self.host, self.port)
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--host {} --port {} is not an address: {e}", self.host, self.port))?;
-        Ok(ServerConfig {
+        let addr = listen_addr(&self.host, self.port)?;
+        let config = ServerConfig {
             addr,
             max_waiting: self.max_waiting,
             served_model_name: self.served_model_name.clone(),
+            limits: self.limits.limits()?,
+            api_key: self.api_key.clone().filter(|k| !k.is_empty()),
             engine: EngineConfig {
                 scheduler: kvscope_core::SchedulerConfig {
                     max_running: self.max_num_seqs,
                     max_batched_tokens: self.max_num_batched_tokens,
                     max_model_len,
+                    long_prefill_token_threshold: self.long_prefill_token_threshold,
                 },
                 pool: kvscope_core::PoolConfig {
                     num_blocks: self.kv_blocks,
@@ -114,8 +135,35 @@ impl ServeArgs {
                 },
                 vocab_size: Some(vocab_size),
             },
-        })
+        };
+        config.engine.validate()?;
+        Ok(config)
     }
+
+    /// Every flag that does not depend on the model, checked before the
+    /// model loads: the address and the engine limits (with stand-in model
+    /// facts that pass their own checks).
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.config(1, 1, 0).map(|_| ())
+    }
+}
+
+/// `--host` and `--port` as an address to bind: an IP address (IPv6 with or
+/// without brackets), `localhost`, or a name the system resolves.
+pub fn listen_addr(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    if bare.eq_ignore_ascii_case("localhost") {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    use std::net::ToSocketAddrs;
+    (bare, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| anyhow::anyhow!("--host {host} is neither an IP address nor a name this machine resolves: give e.g. 127.0.0.1, ::1, 0.0.0.0 or localhost"))
 }
 
 /// A server started by [`start`].
@@ -124,6 +172,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    engine_thread: Option<std::thread::JoinHandle<()>>,
+    engine_status: Arc<engine_loop::EngineStatus>,
 }
 
 impl RunningServer {
@@ -133,13 +183,26 @@ impl RunningServer {
         task.await??;
         Ok(())
     }
-    /// Stops accepting, finishes open responses, returns.
+    /// Stops accepting, lets open responses finish within the grace
+    /// period (closing the rest, which aborts their requests), then waits
+    /// for the engine thread to end with every block released.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         (&mut self.task).await??;
+        if let Some(thread) = self.engine_thread.take() {
+            tokio::task::spawn_blocking(move || thread.join())
+                .await?
+                .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
+        }
         Ok(())
+    }
+
+    /// The engine's published state (after [`shutdown`](Self::shutdown):
+    /// its final state).
+    pub fn engine_status(&self) -> Arc<engine_loop::EngineStatus> {
+        self.engine_status.clone()
     }
 }
 
@@ -168,13 +231,20 @@ where
     let refresh: Vec<engine_loop::Refresh> = vec![observer];
     let thread_config =
         engine_loop::EngineThreadConfig { engine: config.engine.clone(), max_waiting: config.max_waiting };
-    let (engine, _thread) =
+    let (engine, engine_thread) =
         tokio::task::spawn_blocking(move || engine_loop::spawn(thread_config, make_executor, observers, refresh))
             .await??;
+    let engine_status = engine.status_arc();
+    let pool = &config.engine.pool;
     let state = state::AppState {
         engine,
+        max_token_bytes: model.max_token_bytes(),
         model,
         model_name,
+        pool_tokens: pool.num_blocks.saturating_mul(pool.block_size),
+        max_waiting: config.max_waiting,
+        tokenizers: Arc::new(tokio::sync::Semaphore::new(config.limits.tokenizer_threads.max(1))),
+        limits: config.limits.clone(),
         started_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -183,20 +253,24 @@ where
         series,
         events: events_tx,
     };
-    let app = router(state);
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
     let addr = listener.local_addr()?;
+    let app = router(state, security::Guard::new(config.api_key.clone(), addr));
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let listen = listener::ListenConfig {
+        header_timeout: config.limits.header_timeout,
+        shutdown_grace: config.limits.shutdown_grace,
+    };
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown_rx.await;
-            })
-            .await
+        listener::serve(listener, app, listen, async move {
+            let _ = shutdown_rx.await;
+        })
+        .await;
+        Ok(())
     });
-    Ok(RunningServer { addr, shutdown: Some(shutdown_tx), task })
+    Ok(RunningServer { addr, shutdown: Some(shutdown_tx), task, engine_thread: Some(engine_thread), engine_status })
 }
 
 /// `kvscope serve`: [`start`], then serve until the process ends.
@@ -205,15 +279,48 @@ where
     E: Executor + 'static,
     F: FnOnce() -> anyhow::Result<E> + Send + 'static,
 {
+    logging::init();
     let server = start(config, model, make_executor).await?;
     eprintln!("kvscope serve: listening on http://{} (web view at /, metrics at /metrics)", server.addr);
-    server.wait().await
+    let mut server = server;
+    let ended = tokio::select! {
+        result = &mut server.task => Some(result),
+        () = shutdown_signal() => None,
+    };
+    match ended {
+        Some(result) => Ok(result??),
+        None => server.shutdown().await,
+    }
 }
 
-pub fn router(state: state::AppState) -> Router {
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    let which = tokio::select! {
+        () = interrupt => "SIGINT",
+        () = terminate => "SIGTERM",
+    };
+    tracing::info!(signal = which, "shutdown requested");
+}
+
+pub fn router(state: state::AppState, guard: security::Guard) -> Router {
     Router::new()
         .route("/", get(observe::index))
         .route("/health", get(observe::health))
+        .route("/ready", get(observe::ready))
         .route("/metrics", get(observe::metrics))
         .route("/kv", get(observe::kv))
         .route("/events", get(observe::events))
@@ -221,5 +328,8 @@ pub fn router(state: state::AppState) -> Router {
         .route("/v1/models", get(api::models))
         .route("/v1/completions", post(api::completions))
         .route("/v1/chat/completions", post(api::chat_completions))
+        .fallback(observe::not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(guard, security::guard))
+        .layer(axum::middleware::map_response(error::openai_shaped))
 }

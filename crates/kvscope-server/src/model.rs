@@ -39,4 +39,16 @@ pub trait TextModel: Send + Sync + 'static {
     fn kernels(&self) -> Option<(String, String)> {
         None
     }
+    /// Bytes of text the longest token stands for, if known: text longer
+    /// than `max_context() * max_token_bytes()` is surely too long, and is
+    /// refused without tokenizing it.
+    fn max_token_bytes(&self) -> Option<usize> {
+        None
+    }
+    /// The texts of control tokens (`<|im_start|>`, ...). Chat content that
+    /// contains one is refused: the tokenizer would read it as the control
+    /// token itself, letting a user's text forge a turn.
+    fn special_token_texts(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -8,6 +8,7 @@ use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
+use serde_json::json;
 use std::convert::Infallible;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -17,11 +18,47 @@ pub async fn index() -> Html<&'static str> {
     Html(INDEX_HTML)
 }
 
+/// Liveness: answered from an atomic flag, never waiting for an engine step.
 pub async fn health(State(state): State<AppState>) -> Response {
-    match state.engine.snapshot().await {
-        Some(_) => StatusCode::OK.into_response(),
-        None => ApiError::internal("the engine thread has stopped".into()).into_response(),
+    if state.engine.status().alive() {
+        StatusCode::OK.into_response()
+    } else {
+        ApiError::internal("the engine thread has stopped".into()).into_response()
     }
+}
+
+/// Readiness: 200 while the engine thread runs, makes progress (with work
+/// queued, an iteration of its loop ended within
+/// `Limits::engine_stall_after`) and its waiting queue has room (a request
+/// sent now would be queued, not refused with 503); 503 otherwise. Also
+/// answered without waiting for a step.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let status = state.engine.status();
+    let (alive, waiting, running) = (status.alive(), status.waiting(), status.running());
+    let busy_for = status.busy_for();
+    let stalled = busy_for.is_some_and(|s| s > state.limits.engine_stall_after.as_secs_f64());
+    let ready = alive && !stalled && waiting < state.max_waiting;
+    let engine = match (alive, stalled) {
+        (false, _) => "stopped",
+        (true, true) => "stalled",
+        (true, false) => "running",
+    };
+    let body = Json(json!({
+        "ready": ready,
+        "engine": engine,
+        "waiting": waiting,
+        "running": running,
+        "max_waiting": state.max_waiting,
+        "seconds_since_engine_progress": busy_for,
+    }));
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, body).into_response()
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found(
+        "no such endpoint: see /v1/models, /v1/completions, /v1/chat/completions, /health, /ready, /metrics, /kv, /events".into(),
+    )
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {

@@ -49,6 +49,9 @@ pub struct Common {
     /// vLLM's extension, for benchmarks: generate exactly `max_tokens`.
     #[serde(default)]
     pub ignore_eos: bool,
+    /// vLLM's extension: log-probability entries keyed `token_id:N`.
+    #[serde(default)]
+    pub return_tokens_as_token_ids: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,17 +93,23 @@ pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
 }
 
 impl Prompt {
-    /// The one prompt of the request.
-    pub fn single(self) -> Result<Prompt, ApiError> {
-        match self {
-            Prompt::TextBatch(mut v) if v.len() == 1 => Ok(Prompt::Text(v.remove(0))),
-            Prompt::TokensBatch(mut v) if v.len() == 1 => Ok(Prompt::Tokens(v.remove(0))),
-            Prompt::TextBatch(_) | Prompt::TokensBatch(_) => Err(ApiError::bad_request(
-                "only one prompt per request is supported; send a batch as separate requests",
-                Some("prompt"),
-            )),
-            p => Ok(p),
+    /// The prompts of the request, each a text or a list of token ids.
+    pub fn into_list(self, max: usize) -> Result<Vec<Prompt>, ApiError> {
+        let list: Vec<Prompt> = match self {
+            Prompt::TextBatch(v) => v.into_iter().map(Prompt::Text).collect(),
+            Prompt::TokensBatch(v) => v.into_iter().map(Prompt::Tokens).collect(),
+            p => vec![p],
+        };
+        if list.is_empty() {
+            return Err(ApiError::bad_request("prompt is an empty list: give at least one prompt", Some("prompt")));
         }
+        if list.len() > max {
+            return Err(ApiError::bad_request(
+                &format!("{} prompts in one request; at most {max}: split them over several requests", list.len()),
+                Some("prompt"),
+            ));
+        }
+        Ok(list)
     }
 }
 
@@ -129,6 +138,7 @@ impl Common {
         max_tokens: Option<i64>,
         default_max_tokens: usize,
         logprobs: Option<usize>,
+        logprobs_param: &str,
         eos: &[TokenId],
     ) -> Result<Plan, ApiError> {
         if let Some(n) = self.n {
@@ -144,7 +154,9 @@ impl Common {
             Some(m) if m >= 1 => m as usize,
             Some(m) => {
                 return Err(ApiError::bad_request(
-                    &format!("max_tokens must be at least 1, got {m}"),
+                    &format!(
+                        "max_tokens must be at least 1, got {m} (0 is accepted on /v1/completions with echo: true, to score the prompt)"
+                    ),
                     Some("max_tokens"),
                 ))
             }
@@ -164,8 +176,8 @@ impl Common {
         if let Some(n) = logprobs {
             if n > kvscope_core::request::MAX_LOGPROBS {
                 return Err(ApiError::bad_request(
-                    &format!("at most {} log-probabilities per token, got {n}", kvscope_core::request::MAX_LOGPROBS),
-                    Some("logprobs"),
+                    &format!("{logprobs_param} must be at most {}, got {n}", kvscope_core::request::MAX_LOGPROBS),
+                    Some(logprobs_param),
                 ));
             }
         }
@@ -174,6 +186,7 @@ impl Common {
             Some(StopField::One(s)) => vec![s.clone()],
             Some(StopField::Many(v)) => v.clone(),
         };
+        check_stops(&stop, self.stop_token_ids.as_deref().unwrap_or_default())?;
         let mut stop_token_ids = eos.to_vec();
         stop_token_ids.extend(self.stop_token_ids.iter().flatten().copied());
         let params = SamplingParams {
@@ -206,4 +219,30 @@ pub fn count(value: Option<i64>, name: &str) -> Result<Option<usize>, ApiError> 
         Some(v) if v >= 0 => Ok(Some(v as usize)),
         Some(v) => Err(ApiError::bad_request(&format!("{name} must be >= 0, got {v}"), Some(name))),
     }
+}
+
+/// Stop strings and stop token ids are matched at every generated token:
+/// their number and length are bounded so that one request cannot make
+/// every step slow.
+fn check_stops(stop: &[String], stop_token_ids: &[TokenId]) -> Result<(), ApiError> {
+    use crate::limits::{MAX_STOP_STRINGS, MAX_STOP_STRING_BYTES, MAX_STOP_TOKEN_IDS};
+    if stop.len() > MAX_STOP_STRINGS {
+        return Err(ApiError::bad_request(
+            &format!("{} stop strings; at most {MAX_STOP_STRINGS} are accepted", stop.len()),
+            Some("stop"),
+        ));
+    }
+    if let Some(long) = stop.iter().find(|s| s.len() > MAX_STOP_STRING_BYTES) {
+        return Err(ApiError::bad_request(
+            &format!("a stop string of {} bytes; at most {MAX_STOP_STRING_BYTES} bytes each", long.len()),
+            Some("stop"),
+        ));
+    }
+    if stop_token_ids.len() > MAX_STOP_TOKEN_IDS {
+        return Err(ApiError::bad_request(
+            &format!("{} stop token ids; at most {MAX_STOP_TOKEN_IDS} are accepted", stop_token_ids.len()),
+            Some("stop_token_ids"),
+        ));
+    }
+    Ok(())
 }

@@ -17,7 +17,34 @@ pub struct ModelText {
     tokenizer: Tokenizer,
     template: Option<ChatTemplate>,
     max_context: usize,
+    /// Bytes of the longest token's text, and the control tokens' texts.
+    max_token_bytes: usize,
+    special_texts: Vec<String>,
     kernels: Kernels,
+}
+
+impl ModelText {
+    fn new(
+        name: String,
+        tokenizer: Tokenizer,
+        template: Option<ChatTemplate>,
+        max_context: usize,
+        kernels: Kernels,
+    ) -> Self {
+        // A control token is one whose text vanishes when special tokens
+        // are skipped. A byte-fragment token decodes to U+FFFD (3 bytes for
+        // 1), which only makes the length bound looser, never wrong.
+        let mut max_token_bytes = 1;
+        let mut special_texts = Vec::new();
+        for id in 0..tokenizer.vocab_size() as TokenId {
+            let full = tokenizer.decode(&[id], false).unwrap_or_default();
+            max_token_bytes = max_token_bytes.max(full.len());
+            if !full.is_empty() && tokenizer.decode(&[id], true).is_ok_and(|t| t.is_empty()) {
+                special_texts.push(full);
+            }
+        }
+        ModelText { name, tokenizer, template, max_context, max_token_bytes, special_texts, kernels }
+    }
 }
 
 impl TextModel for ModelText {
@@ -48,6 +75,12 @@ impl TextModel for ModelText {
     fn kernels(&self) -> Option<(String, String)> {
         Some((self.kernels.name().into(), self.kernels.isa_name().into()))
     }
+    fn max_token_bytes(&self) -> Option<usize> {
+        Some(self.max_token_bytes)
+    }
+    fn special_token_texts(&self) -> Vec<String> {
+        self.special_texts.clone()
+    }
 }
 
 /// A loaded model split for serving: the text side, the server
@@ -69,8 +102,8 @@ pub fn load(args: &ServeArgs, path: Option<&Path>) -> anyhow::Result<Loaded> {
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "kvscope".into());
     let bytes_per_block = (kvscope_model::kv_storage::bytes_per_token(&cfg) * args.block_size) as u64;
     let config = args.config(cfg.context_length, tokenizer.vocab_size(), bytes_per_block)?;
-    let text =
-        Arc::new(ModelText { name, tokenizer, template: chat_template, max_context: cfg.context_length, kernels });
+    config.engine.validate_within(kvscope_model::host_memory::available_bytes())?;
+    let text = Arc::new(ModelText::new(name, tokenizer, chat_template, cfg.context_length, kernels));
     let (blocks, block_size) = (args.kv_blocks, args.block_size);
     let make_executor = Box::new(move || Ok(ModelExecutor::new(llama, blocks, block_size, 0)?));
     Ok(Loaded { config, text, make_executor })
@@ -78,6 +111,8 @@ pub fn load(args: &ServeArgs, path: Option<&Path>) -> anyhow::Result<Loaded> {
 
 /// `kvscope serve`: loads the model and serves until the process ends.
 pub async fn serve_model(args: &ServeArgs, path: Option<&Path>) -> anyhow::Result<()> {
+    // A bad flag is refused before the model loads.
+    args.check()?;
     let args = args.clone();
     let path = path.map(Path::to_path_buf);
     let loaded = tokio::task::spawn_blocking(move || load(&args, path.as_deref())).await??;

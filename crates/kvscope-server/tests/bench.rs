@@ -56,3 +56,23 @@ fn bench_serve_measures_every_request() {
     rt.block_on(server.shutdown()).unwrap();
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn bench_serve_sends_the_api_key() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut cfg = config(64, 4, 4, 64);
+    cfg.api_key = Some("sekrit".into());
+    let server = rt.block_on(start(cfg, Duration::from_millis(0)));
+    let args = BenchArgs {
+        base_url: format!("http://{}", server.addr),
+        num_prompts: 2,
+        random_input_len: 5,
+        random_output_len: 2,
+        ..Default::default()
+    };
+    let without = run_bench_serve(&args).unwrap();
+    assert_eq!(without.failed, 2, "no key: refused");
+    let with = run_bench_serve(&BenchArgs { api_key: Some("sekrit".into()), ..args }).unwrap();
+    assert_eq!((with.completed, with.failed), (2, 0), "{:?}", with.errors);
+    rt.block_on(server.shutdown()).unwrap();
+}

@@ -162,7 +162,7 @@ async fn bad_requests_get_openai_errors() {
         ("/v1/completions", json!({"prompt": "hi", "temperature": -1}).to_string(), 400, "temperature"),
         ("/v1/completions", json!({"prompt": "hi", "top_p": 0}).to_string(), 400, "top_p"),
         ("/v1/completions", json!({"prompt": "hi", "n": 2}).to_string(), 400, "n must be 1"),
-        ("/v1/completions", json!({"prompt": "hi", "logprobs": 50}).to_string(), 400, "log-probabilities"),
+        ("/v1/completions", json!({"prompt": "hi", "logprobs": 50}).to_string(), 400, "logprobs must be at most 20"),
         ("/v1/completions", json!({"prompt": ""}).to_string(), 400, "empty"),
         ("/v1/completions", json!({"prompt": [1, 2, 500]}).to_string(), 400, "outside the vocabulary"),
         ("/v1/completions", json!({"prompt": "x".repeat(200)}).to_string(), 400, "exceeds the model's context"),
@@ -203,6 +203,17 @@ async fn a_full_waiting_queue_answers_503_and_recovers() {
         client.post("/v1/completions", &json!({"prompt": "one more", "max_tokens": 2}).to_string()).await;
     assert_eq!(status, 503, "{answer}");
     assert!(answer["error"]["message"].as_str().unwrap().contains("overloaded"));
+    // Readiness says so too (published by the engine thread after its
+    // current step), without waiting for a step itself; liveness is fine.
+    let unready = eventually(200, || async {
+        let ready = client.http.get(format!("{}/ready", client.base)).send().await.unwrap();
+        let code = ready.status().as_u16();
+        let ready: serde_json::Value = serde_json::from_str(&ready.text().await.unwrap()).unwrap();
+        code == 503 && ready["ready"] == false && ready["waiting"] == 2
+    })
+    .await;
+    assert!(unready, "{}", client.get_text("/ready").await);
+    assert_eq!(client.http.get(format!("{}/health", client.base)).send().await.unwrap().status().as_u16(), 200);
     // Waiting requests whose clients leave are removed from the queue too.
     drop((running, w1, w2));
     let drained = eventually(200, || async {
@@ -213,6 +224,7 @@ async fn a_full_waiting_queue_answers_503_and_recovers() {
     assert!(drained, "hung-up requests release everything: {}", client.get_json("/kv").await);
     let (status, _) = client.post("/v1/completions", &json!({"prompt": "one more", "max_tokens": 2}).to_string()).await;
     assert_eq!(status, 200, "the server takes requests again");
+    assert_eq!(client.get_json("/ready").await["ready"], true);
     server.shutdown().await.unwrap();
 }
 

@@ -24,6 +24,8 @@ pub enum SimError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("calibration file {path} is not valid calibration JSON ({source}); run `kvscope sim --calibrate` again")]
     Json { path: PathBuf, source: serde_json::Error },
+    #[error(transparent)]
+    Config(#[from] kvscope_core::ConfigError),
     #[error("no home directory (HOME unset): give the calibration file path explicitly")]
     NoHome,
 }

@@ -10,7 +10,9 @@
 //! `ignore_eos`.
 
 use crate::cost::{BatchShape, CostModel};
-use kvscope_core::{Executor, ExecutorError, SampledToken, ScheduledBatch, SimClock, TokenId};
+use kvscope_core::{
+    Clock, DecodeRun, DecodeRunOutput, Executor, ExecutorError, SampledToken, ScheduledBatch, SimClock, TokenId,
+};
 
 /// Running totals of what the simulator priced.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -75,6 +77,34 @@ impl Executor for SimExecutor {
 
     fn kv_site(&self) -> &'static str {
         "sim::execute"
+    }
+
+    /// The cost depends on positions, never on where KV lives.
+    fn reads_block_tables(&self) -> bool {
+        false
+    }
+
+    /// The fast path: the run's steps priced in closed form, its tokens
+    /// drawn as a step-by-step run would draw them.
+    fn execute_decode_run(&mut self, run: &DecodeRun) -> Option<Result<DecodeRunOutput, ExecutorError>> {
+        let seqs = run.seqs.len() as u64;
+        let context: u64 = run.seqs.iter().map(|s| s.context_tokens as u64).sum();
+        let within = run.start_before - self.clock.now();
+        let steps = self.cost.decode_run_steps_within(seqs, context, run.max_steps as u64, within).max(1);
+        let dt = self.cost.decode_run_seconds(seqs, context, steps);
+        self.clock.advance(dt);
+        self.totals.steps += steps;
+        self.totals.busy_s += dt;
+        self.totals.decode_tokens += seqs * steps;
+        let mut tokens = Vec::with_capacity((seqs * steps) as usize);
+        for s in run.seqs {
+            let seed = s.sampling.seed.unwrap_or(0);
+            tokens.extend((0..steps).map(|j| {
+                let index = s.output_index as u64 + j;
+                synthetic_token(s.request_id.0, index, seed, self.vocab, &s.sampling.stop_token_ids)
+            }));
+        }
+        Some(Ok(DecodeRunOutput { steps: steps as usize, tokens }))
     }
 }
 

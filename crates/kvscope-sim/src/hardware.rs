@@ -31,7 +31,8 @@ pub struct HardwareProfile {
 }
 
 /// Names accepted by [`hardware_preset`].
-pub const HARDWARE_NAMES: [&str; 5] = ["h100", "h200", "a100-80g", "rtx-4090", "cpu"];
+pub const HARDWARE_NAMES: [&str; 8] =
+    ["h100", "h200", "a100-80g", "a100-40g", "l4", "rtx-4090", "rtx-4070-laptop", "cpu"];
 
 /// Overhead of one GPU engine step. Not a datasheet number: an assumption
 /// of the order of a CUDA-graph-captured decode step's host-side cost in
@@ -68,10 +69,23 @@ pub fn hardware_preset(name: &str) -> Option<HardwareProfile> {
         // NVIDIA A100 80GB SXM datasheet: 80 GB HBM2e (nvidia-smi: 81920
         // MiB), 2.039 TB/s, 312 TFLOP/s dense BF16.
         "a100-80g" => gpu("a100-80g", 81_920 * MIB, 2.039e12, 312e12),
+        // NVIDIA A100 40GB SXM datasheet: 40 GB HBM2 (nvidia-smi: 40960
+        // MiB), 1.555 TB/s, 312 TFLOP/s dense BF16.
+        "a100-40g" => gpu("a100-40g", 40_960 * MIB, 1.555e12, 312e12),
+        // NVIDIA L4 datasheet: 24 GB GDDR6 (nvidia-smi: 23034 MiB), 300
+        // GB/s, 242 TFLOP/s BF16 with sparsity, so 121 dense.
+        "l4" => gpu("l4", 23_034 * MIB, 300e9, 121e12),
         // NVIDIA Ada whitepaper, GeForce RTX 4090: 24 GB GDDR6X (nvidia-smi:
         // 24564 MiB), 1008 GB/s, 165.2 TFLOP/s dense BF16 with FP32
         // accumulate (330 with FP16 accumulate, which frameworks avoid).
         "rtx-4090" => gpu("rtx-4090", 24_564 * MIB, 1.008e12, 165.2e12),
+        // GeForce RTX 4070 Laptop GPU (nano-vLLM's own benchmark machine),
+        // NVIDIA's product page: 8 GB GDDR6 on a 128-bit bus (nvidia-smi:
+        // 8188 MiB) at 16 Gbps = 256 GB/s; 321 AI TOPS (FP8, sparse). On
+        // Ada GeForce parts dense BF16 with FP32 accumulate is 1/8 of that
+        // figure (the 4090: 1321 AI TOPS, 165.2 TFLOP/s), so ≈ 40 TFLOP/s.
+        // Laptop clocks vary with the power limit; an estimate.
+        "rtx-4070-laptop" => gpu("rtx-4070-laptop", 8_188 * MIB, 256e9, 40.1e12),
         // This machine: 2 vCPUs of an AMD EPYC with AVX2 + FMA, 24 GB RAM.
         // Peak f32: 2 cores × 2 FMA pipes × 8 lanes × 2 FLOP × ~2.5 GHz ≈
         // 160 GFLOP/s; a 2-vCPU slice streams ~20 GB/s. Q4 dequantisation

@@ -8,11 +8,13 @@
 //! - [`executor`]: `SimExecutor`, the `Executor` that advances a `SimClock`.
 //! - [`setup`]: presets → a ready `Engine<SimExecutor, SimClock>`.
 //! - [`calibrate`]: measure a real executor, fit the `cpu` coefficients.
-//! - [`driver`], [`workload`], [`max_rate`]: arrivals, runs, rate search.
+//! - [`max_rate`]: the rate search.
+//!
+//! Workloads and the arrival-driven runner are `kvscope-experiment`'s,
+//! shared with the lab: a simulated run is the lab's run on this executor.
 
 pub mod calibrate;
 pub mod cost;
-pub mod driver;
 pub mod error;
 pub mod executor;
 pub mod hardware;
@@ -20,13 +22,11 @@ pub mod kv_pool;
 pub mod max_rate;
 pub mod model_preset;
 pub mod setup;
-pub mod workload;
 
 pub use calibrate::{
     calibrate, cpu_profile, default_calibration_path, fit, CalibrationFile, CalibrationFit, CalibrationPlan, StepSample,
 };
 pub use cost::{BatchShape, Bound, CostModel, LinearCoefficients, StepCost};
-pub use driver::{quantile, run_arrivals, Arrival, DriveError, RequestMetrics, RunSummary};
 pub use error::SimError;
 pub use executor::{SimExecutor, SimTotals};
 pub use hardware::{hardware_preset, HardwareProfile, HARDWARE_NAMES};
@@ -34,4 +34,3 @@ pub use kv_pool::{activation_reserve_estimate, kv_pool, KvPoolPlan};
 pub use max_rate::find_max_rate;
 pub use model_preset::{model_preset, ModelPreset, MODEL_NAMES};
 pub use setup::{SimConfig, SimEngine};
-pub use workload::{poisson_arrival_times, random_arrivals, SplitMix64};

@@ -74,6 +74,7 @@ impl SimConfig {
                 max_running: self.max_running,
                 max_batched_tokens: self.max_batched_tokens,
                 max_model_len: self.max_model_len.unwrap_or(self.model.max_context),
+                long_prefill_token_threshold: 0,
             },
             pool: PoolConfig {
                 num_blocks: plan.num_blocks,
@@ -83,6 +84,7 @@ impl SimConfig {
             },
             vocab_size: Some(self.model.vocab),
         };
+        config.validate()?;
         Ok((config, plan))
     }
 
@@ -90,11 +92,17 @@ impl SimConfig {
         CostModel::new(self.model.clone(), self.hardware.clone())
     }
 
+    /// A simulated executor and the fresh clock (t = 0) it advances, for
+    /// an engine built elsewhere (the experiment runner).
+    pub fn executor(&self) -> (SimExecutor, SimClock) {
+        let clock = SimClock::new();
+        (SimExecutor::new(self.cost_model(), clock.clone()), clock)
+    }
+
     /// A ready engine on a fresh simulated clock at t = 0.
     pub fn build(&self) -> Result<(SimEngine, KvPoolPlan), SimError> {
         let (config, plan) = self.engine_config()?;
-        let clock = SimClock::new();
-        let executor = SimExecutor::new(self.cost_model(), clock.clone());
+        let (executor, clock) = self.executor();
         Ok((Engine::new(config, executor, clock), plan))
     }
 }

@@ -1,10 +1,11 @@
 //! Calibration: the fit recovers known coefficients, the measuring routine
 //! drives an executor correctly, and the file round-trips.
 
+use kvscope_core::rng::SplitMix64;
 use kvscope_core::testing::PagedTokenExecutor;
 use kvscope_core::{Executor, ExecutorError, SampledToken, ScheduledBatch, SimClock};
 use kvscope_sim::{
-    calibrate, fit, BatchShape, CalibrationFile, CalibrationPlan, LinearCoefficients, SimError, SplitMix64, StepSample,
+    calibrate, fit, BatchShape, CalibrationFile, CalibrationPlan, LinearCoefficients, SimError, StepSample,
 };
 
 fn synthetic_samples(truth: &LinearCoefficients, noise: f64, seed: u64) -> Vec<StepSample> {

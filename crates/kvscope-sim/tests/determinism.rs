@@ -1,39 +1,31 @@
 //! Same seed, same configuration: the same event stream, byte for byte.
 
-use kvscope_core::events::JsonlObserver;
-use kvscope_core::SamplingParams;
-use kvscope_sim::{poisson_arrival_times, run_arrivals, Arrival, SimConfig, SplitMix64};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedBuf {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use kvscope_core::rng::SplitMix64;
+use kvscope_core::{Clock, RequestId, SamplingParams};
+use kvscope_experiment::workload::{Arrival, CaseSpec, Lengths, WorkloadRequest};
+use kvscope_experiment::{run_case, Detail};
+use kvscope_sim::SimConfig;
 
 /// Shared prefixes (prefix-cache hits), a pool small enough to stall and
 /// preempt, Poisson arrivals.
-fn workload(seed: u64) -> Vec<Arrival> {
+fn workload(seed: u64) -> (CaseSpec, Vec<WorkloadRequest>) {
+    let spec = CaseSpec {
+        name: "determinism".into(),
+        num_requests: 300,
+        prompt_lengths: Lengths::Uniform { min: 8, max: 300 },
+        output_lengths: Lengths::Uniform { min: 1, max: 200 },
+        arrival: Arrival::Poisson { rate: 400.0 },
+        shared_prefix_tokens: 0,
+        seed,
+    };
     let mut rng = SplitMix64::new(seed);
     let system: Vec<u32> = (0..64).map(|_| rng.range(0, 150_000) as u32).collect();
-    poisson_arrival_times(300, 400.0, seed)
-        .into_iter()
-        .map(|at| {
-            let mut prompt = if rng.range(0, 1) == 0 { system.clone() } else { Vec::new() };
-            prompt.extend((0..rng.range(8, 300)).map(|_| rng.range(0, 150_000) as u32));
-            let params =
-                SamplingParams { max_tokens: rng.range(1, 200) as usize, ignore_eos: true, ..Default::default() };
-            Arrival { at, prompt, params }
-        })
-        .collect()
+    let mut requests = spec.generate(&kvscope_experiment::PromptSource::Synthetic { vocab: 150_000 });
+    // Half of the requests start with the same system prompt.
+    for r in requests.iter_mut().filter(|_| rng.range(0, 1) == 0) {
+        r.prompt.splice(0..0, system.iter().copied());
+    }
+    (spec, requests)
 }
 
 fn run(seed: u64) -> (Vec<u8>, u64) {
@@ -41,16 +33,20 @@ fn run(seed: u64) -> (Vec<u8>, u64) {
     config.kv_blocks = Some(400);
     config.max_running = 64;
     config.max_batched_tokens = 1024;
-    let (mut engine, _) = config.build().unwrap();
-    let buf = SharedBuf::default();
-    engine.add_observer(Box::new(JsonlObserver::new(buf.clone())));
-    let summary = run_arrivals(&mut engine, &workload(seed)).unwrap();
-    assert_eq!(summary.requests.len(), 300);
-    assert!(summary.rejected.is_empty());
-    let preemptions = engine.scheduler().num_preemptions();
-    drop(engine);
-    let bytes = buf.0.lock().unwrap().clone();
-    (bytes, preemptions)
+    let (engine_config, _) = config.engine_config().unwrap();
+    let (executor, clock) = config.executor();
+    let (spec, requests) = workload(seed);
+    let (run, _) =
+        run_case(executor, clock, &engine_config, &spec, requests.iter().cloned(), Detail::EveryStep, &mut |_, _| {})
+            .unwrap();
+    assert_eq!(run.requests.len(), 300);
+    assert!(run.rejected.is_empty());
+    let mut bytes = Vec::new();
+    for e in &run.events {
+        serde_json::to_writer(&mut bytes, e).unwrap();
+        bytes.push(b'\n');
+    }
+    (bytes, run.stats.preemptions)
 }
 
 #[test]
@@ -75,17 +71,18 @@ fn outputs_have_exactly_the_workload_lengths_even_with_stop_tokens() {
     // tokens would hit one by chance, yet generation runs to max_tokens
     // because the simulator never samples a stop token.
     let stop: Vec<u32> = (0..2000).map(|i| i * 24).collect();
-    let arrivals: Vec<Arrival> = (0..50)
-        .map(|i| Arrival {
-            at: i as f64 * 0.01,
-            // ignore_eos stays false: stop tokens are live.
-            prompt: vec![1, 2, 3],
-            params: SamplingParams { max_tokens: 10 + i, stop_token_ids: stop.clone(), ..Default::default() },
-        })
-        .collect();
-    let summary = run_arrivals(&mut engine, &arrivals).unwrap();
-    for r in &summary.requests {
-        assert_eq!(r.output_tokens, 10 + r.index);
+    for i in 0..50 {
+        // ignore_eos stays false: stop tokens are live.
+        let params = SamplingParams { max_tokens: 10 + i, stop_token_ids: stop.clone(), ..Default::default() };
+        engine.submit(RequestId(i as u64), vec![1, 2, 3], params).unwrap();
     }
-    assert!(summary.makespan > 0.0);
+    let mut finished = Vec::new();
+    while engine.has_work() {
+        finished.extend(engine.step().unwrap().finished);
+    }
+    assert_eq!(finished.len(), 50);
+    for seq in &finished {
+        assert_eq!(seq.output.len(), 10 + seq.id.0 as usize);
+    }
+    assert!(engine.clock().now() > 0.0);
 }

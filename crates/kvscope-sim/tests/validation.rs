@@ -18,10 +18,11 @@
 //! on the run — which the test also checks is under 15 %.
 
 use kvscope_core::testing::PagedTokenExecutor;
-use kvscope_core::{Engine, Executor, ExecutorError, SampledToken, SamplingParams, ScheduledBatch, SimClock};
+use kvscope_core::{Executor, ExecutorError, SampledToken, ScheduledBatch, SimClock};
+use kvscope_experiment::workload::{standard_cases, PromptSource, Scale, WorkloadRequest};
+use kvscope_experiment::{run_case, CaseRun, CaseSpec, Detail};
 use kvscope_sim::{
-    calibrate, fit, hardware_preset, model_preset, run_arrivals, Arrival, BatchShape, CalibrationPlan, CostModel,
-    RunSummary, SimConfig, SplitMix64, StepSample,
+    calibrate, fit, hardware_preset, model_preset, BatchShape, CalibrationPlan, CostModel, SimConfig, StepSample,
 };
 
 fn true_seconds(shape: &BatchShape, step: u64) -> f64 {
@@ -56,21 +57,17 @@ const BLOCK_SIZE: usize = 16;
 /// The lab's quick KV budget: 48 MiB of SmolLM2 f32 KV = 68 blocks.
 const KV_BLOCKS: usize = (48 << 20) / (46_080 * BLOCK_SIZE);
 
-/// The lab's quick cases: short_ctx (10 × ~48 tokens), long_ctx (5 × ~384),
-/// mixed_ctx (8, alternating), 16 output tokens, all arriving at once.
-fn quick_cases() -> Vec<(&'static str, Vec<Arrival>)> {
-    let mut rng = SplitMix64::new(11);
-    let mut prompt = |len: u64, jitter: u64| -> Vec<u32> {
-        let n = rng.range(len - jitter, len + jitter);
-        (0..n).map(|_| rng.range(0, 49_151) as u32).collect()
-    };
-    let params = SamplingParams { max_tokens: 16, ignore_eos: true, ..Default::default() };
-    let arrive = |p: Vec<u32>| Arrival { at: 0.0, prompt: p, params: params.clone() };
-    vec![
-        ("short_ctx", (0..10).map(|_| arrive(prompt(48, 12))).collect()),
-        ("long_ctx", (0..5).map(|_| arrive(prompt(384, 48))).collect()),
-        ("mixed_ctx", (0..8).map(|i| arrive(if i % 2 == 0 { prompt(384, 0) } else { prompt(48, 0) })).collect()),
-    ]
+/// The lab's quick cases (short_ctx 10 × ~48 tokens, long_ctx 5 × ~384,
+/// mixed_ctx 8 alternating; 16 output tokens; all arriving at once), with
+/// synthetic prompts.
+fn quick_cases() -> Vec<(CaseSpec, Vec<WorkloadRequest>)> {
+    standard_cases(Scale::Quick, 0, 11)
+        .into_iter()
+        .map(|spec| {
+            let requests = spec.generate(&PromptSource::Synthetic { vocab: 49_152 });
+            (spec, requests)
+        })
+        .collect()
 }
 
 fn sim_config() -> SimConfig {
@@ -83,10 +80,8 @@ fn sim_config() -> SimConfig {
     config
 }
 
-fn by_index(s: &RunSummary) -> Vec<(f64, f64)> {
-    let mut v: Vec<_> = s.requests.iter().map(|r| (r.index, r.ttft, r.e2e)).collect();
-    v.sort_by_key(|r| r.0);
-    v.into_iter().map(|(_, t, e)| (t, e)).collect()
+fn by_index(run: &CaseRun) -> Vec<(f64, f64)> {
+    run.requests.iter().map(|r| (r.ttft, r.e2e)).collect()
 }
 
 #[test]
@@ -107,7 +102,8 @@ fn calibrated_simulation_predicts_the_reference_executor_on_quick_workloads() {
     config.hardware = config.hardware.clone().with_calibration(calibration.coefficients.clone());
     let cost = CostModel::new(config.model.clone(), config.hardware.clone());
 
-    for (name, arrivals) in quick_cases() {
+    for (spec, arrivals) in quick_cases() {
+        let name = &spec.name;
         // 2. The reference run.
         let (engine_config, _) = config.engine_config().unwrap();
         let clock = SimClock::new();
@@ -116,20 +112,29 @@ fn calibrated_simulation_predicts_the_reference_executor_on_quick_workloads() {
             clock: clock.clone(),
             steps: vec![],
         };
-        let mut real = Engine::new(engine_config, reference, clock);
-        let real_summary = run_arrivals(&mut real, &arrivals).unwrap();
+        let (real_summary, reference) = run_case(
+            reference,
+            clock,
+            &engine_config,
+            &spec,
+            arrivals.iter().cloned(),
+            Detail::EveryStep,
+            &mut |_, _| {},
+        )
+        .unwrap();
 
-        // 3. The simulated run.
-        let (mut sim, _) = config.build().unwrap();
-        let sim_summary = run_arrivals(&mut sim, &arrivals).unwrap();
+        // 3. The simulated run (its fast path on: the same steps, summed in closed form).
+        let (executor, clock) = config.executor();
+        let (sim_summary, _) =
+            run_case(executor, clock, &engine_config, &spec, arrivals.iter().cloned(), Detail::Summary, &mut |_, _| {})
+                .unwrap();
 
         // Same scheduling on both sides: same number of steps and requests.
         assert_eq!(sim_summary.steps, real_summary.steps, "{name}");
         assert_eq!(sim_summary.requests.len(), arrivals.len(), "{name}");
 
         // The worst per-step error of the calibrated model on this run.
-        let e_max = real
-            .executor()
+        let e_max = reference
             .steps
             .iter()
             .map(|s| (cost.step_seconds(&s.shape) - s.seconds).abs() / s.seconds)
@@ -148,7 +153,7 @@ fn calibrated_simulation_predicts_the_reference_executor_on_quick_workloads() {
         let mean_ttft_error = sum_abs / sum_real;
         eprintln!("{name}: worst step error {e_max:.3}, mean TTFT error {mean_ttft_error:.3}");
         assert!(mean_ttft_error < 0.10, "{name}: mean TTFT error {mean_ttft_error:.3}");
-        let makespan_error = (sim_summary.makespan - real_summary.makespan).abs() / real_summary.makespan;
+        let makespan_error = (sim_summary.duration - real_summary.duration).abs() / real_summary.duration;
         assert!(makespan_error < 0.10, "{name}: makespan error {makespan_error:.3}");
     }
 }

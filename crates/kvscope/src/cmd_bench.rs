@@ -7,9 +7,12 @@
 use crate::real_model::LoadedModel;
 use crate::ModelArg;
 use kvscope_core::{Clock, Engine, EngineConfig, PoolConfig, RequestId, SamplingParams, SchedulerConfig, WallClock};
+use kvscope_experiment::workload::{CaseSpec, PromptSource, Scale};
 use kvscope_model::executor::ModelExecutor;
 use serde::Serialize;
 
+// Parsed once per process: the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCommand {
     /// In-process throughput: prompt processing and generation speed.
@@ -24,13 +27,16 @@ pub struct ServeBenchArgs {
     pub bench: kvscope_server::BenchArgs,
     /// Send one of the lab's workloads (its prompts as token ids, its
     /// output lengths) instead of --dataset-name.
-    #[arg(long, value_parser = ["short_ctx", "long_ctx", "mixed_ctx"])]
+    #[arg(long, value_parser = kvscope_experiment::CASE_NAMES)]
     pub lab_workload: Option<String>,
     /// The lab's quick sizes for --lab-workload.
     #[arg(long)]
     pub quick: bool,
-    #[command(flatten)]
-    pub model: ModelArg,
+    /// The GGUF whose tokenizer turns --lab-workload's prompts into ids
+    /// (default: the default model). `--model` is the served model's name,
+    /// as in vLLM's bench, whose tokenizer flag is also `--tokenizer`.
+    #[arg(long)]
+    pub tokenizer: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -78,13 +84,11 @@ fn serve_bench(args: ServeBenchArgs) -> anyhow::Result<()> {
     let requests = match &args.lab_workload {
         Some(name) => {
             // The lab's prompts are tokenized with the served model's tokenizer.
-            let model = LoadedModel::load(&args.model)?;
-            let spec = kvscope_lab::workload::standard_cases(args.quick, 2026)
-                .into_iter()
-                .find(|c| &c.name == name)
-                .expect("clap checked the name");
+            let model = LoadedModel::load(&crate::ModelArg { model: args.tokenizer.clone(), ..Default::default() })?;
+            let scale = if args.quick { Scale::Quick } else { Scale::Lab };
+            let spec = CaseSpec::named(name, scale, 0, 2026).expect("clap checked the name");
             let tokenize = |t: &str| model.tokenizer.encode(t).unwrap_or_default();
-            let reqs = spec.generate(&tokenize, &kvscope_lab::workload::TextSource::Generated);
+            let reqs = spec.generate(&PromptSource::Generated { tokenize: &tokenize });
             Some(
                 reqs.into_iter()
                     .map(|r| kvscope_server::BenchRequest {
@@ -140,13 +144,14 @@ fn once(model: &LoadedModel, args: &ThroughputArgs, run: u32) -> anyhow::Result<
     let block_size = 16;
     let config = model.llama.config();
     // O decode steps after the prompt phase (whose step yields token 1).
-    let per_seq = (l + o + 1).div_ceil(block_size);
-    let num_blocks = c * per_seq;
+    let per_seq = l.saturating_add(o).saturating_add(1).div_ceil(block_size);
+    let num_blocks = c.saturating_mul(per_seq);
     let engine_config = EngineConfig {
         scheduler: SchedulerConfig {
             max_running: c,
-            max_batched_tokens: c * l + c,
+            max_batched_tokens: c.saturating_mul(l).saturating_add(c),
             max_model_len: config.context_length,
+            long_prefill_token_threshold: 0,
         },
         pool: PoolConfig {
             num_blocks,
@@ -156,14 +161,17 @@ fn once(model: &LoadedModel, args: &ThroughputArgs, run: u32) -> anyhow::Result<
         },
         vocab_size: Some(config.vocab_size),
     };
+    // Distinct prompts: no accidental sharing between sequences.
+    let prompt = |i: usize| -> Vec<u32> {
+        (0..l).map(|p| ((p * 7919 + i * 104_729 + run as usize * 31) % 40_000 + 100) as u32).collect()
+    };
+    let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(o + 1) };
+    crate::preflight::check_engine_config(&engine_config)?;
+    engine_config.check_request(&prompt(0), &params)?;
     let executor = ModelExecutor::new(model.llama.clone(), num_blocks, block_size, 0)?;
     let mut engine = Engine::new(engine_config, executor, WallClock::new());
     for i in 0..c {
-        // Distinct prompts: no accidental sharing between sequences.
-        let prompt: Vec<u32> =
-            (0..l).map(|p| ((p * 7919 + i * 104_729 + run as usize * 31) % 40_000 + 100) as u32).collect();
-        let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(o + 1) };
-        engine.submit(RequestId(i as u64), prompt, params).map_err(|e| anyhow::anyhow!("{e}"))?;
+        engine.submit(RequestId(i as u64), prompt(i), params.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let start = engine.clock().now();
     let mut first_tokens = 0;

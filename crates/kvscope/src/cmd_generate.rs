@@ -38,6 +38,19 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    let mut params = SamplingParams {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        seed: args.seed,
+        max_tokens: args.max_tokens,
+        stop_token_ids: Vec::new(),
+        ignore_eos: false,
+        logprobs: args.logprobs,
+        prompt_logprobs: None,
+    };
+    // Flags are checked before the model loads, the request before the KV pool exists.
+    params.validate()?;
     let model = LoadedModel::load(&args.model)?;
     let prompt_text = if args.chat {
         let template = model.chat_template.as_ref().context("this model file has no chat template: drop --chat")?;
@@ -46,26 +59,23 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         args.prompt.clone()
     };
     let prompt = model.tokenizer.encode(&prompt_text)?;
-    let params = SamplingParams {
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        seed: args.seed,
-        max_tokens: args.max_tokens,
-        stop_token_ids: model.tokenizer.eog_ids().to_vec(),
-        ignore_eos: false,
-        logprobs: args.logprobs,
-        prompt_logprobs: None,
-    };
+    params.stop_token_ids = model.tokenizer.eog_ids().to_vec();
     let block_size = 16;
     let config = model.llama.config();
-    let num_blocks = (prompt.len() + args.max_tokens).div_ceil(block_size) + 1;
+    let num_blocks = prompt.len().saturating_add(args.max_tokens).div_ceil(block_size) + 1;
     let kv_bytes = kvscope_model::kv_storage::bytes_per_token(config) * block_size;
     let engine_config = EngineConfig {
-        scheduler: SchedulerConfig { max_running: 1, max_batched_tokens: 2048, max_model_len: config.context_length },
+        scheduler: SchedulerConfig {
+            max_running: 1,
+            max_batched_tokens: 2048,
+            max_model_len: config.context_length,
+            long_prefill_token_threshold: 0,
+        },
         pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: false, bytes_per_block: kv_bytes as u64 },
         vocab_size: Some(config.vocab_size),
     };
+    crate::preflight::check_engine_config(&engine_config)?;
+    engine_config.check_request(&prompt, &params)?;
     let executor = ModelExecutor::new(model.llama.clone(), num_blocks, block_size, 0)?;
     let mut engine = Engine::new(engine_config, executor, WallClock::new());
     engine.submit(RequestId(0), prompt.clone(), params).map_err(|e| anyhow::anyhow!("{e}"))?;

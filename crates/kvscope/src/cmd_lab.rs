@@ -1,20 +1,45 @@
 //! `kvscope lab`: Lab 4 end to end on the real model (or the simulator).
 
-use crate::lab_backends::RealBackend;
+use crate::lab_backends::{RealBackend, SimBackend};
+use crate::machine::{machine_description, today};
 use crate::real_model::LoadedModel;
 use crate::ModelArg;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use kvscope_exercise::HostConfig;
+use kvscope_experiment::workload::Scale;
 use kvscope_lab::backend::LabBackend;
 use kvscope_lab::lab::{run_lab, LabConfig, LabResults};
 use kvscope_lab::report::{Lang, ReportContext, StudentBlockManager};
+use kvscope_sim::SimConfig;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExecutorKind {
     Real,
     Sim,
+}
+
+/// The workloads' sizes (see kvscope-experiment's `Scale`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScaleArg {
+    /// The quick lab's sizes (CPU model, about a minute).
+    Quick,
+    /// The full lab's sizes (CPU model).
+    Lab,
+    /// The same cases grown to a GPU's KV pool (4096-token long prompts,
+    /// about twice as many requests as the pool holds).
+    Gpu,
+}
+
+impl From<ScaleArg> for Scale {
+    fn from(s: ScaleArg) -> Scale {
+        match s {
+            ScaleArg::Quick => Scale::Quick,
+            ScaleArg::Lab => Scale::Lab,
+            ScaleArg::Gpu => Scale::Gpu,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +61,17 @@ pub struct LabArgs {
     pub lang: LangArg,
     #[arg(long, value_enum, default_value = "real")]
     pub executor: ExecutorKind,
+    /// With `--executor sim`: run the lab on this model preset (e.g.
+    /// qwen3-0.6b) instead of the calibrated CPU model; needs --hardware.
+    #[arg(long, requires = "hardware")]
+    pub model_preset: Option<String>,
+    /// With --model-preset: the GPU (e.g. h100, rtx-4070-laptop, l4); the
+    /// KV pool is what its memory leaves.
+    #[arg(long, requires = "model_preset")]
+    pub hardware: Option<String>,
+    /// Workload sizes (default: quick with --quick, gpu with a preset, else lab).
+    #[arg(long, value_enum)]
+    pub scale: Option<ScaleArg>,
     /// KV pool size in blocks (overrides --kv-memory).
     #[arg(long, conflicts_with = "kv_memory")]
     pub kv_blocks: Option<usize>,
@@ -69,12 +105,22 @@ pub struct LabArgs {
 }
 
 pub fn run(args: LabArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.model_preset.is_none() || args.executor == ExecutorKind::Sim,
+        "--model-preset runs the simulator: add --executor sim"
+    );
+    crate::preflight::check_out_dir(&args.out)?;
     let dataset = match &args.dataset {
-        Some(p) => Some(kvscope_lab::dataset::load_prompts(p)?),
+        Some(p) => Some(kvscope_experiment::dataset::load_prompts(p)?),
         None => None,
     };
+    let default_scale = match (args.quick, &args.model_preset) {
+        (true, _) => ScaleArg::Quick,
+        (false, Some(_)) => ScaleArg::Gpu,
+        (false, None) => ScaleArg::Lab,
+    };
     let cfg = LabConfig {
-        quick: args.quick,
+        scale: args.scale.unwrap_or(default_scale).into(),
         seed: args.seed,
         block_size: args.block_size as usize,
         kv_blocks: args.kv_blocks,
@@ -91,16 +137,24 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         Some(file) => Some(student_block_manager(file, args.block_size as usize)?),
         None => None,
     };
-    let model = LoadedModel::load(&args.model)?;
-    let (results, validation) = match args.executor {
-        ExecutorKind::Real => {
+    let (results, validation) = match (args.executor, &args.model_preset, &args.hardware) {
+        (ExecutorKind::Sim, Some(model), Some(hardware)) => {
+            let mut sim = SimConfig::from_names(model, hardware)?;
+            sim.block_size = cfg.block_size;
+            (run_with(&mut SimBackend::preset(&sim)?, &cfg)?, None)
+        }
+        (ExecutorKind::Sim, _, _) => {
+            let model = LoadedModel::load(&args.model)?;
+            (run_with(&mut SimBackend::calibrated_cpu(model)?, &cfg)?, None)
+        }
+        (ExecutorKind::Real, _, _) => {
+            let model = LoadedModel::load(&args.model)?;
             let block_manager = student.as_ref().map(|(host, _)| host.clone());
             let mut backend = RealBackend { model, block_manager };
             let results = run_with(&mut backend, &cfg)?;
             let validation = validate_with_sim(backend.model, &cfg, &results);
             (results, Some(validation))
         }
-        ExecutorKind::Sim => (run_with(&mut crate::cmd_sim::lab_sim_backend(model)?, &cfg)?, None),
     };
     let ctx = ReportContext {
         date: today(),
@@ -118,7 +172,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         std::fs::write(&path, serde_json::to_string_pretty(&json)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    print_summary(&results);
+    crate::capacity_table::print(&results.capacity, results.backend.executor == "sim");
     eprintln!("\nwrote {} files into {}/ in {:.0} s:", written.len(), args.out.display(), results.wall_seconds);
     for p in written {
         eprintln!("  {}", p.display());
@@ -157,7 +211,7 @@ fn student_block_manager(file: &Path, block_size: usize) -> anyhow::Result<(Host
 fn run_with<B: LabBackend>(backend: &mut B, cfg: &LabConfig) -> anyhow::Result<LabResults> {
     let info = backend.info();
     let bytes_per_block = info.kv_bytes_per_token * cfg.block_size as u64;
-    let blocks = cfg.num_blocks(info.kv_bytes_per_token);
+    let blocks = cfg.num_blocks(&info);
     eprintln!(
         "KV pool: {blocks} blocks × {} tokens, {} bytes/token ({}), {} bytes/block, {:.1} MiB total — executor: {}, model: {}",
         cfg.block_size,
@@ -202,7 +256,7 @@ struct SimValidation {
 /// Runs the same lab on the calibrated simulator and compares it with the
 /// real run. Without a calibration file it says how to make one.
 fn validate_with_sim(model: LoadedModel, cfg: &LabConfig, real: &LabResults) -> SimValidation {
-    let mut backend = match crate::cmd_sim::lab_sim_backend(model) {
+    let mut backend = match SimBackend::calibrated_cpu(model) {
         Ok(b) => b,
         Err(e) => {
             return SimValidation {
@@ -223,49 +277,4 @@ fn validate_with_sim(model: LoadedModel, cfg: &LabConfig, real: &LabResults) -> 
         }
         Err(e) => SimValidation { markdown: format!("Not run: the simulated lab failed: {e}"), json: None },
     }
-}
-
-fn print_summary(res: &LabResults) {
-    println!(
-        "{:<10} {:>10} {:>6} {:>12} {:>12} {:>10} {:>12}  binding",
-        "case", "prompt_len", "conc", "live mean/max", "KV/request", "TTFT p50", "queue p50"
-    );
-    for r in &res.capacity {
-        println!(
-            "{:<10} {:>10.0} {:>6} {:>7.2}/{:<4} {:>9.1} KiB {:>9.3} s {:>10.3} s  {}",
-            r.case,
-            r.prompt_len,
-            r.concurrency,
-            r.live_requests,
-            r.live_requests_max,
-            r.estimated_kv / 1024.0,
-            r.ttft.p50,
-            r.queue_wait.p50,
-            r.binding_constraint().map_or("none", |b| b.as_str())
-        );
-    }
-}
-
-fn today() -> String {
-    std::process::Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-/// CPU model and core count, as the report's environment line.
-pub fn machine_description() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{cpu}, {cores} logical CPUs, {}", std::env::consts::OS)
 }

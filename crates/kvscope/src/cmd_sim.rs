@@ -1,85 +1,71 @@
-//! The simulator on the lab's side: a backend whose executor is the
-//! calibrated `cpu` cost model of the default model.
+//! `kvscope sim`: the lab's cases (or a custom workload) on model and
+//! hardware presets, priced by the cost model. The workload, the runner,
+//! the capacity row and the artifacts are the experiment layer's and the
+//! lab's; this file parses arguments and prints.
 
-use crate::lab_backends::SimBackend;
-use crate::real_model::LoadedModel;
+use crate::cmd_lab::{LangArg, ScaleArg};
+use crate::machine::{machine_description, today};
 use anyhow::Context;
-use kvscope_core::stats::StatsCollector;
-use kvscope_core::{SamplingParams, WallClock};
-use kvscope_sim::{
-    calibrate, default_calibration_path, find_max_rate, fit, hardware_preset, model_preset, poisson_arrival_times,
-    run_arrivals, Arrival, CalibrationFile, CalibrationPlan, CostModel, RunSummary, SimConfig, SplitMix64,
-};
-use serde::Serialize;
+use kvscope_core::EngineConfig;
+use kvscope_experiment::workload::{Arrival, CaseSpec, Lengths, PromptSource, CASE_NAMES};
+use kvscope_experiment::{run_case, CapacityRow, CaseRun, Detail, Dist, Throughput};
+use kvscope_lab::report::{Lang, ReportContext};
+use kvscope_sim::{find_max_rate, SimConfig};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-
-/// The default model's preset with KV stored as the real executor stores it
-/// (f32), priced by the `cpu` profile fitted by `kvscope sim --calibrate`.
-pub fn lab_sim_backend(model: LoadedModel) -> anyhow::Result<SimBackend> {
-    let path = default_calibration_path()?;
-    let file = CalibrationFile::load_if_present(&path)?
-        .with_context(|| format!("no CPU calibration at {}: run `kvscope sim --calibrate` first", path.display()))?;
-    let preset = model_preset("smollm2-135m").context("the smollm2-135m preset is missing")?.with_kv_dtype_bytes(4);
-    let hardware =
-        hardware_preset("cpu").context("the cpu profile is missing")?.with_calibration(file.fit.coefficients.clone());
-    Ok(SimBackend {
-        kv_bytes_per_token: preset.kv_bytes_per_token(),
-        cost: CostModel::new(preset, hardware),
-        description: format!("calibrated `cpu` profile from {} ({})", path.display(), file.description),
-        model,
-    })
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Workload {
-    /// About 256-token prompts.
-    #[value(name = "short_ctx")]
-    Short,
-    /// About 4096-token prompts (or `--prompt-len`).
-    #[value(name = "long_ctx")]
-    Long,
-    /// Short and long prompts alternating.
-    #[value(name = "mixed_ctx")]
-    Mixed,
-}
-
-impl Workload {
-    fn name(self) -> &'static str {
-        match self {
-            Workload::Short => "short_ctx",
-            Workload::Long => "long_ctx",
-            Workload::Mixed => "mixed_ctx",
-        }
-    }
-}
 
 #[derive(clap::Args, Debug)]
 pub struct SimArgs {
     /// Model preset (e.g. qwen3-0.6b, smollm2-135m).
     #[arg(long, default_value = "qwen3-0.6b")]
     pub model_preset: String,
-    /// Hardware preset (e.g. h100, cpu).
+    /// Hardware preset (e.g. h100, a100-40g, l4, rtx-4070-laptop, cpu).
     #[arg(long, default_value = "h100")]
     pub hardware: String,
-    #[arg(long, value_enum, default_value = "short_ctx")]
-    pub workload: Workload,
-    #[arg(long, default_value_t = 200)]
-    pub num_requests: usize,
-    /// Poisson arrival rate, requests per simulated second; 0: all at once.
-    #[arg(long, default_value_t = 5.0)]
-    pub request_rate: f64,
-    /// Prompt length in tokens (long_ctx's, or short_ctx's; mixed_ctx: the long one).
+    /// One of the lab's cases.
+    #[arg(long, value_parser = CASE_NAMES, default_value = "short_ctx")]
+    pub workload: String,
+    /// Sizes of the case: the lab's (quick, lab) or grown to the GPU's pool.
+    #[arg(long, value_enum, default_value = "gpu")]
+    pub scale: ScaleArg,
+    /// Number of requests (default: the case's at this scale).
     #[arg(long)]
+    pub num_requests: Option<usize>,
+    /// Requests per simulated second, Poisson (gamma with --burstiness);
+    /// `inf` sends them all at once (default: the case's own arrival, all
+    /// at once).
+    #[arg(long, value_parser = parse_rate)]
+    pub request_rate: Option<f64>,
+    /// Gamma shape of the arrival gaps: 1 is Poisson, below 1 burstier.
+    #[arg(long, default_value_t = 1.0)]
+    pub burstiness: f64,
+    /// Every prompt this many tokens (a custom case).
+    #[arg(long, conflicts_with = "prompt_len_range")]
     pub prompt_len: Option<usize>,
-    /// Output length in tokens.
-    #[arg(long, default_value_t = 128)]
-    pub output_len: usize,
+    /// Prompt lengths uniform in MIN-MAX tokens (a custom case).
+    #[arg(long, value_parser = parse_range)]
+    pub prompt_len_range: Option<(usize, usize)>,
+    /// Every output this many tokens (a custom case).
+    #[arg(long, conflicts_with = "output_len_range")]
+    pub output_len: Option<usize>,
+    /// Output lengths uniform in MIN-MAX tokens (a custom case).
+    #[arg(long, value_parser = parse_range)]
+    pub output_len_range: Option<(usize, usize)>,
+    /// Accepted for nano-vLLM's bench.py command lines: the simulator always
+    /// generates exactly the asked output length.
+    #[arg(long)]
+    pub ignore_eos: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Write capacity.json, capacity.csv and stats.csv here.
+    /// Turn the prefix cache off (vLLM's --no-enable-prefix-caching).
+    #[arg(long)]
+    pub no_prefix_caching: bool,
+    /// Write capacity.csv/json, stats.csv and report.md (labelled
+    /// simulated) here, in the lab's schema.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Language of report.md.
+    #[arg(long, value_enum, default_value = "zh")]
+    pub lang: LangArg,
     /// Bisect the request rate for the highest one meeting --slo-ttft-p99.
     #[arg(long, requires = "slo_ttft_p99")]
     pub find_max_rate: bool,
@@ -92,320 +78,187 @@ pub struct SimArgs {
     /// Measure the real default model on this CPU and fit the `cpu` profile.
     #[arg(long)]
     pub calibrate: bool,
-    /// Print the capacity table as JSON.
+    /// Print the result as JSON (vLLM's benchmark keys and the capacity rows).
     #[arg(long)]
     pub json: bool,
+    /// Run every engine step on its own instead of advancing runs of
+    /// identical decode steps at once (same figures, slower; for checking).
+    #[arg(long)]
+    pub step_by_step: bool,
 }
 
-const SHORT_PROMPT: usize = 256;
-const LONG_PROMPT: usize = 4096;
-
-/// One row of the capacity table. Times in simulated seconds.
-#[derive(Clone, Debug, Serialize)]
-pub struct CapacityRow {
-    pub case: String,
-    pub prompt_len: usize,
-    pub output_len: usize,
-    pub rate: String,
-    pub requests: usize,
-    pub rejected: usize,
-    pub live_mean: f64,
-    pub live_max: usize,
-    pub kv_bytes_per_request: u64,
-    pub ttft_p50_s: f64,
-    pub ttft_p90_s: f64,
-    pub ttft_p99_s: f64,
-    pub queue_p50_s: f64,
-    pub queue_p90_s: f64,
-    pub queue_p99_s: f64,
-    pub preemptions: u64,
-    pub makespan_s: f64,
-}
-
-fn prompt_lengths(args: &SimArgs) -> (usize, usize) {
-    match args.workload {
-        Workload::Short => {
-            let l = args.prompt_len.unwrap_or(SHORT_PROMPT);
-            (l, l)
-        }
-        Workload::Long => {
-            let l = args.prompt_len.unwrap_or(LONG_PROMPT);
-            (l, l)
-        }
-        Workload::Mixed => (SHORT_PROMPT, args.prompt_len.unwrap_or(LONG_PROMPT)),
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 => Ok(r),
+        _ => Err(format!("expected a positive number of requests per second or `inf`, got {s:?}")),
     }
 }
 
-/// Poisson arrivals of distinct synthetic prompts (request `i` alternates
-/// short/long for mixed_ctx).
-fn arrivals(args: &SimArgs, rate: f64, vocab: usize) -> Vec<Arrival> {
-    let (short, long) = prompt_lengths(args);
-    let mut rng = SplitMix64::new(args.seed ^ 0x5eed_5eed);
-    let vocab = vocab.max(2) as u64;
-    poisson_arrival_times(args.num_requests, rate, args.seed)
-        .into_iter()
-        .enumerate()
-        .map(|(i, at)| {
-            let len = if i % 2 == 0 { short } else { long };
-            // A distinct first token per request keeps prompts from sharing prefixes.
-            let mut prompt: Vec<u32> = Vec::with_capacity(len);
-            prompt.push((i as u64 % vocab) as u32);
-            prompt.extend((1..len).map(|_| rng.range(0, vocab - 1) as u32));
-            let params = SamplingParams { max_tokens: args.output_len, ignore_eos: true, ..Default::default() };
-            Arrival { at, prompt, params }
-        })
-        .collect()
-}
-
-struct Run {
-    summary: RunSummary,
-    stats: StatsCollector,
-}
-
-fn simulate(config: &SimConfig, args: &SimArgs, rate: f64) -> anyhow::Result<Run> {
-    let (mut engine, _plan) = config.build()?;
-    let stats = Arc::new(Mutex::new(StatsCollector::default()));
-    engine.add_observer(Box::new(stats.clone()));
-    let arrivals = arrivals(args, rate, config.model.vocab);
-    let summary = run_arrivals(&mut engine, &arrivals)?;
-    drop(engine);
-    let stats = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    Ok(Run { summary, stats })
-}
-
-fn rate_label(rate: f64) -> String {
-    if rate > 0.0 && rate.is_finite() {
-        format!("{rate:.3} req/s")
-    } else {
-        "all at t=0".into()
+fn parse_range(s: &str) -> Result<(usize, usize), String> {
+    let parse = |x: &str| x.trim().parse::<usize>().ok().filter(|&n| n > 0);
+    match s.split_once('-').and_then(|(a, b)| Some((parse(a)?, parse(b)?))) {
+        Some((lo, hi)) if lo <= hi => Ok((lo, hi)),
+        _ => Err(format!("expected MIN-MAX with 1 <= MIN <= MAX tokens, e.g. 100-1024, got {s:?}")),
     }
 }
 
-fn rows(config: &SimConfig, args: &SimArgs, rate: f64, run: &Run) -> Vec<CapacityRow> {
-    let (short, long) = prompt_lengths(args);
-    let mut lens = vec![short];
-    if long != short {
-        lens.push(long);
-    }
-    let kv = config.model.kv_bytes_per_token();
-    let s = &run.summary;
-    lens.into_iter()
-        .map(|len| {
-            let reqs: Vec<_> = s.requests.iter().filter(|r| r.prompt_tokens == len).collect();
-            let q = |metric: fn(&kvscope_sim::RequestMetrics) -> f64, p: f64| {
-                let mut v: Vec<f64> = reqs.iter().map(|r| metric(r)).collect();
-                kvscope_sim::quantile(&mut v, p)
-            };
-            let case = if args.workload == Workload::Mixed {
-                format!("{}/{}", args.workload.name(), len)
-            } else {
-                args.workload.name().to_string()
-            };
-            CapacityRow {
-                case,
-                prompt_len: len,
-                output_len: args.output_len,
-                rate: rate_label(rate),
-                requests: reqs.len(),
-                rejected: s.rejected.len(),
-                live_mean: run.stats.time_weighted_mean_running(),
-                live_max: run.stats.max_running(),
-                kv_bytes_per_request: kv * (len + args.output_len).saturating_sub(1) as u64,
-                ttft_p50_s: q(|r| r.ttft, 0.5),
-                ttft_p90_s: q(|r| r.ttft, 0.9),
-                ttft_p99_s: q(|r| r.ttft, 0.99),
-                queue_p50_s: q(|r| r.queue_wait, 0.5),
-                queue_p90_s: q(|r| r.queue_wait, 0.9),
-                queue_p99_s: q(|r| r.queue_wait, 0.99),
-                preemptions: reqs.iter().map(|r| u64::from(r.preemptions)).sum(),
-                makespan_s: s.makespan,
-            }
-        })
-        .collect()
-}
-
-fn human_bytes(b: u64) -> String {
-    let b = b as f64;
-    if b >= 1e9 {
-        format!("{:.2} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else {
-        format!("{:.1} kB", b / 1e3)
+/// The case the arguments name, at its scale, with their overrides. Any
+/// length override makes it a `custom` case.
+fn case_spec(args: &SimArgs, pool_tokens: usize) -> CaseSpec {
+    let named =
+        CaseSpec::named(&args.workload, args.scale.into(), pool_tokens, args.seed).expect("clap checked the case name");
+    let prompt_lengths = match (args.prompt_len, args.prompt_len_range) {
+        (Some(tokens), _) => Some(Lengths::Fixed { tokens }),
+        (_, Some((min, max))) => Some(Lengths::Uniform { min, max }),
+        _ => None,
+    };
+    let output_lengths = match (args.output_len, args.output_len_range) {
+        (Some(tokens), _) => Some(Lengths::Fixed { tokens }),
+        (_, Some((min, max))) => Some(Lengths::Uniform { min, max }),
+        _ => None,
+    };
+    let custom = prompt_lengths.is_some() || output_lengths.is_some();
+    CaseSpec {
+        name: if custom { "custom".into() } else { named.name.clone() },
+        num_requests: args.num_requests.unwrap_or(named.num_requests),
+        prompt_lengths: prompt_lengths.unwrap_or(named.prompt_lengths),
+        output_lengths: output_lengths.unwrap_or(named.output_lengths),
+        arrival: args.request_rate.map_or(named.arrival, |rate| Arrival::from_rate(rate, args.burstiness)),
+        ..named
     }
 }
 
-fn print_table(rows: &[CapacityRow]) {
-    println!("Capacity (times in simulated seconds; live = running requests per step):");
-    println!(
-        "{:<16} {:>7} {:>12} {:>5} {:>9} {:>8} {:>11} {:>26} {:>26} {:>7} {:>10}",
-        "case",
-        "prompt",
-        "rate",
-        "done",
-        "live mean",
-        "live max",
-        "KV/request",
-        "TTFT p50/p90/p99 (s)",
-        "queue p50/p90/p99 (s)",
-        "preempt",
-        "makespan s"
-    );
-    for r in rows {
-        println!(
-            "{:<16} {:>7} {:>12} {:>5} {:>9.1} {:>8} {:>11} {:>26} {:>26} {:>7} {:>10.3}",
-            r.case,
-            r.prompt_len,
-            r.rate,
-            r.requests,
-            r.live_mean,
-            r.live_max,
-            human_bytes(r.kv_bytes_per_request),
-            format!("{:.4}/{:.4}/{:.4}", r.ttft_p50_s, r.ttft_p90_s, r.ttft_p99_s),
-            format!("{:.4}/{:.4}/{:.4}", r.queue_p50_s, r.queue_p90_s, r.queue_p99_s),
-            r.preemptions,
-            r.makespan_s
-        );
-    }
+/// Everything one simulation needs, built once.
+struct Simulation {
+    config: SimConfig,
+    engine: EngineConfig,
+    spec: CaseSpec,
+    detail: Detail,
 }
 
-fn write_outputs(dir: &std::path::Path, rows: &[CapacityRow], stats: &StatsCollector) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let json = serde_json::to_string_pretty(rows)?;
-    std::fs::write(dir.join("capacity.json"), json + "\n")?;
-    let mut csv = String::from(
-        "case,prompt_len,output_len,rate,requests,rejected,live_mean,live_max,kv_bytes_per_request,\
-         ttft_p50_s,ttft_p90_s,ttft_p99_s,queue_p50_s,queue_p90_s,queue_p99_s,preemptions,makespan_s\n",
-    );
-    for r in rows {
-        csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            r.case,
-            r.prompt_len,
-            r.output_len,
-            r.rate,
-            r.requests,
-            r.rejected,
-            r.live_mean,
-            r.live_max,
-            r.kv_bytes_per_request,
-            r.ttft_p50_s,
-            r.ttft_p90_s,
-            r.ttft_p99_s,
-            r.queue_p50_s,
-            r.queue_p90_s,
-            r.queue_p99_s,
-            r.preemptions,
-            r.makespan_s
-        ));
+impl Simulation {
+    /// Runs `spec`, drawing its requests as they arrive.
+    fn run(&self, spec: &CaseSpec) -> anyhow::Result<CaseRun> {
+        let (executor, clock) = self.config.executor();
+        let source = PromptSource::Synthetic { vocab: self.config.model.vocab as u32 };
+        Ok(run_case(executor, clock, &self.engine, spec, spec.requests(&source), self.detail, &mut |_, _| {})?.0)
     }
-    std::fs::write(dir.join("capacity.csv"), csv)?;
-    let file = std::fs::File::create(dir.join("stats.csv"))?;
-    stats.write_csv(std::io::BufWriter::new(file))?;
-    Ok(())
+
+    /// The same workload at `rate` requests per second. The seed draws the
+    /// same uniforms at every rate, so the arrival times scale with 1/rate.
+    fn run_at_rate(&self, rate: f64, burstiness: f64) -> anyhow::Result<CaseRun> {
+        self.run(&CaseSpec { arrival: Arrival::from_rate(rate, burstiness), ..self.spec.clone() })
+    }
 }
 
 pub fn run(args: SimArgs) -> anyhow::Result<()> {
     if args.calibrate {
-        return run_calibrate();
+        return crate::sim_calibrate::run();
     }
-    anyhow::ensure!(args.num_requests > 0, "--num-requests must be positive");
-    let config = SimConfig::from_names(&args.model_preset, &args.hardware)?;
-    let plan = config.pool_plan()?;
+    anyhow::ensure!(args.num_requests != Some(0), "--num-requests must be at least 1");
+    anyhow::ensure!(args.burstiness > 0.0, "--burstiness must be > 0, got {}", args.burstiness);
+    let mut config = SimConfig::from_names(&args.model_preset, &args.hardware)?;
+    config.enable_prefix_caching = !args.no_prefix_caching;
+    let (engine, plan) = config.engine_config()?;
     if args.json {
         eprintln!("{plan}");
     } else {
         println!("{plan}");
-        println!();
     }
-
+    let spec = case_spec(&args, plan.num_blocks * plan.block_size);
+    let detail = if args.step_by_step { Detail::EveryStep } else { Detail::Summary };
+    let sim = Simulation { config, engine, spec, detail };
     if args.find_max_rate {
         let slo = args.slo_ttft_p99.context("--find-max-rate needs --slo-ttft-p99")?;
-        let p99 = |rate: f64| -> f64 {
-            match simulate(&config, &args, rate) {
-                Ok(run) => {
-                    let p = run.summary.quantile(0.99, |r| r.ttft);
-                    eprintln!("  rate {rate:.3} req/s: p99 TTFT {p:.4} s");
-                    if run.summary.rejected.is_empty() {
-                        p
-                    } else {
-                        f64::INFINITY
-                    }
-                }
-                Err(e) => {
-                    eprintln!("  rate {rate:.3} req/s: {e}");
-                    f64::INFINITY
-                }
-            }
-        };
-        let lo = 0.01;
-        match find_max_rate(p99, slo, lo, args.max_rate_hi, 0.005) {
-            Some(rate) => {
-                if args.json {
-                    println!("{}", serde_json::json!({ "max_rate": rate, "slo_ttft_p99_s": slo }));
-                } else {
-                    println!("highest request rate with p99 TTFT <= {slo} s: {rate:.3} req/s");
-                }
-                let run = simulate(&config, &args, rate)?;
-                let rows = rows(&config, &args, rate, &run);
-                if !args.json {
-                    print_table(&rows);
-                }
-                if let Some(dir) = &args.out {
-                    write_outputs(dir, &rows, &run.stats)?;
-                }
-            }
-            None => println!("even {lo} req/s misses p99 TTFT <= {slo} s"),
-        }
-        return Ok(());
+        return max_rate(&sim, &args, slo);
     }
+    let started = std::time::Instant::now();
+    let run = sim.run(&sim.spec)?;
+    let wall = started.elapsed().as_secs_f64();
+    report(&sim, &sim.spec, &run, &args)?;
+    eprintln!(
+        "simulated {} engine steps ({} decode runs advanced at once) in {wall:.2} s of wall time",
+        run.steps, run.decode_runs
+    );
+    Ok(())
+}
 
-    let run = simulate(&config, &args, args.request_rate)?;
-    let rows = rows(&config, &args, args.request_rate, &run);
+/// Prints (and with --out writes) what one run measured.
+fn report(sim: &Simulation, spec: &CaseSpec, run: &CaseRun, args: &SimArgs) -> anyhow::Result<()> {
+    let rows = vec![CapacityRow::from_run(run, args.lang == LangArg::Zh)];
+    let throughput = Throughput::of(run);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        let mut json = serde_json::to_value(throughput)?;
+        json["simulated"] = serde_json::Value::Bool(true);
+        json["rejected"] = serde_json::json!(run.rejected.len());
+        json["capacity"] = serde_json::to_value(&rows)?;
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        print_table(&rows);
-        if !run.summary.rejected.is_empty() {
-            println!(
-                "{} requests rejected at submission (e.g. {:?})",
-                run.summary.rejected.len(),
-                run.summary.rejected[0].1
-            );
+        println!("{} requests, {} ({}):", spec.num_requests, spec.name, spec.arrival.label());
+        crate::capacity_table::print(&rows, true);
+        // nano-vLLM's bench.py line, in simulated time.
+        println!(
+            "Total: {} tok, Time: {:.2} s (simulated), Throughput: {:.2} tok/s (simulated)",
+            throughput.total_output_tokens, throughput.duration, throughput.output_throughput
+        );
+        if let Some((index, reason)) = run.rejected.first() {
+            println!("{} requests rejected at submission (e.g. request {index}: {reason})", run.rejected.len());
         }
-        println!("{} engine steps", run.summary.steps);
     }
     if let Some(dir) = &args.out {
-        write_outputs(dir, &rows, &run.stats)?;
-        eprintln!("wrote capacity.json, capacity.csv, stats.csv to {}", dir.display());
+        let ctx = ReportContext {
+            date: today(),
+            kvscope_version: env!("CARGO_PKG_VERSION").into(),
+            machine: machine_description(),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            sim_validation: None,
+            block_manager: None,
+        };
+        let lang = if args.lang == LangArg::Zh { Lang::Zh } else { Lang::En };
+        let backend = format!("{} on {} (simulated)", sim.config.model.name, sim.config.hardware.name);
+        let written =
+            kvscope_lab::artifacts::write_simulated(&rows, std::slice::from_ref(run), &backend, dir, &ctx, lang)
+                .with_context(|| format!("writing into {}", dir.display()))?;
+        for p in written {
+            eprintln!("wrote {}", p.display());
+        }
     }
     Ok(())
 }
 
-fn run_calibrate() -> anyhow::Result<()> {
-    let model = LoadedModel::load(&crate::ModelArg::default())?;
-    let plan = CalibrationPlan::default();
-    let mut executor =
-        kvscope_model::ModelExecutor::new(model.llama.clone(), plan.required_blocks(), plan.block_size, 0)
-            .map_err(|e| anyhow::anyhow!("building the executor: {e}"))?;
-    let clock = WallClock::new();
-    eprintln!("calibrating {} on this CPU ({} blocks of {})", model.name(), plan.required_blocks(), plan.block_size);
-    let samples = calibrate(&mut executor, &clock, &plan, |done, total| {
-        eprint!("\r  step {done}/{total}");
-        if done == total {
-            eprintln!();
+/// The highest Poisson rate whose p99 TTFT meets `slo`, then that rate's run.
+fn max_rate(sim: &Simulation, args: &SimArgs, slo: f64) -> anyhow::Result<()> {
+    let p99 = |rate: f64| -> f64 {
+        match sim.run_at_rate(rate, args.burstiness) {
+            Ok(run) if run.rejected.is_empty() => {
+                let p = Dist::of(run.requests.iter().map(|r| r.ttft)).p99;
+                eprintln!("  rate {rate:.3} req/s: p99 TTFT {p:.4} s (simulated)");
+                p
+            }
+            Ok(run) => {
+                eprintln!("  rate {rate:.3} req/s: {} requests rejected", run.rejected.len());
+                f64::INFINITY
+            }
+            Err(e) => {
+                eprintln!("  rate {rate:.3} req/s: {e}");
+                f64::INFINITY
+            }
         }
-    })?;
-    let fitted = fit("smollm2-135m", &samples)?;
-    let description = format!("{} on {}", model.name(), crate::cmd_lab::machine_description());
-    let path = default_calibration_path()?;
-    CalibrationFile::new(description, fitted.clone(), samples).save(&path)?;
-    println!("coefficients: {:#?}", fitted.coefficients);
-    println!(
-        "fit: rms relative error {:.1}%, max relative error {:.1}%",
-        100.0 * fitted.rms_relative_error,
-        100.0 * fitted.max_relative_error
-    );
-    println!("saved to {}", path.display());
+    };
+    let lo = 0.01;
+    let Some(rate) = find_max_rate(p99, slo, lo, args.max_rate_hi, 0.005) else {
+        println!("even {lo} req/s misses p99 TTFT <= {slo} s");
+        return Ok(());
+    };
+    if args.json {
+        println!("{}", serde_json::json!({ "max_rate": rate, "slo_ttft_p99_s": slo, "simulated": true }));
+    } else {
+        println!("highest request rate with p99 TTFT <= {slo} s (simulated): {rate:.3} req/s");
+    }
+    let spec = CaseSpec { arrival: Arrival::from_rate(rate, args.burstiness), ..sim.spec.clone() };
+    let run = sim.run(&spec)?;
+    if !args.json {
+        report(sim, &spec, &run, args)?;
+    }
     Ok(())
 }

@@ -1,14 +1,16 @@
-//! The lab's two backends: the real model on this CPU (wall clock), and the
-//! simulator (simulated clock).
+//! The lab's backends: the real model on this CPU (wall clock), and the
+//! simulator (simulated clock) — either the calibrated `cpu` profile of the
+//! default model, with its tokenizer, or any model and hardware preset,
+//! with synthetic prompts and the GPU's own KV pool.
 
 use crate::real_model::LoadedModel;
+use anyhow::Context;
 use kvscope_core::{KvBlockManager, PoolConfig, SimClock, TokenId, WallClock};
 use kvscope_exercise::checker::Checker;
 use kvscope_exercise::{HostConfig, PyBlockManager};
 use kvscope_lab::backend::{BackendInfo, LabBackend};
 use kvscope_model::executor::ModelExecutor;
-use kvscope_sim::cost::CostModel;
-use kvscope_sim::executor::SimExecutor;
+use kvscope_sim::{default_calibration_path, CalibrationFile, CostModel, SimConfig, SimExecutor};
 use std::sync::{Arc, Mutex};
 
 pub struct RealBackend {
@@ -39,6 +41,7 @@ impl LabBackend for RealBackend {
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
                 self.model.kernels()
             )],
+            pool_blocks: None,
         }
     }
 
@@ -47,6 +50,16 @@ impl LabBackend for RealBackend {
     }
 
     fn start(&mut self, num_blocks: usize, block_size: usize) -> Result<(ModelExecutor, WallClock), String> {
+        let bytes_per_token = kvscope_model::kv_storage::bytes_per_token(self.model.llama.config()) as u64;
+        let pool = PoolConfig {
+            num_blocks,
+            block_size,
+            enable_prefix_caching: false,
+            bytes_per_block: bytes_per_token.saturating_mul(block_size as u64),
+        };
+        if let Some(available) = kvscope_model::host_memory::available_bytes() {
+            pool.check_memory(available).map_err(|e| e.to_string())?;
+        }
         let exec =
             ModelExecutor::new(self.model.llama.clone(), num_blocks, block_size, 0).map_err(|e| e.to_string())?;
         Ok((exec, WallClock::new()))
@@ -70,13 +83,54 @@ impl LabBackend for RealBackend {
     }
 }
 
-/// The simulator with the real model's tokenizer (so prompts are the same
-/// token sequences as in a real run).
+/// The simulator as a lab backend.
 pub struct SimBackend {
-    pub model: LoadedModel,
     pub cost: CostModel,
-    pub kv_bytes_per_token: u64,
+    /// The real model's tokenizer (prompts are then the same token
+    /// sequences as in a real run); `None`: synthetic prompts.
+    pub tokenizer_of: Option<LoadedModel>,
     pub description: String,
+    /// The preset's own pool (blocks of 16 tokens), when it has one.
+    pub pool_blocks: Option<usize>,
+}
+
+impl SimBackend {
+    /// The default model's preset with KV stored as the real executor stores
+    /// it (f32), priced by the `cpu` profile `kvscope sim --calibrate` fitted.
+    pub fn calibrated_cpu(model: LoadedModel) -> anyhow::Result<SimBackend> {
+        let path = default_calibration_path()?;
+        let file = CalibrationFile::load_if_present(&path)?.with_context(|| {
+            format!("no CPU calibration at {}: run `kvscope sim --calibrate` first", path.display())
+        })?;
+        let mut config = SimConfig::from_names("smollm2-135m", "cpu")?;
+        config.model = config.model.with_kv_dtype_bytes(4);
+        config.hardware = config.hardware.with_calibration(file.fit.coefficients.clone());
+        Ok(SimBackend {
+            cost: config.cost_model(),
+            tokenizer_of: Some(model),
+            description: format!("calibrated `cpu` profile from {} ({})", path.display(), file.description),
+            pool_blocks: None,
+        })
+    }
+
+    /// A model preset on a hardware preset, with the KV pool its memory
+    /// leaves (vLLM's defaults: 90 % utilisation, 16-token blocks).
+    pub fn preset(config: &SimConfig) -> anyhow::Result<SimBackend> {
+        let plan = config.pool_plan()?;
+        Ok(SimBackend {
+            cost: config.cost_model(),
+            tokenizer_of: None,
+            description: format!(
+                "simulated: {} on {} (roofline cost model over datasheet figures, synthetic prompts); KV pool {} blocks of {} tokens = {:.2} GiB after weights and activations",
+                config.model.name,
+                config.hardware.name,
+                plan.num_blocks,
+                plan.block_size,
+                plan.pool_bytes as f64 / f64::from(1 << 30)
+            ),
+            pool_blocks: Some(plan.num_blocks),
+        })
+    }
 }
 
 impl LabBackend for SimBackend {
@@ -84,20 +138,28 @@ impl LabBackend for SimBackend {
     type Clk = SimClock;
 
     fn info(&self) -> BackendInfo {
-        let c = self.model.llama.config();
+        let model = self.cost.model();
         BackendInfo {
             executor: "sim".into(),
-            model: self.model.name(),
-            kv_bytes_per_token: self.kv_bytes_per_token,
-            kv_dtype: "f32 (as the real executor stores it)".into(),
-            max_model_len: c.context_length,
-            vocab_size: c.vocab_size,
+            model: match &self.tokenizer_of {
+                Some(m) => m.name(),
+                None => model.name.clone(),
+            },
+            kv_bytes_per_token: model.kv_bytes_per_token(),
+            kv_dtype: format!("{} bytes per element", model.kv_dtype_bytes),
+            max_model_len: model.max_context,
+            vocab_size: model.vocab,
             details: vec![self.description.clone()],
+            pool_blocks: self.pool_blocks,
         }
     }
 
     fn tokenize(&self, text: &str) -> Vec<TokenId> {
-        self.model.tokenizer.encode(text).unwrap_or_default()
+        self.tokenizer_of.as_ref().map(|m| m.tokenizer.encode(text).unwrap_or_default()).unwrap_or_default()
+    }
+
+    fn vocab_for_synthetic_prompts(&self) -> Option<u32> {
+        self.tokenizer_of.is_none().then_some(self.cost.model().vocab as u32)
     }
 
     fn start(&mut self, _num_blocks: usize, _block_size: usize) -> Result<(SimExecutor, SimClock), String> {

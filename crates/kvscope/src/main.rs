@@ -1,6 +1,7 @@
 //! The `kvscope` command line: one CLI over the engine, the lab, the server
 //! and the simulator.
 
+mod capacity_table;
 mod cmd_bench;
 mod cmd_exercise;
 mod cmd_generate;
@@ -8,7 +9,10 @@ mod cmd_lab;
 mod cmd_serve;
 mod cmd_sim;
 mod lab_backends;
+mod machine;
+mod preflight;
 mod real_model;
+mod sim_calibrate;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -31,7 +31,7 @@ fn every_instruction_set_gives_the_same_logits() {
     for kernels in ["int8", "f32"] {
         let (best, ids, logprobs) = generate(kernels, None);
         let mut checked = vec![best.clone()];
-        for cap in ["avx2", "portable"] {
+        for cap in ["avx-vnni", "avx2", "portable"] {
             let (isa, cap_ids, cap_logprobs) = generate(kernels, Some(cap));
             if checked.contains(&isa) {
                 continue; // this CPU has nothing between the best path and the cap

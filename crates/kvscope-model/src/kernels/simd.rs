@@ -16,7 +16,8 @@ pub enum Isa {
     Portable,
 }
 
-/// The ISA this process uses. `KVSCOPE_ISA=avx2` or `=portable` caps it
+/// The ISA this process uses. `KVSCOPE_ISA=avx2` (or `=avx-vnni`, which
+/// caps the int8 kernels there) or `=portable` caps it
 /// (to test those paths on a machine that has AVX-512).
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
@@ -27,7 +28,7 @@ pub fn isa() -> Isa {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            if cap != "avx2" && std::arch::is_x86_feature_detected!("avx512f") {
+            if !matches!(cap.as_str(), "avx2" | "avx-vnni") && std::arch::is_x86_feature_detected!("avx512f") {
                 return Isa::Avx512;
             }
             if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {

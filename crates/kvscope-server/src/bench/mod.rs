@@ -76,6 +76,9 @@ pub struct BenchArgs {
     /// Where to write the JSON result.
     #[arg(long)]
     pub result_file: Option<PathBuf>,
+    /// Sent as `Authorization: Bearer KEY` (a server started with --api-key).
+    #[arg(long, env = "KVSCOPE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
 impl Default for BenchArgs {
@@ -97,6 +100,7 @@ impl Default for BenchArgs {
             ignore_eos: false,
             seed: 0,
             result_file: None,
+            api_key: None,
         }
     }
 }

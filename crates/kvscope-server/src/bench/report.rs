@@ -1,5 +1,6 @@
 //! What a benchmark run measured, as vLLM's `bench serve` reports it.
 
+use kvscope_experiment::Dist;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -13,27 +14,12 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// From samples in seconds.
+    /// From samples in seconds, with the one percentile convention of every
+    /// kvscope table (linear interpolation, numpy's and vLLM's).
     pub fn of_seconds(samples: &[f64]) -> Stats {
-        if samples.is_empty() {
-            return Stats::default();
-        }
-        let mut v: Vec<f64> = samples.iter().map(|s| s * 1000.0).collect();
-        v.sort_by(|a, b| a.total_cmp(b));
-        Stats {
-            mean: v.iter().sum::<f64>() / v.len() as f64,
-            median: percentile(&v, 50.0),
-            p90: percentile(&v, 90.0),
-            p99: percentile(&v, 99.0),
-        }
+        let d = Dist::of(samples.iter().copied()).scaled(1000.0);
+        Stats { mean: d.mean, median: d.p50, p90: d.p90, p99: d.p99 }
     }
-}
-
-/// Linear interpolation between closest ranks (numpy's default).
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = p / 100.0 * (sorted.len() - 1) as f64;
-    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

@@ -22,7 +22,14 @@ struct Outcome {
 
 pub async fn run(args: &BenchArgs, requests: Option<Vec<BenchRequest>>) -> anyhow::Result<BenchReport> {
     let base = args.base_url.trim_end_matches('/').to_string();
-    let client = reqwest::Client::builder().build()?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = args.api_key.as_deref().filter(|k| !k.is_empty()) {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|_| anyhow::anyhow!("--api-key holds characters a header cannot carry"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    let client = reqwest::Client::builder().default_headers(headers).build()?;
     let models: Value = {
         let resp = client
             .get(format!("{base}/v1/models"))

@@ -68,6 +68,12 @@ pub struct SlowExecutor {
     delay: Duration,
 }
 
+impl SlowExecutor {
+    pub fn new(inner: PagedTokenExecutor, delay: Duration) -> Self {
+        SlowExecutor { inner, delay }
+    }
+}
+
 impl Executor for SlowExecutor {
     fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
         std::thread::sleep(self.delay);
@@ -80,8 +86,15 @@ pub fn config(num_blocks: usize, block_size: usize, max_running: usize, max_wait
         addr: "127.0.0.1:0".parse().unwrap(),
         max_waiting,
         served_model_name: None,
+        limits: kvscope_server::limits::Limits::default(),
+        api_key: None,
         engine: EngineConfig {
-            scheduler: SchedulerConfig { max_running, max_batched_tokens: 256, max_model_len: 128 },
+            scheduler: SchedulerConfig {
+                max_running,
+                max_batched_tokens: 256,
+                max_model_len: 128,
+                long_prefill_token_threshold: 0,
+            },
             pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: true, bytes_per_block: 0 },
             vocab_size: Some(VOCAB),
         },

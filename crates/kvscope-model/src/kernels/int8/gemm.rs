@@ -66,6 +66,8 @@ fn run(isa: Int8Isa, act: &QuantizedRows, w: &PackedInt8, y: &mut [f32], n: usiz
                 #[cfg(target_arch = "x86_64")]
                 Int8Isa::Avx512Vnni => super::vnni512::columns(a, w, g0, g1, yp, n),
                 #[cfg(target_arch = "x86_64")]
+                Int8Isa::AvxVnni => super::avx2::columns_vnni(a, w, g0, g1, yp, n),
+                #[cfg(target_arch = "x86_64")]
                 Int8Isa::Avx2 => super::avx2::columns(a, w, g0, g1, yp, n),
                 _ => super::portable::columns(a, w, g0, g1, yp, n),
             }
@@ -87,7 +89,7 @@ mod tests {
     }
 
     fn paths() -> Vec<Int8Isa> {
-        let all = [Int8Isa::Avx512Vnni, Int8Isa::Avx2, Int8Isa::Portable];
+        let all = [Int8Isa::Avx512Vnni, Int8Isa::AvxVnni, Int8Isa::Avx2, Int8Isa::Portable];
         let (have, lack): (Vec<_>, Vec<_>) = all.into_iter().partition(|i| i.available());
         if !lack.is_empty() {
             eprintln!("not checked on this CPU: {lack:?}");

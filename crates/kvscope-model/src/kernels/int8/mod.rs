@@ -30,8 +30,9 @@
 //! Weights are repacked once at load (`pack`) into records of 16 output
 //! columns × one 32-value block, the bytes of each column interleaved 4 at a
 //! time, so that one 64-byte load feeds one `vpdpbusd` that advances 16
-//! columns by 4 products each (`vnni512`), or two 32-byte halves on AVX2
-//! (`avx2`); `portable` reads the same records in plain Rust.
+//! columns by 4 products each (`vnni512`), or two 32-byte halves on
+//! AVX-VNNI or AVX2 (`avx2`); `portable` reads the same records in plain
+//! Rust.
 //!
 //! AMX is not implemented yet: the machines this was built and tested on
 //! have no AMX, and an untested tile kernel is not shipped.
@@ -55,6 +56,8 @@ pub use pack::PackedInt8;
 pub enum Int8Isa {
     /// AVX-512 with VNNI (`vpdpbusd` on 64 bytes).
     Avx512Vnni,
+    /// AVX-VNNI (`vpdpbusd` on 32 bytes; AVX2-class CPUs that have it).
+    AvxVnni,
     /// AVX2 (`vpmaddubsw` + `vpmaddwd` on 32 bytes).
     Avx2,
     Portable,
@@ -64,6 +67,7 @@ impl Int8Isa {
     pub fn name(self) -> &'static str {
         match self {
             Int8Isa::Avx512Vnni => "avx512-vnni",
+            Int8Isa::AvxVnni => "avx-vnni",
             Int8Isa::Avx2 => "avx2",
             Int8Isa::Portable => "portable",
         }
@@ -81,6 +85,13 @@ impl Int8Isa {
                     && std::arch::is_x86_feature_detected!("fma")
             }
             #[cfg(target_arch = "x86_64")]
+            Int8Isa::AvxVnni => {
+                std::arch::is_x86_feature_detected!("avxvnni")
+                    && std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("f16c")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
             Int8Isa::Avx2 => {
                 std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("f16c")
@@ -93,8 +104,9 @@ impl Int8Isa {
     }
 }
 
-/// The best int8 path this process may use. `KVSCOPE_ISA=avx2` or
-/// `=portable` caps it, as it caps the f32 kernels (`simd::isa`).
+/// The best int8 path this process may use. `KVSCOPE_ISA=avx-vnni`,
+/// `=avx2` or `=portable` caps it (the first two cap the f32 kernels at
+/// AVX2, see `simd::isa`).
 pub fn int8_isa() -> Int8Isa {
     static ISA: std::sync::OnceLock<Int8Isa> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| {
@@ -102,7 +114,8 @@ pub fn int8_isa() -> Int8Isa {
         let allowed: &[Int8Isa] = match cap.as_str() {
             "portable" => &[Int8Isa::Portable],
             "avx2" => &[Int8Isa::Avx2, Int8Isa::Portable],
-            _ => &[Int8Isa::Avx512Vnni, Int8Isa::Avx2, Int8Isa::Portable],
+            "avx-vnni" => &[Int8Isa::AvxVnni, Int8Isa::Avx2, Int8Isa::Portable],
+            _ => &[Int8Isa::Avx512Vnni, Int8Isa::AvxVnni, Int8Isa::Avx2, Int8Isa::Portable],
         };
         allowed.iter().copied().find(|i| i.available()).unwrap_or(Int8Isa::Portable)
     })

@@ -16,9 +16,13 @@ pub enum DatasetError {
     Format { path: String, msg: String },
 }
 
+/// The most a dataset file may hold. ShareGPT's usual file is ~0.7 GB; a
+/// device or a pipe (`/dev/zero`) would otherwise be read without end.
+pub const MAX_DATASET_BYTES: u64 = 1 << 30;
+
 pub fn load_prompts(path: &Path) -> Result<Vec<String>, DatasetError> {
+    let text = read_bounded(path, MAX_DATASET_BYTES)?;
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| DatasetError::Io { path: name.clone(), source })?;
     let prompts = if text.trim_start().starts_with('[') {
         parse_sharegpt(&text).map_err(|msg| DatasetError::Format { path: name.clone(), msg })?
     } else {
@@ -28,6 +32,38 @@ pub fn load_prompts(path: &Path) -> Result<Vec<String>, DatasetError> {
         return Err(DatasetError::Format { path: name, msg: "no prompts found".into() });
     }
     Ok(prompts)
+}
+
+/// Reads a regular file of at most `limit` bytes as UTF-8. The bound holds
+/// even for a file that grows while it is read.
+fn read_bounded(path: &Path, limit: u64) -> Result<String, DatasetError> {
+    use std::io::Read;
+    let name = path.display().to_string();
+    let io = |source| DatasetError::Io { path: name.clone(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(DatasetError::Format {
+            path: name,
+            msg: "not a regular file (a device, pipe or directory): give a JSONL or ShareGPT JSON file".into(),
+        });
+    }
+    let too_big = |size: u64| DatasetError::Format {
+        path: name.clone(),
+        msg: format!("{size} bytes or more, above the limit of {limit} bytes: use a smaller file or a subset"),
+    };
+    if meta.len() > limit {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| DatasetError::Format {
+        path: name.clone(),
+        msg: format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+    })
 }
 
 fn parse_jsonl(text: &str) -> Result<Vec<String>, (usize, String)> {
@@ -64,6 +100,24 @@ fn parse_sharegpt(text: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refuses_devices_and_oversized_files_before_reading_them() {
+        if std::path::Path::new("/dev/zero").exists() {
+            let err = load_prompts(std::path::Path::new("/dev/zero")).unwrap_err().to_string();
+            assert!(err.contains("not a regular file"), "{err}");
+        }
+        let dir = std::env::temp_dir().join(format!("kvscope-dataset-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = load_prompts(&dir).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        let file = dir.join("big.jsonl");
+        std::fs::write(&file, "{\"prompt\":\"hello\"}\n".repeat(10)).unwrap();
+        let err = read_bounded(&file, 50).unwrap_err().to_string();
+        assert!(err.contains("above the limit of 50 bytes"), "{err}");
+        assert_eq!(load_prompts(&file).unwrap().len(), 10);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn reads_jsonl_and_sharegpt() {

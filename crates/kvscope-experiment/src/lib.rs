@@ -1,0 +1,30 @@
+//! kvscope-experiment: one definition of an experiment, used by the lab
+//! (`kvscope lab`), the simulator (`kvscope sim`) and the load generator
+//! (`kvscope bench serve --lab-workload`).
+//!
+//! - [`workload`]: named cases (`short_ctx`, `long_ctx`, `mixed_ctx`, the
+//!   shared-prefix case) at a [`workload::Scale`]; fixed, jittered,
+//!   alternating or uniform-random lengths; all-at-once, Poisson or gamma
+//!   arrivals; prompts from kvscope's prose generator ([`textgen`]), a
+//!   dataset file ([`dataset`]) or synthetic token ids.
+//! - [`driver`]: the one arrival loop: submits each request at its time on
+//!   the engine's clock, steps any executor until everything finished, and
+//!   keeps what the tables need (with every step's events, or only the
+//!   summary, which lets the simulator advance decode runs in one go).
+//! - [`capacity`]: the capacity row and table (CSV via `csv`, JSON via
+//!   `serde`), [`throughput`]: a run's throughput under vLLM's key names,
+//!   and [`dist`]: the one percentile convention.
+
+pub mod capacity;
+pub mod dataset;
+pub mod dist;
+pub mod driver;
+pub mod textgen;
+pub mod throughput;
+pub mod workload;
+
+pub use capacity::CapacityRow;
+pub use dist::Dist;
+pub use driver::{run_case, CaseRun, Detail, RequestResult, RunError};
+pub use throughput::Throughput;
+pub use workload::{Arrival, CaseSpec, Lengths, PromptSource, Scale, WorkloadRequest, CASE_NAMES};

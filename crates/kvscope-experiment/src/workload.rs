@@ -1,0 +1,455 @@
+//! Workloads: how many requests, how long their prompts and outputs are,
+//! and when each arrives. Deterministic under a seed.
+//!
+//! A case name means one experiment everywhere: `long_ctx` is the same
+//! shape (long prompts, jittered by an eighth, arriving together) in the
+//! lab, the simulator and the bench; only its [`Scale`] — the sizes — says
+//! whether it is the quick lab, the full lab on the CPU model, or the same
+//! case grown to a GPU's KV pool.
+
+use crate::textgen::{passage, Rng};
+use kvscope_core::{Seconds, TokenId};
+use rand_distr::Distribution;
+use serde::Serialize;
+
+/// The lab's capacity cases, in table order.
+pub const CASE_NAMES: [&str; 3] = ["short_ctx", "long_ctx", "mixed_ctx"];
+
+/// When requests arrive.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Arrival {
+    /// Everyone at t = 0: the offered concurrency is the number of requests.
+    AllAtOnce,
+    /// A Poisson process at `rate` requests per second.
+    Poisson { rate: f64 },
+    /// Gamma-distributed gaps with mean `1 / rate` and shape `shape` (below
+    /// 1: burstier than Poisson), as `vllm bench serve --burstiness`.
+    Gamma { rate: f64, shape: f64 },
+}
+
+impl Arrival {
+    /// From a request rate (`inf` or non-positive: all at once) and a gamma
+    /// shape (1: Poisson).
+    pub fn from_rate(rate: f64, burstiness: f64) -> Arrival {
+        if !(rate.is_finite() && rate > 0.0) {
+            Arrival::AllAtOnce
+        } else if burstiness == 1.0 {
+            Arrival::Poisson { rate }
+        } else {
+            Arrival::Gamma { rate, shape: burstiness }
+        }
+    }
+
+    /// The rate in requests per second (`inf` for all at once).
+    pub fn rate(&self) -> f64 {
+        match *self {
+            Arrival::AllAtOnce => f64::INFINITY,
+            Arrival::Poisson { rate } | Arrival::Gamma { rate, .. } => rate,
+        }
+    }
+
+    /// The gap before the next arrival.
+    fn gap(&self, rng: &mut Rng) -> Seconds {
+        match *self {
+            Arrival::AllAtOnce => 0.0,
+            Arrival::Poisson { rate } => rng.exponential(rate),
+            Arrival::Gamma { rate, shape } => {
+                rand_distr::Gamma::new(shape, 1.0 / (rate * shape)).map_or(0.0, |g| g.sample(&mut RandAdapter(rng)))
+            }
+        }
+    }
+
+    /// For tables: "all at once", "Poisson 2.00 req/s", …
+    pub fn label(&self) -> String {
+        match *self {
+            Arrival::AllAtOnce => "all at once".into(),
+            Arrival::Poisson { rate } => format!("Poisson {rate:.2} req/s"),
+            Arrival::Gamma { rate, shape } => format!("gamma {rate:.2} req/s, shape {shape}"),
+        }
+    }
+}
+
+/// Lengths (prompt or output, in tokens) of a case's requests.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Lengths {
+    Fixed {
+        tokens: usize,
+    },
+    /// About `tokens` (uniform within ±`jitter`).
+    Around {
+        tokens: usize,
+        jitter: usize,
+    },
+    /// Uniform in `min..=max`.
+    Uniform {
+        min: usize,
+        max: usize,
+    },
+    /// `first`, `second`, `first`, `second`, … by request index.
+    Alternating {
+        first: usize,
+        second: usize,
+    },
+}
+
+impl Lengths {
+    /// Length of request `i`; draws from `rng` only when random.
+    fn draw(&self, i: usize, rng: &mut Rng) -> usize {
+        match *self {
+            Lengths::Fixed { tokens } => tokens.max(1),
+            Lengths::Around { tokens, jitter } => {
+                let j = if jitter == 0 { 0 } else { rng.below(2 * jitter + 1) };
+                (tokens + j).saturating_sub(jitter).max(1)
+            }
+            Lengths::Uniform { min, max } => rng.range(min as u64, max.max(min) as u64) as usize,
+            Lengths::Alternating { first, second } => {
+                if i.is_multiple_of(2) {
+                    first
+                } else {
+                    second
+                }
+            }
+        }
+    }
+
+    /// The largest length it can give.
+    pub fn max(&self) -> usize {
+        match *self {
+            Lengths::Fixed { tokens } => tokens,
+            Lengths::Around { tokens, jitter } => tokens + jitter,
+            Lengths::Uniform { min, max } => max.max(min),
+            Lengths::Alternating { first, second } => first.max(second),
+        }
+    }
+}
+
+/// The sizes of the named cases. `Quick` and `Lab` are the lab's own on
+/// the CPU model; `Gpu` grows the same cases to a GPU's KV pool: longer
+/// prompts and outputs, and about twice as many requests as the pool holds
+/// at once, so the pool still decides how many run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scale {
+    Quick,
+    Lab,
+    Gpu,
+}
+
+/// What a [`Scale`] sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Sizes {
+    pub short_prompt: usize,
+    pub long_prompt: usize,
+    pub output_tokens: usize,
+    pub short_requests: usize,
+    pub long_requests: usize,
+    pub mixed_requests: usize,
+}
+
+impl Scale {
+    /// The sizes for a pool of `pool_tokens` token slots (only `Gpu`
+    /// depends on it).
+    pub fn sizes(self, pool_tokens: usize) -> Sizes {
+        match self {
+            Scale::Quick => Sizes {
+                short_prompt: 48,
+                long_prompt: 384,
+                output_tokens: 16,
+                short_requests: 10,
+                long_requests: 5,
+                mixed_requests: 8,
+            },
+            Scale::Lab => Sizes {
+                short_prompt: 128,
+                long_prompt: 1536,
+                output_tokens: 64,
+                short_requests: 32,
+                long_requests: 12,
+                mixed_requests: 24,
+            },
+            Scale::Gpu => {
+                let (short, long, out) = (512, 4096, 128);
+                let twice_the_pool = |len: usize| (2 * pool_tokens / (len + out)).max(8);
+                Sizes {
+                    short_prompt: short,
+                    long_prompt: long,
+                    output_tokens: out,
+                    short_requests: twice_the_pool(short),
+                    long_requests: twice_the_pool(long),
+                    mixed_requests: twice_the_pool((short + long) / 2),
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CaseSpec {
+    pub name: String,
+    pub num_requests: usize,
+    pub prompt_lengths: Lengths,
+    /// Tokens each request generates (end-of-sequence is ignored, so that
+    /// output lengths, and thus KV growth, follow the workload).
+    pub output_lengths: Lengths,
+    pub arrival: Arrival,
+    /// Tokens of a system prompt every request starts with (0: none).
+    pub shared_prefix_tokens: usize,
+    pub seed: u64,
+}
+
+/// One request of a generated workload.
+#[derive(Clone, Debug)]
+pub struct WorkloadRequest {
+    pub index: usize,
+    pub arrival: Seconds,
+    pub prompt: Vec<TokenId>,
+    pub max_tokens: usize,
+}
+
+/// Where prompt tokens come from.
+pub enum PromptSource<'a> {
+    /// Prose from kvscope's seeded generator, tokenized by the model's
+    /// tokenizer and cut to the exact length.
+    Generated { tokenize: &'a dyn Fn(&str) -> Vec<TokenId> },
+    /// Texts from a dataset file, in order (cycled if too few), tokenized
+    /// and cut or extended with generated prose to the exact length.
+    Dataset { tokenize: &'a dyn Fn(&str) -> Vec<TokenId>, texts: &'a [String] },
+    /// Random token ids below `vocab`, with a distinct first token per
+    /// request so that no two prompts share a prefix by accident (the
+    /// simulator, which needs no text).
+    Synthetic { vocab: u32 },
+}
+
+impl CaseSpec {
+    /// The named case `name` at `scale` (see [`CASE_NAMES`]).
+    pub fn named(name: &str, scale: Scale, pool_tokens: usize, seed: u64) -> Option<CaseSpec> {
+        standard_cases(scale, pool_tokens, seed).into_iter().find(|c| c.name == name)
+    }
+
+    /// Builds the requests, in arrival order.
+    pub fn generate(&self, source: &PromptSource) -> Vec<WorkloadRequest> {
+        self.requests(source).collect()
+    }
+
+    /// The requests one by one, in arrival order, drawn as they are taken
+    /// (a simulation of 100,000 long prompts never holds them all).
+    pub fn requests<'a>(&'a self, source: &'a PromptSource<'a>) -> impl Iterator<Item = WorkloadRequest> + 'a {
+        let mut rng = Rng::new(self.seed);
+        let prefix = self.shared_prefix(source);
+        let mut t = 0.0;
+        (0..self.num_requests).map(move |i| {
+            let len = self.prompt_lengths.draw(i, &mut rng).max(prefix.len() + 1);
+            let own = len - prefix.len();
+            let mut prompt = prefix.clone();
+            match source {
+                PromptSource::Generated { tokenize } => {
+                    let text = passage(&mut rng, own);
+                    prompt.extend(exact_tokens(*tokenize, &text, own, &mut rng));
+                }
+                PromptSource::Dataset { tokenize, texts } => {
+                    let text = if texts.is_empty() { passage(&mut rng, own) } else { texts[i % texts.len()].clone() };
+                    prompt.extend(exact_tokens(*tokenize, &text, own, &mut rng));
+                }
+                PromptSource::Synthetic { vocab } => {
+                    let vocab = (*vocab).max(2);
+                    prompt.push((i as u64 % u64::from(vocab)) as TokenId);
+                    synthetic_tokens(&mut rng, vocab, own - 1, &mut prompt);
+                }
+            }
+            let max_tokens = self.output_lengths.draw(i, &mut rng);
+            if i > 0 {
+                t += self.arrival.gap(&mut rng);
+            }
+            WorkloadRequest { index: i, arrival: t, prompt, max_tokens }
+        })
+    }
+
+    /// The system prompt every request starts with (empty when none).
+    fn shared_prefix(&self, source: &PromptSource) -> Vec<TokenId> {
+        if self.shared_prefix_tokens == 0 {
+            return Vec::new();
+        }
+        let mut rng = Rng::new(self.seed ^ 0x5157_u64);
+        match source {
+            PromptSource::Generated { tokenize } | PromptSource::Dataset { tokenize, .. } => {
+                let mut text = String::from("You are a careful assistant for a small coastal town. Background:\n");
+                text.push_str(&passage(&mut rng, self.shared_prefix_tokens));
+                exact_tokens(*tokenize, &text, self.shared_prefix_tokens, &mut rng)
+            }
+            PromptSource::Synthetic { vocab } => {
+                let mut prefix = Vec::with_capacity(self.shared_prefix_tokens);
+                synthetic_tokens(&mut rng, (*vocab).max(2), self.shared_prefix_tokens, &mut prefix);
+                prefix
+            }
+        }
+    }
+
+    /// Mean prompt length the spec asks for (tokens), for tables.
+    pub fn mean_prompt_len(&self) -> f64 {
+        match self.prompt_lengths {
+            Lengths::Fixed { tokens } | Lengths::Around { tokens, .. } => tokens as f64,
+            Lengths::Uniform { min, max } => (min + max.max(min)) as f64 / 2.0,
+            Lengths::Alternating { first, second } => {
+                let firsts = self.num_requests.div_ceil(2);
+                (first * firsts + second * (self.num_requests - firsts)) as f64 / self.num_requests.max(1) as f64
+            }
+        }
+    }
+}
+
+/// Appends `n` token ids uniform below `vocab`: two per draw, each half of
+/// the draw scaled into range by a multiply (a simulated run of 100,000
+/// long prompts draws hundreds of millions).
+fn synthetic_tokens(rng: &mut Rng, vocab: u32, n: usize, out: &mut Vec<TokenId>) {
+    let scale = |half: u64| ((half * u64::from(vocab)) >> 32) as TokenId;
+    out.reserve(n);
+    for _ in 0..n / 2 {
+        let x = rng.next_u64();
+        out.push(scale(x >> 32));
+        out.push(scale(x & 0xffff_ffff));
+    }
+    if n % 2 == 1 {
+        out.push(scale(rng.next_u64() >> 32));
+    }
+}
+
+/// Tokens of `text`, extended with more generated prose until there are
+/// `n`, then cut to exactly `n`.
+fn exact_tokens(tokenize: &dyn Fn(&str) -> Vec<TokenId>, text: &str, n: usize, rng: &mut Rng) -> Vec<TokenId> {
+    let mut text = text.to_string();
+    loop {
+        let mut ids = tokenize(&text);
+        if ids.len() >= n {
+            ids.truncate(n);
+            return ids;
+        }
+        text.push(' ');
+        text.push_str(&passage(rng, n - ids.len()));
+    }
+}
+
+/// The lab's three capacity cases at `scale`; `pool_tokens` sizes the
+/// `Gpu` scale.
+pub fn standard_cases(scale: Scale, pool_tokens: usize, seed: u64) -> Vec<CaseSpec> {
+    let s = scale.sizes(pool_tokens);
+    let output_lengths = Lengths::Fixed { tokens: s.output_tokens };
+    let case = |name: &str, num_requests, prompt_lengths, seed| CaseSpec {
+        name: name.into(),
+        num_requests,
+        prompt_lengths,
+        output_lengths: output_lengths.clone(),
+        arrival: Arrival::AllAtOnce,
+        shared_prefix_tokens: 0,
+        seed,
+    };
+    vec![
+        case(
+            "short_ctx",
+            s.short_requests,
+            Lengths::Around { tokens: s.short_prompt, jitter: s.short_prompt / 4 },
+            seed,
+        ),
+        case(
+            "long_ctx",
+            s.long_requests,
+            Lengths::Around { tokens: s.long_prompt, jitter: s.long_prompt / 8 },
+            seed + 1,
+        ),
+        case(
+            "mixed_ctx",
+            s.mixed_requests,
+            Lengths::Alternating { first: s.long_prompt, second: s.short_prompt },
+            seed + 2,
+        ),
+    ]
+}
+
+/// The prefix-sharing variant: every request starts with the same long
+/// system prompt, so prefix reuse can happen.
+pub fn shared_prefix_case(scale: Scale, seed: u64) -> CaseSpec {
+    let (n, prefix, own, out, rate) = match scale {
+        Scale::Quick => (8, 128, 32, 8, 4.0),
+        Scale::Lab => (24, 512, 96, 32, 2.0),
+        Scale::Gpu => (256, 2048, 256, 128, 20.0),
+    };
+    CaseSpec {
+        name: "shared_prefix".into(),
+        num_requests: n,
+        prompt_lengths: Lengths::Around { tokens: prefix + own, jitter: own / 2 },
+        output_lengths: Lengths::Fixed { tokens: out },
+        arrival: Arrival::Poisson { rate },
+        shared_prefix_tokens: prefix,
+        seed: seed + 3,
+    }
+}
+
+/// Lets `rand_distr` draw from kvscope's one seeded generator.
+struct RandAdapter<'a>(&'a mut Rng);
+
+impl rand::RngCore for RandAdapter<'_> {
+    fn next_u32(&mut self) -> u32 {
+        (self.0.next_u64() >> 32) as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        for chunk in dst.chunks_mut(8) {
+            chunk.copy_from_slice(&self.0.next_u64().to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<TokenId> {
+        text.split_whitespace().map(|w| w.len() as TokenId).collect()
+    }
+
+    #[test]
+    fn prompts_have_exact_lengths_and_are_reproducible() {
+        let case = &standard_cases(Scale::Quick, 0, 7)[2];
+        let source = PromptSource::Generated { tokenize: &words };
+        let a = case.generate(&source);
+        let b = case.generate(&source);
+        assert_eq!(a.len(), 8);
+        assert_eq!(a[0].prompt.len(), 384);
+        assert_eq!(a[1].prompt.len(), 48);
+        assert!(a.iter().zip(&b).all(|(x, y)| x.prompt == y.prompt && x.arrival == y.arrival));
+    }
+
+    #[test]
+    fn shared_prefix_case_shares_its_prefix() {
+        for source in [PromptSource::Generated { tokenize: &words }, PromptSource::Synthetic { vocab: 1000 }] {
+            let reqs = shared_prefix_case(Scale::Quick, 1).generate(&source);
+            assert!(reqs.iter().all(|r| r.prompt[..128] == reqs[0].prompt[..128]));
+            assert!(reqs.windows(2).all(|w| w[1].arrival > w[0].arrival));
+        }
+    }
+
+    #[test]
+    fn synthetic_prompts_share_no_first_token_and_stay_in_vocab() {
+        let case = CaseSpec {
+            prompt_lengths: Lengths::Uniform { min: 10, max: 20 },
+            output_lengths: Lengths::Uniform { min: 1, max: 5 },
+            arrival: Arrival::from_rate(10.0, 0.5),
+            ..CaseSpec::named("short_ctx", Scale::Quick, 0, 3).unwrap()
+        };
+        let reqs = case.generate(&PromptSource::Synthetic { vocab: 50 });
+        assert!(reqs.iter().all(|r| (10..=20).contains(&r.prompt.len()) && (1..=5).contains(&r.max_tokens)));
+        assert!(reqs.iter().all(|r| r.prompt.iter().all(|&t| t < 50)));
+        assert!(reqs.iter().enumerate().all(|(i, r)| r.prompt[0] == i as u32));
+        assert!(reqs.windows(2).all(|w| w[1].arrival >= w[0].arrival) && reqs.last().unwrap().arrival > 0.0);
+    }
+
+    #[test]
+    fn the_gpu_scale_offers_about_twice_the_pool() {
+        let s = Scale::Gpu.sizes(100_000);
+        assert_eq!(s.long_requests, 2 * 100_000 / (4096 + 128));
+        assert_eq!(Scale::Lab.sizes(100_000), Scale::Lab.sizes(0));
+    }
+}

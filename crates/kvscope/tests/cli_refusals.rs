@@ -1,0 +1,113 @@
+//! Configurations that can never work are refused with a message naming
+//! the flag, before any KV is allocated (and, where the model is not
+//! needed to judge, before it loads) — instead of hanging, spinning,
+//! panicking or being OOM-killed. Each run is bounded in memory (ulimit -v)
+//! and time, so a regression fails the test instead of taking the machine.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs `kvscope ARGS` under an 8 GB address-space limit for at most 120 s;
+/// returns (success, stderr).
+fn run_bounded(args: &[&str]) -> (bool, String) {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 8000000; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_kvscope"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .env("RUST_LIB_BACKTRACE", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kvscope {args:?} still running after 120 s: the configuration was not refused");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    (status.success(), stderr)
+}
+
+fn assert_refused(args: &[&str], names: &str) {
+    let (ok, stderr) = run_bounded(args);
+    assert!(!ok, "kvscope {args:?} should be refused");
+    assert!(stderr.contains(names), "kvscope {args:?}: the error should name {names:?}:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "kvscope {args:?} panicked:\n{stderr}");
+}
+
+#[test]
+fn serve_refuses_unworkable_flags_before_loading_the_model() {
+    for (args, names) in [
+        (&["serve", "--max-num-seqs", "0"][..], "--max-num-seqs"),
+        (&["serve", "--max-num-batched-tokens", "0"], "--max-num-batched-tokens"),
+        (&["serve", "--max-num-seqs", "64", "--max-num-batched-tokens", "32"], "at least 64"),
+        (&["serve", "--kv-blocks", "0"], "--kv-blocks"),
+        (&["serve", "--block-size", "100000"], "--block-size"),
+        (&["serve", "--block-size", "0"], "--block-size"),
+        (&["serve", "--host", "no such host name.invalid"], "--host"),
+        // localhost and ::1 parse: the refusal is about the next bad flag.
+        (&["serve", "--host", "localhost", "--kv-blocks", "0"], "--kv-blocks"),
+        (&["serve", "--host", "::1", "--kv-blocks", "0"], "--kv-blocks"),
+        (&["serve", "--header-timeout-s", "0"], "--header-timeout-s"),
+    ] {
+        // A model path that does not exist: had the model been loaded
+        // first, the error would be about it instead of the flag.
+        let mut args = args.to_vec();
+        args.extend(["--model", "/nonexistent/kvscope-test.gguf"]);
+        let (ok, stderr) = run_bounded(&args);
+        assert!(!ok, "kvscope {args:?} should be refused");
+        assert!(stderr.contains(names), "kvscope {args:?}: the error should name {names:?}:\n{stderr}");
+        assert!(!stderr.contains("kvscope-test.gguf"), "kvscope {args:?} loaded the model before refusing:\n{stderr}");
+    }
+}
+
+#[test]
+fn a_pool_larger_than_memory_is_refused_before_allocation() {
+    assert_refused(&["serve", "--port", "0", "--kv-blocks", "100000000000"], "MiB of memory are available");
+}
+
+#[test]
+fn lab_refuses_zero_limits_a_device_dataset_and_a_bad_out_before_running() {
+    let dir = std::env::temp_dir().join(format!("kvscope-refusals-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out");
+    let out = out.to_str().unwrap();
+    assert_refused(&["lab", "--quick", "--out", out, "--max-running", "0"], "--max-running");
+    assert_refused(&["lab", "--quick", "--out", out, "--max-batched-tokens", "0"], "--max-batched-tokens");
+    assert_refused(&["lab", "--quick", "--out", out, "--kv-blocks", "0"], "--kv-blocks");
+    assert_refused(&["lab", "--quick", "--out", out, "--dataset", "/dev/zero"], "not a regular file");
+    let file = dir.join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    assert_refused(&["lab", "--quick", "--out", file.to_str().unwrap()], "is a file, not a directory");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn generate_and_bench_check_the_request_against_the_context_before_allocating() {
+    assert_refused(&["generate", "--prompt", "hi", "--max-tokens", "100000"], "exceeds the model's context");
+    assert_refused(&["generate", "--prompt", "hi", "--top-p", "0"], "top_p");
+    assert_refused(&["bench", "throughput", "--prompt-len", "100000"], "exceeds the model's context");
+}
+
+#[test]
+fn every_subcommand_parses_its_own_flags() {
+    // clap checks its argument definitions when a command is built: a
+    // duplicated flag name makes the command panic on every invocation.
+    for cmd in [&["bench", "serve"][..], &["bench", "throughput"], &["serve"], &["lab"], &["generate"], &["sim"]] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let (ok, stderr) = run_bounded(&args);
+        assert!(ok, "kvscope {args:?}:\n{stderr}");
+    }
+}
