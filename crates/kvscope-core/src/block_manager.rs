@@ -9,6 +9,7 @@
 //! the pool needs it for someone else, least recently released first.
 
 use crate::events::{EventLog, KvEvent, ReleaseReason};
+use crate::holders::Holders;
 use crate::ids::{BlockId, RequestId, TokenId};
 use crate::prefix_hash::{block_hash, BlockHash};
 use crate::sequence::Sequence;
@@ -38,7 +39,7 @@ impl PoolConfig {
 
 #[derive(Clone, Debug, Default)]
 struct Block {
-    holders: Vec<RequestId>,
+    holders: Holders,
     /// Slots holding computed KV.
     filled: usize,
     /// Set once the block is full and indexed in the prefix cache.
@@ -191,7 +192,7 @@ impl BlockManager {
                     BlockState::Free
                 },
                 ref_count: b.holders.len(),
-                holders: b.holders.clone(),
+                holders: b.holders.to_vec(),
                 filled: b.filled,
             })
             .collect()
@@ -359,8 +360,7 @@ impl BlockManager {
         let mut cached = 0;
         for &id in blocks.iter().rev() {
             let block = &mut self.blocks[id.index()];
-            let pos = block.holders.iter().position(|h| *h == seq.id).expect("a block table only lists held blocks");
-            block.holders.swap_remove(pos);
+            assert!(block.holders.remove(seq.id), "a block table only lists held blocks");
             if block.key.is_some() {
                 cached += 1;
             }

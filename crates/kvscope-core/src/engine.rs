@@ -69,6 +69,9 @@ pub struct Engine<E: Executor, C: Clock> {
     pub(crate) step: u64,
     /// Set once the executor declined a decode run (it cannot price one).
     pub(crate) decode_runs_declined: bool,
+    /// Whether each decoded token emits a `decode` event (see
+    /// [`Engine::set_decode_events`]).
+    decode_events: bool,
 }
 
 impl EngineConfig {
@@ -142,6 +145,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
             observers: Vec::new(),
             step: 0,
             decode_runs_declined: false,
+            decode_events: true,
         }
     }
 
@@ -170,6 +174,14 @@ impl<E: Executor, C: Clock> Engine<E, C> {
     }
     pub fn has_work(&self) -> bool {
         self.scheduler.has_work()
+    }
+
+    /// Turns the per-token `decode` events off (or back on). They are one
+    /// event per running sequence per step; a caller that keeps only
+    /// summaries (the simulator's tables) does not ask for them. Every
+    /// other event is still emitted.
+    pub fn set_decode_events(&mut self, on: bool) {
+        self.decode_events = on;
     }
 
     /// Checks a request against everything that would make it unrunnable.
@@ -251,7 +263,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
                     site,
                     KvEvent::Prefill { request_id: id, tokens: item.tokens.len(), computed: seq.num_computed },
                 );
-            } else {
+            } else if self.decode_events {
                 self.log.emit(site, KvEvent::Decode { request_id: id, context_tokens: item.context_tokens() });
             }
             let Some(token) = token else { continue };

@@ -28,6 +28,7 @@ mod decode_run;
 pub mod engine;
 pub mod events;
 pub mod executor;
+mod holders;
 pub mod ids;
 mod invariants;
 pub mod prefix_hash;

@@ -24,7 +24,11 @@ pub fn load_prompts(path: &Path) -> Result<Vec<String>, DatasetError> {
     let text = read_bounded(path, MAX_DATASET_BYTES)?;
     let name = path.display().to_string();
     let prompts = if text.trim_start().starts_with('[') {
-        parse_sharegpt(&text).map_err(|msg| DatasetError::Format { path: name.clone(), msg })?
+        parse_sharegpt(&text)
+            .map_err(|msg| DatasetError::Format { path: name.clone(), msg })?
+            .into_iter()
+            .map(|c| c.prompt)
+            .collect()
     } else {
         parse_jsonl(&text).map_err(|(line, msg)| DatasetError::Line { path: name.clone(), line, msg })?
     };
@@ -79,21 +83,30 @@ fn parse_jsonl(text: &str) -> Result<Vec<String>, (usize, String)> {
     Ok(out)
 }
 
-fn parse_sharegpt(text: &str) -> Result<Vec<String>, String> {
+/// A ShareGPT conversation's first human turn and the turn that answers it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conversation {
+    pub prompt: String,
+    pub reply: Option<String>,
+}
+
+/// The conversations of a ShareGPT JSON array (`[{"conversations": [{"from":
+/// "human", "value": "..."}, ...]}, ...]`) that have a non-empty human (or
+/// user) turn; the lab and `kvscope bench serve` read datasets through it.
+pub fn parse_sharegpt(text: &str) -> Result<Vec<Conversation>, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let items = v.as_array().ok_or("expected a JSON array of conversations")?;
+    let value = |turn: &Value| turn.get("value").and_then(Value::as_str).map(str::to_string);
     Ok(items
         .iter()
         .filter_map(|item| {
-            item.get("conversations")?
-                .as_array()?
+            let turns = item.get("conversations")?.as_array()?;
+            let human = turns
                 .iter()
-                .find(|turn| matches!(turn.get("from").and_then(Value::as_str), Some("human" | "user")))?
-                .get("value")?
-                .as_str()
-                .map(str::to_string)
+                .position(|turn| matches!(turn.get("from").and_then(Value::as_str), Some("human" | "user")))?;
+            let prompt = value(&turns[human]).filter(|p| !p.trim().is_empty())?;
+            Some(Conversation { prompt, reply: turns.get(human + 1).and_then(value) })
         })
-        .filter(|p| !p.trim().is_empty())
         .collect())
 }
 
@@ -124,6 +137,6 @@ mod tests {
         assert_eq!(parse_jsonl("{\"prompt\":\"a\"}\n\n{\"text\":\"b\"}\n").unwrap(), vec!["a", "b"]);
         assert_eq!(parse_jsonl("{\"x\":1}").unwrap_err().0, 1);
         let sg = r#"[{"conversations":[{"from":"human","value":"hi"},{"from":"gpt","value":"yo"}]},{"id":"no turns"}]"#;
-        assert_eq!(parse_sharegpt(sg).unwrap(), vec!["hi"]);
+        assert_eq!(parse_sharegpt(sg).unwrap(), vec![Conversation { prompt: "hi".into(), reply: Some("yo".into()) }]);
     }
 }

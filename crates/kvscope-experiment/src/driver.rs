@@ -17,9 +17,35 @@ pub enum Detail {
     /// Every event and a statistics row per step (the lab's artifacts).
     EveryStep,
     /// Only what the capacity table needs: requests, stall counts, a
-    /// statistics row per step or per decode run. Lets an executor that can
-    /// (the simulator) advance runs of identical decode steps in one go.
+    /// statistics row per step or per decode run; no per-token `decode`
+    /// events. Lets an executor that can (the simulator) advance runs of
+    /// identical decode steps in one go.
     Summary,
+}
+
+/// How to run a case: how much to keep, and when to end.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RunOptions {
+    pub detail: Detail,
+    pub stop: Stop,
+}
+
+impl RunOptions {
+    /// Every step's events, every request to the end (the lab).
+    pub const EVERY_STEP: RunOptions = RunOptions { detail: Detail::EveryStep, stop: Stop::AtTheEnd };
+    /// What the tables need, every request to the end (the simulator).
+    pub const SUMMARY: RunOptions = RunOptions { detail: Detail::Summary, stop: Stop::AtTheEnd };
+}
+
+/// When a run ends.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Stop {
+    /// When every request finished.
+    AtTheEnd,
+    /// As soon as `count` finished requests had a TTFT above `seconds`, or
+    /// at the end: a rate search needs to know that an objective is missed,
+    /// not by how much, and an overloaded run is the slowest to finish.
+    WhenTtftAbove { seconds: Seconds, count: usize },
 }
 
 /// What happened to one request.
@@ -78,6 +104,9 @@ pub struct CaseRun {
     /// Decode runs advanced in one go (0 unless [`Detail::Summary`] on an
     /// executor that prices them).
     pub decode_runs: u64,
+    /// The run ended early under [`Stop::WhenTtftAbove`]: `requests` holds
+    /// only those that finished by then.
+    pub stopped_early: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,10 +127,10 @@ pub fn run_case<E: Executor, C: Clock>(
     config: &EngineConfig,
     spec: &CaseSpec,
     requests: impl IntoIterator<Item = WorkloadRequest>,
-    detail: Detail,
+    options: RunOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(CaseRun, E), RunError> {
-    run_engine(Engine::new(config.clone(), executor, clock), config, spec, requests, detail, progress)
+    run_engine(Engine::new(config.clone(), executor, clock), config, spec, requests, options, progress)
 }
 
 /// `run_case` on an engine the caller built from `config` (one whose block
@@ -111,20 +140,24 @@ pub fn run_engine<E: Executor, C: Clock>(
     config: &EngineConfig,
     spec: &CaseSpec,
     requests: impl IntoIterator<Item = WorkloadRequest>,
-    detail: Detail,
+    options: RunOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(CaseRun, E), RunError> {
+    let RunOptions { detail, stop } = options;
     let mut pending = requests.into_iter().peekable();
     let mut last_arrival = f64::NEG_INFINITY;
     let recorder = Arc::new(Mutex::new(EventRecorder::default()));
     let stats = Arc::new(Mutex::new(StatsCollector::default()));
-    if detail == Detail::EveryStep {
-        engine.add_observer(Box::new(recorder.clone()));
+    match detail {
+        Detail::EveryStep => engine.add_observer(Box::new(recorder.clone())),
+        Detail::Summary => engine.set_decode_events(false),
     }
     engine.add_observer(Box::new(stats.clone()));
     let executor_error = |source| RunError::Executor { case: spec.name.clone(), source };
 
-    let mut finished = Vec::new();
+    let mut finished: Vec<RequestResult> = Vec::new();
+    let mut slow_first_tokens = 0;
+    let mut stopped_early = false;
     let mut rejected = Vec::new();
     let mut decode_runs = 0;
     loop {
@@ -150,6 +183,14 @@ pub fn run_engine<E: Executor, C: Clock>(
             // Kept as results: a finished request's tokens are not needed.
             finished.extend(outcome.finished.iter().map(|seq| RequestResult::of(seq, config.pool.block_size)));
             progress(finished.len() + rejected.len(), spec.num_requests);
+            if let Stop::WhenTtftAbove { seconds, count } = stop {
+                let new = &finished[finished.len() - outcome.finished.len()..];
+                slow_first_tokens += new.iter().filter(|r| r.ttft > seconds).count();
+                if slow_first_tokens >= count {
+                    stopped_early = true;
+                    break;
+                }
+            }
         } else if let Some(at) = next_arrival {
             engine.clock().wait_until(at);
         } else {
@@ -175,6 +216,7 @@ pub fn run_engine<E: Executor, C: Clock>(
         duration,
         steps,
         decode_runs,
+        stopped_early,
     };
     Ok((run, executor))
 }

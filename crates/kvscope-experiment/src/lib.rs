@@ -25,6 +25,6 @@ pub mod workload;
 
 pub use capacity::CapacityRow;
 pub use dist::Dist;
-pub use driver::{run_case, CaseRun, Detail, RequestResult, RunError};
+pub use driver::{run_case, CaseRun, Detail, RequestResult, RunError, RunOptions, Stop};
 pub use throughput::Throughput;
 pub use workload::{Arrival, CaseSpec, Lengths, PromptSource, Scale, WorkloadRequest, CASE_NAMES};

@@ -41,12 +41,19 @@ impl Arrival {
         }
     }
 
-    /// The rate in requests per second (`inf` for all at once).
-    pub fn rate(&self) -> f64 {
-        match *self {
-            Arrival::AllAtOnce => f64::INFINITY,
-            Arrival::Poisson { rate } | Arrival::Gamma { rate, .. } => rate,
-        }
+    /// `n` arrival times drawn from `seed`, the first at t = 0 (for a load
+    /// generator that sends prompts it did not draw itself).
+    pub fn times(&self, n: usize, seed: u64) -> Vec<Seconds> {
+        let mut rng = Rng::new(seed);
+        let mut t = 0.0;
+        (0..n)
+            .map(|i| {
+                if i > 0 {
+                    t += self.gap(&mut rng);
+                }
+                t
+            })
+            .collect()
     }
 
     /// The gap before the next arrival.
@@ -111,16 +118,6 @@ impl Lengths {
                     second
                 }
             }
-        }
-    }
-
-    /// The largest length it can give.
-    pub fn max(&self) -> usize {
-        match *self {
-            Lengths::Fixed { tokens } => tokens,
-            Lengths::Around { tokens, jitter } => tokens + jitter,
-            Lengths::Uniform { min, max } => max.max(min),
-            Lengths::Alternating { first, second } => first.max(second),
         }
     }
 }
@@ -228,6 +225,27 @@ impl CaseSpec {
         standard_cases(scale, pool_tokens, seed).into_iter().find(|c| c.name == name)
     }
 
+    /// A custom case: prompt and output lengths uniform in the given
+    /// inclusive ranges, no shared prefix.
+    pub fn uniform(
+        name: &str,
+        num_requests: usize,
+        prompt: (usize, usize),
+        output: (usize, usize),
+        arrival: Arrival,
+        seed: u64,
+    ) -> CaseSpec {
+        CaseSpec {
+            name: name.into(),
+            num_requests,
+            prompt_lengths: Lengths::Uniform { min: prompt.0, max: prompt.1 },
+            output_lengths: Lengths::Uniform { min: output.0, max: output.1 },
+            arrival,
+            shared_prefix_tokens: 0,
+            seed,
+        }
+    }
+
     /// Builds the requests, in arrival order.
     pub fn generate(&self, source: &PromptSource) -> Vec<WorkloadRequest> {
         self.requests(source).collect()
@@ -282,18 +300,6 @@ impl CaseSpec {
                 let mut prefix = Vec::with_capacity(self.shared_prefix_tokens);
                 synthetic_tokens(&mut rng, (*vocab).max(2), self.shared_prefix_tokens, &mut prefix);
                 prefix
-            }
-        }
-    }
-
-    /// Mean prompt length the spec asks for (tokens), for tables.
-    pub fn mean_prompt_len(&self) -> f64 {
-        match self.prompt_lengths {
-            Lengths::Fixed { tokens } | Lengths::Around { tokens, .. } => tokens as f64,
-            Lengths::Uniform { min, max } => (min + max.max(min)) as f64 / 2.0,
-            Lengths::Alternating { first, second } => {
-                let firsts = self.num_requests.div_ceil(2);
-                (first * firsts + second * (self.num_requests - firsts)) as f64 / self.num_requests.max(1) as f64
             }
         }
     }
@@ -444,6 +450,25 @@ mod tests {
         assert!(reqs.iter().all(|r| r.prompt.iter().all(|&t| t < 50)));
         assert!(reqs.iter().enumerate().all(|(i, r)| r.prompt[0] == i as u32));
         assert!(reqs.windows(2).all(|w| w[1].arrival >= w[0].arrival) && reqs.last().unwrap().arrival > 0.0);
+    }
+
+    #[test]
+    fn gamma_arrivals_keep_their_mean_rate_and_burstiness_shows_in_the_gaps() {
+        let gaps = |shape: f64| -> Vec<f64> {
+            let t = Arrival::from_rate(10.0, shape).times(20_001, 9);
+            t.windows(2).map(|w| w[1] - w[0]).collect()
+        };
+        let cv = |g: &[f64]| {
+            let mean = g.iter().sum::<f64>() / g.len() as f64;
+            let var = g.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / g.len() as f64;
+            (mean, var.sqrt() / mean)
+        };
+        let (poisson_mean, poisson_cv) = cv(&gaps(1.0));
+        let (bursty_mean, bursty_cv) = cv(&gaps(0.25));
+        // Mean gap 1/rate either way; coefficient of variation 1/sqrt(shape).
+        assert!((poisson_mean - 0.1).abs() < 0.005 && (bursty_mean - 0.1).abs() < 0.01);
+        assert!((poisson_cv - 1.0).abs() < 0.05 && (bursty_cv - 2.0).abs() < 0.15, "{poisson_cv} {bursty_cv}");
+        assert_eq!(Arrival::from_rate(f64::INFINITY, 1.0).times(3, 1), vec![0.0; 3]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::probe_compare::{compare, ProbeComparison};
 use kvscope_core::probe::PrefixProbe;
 use kvscope_core::{Engine, EngineConfig, PoolConfig, SchedulerConfig};
 use kvscope_experiment::capacity::CapacityRow;
-use kvscope_experiment::driver::{run_engine, CaseRun, Detail, RunError};
+use kvscope_experiment::driver::{run_engine, CaseRun, RunError, RunOptions};
 use kvscope_experiment::workload::{
     shared_prefix_case, standard_cases, Arrival, CaseSpec, Lengths, PromptSource, Scale, WorkloadRequest,
 };
@@ -25,7 +25,9 @@ pub struct LabConfig {
     pub kv_blocks: Option<usize>,
     pub kv_memory_bytes: Option<u64>,
     pub max_running: Option<usize>,
-    pub max_batched_tokens: usize,
+    /// Token budget of one step; `None`: 512 on the CPU model's scales,
+    /// vLLM's 8192 at the GPU scale.
+    pub max_batched_tokens: Option<usize>,
     /// Prompts from a dataset instead of the generator.
     pub dataset: Option<Vec<String>>,
     /// Poisson arrivals at this rate (requests/s) for the three cases and
@@ -66,15 +68,16 @@ impl LabConfig {
 
     /// The engine configuration every case of the run shares.
     pub fn engine_config(&self, info: &BackendInfo) -> EngineConfig {
-        let default_max_running = match self.scale {
-            Scale::Quick => 16,
-            Scale::Lab => 32,
-            Scale::Gpu => 256,
+        // vLLM's defaults at the GPU scale; the CPU model's own otherwise.
+        let (default_max_running, default_budget) = match self.scale {
+            Scale::Quick => (16, 512),
+            Scale::Lab => (32, 512),
+            Scale::Gpu => (256, 8192),
         };
         EngineConfig {
             scheduler: SchedulerConfig {
                 max_running: self.max_running.unwrap_or(default_max_running),
-                max_batched_tokens: self.max_batched_tokens,
+                max_batched_tokens: self.max_batched_tokens.unwrap_or(default_budget),
                 max_model_len: info.max_model_len,
                 long_prefill_token_threshold: 0,
             },
@@ -253,9 +256,10 @@ fn run_one<B: LabBackend>(
     };
     let total = reqs.len();
     progress(&spec.name, 0, total);
-    let (run, exec) = run_engine(engine, config, spec, reqs.iter().cloned(), Detail::EveryStep, &mut |done, total| {
-        progress(&spec.name, done, total)
-    })?;
+    let (run, exec) =
+        run_engine(engine, config, spec, reqs.iter().cloned(), RunOptions::EVERY_STEP, &mut |done, total| {
+            progress(&spec.name, done, total)
+        })?;
     backend.finish(exec);
     Ok(run)
 }

@@ -530,7 +530,7 @@ pub(crate) mod tests {
     use kvscope_core::testing::PagedTokenExecutor;
     use kvscope_core::{EngineConfig, PoolConfig, SchedulerConfig};
     use kvscope_core::{Executor, ExecutorError, SampledToken, ScheduledBatch, SimClock};
-    use kvscope_experiment::driver::{run_case, CaseRun, Detail};
+    use kvscope_experiment::driver::{run_case, CaseRun, RunOptions};
     use kvscope_experiment::workload::{Arrival, CaseSpec, Lengths, WorkloadRequest};
 
     /// The test executor, advancing a simulated clock per step so that
@@ -578,7 +578,7 @@ pub(crate) mod tests {
         let clock = SimClock::new();
         let exec = Timed { inner: PagedTokenExecutor::new(num_blocks, 4, 97), clock: clock.clone() };
         let (run, _) =
-            run_case(exec, clock, &config, &spec, requests.iter().cloned(), Detail::EveryStep, &mut |_, _| {})
+            run_case(exec, clock, &config, &spec, requests.iter().cloned(), RunOptions::EVERY_STEP, &mut |_, _| {})
                 .expect("runs");
         assert_eq!(run.requests.len(), 12);
         run

@@ -589,7 +589,6 @@ pub fn render_simulated(
         cfg.scheduler.max_batched_tokens
     );
     let _ = writeln!(o, "- {}: `{}`\n", t("命令", "Command"), ctx.command);
-    let _ = writeln!(o, "## {}\n", t("容量观察表", "Capacity table"));
     o.push_str(&capacity_section(rows, cfg, lang, true));
     o
 }

@@ -5,36 +5,25 @@
 //! same workload once and prints what it simulated.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use kvscope_experiment::workload::{Arrival, CaseSpec, Lengths, PromptSource};
-use kvscope_experiment::{run_case, Detail};
+use kvscope_experiment::workload::{Arrival, CaseSpec, PromptSource};
+use kvscope_experiment::{Detail, RunOptions, Stop};
 use kvscope_sim::SimConfig;
 use std::time::Duration;
 
 fn sim_100k(c: &mut Criterion) {
     let config = SimConfig::from_names("qwen3-0.6b", "h100").unwrap();
-    let (engine_config, _) = config.engine_config().unwrap();
     // Prompts of 32–512 tokens, outputs of 16–256, all distinct, at 250
     // req/s: below the ~320 req/s the simulated H100 sustains for this mix,
     // so the queue stays short and batches are large.
-    let spec = CaseSpec {
-        name: "random".into(),
-        num_requests: 100_000,
-        prompt_lengths: Lengths::Uniform { min: 32, max: 512 },
-        output_lengths: Lengths::Uniform { min: 16, max: 256 },
-        arrival: Arrival::Poisson { rate: 250.0 },
-        shared_prefix_tokens: 0,
-        seed: 42,
-    };
+    let spec = CaseSpec::uniform("random", 100_000, (32, 512), (16, 256), Arrival::Poisson { rate: 250.0 }, 42);
     let requests = spec.generate(&PromptSource::Synthetic { vocab: 151_936 });
     let mut group = c.benchmark_group("sim");
     group.sample_size(10).measurement_time(Duration::from_secs(30)).warm_up_time(Duration::from_secs(1));
     for (name, detail) in [("decode_runs", Detail::Summary), ("step_by_step", Detail::EveryStep)] {
         group.bench_function(format!("qwen3-0.6b_h100_100k_requests_{name}"), |b| {
             b.iter(|| {
-                let (executor, clock) = config.executor();
-                let (run, _) =
-                    run_case(executor, clock, &engine_config, &spec, requests.iter().cloned(), detail, &mut |_, _| {})
-                        .unwrap();
+                let run =
+                    config.run(&spec, requests.iter().cloned(), RunOptions { detail, stop: Stop::AtTheEnd }).unwrap();
                 assert_eq!(run.requests.len(), 100_000);
                 run.steps
             })

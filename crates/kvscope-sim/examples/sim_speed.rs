@@ -1,8 +1,8 @@
 //! One run of the simulator-speed workload (see benches/sim_speed.rs):
 //! `cargo run --release -p kvscope-sim --example sim_speed [requests] [rate] [step-by-step]`.
 
-use kvscope_experiment::workload::{Arrival, CaseSpec, Lengths, PromptSource};
-use kvscope_experiment::{run_case, Detail, Dist};
+use kvscope_experiment::workload::{Arrival, CaseSpec, PromptSource};
+use kvscope_experiment::{run_case, Detail, Dist, RunOptions, Stop};
 use kvscope_sim::SimConfig;
 use std::time::Instant;
 
@@ -12,22 +12,22 @@ fn main() {
     let rate: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(250.0);
     let detail = if args.next().as_deref() == Some("step-by-step") { Detail::EveryStep } else { Detail::Summary };
     let config = SimConfig::from_names("qwen3-0.6b", "h100").unwrap();
-    let spec = CaseSpec {
-        name: "random".into(),
-        num_requests: n,
-        prompt_lengths: Lengths::Uniform { min: 32, max: 512 },
-        output_lengths: Lengths::Uniform { min: 16, max: 256 },
-        arrival: Arrival::Poisson { rate },
-        shared_prefix_tokens: 0,
-        seed: 42,
-    };
-    let requests = spec.generate(&PromptSource::Synthetic { vocab: 151_936 });
+    let spec = CaseSpec::uniform("random", n, (32, 512), (16, 256), Arrival::Poisson { rate }, 42);
+    let source = PromptSource::Synthetic { vocab: 151_936 };
     let (engine_config, plan) = config.engine_config().unwrap();
     println!("{plan}");
     let (executor, clock) = config.executor();
     let start = Instant::now();
-    let (run, executor) =
-        run_case(executor, clock, &engine_config, &spec, requests.iter().cloned(), detail, &mut |_, _| {}).unwrap();
+    let (run, executor) = run_case(
+        executor,
+        clock,
+        &engine_config,
+        &spec,
+        spec.requests(&source),
+        RunOptions { detail, stop: Stop::AtTheEnd },
+        &mut |_, _| {},
+    )
+    .unwrap();
     let wall = start.elapsed().as_secs_f64();
     let totals = executor.totals();
     println!(

@@ -33,4 +33,4 @@ pub use hardware::{hardware_preset, HardwareProfile, HARDWARE_NAMES};
 pub use kv_pool::{activation_reserve_estimate, kv_pool, KvPoolPlan};
 pub use max_rate::find_max_rate;
 pub use model_preset::{model_preset, ModelPreset, MODEL_NAMES};
-pub use setup::{SimConfig, SimEngine};
+pub use setup::{SimConfig, SimEngine, SimRunError};

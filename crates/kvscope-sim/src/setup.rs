@@ -8,6 +8,17 @@ use crate::hardware::{hardware_preset, HardwareProfile};
 use crate::kv_pool::{activation_reserve_estimate, kv_pool, KvPoolPlan};
 use crate::model_preset::{model_preset, ModelPreset};
 use kvscope_core::{Engine, EngineConfig, PoolConfig, SchedulerConfig, SimClock};
+use kvscope_experiment::workload::{CaseSpec, WorkloadRequest};
+use kvscope_experiment::{run_case, CaseRun, RunError, RunOptions};
+
+/// A simulated run failed: its setup, or the run itself.
+#[derive(Debug, thiserror::Error)]
+pub enum SimRunError {
+    #[error(transparent)]
+    Setup(#[from] SimError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
 
 pub type SimEngine = Engine<SimExecutor, SimClock>;
 
@@ -97,6 +108,19 @@ impl SimConfig {
     pub fn executor(&self) -> (SimExecutor, SimClock) {
         let clock = SimClock::new();
         (SimExecutor::new(self.cost_model(), clock.clone()), clock)
+    }
+
+    /// Runs a workload on a fresh simulated engine: the experiment layer's
+    /// one driver, on this configuration.
+    pub fn run<I: IntoIterator<Item = WorkloadRequest>>(
+        &self,
+        spec: &CaseSpec,
+        requests: I,
+        options: RunOptions,
+    ) -> Result<CaseRun, SimRunError> {
+        let (config, _) = self.engine_config()?;
+        let (executor, clock) = self.executor();
+        Ok(run_case(executor, clock, &config, spec, requests, options, &mut |_, _| {})?.0)
     }
 
     /// A ready engine on a fresh simulated clock at t = 0.

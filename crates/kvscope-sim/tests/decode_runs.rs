@@ -9,7 +9,7 @@
 
 use kvscope_experiment::capacity::CapacityRow;
 use kvscope_experiment::workload::{shared_prefix_case, standard_cases, Arrival, Lengths, PromptSource, Scale};
-use kvscope_experiment::{run_case, CaseRun, CaseSpec, Detail, Dist};
+use kvscope_experiment::{CaseRun, CaseSpec, Detail, Dist, RunOptions, Stop};
 use kvscope_sim::{hardware_preset, model_preset, LinearCoefficients, SimConfig};
 
 fn close(a: f64, b: f64) -> bool {
@@ -65,15 +65,12 @@ fn assert_same(step: &CaseRun, fast: &CaseRun) {
 
 /// Runs every case both ways; returns how many decode runs the fast path took.
 fn check(config: &SimConfig, cases: &[CaseSpec]) -> u64 {
-    let (engine_config, _) = config.engine_config().unwrap();
     let vocab = config.model.vocab as u32;
     let mut runs = 0;
     for spec in cases {
         let requests = spec.generate(&PromptSource::Synthetic { vocab });
-        let go = |detail| {
-            let (executor, clock) = config.executor();
-            run_case(executor, clock, &engine_config, spec, requests.iter().cloned(), detail, &mut |_, _| {}).unwrap().0
-        };
+        let go =
+            |detail| config.run(spec, requests.iter().cloned(), RunOptions { detail, stop: Stop::AtTheEnd }).unwrap();
         let (step, fast) = (go(Detail::EveryStep), go(Detail::Summary));
         assert_eq!(step.decode_runs, 0);
         assert_same(&step, &fast);

@@ -2,22 +2,14 @@
 
 use kvscope_core::rng::SplitMix64;
 use kvscope_core::{Clock, RequestId, SamplingParams};
-use kvscope_experiment::workload::{Arrival, CaseSpec, Lengths, WorkloadRequest};
-use kvscope_experiment::{run_case, Detail};
+use kvscope_experiment::workload::{Arrival, CaseSpec, WorkloadRequest};
+use kvscope_experiment::RunOptions;
 use kvscope_sim::SimConfig;
 
 /// Shared prefixes (prefix-cache hits), a pool small enough to stall and
 /// preempt, Poisson arrivals.
 fn workload(seed: u64) -> (CaseSpec, Vec<WorkloadRequest>) {
-    let spec = CaseSpec {
-        name: "determinism".into(),
-        num_requests: 300,
-        prompt_lengths: Lengths::Uniform { min: 8, max: 300 },
-        output_lengths: Lengths::Uniform { min: 1, max: 200 },
-        arrival: Arrival::Poisson { rate: 400.0 },
-        shared_prefix_tokens: 0,
-        seed,
-    };
+    let spec = CaseSpec::uniform("determinism", 300, (8, 300), (1, 200), Arrival::Poisson { rate: 400.0 }, seed);
     let mut rng = SplitMix64::new(seed);
     let system: Vec<u32> = (0..64).map(|_| rng.range(0, 150_000) as u32).collect();
     let mut requests = spec.generate(&kvscope_experiment::PromptSource::Synthetic { vocab: 150_000 });
@@ -33,12 +25,8 @@ fn run(seed: u64) -> (Vec<u8>, u64) {
     config.kv_blocks = Some(400);
     config.max_running = 64;
     config.max_batched_tokens = 1024;
-    let (engine_config, _) = config.engine_config().unwrap();
-    let (executor, clock) = config.executor();
     let (spec, requests) = workload(seed);
-    let (run, _) =
-        run_case(executor, clock, &engine_config, &spec, requests.iter().cloned(), Detail::EveryStep, &mut |_, _| {})
-            .unwrap();
+    let run = config.run(&spec, requests, RunOptions::EVERY_STEP).unwrap();
     assert_eq!(run.requests.len(), 300);
     assert!(run.rejected.is_empty());
     let mut bytes = Vec::new();

@@ -20,7 +20,7 @@
 use kvscope_core::testing::PagedTokenExecutor;
 use kvscope_core::{Executor, ExecutorError, SampledToken, ScheduledBatch, SimClock};
 use kvscope_experiment::workload::{standard_cases, PromptSource, Scale, WorkloadRequest};
-use kvscope_experiment::{run_case, CaseRun, CaseSpec, Detail};
+use kvscope_experiment::{run_case, CaseRun, CaseSpec, RunOptions};
 use kvscope_sim::{
     calibrate, fit, hardware_preset, model_preset, BatchShape, CalibrationPlan, CostModel, SimConfig, StepSample,
 };
@@ -118,16 +118,13 @@ fn calibrated_simulation_predicts_the_reference_executor_on_quick_workloads() {
             &engine_config,
             &spec,
             arrivals.iter().cloned(),
-            Detail::EveryStep,
+            RunOptions::EVERY_STEP,
             &mut |_, _| {},
         )
         .unwrap();
 
         // 3. The simulated run (its fast path on: the same steps, summed in closed form).
-        let (executor, clock) = config.executor();
-        let (sim_summary, _) =
-            run_case(executor, clock, &engine_config, &spec, arrivals.iter().cloned(), Detail::Summary, &mut |_, _| {})
-                .unwrap();
+        let sim_summary = config.run(&spec, arrivals.iter().cloned(), RunOptions::SUMMARY).unwrap();
 
         // Same scheduling on both sides: same number of steps and requests.
         assert_eq!(sim_summary.steps, real_summary.steps, "{name}");

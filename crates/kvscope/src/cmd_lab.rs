@@ -84,9 +84,10 @@ pub struct LabArgs {
     /// Most requests running at once (default 32, 16 with --quick).
     #[arg(long)]
     pub max_running: Option<usize>,
-    /// Token budget of one engine step (chunked prefill splits longer prompts).
-    #[arg(long, default_value_t = 512)]
-    pub max_batched_tokens: usize,
+    /// Token budget of one engine step (chunked prefill splits longer
+    /// prompts; default 512 on the CPU model, vLLM's 8192 at the gpu scale).
+    #[arg(long)]
+    pub max_batched_tokens: Option<usize>,
     /// Prompts from a dataset file (JSONL with "prompt"/"text", or ShareGPT JSON).
     #[arg(long)]
     pub dataset: Option<PathBuf>,

@@ -6,9 +6,8 @@
 use crate::cmd_lab::{LangArg, ScaleArg};
 use crate::machine::{machine_description, today};
 use anyhow::Context;
-use kvscope_core::EngineConfig;
 use kvscope_experiment::workload::{Arrival, CaseSpec, Lengths, PromptSource, CASE_NAMES};
-use kvscope_experiment::{run_case, CapacityRow, CaseRun, Detail, Dist, Throughput};
+use kvscope_experiment::{CapacityRow, CaseRun, Detail, Dist, RunOptions, Stop, Throughput};
 use kvscope_lab::report::{Lang, ReportContext};
 use kvscope_sim::{find_max_rate, SimConfig};
 use std::path::PathBuf;
@@ -131,23 +130,21 @@ fn case_spec(args: &SimArgs, pool_tokens: usize) -> CaseSpec {
 /// Everything one simulation needs, built once.
 struct Simulation {
     config: SimConfig,
-    engine: EngineConfig,
     spec: CaseSpec,
     detail: Detail,
 }
 
 impl Simulation {
     /// Runs `spec`, drawing its requests as they arrive.
-    fn run(&self, spec: &CaseSpec) -> anyhow::Result<CaseRun> {
-        let (executor, clock) = self.config.executor();
+    fn run(&self, spec: &CaseSpec, stop: Stop) -> anyhow::Result<CaseRun> {
         let source = PromptSource::Synthetic { vocab: self.config.model.vocab as u32 };
-        Ok(run_case(executor, clock, &self.engine, spec, spec.requests(&source), self.detail, &mut |_, _| {})?.0)
+        Ok(self.config.run(spec, spec.requests(&source), RunOptions { detail: self.detail, stop })?)
     }
 
     /// The same workload at `rate` requests per second. The seed draws the
     /// same uniforms at every rate, so the arrival times scale with 1/rate.
-    fn run_at_rate(&self, rate: f64, burstiness: f64) -> anyhow::Result<CaseRun> {
-        self.run(&CaseSpec { arrival: Arrival::from_rate(rate, burstiness), ..self.spec.clone() })
+    fn at_rate(&self, rate: f64, burstiness: f64) -> CaseSpec {
+        CaseSpec { arrival: Arrival::from_rate(rate, burstiness), ..self.spec.clone() }
     }
 }
 
@@ -159,7 +156,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.burstiness > 0.0, "--burstiness must be > 0, got {}", args.burstiness);
     let mut config = SimConfig::from_names(&args.model_preset, &args.hardware)?;
     config.enable_prefix_caching = !args.no_prefix_caching;
-    let (engine, plan) = config.engine_config()?;
+    let plan = config.pool_plan()?;
     if args.json {
         eprintln!("{plan}");
     } else {
@@ -167,13 +164,13 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     }
     let spec = case_spec(&args, plan.num_blocks * plan.block_size);
     let detail = if args.step_by_step { Detail::EveryStep } else { Detail::Summary };
-    let sim = Simulation { config, engine, spec, detail };
+    let sim = Simulation { config, spec, detail };
     if args.find_max_rate {
         let slo = args.slo_ttft_p99.context("--find-max-rate needs --slo-ttft-p99")?;
         return max_rate(&sim, &args, slo);
     }
     let started = std::time::Instant::now();
-    let run = sim.run(&sim.spec)?;
+    let run = sim.run(&sim.spec, Stop::AtTheEnd)?;
     let wall = started.elapsed().as_secs_f64();
     report(&sim, &sim.spec, &run, &args)?;
     eprintln!(
@@ -228,8 +225,17 @@ fn report(sim: &Simulation, spec: &CaseSpec, run: &CaseRun, args: &SimArgs) -> a
 
 /// The highest Poisson rate whose p99 TTFT meets `slo`, then that rate's run.
 fn max_rate(sim: &Simulation, args: &SimArgs, slo: f64) -> anyhow::Result<()> {
+    let n = sim.spec.num_requests;
+    // With this many TTFTs above the objective the p99 (interpolated at
+    // rank 0.99·(n−1)) is above it whatever the others are: stop there.
+    let misses = n - (0.99 * (n - 1) as f64).floor() as usize;
     let p99 = |rate: f64| -> f64 {
-        match sim.run_at_rate(rate, args.burstiness) {
+        let stop = Stop::WhenTtftAbove { seconds: slo, count: misses };
+        match sim.run(&sim.at_rate(rate, args.burstiness), stop) {
+            Ok(run) if run.stopped_early => {
+                eprintln!("  rate {rate:.3} req/s: p99 TTFT above {slo} s ({misses} first tokens later; run stopped)");
+                f64::INFINITY
+            }
             Ok(run) if run.rejected.is_empty() => {
                 let p = Dist::of(run.requests.iter().map(|r| r.ttft)).p99;
                 eprintln!("  rate {rate:.3} req/s: p99 TTFT {p:.4} s (simulated)");
@@ -255,8 +261,8 @@ fn max_rate(sim: &Simulation, args: &SimArgs, slo: f64) -> anyhow::Result<()> {
     } else {
         println!("highest request rate with p99 TTFT <= {slo} s (simulated): {rate:.3} req/s");
     }
-    let spec = CaseSpec { arrival: Arrival::from_rate(rate, args.burstiness), ..sim.spec.clone() };
-    let run = sim.run(&spec)?;
+    let spec = sim.at_rate(rate, args.burstiness);
+    let run = sim.run(&spec, Stop::AtTheEnd)?;
     if !args.json {
         report(sim, &spec, &run, args)?;
     }

@@ -57,28 +57,19 @@ fn read(args: &BenchArgs) -> anyhow::Result<String> {
     std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
 }
 
-#[derive(Deserialize)]
-struct Conversation {
-    conversations: Vec<Turn>,
-}
-
-#[derive(Deserialize)]
-struct Turn {
-    from: String,
-    value: String,
-}
-
+/// ShareGPT through the experiment layer's reader: the first human turn is
+/// the prompt, the reply's length (about 4 characters a token) the output
+/// length; conversations without a reply are skipped.
 fn sharegpt(text: &str, limit: usize) -> anyhow::Result<Vec<BenchRequest>> {
-    let items: Vec<Conversation> =
-        serde_json::from_str(text).map_err(|e| anyhow::anyhow!("not a ShareGPT JSON array: {e}"))?;
-    Ok(items
+    let conversations = kvscope_experiment::dataset::parse_sharegpt(text)
+        .map_err(|e| anyhow::anyhow!("not a ShareGPT JSON array: {e}"))?;
+    Ok(conversations
         .into_iter()
-        .filter(|c| c.conversations.len() >= 2 && c.conversations[0].from == "human")
-        .take(limit)
-        .map(|c| BenchRequest {
-            output_len: (c.conversations[1].value.chars().count() / 4).max(4),
-            prompt: BenchPrompt::Text(c.conversations[0].value.clone()),
+        .filter_map(|c| {
+            let output_len = (c.reply?.chars().count() / 4).max(4);
+            Some(BenchRequest { prompt: BenchPrompt::Text(c.prompt), output_len })
         })
+        .take(limit)
         .collect())
 }
 

@@ -3,8 +3,7 @@
 use super::dataset::{load_dataset, BenchPrompt, BenchRequest};
 use super::report::{BenchReport, Stats};
 use super::{BenchArgs, Endpoint};
-use rand::SeedableRng;
-use rand_distr::{Distribution, Gamma};
+use kvscope_experiment::Arrival;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,12 +47,9 @@ pub async fn run(args: &BenchArgs, requests: Option<Vec<BenchRequest>>) -> anyho
     if args.endpoint == Endpoint::Chat && requests.iter().any(|r| matches!(r.prompt, BenchPrompt::Tokens(_))) {
         anyhow::bail!("the chat endpoint takes text prompts; use --endpoint completions for token-id prompts");
     }
-    let gaps: Option<Gamma<f64>> = if args.request_rate.is_finite() {
-        Some(Gamma::new(args.burstiness, 1.0 / (args.request_rate * args.burstiness))?)
-    } else {
-        None
-    };
-    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
+    // The experiment layer's arrival process: Poisson, gamma with
+    // --burstiness, or all at once for an infinite rate.
+    let arrivals = Arrival::from_rate(args.request_rate, args.burstiness).times(requests.len(), args.seed);
     let limit = args.max_concurrency.map(|n| Arc::new(Semaphore::new(n)));
     let url = match args.endpoint {
         Endpoint::Completions => format!("{base}/v1/completions"),
@@ -61,12 +57,8 @@ pub async fn run(args: &BenchArgs, requests: Option<Vec<BenchRequest>>) -> anyho
     };
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(requests.len());
-    for (i, req) in requests.into_iter().enumerate() {
-        if i > 0 {
-            if let Some(g) = &gaps {
-                tokio::time::sleep(Duration::from_secs_f64(g.sample(&mut rng))).await;
-            }
-        }
+    for (req, at) in requests.into_iter().zip(arrivals) {
+        tokio::time::sleep_until((start + Duration::from_secs_f64(at)).into()).await;
         let body = body(args, &model, req);
         let (client, url, limit) = (client.clone(), url.clone(), limit.clone());
         tasks.push(tokio::spawn(async move {

@@ -16,6 +16,7 @@
 
 use super::act::QuantizedRows;
 use super::pack::{PackKind, PackedInt8, COLS};
+use super::tile::Tile;
 use crate::kernels::SendPtr;
 use std::arch::x86_64::*;
 
@@ -79,29 +80,19 @@ fn for_each_tile(
     }
 }
 
-/// Rows `r..r+R` × the 16 columns of group `g`.
-struct Tile<'a> {
-    a: &'a QuantizedRows,
-    w: &'a PackedInt8,
-    r: usize,
-    g: usize,
-    y: *mut f32,
-    n: usize,
-}
-
 impl Tile<'_> {
     /// # Safety
     /// As `columns`; rows `r..r+R` and group `g` exist.
     #[target_feature(enable = "avx2,f16c,fma")]
     unsafe fn run_avx2<const R: usize>(self) {
-        self.run::<R, false>()
+        self.run_256::<R, false>()
     }
 
     /// # Safety
     /// As `columns_vnni`; rows `r..r+R` and group `g` exist.
     #[target_feature(enable = "avx2,avxvnni,f16c,fma")]
     unsafe fn run_vnni<const R: usize>(self) {
-        self.run::<R, true>()
+        self.run_256::<R, true>()
     }
 
     /// The tile's body, inlined into each wrapper above so that it is
@@ -110,7 +101,7 @@ impl Tile<'_> {
     /// # Safety
     /// As the wrapper that calls it.
     #[inline(always)]
-    unsafe fn run<const R: usize, const VNNI: bool>(self) {
+    unsafe fn run_256<const R: usize, const VNNI: bool>(self) {
         let Tile { a, w, r, g, y, n } = self;
         let nb = a.blocks_per_row();
         let q4 = w.kind() == PackKind::Q4_1;

@@ -44,6 +44,8 @@ pub mod gemm;
 pub mod pack;
 mod portable;
 #[cfg(target_arch = "x86_64")]
+mod tile;
+#[cfg(target_arch = "x86_64")]
 mod vnni512;
 
 pub use act::QuantizedRows;

@@ -5,6 +5,7 @@
 
 use super::act::QuantizedRows;
 use super::pack::{PackKind, PackedInt8, COLS};
+use super::tile::Tile;
 use crate::kernels::SendPtr;
 use std::arch::x86_64::*;
 
@@ -39,26 +40,26 @@ pub(super) unsafe fn columns(a: &QuantizedRows, w: &PackedInt8, g0: usize, g1: u
                 let cc = if rr == 1 { (ge - g).min(4) } else { (ge - g).min(2) };
                 let t = Tile { a, w, r, g, y: y.get(), n };
                 match (rr, cc, q4) {
-                    (1, 1, true) => t.run::<1, 1, true>(),
-                    (1, 2, true) => t.run::<1, 2, true>(),
-                    (1, 3, true) => t.run::<1, 3, true>(),
-                    (1, 4, true) => t.run::<1, 4, true>(),
-                    (2, 1, true) => t.run::<2, 1, true>(),
-                    (2, 2, true) => t.run::<2, 2, true>(),
-                    (3, 1, true) => t.run::<3, 1, true>(),
-                    (3, 2, true) => t.run::<3, 2, true>(),
-                    (4, 1, true) => t.run::<4, 1, true>(),
-                    (4, 2, true) => t.run::<4, 2, true>(),
-                    (1, 1, false) => t.run::<1, 1, false>(),
-                    (1, 2, false) => t.run::<1, 2, false>(),
-                    (1, 3, false) => t.run::<1, 3, false>(),
-                    (1, 4, false) => t.run::<1, 4, false>(),
-                    (2, 1, false) => t.run::<2, 1, false>(),
-                    (2, 2, false) => t.run::<2, 2, false>(),
-                    (3, 1, false) => t.run::<3, 1, false>(),
-                    (3, 2, false) => t.run::<3, 2, false>(),
-                    (4, 1, false) => t.run::<4, 1, false>(),
-                    (4, 2, false) => t.run::<4, 2, false>(),
+                    (1, 1, true) => t.run_512::<1, 1, true>(),
+                    (1, 2, true) => t.run_512::<1, 2, true>(),
+                    (1, 3, true) => t.run_512::<1, 3, true>(),
+                    (1, 4, true) => t.run_512::<1, 4, true>(),
+                    (2, 1, true) => t.run_512::<2, 1, true>(),
+                    (2, 2, true) => t.run_512::<2, 2, true>(),
+                    (3, 1, true) => t.run_512::<3, 1, true>(),
+                    (3, 2, true) => t.run_512::<3, 2, true>(),
+                    (4, 1, true) => t.run_512::<4, 1, true>(),
+                    (4, 2, true) => t.run_512::<4, 2, true>(),
+                    (1, 1, false) => t.run_512::<1, 1, false>(),
+                    (1, 2, false) => t.run_512::<1, 2, false>(),
+                    (1, 3, false) => t.run_512::<1, 3, false>(),
+                    (1, 4, false) => t.run_512::<1, 4, false>(),
+                    (2, 1, false) => t.run_512::<2, 1, false>(),
+                    (2, 2, false) => t.run_512::<2, 2, false>(),
+                    (3, 1, false) => t.run_512::<3, 1, false>(),
+                    (3, 2, false) => t.run_512::<3, 2, false>(),
+                    (4, 1, false) => t.run_512::<4, 1, false>(),
+                    (4, 2, false) => t.run_512::<4, 2, false>(),
                     _ => unreachable!("tile {rr}x{cc}"),
                 }
                 g += cc;
@@ -69,21 +70,11 @@ pub(super) unsafe fn columns(a: &QuantizedRows, w: &PackedInt8, g0: usize, g1: u
     }
 }
 
-/// Rows `r..r+R` × column groups `g..g+C`.
-struct Tile<'a> {
-    a: &'a QuantizedRows,
-    w: &'a PackedInt8,
-    r: usize,
-    g: usize,
-    y: *mut f32,
-    n: usize,
-}
-
 impl Tile<'_> {
     /// # Safety
     /// As `columns`; rows `r..r+R` and groups `g..g+C` exist.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
-    unsafe fn run<const R: usize, const C: usize, const Q4: bool>(self) {
+    unsafe fn run_512<const R: usize, const C: usize, const Q4: bool>(self) {
         let Tile { a, w, r, g, y, n } = self;
         let nb = a.blocks_per_row();
         let kind = w.kind();

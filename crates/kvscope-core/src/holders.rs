@@ -1,0 +1,70 @@
+//! The requests holding one KV block (its reference count is their number).
+
+use crate::ids::RequestId;
+
+/// Almost every block has exactly one holder; only shared prefix blocks have
+/// more. The first holder lives inline, so taking and releasing a block
+/// reads no memory outside the block (a simulation does that for every
+/// block of every request); further holders spill to a vector.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Holders {
+    first: Option<RequestId>,
+    /// Empty unless `first` is set.
+    more: Vec<RequestId>,
+}
+
+impl Holders {
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    pub(crate) fn push(&mut self, holder: RequestId) {
+        match self.first {
+            None => self.first = Some(holder),
+            Some(_) => self.more.push(holder),
+        }
+    }
+
+    /// Drops `holder`; false if it did not hold the block.
+    pub(crate) fn remove(&mut self, holder: RequestId) -> bool {
+        if self.first == Some(holder) {
+            self.first = self.more.pop();
+            return true;
+        }
+        match self.more.iter().position(|h| *h == holder) {
+            Some(pos) => {
+                self.more.swap_remove(pos);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn to_vec(&self) -> Vec<RequestId> {
+        self.first.iter().chain(&self.more).copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holders_come_and_go_in_any_order() {
+        let mut h = Holders::default();
+        assert!(h.is_empty());
+        for id in [1, 2, 3] {
+            h.push(RequestId(id));
+        }
+        assert_eq!(h.len(), 3);
+        assert!(h.remove(RequestId(1)) && h.remove(RequestId(3)));
+        assert!(!h.remove(RequestId(7)));
+        assert_eq!(h.to_vec(), vec![RequestId(2)]);
+        assert!(h.remove(RequestId(2)) && h.is_empty());
+        assert_eq!(h.len(), 0);
+    }
+}

@@ -1,0 +1,85 @@
+//! `kvscope sim` and `kvscope lab --executor sim --model-preset` from the
+//! command line: no model file needed, every figure simulated.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn kvscope() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kvscope"))
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("kvscope-{name}-{}", std::process::id()))
+}
+
+#[test]
+fn offline_batch_mode_reports_vllm_result_keys() {
+    // nano-vLLM's bench.py command line, on its own benchmark machine.
+    let out = kvscope()
+        .args(["sim", "--model-preset", "qwen3-0.6b", "--hardware", "rtx-4070-laptop", "--num-requests", "64"])
+        .args(["--prompt-len-range", "100-1024", "--output-len-range", "100-1024", "--request-rate", "inf"])
+        .args(["--ignore-eos", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["completed"], 64);
+    assert_eq!(v["simulated"], true);
+    let (input, output, duration) = (
+        v["total_input_tokens"].as_f64().unwrap(),
+        v["total_output_tokens"].as_f64().unwrap(),
+        v["duration"].as_f64().unwrap(),
+    );
+    assert!((64.0 * 100.0..=64.0 * 1024.0).contains(&input) && (64.0 * 100.0..=64.0 * 1024.0).contains(&output));
+    assert!(duration > 0.0);
+    assert!((v["output_throughput"].as_f64().unwrap() - output / duration).abs() < 1e-6 * output / duration);
+    assert!((v["request_throughput"].as_f64().unwrap() - 64.0 / duration).abs() < 1e-9 * 64.0 / duration);
+    assert_eq!(v["capacity"][0]["case"], "custom");
+}
+
+#[test]
+fn sim_out_writes_the_labs_capacity_schema_labelled_simulated() {
+    let dir = scratch_dir("sim-out");
+    let status = kvscope()
+        .args(["sim", "--model-preset", "qwen3-0.6b", "--hardware", "l4", "--workload", "long_ctx"])
+        .args(["--scale", "lab", "--lang", "en", "--out"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let csv = std::fs::read_to_string(dir.join("capacity.csv")).unwrap();
+    assert!(csv.starts_with("case,prompt_len_tokens,concurrency_requests,live_requests_mean,"), "{csv}");
+    assert!(csv.lines().nth(1).unwrap().starts_with("long_ctx,"));
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("capacity.json")).unwrap()).unwrap();
+    assert_eq!(json["simulated"], true);
+    assert_eq!(json["units"]["ttft"], "simulated seconds");
+    assert_eq!(json["rows"][0]["concurrency"], 12, "the lab's long_ctx: 12 requests");
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("**Simulated**") && report.contains("TTFT p50 / p90 / p99 (simulated s)"));
+    assert!(std::fs::read_to_string(dir.join("stats.csv")).unwrap().lines().count() > 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_lab_runs_on_a_preset_and_the_pool_binds() {
+    let dir = scratch_dir("lab-preset");
+    let status = kvscope()
+        .args(["lab", "--executor", "sim", "--model-preset", "qwen3-0.6b", "--hardware", "rtx-4070-laptop"])
+        .args(["--lang", "en", "--out"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("capacity.json")).unwrap()).unwrap();
+    assert_eq!(json["simulated"], true);
+    let rows = json["rows"].as_array().unwrap();
+    let long = rows.iter().find(|r| r["case"] == "long_ctx").unwrap();
+    // The GPU scale offers twice what the pool holds: the pool, not the
+    // offered load, limits how many run.
+    assert!(long["live_requests_max"].as_u64().unwrap() < long["concurrency"].as_u64().unwrap());
+    assert!(long["stall_share_no_free_blocks"].as_f64().unwrap() > 0.0);
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("**Simulated**") && report.contains("qwen3-0.6b on rtx-4070-laptop"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
