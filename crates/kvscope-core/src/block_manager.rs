@@ -93,6 +93,13 @@ impl AdmissionPlan {
     pub fn free_blocks_needed(&self) -> usize {
         self.new_blocks + self.cached_free
     }
+
+    /// The plan of a manager that decides its hits inside its own
+    /// `allocate` (a plug-in): it only says how many free blocks the
+    /// admission takes.
+    pub fn opaque(free_blocks_needed: usize) -> Self {
+        AdmissionPlan { cached: Vec::new(), new_blocks: free_blocks_needed, cached_free: 0 }
+    }
 }
 
 /// Prefix-cache counters, in tokens, over first admissions only.
@@ -240,6 +247,17 @@ impl BlockManager {
 
     pub fn can_admit(&self, plan: &AdmissionPlan) -> bool {
         plan.free_blocks_needed() <= self.free_blocks()
+    }
+
+    /// `plan_admission` and `can_admit` in one: the plan if it fits now,
+    /// else the free blocks it would need.
+    pub fn can_allocate(&self, seq: &Sequence) -> Result<AdmissionPlan, usize> {
+        let plan = self.plan_admission(seq);
+        if self.can_admit(&plan) {
+            Ok(plan)
+        } else {
+            Err(plan.free_blocks_needed())
+        }
     }
 
     /// Gives `seq` its block table: the planned prefix hits, then fresh

@@ -86,7 +86,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
         self.step += steps as u64;
         if let Some(&head) = self.scheduler.waiting.front() {
             let budget = self.scheduler.config().max_batched_tokens - seqs.len();
-            self.scheduler.last_stall = self.scheduler.admission_check(head, budget).err();
+            self.scheduler.last_stall = self.scheduler.peek_admission(head, budget).err();
         }
         self.log.set_stamp(self.step, now);
         self.flush_events();
@@ -104,6 +104,10 @@ impl<E: Executor, C: Clock> Engine<E, C> {
 impl Scheduler {
     /// Whether the next steps form a decode run, and how long it may be.
     fn plan_decode_run(&self) -> Option<RunPlan> {
+        // A plug-in block manager is driven step by step, call by call.
+        if !self.blocks.is_native() {
+            return None;
+        }
         let n = self.running.len();
         if n == 0 || n > self.config().max_batched_tokens {
             return None;
@@ -124,7 +128,7 @@ impl Scheduler {
             None => None,
             Some(&head) => {
                 // A head that would be admitted now ends the run before it starts.
-                let stall = self.admission_check(head, self.config().max_batched_tokens - n).err()?;
+                let stall = self.peek_admission(head, self.config().max_batched_tokens - n).err()?;
                 if stall.reason == StallReason::NoFreeBlocks {
                     max_steps = max_steps.min(self.steps_until_head_could_hit(head));
                 }
@@ -146,7 +150,7 @@ impl Scheduler {
         }
         let bs = self.blocks.block_size();
         let tokens: Vec<_> = self.seqs[&head].all_tokens().collect();
-        let hits = self.blocks.lookup_prefix(&tokens).len();
+        let hits = self.blocks.native().map_or(0, |b| b.lookup_prefix(&tokens).len());
         if hits == tokens.len().saturating_sub(1) / bs {
             return usize::MAX;
         }
@@ -211,7 +215,7 @@ impl Scheduler {
             log.set_stamp(first_step + j as u64, t_start);
             let id = self.running[i];
             let seq = self.seqs.get_mut(&id).expect("running ids are live");
-            self.blocks.append_block(seq, log);
+            self.blocks.native_mut().expect("decode runs are native-only").append_block(seq, log);
         }
     }
 }

@@ -8,6 +8,7 @@
 //! stamped event, then a snapshot of the pool closes the step.
 
 use crate::block_manager::PoolConfig;
+use crate::block_manager_api::{AnyBlockManager, KvBlockManager};
 use crate::clock::Clock;
 use crate::events::{EventLog, FinishReason, KvEvent, Observer, ReleaseReason, StepSnapshot};
 use crate::executor::{Executor, ExecutorError, SampledToken};
@@ -120,13 +121,26 @@ fn check_request(
 
 impl<E: Executor, C: Clock> Engine<E, C> {
     pub fn new(config: EngineConfig, executor: E, clock: C) -> Self {
-        let mut scheduler = Scheduler::new(config.scheduler, config.pool);
+        let scheduler = Scheduler::new(config.scheduler, config.pool);
+        Self::with_scheduler(scheduler, config.vocab_size, executor, clock)
+    }
+
+    /// An engine whose blocks are managed by `blocks` instead of the native
+    /// manager (`config.pool` is then `blocks.config()`'s business). Decode
+    /// runs (the simulator's fast path) are native-only: a plug-in is
+    /// driven step by step.
+    pub fn with_block_manager(config: EngineConfig, blocks: Box<dyn KvBlockManager>, executor: E, clock: C) -> Self {
+        let scheduler = Scheduler::with_block_manager(config.scheduler, AnyBlockManager::External(blocks));
+        Self::with_scheduler(scheduler, config.vocab_size, executor, clock)
+    }
+
+    fn with_scheduler(mut scheduler: Scheduler, vocab_size: Option<usize>, executor: E, clock: C) -> Self {
         scheduler.copy_block_tables = executor.reads_block_tables();
         Engine {
             scheduler,
             executor,
             clock,
-            vocab_size: config.vocab_size,
+            vocab_size,
             log: EventLog::new(),
             observers: Vec::new(),
             step: 0,
@@ -216,6 +230,10 @@ impl<E: Executor, C: Clock> Engine<E, C> {
         self.step += 1;
         self.log.set_stamp(self.step, self.clock.now());
         let batch = self.scheduler.schedule(&mut self.log);
+        if let Some(failure) = self.scheduler.block_manager().failure() {
+            self.flush_events();
+            return Err(ExecutorError(format!("the block manager failed: {failure}")));
+        }
         let mut outcome = StepOutcome { step: self.step, ..Default::default() };
         if batch.is_empty() {
             self.close_step(&batch);

@@ -4,7 +4,8 @@
 //! - [`request`]: what a client asks for (`RequestId`, `SamplingParams`).
 //! - [`sequence`]: the per-request state object the KV is bound to.
 //! - [`block_manager`]: the paged pool — allocation, reference counts,
-//!   prefix-cache index, release, eviction.
+//!   prefix-cache index, release, eviction; [`block_manager_api`]: the seam
+//!   the scheduler calls it through, where a plug-in manager can replace it.
 //! - [`scheduler`]: admission, chunked prefill, decode batching, preemption.
 //! - [`executor`]: the contract with whatever computes the model.
 //! - [`config`]: the one check of an engine configuration every command runs.
@@ -20,6 +21,7 @@
 //! No tensors and no I/O live here; the crate is deterministic.
 
 pub mod block_manager;
+pub mod block_manager_api;
 pub mod clock;
 pub mod config;
 mod decode_run;
@@ -40,6 +42,7 @@ pub mod stats;
 pub mod testing;
 
 pub use block_manager::{BlockManager, PoolConfig};
+pub use block_manager_api::{AnyBlockManager, KvBlockManager};
 pub use clock::{Clock, SimClock, WallClock};
 pub use config::ConfigError;
 pub use engine::{Engine, EngineConfig, StepOutcome, SubmitError};

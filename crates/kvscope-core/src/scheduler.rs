@@ -14,6 +14,7 @@
 //! other requests wait or run, so they are admitted between its chunks.
 
 use crate::block_manager::{AdmissionPlan, BlockManager, PoolConfig};
+use crate::block_manager_api::AnyBlockManager;
 use crate::events::{EventLog, KvEvent, ReleaseReason, StallReason};
 use crate::executor::{ScheduledBatch, ScheduledSeq};
 use crate::ids::RequestId;
@@ -50,7 +51,7 @@ pub struct Stall {
 #[derive(Debug)]
 pub struct Scheduler {
     config: SchedulerConfig,
-    pub(crate) blocks: BlockManager,
+    pub(crate) blocks: AnyBlockManager,
     /// Live sequences (waiting or running), by id.
     pub(crate) seqs: FxHashMap<RequestId, Sequence>,
     pub(crate) waiting: VecDeque<RequestId>,
@@ -68,9 +69,14 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(config: SchedulerConfig, pool: PoolConfig) -> Self {
+        Self::with_block_manager(config, AnyBlockManager::Native(BlockManager::new(pool)))
+    }
+
+    /// A scheduler over any block manager (the native one is `new`'s).
+    pub fn with_block_manager(config: SchedulerConfig, blocks: AnyBlockManager) -> Self {
         Scheduler {
             config,
-            blocks: BlockManager::new(pool),
+            blocks,
             seqs: FxHashMap::default(),
             waiting: VecDeque::new(),
             running: Vec::new(),
@@ -85,7 +91,7 @@ impl Scheduler {
     pub fn config(&self) -> &SchedulerConfig {
         &self.config
     }
-    pub fn block_manager(&self) -> &BlockManager {
+    pub fn block_manager(&self) -> &AnyBlockManager {
         &self.blocks
     }
     pub fn num_waiting(&self) -> usize {
@@ -223,21 +229,34 @@ impl Scheduler {
     /// Whether waiting sequence `id` can be admitted now with `budget`
     /// tokens left in the step: its admission plan, or why it stalls (the
     /// limits are checked in this order: running sequences, token budget,
-    /// free blocks).
-    pub(crate) fn admission_check(&self, id: RequestId, budget: usize) -> Result<AdmissionPlan, Stall> {
+    /// free blocks — the last through the block manager's `can_allocate`).
+    pub(crate) fn admission_check(&mut self, id: RequestId, budget: usize) -> Result<AdmissionPlan, Stall> {
+        self.admission_limits(id, budget)?;
+        self.blocks.can_allocate(&self.seqs[&id]).map_err(|needed| self.no_free_blocks(id, needed))
+    }
+
+    /// The same question, asked without letting a block manager act on it:
+    /// decode runs plan with it, and they run on the native manager only.
+    pub(crate) fn peek_admission(&self, id: RequestId, budget: usize) -> Result<(), Stall> {
+        self.admission_limits(id, budget)?;
+        let native = self.blocks.native().expect("decode runs are planned on the native block manager only");
+        native.can_allocate(&self.seqs[&id]).map(|_| ()).map_err(|needed| self.no_free_blocks(id, needed))
+    }
+
+    fn admission_limits(&self, id: RequestId, budget: usize) -> Result<(), Stall> {
         if self.running.len() >= self.config.max_running {
             return Err(self.stall(id, StallReason::MaxRunning));
         }
         if budget == 0 {
             return Err(self.stall(id, StallReason::TokenBudget));
         }
-        let plan = self.blocks.plan_admission(&self.seqs[&id]);
-        if !self.blocks.can_admit(&plan) {
-            let mut stall = self.stall(id, StallReason::NoFreeBlocks);
-            stall.needed_blocks = plan.free_blocks_needed();
-            return Err(stall);
-        }
-        Ok(plan)
+        Ok(())
+    }
+
+    fn no_free_blocks(&self, id: RequestId, needed_blocks: usize) -> Stall {
+        let mut stall = self.stall(id, StallReason::NoFreeBlocks);
+        stall.needed_blocks = needed_blocks;
+        stall
     }
 
     fn stall(&self, id: RequestId, reason: StallReason) -> Stall {

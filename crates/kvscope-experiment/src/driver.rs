@@ -130,10 +130,22 @@ pub fn run_case<E: Executor, C: Clock>(
     options: RunOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(CaseRun, E), RunError> {
+    run_engine(Engine::new(config.clone(), executor, clock), config, spec, requests, options, progress)
+}
+
+/// `run_case` on an engine the caller built from `config` (one whose block
+/// manager is a plug-in, say: `Engine::with_block_manager`).
+pub fn run_engine<E: Executor, C: Clock>(
+    mut engine: Engine<E, C>,
+    config: &EngineConfig,
+    spec: &CaseSpec,
+    requests: impl IntoIterator<Item = WorkloadRequest>,
+    options: RunOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(CaseRun, E), RunError> {
     let RunOptions { detail, stop } = options;
     let mut pending = requests.into_iter().peekable();
     let mut last_arrival = f64::NEG_INFINITY;
-    let mut engine = Engine::new(config.clone(), executor, clock);
     let recorder = Arc::new(Mutex::new(EventRecorder::default()));
     let stats = Arc::new(Mutex::new(StatsCollector::default()));
     match detail {

@@ -2,7 +2,7 @@
 //! and an executor plus clock per run. The real model and the simulator
 //! both provide one.
 
-use kvscope_core::{Clock, Executor, TokenId};
+use kvscope_core::{Clock, Executor, KvBlockManager, PoolConfig, TokenId};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -39,4 +39,10 @@ pub trait LabBackend {
     fn start(&mut self, num_blocks: usize, block_size: usize) -> Result<(Self::Exec, Self::Clk), String>;
     /// Takes the executor back after a run (to reuse its weights).
     fn finish(&mut self, executor: Self::Exec);
+    /// The block manager a run of `pool`'s shape uses: `None` is kvscope's
+    /// native one (the default); a backend may plug in another, such as a
+    /// student's Python manager (`kvscope lab --block-manager`).
+    fn block_manager(&mut self, _pool: &PoolConfig) -> Result<Option<Box<dyn KvBlockManager>>, String> {
+        Ok(None)
+    }
 }

@@ -6,9 +6,9 @@ use crate::backend::{BackendInfo, LabBackend};
 use crate::causal::SweepPoint;
 use crate::probe_compare::{compare, ProbeComparison};
 use kvscope_core::probe::PrefixProbe;
-use kvscope_core::{EngineConfig, PoolConfig, SchedulerConfig};
+use kvscope_core::{Engine, EngineConfig, PoolConfig, SchedulerConfig};
 use kvscope_experiment::capacity::CapacityRow;
-use kvscope_experiment::driver::{run_case, CaseRun, RunError, RunOptions};
+use kvscope_experiment::driver::{run_engine, CaseRun, RunError, RunOptions};
 use kvscope_experiment::workload::{
     shared_prefix_case, standard_cases, Arrival, CaseSpec, Lengths, PromptSource, Scale, WorkloadRequest,
 };
@@ -250,10 +250,14 @@ fn run_one<B: LabBackend>(
     progress: Progress,
 ) -> Result<CaseRun, LabError> {
     let (exec, clock) = backend.start(config.pool.num_blocks, config.pool.block_size).map_err(LabError::Backend)?;
+    let engine = match backend.block_manager(&config.pool).map_err(LabError::Backend)? {
+        Some(blocks) => Engine::with_block_manager(config.clone(), blocks, exec, clock),
+        None => Engine::new(config.clone(), exec, clock),
+    };
     let total = reqs.len();
     progress(&spec.name, 0, total);
     let (run, exec) =
-        run_case(exec, clock, config, spec, reqs.iter().cloned(), RunOptions::EVERY_STEP, &mut |done, total| {
+        run_engine(engine, config, spec, reqs.iter().cloned(), RunOptions::EVERY_STEP, &mut |done, total| {
             progress(&spec.name, done, total)
         })?;
     backend.finish(exec);

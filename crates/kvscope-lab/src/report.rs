@@ -25,6 +25,18 @@ pub struct ReportContext {
     pub command: String,
     /// Real-vs-simulated validation table (markdown), when it was run.
     pub sim_validation: Option<String>,
+    /// Set when a student's block manager ran the lab instead of kvscope's.
+    pub block_manager: Option<StudentBlockManager>,
+}
+
+/// A student's block manager that ran the lab (`--block-manager FILE.py`):
+/// its file and the code sites of its methods (`file.py:LINE::method`).
+#[derive(Clone, Debug, Default)]
+pub struct StudentBlockManager {
+    pub file: String,
+    pub allocate: String,
+    pub may_append: String,
+    pub deallocate: String,
 }
 
 fn mib(bytes: f64) -> String {
@@ -51,6 +63,18 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
     let cfg = &res.engine;
     let info = &res.backend;
     let mut o = String::new();
+    if let Some(bm) = &ctx.block_manager {
+        let _ = writeln!(
+            o,
+            "> **{} `{}`** {}\n",
+            t("块管理器: 学生实现", "Block manager: the student's"),
+            bm.file,
+            t(
+                "(Python, nano-vLLM 接口, 经 kvscope 的块管理器接口驱动真实引擎; 仅“前缀缓存关闭”的探针基线使用 kvscope 自带的块管理器)",
+                "(Python, nano-vLLM's interface, driving the real engine through kvscope's block-manager seam; only the probe's caching-off baseline ran on kvscope's own manager)"
+            )
+        );
+    }
     let _ = writeln!(
         o,
         "{}\n",
@@ -116,6 +140,21 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
             "The code sites below are those that actually emitted each event in this run (the events' `site` field); counts come from `events.jsonl`."
         )
     );
+    if let Some(bm) = &ctx.block_manager {
+        let _ = writeln!(
+            o,
+            "{} `{}` {}: `{}` {}, `{}` {}, `{}` {}.\n",
+            t("本次运行中分配和释放块的是学生的", "In this run, blocks were allocated and released by the student's"),
+            bm.file,
+            t("(不是 kvscope 的 `block_manager.rs`)", "(not kvscope's `block_manager.rs`)"),
+            bm.allocate,
+            t("分配块表 (含前缀命中)", "gave each admitted request its block table (prefix hits included)"),
+            bm.may_append,
+            t("在 decode 中追加新块", "appended blocks during decode"),
+            bm.deallocate,
+            t("在完成、抢占和中止时释放", "released them on finish, preemption and abort")
+        );
+    }
     let _ = writeln!(
         o,
         "| {} | {} | {} |",
@@ -128,7 +167,10 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
         o,
         "| {} | {}; {} | {} |",
         t("prefill 产生状态", "prefill creates KV"),
-        sites(graph, &["admitted"]),
+        ctx.block_manager.as_ref().map_or_else(
+            || sites(graph, &["admitted"]),
+            |bm| format!("{}; `{}`", sites(graph, &["admitted"]), bm.allocate)
+        ),
         sites(graph, &["prefill"]),
         if zh {
             format!("`admitted` ×{} 为请求分配块表 (其中前缀命中块 {} 个), `prefill` ×{} 把 prompt token 的 K/V 写入块表指向的槽位", graph.count("admitted"), res.cases.iter().map(|c| c.events.iter().filter_map(|e| match e.event { kvscope_core::KvEvent::Admitted { cached_blocks, .. } => Some(cached_blocks), _ => None }).sum::<usize>()).sum::<usize>(), graph.count("prefill"))

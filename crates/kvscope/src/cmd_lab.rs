@@ -6,12 +6,13 @@ use crate::real_model::LoadedModel;
 use crate::ModelArg;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use kvscope_exercise::HostConfig;
 use kvscope_experiment::workload::Scale;
 use kvscope_lab::backend::LabBackend;
 use kvscope_lab::lab::{run_lab, LabConfig, LabResults};
-use kvscope_lab::report::{Lang, ReportContext};
+use kvscope_lab::report::{Lang, ReportContext, StudentBlockManager};
 use kvscope_sim::SimConfig;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExecutorKind {
@@ -96,6 +97,10 @@ pub struct LabArgs {
     pub arrival_rate: Option<f64>,
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
+    /// Run the lab on a student's nano-vLLM-style Python BlockManager
+    /// (`kvscope exercise init` writes the skeleton) instead of kvscope's.
+    #[arg(long, value_name = "FILE.py")]
+    pub block_manager: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArg,
 }
@@ -126,6 +131,13 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         dataset,
         arrival_rate: args.arrival_rate,
     };
+    let student = match &args.block_manager {
+        Some(_) if args.executor == ExecutorKind::Sim => {
+            anyhow::bail!("--block-manager runs on the real model: drop --executor sim")
+        }
+        Some(file) => Some(student_block_manager(file, args.block_size as usize)?),
+        None => None,
+    };
     let (results, validation) = match (args.executor, &args.model_preset, &args.hardware) {
         (ExecutorKind::Sim, Some(model), Some(hardware)) => {
             let mut sim = SimConfig::from_names(model, hardware)?;
@@ -138,7 +150,8 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         }
         (ExecutorKind::Real, _, _) => {
             let model = LoadedModel::load(&args.model)?;
-            let mut backend = RealBackend { model };
+            let block_manager = student.as_ref().map(|(host, _)| host.clone());
+            let mut backend = RealBackend { model, block_manager };
             let results = run_with(&mut backend, &cfg)?;
             let validation = validate_with_sim(backend.model, &cfg, &results);
             (results, Some(validation))
@@ -150,6 +163,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         machine: machine_description(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         sim_validation: validation.as_ref().map(|v| v.markdown.clone()),
+        block_manager: student.map(|(_, sites)| sites),
     };
     let lang = if args.lang == LangArg::Zh { Lang::Zh } else { Lang::En };
     let written = kvscope_lab::artifacts::write_all(&results, &args.out, &ctx, lang)
@@ -165,6 +179,34 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         eprintln!("  {}", p.display());
     }
     Ok(())
+}
+
+/// Starts the student's manager once before the lab, so an import error or
+/// a crash in the constructor is reported before any model work, and reads
+/// where its methods are for the report.
+fn student_block_manager(file: &Path, block_size: usize) -> anyhow::Result<(HostConfig, StudentBlockManager)> {
+    if !file.is_file() {
+        anyhow::bail!(
+            "{} is not a file: give your block_manager.py (`kvscope exercise init DIR` writes one)",
+            file.display()
+        );
+    }
+    let host = HostConfig::new(file);
+    let (_probe, api, _) = kvscope_exercise::host::PythonHost::start(host.clone(), 1, block_size)
+        .with_context(|| format!("cannot start the block manager in {}", file.display()))?;
+    let name = file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let site = |m: &str| match api.lines.iter().find(|(n, _)| n == m) {
+        Some((_, line)) => format!("{name}:{line}::{m}"),
+        None => format!("{name}::{m}"),
+    };
+    let sites = StudentBlockManager {
+        file: file.display().to_string(),
+        allocate: site("allocate"),
+        may_append: site("may_append"),
+        deallocate: site("deallocate"),
+    };
+    eprintln!("block manager: {} (the student's, via python3)", file.display());
+    Ok((host, sites))
 }
 
 fn run_with<B: LabBackend>(backend: &mut B, cfg: &LabConfig) -> anyhow::Result<LabResults> {

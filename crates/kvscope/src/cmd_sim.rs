@@ -209,6 +209,7 @@ fn report(sim: &Simulation, spec: &CaseSpec, run: &CaseRun, args: &SimArgs) -> a
             machine: machine_description(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
             sim_validation: None,
+            block_manager: None,
         };
         let lang = if args.lang == LangArg::Zh { Lang::Zh } else { Lang::En };
         let backend = format!("{} on {} (simulated)", sim.config.model.name, sim.config.hardware.name);

@@ -5,13 +5,19 @@
 
 use crate::real_model::LoadedModel;
 use anyhow::Context;
-use kvscope_core::{PoolConfig, SimClock, TokenId, WallClock};
+use kvscope_core::{KvBlockManager, PoolConfig, SimClock, TokenId, WallClock};
+use kvscope_exercise::checker::Checker;
+use kvscope_exercise::{HostConfig, PyBlockManager};
 use kvscope_lab::backend::{BackendInfo, LabBackend};
 use kvscope_model::executor::ModelExecutor;
 use kvscope_sim::{default_calibration_path, CalibrationFile, CostModel, SimConfig, SimExecutor};
+use std::sync::{Arc, Mutex};
 
 pub struct RealBackend {
     pub model: LoadedModel,
+    /// A student's Python block manager to run instead of kvscope's
+    /// (`--block-manager`).
+    pub block_manager: Option<HostConfig>,
 }
 
 impl LabBackend for RealBackend {
@@ -60,6 +66,21 @@ impl LabBackend for RealBackend {
     }
 
     fn finish(&mut self, _executor: ModelExecutor) {}
+
+    /// The student's manager for every run with prefix caching on; the
+    /// probe's caching-off baseline stays native (a nano-vLLM BlockManager
+    /// has no switch for prefix caching).
+    fn block_manager(&mut self, pool: &PoolConfig) -> Result<Option<Box<dyn KvBlockManager>>, String> {
+        let Some(host) = &self.block_manager else { return Ok(None) };
+        if !pool.enable_prefix_caching {
+            return Ok(None);
+        }
+        // The lab keeps only the checks that protect the engine (valid ids,
+        // a slot for every token); grading is `kvscope exercise check`'s job.
+        let checker = Arc::new(Mutex::new(Checker::new(pool.num_blocks, pool.block_size)));
+        let manager = PyBlockManager::start(host.clone(), pool.clone(), checker).map_err(|e| e.to_string())?;
+        Ok(Some(Box::new(manager)))
+    }
 }
 
 /// The simulator as a lab backend.

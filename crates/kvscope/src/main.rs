@@ -3,6 +3,7 @@
 
 mod capacity_table;
 mod cmd_bench;
+mod cmd_exercise;
 mod cmd_generate;
 mod cmd_lab;
 mod cmd_serve;
@@ -39,6 +40,10 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cmd_bench::BenchCommand),
+    /// The course exercise: write your own nano-vLLM-style BlockManager in
+    /// Python (`init`) and grade it inside the real engine (`check`).
+    #[command(subcommand)]
+    Exercise(cmd_exercise::ExerciseCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +58,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(cmd) => cmd_serve::run(cmd),
         Command::Sim(args) => cmd_sim::run(args),
         Command::Bench(cmd) => cmd_bench::run(cmd),
+        Command::Exercise(cmd) => cmd_exercise::run(cmd),
     }
 }
 

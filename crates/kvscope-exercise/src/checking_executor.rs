@@ -1,0 +1,37 @@
+//! The model behind a gate: before a batch runs, the grader checks its
+//! tables and writes (and stops the run on the first broken promise, so a
+//! bad table never reaches the KV storage); after it runs, the sampled
+//! tokens extend the grader's ground truth.
+
+use crate::checker::Checker;
+use kvscope_core::{Executor, ExecutorError, PromptLogprob, RequestId, SampledToken, ScheduledBatch};
+use std::sync::{Arc, Mutex};
+
+pub struct CheckingExecutor<E> {
+    pub inner: E,
+    pub checker: Arc<Mutex<Checker>>,
+}
+
+impl<E: Executor> Executor for CheckingExecutor<E> {
+    fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
+        let mut checker = self.checker.lock().unwrap_or_else(|e| e.into_inner());
+        if !checker.check_batch(batch) {
+            return Err(ExecutorError("kvscope stopped the step: the grader found a broken property".into()));
+        }
+        let sampled = self.inner.execute(batch)?;
+        for (seq, token) in batch.seqs.iter().zip(&sampled) {
+            if let Some(t) = token {
+                checker.sampled(seq.request_id, t.token);
+            }
+        }
+        Ok(sampled)
+    }
+
+    fn kv_site(&self) -> &'static str {
+        self.inner.kv_site()
+    }
+
+    fn take_prompt_logprobs(&mut self) -> Vec<(RequestId, Vec<PromptLogprob>)> {
+        self.inner.take_prompt_logprobs()
+    }
+}
