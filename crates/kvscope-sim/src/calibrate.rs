@@ -38,10 +38,6 @@ pub struct CalibrationPlan {
     pub decode_batches: Vec<usize>,
     /// Decode steps measured per (context, batch).
     pub decode_steps: usize,
-    /// Sequences decoding at each context while a new sequence's first
-    /// `prefill_chunk` prompt tokens run in the same step: the mixed steps a
-    /// lab case with long and short prompts is made of (one step each).
-    pub mixed_batches: Vec<usize>,
     /// Token ids of the synthetic prompts are below this.
     pub vocab: u32,
 }
@@ -55,7 +51,6 @@ impl Default for CalibrationPlan {
             prefill_chunk: 512,
             decode_batches: vec![1, 4, 16, 32],
             decode_steps: 4,
-            mixed_batches: vec![4, 16],
             vocab: 32_000,
         }
     }
@@ -70,18 +65,11 @@ impl CalibrationPlan {
     pub fn required_blocks(&self) -> usize {
         let bs = self.block_size;
         let prefill = self.prefill_lengths.iter().map(|l| l.div_ceil(bs)).max().unwrap_or(0);
-        let decode = self.decode_region_blocks();
-        let mixed = if self.mixed_batches.is_empty() { 0 } else { decode + self.prefill_chunk.div_ceil(bs) };
-        prefill.max(decode).max(mixed).max(1)
-    }
-
-    /// Blocks the decode measurements use: the longest shared context and
-    /// every sequence's own blocks after it.
-    fn decode_region_blocks(&self) -> usize {
-        let bs = self.block_size;
-        let max_batch = self.decode_batches.iter().chain(&self.mixed_batches).copied().max().unwrap_or(0);
-        let per_seq = self.decode_steps.div_ceil(bs).max(1);
-        self.decode_contexts.iter().map(|&c| self.round_context(c) / bs + max_batch * per_seq).max().unwrap_or(0)
+        let max_batch = self.decode_batches.iter().copied().max().unwrap_or(0);
+        let per_seq = self.decode_steps.div_ceil(bs);
+        let decode =
+            self.decode_contexts.iter().map(|&c| self.round_context(c) / bs + max_batch * per_seq).max().unwrap_or(0);
+        prefill.max(decode).max(1)
     }
 
     /// Longest context the plan builds (the executor's context must allow it).
@@ -106,7 +94,7 @@ pub fn calibrate<E: Executor, C: Clock>(
             .iter()
             .map(|&c| plan.round_context(c).div_ceil(plan.prefill_chunk.max(1)))
             .sum::<usize>()
-        + plan.decode_contexts.len() * (plan.decode_batches.len() * plan.decode_steps + plan.mixed_batches.len());
+        + plan.decode_contexts.len() * plan.decode_batches.len() * plan.decode_steps;
     let mut samples = Vec::with_capacity(total);
     let mut next_id = 0u64;
     let mut fresh_id = || {
@@ -132,7 +120,7 @@ pub fn calibrate<E: Executor, C: Clock>(
         measure(executor, ScheduledBatch { seqs: vec![seq] }, &mut samples)?;
     }
 
-    let per_seq_blocks = plan.decode_steps.div_ceil(bs).max(1);
+    let per_seq_blocks = plan.decode_steps.div_ceil(bs);
     for &context in &plan.decode_contexts {
         let context = plan.round_context(context);
         let shared = blocks(0, context / bs);
@@ -145,42 +133,31 @@ pub fn calibrate<E: Executor, C: Clock>(
             measure(executor, ScheduledBatch { seqs: vec![seq] }, &mut samples)?;
             start += n;
         }
-        let decoding = |ids: &[RequestId], step: usize| -> Vec<ScheduledSeq> {
-            let pos = context + step;
-            ids.iter()
-                .enumerate()
-                .map(|(j, &id)| {
-                    let mut table = shared.clone();
-                    table.extend(blocks(shared.len() + j * per_seq_blocks, pos / bs + 1 - shared.len()));
-                    ScheduledSeq {
-                        request_id: id,
-                        tokens: vec![synthetic_prompt_token(pos, plan.vocab)],
-                        start_pos: pos,
-                        block_table: table,
-                        sample: true,
-                        output_index: step,
-                        sampling: std::sync::Arc::new(SamplingParams::greedy(1 << 20)),
-                        is_prefill: false,
-                        next_prompt_token: None,
-                    }
-                })
-                .collect()
-        };
         for &batch_size in &plan.decode_batches {
             let ids: Vec<RequestId> = (0..batch_size).map(|_| fresh_id()).collect();
             for step in 0..plan.decode_steps {
-                measure(executor, ScheduledBatch { seqs: decoding(&ids, step) }, &mut samples)?;
+                let pos = context + step;
+                let seqs = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &id)| {
+                        let mut table = shared.clone();
+                        table.extend(blocks(shared.len() + j * per_seq_blocks, pos / bs + 1 - shared.len()));
+                        ScheduledSeq {
+                            request_id: id,
+                            tokens: vec![synthetic_prompt_token(pos, plan.vocab)],
+                            start_pos: pos,
+                            block_table: table,
+                            sample: true,
+                            output_index: step,
+                            sampling: std::sync::Arc::new(SamplingParams::greedy(1 << 20)),
+                            is_prefill: false,
+                            next_prompt_token: None,
+                        }
+                    })
+                    .collect();
+                measure(executor, ScheduledBatch { seqs }, &mut samples)?;
             }
-        }
-        // A new prompt's first chunk, in its own blocks after the decode
-        // region, prefilled in the same step as `batch_size` decodes.
-        let mixed_from = plan.decode_region_blocks();
-        for &batch_size in &plan.mixed_batches {
-            let ids: Vec<RequestId> = (0..batch_size).map(|_| fresh_id()).collect();
-            let n = plan.prefill_chunk.max(1);
-            let mut seqs = vec![prefill_seq(fresh_id(), 0, n, blocks(mixed_from, n.div_ceil(bs)), plan.vocab, false)];
-            seqs.extend(decoding(&ids, 0));
-            measure(executor, ScheduledBatch { seqs }, &mut samples)?;
         }
     }
     Ok(samples)
