@@ -241,30 +241,33 @@ impl Svg {
 
     /// Text on a white halo so it stays readable over lines.
     pub fn label(&mut self, x: f64, y: f64, s: &str, size: f64, anchor: Anchor, fill: &str) {
-        let _ = writeln!(
-            self.body,
-            r#"<text x="{}" y="{}" font-size="{}" text-anchor="{}" fill="{}" stroke="white" stroke-width="3" paint-order="stroke">{}</text>"#,
-            num(x),
-            num(y),
-            num(size),
-            anchor.as_str(),
-            esc(fill),
-            esc(s)
-        );
+        self.haloed(x, y, s, size, anchor, fill, "");
     }
 
     /// Bold text on a white halo.
     pub fn label_bold(&mut self, x: f64, y: f64, s: &str, size: f64, anchor: Anchor, fill: &str) {
-        let _ = writeln!(
-            self.body,
-            r#"<text x="{}" y="{}" font-size="{}" font-weight="bold" text-anchor="{}" fill="{}" stroke="white" stroke-width="3" paint-order="stroke">{}</text>"#,
+        self.haloed(x, y, s, size, anchor, fill, r#" font-weight="bold""#);
+    }
+
+    /// The halo is its own white-stroked copy of the text, drawn first, and
+    /// the label is drawn over it: renderers that ignore `paint-order` (e.g.
+    /// cairosvg) would otherwise paint the stroke over the letters and
+    /// hide them.
+    #[allow(clippy::too_many_arguments)]
+    fn haloed(&mut self, x: f64, y: f64, s: &str, size: f64, anchor: Anchor, fill: &str, weight: &str) {
+        let at = format!(
+            r#"x="{}" y="{}" font-size="{}"{weight} text-anchor="{}""#,
             num(x),
             num(y),
             num(size),
-            anchor.as_str(),
-            esc(fill),
-            esc(s)
+            anchor.as_str()
         );
+        let text = esc(s);
+        let _ = writeln!(
+            self.body,
+            r#"<text {at} fill="white" stroke="white" stroke-width="3" stroke-linejoin="round">{text}</text>"#
+        );
+        let _ = writeln!(self.body, r#"<text {at} fill="{}">{text}</text>"#, esc(fill));
     }
 
     /// The finished document.
@@ -494,6 +497,25 @@ pub(crate) fn assert_wellformed(svg: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A haloed label is a white copy under the coloured text, never one
+    /// element relying on `paint-order` (which some renderers ignore, and
+    /// then the halo hides the letters).
+    #[test]
+    fn labels_draw_their_halo_under_the_text_without_paint_order() {
+        let mut svg = Svg::new(100.0, 50.0);
+        svg.label(10.0, 20.0, "queue <wait>", 11.0, Anchor::Start, "#123456");
+        svg.label_bold(10.0, 40.0, "TTFT", 11.0, Anchor::Middle, "#654321");
+        let doc = svg.finish();
+        assert_wellformed(&doc);
+        assert!(!doc.contains("paint-order"), "{doc}");
+        for (text, fill) in [("queue &lt;wait&gt;", "#123456"), ("TTFT", "#654321")] {
+            let lines: Vec<&str> = doc.lines().filter(|l| l.contains(&format!(">{text}</text>"))).collect();
+            assert_eq!(lines.len(), 2, "halo and label for {text}: {lines:?}");
+            assert!(lines[0].contains(r#"stroke="white""#) && lines[0].contains(r#"fill="white""#), "{}", lines[0]);
+            assert!(lines[1].contains(&format!(r#"fill="{fill}""#)) && !lines[1].contains("stroke"), "{}", lines[1]);
+        }
+    }
 
     #[test]
     fn escapes_and_wellformed() {
