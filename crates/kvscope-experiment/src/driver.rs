@@ -119,8 +119,7 @@ pub enum RunError {
 
 /// Runs `requests` (in arrival order; taken one by one as they arrive) to
 /// completion on a fresh engine, submitting each at its arrival time on the
-/// engine clock. Returns the run
-/// and the executor, for the next case.
+/// engine clock. Returns the run and the executor, for the next case.
 pub fn run_case<E: Executor, C: Clock>(
     executor: E,
     clock: C,

@@ -76,13 +76,13 @@ impl QuantizedRows {
 }
 
 impl QuantizedRows {
-    /// `x − d·q` per element: what the quantization of `x` left out.
-    pub fn residual(&self, x: &[f32]) -> Vec<f32> {
-        let mut out = Vec::with_capacity(self.rows * self.k);
+    /// `x − d·q` per element, into `out`: what the quantization of `x` left
+    /// out.
+    pub fn residual_into(&self, x: &[f32], out: &mut Vec<f32>) {
+        out.clear();
         for ((xb, qb), &d) in x[..self.rows * self.k].chunks_exact(BLOCK).zip(self.q.chunks_exact(BLOCK)).zip(&self.d) {
             out.extend(xb.iter().zip(qb).map(|(&xi, &qi)| xi - d * qi as f32));
         }
-        out
     }
 }
 

@@ -9,10 +9,20 @@ use crate::kernels::SendPtr;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
+/// Buffers of the last call on this thread, kept so that each call (30 of
+/// each kind per forward pass) reuses the memory instead of allocating and
+/// faulting it in again.
+#[derive(Default)]
+struct Scratch {
+    act: QuantizedRows,
+    /// Two-term matrices: the first term's rounding error, then the second
+    /// term's products.
+    residual: Vec<f32>,
+    y2: Vec<f32>,
+}
+
 thread_local! {
-    /// The quantized activations of the last call on this thread, kept so
-    /// that each call reuses the memory instead of allocating it again.
-    static ACT: RefCell<QuantizedRows> = RefCell::new(QuantizedRows::default());
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
 /// `y[r * n + j] = Σ x[r] · w[j]` for `rows` rows, on the best int8 path.
@@ -31,21 +41,21 @@ pub fn matmul_int8_on(isa: Int8Isa, x: &[f32], w: &PackedInt8, y: &mut [f32], ro
     if rows == 0 || n == 0 {
         return;
     }
-    let mut act = ACT.with(|a| std::mem::take(&mut *a.borrow_mut()));
-    act.quantize(x, rows, k);
-    run(isa, &act, w, y, n);
+    let mut s = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    s.act.quantize(x, rows, k);
+    run(isa, &s.act, w, y, n);
     if w.two_term() {
         // The second term: the first term's rounding error, quantized the
         // same way and multiplied the same way; added once per output.
-        let residual: Vec<f32> = act.residual(x);
-        act.quantize(&residual, rows, k);
-        let mut y2 = vec![0f32; rows * n];
-        run(isa, &act, w, &mut y2, n);
-        for (a, b) in y[..rows * n].iter_mut().zip(&y2) {
+        s.act.residual_into(x, &mut s.residual);
+        s.act.quantize(&s.residual, rows, k);
+        s.y2.resize(rows * n, 0.0);
+        run(isa, &s.act, w, &mut s.y2, n);
+        for (a, b) in y[..rows * n].iter_mut().zip(&s.y2) {
             *a += b;
         }
     }
-    ACT.with(|a| *a.borrow_mut() = act);
+    SCRATCH.with(|cell| *cell.borrow_mut() = s);
 }
 
 fn run(isa: Int8Isa, act: &QuantizedRows, w: &PackedInt8, y: &mut [f32], n: usize) {
