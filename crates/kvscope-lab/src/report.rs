@@ -112,13 +112,12 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
     }
     let _ = writeln!(
         o,
-        "- {}: {} {} × {} tokens, {} {}/token ({}, {}), {} = {}; max_running = {}, {} = {} tokens/step, prefix caching {}",
+        "- {}: {} {} × {} tokens, {}/token ({}, {}), {} = {}; max_running = {}, {} = {} tokens/step, prefix caching {}",
         t("KV 池配置", "KV pool"),
         cfg.pool.num_blocks,
         t("块", "blocks"),
         cfg.pool.block_size,
         kib(cfg.pool.bytes_per_token() as f64),
-        t("字节", "bytes"),
         info.kv_dtype,
         t("K 和 V, 全部层", "K and V, all layers"),
         t("总计", "total"),
