@@ -3,6 +3,7 @@
 //! Read it in this order — it is the lifecycle of a request's KV:
 //! - [`request`]: what a client asks for (`RequestId`, `SamplingParams`).
 //! - [`sequence`]: the per-request state object the KV is bound to.
+//! - [`kv_dtype`]: what one KV slot costs (f32, f16, int8, ...).
 //! - [`block_manager`]: the paged pool — allocation, reference counts,
 //!   prefix-cache index, release, eviction; [`block_manager_api`]: the seam
 //!   the scheduler calls it through, where a plug-in manager can replace it.
@@ -31,6 +32,7 @@ pub mod executor;
 mod holders;
 pub mod ids;
 mod invariants;
+pub mod kv_dtype;
 pub mod prefix_hash;
 pub mod probe;
 pub mod replay;
@@ -54,6 +56,7 @@ pub use executor::{
     ScheduledSeq,
 };
 pub use ids::{BlockId, RequestId, Seconds, TokenId};
+pub use kv_dtype::KvDtype;
 pub use request::{Request, SamplingParams};
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use sequence::{Sequence, SequenceStatus};

@@ -1,5 +1,5 @@
 //! A quick throughput figure for the forward pass (not a benchmark suite):
-//! `cargo run --release -p kvscope-model --example forward_speed`.
+//! `cargo run --release -p kvscope-model --example forward_speed [MODEL [KV_DTYPE]]`.
 //! Prints prefill tokens/s for one 512-token prompt and decode tokens/s for
 //! 1 and 16 sequences with 512 tokens of context each.
 
@@ -23,7 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let (bs, prompt_len, seqs, steps) = (16usize, 512usize, 16usize, 16usize);
     let per_seq = (prompt_len + steps).div_ceil(bs);
-    let mut kv = PagedKvCache::new(m.config(), per_seq * seqs, bs)?;
+    let dtype: kvscope_core::KvDtype = std::env::args().nth(2).as_deref().unwrap_or("f32").parse()?;
+    let mut kv = PagedKvCache::new(m.config(), dtype, per_seq * seqs, bs)?;
     let tables: Vec<Vec<BlockId>> =
         (0..seqs).map(|s| (0..per_seq).map(|b| BlockId((s * per_seq + b) as u32)).collect()).collect();
     let prompt: Vec<u32> = (0..prompt_len as u32).map(|i| 100 + (i * 7919) % 40000).collect();

@@ -92,7 +92,7 @@ fn main() {
         let mut out = vec![0f32; nq * 576];
         let t = Instant::now();
         for _ in 0..5 {
-            paged_attention(&q, &queries, KvView { k: &k, v: &v, block_size: bs }, heads, &mut out);
+            paged_attention(&q, &queries, KvView::f32(&k, &v, bs), heads, &mut out);
         }
         println!("attention {nq} queries ctx {ctx}: {:.2} ms per layer", t.elapsed().as_secs_f64() / 5.0 * 1e3);
     }

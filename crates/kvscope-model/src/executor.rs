@@ -10,6 +10,7 @@ use crate::sampler::{self, mix64};
 use kvscope_core::executor::PromptLogprob;
 use kvscope_core::executor::{Executor, ExecutorError, SampledToken, ScheduledBatch};
 use kvscope_core::ids::RequestId;
+use kvscope_core::KvDtype;
 use std::sync::Arc;
 
 pub struct ModelExecutor {
@@ -22,15 +23,16 @@ pub struct ModelExecutor {
 
 impl ModelExecutor {
     /// An executor with a KV pool of `num_blocks` blocks of `block_size`
-    /// tokens — the same numbers the block manager is configured with.
+    /// tokens stored as `kv_dtype` — the same numbers the block manager is configured with.
     /// `engine_seed` seeds requests that bring no seed of their own.
     pub fn new(
         model: Arc<LlamaModel>,
+        kv_dtype: KvDtype,
         num_blocks: usize,
         block_size: usize,
         engine_seed: u64,
     ) -> Result<Self, KvStorageError> {
-        let kv = PagedKvCache::new(model.config(), num_blocks, block_size)?;
+        let kv = PagedKvCache::new(model.config(), kv_dtype, num_blocks, block_size)?;
         Ok(ModelExecutor { model, kv, engine_seed, prompt_scores: Vec::new() })
     }
 

@@ -9,7 +9,7 @@
 
 use crate::config::{ModelConfig, RopeStyle};
 use crate::gguf::{Gguf, GgufError};
-use crate::kernels::attention::{paged_attention, Heads, KvView, QueryCtx};
+use crate::kernels::attention::{paged_attention, Heads, QueryCtx};
 use crate::kernels::weights::Weights;
 use crate::kernels::{activation, matmul::matmul_w, rmsnorm, rope::RopeTable, Kernels};
 use crate::kv_storage::PagedKvCache;
@@ -291,14 +291,7 @@ impl LlamaModel {
                 kv.write(li, slots[i], &row[qw..qw + kvw], &row[qw + kvw..]);
                 q[i * qw..][..qw].copy_from_slice(&row[..qw]);
             }
-            let lkv = kv.layer(li);
-            paged_attention(
-                &q,
-                &queries,
-                KvView { k: &lkv.k, v: &lkv.v, block_size: kv.block_size() },
-                heads,
-                &mut attn,
-            );
+            paged_attention(&q, &queries, kv.view(li), heads, &mut attn);
             matmul_w(&attn, &layer.wo, &mut proj, n);
             add_in_place(&mut x, &proj);
 

@@ -1,11 +1,13 @@
 //! A sequence's logits are bit-identical however it is run: alone or batched
 //! with others, prefilled whole or in chunks of any size, with its prefix KV
-//! computed now or reused from another request's blocks.
+//! computed now or reused from another request's blocks — for every KV
+//! storage format (f32, f16, int8).
 
 mod common;
 
 use common::{argmax, bits, blocks};
 use kvscope_core::ids::BlockId;
+use kvscope_core::KvDtype;
 use kvscope_model::kv_storage::PagedKvCache;
 use kvscope_model::llama::{LogitsFor, SeqChunk};
 
@@ -23,9 +25,9 @@ const STEPS: usize = 6;
 
 /// Prefill then greedy-decode `STEPS` tokens alone in a fresh pool; the
 /// logits after the prompt and after each decoded token.
-fn alone(prompt: &[u32]) -> Vec<Vec<u32>> {
+fn alone(prompt: &[u32], dtype: KvDtype) -> Vec<Vec<u32>> {
     let m = common::llama();
-    let mut kv = PagedKvCache::new(m.config(), 8, BS).unwrap();
+    let mut kv = PagedKvCache::new(m.config(), dtype, 8, BS).unwrap();
     let table = blocks(0, 8);
     let mut out = vec![];
     let mut logits = m
@@ -44,13 +46,19 @@ fn alone(prompt: &[u32]) -> Vec<Vec<u32>> {
 
 #[test]
 fn batched_prefill_and_decode_equal_each_sequence_alone() {
+    for dtype in KvDtype::CPU {
+        batched_equals_alone(dtype);
+    }
+}
+
+fn batched_equals_alone(dtype: KvDtype) {
     let m = common::llama();
     let prompts = prompts();
-    let want: Vec<_> = prompts.iter().map(|p| alone(p)).collect();
+    let want: Vec<_> = prompts.iter().map(|p| alone(p, dtype)).collect();
 
     // One pool, 8 blocks per sequence. The last sequence joins two steps
     // late, so its prefill shares a batch with the others' decodes.
-    let mut kv = PagedKvCache::new(m.config(), 8 * prompts.len(), BS).unwrap();
+    let mut kv = PagedKvCache::new(m.config(), dtype, 8 * prompts.len(), BS).unwrap();
     let tables: Vec<Vec<BlockId>> = (0..prompts.len() as u32).map(|i| blocks(8 * i, 8)).collect();
     let late = prompts.len() - 1;
     let mut pos = vec![0usize; prompts.len()];
@@ -78,16 +86,16 @@ fn batched_prefill_and_decode_equal_each_sequence_alone() {
     for i in 0..prompts.len() {
         assert_eq!(got[i].len(), STEPS + 1);
         for s in 0..=STEPS {
-            assert!(got[i][s] == want[i][s], "sequence {i} step {s}: batched logits differ from alone");
+            assert!(got[i][s] == want[i][s], "{dtype} KV, sequence {i} step {s}: batched logits differ from alone");
         }
     }
 }
 
 /// Logits at every position of `tokens`, prefilled in chunks of `chunk`.
-fn chunked(tokens: &[u32], chunk: usize) -> Vec<Vec<u32>> {
+fn chunked(tokens: &[u32], chunk: usize, dtype: KvDtype) -> Vec<Vec<u32>> {
     let m = common::llama();
     let nb = tokens.len().div_ceil(BS) as u32;
-    let mut kv = PagedKvCache::new(m.config(), nb as usize, BS).unwrap();
+    let mut kv = PagedKvCache::new(m.config(), dtype, nb as usize, BS).unwrap();
     let table = blocks(0, nb);
     let mut out = vec![];
     for (i, c) in tokens.chunks(chunk).enumerate() {
@@ -100,18 +108,26 @@ fn chunked(tokens: &[u32], chunk: usize) -> Vec<Vec<u32>> {
 #[test]
 fn chunked_prefill_equals_whole_prefill_at_every_position() {
     let tokens = &common::prompt(common::llamacpp(), "digits_punct_invoice").prompt_token_ids;
-    let whole = chunked(tokens, tokens.len());
-    assert_eq!(whole.len(), tokens.len());
-    for size in [1, 7, 64] {
-        let got = chunked(tokens, size);
-        for (p, (a, b)) in got.iter().zip(&whole).enumerate() {
-            assert!(a == b, "chunk size {size}: logits at position {p} differ from the whole prefill");
+    for dtype in KvDtype::CPU {
+        let whole = chunked(tokens, tokens.len(), dtype);
+        assert_eq!(whole.len(), tokens.len());
+        for size in [1, 7, 64] {
+            let got = chunked(tokens, size, dtype);
+            for (p, (a, b)) in got.iter().zip(&whole).enumerate() {
+                assert!(a == b, "{dtype} KV, chunk size {size}: logits at position {p} differ from the whole prefill");
+            }
         }
     }
 }
 
 #[test]
 fn prefix_reuse_through_shared_blocks_equals_recompute() {
+    for dtype in KvDtype::CPU {
+        prefix_reuse_equals_recompute(dtype);
+    }
+}
+
+fn prefix_reuse_equals_recompute(dtype: KvDtype) {
     let m = common::llama();
     let g = common::llamacpp();
     let a = &common::prompt(g, "code_rust").prompt_token_ids; // 54 tokens: 3 full blocks + 6
@@ -119,7 +135,7 @@ fn prefix_reuse_through_shared_blocks_equals_recompute() {
     let suffix = &common::prompt(g, "en_factual_qa").prompt_token_ids[..10];
     let b: Vec<u32> = a[..shared].iter().chain(suffix).copied().collect();
 
-    let mut kv = PagedKvCache::new(m.config(), 16, BS).unwrap();
+    let mut kv = PagedKvCache::new(m.config(), dtype, 16, BS).unwrap();
     // Request A fills blocks 0..4.
     let table_a = blocks(0, 4);
     m.forward(&mut kv, &[SeqChunk { tokens: a, start_pos: 0, block_table: &table_a, logits: LogitsFor::Last }])
@@ -138,7 +154,7 @@ fn prefix_reuse_through_shared_blocks_equals_recompute() {
         .forward(&mut kv, &[SeqChunk { tokens: &b, start_pos: 0, block_table: &table_c, logits: LogitsFor::All }])
         .unwrap();
     for (i, (r, f)) in reused.iter().zip(&fresh[shared..]).enumerate() {
-        assert!(bits(r) == bits(f), "suffix position {i}: prefix reuse differs from recompute");
+        assert!(bits(r) == bits(f), "{dtype} KV, suffix position {i}: prefix reuse differs from recompute");
     }
     // And the next decode step agrees too.
     let t = [argmax(reused.last().unwrap())];

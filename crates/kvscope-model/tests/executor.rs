@@ -20,7 +20,7 @@ fn executor(num_blocks: usize) -> ModelExecutor {
         let g = kvscope_model::gguf::Gguf::open(&common::model_path()).unwrap();
         Arc::new(kvscope_model::llama::LlamaModel::load(&g).unwrap())
     });
-    ModelExecutor::new(m.clone(), num_blocks, BS, 1234).unwrap()
+    ModelExecutor::new(m.clone(), kvscope_core::KvDtype::F32, num_blocks, BS, 1234).unwrap()
 }
 
 fn seq(

@@ -23,7 +23,8 @@ fn run(prompt: &[u32], params: SamplingParams, budget: usize) -> Sequence {
         pool: PoolConfig { num_blocks: 16, block_size: 16, enable_prefix_caching: true, bytes_per_block: 0 },
         vocab_size: Some(49152),
     };
-    let mut engine = Engine::new(config, ModelExecutor::new(llama, 16, 16, 0).unwrap(), SimClock::new());
+    let mut engine =
+        Engine::new(config, ModelExecutor::new(llama, kvscope_core::KvDtype::F32, 16, 16, 0).unwrap(), SimClock::new());
     engine.submit(RequestId(1), prompt.to_vec(), params).unwrap();
     loop {
         if let Some(seq) = engine.step().unwrap().finished.into_iter().next() {

@@ -8,16 +8,35 @@
 //! else is batched, how the prompt was chunked, or whether the prefix blocks
 //! were computed now or reused from an earlier request.
 
+use super::kv_elem::{KvElem, Plane};
 use super::simd;
 use super::SendPtr;
 use rayon::prelude::*;
 
-/// One layer's paged K and V: `[num_blocks * block_size, kv_heads * head_dim]`.
+/// One layer's paged K and V, `[num_blocks * block_size, kv_heads * head_dim]`
+/// values in the pool's format.
 #[derive(Clone, Copy)]
 pub struct KvView<'a> {
-    pub k: &'a [f32],
-    pub v: &'a [f32],
+    pub planes: KvPlanes<'a>,
     pub block_size: usize,
+}
+
+/// K and V planes of one format.
+#[derive(Clone, Copy)]
+pub enum KvPlanes<'a> {
+    F32 { k: Plane<'a, f32>, v: Plane<'a, f32> },
+    F16 { k: Plane<'a, half::f16>, v: Plane<'a, half::f16> },
+    Int8 { k: Plane<'a, i8>, v: Plane<'a, i8> },
+}
+
+impl<'a> KvView<'a> {
+    /// Plain f32 planes without scales.
+    pub fn f32(k: &'a [f32], v: &'a [f32], block_size: usize) -> Self {
+        KvView {
+            planes: KvPlanes::F32 { k: Plane { values: k, scales: &[] }, v: Plane { values: v, scales: &[] } },
+            block_size,
+        }
+    }
 }
 
 /// A query row's context: its position and its sequence's block table
@@ -35,6 +54,9 @@ pub struct Heads {
     pub head_dim: usize,
 }
 
+/// Longest head the scalar path widens on the stack.
+const MAX_HEAD_DIM: usize = 512;
+
 /// `out[t][h]` = softmax(q[t][h] · Kᵀ / sqrt(d)) · V over the context of
 /// query `t`, with query head `h` reading KV head `h / (n_heads / n_kv_heads)`.
 /// `q` and `out` are `[queries.len(), n_heads * head_dim]`.
@@ -43,11 +65,28 @@ pub struct Heads {
 /// share it, so each key and value row is read once per group. Within a task
 /// each head's scores, softmax and weighted sum run in position order.
 pub fn paged_attention(q: &[f32], queries: &[QueryCtx], kv: KvView, heads: Heads, out: &mut [f32]) {
+    match kv.planes {
+        KvPlanes::F32 { k, v } => attend(q, queries, k, v, kv.block_size, heads, out),
+        KvPlanes::F16 { k, v } => attend(q, queries, k, v, kv.block_size, heads, out),
+        KvPlanes::Int8 { k, v } => attend(q, queries, k, v, kv.block_size, heads, out),
+    }
+}
+
+fn attend<E: KvElem>(
+    q: &[f32],
+    queries: &[QueryCtx],
+    k: Plane<E>,
+    v: Plane<E>,
+    block_size: usize,
+    heads: Heads,
+    out: &mut [f32],
+) {
     let Heads { n_heads, n_kv_heads, head_dim: hd } = heads;
     let width = n_heads * hd;
     assert!(q.len() == queries.len() * width && out.len() == q.len());
     let group = n_heads / n_kv_heads;
     assert!(group <= MAX_GROUP, "more than {MAX_GROUP} query heads per KV head");
+    assert!(hd <= MAX_HEAD_DIM, "head_dim above {MAX_HEAD_DIM}");
     let op = SendPtr(out.as_mut_ptr());
     let isa = simd::isa();
     (0..queries.len() * n_kv_heads).into_par_iter().for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
@@ -56,7 +95,8 @@ pub fn paged_attention(q: &[f32], queries: &[QueryCtx], kv: KvView, heads: Heads
         let qg = &q[t * width + g * group * hd..][..group * hd];
         // SAFETY: each task owns the disjoint slice out[t][heads of group g].
         let og = unsafe { std::slice::from_raw_parts_mut(op.get().add(t * width + g * group * hd), group * hd) };
-        let job = GroupJob { q: qg, out: og, ctx, kv, kv_width: n_kv_heads * hd, kv_off: g * hd, group, hd };
+        let rows = Rows { block_size, kv_width: n_kv_heads * hd, kv_off: g * hd, n_kv_heads, g };
+        let job = GroupJob { q: qg, out: og, ctx, k, v, rows, group, hd };
         match isa {
             // SAFETY: simd::isa() chose Avx512, so avx512f is present; validate() checked the block tables.
             #[cfg(target_arch = "x86_64")]
@@ -66,33 +106,59 @@ pub fn paged_attention(q: &[f32], queries: &[QueryCtx], kv: KvView, heads: Heads
     });
 }
 
-/// One query's attention for the heads of one KV group.
-struct GroupJob<'a> {
-    q: &'a [f32],
-    out: &'a mut [f32],
-    ctx: QueryCtx<'a>,
-    kv: KvView<'a>,
+/// Where one KV head's rows of a sequence live.
+#[derive(Clone, Copy)]
+struct Rows {
+    block_size: usize,
+    /// Values per slot (all KV heads).
     kv_width: usize,
+    /// This head's first value within a slot.
     kv_off: usize,
-    group: usize,
-    hd: usize,
+    n_kv_heads: usize,
+    /// This KV head.
+    g: usize,
 }
 
-/// Calls `f(j, offset)` with the offset of the K/V row of each position
-/// `j` in `0..=ctx.pos`, in position order.
+impl Rows {
+    /// Calls `f(j, value_offset, scale_index)` for the row of each position
+    /// `j` in `0..=ctx.pos`, in position order.
+    #[inline(always)]
+    fn for_each(self, ctx: QueryCtx, mut f: impl FnMut(usize, usize, usize)) {
+        let n = ctx.pos + 1;
+        let mut j = 0;
+        for &block in ctx.block_table {
+            let base = block * self.block_size;
+            for s in 0..self.block_size.min(n - j) {
+                let slot = base + s;
+                f(j, slot * self.kv_width + self.kv_off, slot * self.n_kv_heads + self.g);
+                j += 1;
+            }
+            if j == n {
+                break;
+            }
+        }
+    }
+}
+
+/// A key's score before the 1/sqrt(d) factor: the dot product with the
+/// stored row, times the row's scale for int8. Every path uses this.
 #[inline(always)]
-fn for_each_row(ctx: QueryCtx, block_size: usize, kv_width: usize, kv_off: usize, mut f: impl FnMut(usize, usize)) {
-    let n = ctx.pos + 1;
-    let mut j = 0;
-    for &block in ctx.block_table {
-        let base = block * block_size;
-        for s in 0..block_size.min(n - j) {
-            f(j, (base + s) * kv_width + kv_off);
-            j += 1;
-        }
-        if j == n {
-            break;
-        }
+fn key_score<E: KvElem>(dot: f32, k: &Plane<E>, scale_index: usize) -> f32 {
+    if E::SCALED {
+        dot * k.scale(scale_index)
+    } else {
+        dot
+    }
+}
+
+/// A value row's weight: the softmax numerator, times the row's scale for
+/// int8. Every path uses this.
+#[inline(always)]
+fn value_weight<E: KvElem>(p: f32, v: &Plane<E>, scale_index: usize) -> f32 {
+    if E::SCALED {
+        p * v.scale(scale_index)
+    } else {
+        p
     }
 }
 
@@ -118,26 +184,39 @@ fn divide_by_sums(out: &mut [f32], sums: &[f32], hd: usize) {
 /// Most query heads one KV head serves (GQA group) on the stack.
 const MAX_GROUP: usize = 16;
 
-impl GroupJob<'_> {
+/// One query's attention for the heads of one KV group.
+struct GroupJob<'a, E> {
+    q: &'a [f32],
+    out: &'a mut [f32],
+    ctx: QueryCtx<'a>,
+    k: Plane<'a, E>,
+    v: Plane<'a, E>,
+    rows: Rows,
+    group: usize,
+    hd: usize,
+}
+
+impl<E: KvElem> GroupJob<'_, E> {
     fn run(self, scores: &mut Vec<f32>) {
-        let GroupJob { q, out, ctx, kv, kv_width, kv_off, group, hd } = self;
+        let GroupJob { q, out, ctx, k, v, rows, group, hd } = self;
         let n = ctx.pos + 1;
         let scale = 1.0 / (hd as f32).sqrt();
+        let mut buf = [0f32; MAX_HEAD_DIM];
         scores.clear();
         scores.resize(group * n, 0.0);
-        for_each_row(ctx, kv.block_size, kv_width, kv_off, |j, off| {
-            let k = &kv.k[off..][..hd];
+        rows.for_each(ctx, |j, off, si| {
+            let kr = E::widen(&k.values[off..][..hd], &mut buf);
             for h in 0..group {
-                scores[h * n + j] = simd::dot(&q[h * hd..][..hd], k) * scale;
+                scores[h * n + j] = key_score(simd::dot(&q[h * hd..][..hd], kr), &k, si) * scale;
             }
         });
         let mut sums = [0f32; MAX_GROUP];
         softmax_rows(simd::isa(), scores, n, &mut sums[..group]);
         out.fill(0.0);
-        for_each_row(ctx, kv.block_size, kv_width, kv_off, |j, off| {
-            let v = &kv.v[off..][..hd];
+        rows.for_each(ctx, |j, off, si| {
+            let vr = E::widen(&v.values[off..][..hd], &mut buf);
             for h in 0..group {
-                simd::axpy(&mut out[h * hd..][..hd], scores[h * n + j], v);
+                simd::axpy(&mut out[h * hd..][..hd], value_weight(scores[h * n + j], &v, si), vr);
             }
         });
         divide_by_sums(out, &sums[..group], hd);
@@ -169,7 +248,7 @@ impl GroupJob<'_> {
     unsafe fn run_avx512_regs<const G: usize, const CH: usize>(self, scores: &mut Vec<f32>) {
         use super::simd::avx512;
         use std::arch::x86_64::*;
-        let GroupJob { q, out, ctx, kv, kv_width, kv_off, group, hd } = self;
+        let GroupJob { q, out, ctx, k, v, rows, group, hd } = self;
         debug_assert!(group == G && hd == CH * 16);
         let n = ctx.pos + 1;
         let scale = 1.0 / (hd as f32).sqrt();
@@ -181,35 +260,35 @@ impl GroupJob<'_> {
                 qr[h][c] = _mm512_loadu_ps(q.as_ptr().add(h * hd + c * 16));
             }
         }
-        let (kp, vp) = (kv.k.as_ptr(), kv.v.as_ptr());
+        let (kp, vp) = (k.values.as_ptr(), v.values.as_ptr());
         // The unchecked loads below stay inside K and V because every block
         // this query reads lies inside the pool.
-        let used = &ctx.block_table[..n.div_ceil(kv.block_size)];
-        let end = used.iter().map(|&b| (b + 1) * kv.block_size * kv_width).max().unwrap_or(0);
-        assert!(end <= kv.k.len() && end <= kv.v.len() && kv_off + hd <= kv_width);
-        for_each_row(ctx, kv.block_size, kv_width, kv_off, |j, off| {
+        let used = &ctx.block_table[..n.div_ceil(rows.block_size)];
+        let end = used.iter().map(|&b| (b + 1) * rows.block_size * rows.kv_width).max().unwrap_or(0);
+        assert!(end <= k.values.len() && end <= v.values.len() && rows.kv_off + hd <= rows.kv_width);
+        rows.for_each(ctx, |j, off, si| {
             let mut kr = [_mm512_setzero_ps(); CH];
             for c in 0..CH {
-                kr[c] = _mm512_loadu_ps(kp.add(off + c * 16));
+                kr[c] = E::load16(kp.add(off + c * 16));
             }
             for h in 0..G {
                 let mut acc = _mm512_setzero_ps();
                 for c in 0..CH {
                     acc = _mm512_fmadd_ps(qr[h][c], kr[c], acc);
                 }
-                *scores.get_unchecked_mut(h * n + j) = avx512::hsum(acc) * scale;
+                *scores.get_unchecked_mut(h * n + j) = key_score(avx512::hsum(acc), &k, si) * scale;
             }
         });
         let mut sums = [0f32; MAX_GROUP];
         softmax_rows(simd::Isa::Avx512, scores, n, &mut sums[..G]);
         let mut acc = [[_mm512_setzero_ps(); CH]; G];
-        for_each_row(ctx, kv.block_size, kv_width, kv_off, |j, off| {
+        rows.for_each(ctx, |j, off, si| {
             let mut vr = [_mm512_setzero_ps(); CH];
             for c in 0..CH {
-                vr[c] = _mm512_loadu_ps(vp.add(off + c * 16));
+                vr[c] = E::load16(vp.add(off + c * 16));
             }
             for h in 0..G {
-                let p = _mm512_set1_ps(*scores.get_unchecked(h * n + j));
+                let p = _mm512_set1_ps(value_weight(*scores.get_unchecked(h * n + j), &v, si));
                 for c in 0..CH {
                     acc[h][c] = _mm512_fmadd_ps(p, vr[c], acc[h][c]);
                 }
@@ -232,24 +311,25 @@ impl GroupJob<'_> {
     #[target_feature(enable = "avx512f")]
     unsafe fn run_avx512(self, scores: &mut Vec<f32>) {
         use super::simd::avx512;
-        let GroupJob { q, out, ctx, kv, kv_width, kv_off, group, hd } = self;
+        let GroupJob { q, out, ctx, k, v, rows, group, hd } = self;
         let n = ctx.pos + 1;
         let scale = 1.0 / (hd as f32).sqrt();
+        let mut buf = [0f32; MAX_HEAD_DIM];
         scores.clear();
         scores.resize(group * n, 0.0);
-        for_each_row(ctx, kv.block_size, kv_width, kv_off, |j, off| {
-            let k = &kv.k[off..][..hd];
+        rows.for_each(ctx, |j, off, si| {
+            let kr = E::widen(&k.values[off..][..hd], &mut buf);
             for h in 0..group {
-                scores[h * n + j] = avx512::dot(&q[h * hd..][..hd], k) * scale;
+                scores[h * n + j] = key_score(avx512::dot(&q[h * hd..][..hd], kr), &k, si) * scale;
             }
         });
         let mut sums = [0f32; MAX_GROUP];
         softmax_rows(simd::isa(), scores, n, &mut sums[..group]);
         out.fill(0.0);
-        for_each_row(ctx, kv.block_size, kv_width, kv_off, |j, off| {
-            let v = &kv.v[off..][..hd];
+        rows.for_each(ctx, |j, off, si| {
+            let vr = E::widen(&v.values[off..][..hd], &mut buf);
             for h in 0..group {
-                avx512::axpy(&mut out[h * hd..][..hd], scores[h * n + j], v);
+                avx512::axpy(&mut out[h * hd..][..hd], value_weight(scores[h * n + j], &v, si), vr);
             }
         });
         divide_by_sums(out, &sums[..group], hd);
@@ -307,7 +387,7 @@ mod tests {
         let q = data(len * width, 3);
         let queries: Vec<QueryCtx> = (0..len).map(|pos| QueryCtx { pos, block_table: &table }).collect();
         let mut out = vec![0f32; len * width];
-        paged_attention(&q, &queries, KvView { k: &k_pool, v: &v_pool, block_size: bs }, heads, &mut out);
+        paged_attention(&q, &queries, KvView::f32(&k_pool, &v_pool, bs), heads, &mut out);
         for pos in 0..len {
             let want = reference(&q[pos * width..][..width], &k_seq, &v_seq, pos, heads);
             for (a, b) in out[pos * width..][..width].iter().zip(&want) {
@@ -316,18 +396,62 @@ mod tests {
         }
         // one query alone gives the same bits as inside the batch (generic path)
         let mut one = vec![0f32; width];
-        paged_attention(
-            &q[7 * width..][..width],
-            &queries[7..8],
-            KvView { k: &k_pool, v: &v_pool, block_size: bs },
-            heads,
-            &mut one,
-        );
+        paged_attention(&q[7 * width..][..width], &queries[7..8], KvView::f32(&k_pool, &v_pool, bs), heads, &mut one);
         assert_eq!(one, out[7 * width..][..width]);
     }
 
+    /// Checks one stored format: the register kernel equals the general
+    /// AVX-512 path bit for bit, and both equal plain attention over the
+    /// dequantized values (`kd`, `vd`), so the scales are applied right.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
+    fn check_format<E: KvElem>(
+        k: Plane<E>,
+        v: Plane<E>,
+        kd: &[f32],
+        vd: &[f32],
+        heads: Heads,
+        table: &[usize],
+        bs: usize,
+        len: usize,
+    ) {
+        let kvw = heads.n_kv_heads * heads.head_dim;
+        let width = heads.n_heads * heads.head_dim;
+        let q = data(len * width, 7);
+        let queries: Vec<QueryCtx> = (0..len).map(|pos| QueryCtx { pos, block_table: table }).collect();
+        let mut fast = vec![0f32; len * width];
+        attend(&q, &queries, k, v, bs, heads, &mut fast);
+        let group = heads.n_heads / heads.n_kv_heads;
+        let hd = heads.head_dim;
+        let mut general = vec![0f32; len * width];
+        for (t, ctx) in queries.iter().enumerate() {
+            for g in 0..heads.n_kv_heads {
+                let job = GroupJob {
+                    q: &q[t * width + g * group * hd..][..group * hd],
+                    out: &mut general[t * width + g * group * hd..][..group * hd],
+                    ctx: *ctx,
+                    k,
+                    v,
+                    rows: Rows { block_size: bs, kv_width: kvw, kv_off: g * hd, n_kv_heads: heads.n_kv_heads, g },
+                    group,
+                    hd,
+                };
+                // SAFETY: the caller returned early unless the CPU has AVX-512; the table lies in the pool.
+                unsafe { job.run_avx512(&mut Vec::new()) };
+            }
+        }
+        assert!(fast.iter().zip(&general).all(|(a, b)| a.to_bits() == b.to_bits()), "{heads:?}");
+        for pos in [0, 17, len - 1] {
+            let gather = |x: &[f32]| -> Vec<f32> {
+                (0..=pos).flat_map(|j| x[(table[j / bs] * bs + j % bs) * kvw..][..kvw].to_vec()).collect()
+            };
+            let want = reference(&q[pos * width..][..width], &gather(kd), &gather(vd), pos, heads);
+            assert!(fast[pos * width..][..width].iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5));
+        }
+    }
+
     /// The register kernels compute exactly what the general AVX-512 path
-    /// computes, for the shapes they serve.
+    /// computes, for the shapes they serve and every stored format.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn register_kernels_equal_the_general_path_bit_for_bit() {
@@ -337,45 +461,50 @@ mod tests {
         for heads in
             [Heads { n_heads: 9, n_kv_heads: 3, head_dim: 64 }, Heads { n_heads: 4, n_kv_heads: 2, head_dim: 128 }]
         {
-            let (bs, len) = (16, 40);
-            let kvw = heads.n_kv_heads * heads.head_dim;
-            let width = heads.n_heads * heads.head_dim;
+            let (bs, len, hd) = (16, 40, heads.head_dim);
+            let kvw = heads.n_kv_heads * hd;
             let table = [2usize, 0, 3];
             let k = data(4 * bs * kvw, 5);
             let v = data(4 * bs * kvw, 6);
-            let q = data(len * width, 7);
-            let kv = KvView { k: &k, v: &v, block_size: bs };
-            let queries: Vec<QueryCtx> = (0..len).map(|pos| QueryCtx { pos, block_table: &table }).collect();
-            let mut fast = vec![0f32; len * width];
-            paged_attention(&q, &queries, kv, heads, &mut fast);
-            let group = heads.n_heads / heads.n_kv_heads;
-            let hd = heads.head_dim;
-            let mut general = vec![0f32; len * width];
-            for (t, ctx) in queries.iter().enumerate() {
-                for g in 0..heads.n_kv_heads {
-                    let job = GroupJob {
-                        q: &q[t * width + g * group * hd..][..group * hd],
-                        out: &mut general[t * width + g * group * hd..][..group * hd],
-                        ctx: *ctx,
-                        kv,
-                        kv_width: kvw,
-                        kv_off: g * hd,
-                        group,
-                        hd,
-                    };
-                    // SAFETY: the test returned early unless the CPU has AVX-512; the table lies in the pool.
-                    unsafe { job.run_avx512(&mut Vec::new()) };
-                }
-            }
-            assert!(fast.iter().zip(&general).all(|(a, b)| a.to_bits() == b.to_bits()), "{heads:?}");
-            for pos in [0, 17, len - 1] {
-                let ks: Vec<f32> =
-                    (0..=pos).flat_map(|j| k[(table[j / bs] * bs + j % bs) * kvw..][..kvw].to_vec()).collect();
-                let vs: Vec<f32> =
-                    (0..=pos).flat_map(|j| v[(table[j / bs] * bs + j % bs) * kvw..][..kvw].to_vec()).collect();
-                let want = reference(&q[pos * width..][..width], &ks, &vs, pos, heads);
-                assert!(fast[pos * width..][..width].iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5));
-            }
+            let (kp, vp) = (Plane { values: &k[..], scales: &[] }, Plane { values: &v[..], scales: &[] });
+            check_format(kp, vp, &k, &v, heads, &table, bs, len);
+
+            let half = |x: &[f32]| x.iter().map(|&y| half::f16::from_f32(y)).collect::<Vec<_>>();
+            let (kh, vh) = (half(&k), half(&v));
+            let widen = |x: &[half::f16]| x.iter().map(|y| y.to_f32()).collect::<Vec<_>>();
+            let (khd, vhd) = (widen(&kh), widen(&vh));
+            check_format(
+                Plane { values: &kh, scales: &[] },
+                Plane { values: &vh, scales: &[] },
+                &khd,
+                &vhd,
+                heads,
+                &table,
+                bs,
+                len,
+            );
+
+            let quant = |x: &[f32]| {
+                let mut q = vec![0i8; x.len()];
+                let scales: Vec<f32> = x
+                    .chunks(hd)
+                    .zip(q.chunks_mut(hd))
+                    .map(|(xh, qh)| crate::kv_storage::quantize_int8(xh, qh))
+                    .collect();
+                let deq: Vec<f32> = q.iter().enumerate().map(|(i, &qi)| qi as f32 * scales[i / hd]).collect();
+                (q, scales, deq)
+            };
+            let ((kq, ks, kd), (vq, vs, vd)) = (quant(&k), quant(&v));
+            check_format(
+                Plane { values: &kq, scales: &ks },
+                Plane { values: &vq, scales: &vs },
+                &kd,
+                &vd,
+                heads,
+                &table,
+                bs,
+                len,
+            );
         }
     }
 }

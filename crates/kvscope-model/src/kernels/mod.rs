@@ -15,6 +15,7 @@
 pub mod activation;
 pub mod attention;
 pub mod int8;
+pub mod kv_elem;
 pub mod matmul;
 pub mod rmsnorm;
 pub mod rope;

@@ -113,7 +113,7 @@ pub fn teacher_forced(m: &kvscope_model::llama::LlamaModel, p: &Prompt, trajecto
     tokens.extend(&trajectory[..47]);
     let bs = 16;
     let nb = tokens.len().div_ceil(bs) as u32;
-    let mut kv = PagedKvCache::new(m.config(), nb as usize, bs).unwrap();
+    let mut kv = PagedKvCache::new(m.config(), kvscope_core::KvDtype::F32, nb as usize, bs).unwrap();
     let table = blocks(0, nb);
     let rows = m
         .forward(&mut kv, &[SeqChunk { tokens: &tokens, start_pos: 0, block_table: &table, logits: LogitsFor::All }])

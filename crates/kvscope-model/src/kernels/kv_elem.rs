@@ -1,0 +1,101 @@
+//! How attention reads one stored KV format: the widening of a stored value
+//! to f32 and, for int8, the per-(slot, head) scale.
+//!
+//! Widening f16 or int8 to f32 is exact, so every path (scalar, AVX2,
+//! AVX-512 registers) sees the same f32 values and performs the same FMAs
+//! on them; which path runs never changes a bit. The int8 scale is applied
+//! once per row rather than once per value: a key's score is
+//! `(q · k_int) × scale`, a value row's weight is `p × scale`.
+
+/// A stored K/V value type.
+pub trait KvElem: Copy + Send + Sync + 'static {
+    /// Whether rows carry a scale (int8).
+    const SCALED: bool;
+
+    /// The row as f32: the row itself for f32, else widened into `buf`.
+    fn widen<'a>(row: &'a [Self], buf: &'a mut [f32]) -> &'a [f32];
+
+    /// Widens 16 values at `p`.
+    ///
+    /// # Safety
+    /// The CPU must support avx512f and 16 values at `p` must be readable.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512;
+}
+
+impl KvElem for f32 {
+    const SCALED: bool = false;
+
+    fn widen<'a>(row: &'a [f32], _buf: &'a mut [f32]) -> &'a [f32] {
+        row
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(p: *const f32) -> std::arch::x86_64::__m512 {
+        // SAFETY: the caller guarantees avx512f and 16 readable floats.
+        unsafe { std::arch::x86_64::_mm512_loadu_ps(p) }
+    }
+}
+
+impl KvElem for half::f16 {
+    const SCALED: bool = false;
+
+    fn widen<'a>(row: &'a [half::f16], buf: &'a mut [f32]) -> &'a [f32] {
+        let out = &mut buf[..row.len()];
+        for (o, h) in out.iter_mut().zip(row) {
+            *o = h.to_f32();
+        }
+        out
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(p: *const half::f16) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller guarantees avx512f (vcvtph2ps zmm is AVX-512F)
+        // and 16 readable halves (32 bytes).
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)) }
+    }
+}
+
+impl KvElem for i8 {
+    const SCALED: bool = true;
+
+    fn widen<'a>(row: &'a [i8], buf: &'a mut [f32]) -> &'a [f32] {
+        let out = &mut buf[..row.len()];
+        for (o, &q) in out.iter_mut().zip(row) {
+            *o = q as f32;
+        }
+        out
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(p: *const i8) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller guarantees avx512f and 16 readable bytes.
+        unsafe { _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i))) }
+    }
+}
+
+/// One layer's K or V plane as attention reads it.
+#[derive(Clone, Copy)]
+pub struct Plane<'a, E> {
+    pub values: &'a [E],
+    /// One scale per `[slot][kv_head]` when `E::SCALED`, else empty.
+    pub scales: &'a [f32],
+}
+
+impl<E: KvElem> Plane<'_, E> {
+    /// The scale of row `scale_index` (1 for unscaled formats: never
+    /// multiplied in, see the callers).
+    #[inline(always)]
+    pub fn scale(&self, scale_index: usize) -> f32 {
+        if E::SCALED {
+            self.scales[scale_index]
+        } else {
+            1.0
+        }
+    }
+}
