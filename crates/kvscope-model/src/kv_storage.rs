@@ -19,6 +19,10 @@ use crate::kernels::attention::{KvPlanes, KvView};
 use crate::kernels::kv_elem::Plane;
 use kvscope_core::KvDtype;
 
+/// The format pools use unless told otherwise. See the README's "KV
+/// precision" for the measurement behind the choice.
+pub const DEFAULT_KV_DTYPE: KvDtype = KvDtype::F16;
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum KvStorageError {
     #[error("block size must be at least 1")]

@@ -54,6 +54,9 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
         model["kernels"] = json!(kernels);
         model["isa"] = json!(isa);
     }
+    if let Some(dtype) = state.model.kv_dtype() {
+        model["kv_cache_dtype"] = json!(dtype);
+    }
     Json(json!({ "object": "list", "data": [model] }))
 }
 

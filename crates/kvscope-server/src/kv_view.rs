@@ -10,6 +10,9 @@ pub struct KvSnapshot {
     /// Seconds on the engine clock.
     pub t: Seconds,
     pub block_size: usize,
+    /// Real bytes one block's KV takes (all layers, K and V, in the pool's
+    /// storage format; 0 when unknown).
+    pub bytes_per_block: u64,
     pub total_blocks: usize,
     pub used_blocks: usize,
     pub free_blocks: usize,
@@ -72,6 +75,7 @@ impl KvSnapshot {
             step: engine.current_step(),
             t: now,
             block_size: pool.block_size(),
+            bytes_per_block: pool.config().bytes_per_block,
             total_blocks: pool.total_blocks(),
             used_blocks: pool.used_blocks(),
             free_blocks: pool.free_blocks(),

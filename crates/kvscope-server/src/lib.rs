@@ -91,6 +91,11 @@ pub struct ServeArgs {
     /// `f32` (the reference path).
     #[arg(long, default_value = "int8")]
     pub kernels: kvscope_model::kernels::Kernels,
+    /// How the KV cache stores K and V: `f16` (default), `int8` or `f32`
+    /// (vLLM spells it --kv-cache-dtype, also accepted). Decides how many
+    /// tokens `--kv-blocks` blocks cost in memory.
+    #[arg(long, alias = "kv-cache-dtype", default_value_t = kvscope_model::kv_storage::DEFAULT_KV_DTYPE)]
+    pub kv_dtype: kvscope_core::KvDtype,
     /// Most prompt tokens one request's prefill takes per step while others
     /// wait or run (vLLM's long_prefill_token_threshold; 0: no cap). Short
     /// requests are then admitted between a long prompt's chunks.
@@ -144,6 +149,9 @@ impl ServeArgs {
     /// model loads: the address and the engine limits (with stand-in model
     /// facts that pass their own checks).
     pub fn check(&self) -> anyhow::Result<()> {
+        if !self.kv_dtype.runs_on_cpu() {
+            anyhow::bail!("{}", kvscope_model::kv_storage::KvStorageError::UnsupportedDtype(self.kv_dtype));
+        }
         self.config(1, 1, 0).map(|_| ())
     }
 }

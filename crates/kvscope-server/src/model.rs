@@ -39,6 +39,11 @@ pub trait TextModel: Send + Sync + 'static {
     fn kernels(&self) -> Option<(String, String)> {
         None
     }
+    /// How the KV cache stores K and V; `None` for models without a real
+    /// KV store.
+    fn kv_dtype(&self) -> Option<kvscope_core::KvDtype> {
+        None
+    }
     /// Bytes of text the longest token stands for, if known: text longer
     /// than `max_context() * max_token_bytes()` is surely too long, and is
     /// refused without tokenizing it.

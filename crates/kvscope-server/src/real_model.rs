@@ -4,7 +4,7 @@
 
 use crate::model::{ChatMessage, TextModel};
 use crate::{ServeArgs, ServerConfig};
-use kvscope_core::TokenId;
+use kvscope_core::{KvDtype, TokenId};
 use kvscope_model::chat_template::{self, ChatTemplate};
 use kvscope_model::kernels::Kernels;
 use kvscope_model::tokenizer::Tokenizer;
@@ -21,6 +21,7 @@ pub struct ModelText {
     max_token_bytes: usize,
     special_texts: Vec<String>,
     kernels: Kernels,
+    kv_dtype: KvDtype,
 }
 
 impl ModelText {
@@ -30,6 +31,7 @@ impl ModelText {
         template: Option<ChatTemplate>,
         max_context: usize,
         kernels: Kernels,
+        kv_dtype: KvDtype,
     ) -> Self {
         // A control token is one whose text vanishes when special tokens
         // are skipped. A byte-fragment token decodes to U+FFFD (3 bytes for
@@ -43,7 +45,7 @@ impl ModelText {
                 special_texts.push(full);
             }
         }
-        ModelText { name, tokenizer, template, max_context, max_token_bytes, special_texts, kernels }
+        ModelText { name, tokenizer, template, max_context, max_token_bytes, special_texts, kernels, kv_dtype }
     }
 }
 
@@ -75,6 +77,9 @@ impl TextModel for ModelText {
     fn kernels(&self) -> Option<(String, String)> {
         Some((self.kernels.name().into(), self.kernels.isa_name().into()))
     }
+    fn kv_dtype(&self) -> Option<KvDtype> {
+        Some(self.kv_dtype)
+    }
     fn max_token_bytes(&self) -> Option<usize> {
         Some(self.max_token_bytes)
     }
@@ -100,12 +105,12 @@ pub fn load(args: &ServeArgs, path: Option<&Path>) -> anyhow::Result<Loaded> {
     let llama = Arc::new(llama);
     let cfg = llama.config().clone();
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "kvscope".into());
-    let bytes_per_block = (kvscope_model::kv_storage::bytes_per_token(&cfg) * args.block_size) as u64;
+    let bytes_per_block = (kvscope_model::kv_storage::bytes_per_token(&cfg, args.kv_dtype) * args.block_size) as u64;
     let config = args.config(cfg.context_length, tokenizer.vocab_size(), bytes_per_block)?;
     config.engine.validate_within(kvscope_model::host_memory::available_bytes())?;
-    let text = Arc::new(ModelText::new(name, tokenizer, chat_template, cfg.context_length, kernels));
-    let (blocks, block_size) = (args.kv_blocks, args.block_size);
-    let make_executor = Box::new(move || Ok(ModelExecutor::new(llama, blocks, block_size, 0)?));
+    let text = Arc::new(ModelText::new(name, tokenizer, chat_template, cfg.context_length, kernels, args.kv_dtype));
+    let (dtype, blocks, block_size) = (args.kv_dtype, args.kv_blocks, args.block_size);
+    let make_executor = Box::new(move || Ok(ModelExecutor::new(llama, dtype, blocks, block_size, 0)?));
     Ok(Loaded { config, text, make_executor })
 }
 

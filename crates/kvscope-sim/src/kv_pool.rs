@@ -22,6 +22,8 @@ pub struct KvPoolPlan {
     pub activation_reserve_bytes: u64,
     /// `usable − weights − activation reserve`.
     pub pool_bytes: u64,
+    /// How K and V are stored.
+    pub kv_dtype: kvscope_core::KvDtype,
     pub kv_bytes_per_token: u64,
     pub block_size: usize,
     pub bytes_per_block: u64,
@@ -74,6 +76,7 @@ pub fn kv_pool(
         weight_bytes,
         activation_reserve_bytes,
         pool_bytes,
+        kv_dtype: model.kv_dtype,
         kv_bytes_per_token,
         block_size,
         bytes_per_block,
@@ -112,8 +115,8 @@ impl fmt::Display for KvPoolPlan {
         writeln!(f, "  = KV pool            {:.2} GiB ({} bytes)", gib(self.pool_bytes), self.pool_bytes)?;
         writeln!(
             f,
-            "  KV per token {} B; block of {} tokens = {} B",
-            self.kv_bytes_per_token, self.block_size, self.bytes_per_block
+            "  KV per token {} B ({}); block of {} tokens = {} B",
+            self.kv_bytes_per_token, self.kv_dtype, self.block_size, self.bytes_per_block
         )?;
         write!(f, "  {} blocks = {} tokens of KV", self.num_blocks, self.kv_tokens())
     }

@@ -2,6 +2,7 @@
 //! its KV size per token, from each model's published `config.json` and
 //! model card.
 
+use kvscope_core::KvDtype;
 use serde::{Deserialize, Serialize};
 
 /// One model's architecture, as far as cost and KV size are concerned.
@@ -28,8 +29,9 @@ pub struct ModelPreset {
     pub tied_embeddings: bool,
     /// Bytes per weight as stored (2 for bf16; Q4_1 is 20 bytes per 32).
     pub weight_bytes_per_param: f64,
-    /// Bytes per KV element (2 for bf16 KV on GPU; 4 for our f32 CPU KV).
-    pub kv_dtype_bytes: usize,
+    /// How K and V are stored (bf16 on the GPU presets, as vLLM's `auto`
+    /// stores them for bf16 models; the CPU engine's default for ours).
+    pub kv_dtype: KvDtype,
     /// Longest context the model supports, in tokens.
     pub max_context: usize,
 }
@@ -37,7 +39,7 @@ pub struct ModelPreset {
 impl ModelPreset {
     /// Bytes of KV one token occupies: K and V, every layer, every KV head.
     pub fn kv_bytes_per_token(&self) -> u64 {
-        2 * self.layers as u64 * self.kv_heads as u64 * self.head_dim as u64 * self.kv_dtype_bytes as u64
+        self.kv_dtype.bytes_per_token(self.layers, self.kv_heads, self.head_dim)
     }
 
     /// Bytes of weights held in memory (and read once per engine step).
@@ -62,9 +64,9 @@ impl ModelPreset {
         4.0 * (self.layers * self.heads * self.head_dim) as f64
     }
 
-    /// The same model with KV stored at another width (e.g. fp8 = 1).
-    pub fn with_kv_dtype_bytes(mut self, bytes: usize) -> Self {
-        self.kv_dtype_bytes = bytes;
+    /// The same model with KV stored in another format (e.g. fp8).
+    pub fn with_kv_dtype(mut self, dtype: KvDtype) -> Self {
+        self.kv_dtype = dtype;
         self
     }
 }
@@ -93,7 +95,7 @@ pub fn model_preset(name: &str) -> Option<ModelPreset> {
             non_embedding_params: 134_515_008 - 49152 * 576,
             tied_embeddings: true,
             weight_bytes_per_param: 20.0 / 32.0,
-            kv_dtype_bytes: 4,
+            kv_dtype: KvDtype::F16,
             max_context: 8192,
         },
         // Qwen/Qwen3-0.6B config.json and model card: 28 layers, hidden
@@ -113,7 +115,7 @@ pub fn model_preset(name: &str) -> Option<ModelPreset> {
             non_embedding_params: 440_000_000,
             tied_embeddings: true,
             weight_bytes_per_param: 2.0,
-            kv_dtype_bytes: 2,
+            kv_dtype: KvDtype::Bf16,
             max_context: 40_960,
         },
         // Qwen/Qwen3-8B config.json and model card: 36 layers, hidden 4096,
@@ -133,7 +135,7 @@ pub fn model_preset(name: &str) -> Option<ModelPreset> {
             non_embedding_params: 6_950_000_000,
             tied_embeddings: false,
             weight_bytes_per_param: 2.0,
-            kv_dtype_bytes: 2,
+            kv_dtype: KvDtype::Bf16,
             max_context: 32_768,
         },
         // meta-llama/Llama-3.1-8B config.json: 32 layers, hidden 4096, 32 Q /
@@ -153,7 +155,7 @@ pub fn model_preset(name: &str) -> Option<ModelPreset> {
             non_embedding_params: 8_030_000_000 - 2 * 128_256 * 4096,
             tied_embeddings: false,
             weight_bytes_per_param: 2.0,
-            kv_dtype_bytes: 2,
+            kv_dtype: KvDtype::Bf16,
             max_context: 131_072,
         },
         _ => return None,

@@ -93,7 +93,7 @@ fn lab_cases(scale: Scale, pool_tokens: usize, rate: f64) -> Vec<CaseSpec> {
 
 /// The lab's pool on the CPU model: `kv_memory` of f32 SmolLM2 KV.
 fn lab_sim(kv_memory: u64, max_running: usize, calibrated: bool) -> SimConfig {
-    let model = model_preset("smollm2-135m").unwrap().with_kv_dtype_bytes(4);
+    let model = model_preset("smollm2-135m").unwrap().with_kv_dtype(kvscope_core::KvDtype::F32);
     let mut hardware = hardware_preset("cpu").unwrap();
     if calibrated {
         // Coefficients of the order `kvscope sim --calibrate` fits here.

@@ -11,10 +11,16 @@ fn kv_bytes_per_token_match_hand_computed_figures() {
     assert_eq!(model_preset("llama-3.1-8b").unwrap().kv_bytes_per_token(), 131_072);
     // Qwen3-8B, bf16: 2 × 36 × 8 × 128 × 2.
     assert_eq!(model_preset("qwen3-8b").unwrap().kv_bytes_per_token(), 147_456);
-    // SmolLM2-135M with kvscope-model's f32 KV: 2 × 30 × 3 × 64 × 4.
-    assert_eq!(model_preset("smollm2-135m").unwrap().kv_bytes_per_token(), 46_080);
+    // SmolLM2-135M with kvscope-model's default f16 KV: 2 × 30 × 3 × 64 × 2.
+    assert_eq!(model_preset("smollm2-135m").unwrap().kv_bytes_per_token(), 23_040);
+    // ... and with its int8 KV, one f32 scale per token and head: 2 × 30 × 3 × (64 + 4).
+    let int8 = model_preset("smollm2-135m").unwrap().with_kv_dtype(kvscope_core::KvDtype::Int8);
+    assert_eq!(int8.kv_bytes_per_token(), 12_240);
     // fp8 KV halves Llama's.
-    assert_eq!(model_preset("llama-3.1-8b").unwrap().with_kv_dtype_bytes(1).kv_bytes_per_token(), 65_536);
+    assert_eq!(
+        model_preset("llama-3.1-8b").unwrap().with_kv_dtype(kvscope_core::KvDtype::Fp8).kv_bytes_per_token(),
+        65_536
+    );
 }
 
 #[test]

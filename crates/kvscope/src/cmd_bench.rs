@@ -8,7 +8,6 @@ use crate::real_model::LoadedModel;
 use crate::ModelArg;
 use kvscope_core::{Clock, Engine, EngineConfig, PoolConfig, RequestId, SamplingParams, SchedulerConfig, WallClock};
 use kvscope_experiment::workload::{CaseSpec, PromptSource, Scale};
-use kvscope_model::executor::ModelExecutor;
 use serde::Serialize;
 
 // Parsed once per process: the size of the larger variant does not matter.
@@ -71,6 +70,8 @@ pub struct ThroughputResult {
     pub runs: usize,
     /// The linear-layer kernels and instruction set, e.g. "int8 (avx512-vnni)".
     pub kernels: String,
+    /// How the KV cache stored K and V.
+    pub kv_dtype: kvscope_core::KvDtype,
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -131,9 +132,9 @@ fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&result)?);
     } else {
         println!(
-            "C={} L={} O={}: prefill {:.1} tok/s ({:.3} s), decode {:.1} tok/s ({:.3} s), TTFT {:.3} s, median of {} run(s), {} threads, {} kernels",
+            "C={} L={} O={}: prefill {:.1} tok/s ({:.3} s), decode {:.1} tok/s ({:.3} s), TTFT {:.3} s, median of {} run(s), {} threads, {} kernels, {} KV",
             result.concurrency, result.prompt_len, result.output_len, result.prefill_tokens_per_s, result.prefill_seconds,
-            result.decode_tokens_per_s, result.decode_seconds, result.ttft_s, result.runs, result.threads, result.kernels
+            result.decode_tokens_per_s, result.decode_seconds, result.ttft_s, result.runs, result.threads, result.kernels, result.kv_dtype
         );
     }
     Ok(())
@@ -157,7 +158,7 @@ fn once(model: &LoadedModel, args: &ThroughputArgs, run: u32) -> anyhow::Result<
             num_blocks,
             block_size,
             enable_prefix_caching: false,
-            bytes_per_block: (kvscope_model::kv_storage::bytes_per_token(config) * block_size) as u64,
+            bytes_per_block: model.kv_bytes_per_token() * block_size as u64,
         },
         vocab_size: Some(config.vocab_size),
     };
@@ -168,7 +169,7 @@ fn once(model: &LoadedModel, args: &ThroughputArgs, run: u32) -> anyhow::Result<
     let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(o + 1) };
     crate::preflight::check_engine_config(&engine_config)?;
     engine_config.check_request(&prompt(0), &params)?;
-    let executor = ModelExecutor::new(model.llama.clone(), num_blocks, block_size, 0)?;
+    let executor = model.executor(num_blocks, block_size)?;
     let mut engine = Engine::new(engine_config, executor, WallClock::new());
     for i in 0..c {
         engine.submit(RequestId(i as u64), prompt(i), params.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -199,5 +200,6 @@ fn once(model: &LoadedModel, args: &ThroughputArgs, run: u32) -> anyhow::Result<
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         runs: 1,
         kernels: model.kernels(),
+        kv_dtype: model.kv_dtype,
     })
 }

@@ -82,7 +82,7 @@ struct RealModel {
 impl GradingBackend for RealModel {
     type Exec = ModelExecutor;
     fn executor(&mut self, num_blocks: usize, block_size: usize) -> Result<ModelExecutor, String> {
-        ModelExecutor::new(self.model.llama.clone(), num_blocks, block_size, 0).map_err(|e| e.to_string())
+        self.model.executor(num_blocks, block_size).map_err(|e| e.to_string())
     }
     fn vocab_size(&self) -> Option<usize> {
         Some(self.model.llama.config().vocab_size)

@@ -6,7 +6,6 @@ use crate::ModelArg;
 use anyhow::{bail, Context};
 use kvscope_core::{Clock, Engine, EngineConfig, PoolConfig, RequestId, SamplingParams, SchedulerConfig, WallClock};
 use kvscope_model::chat_template::ChatMessage;
-use kvscope_model::executor::ModelExecutor;
 use std::io::Write;
 
 #[derive(clap::Args, Debug)]
@@ -63,7 +62,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let block_size = 16;
     let config = model.llama.config();
     let num_blocks = prompt.len().saturating_add(args.max_tokens).div_ceil(block_size) + 1;
-    let kv_bytes = kvscope_model::kv_storage::bytes_per_token(config) * block_size;
+    let kv_bytes = model.kv_bytes_per_token() * block_size as u64;
     let engine_config = EngineConfig {
         scheduler: SchedulerConfig {
             max_running: 1,
@@ -71,12 +70,12 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             max_model_len: config.context_length,
             long_prefill_token_threshold: 0,
         },
-        pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: false, bytes_per_block: kv_bytes as u64 },
+        pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: false, bytes_per_block: kv_bytes },
         vocab_size: Some(config.vocab_size),
     };
     crate::preflight::check_engine_config(&engine_config)?;
     engine_config.check_request(&prompt, &params)?;
-    let executor = ModelExecutor::new(model.llama.clone(), num_blocks, block_size, 0)?;
+    let executor = model.executor(num_blocks, block_size)?;
     let mut engine = Engine::new(engine_config, executor, WallClock::new());
     engine.submit(RequestId(0), prompt.clone(), params).map_err(|e| anyhow::anyhow!("{e}"))?;
 
@@ -112,6 +111,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             "model": model.name(),
             "kernels": model.llama.kernels().name(),
             "isa": model.llama.kernels().isa_name(),
+            "kv_dtype": model.kv_dtype,
             "prompt_text": prompt_text,
             "prompt_token_ids": prompt,
             "token_ids": seq.output,

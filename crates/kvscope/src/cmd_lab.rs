@@ -142,6 +142,9 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         (ExecutorKind::Sim, Some(model), Some(hardware)) => {
             let mut sim = SimConfig::from_names(model, hardware)?;
             sim.block_size = cfg.block_size;
+            if let Some(dtype) = args.model.kv_dtype {
+                sim.model = sim.model.with_kv_dtype(dtype);
+            }
             (run_with(&mut SimBackend::preset(&sim)?, &cfg)?, None)
         }
         (ExecutorKind::Sim, _, _) => {

@@ -58,6 +58,11 @@ pub struct SimArgs {
     /// Turn the prefix cache off (vLLM's --no-enable-prefix-caching).
     #[arg(long)]
     pub no_prefix_caching: bool,
+    /// How the KV cache stores K and V: f32, f16, bf16, int8 or fp8
+    /// (default: the preset's own — bf16 on the GPU presets, the CPU
+    /// engine's f16 for smollm2-135m). The pool's token count follows.
+    #[arg(long, alias = "kv-cache-dtype")]
+    pub kv_dtype: Option<kvscope_core::KvDtype>,
     /// Write capacity.csv/json, stats.csv and report.md (labelled
     /// simulated) here, in the lab's schema.
     #[arg(long)]
@@ -156,6 +161,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.burstiness > 0.0, "--burstiness must be > 0, got {}", args.burstiness);
     let mut config = SimConfig::from_names(&args.model_preset, &args.hardware)?;
     config.enable_prefix_caching = !args.no_prefix_caching;
+    if let Some(dtype) = args.kv_dtype {
+        config.model = config.model.with_kv_dtype(dtype);
+    }
     let plan = config.pool_plan()?;
     if args.json {
         eprintln!("{plan}");

@@ -29,8 +29,8 @@ impl LabBackend for RealBackend {
         BackendInfo {
             executor: "real".into(),
             model: self.model.name(),
-            kv_bytes_per_token: kvscope_model::kv_storage::bytes_per_token(c) as u64,
-            kv_dtype: "f32".into(),
+            kv_bytes_per_token: self.model.kv_bytes_per_token(),
+            kv_dtype: self.model.kv_dtype.to_string(),
             max_model_len: c.context_length,
             vocab_size: c.vocab_size,
             details: vec![format!(
@@ -50,7 +50,7 @@ impl LabBackend for RealBackend {
     }
 
     fn start(&mut self, num_blocks: usize, block_size: usize) -> Result<(ModelExecutor, WallClock), String> {
-        let bytes_per_token = kvscope_model::kv_storage::bytes_per_token(self.model.llama.config()) as u64;
+        let bytes_per_token = self.model.kv_bytes_per_token();
         let pool = PoolConfig {
             num_blocks,
             block_size,
@@ -60,8 +60,7 @@ impl LabBackend for RealBackend {
         if let Some(available) = kvscope_model::host_memory::available_bytes() {
             pool.check_memory(available).map_err(|e| e.to_string())?;
         }
-        let exec =
-            ModelExecutor::new(self.model.llama.clone(), num_blocks, block_size, 0).map_err(|e| e.to_string())?;
+        let exec = self.model.executor(num_blocks, block_size).map_err(|e| e.to_string())?;
         Ok((exec, WallClock::new()))
     }
 
@@ -95,15 +94,15 @@ pub struct SimBackend {
 }
 
 impl SimBackend {
-    /// The default model's preset with KV stored as the real executor stores
-    /// it (f32), priced by the `cpu` profile `kvscope sim --calibrate` fitted.
+    /// The default model's preset with KV stored as the real executor would
+    /// store it (`--kv-dtype`), priced by the `cpu` profile `kvscope sim --calibrate` fitted.
     pub fn calibrated_cpu(model: LoadedModel) -> anyhow::Result<SimBackend> {
         let path = default_calibration_path()?;
         let file = CalibrationFile::load_if_present(&path)?.with_context(|| {
             format!("no CPU calibration at {}: run `kvscope sim --calibrate` first", path.display())
         })?;
         let mut config = SimConfig::from_names("smollm2-135m", "cpu")?;
-        config.model = config.model.with_kv_dtype_bytes(4);
+        config.model = config.model.with_kv_dtype(model.kv_dtype);
         config.hardware = config.hardware.with_calibration(file.fit.coefficients.clone());
         Ok(SimBackend {
             cost: config.cost_model(),
@@ -146,7 +145,7 @@ impl LabBackend for SimBackend {
                 None => model.name.clone(),
             },
             kv_bytes_per_token: model.kv_bytes_per_token(),
-            kv_dtype: format!("{} bytes per element", model.kv_dtype_bytes),
+            kv_dtype: model.kv_dtype.to_string(),
             max_model_len: model.max_context,
             vocab_size: model.vocab,
             details: vec![self.description.clone()],

@@ -62,8 +62,8 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// `--model PATH` and `--kernels` as every command that runs the real model
-/// spells them.
+/// `--model PATH`, `--kernels` and `--kv-dtype` as every command that runs
+/// the real model spells them.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct ModelArg {
     /// A GGUF file to use instead of the default model.
@@ -74,4 +74,18 @@ pub struct ModelArg {
     /// the reference path).
     #[arg(long, default_value = "int8")]
     pub kernels: kvscope_model::kernels::Kernels,
+    /// How the KV cache stores K and V: `f16` (the default: half the bytes
+    /// of f32), `int8` (a quarter, plus one scale per token and head) or
+    /// `f32` (exact: the reference path). A pool holds bytes ÷ bytes per
+    /// token tokens. (With `lab --executor sim --model-preset`, also bf16 or
+    /// fp8; the preset's own bf16 when not given.)
+    #[arg(long, alias = "kv-cache-dtype")]
+    pub kv_dtype: Option<kvscope_core::KvDtype>,
+}
+
+impl ModelArg {
+    /// `--kv-dtype`, or the CPU engine's default.
+    pub fn kv_dtype(&self) -> kvscope_core::KvDtype {
+        self.kv_dtype.unwrap_or(kvscope_model::kv_storage::DEFAULT_KV_DTYPE)
+    }
 }

@@ -2,10 +2,13 @@
 
 use crate::ModelArg;
 use anyhow::Context;
+use kvscope_core::KvDtype;
 use kvscope_model::chat_template::ChatTemplate;
+use kvscope_model::kv_storage::{self, KvStorageError};
 use kvscope_model::llama::LlamaModel;
 use kvscope_model::model::Model;
 use kvscope_model::tokenizer::Tokenizer;
+use kvscope_model::ModelExecutor;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -14,17 +17,31 @@ pub struct LoadedModel {
     pub llama: Arc<LlamaModel>,
     pub tokenizer: Tokenizer,
     pub chat_template: Option<ChatTemplate>,
+    /// How every KV pool made for this model stores K and V (`--kv-dtype`).
+    pub kv_dtype: KvDtype,
 }
 
 impl LoadedModel {
     /// `--model PATH` if given, else the default model (fetched on first
     /// use), on the kernels `--kernels` names.
     pub fn load(arg: &ModelArg) -> anyhow::Result<LoadedModel> {
+        check_kv_dtype(arg.kv_dtype())?;
         let path = kvscope_model::fetch::resolve_model(arg.model.as_deref())?;
         eprintln!("kvscope: loading {} ({} kernels)", path.display(), arg.kernels.describe());
         let Model { path, llama, tokenizer, chat_template } = Model::load_with(&path, arg.kernels)
             .with_context(|| format!("cannot load the model at {}", path.display()))?;
-        Ok(LoadedModel { path, llama: Arc::new(llama), tokenizer, chat_template })
+        Ok(LoadedModel { path, llama: Arc::new(llama), tokenizer, chat_template, kv_dtype: arg.kv_dtype() })
+    }
+
+    /// Bytes one token's KV takes in this model's pools.
+    pub fn kv_bytes_per_token(&self) -> u64 {
+        kv_storage::bytes_per_token(self.llama.config(), self.kv_dtype) as u64
+    }
+
+    /// An executor over a fresh pool of `num_blocks` blocks of `block_size`
+    /// tokens in this model's KV format.
+    pub fn executor(&self, num_blocks: usize, block_size: usize) -> Result<ModelExecutor, KvStorageError> {
+        ModelExecutor::new(self.llama.clone(), self.kv_dtype, num_blocks, block_size, 0)
     }
 
     /// "int8 (avx512-vnni)": the kernels and instruction set that run.
@@ -35,4 +52,13 @@ impl LoadedModel {
     pub fn name(&self) -> String {
         self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
     }
+}
+
+/// `--kv-dtype` must name a format the CPU engine stores; checked before the
+/// model loads.
+pub fn check_kv_dtype(dtype: KvDtype) -> anyhow::Result<()> {
+    if !dtype.runs_on_cpu() {
+        anyhow::bail!("{}", KvStorageError::UnsupportedDtype(dtype));
+    }
+    Ok(())
 }

@@ -9,9 +9,9 @@ use kvscope_sim::{calibrate, default_calibration_path, fit, CalibrationFile, Cal
 pub fn run() -> anyhow::Result<()> {
     let model = LoadedModel::load(&crate::ModelArg::default())?;
     let plan = CalibrationPlan::default();
-    let mut executor =
-        kvscope_model::ModelExecutor::new(model.llama.clone(), plan.required_blocks(), plan.block_size, 0)
-            .map_err(|e| anyhow::anyhow!("building the executor: {e}"))?;
+    let mut executor = model
+        .executor(plan.required_blocks(), plan.block_size)
+        .map_err(|e| anyhow::anyhow!("building the executor: {e}"))?;
     let clock = WallClock::new();
     eprintln!("calibrating {} on this CPU ({} blocks of {})", model.name(), plan.required_blocks(), plan.block_size);
     let samples = calibrate(&mut executor, &clock, &plan, |done, total| {

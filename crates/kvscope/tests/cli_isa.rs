@@ -1,13 +1,14 @@
 //! The same logits on every instruction set: `kvscope generate` run with the
 //! instruction set capped (`KVSCOPE_ISA`) gives the same tokens and the same
 //! log-probabilities (every top-5 value to the last bit) as the best path
-//! this CPU has, on both the int8 and the f32 kernels.
+//! this CPU has, on both the int8 and the f32 kernels and on every KV
+//! storage format.
 
 use serde_json::Value;
 use std::process::Command;
 
 /// `(isa that ran, token ids, logprobs)` of one short greedy generation.
-fn generate(kernels: &str, cap: Option<&str>) -> (String, Value, Value) {
+fn generate(kernels: &str, kv_dtype: &str, cap: Option<&str>) -> (String, Value, Value) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvscope"));
     cmd.args(["generate", "--prompt", "The KV cache of a transformer holds", "--max-tokens", "6"]).args([
         "--json",
@@ -15,6 +16,8 @@ fn generate(kernels: &str, cap: Option<&str>) -> (String, Value, Value) {
         "5",
         "--kernels",
         kernels,
+        "--kv-dtype",
+        kv_dtype,
     ]);
     match cap {
         Some(isa) => cmd.env("KVSCOPE_ISA", isa),
@@ -28,19 +31,19 @@ fn generate(kernels: &str, cap: Option<&str>) -> (String, Value, Value) {
 
 #[test]
 fn every_instruction_set_gives_the_same_logits() {
-    for kernels in ["int8", "f32"] {
-        let (best, ids, logprobs) = generate(kernels, None);
+    for (kernels, kv) in [("int8", "f16"), ("f32", "f32"), ("int8", "int8")] {
+        let (best, ids, logprobs) = generate(kernels, kv, None);
         let mut checked = vec![best.clone()];
         for cap in ["avx-vnni", "avx2", "portable"] {
-            let (isa, cap_ids, cap_logprobs) = generate(kernels, Some(cap));
+            let (isa, cap_ids, cap_logprobs) = generate(kernels, kv, Some(cap));
             if checked.contains(&isa) {
                 continue; // this CPU has nothing between the best path and the cap
             }
-            assert_eq!(cap_ids, ids, "{kernels}: tokens on {isa} differ from {best}");
-            assert_eq!(cap_logprobs, logprobs, "{kernels}: log-probabilities on {isa} differ from {best}");
+            assert_eq!(cap_ids, ids, "{kernels}, {kv} KV: tokens on {isa} differ from {best}");
+            assert_eq!(cap_logprobs, logprobs, "{kernels}, {kv} KV: log-probabilities on {isa} differ from {best}");
             checked.push(isa);
         }
-        eprintln!("{kernels} kernels: identical logits on {checked:?}");
+        eprintln!("{kernels} kernels, {kv} KV: identical logits on {checked:?}");
         assert!(checked.iter().any(|i| i == "portable"), "the portable path always runs");
     }
 }
