@@ -107,13 +107,23 @@ pub fn bits(v: &[f32]) -> Vec<u32> {
 /// Logits for the prompt's last position and after each of the first 47
 /// tokens of `trajectory` (teacher forcing): 48 rows, one per reference step.
 pub fn teacher_forced(m: &kvscope_model::llama::LlamaModel, p: &Prompt, trajectory: &[u32]) -> Vec<Vec<f32>> {
+    teacher_forced_kv(m, kvscope_core::KvDtype::F32, p, trajectory)
+}
+
+/// As [`teacher_forced`], with the KV cache stored as `dtype`.
+pub fn teacher_forced_kv(
+    m: &kvscope_model::llama::LlamaModel,
+    dtype: kvscope_core::KvDtype,
+    p: &Prompt,
+    trajectory: &[u32],
+) -> Vec<Vec<f32>> {
     use kvscope_model::kv_storage::PagedKvCache;
     use kvscope_model::llama::{LogitsFor, SeqChunk};
     let mut tokens = p.prompt_token_ids.clone();
     tokens.extend(&trajectory[..47]);
     let bs = 16;
     let nb = tokens.len().div_ceil(bs) as u32;
-    let mut kv = PagedKvCache::new(m.config(), kvscope_core::KvDtype::F32, nb as usize, bs).unwrap();
+    let mut kv = PagedKvCache::new(m.config(), dtype, nb as usize, bs).unwrap();
     let table = blocks(0, nb);
     let rows = m
         .forward(&mut kv, &[SeqChunk { tokens: &tokens, start_pos: 0, block_table: &table, logits: LogitsFor::All }])
