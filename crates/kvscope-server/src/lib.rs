@@ -227,6 +227,7 @@ where
 {
     let model_name = config.served_model_name.clone().unwrap_or_else(|| model.model_name());
     let metrics_registry = Arc::new(metrics::Metrics::new(&model_name));
+    metrics_registry.record_cache_config(&config.engine.pool, model.kv_dtype());
     let series = Arc::new(Mutex::new(series::Series::default()));
     let (events_tx, _) = broadcast::channel(4096);
     let observer = Arc::new(Mutex::new(metrics::MetricsObserver::new(

@@ -117,6 +117,27 @@ impl Metrics {
         }
     }
 
+    /// vLLM's `cache_config_info`: a gauge of 1 whose labels describe the
+    /// KV pool (block size, storage format, blocks, bytes per block), so a
+    /// dashboard can turn block counts into bytes.
+    pub fn record_cache_config(&self, pool: &kvscope_core::PoolConfig, kv_dtype: Option<kvscope_core::KvDtype>) {
+        let labels = [
+            ("block_size", pool.block_size.to_string()),
+            ("cache_dtype", kv_dtype.map_or_else(|| "unknown".to_string(), |d| d.to_string())),
+            ("num_gpu_blocks", pool.num_blocks.to_string()),
+            ("bytes_per_block", pool.bytes_per_block.to_string()),
+            ("enable_prefix_caching", pool.enable_prefix_caching.to_string()),
+        ];
+        let mut opts = Opts::new("kvscope:cache_config_info", "Information of the KV cache configuration (value 1).");
+        for (k, v) in labels {
+            opts = opts.const_label(k, v);
+        }
+        let gauge = IntGauge::with_opts(opts).expect("valid metric");
+        gauge.set(1);
+        // Registered once per server; a second call keeps the first.
+        let _ = self.registry.register(Box::new(gauge));
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let families = self.registry.gather();

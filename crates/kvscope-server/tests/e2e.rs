@@ -142,6 +142,8 @@ async fn concurrent_streams_aborts_metrics_and_no_leak() {
     ] {
         assert!(metric_in(&metrics, name).is_some(), "{name} missing from\n{metrics}");
     }
+    let info = metrics.lines().find(|l| l.starts_with("kvscope:cache_config_info{")).expect("cache_config_info");
+    assert!(info.contains("block_size=") && info.contains("bytes_per_block=") && info.ends_with(" 1"), "{info}");
     // 8 + 6 finished requests before the prefix pair, each counted once.
     assert_eq!(metric_in(&metrics, "kvscope:e2e_request_latency_seconds_count"), Some(16.0));
     assert_eq!(metric_in(&metrics, "kvscope:time_to_first_token_seconds_count"), Some(19.0));
