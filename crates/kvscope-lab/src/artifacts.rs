@@ -93,6 +93,11 @@ pub fn write_all(res: &LabResults, dir: &Path, ctx: &ReportContext, lang: Lang) 
             plots::stats_svg(&case.stats, &format!("{name}: KV state over time")),
         )?);
     }
+    if let Some(kp) = &res.kv_precision {
+        written.push(write(dir, "kv_dtype.csv", crate::kv_precision::to_csv(kp))?);
+        written.push(write(dir, "kv_dtype.json", serde_json::to_string_pretty(kp).expect("json"))?);
+        written.push(write(dir, "kv_dtype.svg", crate::kv_precision_report::svg(kp))?);
+    }
     written.push(write(dir, "report.md", render(res, &graph, ctx, lang))?);
     Ok(written)
 }

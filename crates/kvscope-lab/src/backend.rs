@@ -2,7 +2,7 @@
 //! and an executor plus clock per run. The real model and the simulator
 //! both provide one.
 
-use kvscope_core::{Clock, Executor, KvBlockManager, PoolConfig, TokenId};
+use kvscope_core::{Clock, Executor, KvBlockManager, KvDtype, PoolConfig, TokenId};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -12,8 +12,8 @@ pub struct BackendInfo {
     pub model: String,
     /// Bytes of KV per token in the executor's own storage.
     pub kv_bytes_per_token: u64,
-    /// What a KV entry is stored as, e.g. "f32".
-    pub kv_dtype: String,
+    /// How K and V are stored.
+    pub kv_dtype: KvDtype,
     pub max_model_len: usize,
     pub vocab_size: usize,
     /// Anything worth knowing (threads, kernels, calibration file).
@@ -45,4 +45,33 @@ pub trait LabBackend {
     fn block_manager(&mut self, _pool: &PoolConfig) -> Result<Option<Box<dyn KvBlockManager>>, String> {
         Ok(None)
     }
+    /// The KV storage formats this backend can run, for the KV-precision
+    /// extension (fewer than two: the extension is skipped).
+    fn kv_dtypes(&self) -> Vec<KvDtype> {
+        Vec::new()
+    }
+    /// Makes every later `start` store KV as `dtype` (`info` then reports
+    /// its size).
+    fn set_kv_dtype(&mut self, dtype: KvDtype) -> Result<(), String> {
+        Err(format!("this backend cannot store KV as {dtype}"))
+    }
+    /// Teacher-forced over `tokens` with KV stored as `dtype`: for each
+    /// position but the last, the top-1 token and the log-probability of the
+    /// token that follows. `None`: the backend computes no logits (the
+    /// simulator).
+    fn next_token_scores(&mut self, _dtype: KvDtype, _tokens: &[TokenId]) -> Option<Result<Vec<NextToken>, String>> {
+        None
+    }
+}
+
+/// What a model predicted at one position of a teacher-forced sequence.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NextToken {
+    /// The most likely next token.
+    pub top1: TokenId,
+    /// Its lead over the second most likely, in logits (small: a near-tie
+    /// that any perturbation may flip).
+    pub margin: f32,
+    /// Log-probability of the token that actually follows.
+    pub logprob: f32,
 }

@@ -4,6 +4,7 @@
 
 use crate::backend::{BackendInfo, LabBackend};
 use crate::causal::SweepPoint;
+use crate::kv_precision::{run_kv_precision, KvPrecision, MainRun, ACCURACY_PROMPTS_PER_CASE, PRECISION_CASE};
 use crate::probe_compare::{compare, ProbeComparison};
 use kvscope_core::probe::PrefixProbe;
 use kvscope_core::{Engine, EngineConfig, PoolConfig, SchedulerConfig};
@@ -46,12 +47,13 @@ impl LabConfig {
 
     /// The default KV budget on the CPU model: big enough for dozens of
     /// short requests, small enough that a few long ones fill it (the
-    /// capacity effect).
+    /// capacity effect). In the default f16 KV: 1,088 tokens quick, 5,824
+    /// tokens otherwise.
     pub fn default_kv_memory(quick: bool) -> u64 {
         if quick {
-            48 << 20
+            24 << 20
         } else {
-            256 << 20
+            128 << 20
         }
     }
 
@@ -104,6 +106,9 @@ pub struct LabResults {
     pub probe: ProbeComparison,
     #[serde(skip)]
     pub probe_runs: Vec<CaseRun>,
+    /// The KV-precision extension (`None` when the backend stores one
+    /// format only).
+    pub kv_precision: Option<KvPrecision>,
     pub wall_seconds: f64,
 }
 
@@ -229,6 +234,18 @@ pub fn run_lab<B: LabBackend>(backend: &mut B, cfg: &LabConfig, progress: Progre
     let on = run_one(backend, &engine, &on_spec, &probe_reqs, progress)?;
     let probe = compare(&off, probe.report, &on);
 
+    let kv_precision = match workloads.iter().zip(&cases).find(|((spec, _), _)| spec.name == PRECISION_CASE) {
+        Some(((spec, reqs), run)) => {
+            let prompts = workloads
+                .iter()
+                .flat_map(|(_, reqs)| reqs.iter().take(ACCURACY_PROMPTS_PER_CASE).map(|r| r.prompt.clone()))
+                .collect();
+            let main = MainRun { engine: &engine, spec, requests: reqs, run, prompts };
+            run_kv_precision(backend, main, progress)?
+        }
+        None => None,
+    };
+
     Ok(LabResults {
         backend: info,
         engine,
@@ -238,11 +255,12 @@ pub fn run_lab<B: LabBackend>(backend: &mut B, cfg: &LabConfig, progress: Progre
         sweep_spec,
         probe,
         probe_runs: vec![off, on],
+        kv_precision,
         wall_seconds: started.elapsed().as_secs_f64(),
     })
 }
 
-fn run_one<B: LabBackend>(
+pub(crate) fn run_one<B: LabBackend>(
     backend: &mut B,
     config: &EngineConfig,
     spec: &CaseSpec,

@@ -5,11 +5,15 @@
 //! this crate runs the lab's cases on a [`backend`] ([`lab`]) and draws
 //! what the run emitted: the causal-chain sweep ([`causal`]), the lifecycle diagram ([`lifecycle`]), timelines and plots
 //! ([`timeline`], [`plots`]) and the report are all built from what the run
-//! emitted: the KV event stream and the per-step statistics.
+//! emitted: the KV event stream and the per-step statistics. The
+//! KV-precision extension ([`kv_precision`]) reruns one case per KV storage
+//! format in the same pool bytes and scores each format's predictions.
 
 pub mod artifacts;
 pub mod backend;
 pub mod causal;
+pub mod kv_precision;
+pub mod kv_precision_report;
 pub mod lab;
 pub mod lifecycle;
 pub mod plots;

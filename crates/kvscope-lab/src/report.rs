@@ -416,6 +416,10 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
         let _ = writeln!(o, "### {}\n\n{v}\n", t("模拟器与真实运行的对照", "Simulator vs real run"));
     }
 
+    if let Some(kp) = &res.kv_precision {
+        o.push_str(&crate::kv_precision_report::section(kp, info.executor == "sim", lang));
+    }
+
     // 12.6
     let _ = writeln!(o, "## 12.6 {}\n", t("结果说明", "What the results do and do not show"));
     let items: Vec<String> = if zh {

@@ -17,6 +17,7 @@ pub mod llama;
 pub mod model;
 pub mod quant;
 pub mod sampler;
+pub mod teacher_forcing;
 pub mod tokenizer;
 
 pub use executor::ModelExecutor;

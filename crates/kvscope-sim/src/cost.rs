@@ -235,6 +235,11 @@ impl CostModel {
     pub fn model(&self) -> &ModelPreset {
         &self.model
     }
+
+    /// The same costs with KV stored as `dtype` (only the KV bytes change).
+    pub fn with_kv_dtype(&self, dtype: kvscope_core::KvDtype) -> CostModel {
+        CostModel::new(self.model.clone().with_kv_dtype(dtype), self.hardware.clone())
+    }
     pub fn hardware(&self) -> &HardwareProfile {
         &self.hardware
     }

@@ -5,10 +5,10 @@
 
 use crate::real_model::LoadedModel;
 use anyhow::Context;
-use kvscope_core::{KvBlockManager, PoolConfig, SimClock, TokenId, WallClock};
+use kvscope_core::{KvBlockManager, KvDtype, PoolConfig, SimClock, TokenId, WallClock};
 use kvscope_exercise::checker::Checker;
 use kvscope_exercise::{HostConfig, PyBlockManager};
-use kvscope_lab::backend::{BackendInfo, LabBackend};
+use kvscope_lab::backend::{BackendInfo, LabBackend, NextToken};
 use kvscope_model::executor::ModelExecutor;
 use kvscope_sim::{default_calibration_path, CalibrationFile, CostModel, SimConfig, SimExecutor};
 use std::sync::{Arc, Mutex};
@@ -30,7 +30,7 @@ impl LabBackend for RealBackend {
             executor: "real".into(),
             model: self.model.name(),
             kv_bytes_per_token: self.model.kv_bytes_per_token(),
-            kv_dtype: self.model.kv_dtype.to_string(),
+            kv_dtype: self.model.kv_dtype,
             max_model_len: c.context_length,
             vocab_size: c.vocab_size,
             details: vec![format!(
@@ -65,6 +65,29 @@ impl LabBackend for RealBackend {
     }
 
     fn finish(&mut self, _executor: ModelExecutor) {}
+
+    fn kv_dtypes(&self) -> Vec<KvDtype> {
+        KvDtype::CPU.to_vec()
+    }
+
+    fn set_kv_dtype(&mut self, dtype: KvDtype) -> Result<(), String> {
+        crate::real_model::check_kv_dtype(dtype).map_err(|e| e.to_string())?;
+        self.model.kv_dtype = dtype;
+        Ok(())
+    }
+
+    fn next_token_scores(&mut self, dtype: KvDtype, tokens: &[TokenId]) -> Option<Result<Vec<NextToken>, String>> {
+        let scored = kvscope_model::teacher_forcing::next_token_scores(&self.model.llama, dtype, tokens);
+        Some(
+            scored
+                .map(|v| {
+                    v.into_iter()
+                        .map(|p| NextToken { top1: p.top1, margin: p.margin, logprob: p.next_logprob })
+                        .collect()
+                })
+                .map_err(|e| e.to_string()),
+        )
+    }
 
     /// The student's manager for every run with prefix caching on; the
     /// probe's caching-off baseline stays native (a nano-vLLM BlockManager
@@ -145,7 +168,7 @@ impl LabBackend for SimBackend {
                 None => model.name.clone(),
             },
             kv_bytes_per_token: model.kv_bytes_per_token(),
-            kv_dtype: model.kv_dtype.to_string(),
+            kv_dtype: model.kv_dtype,
             max_model_len: model.max_context,
             vocab_size: model.vocab,
             details: vec![self.description.clone()],
@@ -167,4 +190,19 @@ impl LabBackend for SimBackend {
     }
 
     fn finish(&mut self, _executor: SimExecutor) {}
+
+    /// The CPU engine's formats for the calibrated CPU model; vLLM's bf16
+    /// (`auto`) and fp8 for a GPU preset. Accuracy is never measured here:
+    /// the simulator computes no logits.
+    fn kv_dtypes(&self) -> Vec<KvDtype> {
+        let current = self.cost.model().kv_dtype;
+        let offered: &[KvDtype] =
+            if self.tokenizer_of.is_some() { &KvDtype::CPU } else { &[KvDtype::Bf16, KvDtype::Fp8] };
+        KvDtype::ALL.into_iter().filter(|d| *d == current || offered.contains(d)).collect()
+    }
+
+    fn set_kv_dtype(&mut self, dtype: KvDtype) -> Result<(), String> {
+        self.cost = self.cost.with_kv_dtype(dtype);
+        Ok(())
+    }
 }

@@ -29,6 +29,9 @@ fn quick_lab_writes_consistent_artifacts_and_measures_the_chain() {
         "probe.json",
         "causal_chain.svg",
         "causal_chain.json",
+        "kv_dtype.csv",
+        "kv_dtype.json",
+        "kv_dtype.svg",
     ] {
         assert!(out.join(f).metadata().map(|m| m.len() > 0).unwrap_or(false), "{f} missing or empty");
     }
@@ -36,12 +39,39 @@ fn quick_lab_writes_consistent_artifacts_and_measures_the_chain() {
     check_capacity(&out);
     check_probe(&out);
     check_report(&out);
+    check_kv_precision(&out);
     for svg in ["lifecycle.svg", "causal_chain.svg", "timeline_long_ctx.svg", "stats_mixed_ctx.svg"] {
         let text = std::fs::read_to_string(out.join(svg)).unwrap();
         assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"), "{svg} is not an SVG document");
     }
     assert!(std::fs::read_to_string(out.join("lifecycle.mmd")).unwrap().starts_with("stateDiagram-v2"));
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The same pool bytes hold more tokens in narrower formats, and the
+/// narrower formats keep the model's decisive choices (a wrong scale or a
+/// misplaced row would not).
+fn check_kv_precision(out: &Path) {
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("kv_dtype.json")).unwrap()).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["kv_dtype"].as_str().unwrap()).collect();
+    assert_eq!(names, ["f32", "f16", "int8"]);
+    let slots: Vec<u64> = rows.iter().map(|r| r["token_slots"].as_u64().unwrap()).collect();
+    assert!(slots[0] < slots[1] && slots[1] < slots[2], "{slots:?}");
+    let live = |i: usize| rows[i]["capacity"]["live_requests"].as_f64().unwrap();
+    assert!(live(0) < live(2), "int8's pool holds more requests at once than f32's");
+    assert!(rows[0]["accuracy"].is_null(), "f32 is the reference");
+    for r in &rows[1..] {
+        let a = &r["accuracy"];
+        assert!(a["positions"].as_u64().unwrap() > 100);
+        assert!(a["top1_agreement"].as_f64().unwrap() > 0.9, "{a}");
+        assert!(a["decisive_top1_agreement"].as_f64().unwrap() >= 0.98, "{a}");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("Extension: KV precision") && report.contains("What this measurement does not show"));
+    let csv = std::fs::read_to_string(out.join("kv_dtype.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "a header and one line per format");
 }
 
 /// Every line has the required fields; per case, the stream alone rebuilds

@@ -60,6 +60,10 @@ fn serve_refuses_unworkable_flags_before_loading_the_model() {
         (&["serve", "--host", "localhost", "--kv-blocks", "0"], "--kv-blocks"),
         (&["serve", "--host", "::1", "--kv-blocks", "0"], "--kv-blocks"),
         (&["serve", "--header-timeout-s", "0"], "--header-timeout-s"),
+        (&["serve", "--kv-dtype", "fp8"], "--kv-dtype f32, f16 or int8"),
+        (&["serve", "--kv-cache-dtype", "int4"], "unknown KV dtype"),
+        (&["generate", "--prompt", "hi", "--kv-dtype", "bf16"], "--kv-dtype f32, f16 or int8"),
+        (&["lab", "--quick", "--kv-dtype", "fp8"], "--kv-dtype f32, f16 or int8"),
     ] {
         // A model path that does not exist: had the model been loaded
         // first, the error would be about it instead of the flag.

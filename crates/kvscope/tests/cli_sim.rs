@@ -81,5 +81,42 @@ fn the_lab_runs_on_a_preset_and_the_pool_binds() {
     assert!(long["stall_share_no_free_blocks"].as_f64().unwrap() > 0.0);
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(report.contains("**Simulated**") && report.contains("qwen3-0.6b on rtx-4070-laptop"));
+    // KV precision on a GPU preset: bf16 (vLLM's auto) against fp8, the
+    // pool math follows; the simulator measures no accuracy and says so.
+    let kv: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("kv_dtype.json")).unwrap()).unwrap();
+    let rows = kv["rows"].as_array().unwrap();
+    assert_eq!(rows.iter().map(|r| r["kv_dtype"].as_str().unwrap()).collect::<Vec<_>>(), ["bf16", "fp8"]);
+    assert_eq!(rows[0]["bytes_per_token"], 114_688);
+    assert_eq!(rows[1]["bytes_per_token"], 57_344);
+    assert!(rows[1]["token_slots"].as_u64().unwrap() >= 2 * rows[0]["token_slots"].as_u64().unwrap() - 16);
+    assert!(rows.iter().all(|r| r["accuracy"].is_null()));
+    assert!(report.contains("the accuracy cost is not measured here"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sim_kv_dtype_sizes_the_pool() {
+    let plan = |dtype: &str| {
+        let out = kvscope()
+            .args([
+                "sim",
+                "--model-preset",
+                "llama-3.1-8b",
+                "--hardware",
+                "h100",
+                "--num-requests",
+                "8",
+                "--kv-dtype",
+                dtype,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(plan("bf16").contains("KV per token 131072 B (bf16)"));
+    assert!(plan("fp8").contains("KV per token 65536 B (fp8)"));
+    let bad = kvscope().args(["sim", "--kv-dtype", "int4"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown KV dtype \"int4\""));
 }
