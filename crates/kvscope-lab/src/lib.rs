@@ -9,11 +9,19 @@
 
 pub mod artifacts;
 pub mod backend;
+pub mod analysis;
 pub mod causal;
+pub mod compare;
+pub mod failure;
+pub mod failure_report;
+pub mod html;
+pub mod knob_sweep;
 pub mod lab;
 pub mod lifecycle;
 pub mod plots;
+pub mod png;
 pub mod probe_compare;
+pub mod repeat;
 pub mod report;
 pub mod svg;
 pub mod timeline;
