@@ -88,7 +88,7 @@ fn base(res: &LabResults, s: &CapacityRow, l: &CapacityRow, zh: bool) -> String 
         )
     } else {
         format!(
-            "KV is not an intermediate of one attention call but long-lived state: created by prefill, read and extended at every decode step, released only when the request ends. In this run the pool had {pool_tok} token slots ({} blocks). A short-context request (mean prompt {:.0} tokens) held about {} at its peak and up to {} requests held KV at once (binding constraint: {}); a long-context request (mean {:.0} tokens) held about {}, so the same pool let at most {} live at once while the rest waited: queue wait p50 rose from {:.3} s to {:.3} s and TTFT p50 from {:.3} s to {:.3} s (binding: {}). In the mixed case the short requests queued behind the long ones too (their queue wait p50 {:.3} s, vs {:.3} s alone): residency is not paid for by long requests alone.",
+            "KV is not an intermediate of one attention call but long-lived state: created by prefill, read and extended at every decode step, released only when the request ends. In this run the pool had {pool_tok} token slots ({} blocks). A short-context request (mean prompt {:.0} tokens) held about {} at its peak and up to {} requests held KV at once (binding: {}); a long-context request (mean {:.0} tokens) held about {}, so the same pool let at most {} live at once while the rest waited: queue wait p50 rose from {:.3} s to {:.3} s and TTFT p50 from {:.3} s to {:.3} s (binding: {}). In the mixed case the short requests queued behind the long ones too (their queue wait p50 {:.3} s, vs {:.3} s alone): residency is not paid for by long requests alone.",
             cfg.pool.num_blocks, s.prompt_len, kib(s.estimated_kv_block_rounded), s.live_requests_max, binding(s),
             l.prompt_len, kib(l.estimated_kv_block_rounded), l.live_requests_max,
             s.queue_wait.p50, l.queue_wait.p50, s.ttft.p50, l.ttft.p50, binding(l), mixed_short_wait, s.queue_wait.p50
@@ -112,8 +112,8 @@ fn repeats(res: &LabResults, si: usize, li: usize, zh: bool) -> String {
     match (zh, apart) {
         (true, true) => format!("每个 case 重复运行了 {n} 次 (每次都用新引擎), 表中给出中位数与最小–最大范围: 短上下文 TTFT p50 在 {:.3}–{:.3} s 之间, 长上下文在 {:.3}–{:.3} s 之间, 两个范围不重叠, 因此长短之差远大于重复之间的波动。", s.min, s.max, l.min, l.max),
         (true, false) => format!("每个 case 重复运行了 {n} 次 (每次都用新引擎), 表中给出中位数与最小–最大范围: 短上下文 TTFT p50 在 {:.3}–{:.3} s 之间, 长上下文在 {:.3}–{:.3} s 之间, 两个范围有重叠, 因此这一差异不能与重复之间的波动区分。", s.min, s.max, l.min, l.max),
-        (false, true) => format!("Each case ran {n} times on fresh engines; the tables give medians and min–max ranges. TTFT p50 spanned {:.3}–{:.3} s for short contexts and {:.3}–{:.3} s for long ones: the ranges do not overlap, so the difference is far larger than the noise between repeats.", s.min, s.max, l.min, l.max),
-        (false, false) => format!("Each case ran {n} times on fresh engines; the tables give medians and min–max ranges. TTFT p50 spanned {:.3}–{:.3} s for short contexts and {:.3}–{:.3} s for long ones: the ranges overlap, so this difference cannot be told from the noise between repeats.", s.min, s.max, l.min, l.max),
+        (false, true) => format!("Each case ran {n} times on fresh engines (tables: medians, min–max ranges). TTFT p50 spanned {:.3}–{:.3} s for short contexts and {:.3}–{:.3} s for long: the ranges do not overlap, so the difference exceeds the noise between repeats.", s.min, s.max, l.min, l.max),
+        (false, false) => format!("Each case ran {n} times on fresh engines (tables: medians, min–max ranges). TTFT p50 spanned {:.3}–{:.3} s for short contexts and {:.3}–{:.3} s for long: the ranges overlap, so this difference cannot be told from the noise between repeats.", s.min, s.max, l.min, l.max),
     }
 }
 
@@ -168,8 +168,8 @@ fn failure(res: &LabResults, zh: bool) -> Option<String> {
     let show = |p: &crate::failure::FailurePoint, c: Condition| match p.threshold(c).load {
         Some(x) if x.fract() == 0.0 => format!("{x:.0}"),
         Some(x) => format!("{x:.2}"),
-        None if zh => "阶梯内未出现".into(),
-        None => "never on the ladder".into(),
+        // Not reached on the ladder: beyond its top.
+        None => format!(">{}", f.plan.ladder.last().copied().unwrap_or(0.0)),
     };
     let thresholds = || f.points.iter().flat_map(|p| [p.admission_stall, p.preemption, p.slo_ttft]);
     let total = thresholds().count();
@@ -193,10 +193,12 @@ fn failure(res: &LabResults, zh: bool) -> Option<String> {
     })
 }
 
-/// One sentence per knob sweep, on the long-context case.
+/// One sentence per knob sweep (the first two: the length stays in the
+/// handout's range), on the long-context case.
 fn knobs(res: &LabResults, zh: bool) -> Vec<String> {
     res.knob_sweeps
         .iter()
+        .take(2)
         .filter_map(|k| {
             let (a, b) = (k.points.first()?, k.points.last()?);
             let long = |p: &crate::knob_sweep::KnobPoint| p.rows.iter().find(|r| r.case == "long_ctx").cloned();
@@ -217,7 +219,7 @@ fn closing(res: &LabResults, zh: bool) -> String {
     if zh {
         format!("前缀缓存方面, 探针看到 {} 个可复用块, 真实缓存只兑现了 {} 个, 省下 {} 个 prefill token: 潜在信号不等于实际收益。由此, 很多看似“调度慢”或“延迟高”的现象, 根源在于 KV 状态的驻留规模: 上下文越长, 每个请求驻留的状态越大, 能同时服务的请求越少, 排队越久, 首 token 越慢。近似边界: 估计只计入 KV 本身 (不含权重、激活和分配器开销), 按块取整的占用高于按 token 计算的值; TTFT 的一部分来自长 prompt 自身的计算, 只有排队部分归因于容量。", p.potential.potential_hit_blocks, p.realized.hit_blocks, p.realized.prefill_tokens_saved)
     } else {
-        format!("The probe saw {} reusable blocks; the real cache realized {} and saved {} prefill tokens: a potential signal is not a realized benefit. Many effects that look like slow scheduling are rooted in how much KV stays resident: longer contexts, more state per request, fewer concurrent requests, longer queues, later first tokens. Limits: only KV is counted (no weights, activations, allocator); block rounding exceeds the token-exact figure; part of TTFT is the prompt's own compute.", p.potential.potential_hit_blocks, p.realized.hit_blocks, p.realized.prefill_tokens_saved)
+        format!("The probe saw {} reusable blocks; the real cache realized {} and saved {} prefill tokens: potential is not realized benefit. Much that looks like slow scheduling is KV residency: longer contexts, more state per request, fewer concurrent requests, longer queues, later first tokens. Limits: only KV is counted; block rounding exceeds the token-exact figure; part of TTFT is the prompt's own compute.", p.potential.potential_hit_blocks, p.realized.hit_blocks, p.realized.prefill_tokens_saved)
     }
 }
 

@@ -213,7 +213,10 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
         )
     );
     let _ = writeln!(o, "![lifecycle](lifecycle.svg)\n");
-    let _ = writeln!(o, "{}: `lifecycle.mmd` (Mermaid). {}: `timeline_short_ctx.svg`, `timeline_long_ctx.svg`, `timeline_mixed_ctx.svg`.\n", t("源文件", "Source"), t("每请求时间线", "Per-request timelines"));
+    let _ = writeln!(o, "{}: `lifecycle.mmd` (Mermaid). {}:\n", t("源文件", "Source"), t("每请求时间线", "Per-request timelines"));
+    for case in &res.cases {
+        let _ = writeln!(o, "![{0} timeline](timeline_{0}.svg)\n", case.spec.name);
+    }
 
     // 12.3
     o.push_str(&capacity_section(&res.capacity, &res.capacity_repeats, cfg, lang, info.executor == "sim"));
@@ -370,6 +373,17 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
         );
     }
     let p = &res.probe;
+    let _ = writeln!(
+        o,
+        "\n{}\n",
+        t(
+            "状态随时间变化 (从 t = 0 开始: 第一步之前的队列; 展示第一次重复):",
+            "State over time (from t = 0: the queue before the first step; the first repeat):"
+        )
+    );
+    for case in &res.cases {
+        let _ = writeln!(o, "![{0} state](stats_{0}.svg)\n", case.spec.name);
+    }
     let _ = writeln!(o, "\n### {}\n", t("仅用于观测的前缀命中探针", "Observation-only prefix-hit probe"));
     let _ = writeln!(
         o,
