@@ -127,8 +127,7 @@ fn chain(res: &LabResults, zh: bool) -> Option<String> {
         (a.ttft_grows, "TTFT", "TTFT"),
     ];
     let held = links.iter().filter(|l| l.0.established()).count();
-    let open: Vec<&str> =
-        links.iter().filter(|l| !l.0.established()).map(|l| if zh { l.1 } else { l.2 }).collect();
+    let open: Vec<&str> = links.iter().filter(|l| !l.0.established()).map(|l| if zh { l.1 } else { l.2 }).collect();
     let every = if res.repeat > 1 {
         if zh {
             format!("在全部 {} 次重复中", res.repeat)
@@ -184,7 +183,9 @@ fn failure(res: &LabResults, zh: bool) -> Option<String> {
         ("sim", true) => format!("全部 {total} 个阈值都是模拟值"),
         ("sim", false) => format!("all {total} thresholds are simulated"),
         (_, true) => format!("{total} 个阈值中 {real} 个由真实引擎确认, 其余来自模拟器或只是上界"),
-        (_, false) => format!("{real} of {total} thresholds were settled on the real engine, the rest are simulated or bounds"),
+        (_, false) => {
+            format!("{real} of {total} thresholds were settled on the real engine, the rest are simulated or bounds")
+        }
     };
     Some(if zh {
         format!("失败条件把这条链推到终点: prompt 为 {} token 时, {unit}达到 {} 才首次出现准入阻塞, 抢占出现在 {}, TTFT p90 超过 {} s 的 SLO 在 {}; prompt 为 {} token 时, 这三个{unit}分别降到 {}、{}、{}。上下文越长, 系统在越低的负载下失败 ({source})。", first.prompt_len, show(first, Condition::AdmissionStall), show(first, Condition::Preemption), f.plan.slo_ttft, show(first, Condition::SloTtft), last.prompt_len, show(last, Condition::AdmissionStall), show(last, Condition::Preemption), show(last, Condition::SloTtft))

@@ -2,8 +2,8 @@
 
 use crate::lab::LabResults;
 use crate::lifecycle::LifecycleGraph;
-use crate::report::{render, render_simulated, Lang, ReportContext};
 use crate::repeat::spread_json;
+use crate::report::{render, render_simulated, Lang, ReportContext};
 use crate::{failure_report, html, knob_sweep, plots, png, timeline};
 use kvscope_core::stats::StatsCollector;
 use kvscope_core::EngineConfig;
@@ -93,10 +93,7 @@ pub fn write_all(res: &LabResults, dir: &Path, ctx: &ReportContext, lang: Lang) 
             format!("timeline_{name}.svg"),
             timeline::timeline_svg(case, 12, &format!("{name}: per-request timeline")),
         ));
-        svgs.push((
-            format!("stats_{name}.svg"),
-            plots::stats_svg(&case.stats, &format!("{name}: KV state over time")),
-        ));
+        svgs.push((format!("stats_{name}.svg"), plots::stats_svg(&case.stats, &format!("{name}: KV state over time"))));
     }
     if let Some(f) = &res.failure {
         written.push(write(dir, "failure.csv", failure_report::csv(f))?);

@@ -40,7 +40,7 @@ impl Knob {
     /// A value as the report writes it.
     pub fn show(self, v: u64) -> String {
         match self {
-            Knob::KvMemory if v % (1 << 20) == 0 => format!("{}MiB", v >> 20),
+            Knob::KvMemory if v.is_multiple_of(1 << 20) => format!("{}MiB", v >> 20),
             Knob::KvMemory => format!("{v}B"),
             _ => v.to_string(),
         }
@@ -79,10 +79,7 @@ impl FromStr for KnobSweep {
             .into_iter()
             .find(|k| k.name() == name.trim())
             .ok_or_else(|| format!("unknown knob {name:?}: the knobs are {known}"))?;
-        let values = list
-            .split(',')
-            .map(|v| parse_value(knob, v.trim()))
-            .collect::<Result<Vec<u64>, String>>()?;
+        let values = list.split(',').map(|v| parse_value(knob, v.trim())).collect::<Result<Vec<u64>, String>>()?;
         if values.len() < 2 {
             return Err(format!("--sweep {s}: give at least two values to compare, e.g. {}=8,16,32", knob.name()));
         }
@@ -139,22 +136,22 @@ pub struct KnobSweepResult {
     pub points: Vec<KnobPoint>,
 }
 
+/// A knob and the engine of each of its values.
+pub type KnobEngines = (Knob, Vec<(u64, EngineConfig)>);
+
 /// The engine of every knob value, each checked (configuration, and that
 /// the pool holds the largest request of every case) before anything runs.
 pub fn configs(
     cfg: &LabConfig,
     info: &BackendInfo,
     workloads: &[(CaseSpec, Vec<WorkloadRequest>)],
-) -> Result<Vec<(Knob, Vec<(u64, EngineConfig)>)>, LabError> {
+) -> Result<Vec<KnobEngines>, LabError> {
     let mut out = Vec::new();
     for sweep in &cfg.knob_sweeps {
         let mut engines = Vec::new();
         for &v in &sweep.values {
-            let err = |problem: String| LabError::Knob {
-                knob: sweep.knob.name().into(),
-                value: sweep.knob.show(v),
-                problem,
-            };
+            let err =
+                |problem: String| LabError::Knob { knob: sweep.knob.name().into(), value: sweep.knob.show(v), problem };
             let engine = sweep.knob.apply(cfg, v).engine_config(info);
             engine.validate().map_err(|e| err(e.to_string()))?;
             let pool = &engine.pool;
@@ -177,7 +174,7 @@ pub fn configs(
 /// Runs the three cases at every knob value, `repeat` times each.
 pub fn run<B: LabBackend>(
     backend: &mut B,
-    configs: &[(Knob, Vec<(u64, EngineConfig)>)],
+    configs: &[KnobEngines],
     workloads: &[(CaseSpec, Vec<WorkloadRequest>)],
     repeat: usize,
     progress: Progress,
@@ -188,7 +185,8 @@ pub fn run<B: LabBackend>(
         for (v, engine) in engines {
             let mut rows = Vec::new();
             for (case, reqs) in workloads {
-                let spec = CaseSpec { name: format!("{}_{}={}", case.name, knob.name(), knob.show(*v)), ..case.clone() };
+                let spec =
+                    CaseSpec { name: format!("{}_{}={}", case.name, knob.name(), knob.show(*v)), ..case.clone() };
                 let mut repeats = Vec::new();
                 for _ in 0..repeat {
                     let run = run_one(backend, engine, &spec, reqs, RunOptions::SUMMARY, progress)?;
@@ -294,10 +292,7 @@ pub fn svg(sweep: &KnobSweepResult) -> String {
                 Series::new(case, PALETTE[i % PALETTE.len()], pts).dotted()
             })
             .collect();
-        (
-            Chart { title: title.into(), x_label: x_label.clone(), y_label: y_label.into(), ..Default::default() },
-            series,
-        )
+        (Chart { title: title.into(), x_label: x_label.clone(), y_label: y_label.into(), ..Default::default() }, series)
     };
     panel_row_svg(
         &format!("Knob sweep: {k} (same requests, same cases)"),

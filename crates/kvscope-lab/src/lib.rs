@@ -7,9 +7,9 @@
 //! ([`timeline`], [`plots`]) and the report are all built from what the run
 //! emitted: the KV event stream and the per-step statistics.
 
+pub mod analysis;
 pub mod artifacts;
 pub mod backend;
-pub mod analysis;
 pub mod causal;
 pub mod compare;
 pub mod failure;

@@ -3,9 +3,9 @@
 //! measured in this run or computed from measured numbers; estimates say
 //! what they leave out, and the probe is never presented as a benefit.
 
-use crate::repeat::show;
 use crate::lab::LabResults;
 use crate::lifecycle::LifecycleGraph;
+use crate::repeat::show;
 use kvscope_core::EngineConfig;
 use kvscope_experiment::capacity::CapacityRow;
 use std::fmt::Write;
@@ -213,7 +213,12 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
         )
     );
     let _ = writeln!(o, "![lifecycle](lifecycle.svg)\n");
-    let _ = writeln!(o, "{}: `lifecycle.mmd` (Mermaid). {}:\n", t("源文件", "Source"), t("每请求时间线", "Per-request timelines"));
+    let _ = writeln!(
+        o,
+        "{}: `lifecycle.mmd` (Mermaid). {}:\n",
+        t("源文件", "Source"),
+        t("每请求时间线", "Per-request timelines")
+    );
     for case in &res.cases {
         let _ = writeln!(o, "![{0} timeline](timeline_{0}.svg)\n", case.spec.name);
     }
@@ -267,12 +272,22 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
         );
         let links = [
             (v.kv_grows, t("KV 随上下文增长", "KV grows with context")),
-            (v.live_shrinks, t("存活请求数减少 (否则: 池足以容纳所有请求, 容量未成为约束)", "live requests shrink (if not: the pool held everyone, capacity was not binding)")),
+            (
+                v.live_shrinks,
+                t(
+                    "存活请求数减少 (否则: 池足以容纳所有请求, 容量未成为约束)",
+                    "live requests shrink (if not: the pool held everyone, capacity was not binding)",
+                ),
+            ),
             (v.queue_wait_grows, t("排队等待增加", "queue wait grows")),
             (v.ttft_grows, t("TTFT 变差", "TTFT worsens")),
         ];
         let every = if res.repeat > 1 {
-            if zh { format!("在全部 {} 次重复中", res.repeat) } else { format!("in all {} repeats", res.repeat) }
+            if zh {
+                format!("在全部 {} 次重复中", res.repeat)
+            } else {
+                format!("in all {} repeats", res.repeat)
+            }
         } else {
             t("在这一次运行中", "in this single run").to_string()
         };
@@ -281,7 +296,11 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
             .filter(|(a, _)| !a.established())
             .map(|(a, m)| match a {
                 crate::repeat::Agreement::Some { held, of } => {
-                    if zh { format!("{m}: 尚未确立 (仅在 {held}/{of} 次重复中成立, ⇢?)") } else { format!("{m}: not established (held in {held} of {of} repeats, ⇢?)") }
+                    if zh {
+                        format!("{m}: 尚未确立 (仅在 {held}/{of} 次重复中成立, ⇢?)")
+                    } else {
+                        format!("{m}: not established (held in {held} of {of} repeats, ⇢?)")
+                    }
                 }
                 _ => format!("{m}: ⇏"),
             })
@@ -290,13 +309,21 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
             let _ = writeln!(
                 o,
                 "{}\n",
-                if zh { format!("链上每一环{every}都按预期方向成立 (⇒)。") } else { format!("Every link holds in the expected direction {every} (⇒).") }
+                if zh {
+                    format!("链上每一环{every}都按预期方向成立 (⇒)。")
+                } else {
+                    format!("Every link holds in the expected direction {every} (⇒).")
+                }
             );
         } else {
             let _ = writeln!(
                 o,
                 "{}: {}\n",
-                if zh { format!("未能{every}都成立的环节") } else { format!("Links that did not hold {every}") },
+                if zh {
+                    format!("未能{every}都成立的环节")
+                } else {
+                    format!("Links that did not hold {every}")
+                },
                 broken.join("; ")
             );
         }
@@ -306,7 +333,11 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
         let _ = writeln!(
             o,
             "{}\n",
-            if zh { format!("每个数字是 {} 次重复的中位数, 括号内为最小–最大范围。", res.repeat) } else { format!("Each figure is the median of {} repeats, with the min–max range in brackets.", res.repeat) }
+            if zh {
+                format!("每个数字是 {} 次重复的中位数, 括号内为最小–最大范围。", res.repeat)
+            } else {
+                format!("Each figure is the median of {} repeats, with the min–max range in brackets.", res.repeat)
+            }
         );
     }
     let _ = writeln!(o, "| prompt_len | KV/{} | live {} | {} (no_free_blocks / max_running / token_budget) | {} | queue_wait p50 / p90 (s) | TTFT p50 / p90 (s) | {} p50 (s) |", t("请求", "request"), t("均值/最大", "mean/max"), t("准入阻塞步数", "admission stalls (steps)"), t("抢占", "preemptions"), t("准入后计算时间", "compute after admission"));
@@ -527,7 +558,8 @@ pub fn capacity_section(
             r.prompt_len_min,
             r.prompt_len_max,
             match r.arrival {
-                kvscope_experiment::workload::Arrival::AllAtOnce => format!("{} {}", r.concurrency, t("(同时到达)", "(all at once)")),
+                kvscope_experiment::workload::Arrival::AllAtOnce =>
+                    format!("{} {}", r.concurrency, t("(同时到达)", "(all at once)")),
                 ref other => format!("{} ({})", r.concurrency, other.label()),
             },
             show(reps, |x| x.live_requests, 2),

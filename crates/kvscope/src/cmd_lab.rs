@@ -7,10 +7,10 @@ use crate::ModelArg;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use kvscope_exercise::HostConfig;
-use kvscope_experiment::workload::Scale;
-use kvscope_lab::backend::LabBackend;
 use kvscope_experiment::driver::RunOptions;
+use kvscope_experiment::workload::Scale;
 use kvscope_experiment::workload::{CaseSpec, WorkloadRequest};
+use kvscope_lab::backend::LabBackend;
 use kvscope_lab::failure::FailurePlan;
 use kvscope_lab::knob_sweep::KnobSweep;
 use kvscope_lab::lab::{run_lab, run_one, LabConfig, LabResults};
@@ -335,8 +335,9 @@ fn run_with<B: LabBackend>(
         );
         let engine = &results.engine.clone();
         let is_real = results.backend.executor == "real";
-        let mut primary =
-            |spec: &CaseSpec, reqs: &[WorkloadRequest]| run_one(backend, engine, spec, reqs, RunOptions::SUMMARY, &mut progress);
+        let mut primary = |spec: &CaseSpec, reqs: &[WorkloadRequest]| {
+            run_one(backend, engine, spec, reqs, RunOptions::SUMMARY, &mut progress)
+        };
         let narrow_name = narrow.as_ref().map(|n| n.description.clone());
         let mut narrow_run = narrow.map(|sim| {
             move |spec: &CaseSpec, reqs: &[WorkloadRequest]| {
