@@ -165,8 +165,15 @@ fn failure(res: &LabResults, zh: bool) -> Option<String> {
     let f = res.failure.as_ref()?;
     let (first, last) = (f.points.first()?, f.points.last()?);
     let show = |p: &crate::failure::FailurePoint, c: Condition| match p.threshold(c).load {
-        Some(x) if x.fract() == 0.0 => format!("{x:.0}"),
-        Some(x) => format!("{x:.2}"),
+        // An upper bound says so.
+        Some(x) => {
+            let bound = if p.threshold(c).source == Source::RealUpperBound { "≤" } else { "" };
+            if x.fract() == 0.0 {
+                format!("{bound}{x:.0}")
+            } else {
+                format!("{bound}{x:.2}")
+            }
+        }
         // Not reached on the ladder: beyond its top.
         None => format!(">{}", f.plan.ladder.last().copied().unwrap_or(0.0)),
     };
@@ -188,7 +195,7 @@ fn failure(res: &LabResults, zh: bool) -> Option<String> {
         }
     };
     Some(if zh {
-        format!("失败条件把这条链推到终点: prompt 为 {} token 时, {unit}达到 {} 才首次出现准入阻塞, 抢占出现在 {}, TTFT p90 超过 {} s 的 SLO 在 {}; prompt 为 {} token 时, 这三个{unit}分别降到 {}、{}、{}。上下文越长, 系统在越低的负载下失败 ({source})。", first.prompt_len, show(first, Condition::AdmissionStall), show(first, Condition::Preemption), f.plan.slo_ttft, show(first, Condition::SloTtft), last.prompt_len, show(last, Condition::AdmissionStall), show(last, Condition::Preemption), show(last, Condition::SloTtft))
+        format!("失败条件把这条链推到终点: prompt 为 {} token 时, {unit}达到 {} 才首次出现准入阻塞, 抢占出现在 {}, TTFT p90 超过 {} s 的 SLO 在 {}; prompt 为 {} token 时, 这三个{unit}分别为 {}、{}、{}。上下文越长, 系统在越低的负载下失败 ({source})。", first.prompt_len, show(first, Condition::AdmissionStall), show(first, Condition::Preemption), f.plan.slo_ttft, show(first, Condition::SloTtft), last.prompt_len, show(last, Condition::AdmissionStall), show(last, Condition::Preemption), show(last, Condition::SloTtft))
     } else {
         format!("The failure conditions end the chain: with {}-token prompts the first admission stall came at {unit} {}, the first preemption at {} and TTFT p90 above the {} s SLO at {}; with {}-token prompts at {}, {} and {}. Longer contexts fail at lower load ({source}).", first.prompt_len, show(first, Condition::AdmissionStall), show(first, Condition::Preemption), f.plan.slo_ttft, show(first, Condition::SloTtft), last.prompt_len, show(last, Condition::AdmissionStall), show(last, Condition::Preemption), show(last, Condition::SloTtft))
     })
@@ -217,10 +224,13 @@ fn knobs(res: &LabResults, zh: bool) -> Vec<String> {
 
 fn closing(res: &LabResults, zh: bool) -> String {
     let p = &res.probe;
+    let all = p.realized.hit_blocks >= p.potential.potential_hit_blocks;
     if zh {
-        format!("前缀缓存方面, 探针看到 {} 个可复用块, 真实缓存只兑现了 {} 个, 省下 {} 个 prefill token: 潜在信号不等于实际收益。由此, 很多看似“调度慢”或“延迟高”的现象, 根源在于 KV 状态的驻留规模: 上下文越长, 每个请求驻留的状态越大, 能同时服务的请求越少, 排队越久, 首 token 越慢。近似边界: 估计只计入 KV 本身 (不含权重、激活和分配器开销), 按块取整的占用高于按 token 计算的值; TTFT 的一部分来自长 prompt 自身的计算, 只有排队部分归因于容量。", p.potential.potential_hit_blocks, p.realized.hit_blocks, p.realized.prefill_tokens_saved)
+        let got = if all { "这次全部兑现了" } else { "真实缓存只兑现了" };
+        format!("前缀缓存方面, 探针看到 {} 个可复用块, {got} {} 个, 省下 {} 个 prefill token: 潜在信号本身不等于实际收益。由此, 很多看似“调度慢”或“延迟高”的现象, 根源在于 KV 状态的驻留规模: 上下文越长, 每个请求驻留的状态越大, 能同时服务的请求越少, 排队越久, 首 token 越慢。近似边界: 估计只计入 KV 本身 (不含权重、激活和分配器开销), 按块取整的占用高于按 token 计算的值; TTFT 的一部分来自长 prompt 自身的计算, 只有排队部分归因于容量。", p.potential.potential_hit_blocks, p.realized.hit_blocks, p.realized.prefill_tokens_saved)
     } else {
-        format!("The probe saw {} reusable blocks; the real cache realized {} and saved {} prefill tokens: potential is not realized benefit. Much that looks like slow scheduling is KV residency: longer contexts, more state per request, fewer concurrent requests, longer queues, later first tokens. Limits: only KV is counted; block rounding exceeds the token-exact figure; part of TTFT is the prompt's own compute.", p.potential.potential_hit_blocks, p.realized.hit_blocks, p.realized.prefill_tokens_saved)
+        let got = if all { "this time all were realized" } else { "the real cache realized only" };
+        format!("The probe saw {} reusable blocks; {got} {} and saved {} prefill tokens: potential alone is not realized benefit. Much that looks like slow scheduling is KV residency: longer contexts, more state per request, fewer concurrent requests, longer queues, later first tokens. Limits: only KV is counted; block rounding exceeds the token-exact figure; part of TTFT is the prompt's own compute.", p.potential.potential_hit_blocks, p.realized.hit_blocks, p.realized.prefill_tokens_saved)
     }
 }
 

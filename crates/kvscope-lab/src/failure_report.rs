@@ -79,7 +79,12 @@ pub fn markdown(f: &FailureResults, zh: bool) -> String {
     } else {
         format!("For each context length (prompt tokens; {} output tokens per request), load = {}; the smallest load of the ladder {} at which (a) an admission stalls for KV blocks or for max_running (a token-budget stall only defers a prefill to the next step and is not a failure), (b) a request is preempted, (c) TTFT p90 > {} s.", f.plan.output_tokens, load_label(f, false), ladder_text(f), f.plan.slo_ttft)
     };
-    let _ = writeln!(o, "{definition} {who}\n");
+    let caveat = if zh {
+        "提示词是固定长度的随机 token (只有长度起作用, 互不共享前缀), 真实引擎与模拟器运行的是同一批请求。二分搜索假设条件一旦出现, 负载更高时也会出现; 抢占并不总是如此 (它取决于 decode 时块边界的对齐), 所以 (b) 是搜索到的阈值, 不保证更低负载下从不出现。搜索只运行一次, 不随 `--repeat` 重复。"
+    } else {
+        "Prompts are random tokens of a fixed length (only the length matters; no shared prefixes), the same requests on the real engine and the simulator. Bisection assumes that a condition, once reached, stays reached at higher loads; preemption does not always (it depends on where decode crosses block boundaries), so (b) is the threshold the search found, not a guarantee that no lower load preempts. The search runs once, not per `--repeat`."
+    };
+    let _ = writeln!(o, "{definition} {who} {caveat}\n");
     let _ = writeln!(
         o,
         "| prompt_len | (a) {} | (b) {} | (c) {} |",
