@@ -13,6 +13,8 @@ use std::path::Path;
 pub enum CompareError {
     #[error("{dir} is not a lab run: it has no lab.json (give folders written by `kvscope lab --out DIR`)")]
     NotALabRun { dir: String },
+    #[error("{dir}/lab.json has no workload record (written by an older kvscope): rerun that lab to compare it")]
+    NoWorkload { dir: String },
     #[error("cannot read {path}: {why}")]
     Unreadable { path: String, why: String },
     #[error(
@@ -142,6 +144,12 @@ fn deltas(a: &Value, b: &Value, key: &str, figures: &[(&str, &[&str])], out: &mu
 /// Compares two lab runs. Differing workloads are an error unless `force`.
 pub fn compare(dir_a: &Path, dir_b: &Path, force: bool) -> Result<Comparison, CompareError> {
     let (a, b) = (load(dir_a)?, load(dir_b)?);
+    // Without it, two unknown workloads would look equal.
+    for (v, dir) in [(&a, dir_a), (&b, dir_b)] {
+        if v["workload"].is_null() {
+            return Err(CompareError::NoWorkload { dir: dir.display().to_string() });
+        }
+    }
     let mut workload_differences = Vec::new();
     differences("workload", &a["workload"], &b["workload"], &mut workload_differences);
     if !workload_differences.is_empty() && !force {
