@@ -227,6 +227,9 @@ impl<E: Executor, C: Clock> Engine<E, C> {
 
     /// Runs one engine step. An idle engine returns an empty outcome.
     pub fn step(&mut self) -> Result<StepOutcome, ExecutorError> {
+        if self.step == 0 {
+            self.open_first_step();
+        }
         self.step += 1;
         self.log.set_stamp(self.step, self.clock.now());
         let batch = self.scheduler.schedule(&mut self.log);
@@ -319,6 +322,17 @@ impl<E: Executor, C: Clock> Engine<E, C> {
                 output_tokens: seq.output.len(),
             },
         );
+    }
+
+    /// Before the first step, observers see the pool and the queue as they
+    /// are (step 0: nothing scheduled yet), so a time series starts at the
+    /// start instead of at the end of the first — possibly long — step.
+    fn open_first_step(&mut self) {
+        self.flush_events();
+        let snapshot = self.snapshot();
+        for observer in &mut self.observers {
+            observer.on_step(&snapshot);
+        }
     }
 
     pub(crate) fn close_step(&mut self, batch: &crate::executor::ScheduledBatch) {

@@ -61,12 +61,23 @@ impl StatsCollector {
         self.rows.iter().map(|r| r.running).max().unwrap_or(0)
     }
 
+    /// The rows of engine steps, without the step-0 row the engine
+    /// publishes before its first step.
+    pub fn step_rows(&self) -> &[StepSnapshot] {
+        let start = self.rows.iter().take_while(|r| r.step == 0).count();
+        &self.rows[start..]
+    }
+
     /// Mean running sequences over time (each step weighted by how long
-    /// it lasted until the next snapshot).
+    /// it lasted until the next snapshot). It starts at the first step's
+    /// row, not at the step-0 row: that row is the queue before anything
+    /// was admitted, and weighting it over the first step would count the
+    /// requests that step admitted (and that held KV all along) as absent.
     pub fn time_weighted_mean_running(&self) -> f64 {
+        let rows = self.step_rows();
         let mut area = 0.0;
         let mut span = 0.0;
-        for w in self.rows.windows(2) {
+        for w in rows.windows(2) {
             let dt = w[1].t - w[0].t;
             area += w[0].running as f64 * dt;
             span += dt;
@@ -74,7 +85,7 @@ impl StatsCollector {
         if span > 0.0 {
             area / span
         } else {
-            self.rows.first().map_or(0.0, |r| r.running as f64)
+            rows.first().map_or(0.0, |r| r.running as f64)
         }
     }
 

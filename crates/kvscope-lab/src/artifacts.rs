@@ -2,8 +2,9 @@
 
 use crate::lab::LabResults;
 use crate::lifecycle::LifecycleGraph;
+use crate::repeat::spread_json;
 use crate::report::{render, render_simulated, Lang, ReportContext};
-use crate::{plots, timeline};
+use crate::{failure_report, html, knob_sweep, plots, png, timeline};
 use kvscope_core::stats::StatsCollector;
 use kvscope_core::EngineConfig;
 use kvscope_core::EventRecord;
@@ -56,49 +57,68 @@ fn stats_csv<'a>(runs: impl IntoIterator<Item = &'a CaseRun>) -> Vec<u8> {
     out
 }
 
-/// Writes every artifact; returns the paths written.
+/// Writes every artifact; returns the paths written. Every SVG gets a PNG
+/// beside it, and report.html is report.md with the SVGs inline.
 pub fn write_all(res: &LabResults, dir: &Path, ctx: &ReportContext, lang: Lang) -> Result<Vec<PathBuf>, WriteError> {
     fs::create_dir_all(dir).map_err(|source| WriteError { path: dir.to_path_buf(), source })?;
     let all_events: Vec<EventRecord> = res.cases.iter().flat_map(|c| c.events.iter().cloned()).collect();
     let graph = LifecycleGraph::from_events(&all_events);
+    let mut capacity_json = capacity::to_json(&res.capacity, &res.engine, &res.backend.executor);
+    capacity_json["repeats"] = res.repeat.into();
+    // Every figure of every case as {median, min, max} over the repeats.
+    capacity_json["rows_spread"] = res.capacity_repeats.iter().map(|r| spread_json(r)).collect();
     let mut written = vec![
         write(dir, "events.jsonl", events_jsonl(res))?,
         write(dir, "capacity.csv", capacity::to_csv(&res.capacity))?,
-        write(dir, "capacity.json", capacity_json(&res.capacity, &res.engine, &res.backend.executor))?,
+        write(dir, "capacity.json", serde_json::to_string_pretty(&capacity_json).expect("json"))?,
         write(dir, "stats.csv", stats_csv(res.cases.iter().chain(&res.probe_runs)))?,
         write(dir, "lifecycle.mmd", graph.to_mermaid())?,
-        write(dir, "lifecycle.svg", graph.to_svg())?,
         write(dir, "probe.json", serde_json::to_string_pretty(&res.probe).expect("json"))?,
         write(dir, "causal_chain.json", serde_json::to_string_pretty(&(&res.sweep_spec, &res.sweep)).expect("json"))?,
-        write(
-            dir,
-            "causal_chain.svg",
+        write(dir, "lab.json", serde_json::to_string_pretty(res).expect("json"))?,
+    ];
+    let mut svgs: Vec<(String, String)> = vec![
+        ("lifecycle.svg".into(), graph.to_svg()),
+        (
+            "causal_chain.svg".into(),
             plots::causal_chain_svg(
                 &res.sweep,
                 "Causal chain: context length → KV → live requests → queue wait → TTFT",
             ),
-        )?,
-        write(dir, "lab.json", serde_json::to_string_pretty(res).expect("json"))?,
+        ),
     ];
     for case in &res.cases {
         let name = &case.spec.name;
-        written.push(write(
-            dir,
-            &format!("timeline_{name}.svg"),
+        svgs.push((
+            format!("timeline_{name}.svg"),
             timeline::timeline_svg(case, 12, &format!("{name}: per-request timeline")),
-        )?);
-        written.push(write(
-            dir,
-            &format!("stats_{name}.svg"),
-            plots::stats_svg(&case.stats, &format!("{name}: KV state over time")),
-        )?);
+        ));
+        svgs.push((format!("stats_{name}.svg"), plots::stats_svg(&case.stats, &format!("{name}: KV state over time"))));
     }
     if let Some(kp) = &res.kv_precision {
         written.push(write(dir, "kv_dtype.csv", crate::kv_precision::to_csv(kp))?);
         written.push(write(dir, "kv_dtype.json", serde_json::to_string_pretty(kp).expect("json"))?);
-        written.push(write(dir, "kv_dtype.svg", crate::kv_precision_report::svg(kp))?);
+        svgs.push(("kv_dtype.svg".into(), crate::kv_precision_report::svg(kp)));
     }
-    written.push(write(dir, "report.md", render(res, &graph, ctx, lang))?);
+    if let Some(f) = &res.failure {
+        written.push(write(dir, "failure.csv", failure_report::csv(f))?);
+        written.push(write(dir, "failure.json", serde_json::to_string_pretty(f).expect("json"))?);
+        svgs.push(("failure.svg".into(), failure_report::svg(f)));
+    }
+    for k in &res.knob_sweeps {
+        svgs.push((format!("sweep_{}.svg", k.knob.name()), knob_sweep::svg(k)));
+    }
+    for (name, svg) in &svgs {
+        written.push(write(dir, name, svg)?);
+        let png = png::svg_to_png(svg)
+            .map_err(|e| WriteError { path: dir.join(name), source: std::io::Error::other(e.to_string()) })?;
+        written.push(write(dir, &name.replace(".svg", ".png"), png)?);
+    }
+    let report = render(res, &graph, ctx, lang);
+    let title = report.lines().find(|l| l.starts_with("# ")).unwrap_or("# kvscope lab").trim_start_matches("# ");
+    let page = html::render(&report, title, &|name| svgs.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone()));
+    written.push(write(dir, "report.md", report.as_bytes())?);
+    written.push(write(dir, "report.html", page)?);
     Ok(written)
 }
 

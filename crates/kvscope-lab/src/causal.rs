@@ -2,6 +2,7 @@
 //! offered load. Each point carries every link of the chain
 //! context length → KV per request → live requests → queue wait → TTFT.
 
+use crate::repeat::{Agreement, Spread};
 use kvscope_experiment::capacity::CapacityRow;
 use kvscope_experiment::driver::CaseRun;
 use serde::Serialize;
@@ -69,4 +70,52 @@ pub fn verdict(points: &[SweepPoint]) -> Option<ChainVerdict> {
         queue_wait_grows: last.queue_wait_p50 > first.queue_wait_p50,
         ttft_grows: last.ttft_p50 > first.ttft_p50,
     })
+}
+
+/// The chain over repeats: each link is established only when it held in
+/// every repeat (`by_len[i][r]` is prompt length i's point in repeat r).
+#[derive(Clone, Debug, Serialize)]
+pub struct ChainAgreement {
+    pub kv_grows: Agreement,
+    pub live_shrinks: Agreement,
+    pub queue_wait_grows: Agreement,
+    pub ttft_grows: Agreement,
+}
+
+pub fn agreement(by_len: &[Vec<SweepPoint>]) -> Option<ChainAgreement> {
+    let repeats = by_len.iter().map(Vec::len).min()?;
+    let verdicts: Vec<ChainVerdict> = (0..repeats)
+        .map(|r| verdict(&by_len.iter().map(|p| p[r].clone()).collect::<Vec<_>>()))
+        .collect::<Option<_>>()?;
+    if verdicts.is_empty() {
+        return None;
+    }
+    let over = |f: fn(&ChainVerdict) -> bool| Agreement::of(verdicts.iter().map(f));
+    Some(ChainAgreement {
+        kv_grows: over(|v| v.kv_grows),
+        live_shrinks: over(|v| v.live_shrinks),
+        queue_wait_grows: over(|v| v.queue_wait_grows),
+        ttft_grows: over(|v| v.ttft_grows),
+    })
+}
+
+/// The point of medians of one prompt length's repeats (counts rounded).
+pub fn median_point(repeats: &[SweepPoint]) -> SweepPoint {
+    let med = |f: fn(&SweepPoint) -> f64| Spread::of(repeats.iter().map(f)).median;
+    let count = |f: fn(&SweepPoint) -> f64| med(f).round();
+    SweepPoint {
+        prompt_len: repeats[0].prompt_len,
+        kv_per_request: med(|p| p.kv_per_request),
+        live_mean: med(|p| p.live_mean),
+        live_max: count(|p| p.live_max as f64) as usize,
+        stalls_no_free_blocks: count(|p| p.stalls_no_free_blocks as f64) as u64,
+        stalls_max_running: count(|p| p.stalls_max_running as f64) as u64,
+        stalls_token_budget: count(|p| p.stalls_token_budget as f64) as u64,
+        preemptions: count(|p| p.preemptions as f64) as u64,
+        queue_wait_p50: med(|p| p.queue_wait_p50),
+        queue_wait_p90: med(|p| p.queue_wait_p90),
+        ttft_p50: med(|p| p.ttft_p50),
+        ttft_p90: med(|p| p.ttft_p90),
+        prefill_time_p50: med(|p| p.prefill_time_p50),
+    }
 }

@@ -12,7 +12,7 @@ use crate::backend::{LabBackend, NextToken};
 use crate::lab::{run_one, LabError, Progress};
 use kvscope_core::{EngineConfig, KvDtype, TokenId};
 use kvscope_experiment::capacity::CapacityRow;
-use kvscope_experiment::driver::CaseRun;
+use kvscope_experiment::driver::{CaseRun, RunOptions};
 use kvscope_experiment::workload::{CaseSpec, WorkloadRequest};
 use serde::Serialize;
 
@@ -148,7 +148,7 @@ fn run_formats<B: LabBackend>(
             engine.pool.bytes_per_block = bytes_per_block;
             engine.validate()?;
             let spec = CaseSpec { name: format!("{}@{dtype}", main.spec.name), ..main.spec.clone() };
-            let run = run_one(backend, &engine, &spec, main.requests, &mut *progress)?;
+            let run = run_one(backend, &engine, &spec, main.requests, RunOptions::SUMMARY, &mut *progress)?;
             Some(CapacityRow::from_run(&run, false))
         };
         let accuracy = match (&reference, dtype) {

@@ -3,12 +3,15 @@
 //! written out as the artifacts DESIGN.md lists.
 
 use crate::backend::{BackendInfo, LabBackend};
-use crate::causal::SweepPoint;
+use crate::causal::{agreement, median_point, ChainAgreement, SweepPoint};
+use crate::failure::FailureResults;
+use crate::knob_sweep::{KnobSweep, KnobSweepResult};
 use crate::kv_precision::{run_kv_precision, KvPrecision, MainRun, ACCURACY_PROMPTS_PER_CASE, PRECISION_CASE};
 use crate::probe_compare::{compare, ProbeComparison};
+use crate::repeat::median_row;
 use kvscope_core::probe::PrefixProbe;
 use kvscope_core::{Engine, EngineConfig, PoolConfig, SchedulerConfig};
-use kvscope_experiment::capacity::CapacityRow;
+use kvscope_experiment::capacity::{explain, CapacityRow};
 use kvscope_experiment::driver::{run_engine, CaseRun, RunError, RunOptions};
 use kvscope_experiment::workload::{
     shared_prefix_case, standard_cases, Arrival, CaseSpec, Lengths, PromptSource, Scale, WorkloadRequest,
@@ -34,10 +37,16 @@ pub struct LabConfig {
     /// Poisson arrivals at this rate (requests/s) for the three cases and
     /// the sweep; `None` submits each case's requests all at once.
     pub arrival_rate: Option<f64>,
+    /// How many times every case, sweep point and probe runs, each time on
+    /// a fresh engine (at least 1).
+    pub repeat: usize,
+    /// Knob sweeps (`--sweep block-size=8,16,32`): the three cases again at
+    /// each value of one knob.
+    pub knob_sweeps: Vec<KnobSweep>,
 }
 
 impl LabConfig {
-    fn arrival(&self) -> Arrival {
+    pub fn arrival(&self) -> Arrival {
         self.arrival_rate.map_or(Arrival::AllAtOnce, |rate| Arrival::Poisson { rate })
     }
 
@@ -99,20 +108,71 @@ pub struct LabResults {
     pub backend: BackendInfo,
     pub engine: EngineConfig,
     #[serde(skip)]
+    /// The first repeat's runs: the lifecycle diagram, the timelines and
+    /// the state series are drawn from them.
     pub cases: Vec<CaseRun>,
+    /// One row per case: the median of its repeats.
     pub capacity: Vec<CapacityRow>,
+    /// `capacity_repeats[case][repeat]`.
+    pub capacity_repeats: Vec<Vec<CapacityRow>>,
+    /// One point per prompt length: the median of its repeats.
     pub sweep: Vec<SweepPoint>,
+    /// `sweep_repeats[point][repeat]`.
+    pub sweep_repeats: Vec<Vec<SweepPoint>>,
     pub sweep_spec: SweepSpec,
+    /// Each link of the chain, over the repeats.
+    pub chain: Option<ChainAgreement>,
+    /// The first repeat's probe comparison.
     pub probe: ProbeComparison,
+    pub probe_repeats: Vec<ProbeComparison>,
     #[serde(skip)]
     pub probe_runs: Vec<CaseRun>,
+    pub repeat: usize,
+    /// What a comparison of two runs checks first: were they the same
+    /// experiment?
+    pub workload: WorkloadIdentity,
+    pub knob_sweeps: Vec<KnobSweepResult>,
+    /// The failure conditions, when searched (`failure::search`).
+    pub failure: Option<FailureResults>,
     /// The KV-precision extension (`None` when the backend stores one
     /// format only).
     pub kv_precision: Option<KvPrecision>,
     pub wall_seconds: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// The workload of a run, as far as it decides the figures: two runs with
+/// equal identities ran the same requests (`kvscope lab compare`).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct WorkloadIdentity {
+    pub scale: String,
+    pub seed: u64,
+    pub arrival: Arrival,
+    pub dataset: bool,
+    /// Per case: name, requests, prompt tokens and output tokens in all.
+    pub cases: Vec<CaseIdentity>,
+    pub sweep_spec: SweepSpec,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct CaseIdentity {
+    pub name: String,
+    pub requests: usize,
+    pub prompt_tokens: usize,
+    pub output_tokens: usize,
+}
+
+impl CaseIdentity {
+    fn of(spec: &CaseSpec, reqs: &[WorkloadRequest]) -> CaseIdentity {
+        CaseIdentity {
+            name: spec.name.clone(),
+            requests: reqs.len(),
+            prompt_tokens: reqs.iter().map(|r| r.prompt.len()).sum(),
+            output_tokens: reqs.iter().map(|r| r.max_tokens).sum(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct SweepSpec {
     pub prompt_lens: Vec<usize>,
     pub num_requests: usize,
@@ -131,6 +191,8 @@ pub enum LabError {
     PoolTooSmall { blocks: usize, block_size: usize, case: String, tokens: usize },
     #[error(transparent)]
     Config(#[from] kvscope_core::ConfigError),
+    #[error("--sweep {knob}={value}: {problem}")]
+    Knob { knob: String, value: String, problem: String },
 }
 
 /// Progress callback: stage name, done, total.
@@ -209,30 +271,63 @@ pub fn run_lab<B: LabBackend>(backend: &mut B, cfg: &LabConfig, progress: Progre
         }
     }
 
+    // Every knob value is checked (pool, limits) before anything runs.
+    let knob_configs = crate::knob_sweep::configs(cfg, &info, &workloads)?;
+
+    // Repeats outermost: a slow drift of the machine then touches every
+    // case alike instead of biasing the cases run last.
+    let repeat = cfg.repeat.max(1);
     let mut cases = Vec::new();
-    for (spec, reqs) in &workloads {
-        cases.push(run_one(backend, &engine, spec, reqs, progress)?);
-    }
-    let capacity = cases.iter().map(|c| CapacityRow::from_run(c, false)).collect();
-
-    let mut sweep = Vec::new();
-    for (spec, reqs) in &sweeps {
-        let run = run_one(backend, &engine, spec, reqs, progress)?;
-        sweep.push(SweepPoint::from_run(&run));
-    }
-
-    // The probe (caching off, only watching) beside realized reuse (caching on).
-    let mut probe = PrefixProbe::new(cfg.block_size);
+    let mut capacity_repeats = vec![Vec::new(); workloads.len()];
+    let mut sweep_repeats = vec![Vec::new(); sweeps.len()];
+    let mut probe_repeats = Vec::new();
+    let mut probe_runs = Vec::new();
+    let mut probe_observed = PrefixProbe::new(cfg.block_size);
     for r in &probe_reqs {
-        probe.observe(&r.prompt);
+        probe_observed.observe(&r.prompt);
     }
-    let mut off_config = engine.clone();
-    off_config.pool.enable_prefix_caching = false;
-    let off_spec = CaseSpec { name: format!("{}_caching_off", probe_spec.name), ..probe_spec.clone() };
-    let off = run_one(backend, &off_config, &off_spec, &probe_reqs, progress)?;
-    let on_spec = CaseSpec { name: format!("{}_caching_on", probe_spec.name), ..probe_spec.clone() };
-    let on = run_one(backend, &engine, &on_spec, &probe_reqs, progress)?;
-    let probe = compare(&off, probe.report, &on);
+    for r in 0..repeat {
+        for (i, (spec, reqs)) in workloads.iter().enumerate() {
+            let run = run_one(backend, &engine, spec, reqs, RunOptions::EVERY_STEP, progress)?;
+            capacity_repeats[i].push(CapacityRow::from_run(&run, false));
+            if r == 0 {
+                cases.push(run);
+            }
+        }
+        for (i, (spec, reqs)) in sweeps.iter().enumerate() {
+            let run = run_one(backend, &engine, spec, reqs, RunOptions::EVERY_STEP, progress)?;
+            sweep_repeats[i].push(SweepPoint::from_run(&run));
+        }
+        // The probe (caching off, only watching) beside realized reuse (caching on).
+        let mut off_config = engine.clone();
+        off_config.pool.enable_prefix_caching = false;
+        let off_spec = CaseSpec { name: format!("{}_caching_off", probe_spec.name), ..probe_spec.clone() };
+        let off = run_one(backend, &off_config, &off_spec, &probe_reqs, RunOptions::EVERY_STEP, progress)?;
+        let on_spec = CaseSpec { name: format!("{}_caching_on", probe_spec.name), ..probe_spec.clone() };
+        let on = run_one(backend, &engine, &on_spec, &probe_reqs, RunOptions::EVERY_STEP, progress)?;
+        probe_repeats.push(compare(&off, probe_observed.report.clone(), &on));
+        if r == 0 {
+            probe_runs = vec![off, on];
+        }
+    }
+    let capacity = capacity_repeats
+        .iter()
+        .map(|rows| {
+            let mut row = median_row(rows);
+            row.explanation = explain(&row, &engine, false);
+            row
+        })
+        .collect();
+    let sweep = sweep_repeats.iter().map(|p| median_point(p)).collect();
+    let knob_sweeps = crate::knob_sweep::run(backend, &knob_configs, &workloads, repeat, progress)?;
+    let workload = WorkloadIdentity {
+        scale: format!("{:?}", cfg.scale).to_lowercase(),
+        seed: cfg.seed,
+        arrival: cfg.arrival(),
+        dataset: cfg.dataset.is_some(),
+        cases: workloads.iter().map(|(spec, reqs)| CaseIdentity::of(spec, reqs)).collect(),
+        sweep_spec: sweep_spec.clone(),
+    };
 
     let kv_precision = match workloads.iter().zip(&cases).find(|((spec, _), _)| spec.name == PRECISION_CASE) {
         Some(((spec, reqs), run)) => {
@@ -251,20 +346,31 @@ pub fn run_lab<B: LabBackend>(backend: &mut B, cfg: &LabConfig, progress: Progre
         engine,
         cases,
         capacity,
+        capacity_repeats,
         sweep,
+        chain: agreement(&sweep_repeats),
+        sweep_repeats,
         sweep_spec,
-        probe,
-        probe_runs: vec![off, on],
+        probe: probe_repeats[0].clone(),
+        probe_repeats,
+        probe_runs,
+        repeat,
+        workload,
+        knob_sweeps,
+        failure: None,
         kv_precision,
         wall_seconds: started.elapsed().as_secs_f64(),
     })
 }
 
-pub(crate) fn run_one<B: LabBackend>(
+/// Runs one workload on a fresh engine of `config` and hands the executor
+/// back to the backend.
+pub fn run_one<B: LabBackend>(
     backend: &mut B,
     config: &EngineConfig,
     spec: &CaseSpec,
     reqs: &[WorkloadRequest],
+    options: RunOptions,
     progress: Progress,
 ) -> Result<CaseRun, LabError> {
     let (exec, clock) = backend.start(config.pool.num_blocks, config.pool.block_size).map_err(LabError::Backend)?;
@@ -274,10 +380,9 @@ pub(crate) fn run_one<B: LabBackend>(
     };
     let total = reqs.len();
     progress(&spec.name, 0, total);
-    let (run, exec) =
-        run_engine(engine, config, spec, reqs.iter().cloned(), RunOptions::EVERY_STEP, &mut |done, total| {
-            progress(&spec.name, done, total)
-        })?;
+    let (run, exec) = run_engine(engine, config, spec, reqs.iter().cloned(), options, &mut |done, total| {
+        progress(&spec.name, done, total)
+    })?;
     backend.finish(exec);
     Ok(run)
 }

@@ -9,15 +9,23 @@
 //! KV-precision extension ([`kv_precision`]) reruns one case per KV storage
 //! format in the same pool bytes and scores each format's predictions.
 
+pub mod analysis;
 pub mod artifacts;
 pub mod backend;
 pub mod causal;
+pub mod compare;
+pub mod failure;
+pub mod failure_report;
+pub mod html;
+pub mod knob_sweep;
 pub mod kv_precision;
 pub mod kv_precision_report;
 pub mod lab;
 pub mod lifecycle;
 pub mod plots;
+pub mod png;
 pub mod probe_compare;
+pub mod repeat;
 pub mod report;
 pub mod svg;
 pub mod timeline;

@@ -11,6 +11,24 @@ const GREEN: &str = "#3a9a48";
 const GREY: &str = "#8a8a8a";
 const RED: &str = "#c0392b";
 const PURPLE: &str = "#7d4fc0";
+/// One colour per series of a multi-case chart, in order.
+pub const PALETTE: [&str; 6] = [BLUE, ORANGE, GREEN, RED, PURPLE, GREY];
+
+/// Panels side by side under one title: the knob sweeps' and the failure
+/// conditions' figures.
+pub fn panel_row_svg(title: &str, subtitle: &str, panels: &[(Chart, Vec<Series>)]) -> String {
+    let pw = if panels.len() == 1 { 640.0 } else { 320.0 };
+    let (ph, gap) = (300.0, 30.0);
+    let top = 60.0;
+    let n = panels.len().max(1) as f64;
+    let mut svg = Svg::new(n * pw + (n - 1.0) * gap + 20.0, top + ph + 20.0);
+    svg.text(20.0, 26.0, title, 17.0, Anchor::Start, "#111", true);
+    svg.text(20.0, 44.0, subtitle, 11.0, Anchor::Start, "#444", false);
+    for (i, (chart, series)) in panels.iter().enumerate() {
+        line_chart(&mut svg, 10.0 + i as f64 * (pw + gap), top, pw, ph, chart, series);
+    }
+    svg.finish()
+}
 
 /// The state statistics over time: queues, pool blocks, and block- vs
 /// token-level occupancy, one panel each, x = engine-clock seconds.
@@ -22,8 +40,8 @@ pub fn stats_svg(stats: &StatsCollector, title: &str) -> String {
     svg.text(20.0, 26.0, title, 17.0, Anchor::Start, "#111", true);
     let total = rows.iter().map(|r| r.total_blocks).max().unwrap_or(0);
     let sub = format!(
-        "{} engine steps, pool of {} blocks; {} stalled steps, {} preemptions, {} evictions",
-        rows.len(),
+        "{} engine steps (from t = 0, the queue before the first), pool of {} blocks; {} stalled steps, {} preemptions, {} evictions",
+        stats.step_rows().len(),
         total,
         stats.total_stalls(),
         stats.preemptions,

@@ -3,9 +3,9 @@
 //! measured in this run or computed from measured numbers; estimates say
 //! what they leave out, and the probe is never presented as a benefit.
 
-use crate::causal::verdict;
 use crate::lab::LabResults;
 use crate::lifecycle::LifecycleGraph;
+use crate::repeat::show;
 use kvscope_core::EngineConfig;
 use kvscope_experiment::capacity::CapacityRow;
 use std::fmt::Write;
@@ -213,10 +213,18 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
         )
     );
     let _ = writeln!(o, "![lifecycle](lifecycle.svg)\n");
-    let _ = writeln!(o, "{}: `lifecycle.mmd` (Mermaid). {}: `timeline_short_ctx.svg`, `timeline_long_ctx.svg`, `timeline_mixed_ctx.svg`.\n", t("源文件", "Source"), t("每请求时间线", "Per-request timelines"));
+    let _ = writeln!(
+        o,
+        "{}: `lifecycle.mmd` (Mermaid). {}:\n",
+        t("源文件", "Source"),
+        t("每请求时间线", "Per-request timelines")
+    );
+    for case in &res.cases {
+        let _ = writeln!(o, "![{0} timeline](timeline_{0}.svg)\n", case.spec.name);
+    }
 
     // 12.3
-    o.push_str(&capacity_section(&res.capacity, cfg, lang, info.executor == "sim"));
+    o.push_str(&capacity_section(&res.capacity, &res.capacity_repeats, cfg, lang, info.executor == "sim"));
     let _ = writeln!(
         o,
         "\n{}: `capacity.csv`, `capacity.json`. {}: `stats_<case>.svg`.\n",
@@ -239,83 +247,118 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
             format!("Sweep: fixed KV pool ({} blocks) and load ({} requests arriving at once, {} output tokens each); only the prompt length changes: {:?}.", cfg.pool.num_blocks, s.num_requests, s.output_tokens, s.prompt_lens)
         }
     );
-    if let (Some(a), Some(b), Some(v)) = (res.sweep.first(), res.sweep.last(), verdict(&res.sweep)) {
-        let arrow = |ok: bool| if ok { "⇒" } else { "⇏" };
+    if let (Some(a), Some(b), Some(v)) = (res.sweep.first(), res.sweep.last(), &res.chain) {
         let _ = writeln!(
             o,
             "**{} {}→{} tokens {} {} {}→{} {} {} {}→{} ({}) {} queue wait p50 {:.3}→{:.3} s {} TTFT p50 {:.3}→{:.3} s**\n",
             t("上下文", "context"),
             a.prompt_len,
             b.prompt_len,
-            arrow(v.kv_grows),
+            v.kv_grows.arrow(),
             t("每请求 KV", "KV per request"),
             kib(a.kv_per_request),
             kib(b.kv_per_request),
-            arrow(v.live_shrinks),
+            v.live_shrinks.arrow(),
             t("最大存活请求", "max live requests"),
             a.live_max,
             b.live_max,
             if zh { format!("均值 {:.2}→{:.2}", a.live_mean, b.live_mean) } else { format!("mean {:.2}→{:.2}", a.live_mean, b.live_mean) },
-            arrow(v.queue_wait_grows),
+            v.queue_wait_grows.arrow(),
             a.queue_wait_p50,
             b.queue_wait_p50,
-            arrow(v.ttft_grows),
+            v.ttft_grows.arrow(),
             a.ttft_p50,
             b.ttft_p50,
         );
-        let broken: Vec<&str> = [
-            (v.kv_grows, t("KV 未随上下文增长", "KV did not grow with context")),
+        let links = [
+            (v.kv_grows, t("KV 随上下文增长", "KV grows with context")),
             (
                 v.live_shrinks,
                 t(
-                    "存活请求数未减少 (池足以容纳所有请求, 容量未成为约束)",
-                    "live requests did not shrink (the pool held everyone: capacity was not binding)",
+                    "存活请求数减少 (否则: 池足以容纳所有请求, 容量未成为约束)",
+                    "live requests shrink (if not: the pool held everyone, capacity was not binding)",
                 ),
             ),
-            (v.queue_wait_grows, t("排队等待未增加", "queue wait did not grow")),
-            (v.ttft_grows, t("TTFT 未变差", "TTFT did not worsen")),
-        ]
-        .into_iter()
-        .filter(|(ok, _)| !ok)
-        .map(|(_, m)| m)
-        .collect();
+            (v.queue_wait_grows, t("排队等待增加", "queue wait grows")),
+            (v.ttft_grows, t("TTFT 变差", "TTFT worsens")),
+        ];
+        let every = if res.repeat > 1 {
+            if zh {
+                format!("在全部 {} 次重复中", res.repeat)
+            } else {
+                format!("in all {} repeats", res.repeat)
+            }
+        } else {
+            t("在这一次运行中", "in this single run").to_string()
+        };
+        let broken: Vec<String> = links
+            .iter()
+            .filter(|(a, _)| !a.established())
+            .map(|(a, m)| match a {
+                crate::repeat::Agreement::Some { held, of } => {
+                    if zh {
+                        format!("{m}: 尚未确立 (仅在 {held}/{of} 次重复中成立, ⇢?)")
+                    } else {
+                        format!("{m}: not established (held in {held} of {of} repeats, ⇢?)")
+                    }
+                }
+                _ => format!("{m}: ⇏"),
+            })
+            .collect();
         if broken.is_empty() {
             let _ = writeln!(
                 o,
                 "{}\n",
-                t(
-                    "本次测量中, 链上每一环都按预期方向成立 (⇒)。",
-                    "In this measurement every link holds in the expected direction (⇒)."
-                )
+                if zh {
+                    format!("链上每一环{every}都按预期方向成立 (⇒)。")
+                } else {
+                    format!("Every link holds in the expected direction {every} (⇒).")
+                }
             );
         } else {
             let _ = writeln!(
                 o,
                 "{}: {}\n",
-                t("数据不支持的环节 (⇏)", "Links the data does not support (⇏)"),
+                if zh {
+                    format!("未能{every}都成立的环节")
+                } else {
+                    format!("Links that did not hold {every}")
+                },
                 broken.join("; ")
             );
         }
     }
-    let _ = writeln!(o, "| prompt_len | KV/{} | live {} | {} (no_free_blocks / max_running / token_budget) | {} | queue_wait p50 / p90 (s) | TTFT p50 / p90 (s) | {} p50 (s) |", t("请求", "request"), t("均值/最大", "mean/max"), t("准入阻塞步数", "admission stalls (steps)"), t("抢占", "preemptions"), t("准入后计算时间", "compute after admission"));
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
-    for p in &res.sweep {
+    let spread = res.repeat > 1;
+    if spread {
         let _ = writeln!(
             o,
-            "| {} | {} | {:.2} / {} | {} / {} / {} | {} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} |",
+            "{}\n",
+            if zh {
+                format!("每个数字是 {} 次重复的中位数, 括号内为最小–最大范围。", res.repeat)
+            } else {
+                format!("Each figure is the median of {} repeats, with the min–max range in brackets.", res.repeat)
+            }
+        );
+    }
+    let _ = writeln!(o, "| prompt_len | KV/{} | live {} | {} (no_free_blocks / max_running / token_budget) | {} | queue_wait p50 / p90 (s) | TTFT p50 / p90 (s) | {} p50 (s) |", t("请求", "request"), t("均值/最大", "mean/max"), t("准入阻塞步数", "admission stalls (steps)"), t("抢占", "preemptions"), t("准入后计算时间", "compute after admission"));
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+    for (p, reps) in res.sweep.iter().zip(&res.sweep_repeats) {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} / {} | {} / {} / {} | {} | {} / {} | {} / {} | {} |",
             p.prompt_len,
             kib(p.kv_per_request),
-            p.live_mean,
-            p.live_max,
-            p.stalls_no_free_blocks,
-            p.stalls_max_running,
-            p.stalls_token_budget,
-            p.preemptions,
-            p.queue_wait_p50,
-            p.queue_wait_p90,
-            p.ttft_p50,
-            p.ttft_p90,
-            p.prefill_time_p50
+            show(reps, |x| x.live_mean, 2),
+            show(reps, |x| x.live_max as f64, 0),
+            show(reps, |x| x.stalls_no_free_blocks as f64, 0),
+            show(reps, |x| x.stalls_max_running as f64, 0),
+            show(reps, |x| x.stalls_token_budget as f64, 0),
+            show(reps, |x| x.preemptions as f64, 0),
+            show(reps, |x| x.queue_wait_p50, 3),
+            show(reps, |x| x.queue_wait_p90, 3),
+            show(reps, |x| x.ttft_p50, 3),
+            show(reps, |x| x.ttft_p90, 3),
+            show(reps, |x| x.prefill_time_p50, 3),
         );
     }
     let _ = writeln!(
@@ -326,6 +369,14 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
             "Note: TTFT = queue wait + compute after admission. A longer prompt takes longer to compute by itself (last column), so only the queue-wait part of the TTFT growth is caused by state capacity; the table keeps the two apart."
         )
     );
+
+    if let Some(f) = &res.failure {
+        o.push_str(&crate::failure_report::markdown(f, zh));
+    }
+    let unit = if info.executor == "sim" { t("模拟秒", "simulated s") } else { "s" };
+    for k in &res.knob_sweeps {
+        o.push_str(&crate::knob_sweep::markdown(k, zh, unit));
+    }
 
     // 12.5
     let _ = writeln!(o, "## 12.5 {}\n", t("扩展观察", "Extension observation"));
@@ -353,6 +404,17 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
         );
     }
     let p = &res.probe;
+    let _ = writeln!(
+        o,
+        "\n{}\n",
+        t(
+            "状态随时间变化 (从 t = 0 开始: 第一步之前的队列; 展示第一次重复):",
+            "State over time (from t = 0: the queue before the first step; the first repeat):"
+        )
+    );
+    for case in &res.cases {
+        let _ = writeln!(o, "![{0} state](stats_{0}.svg)\n", case.spec.name);
+    }
     let _ = writeln!(o, "\n### {}\n", t("仅用于观测的前缀命中探针", "Observation-only prefix-hit probe"));
     let _ = writeln!(
         o,
@@ -398,8 +460,10 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
     );
     let _ = writeln!(
         o,
-        "| TTFT p50 (s) | {:.3} | {:.3} ({:+.3}) |",
-        p.potential_ttft_with_caching_off.p50, p.realized.ttft.p50, p.ttft_p50_change
+        "| TTFT p50 (s) | {} | {} ({}) |",
+        show(&res.probe_repeats, |r| r.potential_ttft_with_caching_off.p50, 3),
+        show(&res.probe_repeats, |r| r.realized.ttft.p50, 3),
+        crate::repeat::Spread::of(res.probe_repeats.iter().map(|r| r.ttft_p50_change)).show(3)
     );
     let _ = writeln!(o, "| {} | — | {} |\n", t("驱逐的缓存块", "cached blocks evicted"), p.realized.evictions);
     let _ = writeln!(
@@ -426,13 +490,13 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
         vec![
             "**只是观测信号:** 前缀命中探针的潜在重叠 (probe.json 的 `potential`); 它不能单独证明任何加速。".into(),
             format!("**可以当作真实收益/真实代价来解释的 (实测):** 各 case 的存活请求数、排队等待与 TTFT 分布; 因果链扫描中每个点的数值; 前缀缓存开启后实际省下的 {} 个 prefill token 与 TTFT 变化 {:+.3} s。", p.realized.prefill_tokens_saved, p.ttft_p50_change),
-            "**还不能下结论的:** (1) estimated_kv 之外的内存 (权重、激活) 对真实部署容量的影响; (2) 本机 CPU 上的时间尺度能否外推到 GPU (需要 `kvscope sim` 或 GPU 实测); (3) TTFT 的增长中有一部分来自更长 prompt 的计算本身, 只有排队等待部分归因于状态容量; (4) 单次运行, 未做重复实验的置信区间。".into(),
+            format!("**还不能下结论的:** (1) estimated_kv 之外的内存 (权重、激活) 对真实部署容量的影响; (2) 本机 CPU 上的时间尺度能否外推到 GPU (需要 `kvscope sim` 或 GPU 实测); (3) TTFT 的增长中有一部分来自更长 prompt 的计算本身, 只有排队等待部分归因于状态容量; (4) {}", repeat_caveat(res.repeat, true)),
         ]
     } else {
         vec![
             "**Observation signal only:** the probe's potential overlap (`potential` in probe.json); on its own it proves no speed-up.".into(),
             format!("**Realized (measured) benefits and costs:** live requests, queue wait and TTFT distributions per case; every point of the causal-chain sweep; the {} prefill tokens actually saved by the prefix cache and the TTFT change of {:+.3} s.", p.realized.prefill_tokens_saved, p.ttft_p50_change),
-            "**Cannot be concluded yet:** (1) how memory beyond estimated_kv (weights, activations) changes real deployment capacity; (2) whether CPU time scales carry over to a GPU (use `kvscope sim` or a GPU run); (3) part of the TTFT growth is the longer prompt's own compute — only the queue-wait part is due to state capacity; (4) a single run, without confidence intervals from repetitions.".into(),
+            format!("**Cannot be concluded yet:** (1) how memory beyond estimated_kv (weights, activations) changes real deployment capacity; (2) whether CPU time scales carry over to a GPU (use `kvscope sim` or a GPU run); (3) part of the TTFT growth is the longer prompt's own compute — only the queue-wait part is due to state capacity; (4) {}", repeat_caveat(res.repeat, false)),
         ]
     };
     for i in items {
@@ -443,53 +507,21 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
         "\n### {}\n",
         t("分析 (自动生成, 基于本次实测数字)", "Analysis (generated from this run's measured numbers)")
     );
-    let _ = writeln!(o, "{}\n", analysis(res, zh));
+    let _ = writeln!(o, "{}\n", crate::analysis::paragraph(res, zh));
     o
-}
-
-/// The analysis paragraph, assembled from measured numbers.
-fn analysis(res: &LabResults, zh: bool) -> String {
-    let find = |name: &str| res.capacity.iter().find(|r| r.case == name);
-    let (Some(s), Some(l)) = (find("short_ctx"), find("long_ctx")) else {
-        return String::new();
-    };
-    let cfg = &res.engine;
-    let pool_tok = cfg.pool.num_blocks * cfg.pool.block_size;
-    let binding = |r: &CapacityRow| r.binding_constraint().map_or("none", |b| b.as_str());
-    // The short requests of the mixed case, on their own: do they wait
-    // behind the long ones?
-    let mixed_short_wait = res
-        .cases
-        .iter()
-        .find(|c| c.spec.name == "mixed_ctx")
-        .map(|c| {
-            let cut = c.requests.iter().map(|r| r.prompt_tokens).max().unwrap_or(0) / 2;
-            kvscope_experiment::dist::Dist::of(
-                c.requests.iter().filter(|r| r.prompt_tokens < cut).map(|r| r.queue_wait),
-            )
-            .p50
-        })
-        .unwrap_or(0.0);
-    if zh {
-        format!(
-            "KV 不是一次 attention 计算的中间量, 而是从 prefill 开始、在每个 decode 步被读取并追加、直到请求结束才释放的长期状态。本次运行中 KV 池共有 {pool_tok} 个 token 槽位 ({} 块)。短上下文 (平均 prompt {:.0} token) 每个请求峰值约占 {}, 最多 {} 个请求同时持有 KV, 主要准入约束为 {}; 长上下文 (平均 {:.0} token) 每个请求约占 {}, 同一个池最多只能让 {} 个请求同时存活, 其余请求只能在队列中等待: 排队等待 p50 从 {:.3} s 升到 {:.3} s, TTFT p50 从 {:.3} s 升到 {:.3} s, 主要约束变为 {}。混合负载中, 长请求占住大部分块, 其中的短请求也被挡在队列中 (短请求自身的 queue wait p50 为 {:.3} s, 而短上下文 case 中为 {:.3} s), 说明状态驻留的代价不只由长请求自己承担。由此, 很多看似“调度慢”或“延迟高”的现象, 根源在于 KV 状态的驻留规模: 上下文越长, 每个请求驻留的状态越大, 能同时服务的请求越少, 排队越久, 首 token 越慢。需要注意的近似边界: 估计只计入 KV 本身 (不含权重、激活和分配器开销), 按块取整的占用高于按 token 计算的值; TTFT 的一部分来自长 prompt 自身的计算, 只有排队部分归因于容量。",
-            cfg.pool.num_blocks, s.prompt_len, kib(s.estimated_kv_block_rounded), s.live_requests_max, binding(s),
-            l.prompt_len, kib(l.estimated_kv_block_rounded), l.live_requests_max,
-            s.queue_wait.p50, l.queue_wait.p50, s.ttft.p50, l.ttft.p50, binding(l), mixed_short_wait, s.queue_wait.p50
-        )
-    } else {
-        format!(
-            "KV is not an intermediate of one attention call but long-lived state: created by prefill, read and extended at every decode step, released only when the request ends. In this run the pool had {pool_tok} token slots ({} blocks). A short-context request (mean prompt {:.0} tokens) held about {} at its peak and up to {} requests held KV at once (binding constraint: {}); a long-context request (mean {:.0} tokens) held about {}, so the same pool let at most {} live at once while the rest waited: queue wait p50 rose from {:.3} s to {:.3} s and TTFT p50 from {:.3} s to {:.3} s (binding constraint: {}). In the mixed case long requests occupied most blocks and its short requests queued behind them too (their own queue wait p50 {:.3} s, vs {:.3} s in the short-context case): the cost of residency is not paid by long requests alone. Many effects that look like 'slow scheduling' or 'high latency' are rooted in how much KV state stays resident: longer contexts, more state per request, fewer concurrent requests, longer queues, later first tokens. Approximation limits: only KV itself is counted (no weights, activations or allocator overhead); block-rounded occupancy exceeds the token-exact figure; part of TTFT is the long prompt's own compute, and only the queueing part is due to capacity.",
-            cfg.pool.num_blocks, s.prompt_len, kib(s.estimated_kv_block_rounded), s.live_requests_max, binding(s),
-            l.prompt_len, kib(l.estimated_kv_block_rounded), l.live_requests_max,
-            s.queue_wait.p50, l.queue_wait.p50, s.ttft.p50, l.ttft.p50, binding(l), mixed_short_wait, s.queue_wait.p50
-        )
-    }
 }
 
 /// Section 12.3: the capacity table and the approximation limits of its
 /// state-size estimate. `simulated` labels every time as simulated.
-pub fn capacity_section(rows: &[CapacityRow], cfg: &EngineConfig, lang: Lang, simulated: bool) -> String {
+/// `repeats[case]` holds each case's row of every repeat (empty: one run,
+/// `rows` alone); figures are then medians with their min–max range.
+pub fn capacity_section(
+    rows: &[CapacityRow],
+    repeats: &[Vec<CapacityRow>],
+    cfg: &EngineConfig,
+    lang: Lang,
+    simulated: bool,
+) -> String {
     let zh = lang == Lang::Zh;
     let t = |a: &'static str, b: &'static str| if zh { a } else { b };
     let unit = match (simulated, zh) {
@@ -499,6 +531,18 @@ pub fn capacity_section(rows: &[CapacityRow], cfg: &EngineConfig, lang: Lang, si
     };
     let mut o = String::new();
     let _ = writeln!(o, "## 12.3 {}\n", t("容量观察表", "Capacity table"));
+    let n = repeats.first().map_or(1, Vec::len);
+    if n > 1 {
+        let _ = writeln!(
+            o,
+            "{}\n",
+            if zh {
+                format!("每个数字是 {n} 次重复 (每次新引擎) 的中位数, 括号内为最小–最大范围; 各次一致时只给一个数。")
+            } else {
+                format!("Each figure is the median of {n} repeats (fresh engines), with the min–max range in brackets; a single number means every repeat agreed.")
+            }
+        );
+    }
     let _ = writeln!(
         o,
         "| case | prompt_len (tokens) | concurrency | live_requests ({}) | estimated_kv ({}) | TTFT p50 / p90 / p99 ({unit}) | queue_wait p50 / p90 / p99 ({unit}) | {} |",
@@ -507,29 +551,32 @@ pub fn capacity_section(rows: &[CapacityRow], cfg: &EngineConfig, lang: Lang, si
         t("解释", "explanation")
     );
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
-    for r in rows {
+    for (i, r) in rows.iter().enumerate() {
+        let own = [r.clone()];
+        let reps: &[CapacityRow] = repeats.get(i).map_or(&own, |v| v.as_slice());
         let _ = writeln!(
             o,
-            "| {} | {:.0} ({}–{}) | {} | {:.2} / {} | {} ({} {}) | {:.3} / {:.3} / {:.3} | {:.3} / {:.3} / {:.3} | {} |",
+            "| {} | {:.0} ({}–{}) | {} | {} / {} | {} ({} {}) | {} / {} / {} | {} / {} / {} | {} |",
             r.case,
             r.prompt_len,
             r.prompt_len_min,
             r.prompt_len_max,
             match r.arrival {
-                kvscope_experiment::workload::Arrival::AllAtOnce => format!("{} {}", r.concurrency, t("(同时到达)", "(all at once)")),
+                kvscope_experiment::workload::Arrival::AllAtOnce =>
+                    format!("{} {}", r.concurrency, t("(同时到达)", "(all at once)")),
                 ref other => format!("{} ({})", r.concurrency, other.label()),
             },
-            r.live_requests,
-            r.live_requests_max,
+            show(reps, |x| x.live_requests, 2),
+            show(reps, |x| x.live_requests_max as f64, 0),
             kib(r.estimated_kv),
             kib(r.estimated_kv_block_rounded),
             t("按块取整", "block-rounded"),
-            r.ttft.p50,
-            r.ttft.p90,
-            r.ttft.p99,
-            r.queue_wait.p50,
-            r.queue_wait.p90,
-            r.queue_wait.p99,
+            show(reps, |x| x.ttft.p50, 3),
+            show(reps, |x| x.ttft.p90, 3),
+            show(reps, |x| x.ttft.p99, 3),
+            show(reps, |x| x.queue_wait.p50, 3),
+            show(reps, |x| x.queue_wait.p90, 3),
+            show(reps, |x| x.queue_wait.p99, 3),
             kvscope_experiment::capacity::explain(r, cfg, zh)
         );
     }
@@ -592,8 +639,18 @@ pub fn render_simulated(
         cfg.scheduler.max_batched_tokens
     );
     let _ = writeln!(o, "- {}: `{}`\n", t("命令", "Command"), ctx.command);
-    o.push_str(&capacity_section(rows, cfg, lang, true));
+    o.push_str(&capacity_section(rows, &[], cfg, lang, true));
     o
+}
+
+/// The last "cannot be concluded" item: what the number of repeats allows.
+fn repeat_caveat(n: usize, zh: bool) -> String {
+    match (n, zh) {
+        (0 | 1, true) => "单次运行, 没有重复实验, 也就没有置信区间: 两个数字之差有多少是噪声无法判断 (`--repeat N` 给出范围)。".into(),
+        (0 | 1, false) => "a single run, with no repeats and so no confidence interval: how much of a difference is noise cannot be told (`--repeat N` gives ranges).".into(),
+        (n, true) => format!("重复 {n} 次给出的是中位数与最小–最大范围, 不是统计意义上的置信区间; 范围重叠的两个数字不能认为有差别, {n} 次重复也不足以估计尾部 (p99) 的波动。"),
+        (n, false) => format!("{n} repeats give medians and min–max ranges, not statistical confidence intervals; two figures whose ranges overlap cannot be told apart, and {n} repeats are too few to judge the tails (p99)."),
+    }
 }
 
 fn simulated_banner(zh: bool) -> &'static str {

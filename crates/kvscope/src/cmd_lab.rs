@@ -7,9 +7,13 @@ use crate::ModelArg;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use kvscope_exercise::HostConfig;
+use kvscope_experiment::driver::RunOptions;
 use kvscope_experiment::workload::Scale;
+use kvscope_experiment::workload::{CaseSpec, WorkloadRequest};
 use kvscope_lab::backend::LabBackend;
-use kvscope_lab::lab::{run_lab, LabConfig, LabResults};
+use kvscope_lab::failure::FailurePlan;
+use kvscope_lab::knob_sweep::KnobSweep;
+use kvscope_lab::lab::{run_lab, run_one, LabConfig, LabResults};
 use kvscope_lab::report::{Lang, ReportContext, StudentBlockManager};
 use kvscope_sim::SimConfig;
 use std::path::{Path, PathBuf};
@@ -49,7 +53,10 @@ pub enum LangArg {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct LabArgs {
+    #[command(subcommand)]
+    pub action: Option<LabAction>,
     /// Where the artifacts go.
     #[arg(long, default_value = "lab-out")]
     pub out: PathBuf,
@@ -97,6 +104,22 @@ pub struct LabArgs {
     pub arrival_rate: Option<f64>,
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
+    /// Run every case, sweep point and probe this many times, each on a
+    /// fresh engine; tables give the median and the min–max range.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub repeat: u64,
+    /// A knob sweep, e.g. `block-size=8,16,32`, `kv-memory=32MiB,64MiB,128MiB`,
+    /// `max-running=4,8,16` (repeatable): the three cases at each value.
+    #[arg(long = "sweep", value_name = "KNOB=V1,V2,...")]
+    pub sweeps: Vec<KnobSweep>,
+    /// The TTFT p90 (seconds) whose excess is a failure condition.
+    #[arg(long, default_value_t = 2.0, value_parser = positive_seconds)]
+    pub slo_ttft: f64,
+    /// Runs of the lab's own engine per context length in the failure-
+    /// condition search (0: no search). On the real model a simulator
+    /// narrows the range first.
+    #[arg(long, default_value_t = 4)]
+    pub failure_budget: usize,
     /// Run the lab on a student's nano-vLLM-style Python BlockManager
     /// (`kvscope exercise init` writes the skeleton) instead of kvscope's.
     #[arg(long, value_name = "FILE.py")]
@@ -105,7 +128,52 @@ pub struct LabArgs {
     pub model: ModelArg,
 }
 
+/// `kvscope lab compare`.
+#[derive(clap::Subcommand, Debug)]
+pub enum LabAction {
+    /// Two runs' capacity tables and chains side by side, with the deltas
+    /// (refuses runs of different workloads unless --force).
+    Compare(CompareArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// The first run's folder (`kvscope lab --out DIR_A`).
+    pub dir_a: PathBuf,
+    /// The second run's folder.
+    pub dir_b: PathBuf,
+    /// Compare even if the two runs' workloads differ.
+    #[arg(long)]
+    pub force: bool,
+    /// Also write compare.md and compare.json into this folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn compare(args: CompareArgs) -> anyhow::Result<()> {
+    let c = kvscope_lab::compare::compare(&args.dir_a, &args.dir_b, args.force)?;
+    let md = kvscope_lab::compare::markdown(&c);
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(dir.join("compare.md"), &md).with_context(|| format!("writing into {}", dir.display()))?;
+        std::fs::write(dir.join("compare.json"), serde_json::to_string_pretty(&c)?)
+            .with_context(|| format!("writing into {}", dir.display()))?;
+    }
+    print!("{md}");
+    Ok(())
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("expected a positive number of seconds, got {s:?}")),
+    }
+}
+
 pub fn run(args: LabArgs) -> anyhow::Result<()> {
+    if let Some(LabAction::Compare(c)) = args.action {
+        return compare(c);
+    }
     anyhow::ensure!(
         args.model_preset.is_none() || args.executor == ExecutorKind::Sim,
         "--model-preset runs the simulator: add --executor sim"
@@ -130,7 +198,10 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         max_batched_tokens: args.max_batched_tokens,
         dataset,
         arrival_rate: args.arrival_rate,
+        repeat: args.repeat as usize,
+        knob_sweeps: args.sweeps.clone(),
     };
+    let failure = FailureArgs { slo_ttft: args.slo_ttft, budget: args.failure_budget };
     let student = match &args.block_manager {
         Some(_) if args.executor == ExecutorKind::Sim => {
             anyhow::bail!("--block-manager runs on the real model: drop --executor sim")
@@ -145,17 +216,18 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
             if let Some(dtype) = args.model.kv_dtype {
                 sim.model = sim.model.with_kv_dtype(dtype);
             }
-            (run_with(&mut SimBackend::preset(&sim)?, &cfg)?, None)
+            (run_with(&mut SimBackend::preset(&sim)?, &cfg, &failure, None)?, None)
         }
         (ExecutorKind::Sim, _, _) => {
             let model = LoadedModel::load(&args.model)?;
-            (run_with(&mut SimBackend::calibrated_cpu(model)?, &cfg)?, None)
+            (run_with(&mut SimBackend::calibrated_cpu(model)?, &cfg, &failure, None)?, None)
         }
         (ExecutorKind::Real, _, _) => {
             let model = LoadedModel::load(&args.model)?;
             let block_manager = student.as_ref().map(|(host, _)| host.clone());
             let mut backend = RealBackend { model, block_manager };
-            let results = run_with(&mut backend, &cfg)?;
+            let mut narrow = SimBackend::narrowing(backend.model.kv_dtype).ok();
+            let results = run_with(&mut backend, &cfg, &failure, narrow.as_mut())?;
             let validation = validate_with_sim(backend.model, &cfg, &results);
             (results, Some(validation))
         }
@@ -212,7 +284,18 @@ fn student_block_manager(file: &Path, block_size: usize) -> anyhow::Result<(Host
     Ok((host, sites))
 }
 
-fn run_with<B: LabBackend>(backend: &mut B, cfg: &LabConfig) -> anyhow::Result<LabResults> {
+/// The failure-condition search's settings.
+struct FailureArgs {
+    slo_ttft: f64,
+    budget: usize,
+}
+
+fn run_with<B: LabBackend>(
+    backend: &mut B,
+    cfg: &LabConfig,
+    failure: &FailureArgs,
+    narrow: Option<&mut SimBackend>,
+) -> anyhow::Result<LabResults> {
     let info = backend.info();
     let bytes_per_block = info.kv_bytes_per_token * cfg.block_size as u64;
     let blocks = cfg.num_blocks(&info);
@@ -233,14 +316,44 @@ fn run_with<B: LabBackend>(backend: &mut B, cfg: &LabConfig) -> anyhow::Result<L
             .progress_chars("=> "),
     );
     let mut stage = String::new();
-    let results = run_lab(backend, cfg, &mut |name, done, total| {
+    let mut progress = |name: &str, done: usize, total: usize| {
         if name != stage {
             stage = name.to_string();
             bar.set_prefix(stage.clone());
             bar.set_length(total as u64);
         }
         bar.set_position(done as u64);
-    })?;
+    };
+    let mut results = run_lab(backend, cfg, &mut progress)?;
+    if failure.budget > 0 {
+        let started = std::time::Instant::now();
+        let plan = FailurePlan::new(
+            &results.sweep_spec,
+            results.engine.scheduler.max_running,
+            cfg.arrival_rate,
+            failure.slo_ttft,
+            failure.budget,
+            cfg.seed,
+            results.backend.vocab_size as u32,
+        );
+        let engine = &results.engine.clone();
+        let is_real = results.backend.executor == "real";
+        let mut primary = |spec: &CaseSpec, reqs: &[WorkloadRequest]| {
+            run_one(backend, engine, spec, reqs, RunOptions::SUMMARY, &mut progress)
+        };
+        let narrow_name = narrow.as_ref().map(|n| n.description.clone());
+        let mut narrow_run = narrow.map(|sim| {
+            move |spec: &CaseSpec, reqs: &[WorkloadRequest]| {
+                run_one(sim, engine, spec, reqs, RunOptions::SUMMARY, &mut |_, _, _| {})
+            }
+        });
+        let narrow_arg = match (&mut narrow_run, narrow_name) {
+            (Some(f), Some(name)) => Some((f as kvscope_lab::failure::Runner, name)),
+            _ => None,
+        };
+        results.failure = Some(kvscope_lab::failure::search(&plan, &mut primary, is_real, narrow_arg)?);
+        results.wall_seconds += started.elapsed().as_secs_f64();
+    }
     bar.finish_and_clear();
     Ok(results)
 }

@@ -135,6 +135,30 @@ impl SimBackend {
         })
     }
 
+    /// The simulator that narrows the failure-condition search before the
+    /// real engine runs: the default model's preset with KV stored as
+    /// `kv_dtype` (the real run's), priced by
+    /// the calibrated `cpu` profile when there is one, else by the
+    /// uncalibrated preset. Either way admissions, stalls and preemptions
+    /// of all-at-once arrivals are the real scheduler's; only times are
+    /// guesses. Synthetic prompts (the search needs only their lengths).
+    pub fn narrowing(kv_dtype: KvDtype) -> anyhow::Result<SimBackend> {
+        let mut config = SimConfig::from_names("smollm2-135m", "cpu")?;
+        config.model = config.model.with_kv_dtype(kv_dtype);
+        let calibration = default_calibration_path().ok().and_then(|p| {
+            let file = CalibrationFile::load_if_present(&p).ok().flatten()?;
+            Some((p, file))
+        });
+        let description = match calibration {
+            Some((path, file)) => {
+                config.hardware = config.hardware.with_calibration(file.fit.coefficients.clone());
+                format!("calibrated `cpu` profile, {}", path.display())
+            }
+            None => "uncalibrated `cpu` preset: capacity exact for all-at-once arrivals, times rough".into(),
+        };
+        Ok(SimBackend { cost: config.cost_model(), tokenizer_of: None, description, pool_blocks: None })
+    }
+
     /// A model preset on a hardware preset, with the KV pool its memory
     /// leaves (vLLM's defaults: 90 % utilisation, 16-token blocks).
     pub fn preset(config: &SimConfig) -> anyhow::Result<SimBackend> {

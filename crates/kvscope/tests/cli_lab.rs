@@ -32,6 +32,11 @@ fn quick_lab_writes_consistent_artifacts_and_measures_the_chain() {
         "kv_dtype.csv",
         "kv_dtype.json",
         "kv_dtype.svg",
+        "failure.csv",
+        "failure.json",
+        "failure.png",
+        "lifecycle.png",
+        "report.html",
     ] {
         assert!(out.join(f).metadata().map(|m| m.len() > 0).unwrap_or(false), "{f} missing or empty");
     }
@@ -40,6 +45,7 @@ fn quick_lab_writes_consistent_artifacts_and_measures_the_chain() {
     check_probe(&out);
     check_report(&out);
     check_kv_precision(&out);
+    check_failure(&out);
     for svg in ["lifecycle.svg", "causal_chain.svg", "timeline_long_ctx.svg", "stats_mixed_ctx.svg"] {
         let text = std::fs::read_to_string(out.join(svg)).unwrap();
         assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"), "{svg} is not an SVG document");
@@ -134,4 +140,18 @@ fn check_report(out: &Path) {
     assert!(report.contains("not a realized reuse benefit"));
     assert!(report.contains("Approximation limits"));
     assert!(report.contains("block_manager::allocate") || report.contains("scheduler::admit_waiting"));
+}
+
+/// The failure conditions: each sweep length × condition, and the real
+/// engine settled some of them (the simulator only narrowed the range).
+fn check_failure(out: &Path) {
+    let csv = std::fs::read_to_string(out.join("failure.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("prompt_len_tokens,condition,load_kind,load,reached,source"));
+    assert_eq!(lines.len(), 1 + 3 * 3, "{csv}");
+    assert!(lines.iter().any(|l| l.contains(",real,")), "no threshold settled on the real engine:\n{csv}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("### Failure conditions") && report.contains("![failure conditions](failure.svg)"));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && !html.contains("src=\"failure.svg\""), "report.html inlines its SVGs");
 }

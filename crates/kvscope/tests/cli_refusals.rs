@@ -98,6 +98,24 @@ fn lab_refuses_zero_limits_a_device_dataset_and_a_bad_out_before_running() {
 }
 
 #[test]
+fn lab_refuses_bad_repeats_sweeps_slo_and_compare_dirs_at_once() {
+    let dir = std::env::temp_dir().join(format!("kvscope-refusals-lab13-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out");
+    let out = out.to_str().unwrap();
+    assert_refused(&["lab", "--quick", "--out", out, "--repeat", "0"], "--repeat");
+    assert_refused(&["lab", "--quick", "--out", out, "--sweep", "bogus=1,2"], "unknown knob");
+    assert_refused(&["lab", "--quick", "--out", out, "--sweep", "block-size=8"], "at least two values");
+    assert_refused(&["lab", "--quick", "--out", out, "--sweep", "kv-memory=lots,64MiB"], "not a size");
+    assert_refused(&["lab", "--quick", "--out", out, "--slo-ttft", "0"], "--slo-ttft");
+    let d = dir.to_str().unwrap();
+    assert_refused(&["lab", "compare", d, d], "no lab.json");
+    // A knob value whose pool cannot hold a request: refused before any run.
+    assert_refused(&["lab", "--quick", "--out", out, "--sweep", "kv-memory=1MiB,64MiB"], "--sweep kv-memory=1MiB");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn generate_and_bench_check_the_request_against_the_context_before_allocating() {
     assert_refused(&["generate", "--prompt", "hi", "--max-tokens", "100000"], "exceeds the model's context");
     assert_refused(&["generate", "--prompt", "hi", "--top-p", "0"], "top_p");

@@ -1,0 +1,330 @@
+//! Knob sweeps (`--sweep block-size=8,16,32`, `--sweep kv-memory=32MiB,64MiB`,
+//! `--sweep max-running=4,8,16`): the three capacity cases again, with the
+//! same requests, at each value of one engine knob — the causal chain seen
+//! from another side. Block size trades internal fragmentation (the unused
+//! tail of each request's last block) against capacity; the pool size is
+//! capacity itself; max-running is the scheduler's cap beside the pool's.
+
+use crate::backend::{BackendInfo, LabBackend};
+use crate::lab::{run_one, LabConfig, LabError, Progress};
+use crate::plots::{panel_row_svg, PALETTE};
+use crate::repeat::median_row;
+use crate::svg::{Chart, Series};
+use kvscope_core::EngineConfig;
+use kvscope_experiment::capacity::{explain, CapacityRow};
+use kvscope_experiment::driver::RunOptions;
+use kvscope_experiment::workload::{CaseSpec, WorkloadRequest};
+use serde::Serialize;
+use std::fmt::Write;
+use std::str::FromStr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Knob {
+    BlockSize,
+    KvMemory,
+    MaxRunning,
+}
+
+impl Knob {
+    pub const ALL: [Knob; 3] = [Knob::BlockSize, Knob::KvMemory, Knob::MaxRunning];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Knob::BlockSize => "block-size",
+            Knob::KvMemory => "kv-memory",
+            Knob::MaxRunning => "max-running",
+        }
+    }
+
+    /// A value as the report writes it.
+    pub fn show(self, v: u64) -> String {
+        match self {
+            Knob::KvMemory if v.is_multiple_of(1 << 20) => format!("{}MiB", v >> 20),
+            Knob::KvMemory => format!("{v}B"),
+            _ => v.to_string(),
+        }
+    }
+
+    fn apply(self, cfg: &LabConfig, v: u64) -> LabConfig {
+        let mut c = cfg.clone();
+        match self {
+            Knob::BlockSize => c.block_size = v as usize,
+            Knob::KvMemory => {
+                c.kv_memory_bytes = Some(v);
+                c.kv_blocks = None;
+            }
+            Knob::MaxRunning => c.max_running = Some(v as usize),
+        }
+        c
+    }
+}
+
+/// One `--sweep KNOB=V1,V2,...`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KnobSweep {
+    pub knob: Knob,
+    pub values: Vec<u64>,
+}
+
+impl FromStr for KnobSweep {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<KnobSweep, String> {
+        let known = Knob::ALL.map(Knob::name).join(", ");
+        let (name, list) = s
+            .split_once('=')
+            .ok_or_else(|| format!("expected KNOB=V1,V2,... (knobs: {known}), e.g. block-size=8,16,32; got {s:?}"))?;
+        let knob = Knob::ALL
+            .into_iter()
+            .find(|k| k.name() == name.trim())
+            .ok_or_else(|| format!("unknown knob {name:?}: the knobs are {known}"))?;
+        let values = list.split(',').map(|v| parse_value(knob, v.trim())).collect::<Result<Vec<u64>, String>>()?;
+        if values.len() < 2 {
+            return Err(format!("--sweep {s}: give at least two values to compare, e.g. {}=8,16,32", knob.name()));
+        }
+        let mut sorted = values.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != values.len() {
+            return Err(format!("--sweep {s}: a value is given twice"));
+        }
+        Ok(KnobSweep { knob, values })
+    }
+}
+
+fn parse_value(knob: Knob, v: &str) -> Result<u64, String> {
+    let bad = |why: &str| format!("--sweep {}: {v:?} {why}", knob.name());
+    let n = match knob {
+        Knob::KvMemory => parse_bytes(v).ok_or_else(|| bad("is not a size (e.g. 64MiB, 1GiB, 33554432)"))?,
+        _ => v.parse::<u64>().map_err(|_| bad("is not a positive whole number"))?,
+    };
+    match knob {
+        _ if n == 0 => Err(bad("must be positive")),
+        Knob::BlockSize if n > 1024 => Err(bad("is larger than 1024 tokens per block")),
+        _ => Ok(n),
+    }
+}
+
+/// `64MiB`, `1GiB`, `512KiB`, `64MB` (read as MiB: a KV budget is binary),
+/// or plain bytes.
+fn parse_bytes(v: &str) -> Option<u64> {
+    let lower = v.to_ascii_lowercase();
+    let (num, shift) = [("gib", 30), ("gb", 30), ("mib", 20), ("mb", 20), ("kib", 10), ("kb", 10), ("b", 0)]
+        .iter()
+        .find_map(|(suffix, shift)| lower.strip_suffix(suffix).map(|n| (n.trim().to_string(), *shift)))
+        .unwrap_or((lower.clone(), 0));
+    let n: f64 = num.parse().ok()?;
+    (n.is_finite() && n > 0.0).then(|| (n * (1u64 << shift) as f64) as u64)
+}
+
+/// One knob value: the engine it configured and the three cases' rows
+/// (medians of the repeats).
+#[derive(Clone, Debug, Serialize)]
+pub struct KnobPoint {
+    pub value: u64,
+    pub label: String,
+    pub num_blocks: usize,
+    pub block_size: usize,
+    pub max_running: usize,
+    pub rows: Vec<CapacityRow>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct KnobSweepResult {
+    pub knob: Knob,
+    pub points: Vec<KnobPoint>,
+}
+
+/// A knob and the engine of each of its values.
+pub type KnobEngines = (Knob, Vec<(u64, EngineConfig)>);
+
+/// The engine of every knob value, each checked (configuration, and that
+/// the pool holds the largest request of every case) before anything runs.
+pub fn configs(
+    cfg: &LabConfig,
+    info: &BackendInfo,
+    workloads: &[(CaseSpec, Vec<WorkloadRequest>)],
+) -> Result<Vec<KnobEngines>, LabError> {
+    let mut out = Vec::new();
+    for sweep in &cfg.knob_sweeps {
+        let mut engines = Vec::new();
+        for &v in &sweep.values {
+            let err =
+                |problem: String| LabError::Knob { knob: sweep.knob.name().into(), value: sweep.knob.show(v), problem };
+            let engine = sweep.knob.apply(cfg, v).engine_config(info);
+            engine.validate().map_err(|e| err(e.to_string()))?;
+            let pool = &engine.pool;
+            for (spec, reqs) in workloads {
+                let largest = reqs.iter().map(|r| r.prompt.len() + r.max_tokens).max().unwrap_or(0);
+                if largest.div_ceil(pool.block_size) > pool.num_blocks {
+                    return Err(err(format!(
+                        "the pool ({} blocks of {} tokens) cannot hold one request of case {} ({largest} tokens): give a larger value",
+                        pool.num_blocks, pool.block_size, spec.name
+                    )));
+                }
+            }
+            engines.push((v, engine));
+        }
+        out.push((sweep.knob, engines));
+    }
+    Ok(out)
+}
+
+/// Runs the three cases at every knob value, `repeat` times each.
+pub fn run<B: LabBackend>(
+    backend: &mut B,
+    configs: &[KnobEngines],
+    workloads: &[(CaseSpec, Vec<WorkloadRequest>)],
+    repeat: usize,
+    progress: Progress,
+) -> Result<Vec<KnobSweepResult>, LabError> {
+    let mut out = Vec::new();
+    for (knob, engines) in configs {
+        let mut points = Vec::new();
+        for (v, engine) in engines {
+            let mut rows = Vec::new();
+            for (case, reqs) in workloads {
+                let spec =
+                    CaseSpec { name: format!("{}_{}={}", case.name, knob.name(), knob.show(*v)), ..case.clone() };
+                let mut repeats = Vec::new();
+                for _ in 0..repeat {
+                    let run = run_one(backend, engine, &spec, reqs, RunOptions::SUMMARY, progress)?;
+                    repeats.push(CapacityRow::from_run(&run, false));
+                }
+                let mut row = median_row(&repeats);
+                // The case's own name: the table's rows are the cases at a value.
+                row.case = case.name.clone();
+                row.explanation = explain(&row, engine, false);
+                rows.push(row);
+            }
+            points.push(KnobPoint {
+                value: *v,
+                label: knob.show(*v),
+                num_blocks: engine.pool.num_blocks,
+                block_size: engine.pool.block_size,
+                max_running: engine.scheduler.max_running,
+                rows,
+            });
+        }
+        out.push(KnobSweepResult { knob: *knob, points });
+    }
+    Ok(out)
+}
+
+/// Internal fragmentation of a row: the share of the blocks a request held
+/// at its peak that held no KV.
+pub fn fragmentation(row: &CapacityRow) -> f64 {
+    if row.estimated_kv_block_rounded > 0.0 {
+        (1.0 - row.estimated_kv / row.estimated_kv_block_rounded).max(0.0)
+    } else {
+        0.0
+    }
+}
+
+/// The report's section for one sweep.
+pub fn markdown(sweep: &KnobSweepResult, zh: bool, time_unit: &str) -> String {
+    let mut o = String::new();
+    let k = sweep.knob.name();
+    let _ = writeln!(o, "### {} `{k}`\n", if zh { "旋钮扫描:" } else { "Knob sweep:" });
+    let why = match (sweep.knob, zh) {
+        (Knob::BlockSize, true) => "块大小: 块越大, 每个请求最后一块未填满的槽位 (内部碎片) 越多, 同样的内存能容纳的请求越少; 块越小, 碎片越少, 但块表更长。池的字节数不变, 块数随块大小变化。",
+        (Knob::BlockSize, false) => "Block size: larger blocks leave more of each request's last block empty (internal fragmentation), so the same memory holds fewer requests; smaller blocks waste less but make longer block tables. The pool's bytes stay fixed; its block count follows the block size.",
+        (Knob::KvMemory, true) => "KV 池大小: 容量本身。池越大, 同时持有 KV 的请求越多, 排队越短, 直到其他约束 (max_running、token 预算) 成为瓶颈。",
+        (Knob::KvMemory, false) => "KV pool size: capacity itself. A larger pool lets more requests hold KV at once and shortens the queue, until another limit (max_running, the token budget) binds.",
+        (Knob::MaxRunning, true) => "max_running: 调度器的并发上限。它低于池能容纳的请求数时, 瓶颈是它而不是 KV; 高于时, 放宽它不再增加存活请求。",
+        (Knob::MaxRunning, false) => "max_running: the scheduler's cap. Below what the pool holds, it is the bottleneck instead of KV; above, raising it adds no live requests.",
+    };
+    let _ = writeln!(o, "{why}\n");
+    let _ = writeln!(
+        o,
+        "| {k} | case | {} | live mean / max | {} | queue_wait p50 ({time_unit}) | TTFT p50 / p90 ({time_unit}) | {} | {} |",
+        if zh { "池 (块 × token)" } else { "pool (blocks × tokens)" },
+        if zh { "内部碎片" } else { "internal fragmentation" },
+        if zh { "瓶颈" } else { "binding" },
+        if zh { "抢占" } else { "preemptions" },
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+    for p in &sweep.points {
+        for r in &p.rows {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} × {} | {:.2} / {} | {:.1}% | {:.3} | {:.3} / {:.3} | {} | {} |",
+                p.label,
+                r.case,
+                p.num_blocks,
+                p.block_size,
+                r.live_requests,
+                r.live_requests_max,
+                100.0 * fragmentation(r),
+                r.queue_wait.p50,
+                r.ttft.p50,
+                r.ttft.p90,
+                r.binding_constraint().map_or("—", |b| b.as_str()),
+                r.preemptions
+            );
+        }
+    }
+    let _ = writeln!(o, "\n![{k}](sweep_{k}.svg)\n");
+    o
+}
+
+/// The sweep's figure: live requests, queue wait, TTFT and internal
+/// fragmentation against the knob, one line per case.
+pub fn svg(sweep: &KnobSweepResult) -> String {
+    let k = sweep.knob.name();
+    let cases: Vec<String> =
+        sweep.points.first().map(|p| p.rows.iter().map(|r| r.case.clone()).collect()).unwrap_or_default();
+    let x_label = match sweep.knob {
+        Knob::KvMemory => "kv-memory (MiB)".to_string(),
+        _ => k.to_string(),
+    };
+    let xv = |p: &KnobPoint| match sweep.knob {
+        Knob::KvMemory => p.value as f64 / (1u64 << 20) as f64,
+        _ => p.value as f64,
+    };
+    let panel = |title: &str, y_label: &str, f: &dyn Fn(&CapacityRow) -> f64| {
+        let series = cases
+            .iter()
+            .enumerate()
+            .map(|(i, case)| {
+                let pts = sweep.points.iter().filter_map(|p| p.rows.get(i).map(|r| (xv(p), f(r)))).collect();
+                Series::new(case, PALETTE[i % PALETTE.len()], pts).dotted()
+            })
+            .collect();
+        (Chart { title: title.into(), x_label: x_label.clone(), y_label: y_label.into(), ..Default::default() }, series)
+    };
+    panel_row_svg(
+        &format!("Knob sweep: {k} (same requests, same cases)"),
+        &format!("{} values; one line per case; medians of the repeats", sweep.points.len()),
+        &[
+            panel("Live requests (max)", "requests", &|r| r.live_requests_max as f64),
+            panel("Queue wait p50", "seconds", &|r| r.queue_wait.p50),
+            panel("TTFT p50", "seconds", &|r| r.ttft.p50),
+            panel("Internal fragmentation", "% of held slots", &|r| 100.0 * fragmentation(r)),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_three_knobs_and_refuses_bad_input_by_name() {
+        let s: KnobSweep = "block-size=8,16,32".parse().unwrap();
+        assert_eq!((s.knob, s.values), (Knob::BlockSize, vec![8, 16, 32]));
+        let m: KnobSweep = "kv-memory=32MiB,64MiB,1GiB".parse().unwrap();
+        assert_eq!(m.values, vec![32 << 20, 64 << 20, 1 << 30]);
+        assert_eq!(Knob::KvMemory.show(64 << 20), "64MiB");
+        assert!("max-running=4,8".parse::<KnobSweep>().is_ok());
+        let err = |s: &str| s.parse::<KnobSweep>().unwrap_err();
+        assert!(err("block_size=8,16").contains("unknown knob"), "{}", err("block_size=8,16"));
+        assert!(err("block-size").contains("KNOB=V1,V2"));
+        assert!(err("block-size=8,x").contains("not a positive whole number"));
+        assert!(err("block-size=8").contains("at least two"));
+        assert!(err("block-size=0,8").contains("positive"));
+        assert!(err("kv-memory=lots,64MiB").contains("not a size"));
+        assert!(err("max-running=4,4").contains("twice"));
+    }
+}
