@@ -21,8 +21,8 @@ pub struct StepSample {
     pub seconds: f64,
 }
 
-/// What to measure. The defaults take about 10 s with SmolLM2-135M on
-/// 2 cores (≈ 1.2k prompt tokens and 24 decode steps).
+/// What to measure. The defaults take about 30 s with SmolLM2-135M on
+/// 2 cores (≈ 1.2k prompt tokens and 48 decode steps, each timed 3 times).
 #[derive(Clone, Debug)]
 pub struct CalibrationPlan {
     /// Must equal the executor's KV block size.
@@ -38,6 +38,11 @@ pub struct CalibrationPlan {
     pub decode_batches: Vec<usize>,
     /// Decode steps measured per (context, batch).
     pub decode_steps: usize,
+    /// Times each step is run; its sample is the median. A step run again
+    /// writes the same KV into the same slots, so repeating it changes
+    /// nothing but the noise of one timing (one preempted thread, one
+    /// page fault).
+    pub timings_per_step: usize,
     /// Token ids of the synthetic prompts are below this.
     pub vocab: u32,
 }
@@ -51,6 +56,7 @@ impl Default for CalibrationPlan {
             prefill_chunk: 512,
             decode_batches: vec![1, 4, 16, 32],
             decode_steps: 4,
+            timings_per_step: 3,
             vocab: 32_000,
         }
     }
@@ -101,11 +107,16 @@ pub fn calibrate<E: Executor, C: Clock>(
         next_id += 1;
         RequestId(u64::MAX - next_id)
     };
+    let timings = plan.timings_per_step.max(1);
     let mut measure = |executor: &mut E, batch: ScheduledBatch, samples: &mut Vec<StepSample>| {
-        let t0 = clock.now();
-        executor.execute(&batch)?;
-        let seconds = clock.now() - t0;
-        samples.push(StepSample { shape: BatchShape::of(&batch), seconds });
+        let mut times = Vec::with_capacity(timings);
+        for _ in 0..timings {
+            let t0 = clock.now();
+            executor.execute(&batch)?;
+            times.push(clock.now() - t0);
+        }
+        times.sort_by(f64::total_cmp);
+        samples.push(StepSample { shape: BatchShape::of(&batch), seconds: times[times.len() / 2] });
         progress(samples.len(), total);
         Ok::<(), SimError>(())
     };
