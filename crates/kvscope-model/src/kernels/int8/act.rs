@@ -89,8 +89,9 @@ impl QuantizedRows {
 /// One block: returns `(d, Σq)` and writes `q`.
 fn quantize_block(isa: super::Int8Isa, x: &[f32; BLOCK], q: &mut [i8; BLOCK]) -> (f32, i32) {
     #[cfg(target_arch = "x86_64")]
-    if isa == super::Int8Isa::Avx512Vnni {
-        // SAFETY: the Avx512Vnni path is only chosen when avx512f/bw are present.
+    if matches!(isa, super::Int8Isa::Avx512Vnni | super::Int8Isa::AmxInt8) {
+        // SAFETY: both paths are only chosen when avx512f/bw are present
+        // (AmxInt8 requires Avx512Vnni available).
         return unsafe { quantize_block_avx512(x, q) };
     }
     let _ = isa;

@@ -70,9 +70,13 @@ fn run(isa: Int8Isa, act: &QuantizedRows, w: &PackedInt8, y: &mut [f32], n: usiz
         let g0 = t * per_task;
         let g1 = (g0 + per_task).min(groups);
         // SAFETY: tasks write disjoint column groups of y, whose shape was
-        // checked above; `isa` is available (asserted).
+        // checked above; `isa` is available (asserted; for AmxInt8 that is
+        // AMX granted plus AVX-512 VNNI, what `columns_hw` requires).
         unsafe {
             match isa {
+                #[cfg(target_arch = "x86_64")]
+                Int8Isa::AmxInt8 => super::amx::columns_hw(a, w, g0, g1, yp, n),
+                Int8Isa::AmxEmulated => super::amx::columns_emulated(a, w, g0, g1, yp, n),
                 #[cfg(target_arch = "x86_64")]
                 Int8Isa::Avx512Vnni => super::vnni512::columns(a, w, g0, g1, yp, n),
                 #[cfg(target_arch = "x86_64")]
@@ -99,10 +103,20 @@ mod tests {
     }
 
     fn paths() -> Vec<Int8Isa> {
-        let all = [Int8Isa::Avx512Vnni, Int8Isa::AvxVnni, Int8Isa::Avx2, Int8Isa::Portable];
+        let all = [
+            Int8Isa::AmxInt8,
+            Int8Isa::AmxEmulated,
+            Int8Isa::Avx512Vnni,
+            Int8Isa::AvxVnni,
+            Int8Isa::Avx2,
+            Int8Isa::Portable,
+        ];
         let (have, lack): (Vec<_>, Vec<_>) = all.into_iter().partition(|i| i.available());
         if !lack.is_empty() {
             eprintln!("not checked on this CPU: {lack:?}");
+        }
+        if let Some(why) = super::super::amx_unavailable_reason() {
+            eprintln!("AMX-INT8 hardware skipped: {why} (its kernel logic ran on emulated tiles)");
         }
         have
     }

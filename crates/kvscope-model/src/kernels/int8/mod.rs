@@ -34,10 +34,15 @@
 //! AVX-VNNI or AVX2 (`avx2`); `portable` reads the same records in plain
 //! Rust.
 //!
-//! AMX is not implemented yet: the machines this was built and tested on
-//! have no AMX, and an untested tile kernel is not shipped.
+//! On CPUs with AMX-INT8 (and Linux's permission for the tile state) the
+//! same records are B tiles of `tdpbsud` (`amx`): one instruction per block
+//! gives 16 tokens × 16 columns their exact block sums, folded in f32 as
+//! above. The machines this was built on have no AMX; the kernel's tile
+//! logic is tested there through an exact emulation of the tile
+//! instructions (`amx::tiles::Emu`, `KVSCOPE_ISA=amx-emulated`).
 
 pub mod act;
+mod amx;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 pub mod gemm;
@@ -56,6 +61,13 @@ pub use pack::PackedInt8;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Int8Isa {
+    /// AMX-INT8 tiles (`tdpbsud`), with AVX-512 VNNI for calls of fewer than
+    /// `amx::MIN_ROWS` rows.
+    AmxInt8,
+    /// The AMX kernel on emulated tiles: plain Rust, any CPU, slow. Only
+    /// chosen by `KVSCOPE_ISA=amx-emulated`, to check the AMX kernel's logic
+    /// end to end where there is no AMX.
+    AmxEmulated,
     /// AVX-512 with VNNI (`vpdpbusd` on 64 bytes).
     Avx512Vnni,
     /// AVX-VNNI (`vpdpbusd` on 32 bytes; AVX2-class CPUs that have it).
@@ -68,6 +80,8 @@ pub enum Int8Isa {
 impl Int8Isa {
     pub fn name(self) -> &'static str {
         match self {
+            Int8Isa::AmxInt8 => "amx-int8",
+            Int8Isa::AmxEmulated => "amx-emulated",
             Int8Isa::Avx512Vnni => "avx512-vnni",
             Int8Isa::AvxVnni => "avx-vnni",
             Int8Isa::Avx2 => "avx2",
@@ -78,6 +92,11 @@ impl Int8Isa {
     /// Whether this CPU can run the path.
     pub fn available(self) -> bool {
         match self {
+            // The hardware path also needs AVX-512 VNNI (its small calls and
+            // its f32 fold); every AMX CPU has it.
+            #[cfg(target_arch = "x86_64")]
+            Int8Isa::AmxInt8 => amx::detect::ready().is_ok() && Int8Isa::Avx512Vnni.available(),
+            Int8Isa::AmxEmulated => true,
             #[cfg(target_arch = "x86_64")]
             Int8Isa::Avx512Vnni => {
                 std::arch::is_x86_feature_detected!("avx512f")
@@ -106,9 +125,20 @@ impl Int8Isa {
     }
 }
 
-/// The best int8 path this process may use. `KVSCOPE_ISA=avx-vnni`,
-/// `=avx2` or `=portable` caps it (the first two cap the f32 kernels at
-/// AVX2, see `simd::isa`).
+/// Why `Int8Isa::AmxInt8` is not available here (`None` when it is).
+pub fn amx_unavailable_reason() -> Option<&'static str> {
+    match amx::detect::ready() {
+        Err(why) => Some(why),
+        Ok(()) if !Int8Isa::Avx512Vnni.available() => Some("AMX without AVX-512 VNNI"),
+        Ok(()) => None,
+    }
+}
+
+/// The best int8 path this process may use, best first: AMX-INT8, AVX-512
+/// VNNI, AVX-VNNI, AVX2, portable. `KVSCOPE_ISA=avx512-vnni`, `=avx-vnni`,
+/// `=avx2` or `=portable` caps it (`avx-vnni` and `avx2` also cap the f32
+/// kernels at AVX2, see `simd::isa`); `=amx-emulated` runs the AMX kernel on
+/// emulated tiles (tests).
 pub fn int8_isa() -> Int8Isa {
     static ISA: std::sync::OnceLock<Int8Isa> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| {
@@ -117,7 +147,9 @@ pub fn int8_isa() -> Int8Isa {
             "portable" => &[Int8Isa::Portable],
             "avx2" => &[Int8Isa::Avx2, Int8Isa::Portable],
             "avx-vnni" => &[Int8Isa::AvxVnni, Int8Isa::Avx2, Int8Isa::Portable],
-            _ => &[Int8Isa::Avx512Vnni, Int8Isa::AvxVnni, Int8Isa::Avx2, Int8Isa::Portable],
+            "avx512-vnni" => &[Int8Isa::Avx512Vnni, Int8Isa::AvxVnni, Int8Isa::Avx2, Int8Isa::Portable],
+            "amx-emulated" => &[Int8Isa::AmxEmulated],
+            _ => &[Int8Isa::AmxInt8, Int8Isa::Avx512Vnni, Int8Isa::AvxVnni, Int8Isa::Avx2, Int8Isa::Portable],
         };
         allowed.iter().copied().find(|i| i.available()).unwrap_or(Int8Isa::Portable)
     })
