@@ -18,7 +18,8 @@ pub enum Isa {
 
 /// The ISA this process uses. `KVSCOPE_ISA=avx2` (or `=avx-vnni`, which
 /// caps the int8 kernels there) or `=portable` caps it
-/// (to test those paths on a machine that has AVX-512).
+/// (to test those paths on a machine that has AVX-512); the int8-only caps
+/// (`avx512-vnni`, `amx-emulated`) leave it at the best.
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
