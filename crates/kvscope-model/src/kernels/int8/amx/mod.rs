@@ -39,7 +39,7 @@ pub(crate) const MIN_ROWS: usize = 5;
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
 pub(super) unsafe fn columns_hw(a: &QuantizedRows, w: &PackedInt8, g0: usize, g1: usize, y: SendPtr, n: usize) {
-    if a.rows < MIN_ROWS {
+    if a.rows < MIN_ROWS || !detect::ready_on_this_thread() {
         // SAFETY: AVX-512 VNNI is available and y is as required (caller).
         return unsafe { super::vnni512::columns(a, w, g0, g1, y, n) };
     }

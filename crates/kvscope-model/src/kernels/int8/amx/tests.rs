@@ -199,12 +199,22 @@ fn amx_int8_is_offered_only_when_granted() {
     }
 }
 
+/// Whether the AMX unit may run on this thread; else says why it is skipped.
+#[cfg(target_arch = "x86_64")]
+fn hardware() -> bool {
+    match detect::ready() {
+        Err(why) => eprintln!("skipped: no usable AMX-INT8 here ({why}); the emulation tests cover the kernel logic"),
+        Ok(()) if !detect::ready_on_this_thread() => eprintln!("skipped: the tile permission failed on this thread"),
+        Ok(()) => return true,
+    }
+    false
+}
+
 /// The hardware tiles against the emulation, op by op (AMX machines only).
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn hardware_tiles_equal_the_emulation() {
-    if let Err(why) = detect::ready() {
-        eprintln!("skipped: no usable AMX-INT8 here ({why}); the emulation tests cover the kernel logic");
+    if !hardware() {
         return;
     }
     for (m, ncols) in [(16, 16), (5, 16), (1, 7)] {
@@ -231,7 +241,7 @@ fn hardware_tiles_equal_the_emulation() {
             }
         }
         let [hw_out, emu_out] = &mut outs;
-        // SAFETY: detect::ready() returned Ok; this test is the thread's only tile user.
+        // SAFETY: AMX is granted (hardware()); this test is the thread's only tile user.
         ops(&mut unsafe { super::tiles::Hw::new() }, &cfg, &a, &b, hw_out, m, ncols);
         ops(&mut Emu::new(), &cfg, &a, &b, emu_out, m, ncols);
         assert_eq!(outs[0], outs[1], "{m} × {ncols}");
@@ -243,8 +253,7 @@ fn hardware_tiles_equal_the_emulation() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn hardware_amx_kernel_gives_the_portable_bits() {
-    if let Err(why) = detect::ready() {
-        eprintln!("skipped: no usable AMX-INT8 here ({why}); the emulation tests cover the kernel logic");
+    if !hardware() {
         return;
     }
     for kind in [PackKind::Q4_1, PackKind::Q8_0] {
