@@ -333,11 +333,13 @@ impl<E: Executor, C: Clock> Engine<E, C> {
     }
 
     pub(crate) fn flush_events(&mut self) {
-        for record in self.log.drain() {
-            for observer in &mut self.observers {
-                observer.on_event(&record);
-            }
+        if self.log.pending().is_empty() {
+            return;
         }
+        for observer in &mut self.observers {
+            observer.on_events(self.log.pending());
+        }
+        self.log.clear();
     }
 }
 
