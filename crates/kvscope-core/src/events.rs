@@ -15,16 +15,21 @@ pub enum StallReason {
     NoFreeBlocks,
     MaxRunning,
     TokenBudget,
+    /// Its prefill would not finish this step, and the most requests allowed
+    /// part-way through a prefill (`max_num_partial_prefills`) already are.
+    MaxPartialPrefills,
 }
 
 impl StallReason {
-    pub const ALL: [StallReason; 3] = [StallReason::NoFreeBlocks, StallReason::MaxRunning, StallReason::TokenBudget];
+    pub const ALL: [StallReason; 4] =
+        [StallReason::NoFreeBlocks, StallReason::MaxRunning, StallReason::TokenBudget, StallReason::MaxPartialPrefills];
 
     pub fn as_str(self) -> &'static str {
         match self {
             StallReason::NoFreeBlocks => "no_free_blocks",
             StallReason::MaxRunning => "max_running",
             StallReason::TokenBudget => "token_budget",
+            StallReason::MaxPartialPrefills => "max_partial_prefills",
         }
     }
 }

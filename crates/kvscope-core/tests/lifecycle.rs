@@ -294,3 +294,58 @@ fn a_long_prefill_cap_admits_a_short_request_between_chunks() {
     assert!(long > short);
     assert_eq!(capped, uncapped, "the cap changes the chunking, not the tokens");
 }
+
+/// Two 96-token prompts and then a 4-token one, all submitted before the
+/// first step, with a long-prefill cap of 16 in a 32-token budget and a
+/// partial-prefill limit of `limit`: the step of each request's first
+/// token, the outputs, and the stall reasons seen.
+fn behind_two_long_prompts(limit: usize) -> (Vec<u64>, Vec<Vec<u32>>, Vec<StallReason>) {
+    let mut r = common::rig_limited(128, 4, false, 8, 32, 16, limit);
+    r.engine.submit(RequestId(0), (0..96).collect(), greedy(3)).unwrap();
+    r.engine.submit(RequestId(1), (100..196).collect(), greedy(3)).unwrap();
+    r.engine.submit(RequestId(2), vec![7, 8, 9, 10], greedy(3)).unwrap();
+    let mut first = std::collections::BTreeMap::new();
+    let mut outputs = std::collections::BTreeMap::new();
+    for step in 1..100u64 {
+        let outcome = r.engine.step().unwrap();
+        for (id, _) in &outcome.new_tokens {
+            first.entry(id.0).or_insert(step);
+        }
+        for seq in outcome.finished {
+            outputs.insert(seq.id.0, seq.output);
+        }
+        r.engine.scheduler().check_invariants().unwrap();
+        if !r.engine.has_work() {
+            break;
+        }
+    }
+    let stalls = r
+        .recorder
+        .lock()
+        .unwrap()
+        .events
+        .iter()
+        .filter_map(|e| match e.event {
+            KvEvent::Stalled { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    (first.into_values().collect(), outputs.into_values().collect(), stalls)
+}
+
+#[test]
+fn a_partial_prefill_limit_lets_a_short_request_past_two_long_prompts() {
+    // No limit: both long prompts take 16 tokens a step until their
+    // prefills are done, and the short one waits for the budget.
+    let (unlimited, outputs, stalls) = behind_two_long_prompts(0);
+    assert_eq!(unlimited, vec![6, 6, 7]);
+    assert!(stalls.iter().all(|r| *r == StallReason::TokenBudget), "{stalls:?}");
+    // Limit 1: the second long prompt would be left part-way, so it waits
+    // (a stall of its own reason); the short one, done in one step, is
+    // admitted past it and answers at once.
+    let (limited, limited_outputs, stalls) = behind_two_long_prompts(1);
+    assert_eq!(limited[2], 1, "the short request gets its first token in the first step: {limited:?}");
+    assert!(limited[1] > limited[0], "the second long prompt starts after the first: {limited:?}");
+    assert!(stalls.contains(&StallReason::MaxPartialPrefills), "{stalls:?}");
+    assert_eq!(limited_outputs, outputs, "the limit changes the order, not the tokens");
+}

@@ -554,6 +554,7 @@ pub(crate) mod tests {
                 max_batched_tokens: 64,
                 max_model_len: 256,
                 long_prefill_token_threshold: 0,
+                max_num_partial_prefills: 0,
             },
             pool: PoolConfig { num_blocks, block_size: 4, enable_prefix_caching: true, bytes_per_block: 4096 },
             vocab_size: None,
