@@ -18,6 +18,7 @@ pub mod engine_loop;
 pub mod error;
 pub mod events_feed;
 pub mod generate;
+pub mod head_refusal;
 pub mod intake;
 pub mod kv_view;
 pub mod limits;
