@@ -322,6 +322,26 @@ async fn api_details_clients_rely_on() {
     }
     assert!(tokens.iter().all(|t| t.starts_with("token_id:")), "{tokens:?}");
 
+    // Streamed, the echoed prompt's scores come in their own chunks as the
+    // prefill computes them, and all chunks together say what the whole
+    // answer says.
+    let body = json!({"prompt": "hello world", "max_tokens": 3, "echo": true, "logprobs": 1, "ignore_eos": true});
+    let (status, whole) = client.post("/v1/completions", &body.to_string()).await;
+    assert_eq!(status, 200, "{whole}");
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let chunks = client.open_stream("/v1/completions", &streamed.to_string()).await.all().await;
+    let choices: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]).filter(|c| !c.is_null()).collect();
+    assert_eq!(choices[0]["text"], "hello world", "{chunks:?}");
+    assert!(choices.iter().any(|c| c["text"] == "" && c["logprobs"]["token_logprobs"][1].is_number()), "{chunks:?}");
+    let text: String = choices.iter().filter_map(|c| c["text"].as_str()).collect();
+    assert_eq!(text, whole["choices"][0]["text"].as_str().unwrap());
+    for key in ["tokens", "token_logprobs", "top_logprobs", "text_offset"] {
+        let joined: Vec<Value> =
+            choices.iter().filter_map(|c| c["logprobs"][key].as_array()).flatten().cloned().collect();
+        assert_eq!(Value::Array(joined), whole["choices"][0]["logprobs"][key], "{key}: {chunks:?}");
+    }
+
     // max_tokens 0 with echo scores the prompt and generates nothing.
     let (status, answer) = client
         .post("/v1/completions", &json!({"prompt": "hello", "max_tokens": 0, "echo": true, "logprobs": 1}).to_string())

@@ -79,6 +79,9 @@ impl Executor for SlowExecutor {
         std::thread::sleep(self.delay);
         self.inner.execute(batch)
     }
+    fn take_prompt_logprobs(&mut self) -> Vec<(kvscope_core::RequestId, Vec<kvscope_core::PromptLogprob>)> {
+        self.inner.take_prompt_logprobs()
+    }
 }
 
 pub fn config(num_blocks: usize, block_size: usize, max_running: usize, max_waiting: usize) -> ServerConfig {
