@@ -52,6 +52,7 @@ fn serve_refuses_unworkable_flags_before_loading_the_model() {
         (&["serve", "--max-num-seqs", "0"][..], "--max-num-seqs"),
         (&["serve", "--max-num-batched-tokens", "0"], "--max-num-batched-tokens"),
         (&["serve", "--max-num-seqs", "64", "--max-num-batched-tokens", "32"], "at least 64"),
+        (&["serve", "--max-num-seqs", "4", "--max-num-partial-prefills", "5"], "--max-num-partial-prefills"),
         (&["serve", "--kv-blocks", "0"], "--kv-blocks"),
         (&["serve", "--block-size", "100000"], "--block-size"),
         (&["serve", "--block-size", "0"], "--block-size"),
