@@ -36,6 +36,10 @@ pub enum ConfigError {
         "the partial-prefill limit ({limit}, --max-num-partial-prefills) is above the most running requests ({max_running}, --max-running / --max-num-seqs), so it could never hold a request back: give at most {max_running}, or 0 for no limit"
     )]
     PartialPrefillsAboveRunning { limit: usize, max_running: usize },
+    #[error(
+        "a partial-prefill limit (--max-num-partial-prefills {0}) needs a long-prefill cap (--long-prefill-token-threshold): without one, a prefill left part-way has taken the whole step's budget and no one could be admitted anyway, so the limit would never hold a request back; give a cap (vLLM's default is 4% of the context) or drop the limit"
+    )]
+    PartialPrefillsWithoutCap(usize),
     #[error("the model's context (max_model_len) is 0 tokens: no prompt fits; check the model file")]
     NoContext,
     #[error("the vocabulary size is 0: no token id is valid; check the model file")]
@@ -70,6 +74,9 @@ impl SchedulerConfig {
                 budget: self.max_batched_tokens,
                 max_running: self.max_running,
             });
+        }
+        if self.max_num_partial_prefills > 0 && self.long_prefill_token_threshold == 0 {
+            return Err(ConfigError::PartialPrefillsWithoutCap(self.max_num_partial_prefills));
         }
         if self.max_num_partial_prefills > self.max_running {
             return Err(ConfigError::PartialPrefillsAboveRunning {
@@ -173,7 +180,14 @@ mod tests {
             (|c| c.scheduler.max_batched_tokens = 0, "--max-num-batched-tokens"),
             (|c| c.scheduler.max_batched_tokens = 3, "at least 4"),
             (|c| c.scheduler.max_model_len = 0, "max_model_len"),
-            (|c| c.scheduler.max_num_partial_prefills = 5, "--max-num-partial-prefills"),
+            (|c| c.scheduler.max_num_partial_prefills = 1, "--long-prefill-token-threshold"),
+            (
+                |c| {
+                    c.scheduler.long_prefill_token_threshold = 8;
+                    c.scheduler.max_num_partial_prefills = 5;
+                },
+                "at most 4",
+            ),
             (|c| c.pool.num_blocks = 0, "--kv-blocks"),
             (|c| c.pool.block_size = 0, "--block-size"),
             (|c| c.pool.block_size = 100_000, "--block-size"),

@@ -43,7 +43,9 @@ pub struct SchedulerConfig {
     /// is admitted between chunks instead of after the whole prompt.
     pub long_prefill_token_threshold: usize,
     /// Most requests part-way through a chunked prefill at once (vLLM's
-    /// `max_num_partial_prefills`); 0 is no limit.
+    /// `max_num_partial_prefills`); 0 is no limit. It binds only with a
+    /// long-prefill threshold: without one a prefill left part-way has
+    /// used the step's whole budget (the configuration check says so).
     #[serde(default)]
     pub max_num_partial_prefills: usize,
 }

@@ -98,9 +98,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     pub long_prefill_token_threshold: usize,
     /// Most requests part-way through a chunked prefill at once (vLLM's
-    /// max_num_partial_prefills; 0: no limit). A request whose prefill
-    /// would be left unfinished waits while the limit is reached; shorter
-    /// ones behind it that finish their prefill in one step go first.
+    /// max_num_partial_prefills; 0: no limit; needs
+    /// --long-prefill-token-threshold). A request whose prefill would be
+    /// left unfinished waits while the limit is reached; shorter ones behind
+    /// it that finish their prefill in one step go first.
     #[arg(long, default_value_t = 0)]
     pub max_num_partial_prefills: usize,
     /// Require `Authorization: Bearer KEY` on /v1/* and the state
