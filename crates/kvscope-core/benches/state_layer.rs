@@ -27,6 +27,7 @@ fn engine_with_running(n: usize) -> Engine<NullExecutor, SimClock> {
             max_batched_tokens: 8192 * 4,
             max_model_len: 1 << 20,
             long_prefill_token_threshold: 0,
+            max_num_partial_prefills: 0,
         },
         pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: true, bytes_per_block: 0 },
         vocab_size: None,

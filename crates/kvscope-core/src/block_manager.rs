@@ -16,6 +16,9 @@ use crate::sequence::Sequence;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 
+/// End of the cached-free list.
+const NIL: u32 = u32::MAX;
+
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PoolConfig {
     pub num_blocks: usize,
@@ -37,19 +40,26 @@ impl PoolConfig {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct Block {
     holders: Holders,
     /// Slots holding computed KV.
     filled: usize,
-    /// Set once the block is full and indexed in the prefix cache.
+    /// Set once the block is full and indexed in the prefix cache; its
+    /// tokens are then in `BlockManager::tokens`.
     key: Option<IndexedContent>,
-    /// The indexed content's tokens while `key` is set. The buffer stays
-    /// with the block across evictions: a simulation indexes and evicts
-    /// millions of blocks, and none of them allocates after the first.
-    tokens: Vec<TokenId>,
-    /// Position in the cached-free LRU order while free and indexed.
-    lru_stamp: Option<u64>,
+    /// Whether the block is in the cached-free list (free and indexed).
+    in_lru: bool,
+    /// Neighbours in the cached-free list (`NIL` at the ends): a prefix hit
+    /// takes a block out of the middle in O(1).
+    lru_prev: u32,
+    lru_next: u32,
+}
+
+impl Default for Block {
+    fn default() -> Self {
+        Block { holders: Holders::default(), filled: 0, key: None, in_lru: false, lru_prev: NIL, lru_next: NIL }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -116,14 +126,16 @@ pub struct BlockManager {
     blocks: Vec<Block>,
     /// Free blocks with nothing worth keeping: handed out first.
     clean_free: VecDeque<BlockId>,
-    /// Free blocks whose content is indexed, oldest release first. A block
-    /// taken back by a prefix hit is not removed here (that would cost a
-    /// search); its entry goes stale — its stamp no longer matches — and is
-    /// skipped when it reaches the front.
-    cached_free: VecDeque<(u64, BlockId)>,
+    /// Free blocks whose content is indexed, oldest release first: a list
+    /// threaded through the blocks (`lru_prev`/`lru_next`), head and tail.
+    lru_head: u32,
+    lru_tail: u32,
     cached_free_count: usize,
     index: FxHashMap<BlockHash, BlockId>,
-    next_stamp: u64,
+    /// The tokens of indexed blocks, `block_size` per block, at the block's
+    /// index. One buffer for the pool: a simulation indexes and evicts
+    /// millions of blocks, and none of them allocates.
+    tokens: Vec<TokenId>,
     used: usize,
     used_tokens: usize,
     counters: PrefixCacheCounters,
@@ -135,10 +147,21 @@ impl BlockManager {
         BlockManager {
             blocks: vec![Block::default(); config.num_blocks],
             clean_free: (0..config.num_blocks as u32).map(BlockId).collect(),
-            cached_free: VecDeque::new(),
+            lru_head: NIL,
+            lru_tail: NIL,
             cached_free_count: 0,
-            index: FxHashMap::default(),
-            next_stamp: 0,
+            // Every block can be indexed at once; sized up front so the
+            // index never rehashes in the middle of a run.
+            index: if config.enable_prefix_caching {
+                FxHashMap::with_capacity_and_hasher(config.num_blocks, Default::default())
+            } else {
+                FxHashMap::default()
+            },
+            tokens: if config.enable_prefix_caching {
+                vec![0; config.num_blocks * config.block_size]
+            } else {
+                Vec::new()
+            },
             used: 0,
             used_tokens: 0,
             counters: PrefixCacheCounters::default(),
@@ -186,7 +209,7 @@ impl BlockManager {
                 block: BlockId(i as u32),
                 state: if !b.holders.is_empty() {
                     BlockState::Held
-                } else if b.lru_stamp.is_some() {
+                } else if b.in_lru {
                     BlockState::Cached
                 } else {
                     BlockState::Free
@@ -200,8 +223,12 @@ impl BlockManager {
 
     /// The tokens an indexed block holds, if it is indexed.
     pub fn indexed_tokens(&self, block: BlockId) -> Option<&[TokenId]> {
-        let block = &self.blocks[block.index()];
-        block.key.map(|_| block.tokens.as_slice())
+        self.blocks[block.index()].key.map(|_| self.block_tokens(block.index()))
+    }
+
+    fn block_tokens(&self, index: usize) -> &[TokenId] {
+        let bs = self.config.block_size;
+        &self.tokens[index * bs..(index + 1) * bs]
     }
 
     /// Leading full blocks of `tokens` already in the pool. At least one
@@ -220,10 +247,9 @@ impl BlockManager {
         for block_tokens in usable.chunks_exact(bs) {
             let hash = block_hash(parent, block_tokens);
             let Some(&id) = self.index.get(&hash) else { break };
-            let block = &self.blocks[id.index()];
-            let content = block.key.expect("indexed blocks have content");
+            let content = self.blocks[id.index()].key.expect("indexed blocks have content");
             // The hash is only a hint; equal tokens after an equal parent is the proof.
-            if content.parent != parent || block.tokens != block_tokens {
+            if content.parent != parent || self.block_tokens(id.index()) != block_tokens {
                 break;
             }
             hits.push(id);
@@ -329,15 +355,22 @@ impl BlockManager {
             }
             let parent = seq.last_full_hash;
             let (start, end) = (i * bs, (i + 1) * bs);
-            block.tokens.clear();
-            if end <= seq.prompt.len() {
-                block.tokens.extend_from_slice(&seq.prompt[start..end]);
+            let slot_tokens = &mut self.tokens[id.index() * bs..(id.index() + 1) * bs];
+            // Hashed from the prompt itself, not from the copy: reading
+            // back a block just written waits on the store.
+            let hash = if end <= seq.prompt.len() {
+                let tokens = &seq.prompt[start..end];
+                slot_tokens.copy_from_slice(tokens);
+                block_hash(parent, tokens)
             } else {
-                block.tokens.extend((start..end).map(|p| seq.token_at(p)));
-            }
-            let hash = block_hash(parent, &block.tokens);
+                for (slot, p) in slot_tokens.iter_mut().zip(start..end) {
+                    *slot = seq.token_at(p);
+                }
+                block_hash(parent, slot_tokens)
+            };
             // Two requests may compute the same content at once; the first
-            // one indexed stays the canonical copy, the other stays private.
+            // one indexed stays the canonical copy, the other stays private
+            // (its slot tokens are scratch, read only while `key` is set).
             if let std::collections::hash_map::Entry::Vacant(slot) = self.index.entry(hash) {
                 slot.insert(id);
                 block.key = Some(IndexedContent { hash, parent });
@@ -368,22 +401,12 @@ impl BlockManager {
                 self.used -= 1;
                 self.used_tokens -= block.filled;
                 if block.key.is_some() {
-                    let stamp = self.next_stamp;
-                    self.next_stamp += 1;
-                    block.lru_stamp = Some(stamp);
-                    self.cached_free.push_back((stamp, id));
-                    self.cached_free_count += 1;
+                    self.lru_push_back(id);
                 } else {
                     block.filled = 0;
                     self.clean_free.push_back(id);
                 }
             }
-        }
-        // Stale entries (blocks taken back by prefix hits) are dropped once
-        // they outnumber the pool, so the queue stays O(num_blocks).
-        if self.cached_free.len() > 2 * self.config.num_blocks {
-            let blocks = &self.blocks;
-            self.cached_free.retain(|&(stamp, id)| blocks[id.index()].lru_stamp == Some(stamp));
         }
         seq.num_computed = 0;
         seq.full_blocks = 0;
@@ -403,11 +426,46 @@ impl BlockManager {
         if block.holders.is_empty() {
             self.used += 1;
             self.used_tokens += block.filled;
-            if block.lru_stamp.take().is_some() {
-                self.cached_free_count -= 1;
+            if block.in_lru {
+                self.lru_unlink(id);
             }
         }
-        block.holders.push(holder);
+        self.blocks[id.index()].holders.push(holder);
+    }
+
+    fn lru_push_back(&mut self, id: BlockId) {
+        let i = id.0;
+        let tail = self.lru_tail;
+        let block = &mut self.blocks[id.index()];
+        block.in_lru = true;
+        block.lru_prev = tail;
+        block.lru_next = NIL;
+        if tail == NIL {
+            self.lru_head = i;
+        } else {
+            self.blocks[tail as usize].lru_next = i;
+        }
+        self.lru_tail = i;
+        self.cached_free_count += 1;
+    }
+
+    fn lru_unlink(&mut self, id: BlockId) {
+        let block = &mut self.blocks[id.index()];
+        let (prev, next) = (block.lru_prev, block.lru_next);
+        block.in_lru = false;
+        block.lru_prev = NIL;
+        block.lru_next = NIL;
+        if prev == NIL {
+            self.lru_head = next;
+        } else {
+            self.blocks[prev as usize].lru_next = next;
+        }
+        if next == NIL {
+            self.lru_tail = prev;
+        } else {
+            self.blocks[next as usize].lru_prev = prev;
+        }
+        self.cached_free_count -= 1;
     }
 
     /// A free block for new KV: a clean one if any, else the least recently
@@ -416,15 +474,10 @@ impl BlockManager {
         if let Some(id) = self.clean_free.pop_front() {
             return id;
         }
-        let id = loop {
-            let (stamp, id) = self.cached_free.pop_front().expect("callers check free_blocks() first");
-            if self.blocks[id.index()].lru_stamp == Some(stamp) {
-                break id;
-            }
-        };
-        self.cached_free_count -= 1;
+        assert!(self.lru_head != NIL, "callers check free_blocks() first");
+        let id = BlockId(self.lru_head);
+        self.lru_unlink(id);
         let block = &mut self.blocks[id.index()];
-        block.lru_stamp = None;
         block.filled = 0;
         let content = block.key.take().expect("cached-free blocks are indexed");
         self.index.remove(&content.hash);

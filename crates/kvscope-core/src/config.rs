@@ -32,6 +32,14 @@ pub enum ConfigError {
         "the step token budget ({budget}, --max-batched-tokens / --max-num-batched-tokens) is below the most running requests ({max_running}, --max-running / --max-num-seqs): the running requests could not all decode in one step; raise the budget to at least {max_running} or lower the running limit"
     )]
     BudgetBelowRunning { budget: usize, max_running: usize },
+    #[error(
+        "the partial-prefill limit ({limit}, --max-num-partial-prefills) is above the most running requests ({max_running}, --max-running / --max-num-seqs), so it could never hold a request back: give at most {max_running}, or 0 for no limit"
+    )]
+    PartialPrefillsAboveRunning { limit: usize, max_running: usize },
+    #[error(
+        "a partial-prefill limit (--max-num-partial-prefills {0}) needs a long-prefill cap (--long-prefill-token-threshold): without one, a prefill left part-way has taken the whole step's budget and no one could be admitted anyway, so the limit would never hold a request back; give a cap (vLLM's default is 4% of the context) or drop the limit"
+    )]
+    PartialPrefillsWithoutCap(usize),
     #[error("the model's context (max_model_len) is 0 tokens: no prompt fits; check the model file")]
     NoContext,
     #[error("the vocabulary size is 0: no token id is valid; check the model file")]
@@ -64,6 +72,15 @@ impl SchedulerConfig {
         if self.max_batched_tokens < self.max_running {
             return Err(ConfigError::BudgetBelowRunning {
                 budget: self.max_batched_tokens,
+                max_running: self.max_running,
+            });
+        }
+        if self.max_num_partial_prefills > 0 && self.long_prefill_token_threshold == 0 {
+            return Err(ConfigError::PartialPrefillsWithoutCap(self.max_num_partial_prefills));
+        }
+        if self.max_num_partial_prefills > self.max_running {
+            return Err(ConfigError::PartialPrefillsAboveRunning {
+                limit: self.max_num_partial_prefills,
                 max_running: self.max_running,
             });
         }
@@ -143,6 +160,7 @@ mod tests {
                 max_batched_tokens: 64,
                 max_model_len: 128,
                 long_prefill_token_threshold: 0,
+                max_num_partial_prefills: 0,
             },
             pool: PoolConfig { num_blocks: 8, block_size: 16, enable_prefix_caching: true, bytes_per_block: 1024 },
             vocab_size: Some(100),
@@ -162,6 +180,14 @@ mod tests {
             (|c| c.scheduler.max_batched_tokens = 0, "--max-num-batched-tokens"),
             (|c| c.scheduler.max_batched_tokens = 3, "at least 4"),
             (|c| c.scheduler.max_model_len = 0, "max_model_len"),
+            (|c| c.scheduler.max_num_partial_prefills = 1, "--long-prefill-token-threshold"),
+            (
+                |c| {
+                    c.scheduler.long_prefill_token_threshold = 8;
+                    c.scheduler.max_num_partial_prefills = 5;
+                },
+                "at most 4",
+            ),
             (|c| c.pool.num_blocks = 0, "--kv-blocks"),
             (|c| c.pool.block_size = 0, "--block-size"),
             (|c| c.pool.block_size = 100_000, "--block-size"),

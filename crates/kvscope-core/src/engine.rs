@@ -11,7 +11,7 @@ use crate::block_manager::PoolConfig;
 use crate::block_manager_api::{AnyBlockManager, KvBlockManager};
 use crate::clock::Clock;
 use crate::events::{EventLog, FinishReason, KvEvent, Observer, ReleaseReason, StepSnapshot};
-use crate::executor::{Executor, ExecutorError, SampledToken};
+use crate::executor::{Executor, ExecutorError, PromptLogprob, SampledToken};
 use crate::ids::{RequestId, Seconds, TokenId};
 use crate::request::{InvalidParams, Request, SamplingParams};
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -57,6 +57,9 @@ pub struct StepOutcome {
     pub new_tokens: Vec<(RequestId, SampledToken)>,
     /// Requests that finished this step (their blocks are already released).
     pub finished: Vec<Sequence>,
+    /// Prompt scores computed this step, per request, in position order —
+    /// each position once, even when a preempted request recomputes it.
+    pub prompt_logprobs: Vec<(RequestId, Vec<PromptLogprob>)>,
 }
 
 pub struct Engine<E: Executor, C: Clock> {
@@ -72,6 +75,9 @@ pub struct Engine<E: Executor, C: Clock> {
     /// Whether each decoded token emits a `decode` event (see
     /// [`Engine::set_decode_events`]).
     decode_events: bool,
+    /// Whether prompt scores are also kept on their sequence (see
+    /// [`Engine::set_keep_prompt_logprobs`]).
+    keep_prompt_logprobs: bool,
 }
 
 impl EngineConfig {
@@ -146,6 +152,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
             step: 0,
             decode_runs_declined: false,
             decode_events: true,
+            keep_prompt_logprobs: true,
         }
     }
 
@@ -182,6 +189,14 @@ impl<E: Executor, C: Clock> Engine<E, C> {
     /// other event is still emitted.
     pub fn set_decode_events(&mut self, on: bool) {
         self.decode_events = on;
+    }
+
+    /// Whether prompt scores are also collected on their sequence (the
+    /// default) or only handed out in each step's outcome. A caller that
+    /// streams them as they come (the server) turns this off, so a scored
+    /// prompt is not held twice until its request ends.
+    pub fn set_keep_prompt_logprobs(&mut self, keep: bool) {
+        self.keep_prompt_logprobs = keep;
     }
 
     /// Checks a request against everything that would make it unrunnable.
@@ -248,10 +263,15 @@ impl<E: Executor, C: Clock> Engine<E, C> {
         for (id, scores) in self.executor.take_prompt_logprobs() {
             if let Some(seq) = self.scheduler.seq_mut(id) {
                 // A recompute after preemption scores the same positions again.
-                let known = seq.prompt_logprobs.last().map_or(0, |p| p.position);
-                let prompt_len = seq.prompt.len();
-                seq.prompt_logprobs
-                    .extend(scores.into_iter().filter(|p| p.position > known && p.position < prompt_len));
+                let (known, prompt_len) = (seq.prompt_scored, seq.prompt.len());
+                let new: Vec<PromptLogprob> =
+                    scores.into_iter().filter(|p| p.position > known && p.position < prompt_len).collect();
+                let Some(last) = new.last() else { continue };
+                seq.prompt_scored = last.position;
+                if self.keep_prompt_logprobs {
+                    seq.prompt_logprobs.extend_from_slice(&new);
+                }
+                outcome.prompt_logprobs.push((id, new));
             }
         }
         let now = self.clock.now();
@@ -347,11 +367,13 @@ impl<E: Executor, C: Clock> Engine<E, C> {
     }
 
     pub(crate) fn flush_events(&mut self) {
-        for record in self.log.drain() {
-            for observer in &mut self.observers {
-                observer.on_event(&record);
-            }
+        if self.log.pending().is_empty() {
+            return;
         }
+        for observer in &mut self.observers {
+            observer.on_events(self.log.pending());
+        }
+        self.log.clear();
     }
 }
 

@@ -15,16 +15,21 @@ pub enum StallReason {
     NoFreeBlocks,
     MaxRunning,
     TokenBudget,
+    /// Its prefill would not finish this step, and the most requests allowed
+    /// part-way through a prefill (`max_num_partial_prefills`) already are.
+    MaxPartialPrefills,
 }
 
 impl StallReason {
-    pub const ALL: [StallReason; 3] = [StallReason::NoFreeBlocks, StallReason::MaxRunning, StallReason::TokenBudget];
+    pub const ALL: [StallReason; 4] =
+        [StallReason::NoFreeBlocks, StallReason::MaxRunning, StallReason::TokenBudget, StallReason::MaxPartialPrefills];
 
     pub fn as_str(self) -> &'static str {
         match self {
             StallReason::NoFreeBlocks => "no_free_blocks",
             StallReason::MaxRunning => "max_running",
             StallReason::TokenBudget => "token_budget",
+            StallReason::MaxPartialPrefills => "max_partial_prefills",
         }
     }
 }
@@ -196,6 +201,15 @@ impl EventLog {
     pub fn drain(&mut self) -> std::vec::Drain<'_, EventRecord> {
         self.pending.drain(..)
     }
+
+    /// The events emitted since the last `clear`, in order.
+    pub fn pending(&self) -> &[EventRecord] {
+        &self.pending
+    }
+
+    pub fn clear(&mut self) {
+        self.pending.clear();
+    }
 }
 
 /// A read-only view of the pool and the queues after a step, published by
@@ -255,6 +269,14 @@ fn ratio(a: usize, b: usize) -> f64 {
 /// Something that watches the engine: the lab, metrics, a web view.
 pub trait Observer {
     fn on_event(&mut self, record: &EventRecord);
+    /// One step's events in emission order. An observer behind a lock takes
+    /// it once per step, not once per event (a simulated step can evict
+    /// thousands of blocks).
+    fn on_events(&mut self, records: &[EventRecord]) {
+        for record in records {
+            self.on_event(record);
+        }
+    }
     fn on_step(&mut self, _snapshot: &StepSnapshot) {}
     /// A run of decode-only steps advanced in one go (the simulator's fast
     /// path): one call instead of a snapshot per step. By default the
@@ -287,6 +309,9 @@ pub struct DecodeRunReport {
 impl<T: Observer> Observer for std::sync::Arc<std::sync::Mutex<T>> {
     fn on_event(&mut self, record: &EventRecord) {
         self.lock().unwrap_or_else(|e| e.into_inner()).on_event(record);
+    }
+    fn on_events(&mut self, records: &[EventRecord]) {
+        self.lock().unwrap_or_else(|e| e.into_inner()).on_events(records);
     }
     fn on_step(&mut self, snapshot: &StepSnapshot) {
         self.lock().unwrap_or_else(|e| e.into_inner()).on_step(snapshot);

@@ -52,6 +52,11 @@ impl Scheduler {
                 pool.total_blocks()
             ));
         }
+        let limit = self.config().max_num_partial_prefills;
+        let partial = self.running.iter().filter(|id| self.seqs[id].in_prefill()).count();
+        if limit > 0 && partial > limit {
+            return Err(format!("{partial} requests are part-way through a prefill; the limit is {limit}"));
+        }
         if self.num_running() + self.num_waiting() != self.seqs.len() {
             return Err("queues and live sequences disagree".into());
         }

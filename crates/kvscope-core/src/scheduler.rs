@@ -12,6 +12,11 @@
 //! prompt is prefilled in chunks that fit the budget — and, with a
 //! long-prefill threshold set, chunks of at most that many tokens while
 //! other requests wait or run, so they are admitted between its chunks.
+//! With a partial-prefill limit, at most that many requests are part-way
+//! through their prefill at once: a request that could not finish its
+//! prefill this step waits while the limit is reached, and a later request
+//! whose prefill fits in this step is admitted past it (vLLM's
+//! `max_num_partial_prefills`: short prompts are not stuck behind long ones).
 
 use crate::block_manager::{AdmissionPlan, BlockManager, PoolConfig};
 use crate::block_manager_api::AnyBlockManager;
@@ -37,6 +42,12 @@ pub struct SchedulerConfig {
     /// leave room in every step for the others: a short request behind it
     /// is admitted between chunks instead of after the whole prompt.
     pub long_prefill_token_threshold: usize,
+    /// Most requests part-way through a chunked prefill at once (vLLM's
+    /// `max_num_partial_prefills`); 0 is no limit. It binds only with a
+    /// long-prefill threshold: without one a prefill left part-way has
+    /// used the step's whole budget (the configuration check says so).
+    #[serde(default)]
+    pub max_num_partial_prefills: usize,
 }
 
 /// Why the head of the queue could not be admitted at a step.
@@ -193,12 +204,24 @@ impl Scheduler {
 
     fn admit_waiting(&mut self, budget: &mut usize, batch: &mut ScheduledBatch, log: &mut EventLog) -> Option<Stall> {
         const SITE: &str = "scheduler::admit_waiting";
-        while let Some(&id) = self.waiting.front() {
-            let plan = match self.admission_check(id, *budget) {
+        // Prefills this step leaves unfinished (the running ones were all
+        // scheduled: admission needs budget left).
+        let mut partial = batch.seqs.iter().filter(|s| s.is_prefill && !s.sample).count();
+        // The first request held back by the partial-prefill limit: the
+        // stall reported, while later requests that fit are admitted.
+        let mut held: Option<Stall> = None;
+        let mut i = 0;
+        while let Some(&id) = self.waiting.get(i) {
+            let plan = match self.admission_check(id, *budget, partial) {
                 Ok(plan) => plan,
-                Err(stall) => return Some(stall),
+                Err(stall) if stall.reason == StallReason::MaxPartialPrefills => {
+                    held.get_or_insert(stall);
+                    i += 1;
+                    continue;
+                }
+                Err(stall) => return Some(held.unwrap_or(stall)),
             };
-            self.waiting.pop_front();
+            self.waiting.remove(i);
             let seq = self.seqs.get_mut(&id).expect("waiting ids are live");
             let readmission = seq.preemptions > 0;
             let hits = self.blocks.allocate(seq, plan, log);
@@ -219,24 +242,49 @@ impl Scheduler {
             let cap = prefill_cap(&self.config, others + 1);
             let seq = self.seqs.get_mut(&id).expect("waiting ids are live");
             let n = seq.num_uncomputed().min(*budget).min(cap);
+            partial += usize::from(n < seq.num_uncomputed());
             batch.seqs.push(chunk(seq, n, self.spare.pop(), self.copy_block_tables));
             *budget -= n;
             self.running.push(id);
         }
-        None
+        held
     }
 
     /// Whether waiting sequence `id` can be admitted now with `budget`
     /// tokens left in the step: its admission plan, or why it stalls (the
     /// limits are checked in this order: running sequences, token budget,
-    /// free blocks — the last through the block manager's `can_allocate`).
-    pub(crate) fn admission_check(&mut self, id: RequestId, budget: usize) -> Result<AdmissionPlan, Stall> {
+    /// free blocks — the last through the block manager's `can_allocate` —
+    /// then, with `partial` prefills left unfinished this step, the
+    /// partial-prefill limit).
+    pub(crate) fn admission_check(
+        &mut self,
+        id: RequestId,
+        budget: usize,
+        partial: usize,
+    ) -> Result<AdmissionPlan, Stall> {
         self.admission_limits(id, budget)?;
-        self.blocks.can_allocate(&self.seqs[&id]).map_err(|needed| self.no_free_blocks(id, needed))
+        let plan = self.blocks.can_allocate(&self.seqs[&id]).map_err(|needed| self.no_free_blocks(id, needed))?;
+        let limit = self.config.max_num_partial_prefills;
+        if limit > 0 && partial >= limit && self.would_stay_partial(id, &plan, budget) {
+            return Err(self.stall(id, StallReason::MaxPartialPrefills));
+        }
+        Ok(plan)
+    }
+
+    /// Whether admitting `id` now would leave its prefill unfinished after
+    /// this step. A plug-in's plan does not say its hits; it is taken to
+    /// have none (the limit then errs on holding back).
+    fn would_stay_partial(&self, id: RequestId, plan: &AdmissionPlan, budget: usize) -> bool {
+        let seq = &self.seqs[&id];
+        let uncomputed = seq.len() - plan.cached.len() * self.blocks.block_size();
+        let cap = prefill_cap(&self.config, self.running.len() + self.waiting.len());
+        uncomputed.min(budget).min(cap) < uncomputed
     }
 
     /// The same question, asked without letting a block manager act on it:
-    /// decode runs plan with it, and they run on the native manager only.
+    /// decode runs plan with it, and they run on the native manager only
+    /// (no prefill is in progress then, so the partial-prefill limit never
+    /// binds).
     pub(crate) fn peek_admission(&self, id: RequestId, budget: usize) -> Result<(), Stall> {
         self.admission_limits(id, budget)?;
         let native = self.blocks.native().expect("decode runs are planned on the native block manager only");

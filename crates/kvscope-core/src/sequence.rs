@@ -54,8 +54,13 @@ pub struct Sequence {
     /// Log-probabilities of each output token, when the request asked.
     pub output_logprobs: Vec<SampledToken>,
     /// Log-probabilities of prompt tokens 1.. (token 0 has no context),
-    /// when the request asked to score its prompt.
+    /// when the request asked to score its prompt and the engine keeps
+    /// them (see `Engine::set_keep_prompt_logprobs`).
     pub prompt_logprobs: Vec<PromptLogprob>,
+    /// The last prompt position scored so far (0: none): a recompute after
+    /// a preemption scores the same positions again, and they are not
+    /// reported twice.
+    pub prompt_scored: usize,
     pub params: Arc<SamplingParams>,
     /// Physical blocks holding this sequence's KV, in position order.
     pub block_table: Vec<BlockId>,
@@ -85,6 +90,7 @@ impl Sequence {
             output: Vec::new(),
             output_logprobs: Vec::new(),
             prompt_logprobs: Vec::new(),
+            prompt_scored: 0,
             params: Arc::new(request.params),
             block_table: Vec::new(),
             num_computed: 0,

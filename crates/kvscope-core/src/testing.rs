@@ -3,20 +3,31 @@
 //! next token is a hash of the context *read back through the block table*.
 //! A block-table bug (a wrong prefix hit, a block freed too early, a slot
 //! overwritten by another request) therefore changes the output, just as
-//! it would corrupt a real model's attention.
+//! it would corrupt a real model's attention. It scores prompts too (a
+//! made-up log-probability per position), so prompt scoring can be tested
+//! without a model.
 
-use crate::executor::{Executor, ExecutorError, SampledToken, ScheduledBatch};
-use crate::ids::TokenId;
+use crate::executor::{Executor, ExecutorError, PromptLogprob, SampledToken, ScheduledBatch};
+use crate::ids::{RequestId, TokenId};
 
 pub struct PagedTokenExecutor {
     block_size: usize,
     vocab: u32,
     slots: Vec<Option<TokenId>>,
+    prompt_scores: Vec<(RequestId, Vec<PromptLogprob>)>,
 }
 
 impl PagedTokenExecutor {
     pub fn new(num_blocks: usize, block_size: usize, vocab: u32) -> Self {
-        PagedTokenExecutor { block_size, vocab, slots: vec![None; num_blocks * block_size] }
+        PagedTokenExecutor { block_size, vocab, slots: vec![None; num_blocks * block_size], prompt_scores: Vec::new() }
+    }
+
+    /// The made-up score of `token` at `position`: a function of both only,
+    /// so a chunked, preempted or batched prompt is scored the same.
+    pub fn prompt_score(&self, position: usize, token: TokenId, k: usize) -> PromptLogprob {
+        let logprob = -(((position as u64 * 31 + u64::from(token)) % 997) as f32) / 100.0;
+        let top_logprobs = (0..k as u32).map(|j| ((token + j) % self.vocab, logprob - j as f32)).collect();
+        PromptLogprob { position, token, logprob, top_logprobs }
     }
 }
 
@@ -25,9 +36,19 @@ impl Executor for PagedTokenExecutor {
         let bs = self.block_size;
         let slot = |table: &[crate::ids::BlockId], pos: usize| table[pos / bs].index() * bs + pos % bs;
         let mut out = Vec::with_capacity(batch.seqs.len());
+        self.prompt_scores.clear();
         for seq in &batch.seqs {
             for (i, &t) in seq.tokens.iter().enumerate() {
                 self.slots[slot(&seq.block_table, seq.start_pos + i)] = Some(t);
+            }
+            if let (true, Some(k)) = (seq.is_prefill, seq.sampling.prompt_logprobs) {
+                // Position start_pos + i + 1 is scored from the chunk's row i.
+                let next = seq.tokens.iter().skip(1).copied().map(Some).chain([seq.next_prompt_token]);
+                let scores = next
+                    .enumerate()
+                    .filter_map(|(i, t)| t.map(|t| self.prompt_score(seq.start_pos + i + 1, t, k)))
+                    .collect();
+                self.prompt_scores.push((seq.request_id, scores));
             }
             if !seq.sample {
                 out.push(None);
@@ -44,5 +65,9 @@ impl Executor for PagedTokenExecutor {
             out.push(Some(SampledToken::plain((h % u64::from(self.vocab)) as TokenId)));
         }
         Ok(out)
+    }
+
+    fn take_prompt_logprobs(&mut self) -> Vec<(RequestId, Vec<PromptLogprob>)> {
+        std::mem::take(&mut self.prompt_scores)
     }
 }

@@ -20,6 +20,7 @@ fn config() -> EngineConfig {
             max_batched_tokens: 24,
             max_model_len: 4096,
             long_prefill_token_threshold: 0,
+            max_num_partial_prefills: 0,
         },
         pool: PoolConfig { num_blocks: 14, block_size: 4, enable_prefix_caching: true, bytes_per_block: 0 },
         vocab_size: Some(1000),

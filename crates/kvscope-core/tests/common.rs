@@ -26,12 +26,26 @@ pub fn rig_capped(
     budget: usize,
     long_prefill_token_threshold: usize,
 ) -> Rig {
+    rig_limited(num_blocks, block_size, prefix_caching, max_running, budget, long_prefill_token_threshold, 0)
+}
+
+/// [`rig_capped`] with a partial-prefill limit (0: none).
+pub fn rig_limited(
+    num_blocks: usize,
+    block_size: usize,
+    prefix_caching: bool,
+    max_running: usize,
+    budget: usize,
+    long_prefill_token_threshold: usize,
+    max_num_partial_prefills: usize,
+) -> Rig {
     let config = EngineConfig {
         scheduler: SchedulerConfig {
             max_running,
             max_batched_tokens: budget,
             max_model_len: 4096,
             long_prefill_token_threshold,
+            max_num_partial_prefills,
         },
         pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: prefix_caching, bytes_per_block: 1024 },
         vocab_size: Some(VOCAB as usize),

@@ -10,14 +10,24 @@ use proptest::prelude::*;
 const VOCAB: u32 = 500;
 
 fn config() -> impl Strategy<Value = EngineConfig> {
-    (0usize..6, 0usize..48, 0usize..200, 0usize..24, 0usize..300, any::<bool>(), 0usize..20).prop_map(
-        |(max_running, budget, max_model_len, num_blocks, block_size, caching, long_prefill_token_threshold)| {
+    (0usize..6, 0usize..48, 0usize..200, 0usize..24, 0usize..300, any::<bool>(), 0usize..20, 0usize..8).prop_map(
+        |(
+            max_running,
+            budget,
+            max_model_len,
+            num_blocks,
+            block_size,
+            caching,
+            long_prefill_token_threshold,
+            partial,
+        )| {
             EngineConfig {
                 scheduler: SchedulerConfig {
                     max_running,
                     max_batched_tokens: budget,
                     max_model_len,
                     long_prefill_token_threshold,
+                    max_num_partial_prefills: partial,
                 },
                 pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: caching, bytes_per_block: 64 },
                 vocab_size: Some(VOCAB as usize),

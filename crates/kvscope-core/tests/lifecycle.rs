@@ -294,3 +294,108 @@ fn a_long_prefill_cap_admits_a_short_request_between_chunks() {
     assert!(long > short);
     assert_eq!(capped, uncapped, "the cap changes the chunking, not the tokens");
 }
+
+/// Two 96-token prompts and then a 4-token one, all submitted before the
+/// first step, with a long-prefill cap of 16 in a 32-token budget and a
+/// partial-prefill limit of `limit`: the step of each request's first
+/// token, the outputs, and the stall reasons seen.
+fn behind_two_long_prompts(limit: usize) -> (Vec<u64>, Vec<Vec<u32>>, Vec<StallReason>) {
+    let mut r = common::rig_limited(128, 4, false, 8, 32, 16, limit);
+    r.engine.submit(RequestId(0), (0..96).collect(), greedy(3)).unwrap();
+    r.engine.submit(RequestId(1), (100..196).collect(), greedy(3)).unwrap();
+    r.engine.submit(RequestId(2), vec![7, 8, 9, 10], greedy(3)).unwrap();
+    let mut first = std::collections::BTreeMap::new();
+    let mut outputs = std::collections::BTreeMap::new();
+    for step in 1..100u64 {
+        let outcome = r.engine.step().unwrap();
+        for (id, _) in &outcome.new_tokens {
+            first.entry(id.0).or_insert(step);
+        }
+        for seq in outcome.finished {
+            outputs.insert(seq.id.0, seq.output);
+        }
+        r.engine.scheduler().check_invariants().unwrap();
+        if !r.engine.has_work() {
+            break;
+        }
+    }
+    let stalls = r
+        .recorder
+        .lock()
+        .unwrap()
+        .events
+        .iter()
+        .filter_map(|e| match e.event {
+            KvEvent::Stalled { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    (first.into_values().collect(), outputs.into_values().collect(), stalls)
+}
+
+#[test]
+fn a_partial_prefill_limit_lets_a_short_request_past_two_long_prompts() {
+    // No limit: both long prompts take 16 tokens a step until their
+    // prefills are done, and the short one waits for the budget.
+    let (unlimited, outputs, stalls) = behind_two_long_prompts(0);
+    assert_eq!(unlimited, vec![6, 6, 7]);
+    assert!(stalls.iter().all(|r| *r == StallReason::TokenBudget), "{stalls:?}");
+    // Limit 1: the second long prompt would be left part-way, so it waits
+    // (a stall of its own reason); the short one, done in one step, is
+    // admitted past it and answers at once.
+    let (limited, limited_outputs, stalls) = behind_two_long_prompts(1);
+    assert_eq!(limited[2], 1, "the short request gets its first token in the first step: {limited:?}");
+    assert!(limited[1] > limited[0], "the second long prompt starts after the first: {limited:?}");
+    assert!(stalls.contains(&StallReason::MaxPartialPrefills), "{stalls:?}");
+    assert_eq!(limited_outputs, outputs, "the limit changes the order, not the tokens");
+}
+
+/// Prompt scores of a 40-token prompt (k = 2) under a budget of `budget`
+/// tokens and a pool of `num_blocks` blocks of 4, behind a request that
+/// decodes 40 tokens (admitted first, so the scored one is preempted when
+/// the pool runs out): what each step handed out, what the finished
+/// sequence kept, and whether a preemption happened.
+type Scores = Vec<kvscope_core::PromptLogprob>;
+fn prompt_scores(budget: usize, num_blocks: usize, keep: bool) -> (Vec<Vec<usize>>, Scores, bool) {
+    let mut r = common::rig(num_blocks, 4, false, 4, budget);
+    r.engine.set_keep_prompt_logprobs(keep);
+    r.engine.submit(RequestId(2), (500..504).collect(), greedy(40)).unwrap();
+    let params = SamplingParams { prompt_logprobs: Some(2), ..greedy(6) };
+    r.engine.submit(RequestId(1), (0..40).collect(), params).unwrap();
+    let (mut per_step, mut kept) = (Vec::new(), Vec::new());
+    let mut streamed = Vec::new();
+    while r.engine.has_work() {
+        let outcome = r.engine.step().unwrap();
+        r.engine.scheduler().check_invariants().unwrap();
+        for (id, scores) in outcome.prompt_logprobs {
+            assert_eq!(id, RequestId(1));
+            per_step.push(scores.iter().map(|p| p.position).collect());
+            streamed.extend(scores);
+        }
+        for seq in outcome.finished.into_iter().filter(|s| s.id == RequestId(1)) {
+            kept = seq.prompt_logprobs;
+        }
+    }
+    if keep {
+        assert_eq!(kept, streamed, "what a step hands out is what the sequence keeps");
+    } else {
+        assert!(kept.is_empty(), "not kept when the caller streams them");
+    }
+    (per_step, streamed, r.engine.scheduler().num_preemptions() > 0)
+}
+
+#[test]
+fn prompt_scores_come_out_as_each_chunk_computes_them_once_each() {
+    let (whole_steps, whole, _) = prompt_scores(4096, 64, true);
+    assert_eq!(whole_steps.len(), 1, "one prefill step, one batch of scores");
+    assert_eq!(whole.iter().map(|p| p.position).collect::<Vec<_>>(), (1..40).collect::<Vec<_>>());
+    // Chunks of 8: the scores come out step by step, in order, each once.
+    let (chunk_steps, chunked, _) = prompt_scores(8, 64, false);
+    assert!(chunk_steps.len() >= 5, "{chunk_steps:?}");
+    assert_eq!(chunked, whole, "the same scores, whatever the chunking");
+    // A pool too small for both: preemption and recompute score positions
+    // again, and none is handed out twice.
+    let (_, recomputed, preempted) = prompt_scores(8, 13, true);
+    assert!(preempted, "the workload should preempt the scored request");
+    assert_eq!(recomputed, whole);
+}

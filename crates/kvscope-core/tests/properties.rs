@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::rig_capped;
+use common::rig_limited;
 use kvscope_core::replay::Replay;
 use kvscope_core::{RequestId, SamplingParams, Sequence};
 use proptest::prelude::*;
@@ -53,12 +53,15 @@ struct Setup {
     budget: usize,
     /// Long-prefill token threshold (0: none).
     cap: usize,
+    /// Partial-prefill limit (0: none), never above `max_running`.
+    partial: usize,
 }
 
 /// Runs the workload, checking invariants at every step. Returns the
 /// outputs of requests that were not aborted.
 fn drive(reqs: &[Req], s: &Setup) -> Result<BTreeMap<u64, Vec<u32>>, TestCaseError> {
-    let mut r = rig_capped(s.num_blocks, s.block_size, s.prefix_caching, s.max_running, s.budget, s.cap);
+    let partial = s.partial.min(s.max_running);
+    let mut r = rig_limited(s.num_blocks, s.block_size, s.prefix_caching, s.max_running, s.budget, s.cap, partial);
     let mut outputs = BTreeMap::new();
     let mut submitted = vec![false; reqs.len()];
     let mut accepted = vec![false; reqs.len()];
@@ -117,28 +120,33 @@ proptest! {
         max_running in 1usize..6,
         budget in 1usize..64,
         cap in prop_oneof![Just(0usize), 1usize..20],
+        partial in prop_oneof![Just(0usize), 1usize..4],
     ) {
-        drive(&reqs, &Setup { num_blocks, block_size, prefix_caching, max_running, budget, cap })?;
+        drive(&reqs, &Setup { num_blocks, block_size, prefix_caching, max_running, budget, cap, partial })?;
     }
 
     /// The next token depends only on the token history, so prefix caching,
-    /// preemption, chunking (the budget, the long-prefill cap) and batching
-    /// must not change any output.
+    /// preemption, chunking (the budget, the long-prefill cap), the
+    /// partial-prefill limit (which reorders admissions) and batching must
+    /// not change any output.
     #[test]
     fn outputs_do_not_depend_on_caching_preemption_or_batching(
         reqs in proptest::collection::vec(req().prop_map(|r| Req { abort_after: None, ..r }), 1..10),
         block_size in prop_oneof![Just(2usize), Just(4), Just(8)],
         budget in 1usize..48,
         cap in prop_oneof![Just(0usize), 1usize..16],
+        partial in prop_oneof![Just(0usize), 1usize..3],
     ) {
-        let roomy = Setup { num_blocks: 400, block_size, prefix_caching: false, max_running: 64, budget: 4096, cap: 0 };
+        let roomy =
+            Setup { num_blocks: 400, block_size, prefix_caching: false, max_running: 64, budget: 4096, cap: 0, partial: 0 };
         let reference = drive(&reqs, &roomy)?;
         // Big enough for the largest single request, small enough to preempt.
         let largest = reqs.iter().map(|r| prompt(r).len() + r.max_tokens).max().unwrap();
         let tight_blocks = largest.div_ceil(block_size) + 2;
         for prefix_caching in [false, true] {
             for (num_blocks, max_running) in [(tight_blocks, 8), (400, 1), (400, 64)] {
-                let got = drive(&reqs, &Setup { num_blocks, block_size, prefix_caching, max_running, budget, cap })?;
+                let setup = Setup { num_blocks, block_size, prefix_caching, max_running, budget, cap, partial };
+                let got = drive(&reqs, &setup)?;
                 prop_assert_eq!(&got, &reference);
             }
         }

@@ -118,6 +118,7 @@ fn engine_config<B: GradingBackend>(backend: &B, w: &Workload) -> EngineConfig {
             max_model_len: backend.max_model_len(),
             // Whole-prompt prefills where the budget allows, as in nano-vLLM.
             long_prefill_token_threshold: 0,
+            max_num_partial_prefills: 0,
         },
         pool: PoolConfig {
             num_blocks: w.num_blocks,

@@ -171,6 +171,7 @@ fn in_the_lab_a_leaking_manager_stops_the_engine_instead_of_hanging() {
             max_batched_tokens: 64,
             max_model_len: 4096,
             long_prefill_token_threshold: 0,
+            max_num_partial_prefills: 0,
         },
         pool,
         vocab_size: Some(32_000),

@@ -91,6 +91,7 @@ impl LabConfig {
                 max_batched_tokens: self.max_batched_tokens.unwrap_or(default_budget),
                 max_model_len: info.max_model_len,
                 long_prefill_token_threshold: 0,
+                max_num_partial_prefills: 0,
             },
             pool: PoolConfig {
                 num_blocks: self.num_blocks(info),

@@ -548,12 +548,19 @@ pub(crate) mod tests {
 
     /// A small run under memory pressure: 12 requests, 40 blocks of 4.
     pub(crate) fn small_run(num_blocks: usize) -> CaseRun {
+        small_run_with(num_blocks, 64, 0, 0)
+    }
+
+    /// [`small_run`] with a step budget, a long-prefill cap and a
+    /// partial-prefill limit.
+    fn small_run_with(num_blocks: usize, budget: usize, cap: usize, max_num_partial_prefills: usize) -> CaseRun {
         let config = EngineConfig {
             scheduler: SchedulerConfig {
                 max_running: 6,
-                max_batched_tokens: 64,
+                max_batched_tokens: budget,
                 max_model_len: 256,
-                long_prefill_token_threshold: 0,
+                long_prefill_token_threshold: cap,
+                max_num_partial_prefills,
             },
             pool: PoolConfig { num_blocks, block_size: 4, enable_prefix_caching: true, bytes_per_block: 4096 },
             vocab_size: None,
@@ -582,6 +589,22 @@ pub(crate) mod tests {
                 .expect("runs");
         assert_eq!(run.requests.len(), 12);
         run
+    }
+
+    /// A stall of the partial-prefill limit is one more waiting self-loop,
+    /// named by its reason, and the diagram's counts still add up.
+    #[test]
+    fn partial_prefill_stalls_are_drawn_with_their_reason() {
+        let run = small_run_with(80, 16, 4, 1);
+        let g = LifecycleGraph::from_run(&run);
+        let held = g.transition_count(State::Waiting, State::Waiting, "stalled (max_partial_prefills)");
+        assert!(held > 0, "{:?}", g.between(State::Waiting, State::Waiting));
+        let stalls: u64 = g.between(State::Waiting, State::Waiting).iter().map(|t| t.count).sum();
+        assert_eq!(stalls, g.count("stalled"));
+        assert_eq!(g.count("admitted"), 12 + g.count("preempted"));
+        assert_eq!(g.transition_count(State::Prefill, State::Decode, "first_token"), 12);
+        assert!(g.to_mermaid().contains("stalled (max_partial_prefills)"));
+        crate::svg::assert_wellformed(&g.to_svg());
     }
 
     #[test]

@@ -491,12 +491,14 @@ pub fn render(res: &LabResults, graph: &LifecycleGraph, ctx: &ReportContext, lan
             "**只是观测信号:** 前缀命中探针的潜在重叠 (probe.json 的 `potential`); 它不能单独证明任何加速。".into(),
             format!("**可以当作真实收益/真实代价来解释的 (实测):** 各 case 的存活请求数、排队等待与 TTFT 分布; 因果链扫描中每个点的数值; 前缀缓存开启后实际省下的 {} 个 prefill token 与 TTFT 变化 {:+.3} s。", p.realized.prefill_tokens_saved, p.ttft_p50_change),
             format!("**还不能下结论的:** (1) estimated_kv 之外的内存 (权重、激活) 对真实部署容量的影响; (2) 本机 CPU 上的时间尺度能否外推到 GPU (需要 `kvscope sim` 或 GPU 实测); (3) TTFT 的增长中有一部分来自更长 prompt 的计算本身, 只有排队等待部分归因于状态容量; (4) {}", repeat_caveat(res.repeat, true)),
+            "**本实验未转动的调度旋钮:** 长 prefill 上限 (`kvscope serve --long-prefill-token-threshold`, vLLM 同名) 让长 prompt 每步只算一段, 部分 prefill 上限 (`--max-num-partial-prefills`) 限制同时处于分块 prefill 中的请求数, 让能在一步内完成 prefill 的短请求先被准入; 它们缓解混合负载中短请求被长 prompt 挡住, 但不扩大容量 (BENCHMARKS.md 有实测)。".into(),
         ]
     } else {
         vec![
             "**Observation signal only:** the probe's potential overlap (`potential` in probe.json); on its own it proves no speed-up.".into(),
             format!("**Realized (measured) benefits and costs:** live requests, queue wait and TTFT distributions per case; every point of the causal-chain sweep; the {} prefill tokens actually saved by the prefix cache and the TTFT change of {:+.3} s.", p.realized.prefill_tokens_saved, p.ttft_p50_change),
             format!("**Cannot be concluded yet:** (1) how memory beyond estimated_kv (weights, activations) changes real deployment capacity; (2) whether CPU time scales carry over to a GPU (use `kvscope sim` or a GPU run); (3) part of the TTFT growth is the longer prompt's own compute — only the queue-wait part is due to state capacity; (4) {}", repeat_caveat(res.repeat, false)),
+            "**Scheduling knobs this lab did not turn:** a long-prefill cap (`kvscope serve --long-prefill-token-threshold`, vLLM's name) prefills a long prompt a chunk per step, and a partial-prefill limit (`--max-num-partial-prefills`) bounds how many requests are part-way through a chunked prefill, so short requests whose prefill fits in one step are admitted first; they ease short requests stuck behind long prompts in a mixed load without adding capacity (measured in BENCHMARKS.md).".into(),
         ]
     };
     for i in items {

@@ -43,6 +43,7 @@ fn run(dtype: KvDtype, prompts: &[Vec<u32>], num_blocks: usize, budget: usize) -
             max_batched_tokens: budget,
             max_model_len: 8192,
             long_prefill_token_threshold: 0,
+            max_num_partial_prefills: 0,
         },
         pool: PoolConfig { num_blocks, block_size: BLOCK, enable_prefix_caching: true, bytes_per_block: 0 },
         vocab_size: Some(49152),

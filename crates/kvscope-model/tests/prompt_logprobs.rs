@@ -19,6 +19,7 @@ fn run(prompt: &[u32], params: SamplingParams, budget: usize) -> Sequence {
             max_batched_tokens: budget,
             max_model_len: 8192,
             long_prefill_token_threshold: 0,
+            max_num_partial_prefills: 0,
         },
         pool: PoolConfig { num_blocks: 16, block_size: 16, enable_prefix_caching: true, bytes_per_block: 0 },
         vocab_size: Some(49152),

@@ -65,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
                 max_batched_tokens: 256,
                 max_model_len: 512,
                 long_prefill_token_threshold: 0,
+                max_num_partial_prefills: 0,
             },
             pool: PoolConfig { num_blocks: blocks, block_size, enable_prefix_caching: true, bytes_per_block: 0 },
             vocab_size: Some(95),

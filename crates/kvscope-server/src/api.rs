@@ -11,7 +11,7 @@ use axum::extract::{Request, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use kvscope_core::{SampledToken, TokenId};
+use kvscope_core::{PromptLogprob, SampledToken, TokenId};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -359,9 +359,11 @@ impl Ctx {
 async fn collect(mut gen: Generation, ctx: Ctx) -> Result<(Value, Finish, Ctx), ApiError> {
     let mut text = String::new();
     let mut tokens: Vec<SampledToken> = Vec::new();
+    let mut prompt_logprobs = Vec::new();
     let finish = loop {
         match gen.next().await {
             Some(Ok(piece)) => {
+                prompt_logprobs.extend(piece.prompt_scores);
                 text.push_str(&piece.text);
                 tokens.extend(piece.token);
                 if let Some(finish) = piece.finish {
@@ -380,8 +382,7 @@ async fn collect(mut gen: Generation, ctx: Ctx) -> Result<(Value, Finish, Ctx), 
     let choice = match ctx.frame.kind {
         Kind::Completion => {
             let (echo_text, echo_ids) = ctx.frame.echo.clone().unwrap_or_default();
-            let prompt_scores: Vec<SampledToken> = finish
-                .prompt_logprobs
+            let prompt_scores: Vec<SampledToken> = prompt_logprobs
                 .iter()
                 .map(|p| SampledToken {
                     token: p.token,
@@ -393,7 +394,7 @@ async fn collect(mut gen: Generation, ctx: Ctx) -> Result<(Value, Finish, Ctx), 
                 // Prompt token 0 has no context, so no score; the others
                 // are scored by the engine when the request asked.
                 let mut toks: Vec<Option<&SampledToken>> = echo_ids.iter().map(|_| None).collect();
-                for (p, score) in finish.prompt_logprobs.iter().zip(&prompt_scores) {
+                for (p, score) in prompt_logprobs.iter().zip(&prompt_scores) {
                     if let Some(slot) = toks.get_mut(p.position) {
                         *slot = Some(score);
                     }
@@ -439,6 +440,44 @@ struct ChoiceState {
     queue: VecDeque<Out>,
     ended: bool,
     text_offset: usize,
+    /// The next echoed prompt position whose score is still to be sent, and
+    /// its offset in the echoed text.
+    prompt_next: usize,
+    prompt_offset: usize,
+}
+
+impl ChoiceState {
+    /// A chunk with the scores of the echoed prompt positions up to the last
+    /// one in `scores` (position 0, which has no context, goes with the
+    /// first, unscored): sent as each prefill step computes them, so a
+    /// scored prompt is never held whole in the server. Its text is empty —
+    /// the prompt's text went out in the first chunk.
+    fn prompt_chunk(&mut self, scores: &[PromptLogprob]) -> Option<Value> {
+        let (_, ids) = self.ctx.frame.echo.as_ref()?;
+        self.ctx.frame.plan_logprobs?;
+        let last = scores.last()?.position.min(ids.len().saturating_sub(1));
+        if last < self.prompt_next {
+            return None;
+        }
+        let sampled: Vec<SampledToken> = scores
+            .iter()
+            .map(|p| SampledToken { token: p.token, logprob: Some(p.logprob), top_logprobs: p.top_logprobs.clone() })
+            .collect();
+        let positions = self.prompt_next..=last;
+        // A step's scores cover consecutive positions.
+        let first = scores[0].position;
+        let toks: Vec<Option<&SampledToken>> = positions
+            .clone()
+            .map(|q| {
+                q.checked_sub(first).filter(|&i| scores.get(i).is_some_and(|p| p.position == q)).map(|i| &sampled[i])
+            })
+            .collect();
+        let logprobs = self.ctx.completion_logprobs(&toks, &ids[positions.clone()], self.prompt_offset);
+        self.prompt_offset += positions.clone().map(|q| self.ctx.model.token_text(ids[q]).len()).sum::<usize>();
+        self.prompt_next = last + 1;
+        let choice = json!([{"index": self.index, "text": "", "logprobs": logprobs, "finish_reason": null}]);
+        Some(self.ctx.envelope(true, choice, None))
+    }
 }
 
 fn data(v: &Value) -> Event {
@@ -462,7 +501,7 @@ fn choice_stream(gen: Generation, ctx: Ctx, index: usize) -> impl futures_util::
             }
         }
     }
-    let state = ChoiceState { gen, ctx, index, queue, ended: false, text_offset };
+    let state = ChoiceState { gen, ctx, index, queue, ended: false, text_offset, prompt_next: 0, prompt_offset: 0 };
     futures_util::stream::unfold(state, |mut st| async move {
         loop {
             if let Some(out) = st.queue.pop_front() {
@@ -473,6 +512,12 @@ fn choice_stream(gen: Generation, ctx: Ctx, index: usize) -> impl futures_util::
             }
             match st.gen.next().await {
                 Some(Ok(mut piece)) => {
+                    if !piece.prompt_scores.is_empty() {
+                        if let Some(chunk) = st.prompt_chunk(&piece.prompt_scores) {
+                            st.queue.push_back(Out::Chunk(chunk));
+                        }
+                        continue;
+                    }
                     if st.ctx.frame.score_only {
                         piece.text.clear();
                         piece.token = None;

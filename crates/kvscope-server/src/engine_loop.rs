@@ -14,9 +14,13 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
-/// What a request hears from the engine, in order: tokens, then one end.
+/// What a request hears from the engine, in order: its prompt's scores as
+/// each prefill chunk computes them (when it asked: echo + logprobs), its
+/// tokens, then one end.
 #[derive(Debug)]
 pub enum Update {
+    /// Scores of prompt positions computed in one step, in position order.
+    PromptScores(Vec<kvscope_core::PromptLogprob>),
     Token(SampledToken),
     Finished(Finish),
     /// The executor failed; the request was aborted.
@@ -30,8 +34,6 @@ pub struct Finish {
     pub output_tokens: usize,
     /// Prompt tokens served from the prefix cache at first admission.
     pub cached_tokens: usize,
-    /// Scores of prompt tokens 1.., when the request asked (echo + logprobs).
-    pub prompt_logprobs: Vec<kvscope_core::PromptLogprob>,
 }
 
 /// Why the engine did not take a request.
@@ -222,6 +224,9 @@ where
             }
         };
         let mut engine = Engine::new(config.engine, executor, WallClock::new());
+        // Prompt scores go to their request as each step computes them
+        // (`Update::PromptScores`); the engine does not keep a second copy.
+        engine.set_keep_prompt_logprobs(false);
         for observer in observers {
             engine.add_observer(observer);
         }
@@ -382,6 +387,11 @@ impl<E: Executor> EngineLoop<E> {
         // A request whose client is gone (the send fails) is aborted by
         // `reap_disconnected` before the next step — after the commands
         // already sent, such as the stop-string end that dropped it.
+        for (id, scores) in outcome.prompt_logprobs {
+            if let Some(tx) = self.live.get(&id) {
+                let _ = tx.send(Update::PromptScores(scores));
+            }
+        }
         for (id, token) in outcome.new_tokens {
             if let Some(tx) = self.live.get(&id) {
                 let _ = tx.send(Update::Token(token));
@@ -395,7 +405,6 @@ impl<E: Executor> EngineLoop<E> {
                     prompt_tokens: seq.prompt.len(),
                     output_tokens: seq.output.len(),
                     cached_tokens: seq.num_cached_prompt_tokens,
-                    prompt_logprobs: seq.prompt_logprobs.clone(),
                 }));
             }
         }

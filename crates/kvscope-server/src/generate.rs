@@ -6,16 +6,18 @@ use crate::detok::IncrementalDetokenizer;
 use crate::engine_loop::{Finish, Submitted, Update};
 use crate::model::TextModel;
 use crate::stop::StopMatcher;
-use kvscope_core::{FinishReason, SampledToken, TokenId};
+use kvscope_core::{FinishReason, PromptLogprob, SampledToken, TokenId};
 use std::sync::Arc;
 
 /// A piece of the answer: the text that became final, the token that
-/// produced it (if any), and the end once it comes.
-#[derive(Debug)]
+/// produced it (if any), and the end once it comes — or, before any of
+/// that, scores of prompt positions as the engine computes them.
+#[derive(Debug, Default)]
 pub struct Piece {
     pub text: String,
     pub token: Option<SampledToken>,
     pub finish: Option<Finish>,
+    pub prompt_scores: Vec<PromptLogprob>,
 }
 
 pub struct Generation {
@@ -70,6 +72,7 @@ impl Generation {
             }
         };
         Some(Ok(match update {
+            Update::PromptScores(scores) => Piece { prompt_scores: scores, ..Piece::default() },
             Update::Token(token) => {
                 self.output_tokens += 1;
                 let is_stop_token = !self.ignore_eos && self.stop_token_ids.contains(&token.token);
@@ -84,11 +87,10 @@ impl Generation {
                         prompt_tokens: self.prompt_tokens,
                         output_tokens: self.output_tokens,
                         cached_tokens: 0,
-                        prompt_logprobs: Vec::new(),
                     };
-                    Piece { text, token: Some(token), finish: Some(finish) }
+                    Piece { text, token: Some(token), finish: Some(finish), ..Piece::default() }
                 } else {
-                    Piece { text, token: Some(token), finish: None }
+                    Piece { text, token: Some(token), ..Piece::default() }
                 }
             }
             Update::Finished(finish) => {
@@ -101,7 +103,7 @@ impl Generation {
                 if stopped {
                     finish.reason = FinishReason::Stop;
                 }
-                Piece { text, token: None, finish: Some(finish) }
+                Piece { text, finish: Some(finish), ..Piece::default() }
             }
             Update::Failed(message) => {
                 self.submitted.mark_done();

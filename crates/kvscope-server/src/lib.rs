@@ -18,6 +18,7 @@ pub mod engine_loop;
 pub mod error;
 pub mod events_feed;
 pub mod generate;
+pub mod head_refusal;
 pub mod intake;
 pub mod kv_view;
 pub mod limits;
@@ -101,6 +102,13 @@ pub struct ServeArgs {
     /// requests are then admitted between a long prompt's chunks.
     #[arg(long, default_value_t = 0)]
     pub long_prefill_token_threshold: usize,
+    /// Most requests part-way through a chunked prefill at once (vLLM's
+    /// max_num_partial_prefills; 0: no limit; needs
+    /// --long-prefill-token-threshold). A request whose prefill would be
+    /// left unfinished waits while the limit is reached; shorter ones behind
+    /// it that finish their prefill in one step go first.
+    #[arg(long, default_value_t = 0)]
+    pub max_num_partial_prefills: usize,
     /// Require `Authorization: Bearer KEY` on /v1/* and the state
     /// endpoints (/kv, /events, /api/series), as vLLM's --api-key does.
     #[arg(long, env = "KVSCOPE_API_KEY", hide_env_values = true)]
@@ -131,6 +139,7 @@ impl ServeArgs {
                     max_batched_tokens: self.max_num_batched_tokens,
                     max_model_len,
                     long_prefill_token_threshold: self.long_prefill_token_threshold,
+                    max_num_partial_prefills: self.max_num_partial_prefills,
                 },
                 pool: kvscope_core::PoolConfig {
                     num_blocks: self.kv_blocks,

@@ -6,6 +6,7 @@
 //!
 //! `axum::serve` offers neither timeout, hence this small loop over hyper.
 
+use crate::head_refusal::JsonHeadRefusal;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -16,8 +17,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 /// Largest request head (start line and headers) the HTTP layer reads;
-/// beyond it hyper answers a bare 431 and closes the connection. Heads
-/// between `limits::MAX_HEADER_BYTES` and this get an OpenAI-shaped 431.
+/// beyond it hyper answers a 431 itself and closes the connection
+/// (`head_refusal` gives that answer the OpenAI shape). Heads between
+/// `limits::MAX_HEADER_BYTES` and this get their 431 from `security::guard`.
 pub const HARD_MAX_HEADER_BYTES: usize = 256 * 1024;
 
 pub struct ListenConfig {
@@ -45,7 +47,7 @@ pub async fn serve(listener: TcpListener, app: Router, config: ListenConfig, shu
                     }
                 };
                 let service = TowerToHyperService::new(app.clone());
-                let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                let connection = graceful.watch(http.serve_connection(TokioIo::new(JsonHeadRefusal::new(stream)), service));
                 connections.spawn(async move {
                     if let Err(e) = connection.await {
                         let why = if e.is_timeout() {

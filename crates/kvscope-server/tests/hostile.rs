@@ -108,6 +108,41 @@ async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> (String, bool) {
     (String::from_utf8_lossy(&out).into_owned(), closed)
 }
 
+/// Sends a request head of 300 KiB (over `HARD_MAX_HEADER_BYTES`) and reads
+/// the answer until the server closes. The head goes out in pieces and a
+/// write error is ignored: the server stops reading once the head is too
+/// large, and its answer is what is checked.
+async fn oversized_head(addr: std::net::SocketAddr) -> (String, bool) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut head = b"GET /v1/models HTTP/1.1\r\nhost: 127.0.0.1\r\n".to_vec();
+    for i in 0..300 {
+        head.extend_from_slice(format!("x-pad-{i}: {}\r\n", "a".repeat(1000)).as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    assert!(head.len() > kvscope_server::listener::HARD_MAX_HEADER_BYTES);
+    let (mut reader, mut writer) = stream.split();
+    let write = async {
+        let _ = writer.write_all(&head).await;
+    };
+    let read = async {
+        let mut out = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(20), async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await
+        .is_ok();
+        (String::from_utf8_lossy(&out).into_owned(), closed)
+    };
+    let ((), answer) = tokio::join!(write, read);
+    answer
+}
+
 fn error_of(answer: &Value) -> (&str, &str) {
     let e = &answer["error"];
     (
@@ -287,6 +322,26 @@ async fn api_details_clients_rely_on() {
     }
     assert!(tokens.iter().all(|t| t.starts_with("token_id:")), "{tokens:?}");
 
+    // Streamed, the echoed prompt's scores come in their own chunks as the
+    // prefill computes them, and all chunks together say what the whole
+    // answer says.
+    let body = json!({"prompt": "hello world", "max_tokens": 3, "echo": true, "logprobs": 1, "ignore_eos": true});
+    let (status, whole) = client.post("/v1/completions", &body.to_string()).await;
+    assert_eq!(status, 200, "{whole}");
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let chunks = client.open_stream("/v1/completions", &streamed.to_string()).await.all().await;
+    let choices: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]).filter(|c| !c.is_null()).collect();
+    assert_eq!(choices[0]["text"], "hello world", "{chunks:?}");
+    assert!(choices.iter().any(|c| c["text"] == "" && c["logprobs"]["token_logprobs"][1].is_number()), "{chunks:?}");
+    let text: String = choices.iter().filter_map(|c| c["text"].as_str()).collect();
+    assert_eq!(text, whole["choices"][0]["text"].as_str().unwrap());
+    for key in ["tokens", "token_logprobs", "top_logprobs", "text_offset"] {
+        let joined: Vec<Value> =
+            choices.iter().filter_map(|c| c["logprobs"][key].as_array()).flatten().cloned().collect();
+        assert_eq!(Value::Array(joined), whole["choices"][0]["logprobs"][key], "{key}: {chunks:?}");
+    }
+
     // max_tokens 0 with echo scores the prompt and generates nothing.
     let (status, answer) = client
         .post("/v1/completions", &json!({"prompt": "hello", "max_tokens": 0, "echo": true, "logprobs": 1}).to_string())
@@ -363,6 +418,15 @@ async fn api_details_clients_rely_on() {
     let resp = client.http.get(format!("{}/v1/models", client.base)).header("x-big", &big).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 431);
     assert!(error_of(&serde_json::from_str::<Value>(&resp.text().await.unwrap()).unwrap()).0.contains("headers"));
+    // Beyond the HTTP layer's own cap hyper answers before any handler
+    // runs; that 431 is OpenAI-shaped too, and the connection is closed.
+    let (answer, closed) = oversized_head(server.addr).await;
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("JSON body expected ({e}): {answer}"));
+    assert!(error_of(&body).0.contains("headers"), "{body}");
+    assert_eq!(error_of(&body).1, "invalid_request_error");
+    assert!(closed);
     // The router's own errors are OpenAI-shaped too.
     let resp = client.http.get(format!("{}/no/such/path", client.base)).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 404);

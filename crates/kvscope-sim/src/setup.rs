@@ -86,6 +86,7 @@ impl SimConfig {
                 max_batched_tokens: self.max_batched_tokens,
                 max_model_len: self.max_model_len.unwrap_or(self.model.max_context),
                 long_prefill_token_threshold: 0,
+                max_num_partial_prefills: 0,
             },
             pool: PoolConfig {
                 num_blocks: plan.num_blocks,

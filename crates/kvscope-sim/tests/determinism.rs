@@ -74,3 +74,30 @@ fn outputs_have_exactly_the_workload_lengths_even_with_stop_tokens() {
     }
     assert!(engine.clock().now() > 0.0);
 }
+
+/// FNV-1a, 64 bit: a digest of the stream that needs no dependency.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The block manager's hot paths are tuned for the simulator's speed; this
+/// pins what they decide (hits, evictions, preemptions, which block goes to
+/// whom, in which order) so that a faster manager is also the same manager.
+/// A change that means to alter behaviour updates the digest and says why
+/// in its commit.
+#[test]
+fn the_event_stream_is_pinned_across_block_manager_changes() {
+    let (bytes, _) = run(7);
+    // Clock times are left out: they come from the cost model's floating
+    // point, which this test is not about.
+    let mut decisions = Vec::new();
+    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let mut event: serde_json::Value = serde_json::from_slice(line).unwrap();
+        event.as_object_mut().unwrap().remove("t");
+        serde_json::to_writer(&mut decisions, &event).unwrap();
+        decisions.push(b'\n');
+    }
+    assert_eq!(fnv1a(&decisions), PINNED_DIGEST, "the event stream changed; {} bytes", decisions.len());
+}
+
+const PINNED_DIGEST: u64 = 3_641_612_737_986_128_629;

@@ -153,6 +153,7 @@ fn once(model: &LoadedModel, args: &ThroughputArgs, run: u32) -> anyhow::Result<
             max_batched_tokens: c.saturating_mul(l).saturating_add(c),
             max_model_len: config.context_length,
             long_prefill_token_threshold: 0,
+            max_num_partial_prefills: 0,
         },
         pool: PoolConfig {
             num_blocks,

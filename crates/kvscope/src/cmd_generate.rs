@@ -69,6 +69,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             max_batched_tokens: 2048,
             max_model_len: config.context_length,
             long_prefill_token_threshold: 0,
+            max_num_partial_prefills: 0,
         },
         pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: false, bytes_per_block: kv_bytes },
         vocab_size: Some(config.vocab_size),

@@ -79,6 +79,9 @@ impl Executor for SlowExecutor {
         std::thread::sleep(self.delay);
         self.inner.execute(batch)
     }
+    fn take_prompt_logprobs(&mut self) -> Vec<(kvscope_core::RequestId, Vec<kvscope_core::PromptLogprob>)> {
+        self.inner.take_prompt_logprobs()
+    }
 }
 
 pub fn config(num_blocks: usize, block_size: usize, max_running: usize, max_waiting: usize) -> ServerConfig {
@@ -94,6 +97,7 @@ pub fn config(num_blocks: usize, block_size: usize, max_running: usize, max_wait
                 max_batched_tokens: 256,
                 max_model_len: 128,
                 long_prefill_token_threshold: 0,
+                max_num_partial_prefills: 0,
             },
             pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: true, bytes_per_block: 0 },
             vocab_size: Some(VOCAB),
