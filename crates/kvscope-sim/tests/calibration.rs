@@ -62,6 +62,12 @@ struct TimedExecutor {
 
 impl Executor for TimedExecutor {
     fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
+        // Each decoding sequence reads its own context, as in a real run (a
+        // shared one stays in cache and times decode too fast).
+        let mut seen = std::collections::HashSet::new();
+        for seq in batch.seqs.iter().filter(|s| !s.is_prefill) {
+            assert!(seq.block_table.iter().all(|b| seen.insert(*b)), "decoding sequences share a KV block");
+        }
         self.clock.advance(self.truth.seconds(&BatchShape::of(batch)));
         self.inner.execute(batch)
     }
