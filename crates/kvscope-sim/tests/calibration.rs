@@ -90,8 +90,9 @@ fn calibrate_measures_valid_batches_and_the_fit_recovers_the_executor() {
     })
     .unwrap();
     assert_eq!(calls, samples.len());
-    // 4 prefills + (1 + 1 + 3) context chunks + 3 contexts × 4 batches × 4 steps.
-    assert_eq!(samples.len(), 4 + 5 + 48);
+    // 4 prefills + (1 + 1 + 3) context chunks for each of the 32 decoding
+    // sequences' own contexts + 3 contexts × 4 batches × 4 steps.
+    assert_eq!(samples.len(), 4 + 32 * 5 + 48);
     assert!(plan.max_context() >= 512);
     let f = fit("smollm2-135m", &samples).unwrap();
     for (got, want) in f.coefficients.as_array().iter().zip(truth.as_array()) {
