@@ -47,9 +47,15 @@ pub fn compare(real: &LabResults, sim: &LabResults) -> Vec<CaseValidation> {
 }
 
 /// A markdown table: one row per case and metric, with the 10 % target.
-pub fn markdown(rows: &[CaseValidation], description: &str) -> String {
+/// `repeats` real runs stand behind each real figure (their median).
+pub fn markdown(rows: &[CaseValidation], description: &str, repeats: usize) -> String {
+    let real = if repeats > 1 {
+        format!("Real figures are the medians of {repeats} runs.")
+    } else {
+        "Real figures are one run's: on 2 cores the same workload's TTFT moved by up to 15 % between two runs here, more than the 10 % target, so `--repeat 3` (medians) is the fairer comparison.".to_string()
+    };
     let mut out = format!(
-        "Simulated executor: {description}. Same workloads, seed and pool as the real run above.\n\n| case | metric | real | sim | error | within 10 % |\n|---|---|---|---|---|---|\n"
+        "Simulated executor: {description}. Same workloads, seed and pool as the real run above. {real}\n\n| case | metric | real | sim | error | within 10 % |\n|---|---|---|---|---|---|\n"
     );
     for c in rows {
         for m in &c.metrics {

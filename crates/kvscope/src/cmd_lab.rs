@@ -388,7 +388,7 @@ fn validate_with_sim(model: LoadedModel, cfg: &LabConfig, real: &LabResults) -> 
         Ok(sim) => {
             let rows = kvscope_lab::validation::compare(real, &sim);
             SimValidation {
-                markdown: kvscope_lab::validation::markdown(&rows, &description),
+                markdown: kvscope_lab::validation::markdown(&rows, &description, real.repeat),
                 json: serde_json::to_value(&rows).ok(),
             }
         }
