@@ -156,8 +156,11 @@ pub fn csv(f: &FailureResults) -> String {
 /// conditions not reached are left out (the table says "> top").
 pub fn svg(f: &FailureResults) -> String {
     let colors = ["#2f6fbf", "#7d4fc0", "#c0392b"];
+    // Shrinking dots: where two conditions appear at the same load, the
+    // later one's dot sits inside the earlier one's ring.
+    let radii = [7.0, 5.0, 3.0];
     let mut series = Vec::new();
-    for (c, color) in CONDITIONS.into_iter().zip(colors) {
+    for ((c, color), r) in CONDITIONS.into_iter().zip(colors).zip(radii) {
         let pts = |real: bool| -> Vec<(f64, f64)> {
             f.points
                 .iter()
@@ -170,10 +173,12 @@ pub fn svg(f: &FailureResults) -> String {
         };
         let (real, sim) = (pts(true), pts(false));
         if !real.is_empty() {
-            series.push(Series::new(&format!("{} (real)", name(c, false)), color, real).dotted());
+            series.push(Series::new(&format!("{} (real)", name(c, false)), color, real).dotted().dot_radius(r));
         }
         if !sim.is_empty() {
-            series.push(Series::new(&format!("{} (simulated)", name(c, false)), color, sim).dotted().dashed());
+            series.push(
+                Series::new(&format!("{} (simulated)", name(c, false)), color, sim).dotted().dashed().dot_radius(r),
+            );
         }
     }
     let y_label = match f.plan.load {

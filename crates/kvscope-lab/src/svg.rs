@@ -349,11 +349,21 @@ pub struct Series {
     pub step: bool,
     /// Mark each point with a dot.
     pub dots: bool,
+    /// The dots' radius (px).
+    pub dot_radius: f64,
 }
 
 impl Series {
     pub fn new(label: &str, color: &str, points: Vec<(f64, f64)>) -> Series {
-        Series { label: label.into(), color: color.into(), points, dashed: false, step: false, dots: false }
+        Series {
+            label: label.into(),
+            color: color.into(),
+            points,
+            dashed: false,
+            step: false,
+            dots: false,
+            dot_radius: 3.5,
+        }
     }
     pub fn dashed(mut self) -> Series {
         self.dashed = true;
@@ -365,6 +375,12 @@ impl Series {
     }
     pub fn dotted(mut self) -> Series {
         self.dots = true;
+        self
+    }
+    /// Dots of radius `r`: series drawn with shrinking radii stay visible
+    /// where their points coincide.
+    pub fn dot_radius(mut self, r: f64) -> Series {
+        self.dot_radius = r;
         self
     }
 }
@@ -423,7 +439,7 @@ pub fn line_chart(svg: &mut Svg, x: f64, y: f64, w: f64, h: f64, chart: &Chart, 
         svg.polyline(&pts, &s.color, 2.0, if s.dashed { Some("6 4") } else { None });
         if s.dots {
             for &(px, py) in &s.points {
-                svg.circle(sx.map(px), sy.map(py.clamp(ymin, ymax)), 3.5, &s.color);
+                svg.circle(sx.map(px), sy.map(py.clamp(ymin, ymax)), s.dot_radius, &s.color);
             }
         }
     }
