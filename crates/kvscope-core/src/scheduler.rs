@@ -50,6 +50,22 @@ pub struct SchedulerConfig {
     pub max_num_partial_prefills: usize,
 }
 
+impl SchedulerConfig {
+    /// Limits of `max_running` sequences and `max_batched_tokens` per step
+    /// for a model of `max_model_len`, with the long-prompt knobs off (set
+    /// them by field where wanted): one constructor, so a new knob does not
+    /// touch every command that builds an engine.
+    pub fn new(max_running: usize, max_batched_tokens: usize, max_model_len: usize) -> Self {
+        SchedulerConfig {
+            max_running,
+            max_batched_tokens,
+            max_model_len,
+            long_prefill_token_threshold: 0,
+            max_num_partial_prefills: 0,
+        }
+    }
+}
+
 /// Why the head of the queue could not be admitted at a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stall {

@@ -112,14 +112,8 @@ pub fn grade<B: GradingBackend>(backend: &mut B, cfg: &GradeConfig, progress: &m
 
 fn engine_config<B: GradingBackend>(backend: &B, w: &Workload) -> EngineConfig {
     EngineConfig {
-        scheduler: SchedulerConfig {
-            max_running: w.max_running,
-            max_batched_tokens: w.max_batched_tokens,
-            max_model_len: backend.max_model_len(),
-            // Whole-prompt prefills where the budget allows, as in nano-vLLM.
-            long_prefill_token_threshold: 0,
-            max_num_partial_prefills: 0,
-        },
+        // Whole-prompt prefills where the budget allows, as in nano-vLLM.
+        scheduler: SchedulerConfig::new(w.max_running, w.max_batched_tokens, backend.max_model_len()),
         pool: PoolConfig {
             num_blocks: w.num_blocks,
             block_size: w.block_size,

@@ -86,13 +86,11 @@ impl LabConfig {
             Scale::Gpu => (256, 8192),
         };
         EngineConfig {
-            scheduler: SchedulerConfig {
-                max_running: self.max_running.unwrap_or(default_max_running),
-                max_batched_tokens: self.max_batched_tokens.unwrap_or(default_budget),
-                max_model_len: info.max_model_len,
-                long_prefill_token_threshold: 0,
-                max_num_partial_prefills: 0,
-            },
+            scheduler: SchedulerConfig::new(
+                self.max_running.unwrap_or(default_max_running),
+                self.max_batched_tokens.unwrap_or(default_budget),
+                info.max_model_len,
+            ),
             pool: PoolConfig {
                 num_blocks: self.num_blocks(info),
                 block_size: self.block_size,

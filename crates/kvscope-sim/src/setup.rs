@@ -81,13 +81,11 @@ impl SimConfig {
     pub fn engine_config(&self) -> Result<(EngineConfig, KvPoolPlan), SimError> {
         let plan = self.pool_plan()?;
         let config = EngineConfig {
-            scheduler: SchedulerConfig {
-                max_running: self.max_running,
-                max_batched_tokens: self.max_batched_tokens,
-                max_model_len: self.max_model_len.unwrap_or(self.model.max_context),
-                long_prefill_token_threshold: 0,
-                max_num_partial_prefills: 0,
-            },
+            scheduler: SchedulerConfig::new(
+                self.max_running,
+                self.max_batched_tokens,
+                self.max_model_len.unwrap_or(self.model.max_context),
+            ),
             pool: PoolConfig {
                 num_blocks: plan.num_blocks,
                 block_size: self.block_size,

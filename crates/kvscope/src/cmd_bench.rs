@@ -148,13 +148,7 @@ fn once(model: &LoadedModel, args: &ThroughputArgs, run: u32) -> anyhow::Result<
     let per_seq = l.saturating_add(o).saturating_add(1).div_ceil(block_size);
     let num_blocks = c.saturating_mul(per_seq);
     let engine_config = EngineConfig {
-        scheduler: SchedulerConfig {
-            max_running: c,
-            max_batched_tokens: c.saturating_mul(l).saturating_add(c),
-            max_model_len: config.context_length,
-            long_prefill_token_threshold: 0,
-            max_num_partial_prefills: 0,
-        },
+        scheduler: SchedulerConfig::new(c, c.saturating_mul(l).saturating_add(c), config.context_length),
         pool: PoolConfig {
             num_blocks,
             block_size,

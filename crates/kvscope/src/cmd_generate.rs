@@ -64,13 +64,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let num_blocks = prompt.len().saturating_add(args.max_tokens).div_ceil(block_size) + 1;
     let kv_bytes = model.kv_bytes_per_token() * block_size as u64;
     let engine_config = EngineConfig {
-        scheduler: SchedulerConfig {
-            max_running: 1,
-            max_batched_tokens: 2048,
-            max_model_len: config.context_length,
-            long_prefill_token_threshold: 0,
-            max_num_partial_prefills: 0,
-        },
+        scheduler: SchedulerConfig::new(1, 2048, config.context_length),
         pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: false, bytes_per_block: kv_bytes },
         vocab_size: Some(config.vocab_size),
     };
