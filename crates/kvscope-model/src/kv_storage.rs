@@ -33,6 +33,16 @@ pub enum KvStorageError {
     UnsupportedDtype(KvDtype),
 }
 
+/// `Ok` when the CPU engine stores `dtype`; the one check every command and
+/// the storage itself run (bf16 and fp8 exist only as simulator sizes).
+pub fn check_cpu_dtype(dtype: KvDtype) -> Result<(), KvStorageError> {
+    if dtype.runs_on_cpu() {
+        Ok(())
+    } else {
+        Err(KvStorageError::UnsupportedDtype(dtype))
+    }
+}
+
 /// One of K or V for one layer: the stored values and, for int8, their
 /// scales.
 #[derive(Debug)]
@@ -88,23 +98,24 @@ impl KvPlane {
 }
 
 /// Symmetric int8 of one head vector: the scale maps the largest magnitude
-/// to 127 and values round to nearest (ties to even), as llama.cpp's Q8_0
-/// does per 32 values. Returns the scale. Scalar on purpose: a handful of
+/// to 127 and values round to nearest (ties to even), as the int8 kernels'
+/// activations (and llama.cpp's Q8_0) do per 32 values. Returns the scale. Scalar on purpose: a handful of
 /// rows per step, and the same bits on every machine.
 pub fn quantize_int8(x: &[f32], q: &mut [i8]) -> f32 {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let d = amax / 127.0;
-    let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let (d, inv) = crate::kernels::int8::act::scales(amax);
     for (qi, &v) in q.iter_mut().zip(x) {
         *qi = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
     }
     d
 }
 
+/// K and V of one layer, made together in one format (private, so they
+/// stay so; attention reads them through [`PagedKvCache::view`]).
 #[derive(Debug)]
-pub struct LayerKv {
-    pub k: KvPlane,
-    pub v: KvPlane,
+struct LayerKv {
+    k: KvPlane,
+    v: KvPlane,
 }
 
 #[derive(Debug)]
@@ -140,9 +151,7 @@ impl PagedKvCache {
         if block_size == 0 {
             return Err(KvStorageError::ZeroBlockSize);
         }
-        if !dtype.runs_on_cpu() {
-            return Err(KvStorageError::UnsupportedDtype(dtype));
-        }
+        check_cpu_dtype(dtype)?;
         let kv_dim = config.kv_dim();
         let slots = (num_blocks as u128) * (block_size as u128);
         let bytes = slots * bytes_per_token(config, dtype) as u128;
@@ -197,10 +206,6 @@ impl PagedKvCache {
 
     pub fn total_bytes(&self) -> usize {
         self.bytes_per_block() * self.num_blocks
-    }
-
-    pub fn layer(&self, i: usize) -> &LayerKv {
-        &self.layers[i]
     }
 
     /// The slot of position `pos` under `block_table`, if the table covers it
@@ -288,7 +293,7 @@ mod tests {
             let mut kv = PagedKvCache::new(&c, dtype, 2, 4).unwrap();
             kv.write(3, 5, &k, &v);
             for (i, &x) in k.iter().enumerate() {
-                let got = kv.layer(3).k.value(5 * 192 + i, 64);
+                let got = kv.layers[3].k.value(5 * 192 + i, 64);
                 let head_max = k[i / 64 * 64..][..64].iter().fold(0f32, |m, y| m.max(y.abs()));
                 let tol = match dtype {
                     KvDtype::F32 => 0.0,
@@ -298,8 +303,8 @@ mod tests {
                 assert!((got - x).abs() <= tol, "{dtype} value {i}: {got} vs {x}");
             }
             // other slots and layers untouched
-            assert_eq!(kv.layer(3).k.value(4 * 192, 64), 0.0);
-            assert_eq!(kv.layer(2).v.value(5 * 192, 64), 0.0);
+            assert_eq!(kv.layers[3].k.value(4 * 192, 64), 0.0);
+            assert_eq!(kv.layers[2].v.value(5 * 192, 64), 0.0);
         }
     }
 
@@ -324,8 +329,8 @@ mod tests {
         let k = vec![1.0; 192];
         let v = vec![2.0; 192];
         kv.write(5, 3, &k, &v);
-        assert!((0..192).all(|i| kv.layer(5).k.value(3 * 192 + i, 64) == 1.0));
-        assert_eq!(kv.layer(5).v.value(3 * 192, 64), 2.0);
+        assert!((0..192).all(|i| kv.layers[5].k.value(3 * 192 + i, 64) == 1.0));
+        assert_eq!(kv.layers[5].v.value(3 * 192, 64), 2.0);
     }
 
     #[test]

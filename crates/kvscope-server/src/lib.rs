@@ -158,9 +158,7 @@ impl ServeArgs {
     /// model loads: the address and the engine limits (with stand-in model
     /// facts that pass their own checks).
     pub fn check(&self) -> anyhow::Result<()> {
-        if !self.kv_dtype.runs_on_cpu() {
-            anyhow::bail!("{}", kvscope_model::kv_storage::KvStorageError::UnsupportedDtype(self.kv_dtype));
-        }
+        kvscope_model::kv_storage::check_cpu_dtype(self.kv_dtype)?;
         self.config(1, 1, 0).map(|_| ())
     }
 }

@@ -57,8 +57,5 @@ impl LoadedModel {
 /// `--kv-dtype` must name a format the CPU engine stores; checked before the
 /// model loads.
 pub fn check_kv_dtype(dtype: KvDtype) -> anyhow::Result<()> {
-    if !dtype.runs_on_cpu() {
-        anyhow::bail!("{}", KvStorageError::UnsupportedDtype(dtype));
-    }
-    Ok(())
+    Ok(kv_storage::check_cpu_dtype(dtype)?)
 }

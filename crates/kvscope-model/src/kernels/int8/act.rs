@@ -98,9 +98,10 @@ fn quantize_block(isa: super::Int8Isa, x: &[f32; BLOCK], q: &mut [i8; BLOCK]) ->
     quantize_block_portable(x, q)
 }
 
-/// `1 / d`, or 0 for an all-zero block (then every q is 0).
+/// The scale `d = amax / 127` and `1 / d`, or 0 for an all-zero block
+/// (then every q is 0). Also the KV cache's int8 rule (`kv_storage`).
 #[inline(always)]
-fn scales(amax: f32) -> (f32, f32) {
+pub(crate) fn scales(amax: f32) -> (f32, f32) {
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     (d, id)
