@@ -40,32 +40,32 @@ impl PoolConfig {
     }
 }
 
+/// One block's bookkeeping, packed into one cache line: a simulation takes,
+/// fills, releases and evicts every block of every request, and each of
+/// those touches only this line (the parent keys and the tokens of indexed
+/// blocks live in separate, colder arrays).
 #[derive(Clone, Debug)]
+#[repr(align(64))]
 struct Block {
     holders: Holders,
-    /// Slots holding computed KV.
-    filled: usize,
     /// Set once the block is full and indexed in the prefix cache; its
-    /// tokens are then in `BlockManager::tokens`.
-    key: Option<IndexedContent>,
-    /// Whether the block is in the cached-free list (free and indexed).
-    in_lru: bool,
+    /// tokens are then in `BlockManager::tokens` and its parent's key in
+    /// `BlockManager::parents`.
+    key: Option<BlockHash>,
+    /// Slots holding computed KV.
+    filled: u32,
     /// Neighbours in the cached-free list (`NIL` at the ends): a prefix hit
     /// takes a block out of the middle in O(1).
     lru_prev: u32,
     lru_next: u32,
+    /// Whether the block is in the cached-free list (free and indexed).
+    in_lru: bool,
 }
 
 impl Default for Block {
     fn default() -> Self {
-        Block { holders: Holders::default(), filled: 0, key: None, in_lru: false, lru_prev: NIL, lru_next: NIL }
+        Block { holders: Holders::default(), key: None, filled: 0, lru_prev: NIL, lru_next: NIL, in_lru: false }
     }
-}
-
-#[derive(Clone, Copy, Debug)]
-struct IndexedContent {
-    hash: BlockHash,
-    parent: Option<BlockHash>,
 }
 
 /// Where a block stands; used by views such as `/kv`.
@@ -136,6 +136,9 @@ pub struct BlockManager {
     /// index. One buffer for the pool: a simulation indexes and evicts
     /// millions of blocks, and none of them allocates.
     tokens: Vec<TokenId>,
+    /// The key of each indexed block's parent (`None` for a first block):
+    /// with the tokens, the proof that a hash hit is a real one.
+    parents: Vec<Option<BlockHash>>,
     used: usize,
     used_tokens: usize,
     counters: PrefixCacheCounters,
@@ -162,6 +165,7 @@ impl BlockManager {
             } else {
                 Vec::new()
             },
+            parents: if config.enable_prefix_caching { vec![None; config.num_blocks] } else { Vec::new() },
             used: 0,
             used_tokens: 0,
             counters: PrefixCacheCounters::default(),
@@ -216,7 +220,7 @@ impl BlockManager {
                 },
                 ref_count: b.holders.len(),
                 holders: b.holders.to_vec(),
-                filled: b.filled,
+                filled: b.filled as usize,
             })
             .collect()
     }
@@ -247,9 +251,9 @@ impl BlockManager {
         for block_tokens in usable.chunks_exact(bs) {
             let hash = block_hash(parent, block_tokens);
             let Some(&id) = self.index.get(&hash) else { break };
-            let content = self.blocks[id.index()].key.expect("indexed blocks have content");
+            debug_assert_eq!(self.blocks[id.index()].key, Some(hash), "the index lists indexed blocks");
             // The hash is only a hint; equal tokens after an equal parent is the proof.
-            if content.parent != parent || self.block_tokens(id.index()) != block_tokens {
+            if self.parents[id.index()] != parent || self.block_tokens(id.index()) != block_tokens {
                 break;
             }
             hits.push(id);
@@ -338,9 +342,9 @@ impl BlockManager {
             let id = seq.block_table[i];
             let filled = seq.num_computed.saturating_sub(i * bs).min(bs);
             let block = &mut self.blocks[id.index()];
-            if filled > block.filled {
-                self.used_tokens += filled - block.filled;
-                block.filled = filled;
+            if filled > block.filled as usize {
+                self.used_tokens += filled - block.filled as usize;
+                block.filled = filled as u32;
             }
             if filled < bs {
                 break;
@@ -349,8 +353,8 @@ impl BlockManager {
             if !self.config.enable_prefix_caching {
                 continue;
             }
-            if let Some(content) = &block.key {
-                seq.last_full_hash = Some(content.hash);
+            if let Some(hash) = block.key {
+                seq.last_full_hash = Some(hash);
                 continue;
             }
             let parent = seq.last_full_hash;
@@ -373,7 +377,8 @@ impl BlockManager {
             // (its slot tokens are scratch, read only while `key` is set).
             if let std::collections::hash_map::Entry::Vacant(slot) = self.index.entry(hash) {
                 slot.insert(id);
-                block.key = Some(IndexedContent { hash, parent });
+                block.key = Some(hash);
+                self.parents[id.index()] = parent;
             }
             seq.last_full_hash = Some(hash);
         }
@@ -399,7 +404,7 @@ impl BlockManager {
             }
             if block.holders.is_empty() {
                 self.used -= 1;
-                self.used_tokens -= block.filled;
+                self.used_tokens -= block.filled as usize;
                 if block.key.is_some() {
                     self.lru_push_back(id);
                 } else {
@@ -425,7 +430,7 @@ impl BlockManager {
         let block = &mut self.blocks[id.index()];
         if block.holders.is_empty() {
             self.used += 1;
-            self.used_tokens += block.filled;
+            self.used_tokens += block.filled as usize;
             if block.in_lru {
                 self.lru_unlink(id);
             }
@@ -479,8 +484,8 @@ impl BlockManager {
         self.lru_unlink(id);
         let block = &mut self.blocks[id.index()];
         block.filled = 0;
-        let content = block.key.take().expect("cached-free blocks are indexed");
-        self.index.remove(&content.hash);
+        let hash = block.key.take().expect("cached-free blocks are indexed");
+        self.index.remove(&hash);
         self.counters.evictions += 1;
         log.emit(site, KvEvent::Evicted { block: id });
         id

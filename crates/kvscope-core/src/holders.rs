@@ -9,13 +9,14 @@ use crate::ids::RequestId;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Holders {
     first: Option<RequestId>,
-    /// Empty unless `first` is set.
-    more: Vec<RequestId>,
+    /// Empty unless `first` is set; boxed so that the common case costs one
+    /// pointer in the block, not a vector's three words.
+    more: Option<Box<Vec<RequestId>>>,
 }
 
 impl Holders {
     pub(crate) fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.more.len()
+        usize::from(self.first.is_some()) + self.more.as_ref().map_or(0, |more| more.len())
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -25,19 +26,20 @@ impl Holders {
     pub(crate) fn push(&mut self, holder: RequestId) {
         match self.first {
             None => self.first = Some(holder),
-            Some(_) => self.more.push(holder),
+            Some(_) => self.more.get_or_insert_with(Default::default).push(holder),
         }
     }
 
     /// Drops `holder`; false if it did not hold the block.
     pub(crate) fn remove(&mut self, holder: RequestId) -> bool {
         if self.first == Some(holder) {
-            self.first = self.more.pop();
+            self.first = self.more.as_mut().and_then(|more| more.pop());
             return true;
         }
-        match self.more.iter().position(|h| *h == holder) {
+        let Some(more) = self.more.as_mut() else { return false };
+        match more.iter().position(|h| *h == holder) {
             Some(pos) => {
-                self.more.swap_remove(pos);
+                more.swap_remove(pos);
                 true
             }
             None => false,
@@ -45,7 +47,7 @@ impl Holders {
     }
 
     pub(crate) fn to_vec(&self) -> Vec<RequestId> {
-        self.first.iter().chain(&self.more).copied().collect()
+        self.first.iter().chain(self.more.iter().flat_map(|more| more.iter())).copied().collect()
     }
 }
 

@@ -389,7 +389,7 @@ fn chunk(seq: &Sequence, n: usize, recycled: Option<ScheduledSeq>, with_block_ta
     let end = start + n;
     let (mut tokens, mut block_table) = recycled.map(|s| (s.tokens, s.block_table)).unwrap_or_default();
     tokens.clear();
-    tokens.extend((start..end).map(|p| seq.token_at(p)));
+    seq.extend_with_tokens(start..end, &mut tokens);
     block_table.clear();
     if with_block_table {
         block_table.extend_from_slice(&seq.block_table);

@@ -124,6 +124,15 @@ impl Sequence {
         }
     }
 
+    /// Appends the tokens at positions `range` to `out`: the prompt's part
+    /// and the output's part each as one slice copy (a prefill chunk copies
+    /// thousands of tokens; one branch per token would dominate).
+    pub fn extend_with_tokens(&self, range: std::ops::Range<usize>, out: &mut Vec<TokenId>) {
+        let plen = self.prompt.len();
+        out.extend_from_slice(&self.prompt[range.start.min(plen)..range.end.min(plen)]);
+        out.extend_from_slice(&self.output[range.start.saturating_sub(plen)..range.end.saturating_sub(plen)]);
+    }
+
     /// Tokens still without KV. During prefill (first time or recompute)
     /// that is many; during decode it is exactly one, the newest token.
     pub fn num_uncomputed(&self) -> usize {
