@@ -113,6 +113,7 @@ impl KvBlockManager for BlockManager {
 /// The block manager a scheduler runs: the native one (the default, called
 /// statically) or a plug-in.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant, reason = "one per engine; the native manager stays inline on the hot path")]
 pub enum AnyBlockManager {
     Native(BlockManager),
     External(Box<dyn KvBlockManager>),
