@@ -52,8 +52,8 @@ pub use events::{
     DecodeRunReport, EventRecord, FinishReason, KvEvent, Observer, ReleaseReason, StallReason, StepSnapshot,
 };
 pub use executor::{
-    DecodeRun, DecodeRunOutput, DecodeRunSeq, Executor, ExecutorError, PromptLogprob, SampledToken, ScheduledBatch,
-    ScheduledSeq,
+    BatchOutput, DecodeRun, DecodeRunOutput, DecodeRunSeq, Executor, ExecutorError, PromptLogprob, SampledToken,
+    ScheduledBatch, ScheduledSeq,
 };
 pub use ids::{BlockId, RequestId, Seconds, TokenId};
 pub use kv_dtype::KvDtype;

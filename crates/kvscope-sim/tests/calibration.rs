@@ -3,7 +3,7 @@
 
 use kvscope_core::rng::SplitMix64;
 use kvscope_core::testing::PagedTokenExecutor;
-use kvscope_core::{Executor, ExecutorError, SampledToken, ScheduledBatch, SimClock};
+use kvscope_core::{BatchOutput, Executor, ExecutorError, ScheduledBatch, SimClock};
 use kvscope_sim::{
     calibrate, fit, BatchShape, CalibrationFile, CalibrationPlan, LinearCoefficients, SimError, StepSample,
 };
@@ -61,7 +61,7 @@ struct TimedExecutor {
 }
 
 impl Executor for TimedExecutor {
-    fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
+    fn execute(&mut self, batch: &ScheduledBatch) -> Result<BatchOutput, ExecutorError> {
         // Each decoding sequence reads its own context, as in a real run (a
         // shared one stays in cache and times decode too fast).
         let mut seen = std::collections::HashSet::new();
