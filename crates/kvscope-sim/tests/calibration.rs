@@ -99,7 +99,8 @@ fn calibrate_measures_valid_batches_and_the_fit_recovers_the_executor() {
         assert!((got - want).abs() <= 1e-6 * want, "got {got}, want {want}");
     }
 
-    let path = std::env::temp_dir().join(format!("kvscope-sim-test-{}/calib.json", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("calib/calib.json");
     let file = CalibrationFile::new("test executor", f, samples);
     file.save(&path).unwrap();
     let loaded = CalibrationFile::load(&path).unwrap();
@@ -119,8 +120,8 @@ fn calibrate_measures_valid_batches_and_the_fit_recovers_the_executor() {
 
 #[test]
 fn cpu_profile_uses_the_calibration_file_when_present() {
-    let dir = std::env::temp_dir().join(format!("kvscope-sim-cpu-{}", std::process::id()));
-    let path = dir.join("calib.json");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calib.json");
     let (plain, used) = kvscope_sim::cpu_profile(Some(&path)).unwrap();
     assert!(plain.calibrated.is_none() && used.is_none());
     let truth = LinearCoefficients::from_array("smollm2-135m", [0.01, 0.003, 0.004, 1e-7, 1e-6]);
@@ -130,5 +131,4 @@ fn cpu_profile_uses_the_calibration_file_when_present() {
     assert_eq!(used.as_deref(), Some(path.as_path()));
     let c = cpu.calibrated.unwrap();
     assert!((c.per_decode_seq_s - 0.004).abs() < 1e-9);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
