@@ -5,16 +5,16 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use kvscope_core::events::EventLog;
 use kvscope_core::{
-    BlockManager, Engine, EngineConfig, Executor, ExecutorError, PoolConfig, RequestId, SampledToken, SamplingParams,
-    ScheduledBatch, SchedulerConfig, Sequence, SimClock,
+    BatchOutput, BlockManager, Engine, EngineConfig, Executor, ExecutorError, PoolConfig, RequestId, SampledToken,
+    SamplingParams, ScheduledBatch, SchedulerConfig, Sequence, SimClock,
 };
 
 /// Costs nothing, so a step measures the state layer alone.
 struct NullExecutor;
 
 impl Executor for NullExecutor {
-    fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
-        Ok(batch.seqs.iter().map(|s| s.sample.then(|| SampledToken::plain(7))).collect())
+    fn execute(&mut self, batch: &ScheduledBatch) -> Result<BatchOutput, ExecutorError> {
+        Ok(BatchOutput::sampled(batch.seqs.iter().map(|s| s.sample.then(|| SampledToken::plain(7))).collect()))
     }
 }
 

@@ -11,7 +11,7 @@ use crate::block_manager::PoolConfig;
 use crate::block_manager_api::{AnyBlockManager, KvBlockManager};
 use crate::clock::Clock;
 use crate::events::{EventLog, FinishReason, KvEvent, Observer, ReleaseReason, StepSnapshot};
-use crate::executor::{Executor, ExecutorError, PromptLogprob, SampledToken};
+use crate::executor::{BatchOutput, Executor, ExecutorError, PromptLogprob, SampledToken};
 use crate::ids::{RequestId, Seconds, TokenId};
 use crate::request::{InvalidParams, Request, SamplingParams};
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -264,9 +264,9 @@ impl<E: Executor, C: Clock> Engine<E, C> {
             self.scheduler.recycle(batch);
             return Ok(outcome);
         }
-        let sampled = self.executor.execute(&batch)?;
+        let BatchOutput { sampled, prompt_logprobs } = self.executor.execute(&batch)?;
         assert_eq!(sampled.len(), batch.seqs.len(), "the executor answers once per scheduled sequence");
-        for (id, scores) in self.executor.take_prompt_logprobs() {
+        for (id, scores) in prompt_logprobs {
             if let Some(seq) = self.scheduler.seq_mut(id) {
                 // A recompute after preemption scores the same positions again.
                 let (known, prompt_len) = (seq.prompt_scored, seq.prompt.len());
@@ -282,7 +282,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
         }
         let now = self.clock.now();
         self.log.set_stamp(self.step, now);
-        let site = self.executor.kv_site();
+        let site = E::KV_SITE;
         for (item, token) in batch.seqs.iter().zip(sampled) {
             let id = item.request_id;
             self.scheduler.commit(id, item.tokens.len());

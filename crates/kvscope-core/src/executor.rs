@@ -136,24 +136,39 @@ pub struct DecodeRunOutput {
 #[error("executor failed: {0}")]
 pub struct ExecutorError(pub String);
 
-/// Computes one engine step.
-pub trait Executor {
-    /// Write KV for every scheduled token into its slot, run attention over
-    /// each sequence's block table, and return one entry per scheduled
-    /// sequence, in order: `Some(token)` where `sample` is true, else `None`.
-    fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError>;
+/// What an executor returns for one [`ScheduledBatch`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BatchOutput {
+    /// One entry per scheduled sequence, in batch order: `Some(token)` where
+    /// the sequence's `sample` is true, else `None`.
+    pub sampled: Vec<Option<SampledToken>>,
+    /// Prompt log-probabilities this batch computed, for the requests whose
+    /// sampling asks for them (empty from executors that cannot score).
+    /// Returned with the step rather than fetched after it, so no score can
+    /// be left behind for the next step to pick up.
+    pub prompt_logprobs: Vec<(RequestId, Vec<PromptLogprob>)>,
+}
 
+impl BatchOutput {
+    /// Sampled tokens and no prompt scores.
+    pub fn sampled(sampled: Vec<Option<SampledToken>>) -> Self {
+        BatchOutput { sampled, prompt_logprobs: Vec::new() }
+    }
+}
+
+/// Computes one engine step.
+///
+/// Used as a generic parameter (`Engine<E: Executor, _>`), never as a trait
+/// object: its KV site is a constant of the type.
+pub trait Executor {
     /// The `module::function` that writes and reads KV, named in `prefill`
     /// and `decode` events.
-    fn kv_site(&self) -> &'static str {
-        "executor::execute"
-    }
+    const KV_SITE: &'static str = "executor::execute";
 
-    /// Prompt log-probabilities computed by the last `execute`, for requests
-    /// whose sampling asks for them. Executors that cannot score return none.
-    fn take_prompt_logprobs(&mut self) -> Vec<(RequestId, Vec<PromptLogprob>)> {
-        Vec::new()
-    }
+    /// Write KV for every scheduled token into its slot, run attention over
+    /// each sequence's block table, sample where asked, and score prompt
+    /// chunks of requests that ask for prompt log-probabilities.
+    fn execute(&mut self, batch: &ScheduledBatch) -> Result<BatchOutput, ExecutorError>;
 
     /// Whether `execute` reads the scheduled block tables. An executor that
     /// never touches KV (the simulator) says no, and the scheduler leaves

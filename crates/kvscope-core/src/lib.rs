@@ -16,8 +16,8 @@
 //! - [`events`]: the stamped event stream every observer reads.
 //! - [`stats`] and [`probe`]: the lab's two extension observers.
 //! - [`replay`]: rebuilds reference counts, queue waits and TTFTs from the
-//!   event stream alone; [`testing`]: a paged executor for tests; [`rng`]:
-//!   the seeded generator behind synthetic workloads.
+//!   event stream alone; [`rng`]: the seeded generator behind synthetic
+//!   workloads; `testing` (feature `testing`): a paged executor for tests.
 //!
 //! No tensors and no I/O live here; the crate is deterministic.
 
@@ -41,6 +41,9 @@ pub mod rng;
 pub mod scheduler;
 pub mod sequence;
 pub mod stats;
+// Test support only: a release build of the CLI or the server never compiles
+// it. Crates enable the feature in their [dev-dependencies].
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use block_manager::{BlockManager, PoolConfig};
@@ -52,8 +55,8 @@ pub use events::{
     DecodeRunReport, EventRecord, FinishReason, KvEvent, Observer, ReleaseReason, StallReason, StepSnapshot,
 };
 pub use executor::{
-    DecodeRun, DecodeRunOutput, DecodeRunSeq, Executor, ExecutorError, PromptLogprob, SampledToken, ScheduledBatch,
-    ScheduledSeq,
+    BatchOutput, DecodeRun, DecodeRunOutput, DecodeRunSeq, Executor, ExecutorError, PromptLogprob, SampledToken,
+    ScheduledBatch, ScheduledSeq,
 };
 pub use ids::{BlockId, RequestId, Seconds, TokenId};
 pub use kv_dtype::KvDtype;

@@ -7,19 +7,21 @@
 //! made-up log-probability per position), so prompt scoring can be tested
 //! without a model.
 
-use crate::executor::{Executor, ExecutorError, PromptLogprob, SampledToken, ScheduledBatch};
-use crate::ids::{RequestId, TokenId};
+use crate::executor::{BatchOutput, Executor, ExecutorError, PromptLogprob, SampledToken, ScheduledBatch};
+use crate::ids::TokenId;
 
+/// The paged test executor (see the module docs).
 pub struct PagedTokenExecutor {
     block_size: usize,
     vocab: u32,
     slots: Vec<Option<TokenId>>,
-    prompt_scores: Vec<(RequestId, Vec<PromptLogprob>)>,
 }
 
 impl PagedTokenExecutor {
+    /// A pool of `num_blocks` blocks of `block_size` slots, sampling ids
+    /// below `vocab` — the numbers the block manager is configured with.
     pub fn new(num_blocks: usize, block_size: usize, vocab: u32) -> Self {
-        PagedTokenExecutor { block_size, vocab, slots: vec![None; num_blocks * block_size], prompt_scores: Vec::new() }
+        PagedTokenExecutor { block_size, vocab, slots: vec![None; num_blocks * block_size] }
     }
 
     /// The made-up score of `token` at `position`: a function of both only,
@@ -32,11 +34,10 @@ impl PagedTokenExecutor {
 }
 
 impl Executor for PagedTokenExecutor {
-    fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
+    fn execute(&mut self, batch: &ScheduledBatch) -> Result<BatchOutput, ExecutorError> {
         let bs = self.block_size;
         let slot = |table: &[crate::ids::BlockId], pos: usize| table[pos / bs].index() * bs + pos % bs;
-        let mut out = Vec::with_capacity(batch.seqs.len());
-        self.prompt_scores.clear();
+        let mut out = BatchOutput { sampled: Vec::with_capacity(batch.seqs.len()), prompt_logprobs: Vec::new() };
         for seq in &batch.seqs {
             for (i, &t) in seq.tokens.iter().enumerate() {
                 self.slots[slot(&seq.block_table, seq.start_pos + i)] = Some(t);
@@ -48,10 +49,10 @@ impl Executor for PagedTokenExecutor {
                     .enumerate()
                     .filter_map(|(i, t)| t.map(|t| self.prompt_score(seq.start_pos + i + 1, t, k)))
                     .collect();
-                self.prompt_scores.push((seq.request_id, scores));
+                out.prompt_logprobs.push((seq.request_id, scores));
             }
             if !seq.sample {
-                out.push(None);
+                out.sampled.push(None);
                 continue;
             }
             let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -62,12 +63,8 @@ impl Executor for PagedTokenExecutor {
             }
             let seed = seq.sampling.seed.unwrap_or(0);
             h = (h ^ seed ^ seq.output_index as u64).wrapping_mul(0x0100_0000_01b3);
-            out.push(Some(SampledToken::plain((h % u64::from(self.vocab)) as TokenId)));
+            out.sampled.push(Some(SampledToken::plain((h % u64::from(self.vocab)) as TokenId)));
         }
         Ok(out)
-    }
-
-    fn take_prompt_logprobs(&mut self) -> Vec<(RequestId, Vec<PromptLogprob>)> {
-        std::mem::take(&mut self.prompt_scores)
     }
 }

@@ -1,11 +1,16 @@
 //! The event stream of a run with preemption and prefix hits, written as
-//! `events.jsonl`, read back, and replayed into consistent reference counts.
+//! `events.jsonl`, read back, and replayed into consistent reference counts;
+//! the events of KV work name the executor's site.
 
 mod common;
 
-use kvscope_core::events::{EventRecord, JsonlObserver};
+use kvscope_core::events::{EventRecord, EventRecorder, JsonlObserver};
 use kvscope_core::replay::Replay;
-use kvscope_core::{RequestId, SamplingParams};
+use kvscope_core::testing::PagedTokenExecutor;
+use kvscope_core::{
+    BatchOutput, Engine, EngineConfig, Executor, ExecutorError, KvEvent, PoolConfig, RequestId, SamplingParams,
+    ScheduledBatch, SchedulerConfig, SimClock,
+};
 use std::sync::{Arc, Mutex};
 
 struct SharedBuf(Arc<Mutex<Vec<u8>>>);
@@ -58,4 +63,38 @@ fn event_stream_round_trips_and_replays_consistently() {
     for i in 0..6 {
         assert!(replay.ttft(RequestId(i)).unwrap() >= replay.queue_wait(RequestId(i)).unwrap());
     }
+}
+
+/// The test executor under another KV site, as the model and the simulator
+/// name theirs.
+struct NamedSite(PagedTokenExecutor);
+
+impl Executor for NamedSite {
+    const KV_SITE: &'static str = "named::forward";
+
+    fn execute(&mut self, batch: &ScheduledBatch) -> Result<BatchOutput, ExecutorError> {
+        self.0.execute(batch)
+    }
+}
+
+#[test]
+fn prefill_and_decode_events_name_the_executors_kv_site() {
+    let config = EngineConfig {
+        scheduler: SchedulerConfig::new(4, 64, 256),
+        pool: PoolConfig { num_blocks: 8, block_size: 4, enable_prefix_caching: true, bytes_per_block: 0 },
+        vocab_size: Some(common::VOCAB as usize),
+    };
+    let mut engine = Engine::new(config, NamedSite(PagedTokenExecutor::new(8, 4, common::VOCAB)), SimClock::new());
+    let recorder = Arc::new(Mutex::new(EventRecorder::default()));
+    engine.add_observer(Box::new(recorder.clone()));
+    let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(3) };
+    engine.submit(RequestId(1), vec![5, 6, 7, 8, 9], params).unwrap();
+    while engine.has_work() {
+        engine.step().unwrap();
+    }
+    let events = &recorder.lock().unwrap().events;
+    let kv_work: Vec<&EventRecord> =
+        events.iter().filter(|r| matches!(r.event, KvEvent::Prefill { .. } | KvEvent::Decode { .. })).collect();
+    assert!(kv_work.iter().any(|r| matches!(r.event, KvEvent::Decode { .. })), "the run decoded");
+    assert!(kv_work.iter().all(|r| r.site == "named::forward"), "{kv_work:?}");
 }

@@ -4,7 +4,7 @@
 //! tokens extend the grader's ground truth.
 
 use crate::checker::Checker;
-use kvscope_core::{Executor, ExecutorError, PromptLogprob, RequestId, SampledToken, ScheduledBatch};
+use kvscope_core::{BatchOutput, Executor, ExecutorError, ScheduledBatch};
 use std::sync::{Arc, Mutex};
 
 pub struct CheckingExecutor<E> {
@@ -13,25 +13,19 @@ pub struct CheckingExecutor<E> {
 }
 
 impl<E: Executor> Executor for CheckingExecutor<E> {
-    fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
+    const KV_SITE: &'static str = E::KV_SITE;
+
+    fn execute(&mut self, batch: &ScheduledBatch) -> Result<BatchOutput, ExecutorError> {
         let mut checker = self.checker.lock().unwrap_or_else(|e| e.into_inner());
         if !checker.check_batch(batch) {
             return Err(ExecutorError("kvscope stopped the step: the grader found a broken property".into()));
         }
-        let sampled = self.inner.execute(batch)?;
-        for (seq, token) in batch.seqs.iter().zip(&sampled) {
+        let output = self.inner.execute(batch)?;
+        for (seq, token) in batch.seqs.iter().zip(&output.sampled) {
             if let Some(t) = token {
                 checker.sampled(seq.request_id, t.token);
             }
         }
-        Ok(sampled)
-    }
-
-    fn kv_site(&self) -> &'static str {
-        self.inner.kv_site()
-    }
-
-    fn take_prompt_logprobs(&mut self) -> Vec<(RequestId, Vec<PromptLogprob>)> {
-        self.inner.take_prompt_logprobs()
+        Ok(output)
     }
 }

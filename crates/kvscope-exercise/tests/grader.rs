@@ -134,8 +134,8 @@ fn a_missing_module_names_the_pip_command() {
 
 #[test]
 fn the_skeleton_passes_nothing_until_filled_in() {
-    let dir = std::env::temp_dir().join(format!("kvscope-skeleton-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("exercise");
     let files = kvscope_exercise::skeleton::write_skeleton(&dir).unwrap();
     assert_eq!(files.len(), 2);
     assert!(kvscope_exercise::skeleton::write_skeleton(&dir).is_err(), "init must not overwrite a student's work");
@@ -144,7 +144,6 @@ fn the_skeleton_passes_nothing_until_filled_in() {
         assert_ne!(grade.status(p), Status::Pass, "{p:?} passes on the skeleton:\n{text}");
     }
     assert!(text.contains("NotImplementedError: can_allocate"), "{text}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -120,16 +120,14 @@ mod tests {
             let err = load_prompts(std::path::Path::new("/dev/zero")).unwrap_err().to_string();
             assert!(err.contains("not a regular file"), "{err}");
         }
-        let dir = std::env::temp_dir().join(format!("kvscope-dataset-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let err = load_prompts(&dir).unwrap_err().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let err = load_prompts(dir.path()).unwrap_err().to_string();
         assert!(err.contains("not a regular file"), "{err}");
-        let file = dir.join("big.jsonl");
+        let file = dir.path().join("big.jsonl");
         std::fs::write(&file, "{\"prompt\":\"hello\"}\n".repeat(10)).unwrap();
         let err = read_bounded(&file, 50).unwrap_err().to_string();
         assert!(err.contains("above the limit of 50 bytes"), "{err}");
         assert_eq!(load_prompts(&file).unwrap().len(), 10);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

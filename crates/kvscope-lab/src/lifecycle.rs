@@ -528,8 +528,8 @@ fn mermaid_text(s: &str) -> String {
 pub(crate) mod tests {
     use super::*;
     use kvscope_core::testing::PagedTokenExecutor;
+    use kvscope_core::{BatchOutput, Executor, ExecutorError, ScheduledBatch, SimClock};
     use kvscope_core::{EngineConfig, PoolConfig, SchedulerConfig};
-    use kvscope_core::{Executor, ExecutorError, SampledToken, ScheduledBatch, SimClock};
     use kvscope_experiment::driver::{run_case, CaseRun, RunOptions};
     use kvscope_experiment::workload::{Arrival, CaseSpec, Lengths, WorkloadRequest};
 
@@ -540,7 +540,7 @@ pub(crate) mod tests {
         clock: SimClock,
     }
     impl Executor for Timed {
-        fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
+        fn execute(&mut self, batch: &ScheduledBatch) -> Result<BatchOutput, ExecutorError> {
             self.clock.advance(0.002 + 0.0001 * batch.num_tokens() as f64);
             self.inner.execute(batch)
         }

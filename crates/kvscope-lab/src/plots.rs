@@ -211,7 +211,6 @@ mod tests {
         let svg = stats_svg(&run.stats, "State statistics: test_case");
         crate::svg::assert_wellformed(&svg);
         assert!(svg.contains("token occupancy"));
-        let _ = std::fs::write(std::env::temp_dir().join("kvscope_stats.svg"), &svg);
     }
 
     #[test]
@@ -238,6 +237,5 @@ mod tests {
         let svg = causal_chain_svg(&pts, "Causal chain: context length ⇒ TTFT");
         crate::svg::assert_wellformed(&svg);
         assert_eq!(svg.matches("⇒").count(), 4);
-        let _ = std::fs::write(std::env::temp_dir().join("kvscope_causal.svg"), &svg);
     }
 }

@@ -223,6 +223,5 @@ mod tests {
         let svg = timeline_svg(&run, 8, "Request timelines & blocks");
         crate::svg::assert_wellformed(&svg);
         assert!(svg.contains("req 7") && !svg.contains("req 8<"));
-        let _ = std::fs::write(std::env::temp_dir().join("kvscope_timeline.svg"), &svg);
     }
 }

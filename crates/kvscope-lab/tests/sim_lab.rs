@@ -12,7 +12,7 @@ use kvscope_lab::failure::{search, FailurePlan, Source};
 use kvscope_lab::lab::{run_lab, run_one, LabConfig, LabResults};
 use kvscope_lab::report::{Lang, ReportContext};
 use kvscope_sim::{CostModel, SimConfig, SimExecutor};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 struct Sim(CostModel);
 
@@ -83,12 +83,6 @@ fn lab(cfg: &LabConfig) -> LabResults {
     res
 }
 
-fn out_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kvscope-sim-lab-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
 fn write(res: &LabResults, dir: &Path, lang: Lang) {
     kvscope_lab::artifacts::write_all(res, dir, &ReportContext::default(), lang).unwrap();
 }
@@ -125,7 +119,8 @@ fn full_scale_lab_repeats_searches_sweeps_and_writes_everything() {
     assert!((500..=800).contains(&zh), "zh analysis: {zh} 字");
     assert!((250..=400).contains(&en), "en analysis: {en} words");
 
-    let dir = out_dir("full");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("full");
     write(&res, &dir, Lang::Zh);
     for f in ["report.html", "failure.csv", "failure.json", "failure.svg", "failure.png", "sweep_block-size.png"] {
         assert!(dir.join(f).is_file(), "{f} missing");
@@ -153,7 +148,6 @@ fn full_scale_lab_repeats_searches_sweeps_and_writes_everything() {
         let first = stats.lines().find(|l| l.starts_with(&format!("{case},"))).unwrap();
         assert!(first.starts_with(&format!("{case},0,0.000000,")), "{first}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -169,9 +163,8 @@ fn quick_single_run_analysis_is_in_range_and_says_it_is_one_run() {
 
 #[test]
 fn compare_puts_two_runs_side_by_side_and_refuses_different_workloads() {
-    let a_dir = out_dir("cmp-a");
-    let b_dir = out_dir("cmp-b");
-    let c_dir = out_dir("cmp-c");
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir, c_dir) = (tmp.path().join("cmp-a"), tmp.path().join("cmp-b"), tmp.path().join("cmp-c"));
     write(&lab(&config(Scale::Quick, 1, &[])), &a_dir, Lang::En);
     let mut bigger = config(Scale::Quick, 1, &[]);
     bigger.kv_memory_bytes = Some(96 << 20);
@@ -190,9 +183,6 @@ fn compare_puts_two_runs_side_by_side_and_refuses_different_workloads() {
     let err = kvscope_lab::compare::compare(&a_dir, &c_dir, false).unwrap_err().to_string();
     assert!(err.contains("workload.seed") && err.contains("--force"), "{err}");
     assert!(kvscope_lab::compare::compare(&a_dir, &c_dir, true).is_ok());
-    let err = kvscope_lab::compare::compare(&a_dir, &std::env::temp_dir(), false).unwrap_err().to_string();
+    let err = kvscope_lab::compare::compare(&a_dir, tmp.path(), false).unwrap_err().to_string();
     assert!(err.contains("no lab.json"), "{err}");
-    for d in [a_dir, b_dir, c_dir] {
-        let _ = std::fs::remove_dir_all(d);
-    }
 }

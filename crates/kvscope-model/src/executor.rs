@@ -7,8 +7,7 @@
 use crate::kv_storage::{KvStorageError, PagedKvCache};
 use crate::llama::{LlamaModel, LogitsFor, SeqChunk};
 use crate::sampler::{self, mix64};
-use kvscope_core::executor::PromptLogprob;
-use kvscope_core::executor::{Executor, ExecutorError, SampledToken, ScheduledBatch};
+use kvscope_core::executor::{BatchOutput, Executor, ExecutorError, PromptLogprob, ScheduledBatch};
 use kvscope_core::ids::RequestId;
 use kvscope_core::KvDtype;
 use std::sync::Arc;
@@ -17,8 +16,6 @@ pub struct ModelExecutor {
     model: Arc<LlamaModel>,
     kv: PagedKvCache,
     engine_seed: u64,
-    /// Prompt scores of the last step, handed to the engine on request.
-    prompt_scores: Vec<(RequestId, Vec<PromptLogprob>)>,
 }
 
 impl ModelExecutor {
@@ -33,7 +30,7 @@ impl ModelExecutor {
         engine_seed: u64,
     ) -> Result<Self, KvStorageError> {
         let kv = PagedKvCache::new(model.config(), kv_dtype, num_blocks, block_size)?;
-        Ok(ModelExecutor { model, kv, engine_seed, prompt_scores: Vec::new() })
+        Ok(ModelExecutor { model, kv, engine_seed })
     }
 
     pub fn model(&self) -> &LlamaModel {
@@ -54,15 +51,9 @@ impl ModelExecutor {
 impl Executor for ModelExecutor {
     /// Where K/V are written into their slots and read back through the
     /// block table: the forward pass.
-    fn kv_site(&self) -> &'static str {
-        "llama::forward"
-    }
+    const KV_SITE: &'static str = "llama::forward";
 
-    fn take_prompt_logprobs(&mut self) -> Vec<(RequestId, Vec<PromptLogprob>)> {
-        std::mem::take(&mut self.prompt_scores)
-    }
-
-    fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
+    fn execute(&mut self, batch: &ScheduledBatch) -> Result<BatchOutput, ExecutorError> {
         for s in batch.seqs.iter().filter(|s| s.sample) {
             s.sampling.validate().map_err(|e| ExecutorError(format!("request {}: {e}", s.request_id)))?;
         }
@@ -93,8 +84,7 @@ impl Executor for ModelExecutor {
             ExecutorError(format!("request {culprit}: {e}"))
         })?;
         let mut rows = logits.iter();
-        let mut out = Vec::with_capacity(batch.seqs.len());
-        self.prompt_scores.clear();
+        let mut out = BatchOutput { sampled: Vec::with_capacity(batch.seqs.len()), prompt_logprobs: Vec::new() };
         for s in &batch.seqs {
             if wants_prompt_scores(s) {
                 // Row i predicts the token at position start_pos + i + 1.
@@ -110,17 +100,17 @@ impl Executor for ModelExecutor {
                         scores.push(PromptLogprob { position: s.start_pos + i + 1, token, logprob, top_logprobs });
                     }
                 }
-                self.prompt_scores.push((s.request_id, scores));
+                out.prompt_logprobs.push((s.request_id, scores));
             }
             if !s.sample {
-                out.push(None);
+                out.sampled.push(None);
                 continue;
             }
             let row = rows.next().expect("one logits row per sampled sequence");
             let seed = s.sampling.seed.unwrap_or_else(|| self.default_seed(s.request_id));
             let tok = sampler::sample(row, &s.sampling, seed, s.output_index)
                 .map_err(|e| ExecutorError(format!("request {}: {e}", s.request_id)))?;
-            out.push(Some(tok));
+            out.sampled.push(Some(tok));
         }
         Ok(out)
     }

@@ -168,24 +168,20 @@ mod tests {
 
     #[test]
     fn explicit_model_path_wins_and_missing_one_is_named() {
-        let dir = std::env::temp_dir().join(format!("kvscope-fetch-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("m.gguf");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("m.gguf");
         std::fs::write(&f, b"x").unwrap();
         assert_eq!(resolve_model(Some(&f)).unwrap(), f);
-        let err = resolve_model(Some(&dir.join("absent.gguf"))).unwrap_err();
+        let err = resolve_model(Some(&dir.path().join("absent.gguf"))).unwrap_err();
         assert!(err.to_string().contains("--model"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn sha256_of_known_bytes() {
-        let dir = std::env::temp_dir().join(format!("kvscope-sha-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("abc");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("abc");
         std::fs::write(&f, b"abc").unwrap();
         assert_eq!(sha256_file(&f).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -62,7 +62,7 @@ fn generate(
                 .map(|i| seq(first_id + i as u64, next[i].clone(), pos[i], &tables[i], outs[i].len(), sampling))
                 .collect(),
         };
-        let sampled = ex.execute(&batch).unwrap();
+        let sampled = ex.execute(&batch).unwrap().sampled;
         for (i, s) in sampled.into_iter().enumerate() {
             let t = s.unwrap().token;
             pos[i] += next[i].len();
@@ -119,7 +119,7 @@ fn logprobs_are_reported_when_asked() {
     let mut ex = executor(4);
     let sampling = SamplingParams { logprobs: 5, ..SamplingParams::greedy(1) };
     let out = ex.execute(&ScheduledBatch { seqs: vec![seq(1, p, 0, &blocks(0, 4), 0, &sampling)] }).unwrap();
-    let t = out[0].as_ref().unwrap();
+    let t = out.sampled[0].as_ref().unwrap();
     assert_eq!(t.top_logprobs.len(), 5);
     assert_eq!(t.top_logprobs[0].0, t.token);
     assert_eq!(t.logprob, Some(t.top_logprobs[0].1));
@@ -145,5 +145,5 @@ fn bad_batches_are_errors_naming_the_request() {
     let bad = SamplingParams { top_p: 2.0, ..greedy };
     let batch = ScheduledBatch { seqs: vec![seq(7, vec![1], 0, &blocks(0, 1), 0, &bad)] };
     assert!(ex.execute(&batch).unwrap_err().to_string().contains("top_p"));
-    assert!(ex.execute(&ScheduledBatch::default()).unwrap().is_empty());
+    assert!(ex.execute(&ScheduledBatch::default()).unwrap().sampled.is_empty());
 }

@@ -8,7 +8,7 @@
 
 use kvscope_core::testing::PagedTokenExecutor;
 use kvscope_core::{
-    EngineConfig, Executor, ExecutorError, PoolConfig, SampledToken, ScheduledBatch, SchedulerConfig, TokenId,
+    BatchOutput, EngineConfig, Executor, ExecutorError, PoolConfig, ScheduledBatch, SchedulerConfig, TokenId,
 };
 use kvscope_server::{ChatMessage, ServerConfig, TextModel};
 use std::sync::Arc;
@@ -43,7 +43,7 @@ impl TextModel for Chars {
 struct Slow(PagedTokenExecutor);
 
 impl Executor for Slow {
-    fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
+    fn execute(&mut self, batch: &ScheduledBatch) -> Result<BatchOutput, ExecutorError> {
         std::thread::sleep(Duration::from_millis(8));
         self.0.execute(batch)
     }

@@ -11,9 +11,8 @@ use std::time::Duration;
 fn bench_serve_measures_every_request() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(start(config(64, 4, 4, 64), Duration::from_millis(1)));
-    let dir = std::env::temp_dir().join(format!("kvscope-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let result = dir.join("result.json");
+    let dir = tempfile::tempdir().unwrap();
+    let result = dir.path().join("result.json");
     let args = BenchArgs {
         base_url: format!("http://{}", server.addr),
         num_prompts: 12,
@@ -54,7 +53,6 @@ fn bench_serve_measures_every_request() {
     assert_eq!(report.completed, 4, "{:?}", report.errors);
     assert_eq!(report.total_output_tokens, 20);
     rt.block_on(server.shutdown()).unwrap();
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]

@@ -11,7 +11,8 @@
 
 use crate::cost::{BatchShape, CostModel};
 use kvscope_core::{
-    Clock, DecodeRun, DecodeRunOutput, Executor, ExecutorError, SampledToken, ScheduledBatch, SimClock, TokenId,
+    BatchOutput, Clock, DecodeRun, DecodeRunOutput, Executor, ExecutorError, SampledToken, ScheduledBatch, SimClock,
+    TokenId,
 };
 
 /// Running totals of what the simulator priced.
@@ -49,7 +50,7 @@ impl SimExecutor {
 }
 
 impl Executor for SimExecutor {
-    fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
+    fn execute(&mut self, batch: &ScheduledBatch) -> Result<BatchOutput, ExecutorError> {
         let shape = BatchShape::of(batch);
         let dt = self.cost.step_seconds(&shape);
         self.clock.advance(dt);
@@ -57,7 +58,7 @@ impl Executor for SimExecutor {
         self.totals.busy_s += dt;
         self.totals.prefill_tokens += shape.prefill_tokens;
         self.totals.decode_tokens += shape.decode_seqs;
-        Ok(batch
+        let sampled = batch
             .seqs
             .iter()
             .map(|s| {
@@ -72,12 +73,11 @@ impl Executor for SimExecutor {
                     ))
                 })
             })
-            .collect())
+            .collect();
+        Ok(BatchOutput::sampled(sampled))
     }
 
-    fn kv_site(&self) -> &'static str {
-        "sim::execute"
-    }
+    const KV_SITE: &'static str = "sim::execute";
 
     /// The cost depends on positions, never on where KV lives.
     fn reads_block_tables(&self) -> bool {

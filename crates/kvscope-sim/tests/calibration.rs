@@ -3,7 +3,7 @@
 
 use kvscope_core::rng::SplitMix64;
 use kvscope_core::testing::PagedTokenExecutor;
-use kvscope_core::{Executor, ExecutorError, SampledToken, ScheduledBatch, SimClock};
+use kvscope_core::{BatchOutput, Executor, ExecutorError, ScheduledBatch, SimClock};
 use kvscope_sim::{
     calibrate, fit, BatchShape, CalibrationFile, CalibrationPlan, LinearCoefficients, SimError, StepSample,
 };
@@ -61,7 +61,7 @@ struct TimedExecutor {
 }
 
 impl Executor for TimedExecutor {
-    fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
+    fn execute(&mut self, batch: &ScheduledBatch) -> Result<BatchOutput, ExecutorError> {
         // Each decoding sequence reads its own context, as in a real run (a
         // shared one stays in cache and times decode too fast).
         let mut seen = std::collections::HashSet::new();
@@ -99,7 +99,8 @@ fn calibrate_measures_valid_batches_and_the_fit_recovers_the_executor() {
         assert!((got - want).abs() <= 1e-6 * want, "got {got}, want {want}");
     }
 
-    let path = std::env::temp_dir().join(format!("kvscope-sim-test-{}/calib.json", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("calib/calib.json");
     let file = CalibrationFile::new("test executor", f, samples);
     file.save(&path).unwrap();
     let loaded = CalibrationFile::load(&path).unwrap();
@@ -119,8 +120,8 @@ fn calibrate_measures_valid_batches_and_the_fit_recovers_the_executor() {
 
 #[test]
 fn cpu_profile_uses_the_calibration_file_when_present() {
-    let dir = std::env::temp_dir().join(format!("kvscope-sim-cpu-{}", std::process::id()));
-    let path = dir.join("calib.json");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calib.json");
     let (plain, used) = kvscope_sim::cpu_profile(Some(&path)).unwrap();
     assert!(plain.calibrated.is_none() && used.is_none());
     let truth = LinearCoefficients::from_array("smollm2-135m", [0.01, 0.003, 0.004, 1e-7, 1e-6]);
@@ -130,5 +131,4 @@ fn cpu_profile_uses_the_calibration_file_when_present() {
     assert_eq!(used.as_deref(), Some(path.as_path()));
     let c = cpu.calibrated.unwrap();
     assert!((c.per_decode_seq_s - 0.004).abs() < 1e-9);
-    std::fs::remove_dir_all(&dir).unwrap();
 }

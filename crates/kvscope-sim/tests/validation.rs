@@ -18,7 +18,7 @@
 //! on the run — which the test also checks is under 15 %.
 
 use kvscope_core::testing::PagedTokenExecutor;
-use kvscope_core::{Executor, ExecutorError, SampledToken, ScheduledBatch, SimClock};
+use kvscope_core::{BatchOutput, Executor, ExecutorError, ScheduledBatch, SimClock};
 use kvscope_experiment::workload::{standard_cases, PromptSource, Scale, WorkloadRequest};
 use kvscope_experiment::{run_case, CaseRun, CaseSpec, RunOptions};
 use kvscope_sim::{
@@ -44,7 +44,7 @@ struct Reference {
 }
 
 impl Executor for Reference {
-    fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
+    fn execute(&mut self, batch: &ScheduledBatch) -> Result<BatchOutput, ExecutorError> {
         let shape = BatchShape::of(batch);
         let seconds = true_seconds(&shape, self.steps.len() as u64);
         self.clock.advance(seconds);

@@ -22,8 +22,8 @@ fn stdout(o: &Output) -> String {
 
 #[test]
 fn init_writes_a_skeleton_that_passes_nothing() {
-    let dir = std::env::temp_dir().join(format!("kvscope-cli-exercise-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("exercise");
     let d = dir.to_string_lossy().into_owned();
     assert!(kvscope(&["exercise", "init", &d]).status.success());
     let skeleton = std::fs::read_to_string(dir.join("block_manager.py")).unwrap();
@@ -57,7 +57,8 @@ fn a_hit_without_token_comparison_fails_prefix_hits_on_the_real_model() {
 
 #[test]
 fn the_lab_runs_on_a_students_manager_and_the_report_says_so() {
-    let out_dir = std::env::temp_dir().join(format!("kvscope-lab-bm-{}", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("lab");
     let d = out_dir.to_string_lossy().into_owned();
     let reference = fixture("reference.py");
     let out = kvscope(&["lab", "--quick", "--lang", "en", "--out", &d, "--block-manager", &reference]);
@@ -73,5 +74,4 @@ fn the_lab_runs_on_a_students_manager_and_the_report_says_so() {
     // The three cases ran on the student's manager alone: its methods are
     // the sites that released, never kvscope's.
     assert!(events.contains("\"site\":\"reference.py:") && !events.contains("block_manager::release"));
-    let _ = std::fs::remove_dir_all(&out_dir);
 }

@@ -38,10 +38,10 @@ fn chat_generation_prints_json_with_ids_and_text() {
 
 #[test]
 fn corrupt_model_file_gives_a_clear_error() {
-    let path = std::env::temp_dir().join(format!("kvscope-corrupt-{}.gguf", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("corrupt.gguf");
     std::fs::write(&path, b"GGUF\x03\x00\x00\x00 this is not a model").unwrap();
     let out = kvscope().args(["generate", "--prompt", "hi", "--model"]).arg(&path).output().unwrap();
-    let _ = std::fs::remove_file(&path);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(path.to_str().unwrap()), "names the file: {err}");

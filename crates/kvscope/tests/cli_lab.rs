@@ -15,7 +15,8 @@ fn kvscope() -> Command {
 
 #[test]
 fn quick_lab_writes_consistent_artifacts_and_measures_the_chain() {
-    let out = std::env::temp_dir().join(format!("kvscope-lab-test-{}", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("lab");
     let status = kvscope().args(["lab", "--quick", "--lang", "en", "--out"]).arg(&out).status().unwrap();
     assert!(status.success(), "kvscope lab --quick failed");
     for f in [
@@ -51,7 +52,6 @@ fn quick_lab_writes_consistent_artifacts_and_measures_the_chain() {
         assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"), "{svg} is not an SVG document");
     }
     assert!(std::fs::read_to_string(out.join("lifecycle.mmd")).unwrap().starts_with("stateDiagram-v2"));
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// The same pool bytes hold more tokens in narrower formats, and the

@@ -96,8 +96,8 @@ fn a_pool_larger_than_memory_is_refused_before_allocation() {
 
 #[test]
 fn lab_refuses_zero_limits_a_device_dataset_and_a_bad_out_before_running() {
-    let dir = std::env::temp_dir().join(format!("kvscope-refusals-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let out = dir.join("out");
     let out = out.to_str().unwrap();
     assert_refused(&["lab", "--quick", "--out", out, "--max-running", "0"], "--max-running");
@@ -107,13 +107,12 @@ fn lab_refuses_zero_limits_a_device_dataset_and_a_bad_out_before_running() {
     let file = dir.join("a-file");
     std::fs::write(&file, "x").unwrap();
     assert_refused(&["lab", "--quick", "--out", file.to_str().unwrap()], "is a file, not a directory");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn lab_refuses_bad_repeats_sweeps_slo_and_compare_dirs_at_once() {
-    let dir = std::env::temp_dir().join(format!("kvscope-refusals-lab13-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let out = dir.join("out");
     let out = out.to_str().unwrap();
     assert_refused(&["lab", "--quick", "--out", out, "--repeat", "0"], "--repeat");
@@ -125,7 +124,6 @@ fn lab_refuses_bad_repeats_sweeps_slo_and_compare_dirs_at_once() {
     assert_refused(&["lab", "compare", d, d], "no lab.json");
     // A knob value whose pool cannot hold a request: refused before any run.
     assert_refused(&["lab", "--quick", "--out", out, "--sweep", "kv-memory=1MiB,64MiB"], "--sweep kv-memory=1MiB");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

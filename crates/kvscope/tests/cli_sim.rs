@@ -2,15 +2,10 @@
 //! command line: no model file needed, every figure simulated.
 
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::Command;
 
 fn kvscope() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kvscope"))
-}
-
-fn scratch_dir(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("kvscope-{name}-{}", std::process::id()))
 }
 
 #[test]
@@ -40,7 +35,8 @@ fn offline_batch_mode_reports_vllm_result_keys() {
 
 #[test]
 fn sim_out_writes_the_labs_capacity_schema_labelled_simulated() {
-    let dir = scratch_dir("sim-out");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sim-out");
     let status = kvscope()
         .args(["sim", "--model-preset", "qwen3-0.6b", "--hardware", "l4", "--workload", "long_ctx"])
         .args(["--scale", "lab", "--lang", "en", "--out"])
@@ -58,12 +54,12 @@ fn sim_out_writes_the_labs_capacity_schema_labelled_simulated() {
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(report.contains("**Simulated**") && report.contains("TTFT p50 / p90 / p99 (simulated s)"));
     assert!(std::fs::read_to_string(dir.join("stats.csv")).unwrap().lines().count() > 2);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn the_lab_runs_on_a_preset_and_the_pool_binds() {
-    let dir = scratch_dir("lab-preset");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lab-preset");
     let status = kvscope()
         .args(["lab", "--executor", "sim", "--model-preset", "qwen3-0.6b", "--hardware", "rtx-4070-laptop"])
         .args(["--lang", "en", "--out"])
@@ -91,7 +87,6 @@ fn the_lab_runs_on_a_preset_and_the_pool_binds() {
     assert!(rows[1]["token_slots"].as_u64().unwrap() >= 2 * rows[0]["token_slots"].as_u64().unwrap() - 16);
     assert!(rows.iter().all(|r| r["accuracy"].is_null()));
     assert!(report.contains("the accuracy cost is not measured here"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

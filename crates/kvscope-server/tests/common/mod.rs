@@ -3,7 +3,7 @@
 
 use kvscope_core::testing::PagedTokenExecutor;
 use kvscope_core::{
-    EngineConfig, Executor, ExecutorError, PoolConfig, SampledToken, ScheduledBatch, SchedulerConfig, TokenId,
+    BatchOutput, EngineConfig, Executor, ExecutorError, PoolConfig, ScheduledBatch, SchedulerConfig, TokenId,
 };
 use kvscope_server::{ChatMessage, ServerConfig, TextModel};
 use serde_json::Value;
@@ -75,12 +75,9 @@ impl SlowExecutor {
 }
 
 impl Executor for SlowExecutor {
-    fn execute(&mut self, batch: &ScheduledBatch) -> Result<Vec<Option<SampledToken>>, ExecutorError> {
+    fn execute(&mut self, batch: &ScheduledBatch) -> Result<BatchOutput, ExecutorError> {
         std::thread::sleep(self.delay);
         self.inner.execute(batch)
-    }
-    fn take_prompt_logprobs(&mut self) -> Vec<(kvscope_core::RequestId, Vec<kvscope_core::PromptLogprob>)> {
-        self.inner.take_prompt_logprobs()
     }
 }
 
