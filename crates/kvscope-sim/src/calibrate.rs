@@ -263,12 +263,66 @@ pub fn fit(model: &str, samples: &[StepSample]) -> Result<CalibrationFit, SimErr
     let (c, _) = best.unwrap_or(([0.0; FEATURES], 0.0));
     let coefficients: [f64; FEATURES] = std::array::from_fn(|j| if scale[j] > 0.0 { c[j] / scale[j] } else { 0.0 });
     let coefficients = LinearCoefficients::from_array(model, coefficients);
-    let rel: Vec<f64> = usable.iter().map(|s| (coefficients.seconds(&s.shape) - s.seconds) / s.seconds).collect();
-    Ok(CalibrationFit {
-        rms_relative_error: (rel.iter().map(|e| e * e).sum::<f64>() / rel.len() as f64).sqrt(),
-        max_relative_error: rel.iter().map(|e| e.abs()).fold(0.0, f64::max),
-        coefficients,
-    })
+    let (rms_relative_error, max_relative_error) = relative_errors(&coefficients, usable.iter().copied());
+    Ok(CalibrationFit { rms_relative_error, max_relative_error, coefficients })
+}
+
+/// Root mean square and maximum of (predicted − measured) / measured over
+/// the steps with a positive measured time.
+fn relative_errors<'a>(
+    coefficients: &LinearCoefficients,
+    samples: impl IntoIterator<Item = &'a StepSample>,
+) -> (f64, f64) {
+    let rel: Vec<f64> = samples
+        .into_iter()
+        .filter(|s| s.seconds.is_finite() && s.seconds > 0.0)
+        .map(|s| (coefficients.seconds(&s.shape) - s.seconds) / s.seconds)
+        .collect();
+    if rel.is_empty() {
+        return (0.0, 0.0);
+    }
+    let rms = (rel.iter().map(|e| e * e).sum::<f64>() / rel.len() as f64).sqrt();
+    (rms, rel.iter().map(|e| e.abs()).fold(0.0, f64::max))
+}
+
+/// How well a fit predicts a run it was not fitted on: step by step, and
+/// for the run as a whole (a queue wait or a TTFT is a sum of steps, so the
+/// whole run's error is the one the lab's validation table inherits).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeldOutCheck {
+    /// What was held out, in words.
+    pub description: String,
+    pub steps: usize,
+    /// Over single steps, each timed once (so this includes timing noise).
+    pub rms_relative_error: f64,
+    pub max_relative_error: f64,
+    /// Sum of the measured step times, seconds.
+    pub measured_s: f64,
+    /// Sum of the predicted step times, seconds.
+    pub predicted_s: f64,
+}
+
+impl HeldOutCheck {
+    pub fn new(description: impl Into<String>, coefficients: &LinearCoefficients, samples: &[StepSample]) -> Self {
+        let (rms_relative_error, max_relative_error) = relative_errors(coefficients, samples);
+        HeldOutCheck {
+            description: description.into(),
+            steps: samples.len(),
+            rms_relative_error,
+            max_relative_error,
+            measured_s: samples.iter().map(|s| s.seconds).sum(),
+            predicted_s: samples.iter().map(|s| coefficients.seconds(&s.shape)).sum(),
+        }
+    }
+
+    /// (predicted − measured) / measured for the whole run.
+    pub fn total_relative_error(&self) -> f64 {
+        if self.measured_s > 0.0 {
+            (self.predicted_s - self.measured_s) / self.measured_s
+        } else {
+            0.0
+        }
+    }
 }
 
 /// Solves min ‖X[:, cols] β − 1‖² by the normal equations (Gaussian
@@ -310,14 +364,35 @@ pub struct CalibrationFile {
     /// Free text: the machine and executor measured.
     pub description: String,
     pub fit: CalibrationFit,
+    /// The steps the fit was made from.
     pub samples: Vec<StepSample>,
+    /// The fit's check on steps it did not see, and those steps (absent
+    /// from files written before the check existed).
+    #[serde(default)]
+    pub held_out: Option<HeldOutCheck>,
+    #[serde(default)]
+    pub held_out_samples: Vec<StepSample>,
 }
 
 impl CalibrationFile {
     pub const VERSION: u32 = 1;
 
     pub fn new(description: impl Into<String>, fit: CalibrationFit, samples: Vec<StepSample>) -> Self {
-        CalibrationFile { version: Self::VERSION, description: description.into(), fit, samples }
+        CalibrationFile {
+            version: Self::VERSION,
+            description: description.into(),
+            fit,
+            samples,
+            held_out: None,
+            held_out_samples: Vec::new(),
+        }
+    }
+
+    /// The file with the fit's held-out check and the steps it was made on.
+    pub fn with_held_out(mut self, check: HeldOutCheck, samples: Vec<StepSample>) -> Self {
+        self.held_out = Some(check);
+        self.held_out_samples = samples;
+        self
     }
 
     pub fn save(&self, path: &Path) -> Result<(), SimError> {

@@ -22,9 +22,11 @@ pub mod kv_pool;
 pub mod max_rate;
 pub mod model_preset;
 pub mod setup;
+pub mod step_timer;
 
 pub use calibrate::{
-    calibrate, cpu_profile, default_calibration_path, fit, CalibrationFile, CalibrationFit, CalibrationPlan, StepSample,
+    calibrate, cpu_profile, default_calibration_path, fit, CalibrationFile, CalibrationFit, CalibrationPlan,
+    HeldOutCheck, StepSample,
 };
 pub use cost::{BatchShape, Bound, CostModel, LinearCoefficients, StepCost};
 pub use error::SimError;
@@ -34,3 +36,4 @@ pub use kv_pool::{activation_reserve_estimate, kv_pool, KvPoolPlan};
 pub use max_rate::find_max_rate;
 pub use model_preset::{model_preset, ModelPreset, MODEL_NAMES};
 pub use setup::{SimConfig, SimEngine, SimRunError};
+pub use step_timer::StepTimer;

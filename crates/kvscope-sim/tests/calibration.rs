@@ -132,3 +132,43 @@ fn cpu_profile_uses_the_calibration_file_when_present() {
     let c = cpu.calibrated.unwrap();
     assert!((c.per_decode_seq_s - 0.004).abs() < 1e-9);
 }
+
+/// The step timer inside a real engine run: one sample per step, with the
+/// shape the executor saw and the time the clock moved; the held-out check
+/// of the true coefficients on those steps is exact, and a wrong fit shows.
+#[test]
+fn step_timer_records_every_engine_step_and_the_held_out_check_scores_a_fit() {
+    use kvscope_core::{Clock, Engine, EngineConfig, PoolConfig, SchedulerConfig};
+    use kvscope_experiment::driver::{run_engine, RunOptions};
+    use kvscope_experiment::workload::{standard_cases, PromptSource, Scale};
+    use kvscope_sim::{HeldOutCheck, StepTimer};
+
+    let truth = LinearCoefficients::from_array("smollm2-135m", [0.008, 0.0033, 0.005, 1.0e-7, 2.0e-6]);
+    let clock = SimClock::new();
+    let config = EngineConfig {
+        scheduler: SchedulerConfig::new(8, 96, 4096),
+        pool: PoolConfig { num_blocks: 64, block_size: 16, enable_prefix_caching: true, bytes_per_block: 0 },
+        vocab_size: Some(1000),
+    };
+    let spec = standard_cases(Scale::Quick, 0, 5).into_iter().find(|c| c.name == "mixed_ctx").unwrap();
+    let requests = spec.generate(&PromptSource::Synthetic { vocab: 1000 });
+    let inner =
+        TimedExecutor { inner: PagedTokenExecutor::new(64, 16, 1000), clock: clock.clone(), truth: truth.clone() };
+    let engine = Engine::new(config.clone(), StepTimer::new(inner, clock.clone()), clock.clone());
+    let (run, timer) = run_engine(engine, &config, &spec, requests, RunOptions::SUMMARY, &mut |_, _| {}).unwrap();
+    let (_, samples) = timer.into_parts();
+
+    assert_eq!(samples.len() as u64, run.steps, "one sample per engine step");
+    assert!(samples.iter().any(|s| s.shape.prefill_tokens > 0 && s.shape.decode_seqs > 0), "chunks beside decodes");
+    for s in &samples {
+        assert!((s.seconds - truth.seconds(&s.shape)).abs() <= 1e-12, "{s:?}");
+    }
+    let exact = HeldOutCheck::new("truth", &truth, &samples);
+    assert_eq!(exact.steps, samples.len());
+    assert!(exact.rms_relative_error < 1e-9 && exact.total_relative_error().abs() < 1e-9, "{exact:?}");
+    assert!((exact.measured_s - clock.now()).abs() < 1e-9, "the steps are the whole run");
+
+    let slow = LinearCoefficients::from_array("smollm2-135m", truth.as_array().map(|c| 1.1 * c));
+    let off = HeldOutCheck::new("10 % slow", &slow, &samples);
+    assert!((off.total_relative_error() - 0.1).abs() < 1e-9 && (off.max_relative_error - 0.1).abs() < 1e-9);
+}
