@@ -3,7 +3,6 @@
 //! in both directions and what the measurement does not show.
 
 use crate::kv_precision::{KvDtypeRow, KvPrecision};
-use crate::report::Lang;
 use crate::svg::{Anchor, Svg};
 use kvscope_core::KvDtype;
 use std::fmt::Write;
@@ -24,8 +23,7 @@ fn describe(dtype: KvDtype, zh: bool) -> &'static str {
 }
 
 /// The report's subsection (a level-3 heading under 12.5, the extensions).
-pub fn section(kp: &KvPrecision, simulated: bool, lang: Lang) -> String {
-    let zh = lang == Lang::Zh;
+pub fn section(kp: &KvPrecision, simulated: bool, zh: bool) -> String {
     let t = |a: &'static str, b: &'static str| if zh { a } else { b };
     let mut o = String::new();
     let _ = writeln!(
