@@ -42,3 +42,41 @@ pub(super) fn render(model: &ReportModel, lang: Lang) -> String {
         .render(model)
         .unwrap_or_else(|e| panic!("{} does not render; fix the template or the report model: {e:#}", name(lang)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::tests::small_run;
+    use crate::report::ReportContext;
+    use kvscope_experiment::capacity::CapacityRow;
+
+    fn sim_model() -> ReportModel {
+        let run = small_run(40);
+        let row = CapacityRow::from_run(&run, false);
+        ReportModel::simulated(&[row], &run.config, "test on cpu", &ReportContext::default())
+    }
+
+    #[test]
+    fn a_field_missing_from_the_model_is_an_error_not_a_blank() {
+        let env = environment();
+        for lang in [Lang::Zh, Lang::En] {
+            let template = env.get_template(name(lang)).unwrap();
+            let mut model = serde_json::to_value(sim_model()).unwrap();
+            assert!(template.render(&model).is_ok());
+            model["pool"].as_object_mut().unwrap().remove("total");
+            let err = template.render(&model).expect_err("pool.total is gone");
+            assert_eq!(err.kind(), minijinja::ErrorKind::UndefinedError, "{err:#}");
+        }
+        assert!(env.render_str("{{ typo }}", ()).is_err(), "strict in every template");
+    }
+
+    #[test]
+    fn sim_out_times_are_labelled_simulated_in_both_languages() {
+        let model = sim_model();
+        let en = render(&model, Lang::En);
+        let zh = render(&model, Lang::Zh);
+        assert!(en.contains("TTFT p50 / p90 / p99 (simulated s)") && en.contains("| test_case |"), "{en}");
+        assert!(zh.contains("TTFT p50 / p90 / p99 (模拟秒)") && zh.contains("| test_case |"), "{zh}");
+        assert!(en.ends_with("not waiting ones.\n") && zh.ends_with("不含等待中的请求。\n"));
+    }
+}
