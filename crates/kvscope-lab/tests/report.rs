@@ -5,8 +5,11 @@
 mod common;
 
 use common::{config, lab};
+use kvscope_core::KvDtype;
 use kvscope_experiment::workload::Scale;
 use kvscope_lab::causal::ChainAgreement;
+use kvscope_lab::failure::Source;
+use kvscope_lab::kv_precision::{KvAccuracy, KvDtypeRow, KvPrecision};
 use kvscope_lab::lab::LabResults;
 use kvscope_lab::lifecycle::LifecycleGraph;
 use kvscope_lab::repeat::Agreement;
@@ -64,9 +67,53 @@ fn student() -> StudentBlockManager {
     }
 }
 
+/// Three formats in one pool: f32 cannot hold a request, f16 and int8 run
+/// the case, int8's predictions were scored.
+fn kv_precision(res: &LabResults) -> KvPrecision {
+    let long = res.capacity.iter().find(|r| r.case == "long_ctx").unwrap().clone();
+    let row = |kv_dtype, bytes_per_token, blocks, capacity: Option<_>, accuracy| KvDtypeRow {
+        kv_dtype,
+        bytes_per_token,
+        blocks,
+        token_slots: blocks * 16,
+        capacity,
+        accuracy,
+    };
+    let scored = KvAccuracy {
+        positions: 300,
+        top1_agreement: 0.973,
+        decisive_positions: 250,
+        decisive_top1_agreement: 0.996,
+        mean_abs_logprob_diff: 0.0123,
+        max_abs_logprob_diff: 0.456,
+    };
+    KvPrecision {
+        pool_bytes: 24 << 20,
+        case: "long_ctx".into(),
+        num_requests: long.concurrency,
+        main_dtype: KvDtype::F16,
+        rows: vec![
+            row(KvDtype::F32, 46_080, 10, None, None),
+            row(KvDtype::F16, 23_040, 20, Some(long.clone()), None),
+            row(KvDtype::Int8, 12_288, 40, Some(long), Some(scored)),
+        ],
+        accuracy_prompts: 6,
+        accuracy_positions: 300,
+    }
+}
+
 #[test]
 fn both_languages_show_the_same_figures_in_the_same_sections() {
-    let res = lab(&config(Scale::Quick, 2, &["block-size=8,16,32"]));
+    let mut res = lab(&config(Scale::Quick, 2, &["block-size=8,16,32"]));
+    res.kv_precision = Some(kv_precision(&res));
+    // A real lab whose failure search a simulator narrowed: every source.
+    res.backend.executor = "real".into();
+    let f = res.failure.as_mut().unwrap();
+    f.primary = "real".into();
+    f.narrowed_by = Some("sim (cpu preset)".into());
+    f.points[0].admission_stall.source = Source::Unknown;
+    f.points[1].preemption = kvscope_lab::failure::Threshold { load: Some(3.0), source: Source::RealUpperBound };
+    f.points[2].slo_ttft.source = Source::Real;
     let ctx = ReportContext {
         date: "2026-11-30".into(),
         sim_validation: Some("| metric | real | sim |\n|---|---|---|\n| TTFT p50 | 1.234 | 1.301 |".into()),
@@ -80,14 +127,42 @@ fn both_languages_show_the_same_figures_in_the_same_sections() {
     }
     // Every optional part this run has is there, in both.
     for (text, parts) in [
-        (&zh, ["失败条件", "旋钮扫描", "2 次重复", "my_bm.py:12::allocate", "1.301", "**模拟结果**"]),
-        (&en, ["Failure conditions", "Knob sweep", "2 repeats", "my_bm.py:12::allocate", "1.301", "**Simulated**"]),
+        (
+            &zh,
+            ["失败条件", "(预算内未确定)", "≤ 3 (实测上界)", "旋钮扫描", "2 次重复", "my_bm.py:12::allocate", "1.301"],
+        ),
+        (
+            &en,
+            [
+                "Failure conditions",
+                "(not settled within the budget)",
+                "≤ 3 (real, upper bound)",
+                "Knob sweep",
+                "2 repeats",
+                "my_bm.py:12::allocate",
+                "1.301",
+            ],
+        ),
     ] {
         for part in parts {
             assert!(text.contains(part), "{part} missing");
         }
     }
+    assert!(
+        en.contains("The simulator (sim (cpu preset)) bisected first") && zh.contains("先由模拟器 (sim (cpu preset))")
+    );
+    assert!(en.contains(
+        "| `f32` | 46080 | 10 | 160 | cannot hold one request | | | | | reference | reference | reference |"
+    ));
+    assert!(en.contains("`int8` picks the f32 KV path's top-1 at 97.30 % of them (99.60 % of the 250 positions"));
+    assert!(zh.contains("| `f32` | 46080 | 10 | 160 | 放不下一个请求 | | | | | 参考 | 参考 | 参考 |"));
+
+    res.backend.executor = "sim".into();
+    let (zh, en) = both(&res, &ctx);
+    assert_twins(&zh, &en, "simulated lab report");
+    assert!(en.contains("**Simulated**") && zh.contains("**模拟结果**"));
     assert!(en.contains("TTFT p50 / p90 / p99 (simulated s)") && zh.contains("TTFT p50 / p90 / p99 (模拟秒)"));
+    assert!(en.contains("queue_wait p50 (simulated s)"), "the knob sweep's times are simulated too");
 
     let row = res.capacity[1].clone();
     let sim = |lang| render_simulated(std::slice::from_ref(&row), &res.engine, "smol on cpu", &ctx, lang);

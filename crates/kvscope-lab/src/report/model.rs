@@ -3,12 +3,17 @@
 //! only choose words around these figures, so both languages show the same
 //! numbers and a figure is formatted in one place.
 //!
-//! A few passages are still written in Rust because they are assembled
-//! sentence by sentence from the figures (the generated analysis, the
-//! capacity row's explanation, the knob sweeps, the failure conditions and
-//! the KV-precision extension); they come in both languages as [`Texts`].
+//! The subsections of the lab's extensions have their models beside their
+//! plots ([`FailureSection`], [`KnobSweepSection`], [`KvPrecisionSection`]).
+//! Two passages are still written in Rust, in both languages ([`Texts`]):
+//! the generated analysis, assembled sentence by sentence from the figures
+//! and held to a length by the tests (`analysis.rs`), and a capacity row's
+//! explanation, which capacity.json carries too (`kvscope_experiment`).
 
 use super::{ReportContext, StudentBlockManager};
+use crate::failure_report::FailureSection;
+use crate::knob_sweep::KnobSweepSection;
+use crate::kv_precision_report::KvPrecisionSection;
 use crate::lab::LabResults;
 use crate::lifecycle::LifecycleGraph;
 use crate::repeat::{show, Agreement, Spread};
@@ -104,11 +109,11 @@ pub struct LabSections {
     pub cases: Vec<String>,
     pub lifecycle: LifecycleRows,
     pub chain: ChainSection,
-    pub failure: Option<Texts>,
-    pub knob_sweeps: Vec<Texts>,
+    pub failure: Option<FailureSection>,
+    pub knob_sweeps: Vec<KnobSweepSection>,
     pub stats: Vec<StatsLine>,
     pub probe: ProbeTable,
-    pub kv_precision: Option<Texts>,
+    pub kv_precision: Option<KvPrecisionSection>,
     pub analysis: Texts,
 }
 
@@ -344,21 +349,8 @@ impl LabSections {
             cases: res.cases.iter().map(|c| c.spec.name.clone()).collect(),
             lifecycle: LifecycleRows::new(res, graph),
             chain: ChainSection::new(res),
-            failure: res.failure.as_ref().map(|f| Texts::of(|zh| crate::failure_report::markdown(f, zh))),
-            knob_sweeps: res
-                .knob_sweeps
-                .iter()
-                .map(|k| {
-                    Texts::of(|zh| {
-                        let unit = match (simulated, zh) {
-                            (false, _) => "s",
-                            (true, true) => "模拟秒",
-                            (true, false) => "simulated s",
-                        };
-                        crate::knob_sweep::markdown(k, zh, unit)
-                    })
-                })
-                .collect(),
+            failure: res.failure.as_ref().map(FailureSection::new),
+            knob_sweeps: res.knob_sweeps.iter().map(KnobSweepSection::new).collect(),
             stats: res
                 .capacity
                 .iter()
@@ -385,10 +377,7 @@ impl LabSections {
                 evictions: p.realized.evictions,
                 unrealized_blocks: p.unrealized_blocks,
             },
-            kv_precision: res
-                .kv_precision
-                .as_ref()
-                .map(|kp| Texts::of(|zh| crate::kv_precision_report::section(kp, simulated, zh))),
+            kv_precision: res.kv_precision.as_ref().map(|kp| KvPrecisionSection::new(kp, simulated)),
             analysis: Texts::of(|zh| crate::analysis::paragraph(res, zh)),
         }
     }
