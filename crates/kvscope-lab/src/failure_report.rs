@@ -6,8 +6,6 @@ use crate::plots::panel_row_svg;
 use crate::svg::{Chart, Series};
 use serde::Serialize;
 
-const CONDITIONS: [Condition; 3] = [Condition::AdmissionStall, Condition::Preemption, Condition::SloTtft];
-
 /// The condition's name in the plot's legend (the report's names are the
 /// templates').
 fn name(c: Condition) -> &'static str {
@@ -78,7 +76,7 @@ impl FailureSection {
                 .iter()
                 .map(|p| FailureLine {
                     prompt_len: p.prompt_len,
-                    thresholds: CONDITIONS.iter().map(|&c| ThresholdCell::new(&p.threshold(c), f)).collect(),
+                    thresholds: Condition::ALL.iter().map(|&c| ThresholdCell::new(&p.threshold(c), f)).collect(),
                 })
                 .collect(),
         }
@@ -117,7 +115,7 @@ pub fn csv(f: &FailureResults) -> String {
         LoadKind::PoissonRate { .. } => "poisson_rate_per_s",
     };
     for p in &f.points {
-        for c in CONDITIONS {
+        for c in Condition::ALL {
             let t = p.threshold(c);
             let source = serde_json::to_value(t.source).expect("json");
             w.write_record([
@@ -144,7 +142,7 @@ pub fn svg(f: &FailureResults) -> String {
     // later one's dot sits inside the earlier one's ring.
     let radii = [7.0, 5.0, 3.0];
     let mut series = Vec::new();
-    for ((c, color), r) in CONDITIONS.into_iter().zip(colors).zip(radii) {
+    for ((c, color), r) in Condition::ALL.into_iter().zip(colors).zip(radii) {
         let pts = |real: bool| -> Vec<(f64, f64)> {
             f.points
                 .iter()

@@ -16,6 +16,7 @@ use kvscope_core::EngineConfig;
 use kvscope_experiment::capacity::CapacityRow;
 pub use model::ReportModel;
 use serde::Serialize;
+pub(crate) use template::render_analysis;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lang {

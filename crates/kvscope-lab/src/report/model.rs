@@ -5,9 +5,10 @@
 //!
 //! The subsections of the lab's extensions have their models beside their
 //! plots ([`FailureSection`], [`KnobSweepSection`], [`KvPrecisionSection`]).
-//! Two passages are still written in Rust, in both languages ([`Texts`]):
-//! the generated analysis, assembled sentence by sentence from the figures
-//! and held to a length by the tests (`analysis.rs`), and a capacity row's
+//! Two passages arrive as text, in both languages ([`Texts`]): the
+//! generated analysis, rendered from its own templates
+//! (`templates/analysis.{zh,en}.md.j2`, figures in `analysis.rs`) because
+//! the tests hold it to a length on its own, and a capacity row's
 //! explanation, which capacity.json carries too (`kvscope_experiment`).
 
 use super::{ReportContext, StudentBlockManager};

@@ -3,11 +3,15 @@
 
 use super::model::ReportModel;
 use super::Lang;
+use crate::analysis::Analysis;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::Serialize;
 
-const TEMPLATES: [(&str, &str); 2] = [
+const TEMPLATES: [(&str, &str); 4] = [
     ("report.zh.md.j2", include_str!("../../templates/report.zh.md.j2")),
     ("report.en.md.j2", include_str!("../../templates/report.en.md.j2")),
+    ("analysis.zh.md.j2", include_str!("../../templates/analysis.zh.md.j2")),
+    ("analysis.en.md.j2", include_str!("../../templates/analysis.en.md.j2")),
 ];
 
 fn name(lang: Lang) -> &'static str {
@@ -33,14 +37,22 @@ pub(super) fn environment() -> Environment<'static> {
     env
 }
 
-/// The report in `lang`. A failure here is a bug in a template or the
-/// model, never in the run: the tests render every branch of both.
+/// The report in `lang`.
 pub(super) fn render(model: &ReportModel, lang: Lang) -> String {
+    render_template(name(lang), model)
+}
+
+/// The generated analysis paragraph (one line, no newline).
+pub(crate) fn render_analysis(figures: &Analysis, zh: bool) -> String {
+    render_template(if zh { TEMPLATES[2].0 } else { TEMPLATES[3].0 }, figures).trim_end().to_string()
+}
+
+/// A failure here is a bug in a template or its model, never in the run:
+/// the tests render every branch of each.
+fn render_template(name: &str, model: &impl Serialize) -> String {
     let env = environment();
-    let template = env.get_template(name(lang)).expect("every language has a template");
-    template
-        .render(model)
-        .unwrap_or_else(|e| panic!("{} does not render; fix the template or the report model: {e:#}", name(lang)))
+    let template = env.get_template(name).expect("registered in TEMPLATES");
+    template.render(model).unwrap_or_else(|e| panic!("{name} does not render; fix the template or its model: {e:#}"))
 }
 
 #[cfg(test)]
