@@ -1,5 +1,6 @@
-//! The report templates, one per language, embedded so the binary needs no
-//! files beside it, and the environment that renders them.
+//! The report templates, one per language (and the generated analysis's,
+//! rendered on its own), embedded so the binary needs no files beside it,
+//! and the environment that renders them.
 
 use super::model::ReportModel;
 use super::Lang;
@@ -7,17 +8,22 @@ use crate::analysis::Analysis;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
+const REPORT_ZH: &str = "report.zh.md.j2";
+const REPORT_EN: &str = "report.en.md.j2";
+const ANALYSIS_ZH: &str = "analysis.zh.md.j2";
+const ANALYSIS_EN: &str = "analysis.en.md.j2";
+
 const TEMPLATES: [(&str, &str); 4] = [
-    ("report.zh.md.j2", include_str!("../../templates/report.zh.md.j2")),
-    ("report.en.md.j2", include_str!("../../templates/report.en.md.j2")),
-    ("analysis.zh.md.j2", include_str!("../../templates/analysis.zh.md.j2")),
-    ("analysis.en.md.j2", include_str!("../../templates/analysis.en.md.j2")),
+    (REPORT_ZH, include_str!("../../templates/report.zh.md.j2")),
+    (REPORT_EN, include_str!("../../templates/report.en.md.j2")),
+    (ANALYSIS_ZH, include_str!("../../templates/analysis.zh.md.j2")),
+    (ANALYSIS_EN, include_str!("../../templates/analysis.en.md.j2")),
 ];
 
 fn name(lang: Lang) -> &'static str {
     match lang {
-        Lang::Zh => TEMPLATES[0].0,
-        Lang::En => TEMPLATES[1].0,
+        Lang::Zh => REPORT_ZH,
+        Lang::En => REPORT_EN,
     }
 }
 
@@ -44,7 +50,7 @@ pub(super) fn render(model: &ReportModel, lang: Lang) -> String {
 
 /// The generated analysis paragraph (one line, no newline).
 pub(crate) fn render_analysis(figures: &Analysis, zh: bool) -> String {
-    render_template(if zh { TEMPLATES[2].0 } else { TEMPLATES[3].0 }, figures).trim_end().to_string()
+    render_template(if zh { ANALYSIS_ZH } else { ANALYSIS_EN }, figures).trim_end().to_string()
 }
 
 /// A failure here is a bug in a template or its model, never in the run:
