@@ -29,6 +29,8 @@ pub enum Condition {
 }
 
 impl Condition {
+    /// In the order the report lists them: (a), (b), (c).
+    pub const ALL: [Condition; 3] = [Condition::AdmissionStall, Condition::Preemption, Condition::SloTtft];
     /// In the order the search serves them: the SLO first, because the
     /// simulator's timing is the least certain guess.
     const SEARCH_ORDER: [Condition; 3] = [Condition::SloTtft, Condition::AdmissionStall, Condition::Preemption];

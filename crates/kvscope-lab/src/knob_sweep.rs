@@ -15,7 +15,6 @@ use kvscope_experiment::capacity::{explain, CapacityRow};
 use kvscope_experiment::driver::RunOptions;
 use kvscope_experiment::workload::{CaseSpec, WorkloadRequest};
 use serde::Serialize;
-use std::fmt::Write;
 use std::str::FromStr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -222,51 +221,55 @@ pub fn fragmentation(row: &CapacityRow) -> f64 {
     }
 }
 
-/// The report's section for one sweep.
-pub fn markdown(sweep: &KnobSweepResult, zh: bool, time_unit: &str) -> String {
-    let mut o = String::new();
-    let k = sweep.knob.name();
-    let _ = writeln!(o, "### {} `{k}`\n", if zh { "旋钮扫描:" } else { "Knob sweep:" });
-    let why = match (sweep.knob, zh) {
-        (Knob::BlockSize, true) => "块大小: 块越大, 每个请求最后一块未填满的槽位 (内部碎片) 越多, 同样的内存能容纳的请求越少; 块越小, 碎片越少, 但块表更长。池的字节数不变, 块数随块大小变化。",
-        (Knob::BlockSize, false) => "Block size: larger blocks leave more of each request's last block empty (internal fragmentation), so the same memory holds fewer requests; smaller blocks waste less but make longer block tables. The pool's bytes stay fixed; its block count follows the block size.",
-        (Knob::KvMemory, true) => "KV 池大小: 容量本身。池越大, 同时持有 KV 的请求越多, 排队越短, 直到其他约束 (max_running、token 预算) 成为瓶颈。",
-        (Knob::KvMemory, false) => "KV pool size: capacity itself. A larger pool lets more requests hold KV at once and shortens the queue, until another limit (max_running, the token budget) binds.",
-        (Knob::MaxRunning, true) => "max_running: 调度器的并发上限。它低于池能容纳的请求数时, 瓶颈是它而不是 KV; 高于时, 放宽它不再增加存活请求。",
-        (Knob::MaxRunning, false) => "max_running: the scheduler's cap. Below what the pool holds, it is the bottleneck instead of KV; above, raising it adds no live requests.",
-    };
-    let _ = writeln!(o, "{why}\n");
-    let _ = writeln!(
-        o,
-        "| {k} | case | {} | live mean / max | {} | queue_wait p50 ({time_unit}) | TTFT p50 / p90 ({time_unit}) | {} | {} |",
-        if zh { "池 (块 × token)" } else { "pool (blocks × tokens)" },
-        if zh { "内部碎片" } else { "internal fragmentation" },
-        if zh { "瓶颈" } else { "binding" },
-        if zh { "抢占" } else { "preemptions" },
-    );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
-    for p in &sweep.points {
-        for r in &p.rows {
-            let _ = writeln!(
-                o,
-                "| {} | {} | {} × {} | {:.2} / {} | {:.1}% | {:.3} | {:.3} / {:.3} | {} | {} |",
-                p.label,
-                r.case,
-                p.num_blocks,
-                p.block_size,
-                r.live_requests,
-                r.live_requests_max,
-                100.0 * fragmentation(r),
-                r.queue_wait.p50,
-                r.ttft.p50,
-                r.ttft.p90,
-                r.binding_constraint().map_or("—", |b| b.as_str()),
-                r.preemptions
-            );
-        }
+/// The report's subsection for one sweep: one line per knob value and case.
+#[derive(Serialize)]
+pub struct KnobSweepSection {
+    pub knob: Knob,
+    pub rows: Vec<KnobLine>,
+}
+
+#[derive(Serialize)]
+pub struct KnobLine {
+    pub value: String,
+    pub case: String,
+    pub num_blocks: usize,
+    pub block_size: usize,
+    pub live_mean: String,
+    pub live_max: usize,
+    /// Percent.
+    pub fragmentation: String,
+    pub queue_wait_p50: String,
+    pub ttft_p50: String,
+    pub ttft_p90: String,
+    /// The binding admission constraint, `—` when none bound.
+    pub binding: &'static str,
+    pub preemptions: u64,
+}
+
+impl KnobSweepSection {
+    pub fn new(sweep: &KnobSweepResult) -> KnobSweepSection {
+        let rows = sweep
+            .points
+            .iter()
+            .flat_map(|p| {
+                p.rows.iter().map(move |r| KnobLine {
+                    value: p.label.clone(),
+                    case: r.case.clone(),
+                    num_blocks: p.num_blocks,
+                    block_size: p.block_size,
+                    live_mean: format!("{:.2}", r.live_requests),
+                    live_max: r.live_requests_max,
+                    fragmentation: format!("{:.1}", 100.0 * fragmentation(r)),
+                    queue_wait_p50: format!("{:.3}", r.queue_wait.p50),
+                    ttft_p50: format!("{:.3}", r.ttft.p50),
+                    ttft_p90: format!("{:.3}", r.ttft.p90),
+                    binding: r.binding_constraint().map_or("—", |b| b.as_str()),
+                    preemptions: r.preemptions,
+                })
+            })
+            .collect();
+        KnobSweepSection { knob: sweep.knob, rows }
     }
-    let _ = writeln!(o, "\n![{k}](sweep_{k}.svg)\n");
-    o
 }
 
 /// The sweep's figure: live requests, queue wait, TTFT and internal

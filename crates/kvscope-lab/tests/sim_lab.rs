@@ -3,85 +3,15 @@
 //! condition search, knob sweeps, the artifacts (PNGs, report.html),
 //! `compare`, and the generated analysis's length in both languages.
 
-use kvscope_core::{KvDtype, SimClock, TokenId};
-use kvscope_experiment::driver::RunOptions;
-use kvscope_experiment::workload::{CaseSpec, Scale, WorkloadRequest};
+mod common;
+
+use common::{config, lab};
+use kvscope_experiment::workload::Scale;
 use kvscope_lab::analysis::{paragraph, word_count, zi_count};
-use kvscope_lab::backend::{BackendInfo, LabBackend};
-use kvscope_lab::failure::{search, FailurePlan, Source};
-use kvscope_lab::lab::{run_lab, run_one, LabConfig, LabResults};
+use kvscope_lab::failure::Source;
+use kvscope_lab::lab::LabResults;
 use kvscope_lab::report::{Lang, ReportContext};
-use kvscope_sim::{CostModel, SimConfig, SimExecutor};
 use std::path::Path;
-
-struct Sim(CostModel);
-
-impl Sim {
-    fn new() -> Sim {
-        let mut config = SimConfig::from_names("smollm2-135m", "cpu").unwrap();
-        config.model = config.model.with_kv_dtype(KvDtype::F16);
-        Sim(config.cost_model())
-    }
-}
-
-impl LabBackend for Sim {
-    type Exec = SimExecutor;
-    type Clk = SimClock;
-    fn info(&self) -> BackendInfo {
-        let m = self.0.model();
-        BackendInfo {
-            executor: "sim".into(),
-            model: m.name.clone(),
-            kv_bytes_per_token: m.kv_bytes_per_token(),
-            kv_dtype: self.0.model().kv_dtype,
-            max_model_len: m.max_context,
-            vocab_size: m.vocab,
-            details: vec![],
-            pool_blocks: None,
-        }
-    }
-    fn tokenize(&self, _: &str) -> Vec<TokenId> {
-        Vec::new()
-    }
-    fn vocab_for_synthetic_prompts(&self) -> Option<u32> {
-        Some(self.0.model().vocab as u32)
-    }
-    fn start(&mut self, _: usize, _: usize) -> Result<(SimExecutor, SimClock), String> {
-        let clock = SimClock::new();
-        Ok((SimExecutor::new(self.0.clone(), clock.clone()), clock))
-    }
-    fn finish(&mut self, _: SimExecutor) {}
-}
-
-fn config(scale: Scale, repeat: usize, sweeps: &[&str]) -> LabConfig {
-    LabConfig {
-        scale,
-        seed: 2026,
-        block_size: 16,
-        kv_blocks: None,
-        kv_memory_bytes: None,
-        max_running: None,
-        max_batched_tokens: None,
-        dataset: None,
-        arrival_rate: None,
-        repeat,
-        knob_sweeps: sweeps.iter().map(|s| s.parse().unwrap()).collect(),
-    }
-}
-
-/// The lab, then the failure search on the same (simulated) engine.
-fn lab(cfg: &LabConfig) -> LabResults {
-    let mut backend = Sim::new();
-    let mut res = run_lab(&mut backend, cfg, &mut |_, _, _| {}).unwrap();
-    let vocab = res.backend.vocab_size as u32;
-    let plan = FailurePlan::new(&res.sweep_spec, res.engine.scheduler.max_running, None, 2.0, 4, cfg.seed, vocab);
-    let engine = res.engine.clone();
-    let mut primary = |spec: &CaseSpec, reqs: &[WorkloadRequest]| {
-        run_one(&mut backend, &engine, spec, reqs, RunOptions::SUMMARY, &mut |_, _, _| {})
-    };
-    res.failure = Some(search(&plan, &mut primary, false, None).unwrap());
-    res
-}
 
 fn write(res: &LabResults, dir: &Path, lang: Lang) {
     kvscope_lab::artifacts::write_all(res, dir, &ReportContext::default(), lang).unwrap();
