@@ -147,7 +147,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
     }
 
     fn with_scheduler(mut scheduler: Scheduler, vocab_size: Option<usize>, executor: E, clock: C) -> Self {
-        scheduler.copy_block_tables = executor.reads_block_tables();
+        scheduler.fill_contents = executor.reads_batch_contents();
         Engine {
             scheduler,
             executor,
@@ -285,12 +285,12 @@ impl<E: Executor, C: Clock> Engine<E, C> {
         let site = E::KV_SITE;
         for (item, token) in batch.seqs.iter().zip(sampled) {
             let id = item.request_id;
-            self.scheduler.commit(id, item.tokens.len());
+            self.scheduler.commit(id, item.num_tokens);
             let seq = self.scheduler.seq_mut(id).expect("scheduled ids are live");
             if item.is_prefill {
                 self.log.emit(
                     site,
-                    KvEvent::Prefill { request_id: id, tokens: item.tokens.len(), computed: seq.num_computed },
+                    KvEvent::Prefill { request_id: id, tokens: item.num_tokens, computed: seq.num_computed },
                 );
             } else if self.decode_events {
                 self.log.emit(site, KvEvent::Decode { request_id: id, context_tokens: item.context_tokens() });

@@ -14,14 +14,18 @@ use std::sync::Arc;
 pub struct ScheduledSeq {
     pub request_id: RequestId,
     /// The tokens whose KV this step computes: a prefill chunk, or the one
-    /// newest token for decode.
+    /// newest token for decode (empty for executors that do not read the
+    /// batch's contents, see [`Executor::reads_batch_contents`]).
     pub tokens: Vec<TokenId>,
-    /// Position of `tokens[0]` in the sequence; KV for positions
-    /// `0..start_pos` already exists in the blocks of `block_table`.
+    /// How many positions this step computes: `tokens.len()` whenever the
+    /// tokens are filled in.
+    pub num_tokens: usize,
+    /// Position of the chunk's first token in the sequence; KV for
+    /// positions `0..start_pos` already exists in the blocks of `block_table`.
     pub start_pos: usize,
-    /// The request's block table, covering at least `start_pos + tokens.len()`
-    /// positions (empty for executors that do not read block tables, see
-    /// [`Executor::reads_block_tables`]). Position `p` lives in block `block_table[p / block_size]`
+    /// The request's block table, covering at least `start_pos + num_tokens`
+    /// positions (empty for executors that do not read the batch's
+    /// contents). Position `p` lives in block `block_table[p / block_size]`
     /// at slot `p % block_size`.
     pub block_table: Vec<BlockId>,
     /// Whether a token must be sampled after this chunk (its last position
@@ -43,7 +47,7 @@ pub struct ScheduledSeq {
 impl ScheduledSeq {
     /// Number of positions whose KV is read by attention this step.
     pub fn context_tokens(&self) -> usize {
-        self.start_pos + self.tokens.len()
+        self.start_pos + self.num_tokens
     }
 }
 
@@ -58,10 +62,10 @@ impl ScheduledBatch {
         self.seqs.is_empty()
     }
     pub fn num_tokens(&self) -> usize {
-        self.seqs.iter().map(|s| s.tokens.len()).sum()
+        self.seqs.iter().map(|s| s.num_tokens).sum()
     }
     pub fn prefill_tokens(&self) -> usize {
-        self.seqs.iter().filter(|s| s.is_prefill).map(|s| s.tokens.len()).sum()
+        self.seqs.iter().filter(|s| s.is_prefill).map(|s| s.num_tokens).sum()
     }
     pub fn decode_seqs(&self) -> usize {
         self.seqs.iter().filter(|s| !s.is_prefill).count()
@@ -170,10 +174,11 @@ pub trait Executor {
     /// chunks of requests that ask for prompt log-probabilities.
     fn execute(&mut self, batch: &ScheduledBatch) -> Result<BatchOutput, ExecutorError>;
 
-    /// Whether `execute` reads the scheduled block tables. An executor that
-    /// never touches KV (the simulator) says no, and the scheduler leaves
-    /// them out of the batch instead of copying every table every step.
-    fn reads_block_tables(&self) -> bool {
+    /// Whether `execute` reads the scheduled tokens and block tables. An
+    /// executor that prices steps by their shape alone (the simulator) says
+    /// no, and the scheduler fills in only the counts instead of copying
+    /// every prompt chunk and every table (most of a simulated step's work).
+    fn reads_batch_contents(&self) -> bool {
         true
     }
 

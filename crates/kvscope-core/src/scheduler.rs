@@ -89,9 +89,9 @@ pub struct Scheduler {
     pub(crate) last_stall: Option<Stall>,
     /// Entries of past batches, kept for their buffers.
     spare: Vec<ScheduledSeq>,
-    /// Whether scheduled entries carry a copy of their block table (the
-    /// simulator never reads one; copying it is most of a step's work there).
-    pub(crate) copy_block_tables: bool,
+    /// Whether scheduled entries carry their tokens and a copy of their
+    /// block table (see `Executor::reads_batch_contents`).
+    pub(crate) fill_contents: bool,
 }
 
 impl Scheduler {
@@ -111,7 +111,7 @@ impl Scheduler {
             preemptions: 0,
             last_stall: None,
             spare: Vec::new(),
-            copy_block_tables: true,
+            fill_contents: true,
         }
     }
 
@@ -192,7 +192,7 @@ impl Scheduler {
             let seq = self.seqs.get_mut(&id).expect("running ids are live");
             if seq.in_prefill() {
                 let n = seq.num_uncomputed().min(*budget).min(cap);
-                batch.seqs.push(chunk(seq, n, self.spare.pop(), self.copy_block_tables));
+                batch.seqs.push(chunk(seq, n, self.spare.pop(), self.fill_contents));
                 *budget -= n;
                 i += 1;
                 continue;
@@ -202,7 +202,7 @@ impl Scheduler {
             loop {
                 let seq = self.seqs.get_mut(&id).expect("running ids are live");
                 if self.blocks.append_slot(seq, log).is_some() {
-                    batch.seqs.push(chunk(seq, 1, self.spare.pop(), self.copy_block_tables));
+                    batch.seqs.push(chunk(seq, 1, self.spare.pop(), self.fill_contents));
                     *budget -= 1;
                     i += 1;
                     break;
@@ -259,7 +259,7 @@ impl Scheduler {
             let seq = self.seqs.get_mut(&id).expect("waiting ids are live");
             let n = seq.num_uncomputed().min(*budget).min(cap);
             partial += usize::from(n < seq.num_uncomputed());
-            batch.seqs.push(chunk(seq, n, self.spare.pop(), self.copy_block_tables));
+            batch.seqs.push(chunk(seq, n, self.spare.pop(), self.fill_contents));
             *budget -= n;
             self.running.push(id);
         }
@@ -384,19 +384,20 @@ fn prefill_cap(config: &SchedulerConfig, live: usize) -> usize {
 
 /// The chunk of `seq` to run this step, written into the buffers of a
 /// recycled entry when there is one (a step allocates nothing then).
-fn chunk(seq: &Sequence, n: usize, recycled: Option<ScheduledSeq>, with_block_table: bool) -> ScheduledSeq {
+fn chunk(seq: &Sequence, n: usize, recycled: Option<ScheduledSeq>, with_contents: bool) -> ScheduledSeq {
     let start = seq.num_computed;
     let end = start + n;
     let (mut tokens, mut block_table) = recycled.map(|s| (s.tokens, s.block_table)).unwrap_or_default();
     tokens.clear();
-    seq.extend_with_tokens(start..end, &mut tokens);
     block_table.clear();
-    if with_block_table {
+    if with_contents {
+        seq.extend_with_tokens(start..end, &mut tokens);
         block_table.extend_from_slice(&seq.block_table);
     }
     ScheduledSeq {
         request_id: seq.id,
         tokens,
+        num_tokens: n,
         start_pos: start,
         block_table,
         sample: end == seq.len(),

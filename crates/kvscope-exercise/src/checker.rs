@@ -373,6 +373,7 @@ mod tests {
     fn chunk(id: u64, tokens: Vec<TokenId>, start_pos: usize, table: Vec<u32>) -> ScheduledSeq {
         ScheduledSeq {
             request_id: RequestId(id),
+            num_tokens: tokens.len(),
             tokens,
             start_pos,
             block_table: table.into_iter().map(BlockId).collect(),

@@ -35,6 +35,7 @@ fn seq(
         request_id: RequestId(id),
         is_prefill: start_pos == 0,
         next_prompt_token: None,
+        num_tokens: tokens.len(),
         tokens,
         start_pos,
         block_table: table.to_vec(),

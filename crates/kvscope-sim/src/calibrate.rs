@@ -170,6 +170,7 @@ pub fn calibrate<E: Executor, C: Clock>(
                     .map(|(j, &id)| ScheduledSeq {
                         request_id: id,
                         tokens: vec![synthetic_prompt_token(pos, plan.vocab)],
+                        num_tokens: 1,
                         start_pos: pos,
                         block_table: table(j, pos + 1),
                         sample: true,
@@ -194,6 +195,7 @@ fn prefill_seq(id: RequestId, start: usize, n: usize, table: Vec<BlockId>, vocab
     ScheduledSeq {
         request_id: id,
         tokens: (start..start + n).map(|p| synthetic_prompt_token(p, vocab)).collect(),
+        num_tokens: n,
         start_pos: start,
         block_table: table,
         sample,

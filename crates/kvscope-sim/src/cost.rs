@@ -42,7 +42,7 @@ impl BatchShape {
     pub fn of(batch: &ScheduledBatch) -> Self {
         let mut shape = BatchShape::default();
         for seq in &batch.seqs {
-            let n = seq.tokens.len() as u64;
+            let n = seq.num_tokens as u64;
             let s = seq.start_pos as u64;
             if seq.is_prefill {
                 shape.prefill_tokens += n;

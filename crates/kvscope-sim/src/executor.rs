@@ -79,8 +79,9 @@ impl Executor for SimExecutor {
 
     const KV_SITE: &'static str = "sim::execute";
 
-    /// The cost depends on positions, never on where KV lives.
-    fn reads_block_tables(&self) -> bool {
+    /// The cost depends on counts and positions, never on token ids or on
+    /// where KV lives.
+    fn reads_batch_contents(&self) -> bool {
         false
     }
 

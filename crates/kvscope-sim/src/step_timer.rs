@@ -36,8 +36,8 @@ impl<E: Executor, C: Clock> Executor for StepTimer<E, C> {
         Ok(out)
     }
 
-    fn reads_block_tables(&self) -> bool {
-        self.inner.reads_block_tables()
+    fn reads_batch_contents(&self) -> bool {
+        self.inner.reads_batch_contents()
     }
 
     /// Declined, so that the engine runs (and this times) every step.

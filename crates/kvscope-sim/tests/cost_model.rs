@@ -11,6 +11,7 @@ fn seq(id: u64, start_pos: usize, n: usize, is_prefill: bool) -> ScheduledSeq {
     ScheduledSeq {
         request_id: RequestId(id),
         tokens: vec![1; n],
+        num_tokens: n,
         start_pos,
         block_table: vec![BlockId(0)],
         sample: true,

@@ -134,8 +134,8 @@ impl LifecycleGraph {
 #[cfg(test)]
 pub(crate) mod tests {
     use kvscope_core::testing::PagedTokenExecutor;
-    use kvscope_core::{EngineConfig, PoolConfig, SchedulerConfig};
     use kvscope_core::{BatchOutput, Executor, ExecutorError, ScheduledBatch, SimClock};
+    use kvscope_core::{EngineConfig, PoolConfig, SchedulerConfig};
     use kvscope_experiment::driver::{run_case, CaseRun, RunOptions};
     use kvscope_experiment::workload::{Arrival, CaseSpec, Lengths, WorkloadRequest};
 
