@@ -12,8 +12,13 @@
 //!   \+ KV bytes per token · (context tokens read + tokens written).
 //! - **Calibrated linear** (the `cpu` profile after calibration):
 //!   `t = c0 + c1 · prefill tokens + c2 · decode sequences
-//!          + c3 · prefill attention pairs + c4 · decode context tokens`
-//!   with non-negative coefficients fitted to measured steps.
+//!          + c3 · prefill attention pairs + c4 · decode context tokens
+//!          + c5 · ⌈computed tokens / row tile⌉`
+//!   with non-negative coefficients fitted to measured steps. The last
+//!   term is the batch's composition as the int8 kernels see it: they run
+//!   a tile of rows (tokens) at a time and unpack every weight once per
+//!   tile, so a step of 5 decoding sequences costs nearly what 8 do (the
+//!   fit picks the tile height that explains the measurements best).
 
 use crate::hardware::HardwareProfile;
 use crate::model_preset::{model_preset, ModelPreset};
@@ -98,14 +103,16 @@ impl BatchShape {
     }
 
     /// The calibrated model's features, in coefficient order (the first is
-    /// the constant 1 for the per-step overhead).
-    pub fn features(&self) -> [f64; 5] {
+    /// the constant 1 for the per-step overhead), for kernels that run
+    /// `row_tile` tokens per pass over the weights.
+    pub fn features(&self, row_tile: u64) -> [f64; FEATURES] {
         [
             1.0,
             self.prefill_tokens as f64,
             self.decode_seqs as f64,
             self.prefill_attention_pairs as f64,
             self.decode_context_tokens as f64,
+            self.tokens_computed().div_ceil(row_tile.max(1)) as f64,
         ]
     }
 }
@@ -126,20 +133,35 @@ pub struct LinearCoefficients {
     pub per_prefill_attention_pair_s: f64,
     /// Seconds per context token a decoding sequence reads.
     pub per_decode_context_token_s: f64,
+    /// Seconds per tile of `row_tile` computed tokens (0 in files written
+    /// before this term existed).
+    #[serde(default)]
+    pub per_row_tile_s: f64,
+    /// Tokens the kernels run per pass over the weights, as fitted.
+    #[serde(default = "default_row_tile")]
+    pub row_tile: u64,
+}
+
+/// How many coefficients the calibrated model has.
+pub const FEATURES: usize = 6;
+
+fn default_row_tile() -> u64 {
+    4
 }
 
 impl LinearCoefficients {
-    pub fn as_array(&self) -> [f64; 5] {
+    pub fn as_array(&self) -> [f64; FEATURES] {
         [
             self.overhead_s,
             self.per_prefill_token_s,
             self.per_decode_seq_s,
             self.per_prefill_attention_pair_s,
             self.per_decode_context_token_s,
+            self.per_row_tile_s,
         ]
     }
 
-    pub fn from_array(model: &str, c: [f64; 5]) -> Self {
+    pub fn from_array(model: &str, c: [f64; FEATURES], row_tile: u64) -> Self {
         LinearCoefficients {
             model: model.into(),
             overhead_s: c[0],
@@ -147,11 +169,13 @@ impl LinearCoefficients {
             per_decode_seq_s: c[2],
             per_prefill_attention_pair_s: c[3],
             per_decode_context_token_s: c[4],
+            per_row_tile_s: c[5],
+            row_tile,
         }
     }
 
     pub fn seconds(&self, shape: &BatchShape) -> f64 {
-        self.as_array().iter().zip(shape.features()).map(|(c, x)| c * x).sum()
+        self.as_array().iter().zip(shape.features(self.row_tile)).map(|(c, x)| c * x).sum()
     }
 
     /// The coefficients carried over to another model on the same machine:
@@ -170,6 +194,9 @@ impl LinearCoefficients {
             per_decode_seq_s: self.per_decode_seq_s * token,
             per_prefill_attention_pair_s: self.per_prefill_attention_pair_s * attn,
             per_decode_context_token_s: self.per_decode_context_token_s * attn,
+            // A pass over the weights: it scales as the weights do.
+            per_row_tile_s: self.per_row_tile_s * token,
+            row_tile: self.row_tile,
         }
     }
 }
@@ -266,7 +293,9 @@ impl CostModel {
         let (n, c0) = (seqs as f64, context as f64);
         // Step j reads context c0 + n·j: its price is affine in j.
         if let Some(l) = &self.linear {
-            let base = l.overhead_s + l.per_decode_seq_s * n + l.per_decode_context_token_s * c0;
+            let tiles = seqs.div_ceil(l.row_tile.max(1)) as f64;
+            let base =
+                l.overhead_s + l.per_decode_seq_s * n + l.per_decode_context_token_s * c0 + l.per_row_tile_s * tiles;
             return affine_sum(base, l.per_decode_context_token_s * n, 0, steps);
         }
         let compute_a =
@@ -359,9 +388,11 @@ mod tests {
         let roofline = CostModel::new(model_preset("qwen3-0.6b").unwrap(), hardware_preset("h100").unwrap());
         let calibrated = CostModel::new(
             model_preset("smollm2-135m").unwrap(),
-            hardware_preset("cpu")
-                .unwrap()
-                .with_calibration(LinearCoefficients::from_array("smollm2-135m", [4e-3, 1e-4, 2e-3, 2e-9, 3e-7])),
+            hardware_preset("cpu").unwrap().with_calibration(LinearCoefficients::from_array(
+                "smollm2-135m",
+                [4e-3, 1e-4, 2e-3, 2e-9, 3e-7, 6e-4],
+                4,
+            )),
         );
         // Small batches are memory-bound; large batches over long contexts
         // cross over to compute-bound partway through a run.

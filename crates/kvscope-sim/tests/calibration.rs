@@ -32,7 +32,7 @@ fn synthetic_samples(truth: &LinearCoefficients, noise: f64, seed: u64) -> Vec<S
 
 #[test]
 fn fit_recovers_known_coefficients_exactly_without_noise() {
-    let truth = LinearCoefficients::from_array("smollm2-135m", [0.012, 0.0031, 0.0045, 2.0e-7, 1.5e-6]);
+    let truth = LinearCoefficients::from_array("smollm2-135m", [0.012, 0.0031, 0.0045, 2.0e-7, 1.5e-6, 0.0016], 4);
     let f = fit("smollm2-135m", &synthetic_samples(&truth, 0.0, 1)).unwrap();
     for (got, want) in f.coefficients.as_array().iter().zip(truth.as_array()) {
         assert!((got - want).abs() <= 1e-6 * want, "got {got}, want {want}");
@@ -43,7 +43,7 @@ fn fit_recovers_known_coefficients_exactly_without_noise() {
 #[test]
 fn fit_keeps_coefficients_non_negative_and_close_under_noise() {
     // A feature that costs nothing must come out as 0, not negative.
-    let truth = LinearCoefficients::from_array("smollm2-135m", [0.01, 0.003, 0.004, 0.0, 1e-6]);
+    let truth = LinearCoefficients::from_array("smollm2-135m", [0.01, 0.003, 0.004, 0.0, 1e-6, 0.0], 4);
     let f = fit("smollm2-135m", &synthetic_samples(&truth, 0.05, 2)).unwrap();
     assert!(f.coefficients.as_array().iter().all(|&c| c >= 0.0), "{f:?}");
     assert!(f.rms_relative_error < 0.05, "{f:?}");
@@ -76,7 +76,7 @@ impl Executor for TimedExecutor {
 #[test]
 fn calibrate_measures_valid_batches_and_the_fit_recovers_the_executor() {
     let plan = CalibrationPlan::default();
-    let truth = LinearCoefficients::from_array("smollm2-135m", [0.008, 0.0033, 0.005, 1.0e-7, 2.0e-6]);
+    let truth = LinearCoefficients::from_array("smollm2-135m", [0.008, 0.0033, 0.005, 1.0e-7, 2.0e-6, 0.002], 8);
     let clock = SimClock::new();
     let mut executor = TimedExecutor {
         inner: PagedTokenExecutor::new(plan.required_blocks(), plan.block_size, 1000),
@@ -91,8 +91,8 @@ fn calibrate_measures_valid_batches_and_the_fit_recovers_the_executor() {
     .unwrap();
     assert_eq!(calls, samples.len());
     // 4 prefills + (1 + 1 + 3) context chunks for each of the 32 decoding
-    // sequences' own contexts + 3 contexts × 4 batches × 4 steps.
-    assert_eq!(samples.len(), 4 + 32 * 5 + 48);
+    // sequences' own contexts + 3 contexts × 6 batches × 4 steps.
+    assert_eq!(samples.len(), 4 + 32 * 5 + 72);
     assert!(plan.max_context() >= 512);
     let f = fit("smollm2-135m", &samples).unwrap();
     for (got, want) in f.coefficients.as_array().iter().zip(truth.as_array()) {
@@ -124,7 +124,7 @@ fn cpu_profile_uses_the_calibration_file_when_present() {
     let path = dir.path().join("calib.json");
     let (plain, used) = kvscope_sim::cpu_profile(Some(&path)).unwrap();
     assert!(plain.calibrated.is_none() && used.is_none());
-    let truth = LinearCoefficients::from_array("smollm2-135m", [0.01, 0.003, 0.004, 1e-7, 1e-6]);
+    let truth = LinearCoefficients::from_array("smollm2-135m", [0.01, 0.003, 0.004, 1e-7, 1e-6, 0.0], 4);
     let f = fit("smollm2-135m", &synthetic_samples(&truth, 0.0, 3)).unwrap();
     CalibrationFile::new("test", f, vec![]).save(&path).unwrap();
     let (cpu, used) = kvscope_sim::cpu_profile(Some(&path)).unwrap();
@@ -143,7 +143,7 @@ fn step_timer_records_every_engine_step_and_the_held_out_check_scores_a_fit() {
     use kvscope_experiment::workload::{standard_cases, PromptSource, Scale};
     use kvscope_sim::{HeldOutCheck, StepTimer};
 
-    let truth = LinearCoefficients::from_array("smollm2-135m", [0.008, 0.0033, 0.005, 1.0e-7, 2.0e-6]);
+    let truth = LinearCoefficients::from_array("smollm2-135m", [0.008, 0.0033, 0.005, 1.0e-7, 2.0e-6, 0.002], 8);
     let clock = SimClock::new();
     let config = EngineConfig {
         scheduler: SchedulerConfig::new(8, 96, 4096),
@@ -168,7 +168,7 @@ fn step_timer_records_every_engine_step_and_the_held_out_check_scores_a_fit() {
     assert!(exact.rms_relative_error < 1e-9 && exact.total_relative_error().abs() < 1e-9, "{exact:?}");
     assert!((exact.measured_s - clock.now()).abs() < 1e-9, "the steps are the whole run");
 
-    let slow = LinearCoefficients::from_array("smollm2-135m", truth.as_array().map(|c| 1.1 * c));
+    let slow = LinearCoefficients::from_array("smollm2-135m", truth.as_array().map(|c| 1.1 * c), truth.row_tile);
     let off = HeldOutCheck::new("10 % slow", &slow, &samples);
     assert!((off.total_relative_error() - 0.1).abs() < 1e-9 && (off.max_relative_error - 0.1).abs() < 1e-9);
 }

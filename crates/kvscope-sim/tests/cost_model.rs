@@ -29,7 +29,7 @@ fn models() -> Vec<CostModel> {
             out.push(CostModel::new(model_preset(m).unwrap(), hardware_preset(h).unwrap()));
         }
     }
-    let calibrated = LinearCoefficients::from_array("smollm2-135m", [0.01, 3e-3, 8e-3, 1e-7, 2e-6]);
+    let calibrated = LinearCoefficients::from_array("smollm2-135m", [0.01, 3e-3, 8e-3, 1e-7, 2e-6, 1e-3], 4);
     for m in MODEL_NAMES {
         let hw = hardware_preset("cpu").unwrap().with_calibration(calibrated.clone());
         out.push(CostModel::new(model_preset(m).unwrap(), hw));
@@ -107,7 +107,7 @@ fn batch_shape_counts_prefill_pairs_and_decode_context() {
 
 #[test]
 fn calibrated_coefficients_scale_to_a_bigger_model() {
-    let c = LinearCoefficients::from_array("smollm2-135m", [0.01, 1e-3, 2e-3, 1e-8, 1e-7]);
+    let c = LinearCoefficients::from_array("smollm2-135m", [0.01, 1e-3, 2e-3, 1e-8, 1e-7, 5e-4], 4);
     let qwen = model_preset("qwen3-0.6b").unwrap();
     let s = c.scaled_to(&qwen);
     let smol = model_preset("smollm2-135m").unwrap();

@@ -97,8 +97,11 @@ fn lab_sim(kv_memory: u64, max_running: usize, calibrated: bool) -> SimConfig {
     let mut hardware = hardware_preset("cpu").unwrap();
     if calibrated {
         // Coefficients of the order `kvscope sim --calibrate` fits here.
-        hardware =
-            hardware.with_calibration(LinearCoefficients::from_array("smollm2-135m", [4e-3, 1.5e-4, 2e-3, 2e-9, 3e-7]));
+        hardware = hardware.with_calibration(LinearCoefficients::from_array(
+            "smollm2-135m",
+            [4e-3, 1.5e-4, 2e-3, 2e-9, 3e-7, 6e-4],
+            4,
+        ));
     }
     let mut config = SimConfig::new(model.clone(), hardware);
     config.kv_blocks = Some((kv_memory / (model.kv_bytes_per_token() * 16)) as usize);
