@@ -30,6 +30,17 @@ pub struct PoolConfig {
 }
 
 impl PoolConfig {
+    /// `num_blocks` blocks of `block_size` token slots, each slot holding
+    /// `bytes_per_token` of real KV (0 if unknown).
+    pub fn new(num_blocks: usize, block_size: usize, bytes_per_token: u64, enable_prefix_caching: bool) -> Self {
+        PoolConfig {
+            num_blocks,
+            block_size,
+            enable_prefix_caching,
+            bytes_per_block: bytes_per_token.saturating_mul(block_size as u64),
+        }
+    }
+
     /// Real bytes of KV one token takes (0 if unknown).
     pub fn bytes_per_token(&self) -> u64 {
         self.bytes_per_block / self.block_size as u64

@@ -114,12 +114,7 @@ fn engine_config<B: GradingBackend>(backend: &B, w: &Workload) -> EngineConfig {
     EngineConfig {
         // Whole-prompt prefills where the budget allows, as in nano-vLLM.
         scheduler: SchedulerConfig::new(w.max_running, w.max_batched_tokens, backend.max_model_len()),
-        pool: PoolConfig {
-            num_blocks: w.num_blocks,
-            block_size: w.block_size,
-            enable_prefix_caching: true,
-            bytes_per_block: 0,
-        },
+        pool: PoolConfig::new(w.num_blocks, w.block_size, 0, true),
         vocab_size: backend.vocab_size(),
     }
 }

@@ -91,12 +91,7 @@ impl LabConfig {
                 self.max_batched_tokens.unwrap_or(default_budget),
                 info.max_model_len,
             ),
-            pool: PoolConfig {
-                num_blocks: self.num_blocks(info),
-                block_size: self.block_size,
-                enable_prefix_caching: true,
-                bytes_per_block: info.kv_bytes_per_token * self.block_size as u64,
-            },
+            pool: PoolConfig::new(self.num_blocks(info), self.block_size, info.kv_bytes_per_token, true),
             vocab_size: Some(info.vocab_size),
         }
     }

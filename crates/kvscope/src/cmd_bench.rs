@@ -149,12 +149,7 @@ fn once(model: &LoadedModel, args: &ThroughputArgs, run: u32) -> anyhow::Result<
     let num_blocks = c.saturating_mul(per_seq);
     let engine_config = EngineConfig {
         scheduler: SchedulerConfig::new(c, c.saturating_mul(l).saturating_add(c), config.context_length),
-        pool: PoolConfig {
-            num_blocks,
-            block_size,
-            enable_prefix_caching: false,
-            bytes_per_block: model.kv_bytes_per_token() * block_size as u64,
-        },
+        pool: PoolConfig::new(num_blocks, block_size, model.kv_bytes_per_token(), false),
         vocab_size: Some(config.vocab_size),
     };
     // Distinct prompts: no accidental sharing between sequences.

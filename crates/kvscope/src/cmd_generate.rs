@@ -62,10 +62,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let block_size = 16;
     let config = model.llama.config();
     let num_blocks = prompt.len().saturating_add(args.max_tokens).div_ceil(block_size) + 1;
-    let kv_bytes = model.kv_bytes_per_token() * block_size as u64;
     let engine_config = EngineConfig {
         scheduler: SchedulerConfig::new(1, 2048, config.context_length),
-        pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: false, bytes_per_block: kv_bytes },
+        pool: PoolConfig::new(num_blocks, block_size, model.kv_bytes_per_token(), false),
         vocab_size: Some(config.vocab_size),
     };
     crate::preflight::check_engine_config(&engine_config)?;

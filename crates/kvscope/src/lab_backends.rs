@@ -50,13 +50,7 @@ impl LabBackend for RealBackend {
     }
 
     fn start(&mut self, num_blocks: usize, block_size: usize) -> Result<(ModelExecutor, WallClock), String> {
-        let bytes_per_token = self.model.kv_bytes_per_token();
-        let pool = PoolConfig {
-            num_blocks,
-            block_size,
-            enable_prefix_caching: false,
-            bytes_per_block: bytes_per_token.saturating_mul(block_size as u64),
-        };
+        let pool = PoolConfig::new(num_blocks, block_size, self.model.kv_bytes_per_token(), false);
         if let Some(available) = kvscope_model::host_memory::available_bytes() {
             pool.check_memory(available).map_err(|e| e.to_string())?;
         }
