@@ -46,6 +46,25 @@ pub struct LabConfig {
 }
 
 impl LabConfig {
+    /// The lab at `scale` with `seed` and every knob at its default: blocks
+    /// of 16, the scale's pool and limits, generated prompts arriving all
+    /// at once, one repeat, no knob sweep.
+    pub fn at_scale(scale: Scale, seed: u64) -> Self {
+        LabConfig {
+            scale,
+            seed,
+            block_size: 16,
+            kv_blocks: None,
+            kv_memory_bytes: None,
+            max_running: None,
+            max_batched_tokens: None,
+            dataset: None,
+            arrival_rate: None,
+            repeat: 1,
+            knob_sweeps: Vec::new(),
+        }
+    }
+
     pub fn arrival(&self) -> Arrival {
         self.arrival_rate.map_or(Arrival::AllAtOnce, |rate| Arrival::Poisson { rate })
     }

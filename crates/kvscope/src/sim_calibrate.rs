@@ -88,19 +88,7 @@ pub fn run() -> anyhow::Result<()> {
 /// The lab's three cases at its full scale, with its engine configuration,
 /// cut to `LAB_CASES`' request counts.
 fn lab_cases(backend: &RealBackend, block_size: usize) -> Vec<(CaseSpec, EngineConfig)> {
-    let lab = LabConfig {
-        scale: Scale::Lab,
-        seed: SEED,
-        block_size,
-        kv_blocks: None,
-        kv_memory_bytes: None,
-        max_running: None,
-        max_batched_tokens: None,
-        dataset: None,
-        arrival_rate: None,
-        repeat: 1,
-        knob_sweeps: Vec::new(),
-    };
+    let lab = LabConfig { block_size, ..LabConfig::at_scale(Scale::Lab, SEED) };
     let config = lab.engine_config(&backend.info());
     standard_cases(Scale::Lab, 0, SEED)
         .into_iter()

@@ -51,17 +51,9 @@ impl LabBackend for Sim {
 
 pub fn config(scale: Scale, repeat: usize, sweeps: &[&str]) -> LabConfig {
     LabConfig {
-        scale,
-        seed: 2026,
-        block_size: 16,
-        kv_blocks: None,
-        kv_memory_bytes: None,
-        max_running: None,
-        max_batched_tokens: None,
-        dataset: None,
-        arrival_rate: None,
         repeat,
         knob_sweeps: sweeps.iter().map(|s| s.parse().unwrap()).collect(),
+        ..LabConfig::at_scale(scale, 2026)
     }
 }
 
