@@ -89,13 +89,23 @@ fn attend<E: KvElem>(
     assert!(hd <= MAX_HEAD_DIM, "head_dim above {MAX_HEAD_DIM}");
     let op = SendPtr(out.as_mut_ptr());
     let isa = simd::isa();
+    // A query alone in the batch with its block table (a decode) reads a
+    // context nothing else brings into cache, so it prefetches; a prefill
+    // chunk's queries share one table (the same slice), and the first of
+    // them to run leaves it cached for the rest.
+    let shares = |a: usize, b: usize| std::ptr::eq(queries[a].block_table, queries[b].block_table);
+    let alone = |t: usize| {
+        let with_previous = t > 0 && shares(t - 1, t);
+        let with_next = t + 1 < queries.len() && shares(t, t + 1);
+        !(with_previous || with_next)
+    };
     (0..queries.len() * n_kv_heads).into_par_iter().for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
         let (t, g) = (task / n_kv_heads, task % n_kv_heads);
         let ctx = queries[t];
         let qg = &q[t * width + g * group * hd..][..group * hd];
         // SAFETY: each task owns the disjoint slice out[t][heads of group g].
         let og = unsafe { std::slice::from_raw_parts_mut(op.get().add(t * width + g * group * hd), group * hd) };
-        let rows = Rows { block_size, kv_width: n_kv_heads * hd, kv_off: g * hd, n_kv_heads, g };
+        let rows = Rows { block_size, kv_width: n_kv_heads * hd, kv_off: g * hd, n_kv_heads, g, prefetch: alone(t) };
         let job = GroupJob { q: qg, out: og, ctx, k, v, rows, group, hd };
         match isa {
             // SAFETY: simd::isa() chose Avx512, so avx512f is present; validate() checked the block tables.
@@ -117,16 +127,29 @@ struct Rows {
     n_kv_heads: usize,
     /// This KV head.
     g: usize,
+    /// Whether to prefetch each next block's rows (see `attend`).
+    prefetch: bool,
 }
 
 impl Rows {
     /// Calls `f(j, value_offset, scale_index)` for the row of each position
-    /// `j` in `0..=ctx.pos`, in position order.
+    /// `j` in `0..=ctx.pos`, in position order, reading `plane`.
+    ///
+    /// With `prefetch`, this head's rows of the next block are prefetched
+    /// before a block's rows: a sequence's blocks lie anywhere in the pool,
+    /// and the hardware prefetcher follows address streams, not block
+    /// tables (a decode at 1,536 tokens over scattered blocks took 1.6×
+    /// as long without it). Prefetching changes no value.
     #[inline(always)]
-    fn for_each(self, ctx: QueryCtx, mut f: impl FnMut(usize, usize, usize)) {
+    fn for_each<E: KvElem>(self, ctx: QueryCtx, plane: &Plane<E>, mut f: impl FnMut(usize, usize, usize)) {
         let n = ctx.pos + 1;
         let mut j = 0;
-        for &block in ctx.block_table {
+        for (b, &block) in ctx.block_table.iter().enumerate() {
+            if self.prefetch && (b + 1) * self.block_size < n {
+                if let Some(&next) = ctx.block_table.get(b + 1) {
+                    self.prefetch_block(plane, next);
+                }
+            }
             let base = block * self.block_size;
             for s in 0..self.block_size.min(n - j) {
                 let slot = base + s;
@@ -138,6 +161,45 @@ impl Rows {
             }
         }
     }
+}
+
+impl Rows {
+    /// Asks for this head's rows of `block` in `plane` to be brought into
+    /// cache.
+    #[inline(always)]
+    fn prefetch_block<E: KvElem>(self, plane: &Plane<E>, block: usize) {
+        let row_bytes = self.head_dim_bytes::<E>();
+        for s in 0..self.block_size {
+            let offset = (block * self.block_size + s) * self.kv_width + self.kv_off;
+            let row = plane.values.as_ptr().wrapping_add(offset).cast::<u8>();
+            // Every line the row touches, also the last one of a row that
+            // does not start on a line boundary.
+            for line in (0..row_bytes).step_by(64) {
+                prefetch(row.wrapping_add(line));
+            }
+            prefetch(row.wrapping_add(row_bytes - 1));
+        }
+    }
+
+    /// Bytes of one head's row (`kv_width / n_kv_heads` values).
+    #[inline(always)]
+    fn head_dim_bytes<E>(self) -> usize {
+        self.kv_width / self.n_kv_heads * std::mem::size_of::<E>()
+    }
+}
+
+/// A hint that the cache line at `p` will be read soon; never faults.
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only hints the cache; it never dereferences `p`
+    // (an address outside any mapping is ignored), and SSE is part of the
+    // x86_64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// A key's score before the 1/sqrt(d) factor: the dot product with the
@@ -204,7 +266,7 @@ impl<E: KvElem> GroupJob<'_, E> {
         let mut buf = [0f32; MAX_HEAD_DIM];
         scores.clear();
         scores.resize(group * n, 0.0);
-        rows.for_each(ctx, |j, off, si| {
+        rows.for_each(ctx, &k, |j, off, si| {
             let kr = E::widen(&k.values[off..][..hd], &mut buf);
             for h in 0..group {
                 scores[h * n + j] = key_score(simd::dot(&q[h * hd..][..hd], kr), &k, si) * scale;
@@ -213,7 +275,7 @@ impl<E: KvElem> GroupJob<'_, E> {
         let mut sums = [0f32; MAX_GROUP];
         softmax_rows(simd::isa(), scores, n, &mut sums[..group]);
         out.fill(0.0);
-        rows.for_each(ctx, |j, off, si| {
+        rows.for_each(ctx, &v, |j, off, si| {
             let vr = E::widen(&v.values[off..][..hd], &mut buf);
             for h in 0..group {
                 simd::axpy(&mut out[h * hd..][..hd], value_weight(scores[h * n + j], &v, si), vr);
@@ -266,7 +328,7 @@ impl<E: KvElem> GroupJob<'_, E> {
         let used = &ctx.block_table[..n.div_ceil(rows.block_size)];
         let end = used.iter().map(|&b| (b + 1) * rows.block_size * rows.kv_width).max().unwrap_or(0);
         assert!(end <= k.values.len() && end <= v.values.len() && rows.kv_off + hd <= rows.kv_width);
-        rows.for_each(ctx, |j, off, si| {
+        rows.for_each(ctx, &k, |j, off, si| {
             let mut kr = [_mm512_setzero_ps(); CH];
             for c in 0..CH {
                 kr[c] = E::load16(kp.add(off + c * 16));
@@ -282,7 +344,7 @@ impl<E: KvElem> GroupJob<'_, E> {
         let mut sums = [0f32; MAX_GROUP];
         softmax_rows(simd::Isa::Avx512, scores, n, &mut sums[..G]);
         let mut acc = [[_mm512_setzero_ps(); CH]; G];
-        rows.for_each(ctx, |j, off, si| {
+        rows.for_each(ctx, &v, |j, off, si| {
             let mut vr = [_mm512_setzero_ps(); CH];
             for c in 0..CH {
                 vr[c] = E::load16(vp.add(off + c * 16));
@@ -317,7 +379,7 @@ impl<E: KvElem> GroupJob<'_, E> {
         let mut buf = [0f32; MAX_HEAD_DIM];
         scores.clear();
         scores.resize(group * n, 0.0);
-        rows.for_each(ctx, |j, off, si| {
+        rows.for_each(ctx, &k, |j, off, si| {
             let kr = E::widen(&k.values[off..][..hd], &mut buf);
             for h in 0..group {
                 scores[h * n + j] = key_score(avx512::dot(&q[h * hd..][..hd], kr), &k, si) * scale;
@@ -326,7 +388,7 @@ impl<E: KvElem> GroupJob<'_, E> {
         let mut sums = [0f32; MAX_GROUP];
         softmax_rows(simd::isa(), scores, n, &mut sums[..group]);
         out.fill(0.0);
-        rows.for_each(ctx, |j, off, si| {
+        rows.for_each(ctx, &v, |j, off, si| {
             let vr = E::widen(&v.values[off..][..hd], &mut buf);
             for h in 0..group {
                 avx512::axpy(&mut out[h * hd..][..hd], value_weight(scores[h * n + j], &v, si), vr);
@@ -432,7 +494,14 @@ mod tests {
                     ctx: *ctx,
                     k,
                     v,
-                    rows: Rows { block_size: bs, kv_width: kvw, kv_off: g * hd, n_kv_heads: heads.n_kv_heads, g },
+                    rows: Rows {
+                        block_size: bs,
+                        kv_width: kvw,
+                        kv_off: g * hd,
+                        n_kv_heads: heads.n_kv_heads,
+                        g,
+                        prefetch: t % 2 == 0,
+                    },
                     group,
                     hd,
                 };
