@@ -293,10 +293,14 @@ impl CostModel {
         let (n, c0) = (seqs as f64, context as f64);
         // Step j reads context c0 + n·j: its price is affine in j.
         if let Some(l) = &self.linear {
-            let tiles = seqs.div_ceil(l.row_tile.max(1)) as f64;
-            let base =
-                l.overhead_s + l.per_decode_seq_s * n + l.per_decode_context_token_s * c0 + l.per_row_tile_s * tiles;
-            return affine_sum(base, l.per_decode_context_token_s * n, 0, steps);
+            // The first step's price, from the same features a single step
+            // is priced by; each later step reads `seqs` more context.
+            let first = BatchShape {
+                decode_context_tokens: context,
+                context_tokens_read: context,
+                ..BatchShape::decode(seqs, 0)
+            };
+            return affine_sum(l.seconds(&first), l.per_decode_context_token_s * n, 0, steps);
         }
         let compute_a =
             ((self.flops_per_token + self.flops_per_sample) * n + self.flops_per_pair * c0) / self.flops_rate;
