@@ -80,9 +80,9 @@ pub struct LabArgs {
     #[arg(long, value_enum)]
     pub scale: Option<ScaleArg>,
     /// KV pool size in blocks (overrides --kv-memory).
-    #[arg(long, conflicts_with = "kv_memory")]
-    pub kv_blocks: Option<usize>,
-    /// KV pool size in bytes (default: 256 MiB, 48 MiB with --quick).
+    #[arg(long, conflicts_with = "kv_memory", value_parser = clap::value_parser!(u64).range(1..))]
+    pub kv_blocks: Option<u64>,
+    /// KV pool size in bytes (default: 128 MiB, 24 MiB with --quick).
     #[arg(long)]
     pub kv_memory: Option<u64>,
     /// Tokens per KV block.
@@ -192,7 +192,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         scale: args.scale.unwrap_or(default_scale).into(),
         seed: args.seed,
         block_size: args.block_size as usize,
-        kv_blocks: args.kv_blocks,
+        kv_blocks: args.kv_blocks.map(|b| b as usize),
         kv_memory_bytes: args.kv_memory,
         max_running: args.max_running,
         max_batched_tokens: args.max_batched_tokens,
