@@ -83,7 +83,7 @@ fn allocate_release(c: &mut Criterion) {
             prompt.extend([id as u32 % 1000, 7, 8]);
             let mut seq = Sequence::new(kvscope_core::Request {
                 id: RequestId(id),
-                prompt,
+                prompt: prompt.into(),
                 params: SamplingParams::greedy(1),
                 arrival: 0.0,
             });

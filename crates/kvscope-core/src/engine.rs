@@ -13,6 +13,7 @@ use crate::clock::Clock;
 use crate::events::{EventLog, FinishReason, KvEvent, Observer, ReleaseReason, StepSnapshot};
 use crate::executor::{BatchOutput, Executor, ExecutorError, PromptLogprob, SampledToken};
 use crate::ids::{RequestId, Seconds, TokenId};
+use crate::prompt::{first_at_or_above, Prompt};
 use crate::request::{InvalidParams, Request, SamplingParams};
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::sequence::{Sequence, SequenceStatus};
@@ -85,42 +86,37 @@ impl EngineConfig {
     /// before any engine (and its KV pool) exists: a command checks its one
     /// request before it allocates.
     pub fn check_request(&self, prompt: &[TokenId], params: &SamplingParams) -> Result<(), SubmitError> {
-        check_request(&self.scheduler, &self.pool, self.vocab_size, prompt, params)
+        let out_of_vocab = |limit| first_at_or_above(prompt, limit);
+        check_request(&self.scheduler, &self.pool, self.vocab_size, prompt.len(), out_of_vocab, params)
     }
 }
 
+/// `out_of_vocab(limit)`: a prompt token at or above `limit`, if any (a
+/// random prompt answers it without drawing its tokens).
 fn check_request(
     scheduler: &SchedulerConfig,
     pool: &PoolConfig,
     vocab_size: Option<usize>,
-    prompt: &[TokenId],
+    prompt_len: usize,
+    out_of_vocab: impl FnOnce(TokenId) -> Option<TokenId>,
     params: &SamplingParams,
 ) -> Result<(), SubmitError> {
-    if prompt.is_empty() {
+    if prompt_len == 0 {
         return Err(SubmitError::EmptyPrompt);
     }
     params.validate()?;
-    if let Some(vocab_size) = vocab_size {
-        // A branch-free count first (a loop the compiler vectorises: a
-        // simulation checks hundreds of millions of tokens), the culprit
-        // only if there is one. A vocabulary past `TokenId::MAX` holds every id.
-        if let Ok(limit) = TokenId::try_from(vocab_size) {
-            if prompt.iter().fold(0usize, |n, &t| n + usize::from(t >= limit)) > 0 {
-                let token = *prompt.iter().find(|&&t| t >= limit).expect("counted above");
-                return Err(SubmitError::TokenOutOfVocab { token, vocab_size });
-            }
+    // A vocabulary past `TokenId::MAX` holds every id.
+    if let Some(limit) = vocab_size.and_then(|v| TokenId::try_from(v).ok()) {
+        if let Some(token) = out_of_vocab(limit) {
+            return Err(SubmitError::TokenOutOfVocab { token, vocab_size: limit as usize });
         }
     }
     let max_model_len = scheduler.max_model_len;
-    if prompt.len().saturating_add(params.max_tokens) > max_model_len {
-        return Err(SubmitError::ContextExceeded {
-            prompt: prompt.len(),
-            max_tokens: params.max_tokens,
-            max_model_len,
-        });
+    if prompt_len.saturating_add(params.max_tokens) > max_model_len {
+        return Err(SubmitError::ContextExceeded { prompt: prompt_len, max_tokens: params.max_tokens, max_model_len });
     }
     // The last sampled token never needs KV of its own.
-    let needed_blocks = (prompt.len() + params.max_tokens - 1).div_ceil(pool.block_size.max(1));
+    let needed_blocks = (prompt_len + params.max_tokens - 1).div_ceil(pool.block_size.max(1));
     if needed_blocks > pool.num_blocks {
         return Err(SubmitError::NeverFitsPool {
             needed_blocks,
@@ -206,8 +202,10 @@ impl<E: Executor, C: Clock> Engine<E, C> {
     }
 
     /// Checks a request against everything that would make it unrunnable.
-    pub fn validate(&self, prompt: &[TokenId], params: &SamplingParams) -> Result<(), SubmitError> {
-        check_request(self.scheduler.config(), self.scheduler.block_manager().config(), self.vocab_size, prompt, params)
+    pub fn validate(&self, prompt: &Prompt, params: &SamplingParams) -> Result<(), SubmitError> {
+        let out_of_vocab = |limit| prompt.token_at_or_above(limit);
+        let (scheduler, pool) = (self.scheduler.config(), self.scheduler.block_manager().config());
+        check_request(scheduler, pool, self.vocab_size, prompt.len(), out_of_vocab, params)
     }
 
     /// Queues a request that arrives now.
@@ -217,14 +215,16 @@ impl<E: Executor, C: Clock> Engine<E, C> {
     }
 
     /// Queues a request whose arrival time the caller knows (a driver that
-    /// replays an arrival process).
+    /// replays an arrival process). The prompt may be random tokens drawn
+    /// only when the request reaches the head of the queue ([`Prompt::random`]).
     pub fn submit_at(
         &mut self,
         id: RequestId,
-        prompt: Vec<TokenId>,
+        prompt: impl Into<Prompt>,
         params: SamplingParams,
         arrival: Seconds,
     ) -> Result<(), SubmitError> {
+        let prompt = prompt.into();
         if self.scheduler.sequence(id).is_some() {
             return Err(SubmitError::DuplicateId(id));
         }

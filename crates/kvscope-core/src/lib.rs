@@ -1,7 +1,8 @@
 //! kvscope-core: the KV cache as state.
 //!
 //! Read it in this order — it is the lifecycle of a request's KV:
-//! - [`request`]: what a client asks for (`RequestId`, `SamplingParams`).
+//! - [`request`]: what a client asks for (`RequestId`, `SamplingParams`);
+//!   [`prompt`]: its tokens, given or drawn from a seed on first read.
 //! - [`sequence`]: the per-request state object the KV is bound to.
 //! - [`kv_dtype`]: what one KV slot costs (f32, f16, int8, ...).
 //! - [`block_manager`]: the paged pool — allocation, reference counts,
@@ -35,6 +36,7 @@ mod invariants;
 pub mod kv_dtype;
 pub mod prefix_hash;
 pub mod probe;
+pub mod prompt;
 pub mod replay;
 pub mod request;
 pub mod rng;
@@ -60,6 +62,7 @@ pub use executor::{
 };
 pub use ids::{BlockId, RequestId, Seconds, TokenId};
 pub use kv_dtype::KvDtype;
+pub use prompt::{Prompt, RandomTokens};
 pub use request::{Request, SamplingParams};
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use sequence::{Sequence, SequenceStatus};

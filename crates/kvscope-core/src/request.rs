@@ -1,6 +1,7 @@
 //! What a client asks for: a prompt and how to sample its continuation.
 
 use crate::ids::{RequestId, Seconds, TokenId};
+use crate::prompt::Prompt;
 use serde::{Deserialize, Serialize};
 
 /// How to pick each next token. Greedy when `temperature == 0`.
@@ -102,7 +103,7 @@ impl SamplingParams {
 #[derive(Clone, Debug)]
 pub struct Request {
     pub id: RequestId,
-    pub prompt: Vec<TokenId>,
+    pub prompt: Prompt,
     pub params: SamplingParams,
     /// When it arrived on the engine clock; queue wait and TTFT start here.
     pub arrival: Seconds,

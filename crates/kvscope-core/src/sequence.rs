@@ -6,6 +6,7 @@ use crate::events::FinishReason;
 use crate::executor::{PromptLogprob, SampledToken};
 use crate::ids::{BlockId, RequestId, Seconds, TokenId};
 use crate::prefix_hash::BlockHash;
+use crate::prompt::Prompt;
 use crate::request::{Request, SamplingParams};
 use serde::Serialize;
 use std::sync::Arc;
@@ -49,7 +50,7 @@ impl Timeline {
 pub struct Sequence {
     pub id: RequestId,
     pub status: SequenceStatus,
-    pub prompt: Vec<TokenId>,
+    pub prompt: Prompt,
     pub output: Vec<TokenId>,
     /// Log-probabilities of each output token, when the request asked.
     pub output_logprobs: Vec<SampledToken>,

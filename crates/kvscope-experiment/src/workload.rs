@@ -8,9 +8,10 @@
 //! case grown to a GPU's KV pool.
 
 use crate::textgen::{passage, Rng};
-use kvscope_core::{Seconds, TokenId};
+use kvscope_core::{Prompt, RandomTokens, Seconds, TokenId};
 use rand_distr::Distribution;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// The lab's capacity cases, in table order.
 pub const CASE_NAMES: [&str; 3] = ["short_ctx", "long_ctx", "mixed_ctx"];
@@ -201,7 +202,8 @@ pub struct CaseSpec {
 pub struct WorkloadRequest {
     pub index: usize,
     pub arrival: Seconds,
-    pub prompt: Vec<TokenId>,
+    /// Synthetic prompts are drawn on first read (see [`Prompt`]).
+    pub prompt: Prompt,
     pub max_tokens: usize,
 }
 
@@ -255,27 +257,28 @@ impl CaseSpec {
     /// (a simulation of 100,000 long prompts never holds them all).
     pub fn requests<'a>(&'a self, source: &'a PromptSource<'a>) -> impl Iterator<Item = WorkloadRequest> + 'a {
         let mut rng = Rng::new(self.seed);
-        let prefix = self.shared_prefix(source);
+        let prefix: Arc<[TokenId]> = self.shared_prefix(source).into();
         let mut t = 0.0;
         (0..self.num_requests).map(move |i| {
             let len = self.prompt_lengths.draw(i, &mut rng).max(prefix.len() + 1);
             let own = len - prefix.len();
-            let mut prompt = prefix.clone();
-            match source {
+            let prompt = match source {
                 PromptSource::Generated { tokenize } => {
                     let text = passage(&mut rng, own);
-                    prompt.extend(exact_tokens(*tokenize, &text, own, &mut rng));
+                    [&prefix[..], &exact_tokens(*tokenize, &text, own, &mut rng)].concat().into()
                 }
                 PromptSource::Dataset { tokenize, texts } => {
                     let text = if texts.is_empty() { passage(&mut rng, own) } else { texts[i % texts.len()].clone() };
-                    prompt.extend(exact_tokens(*tokenize, &text, own, &mut rng));
+                    [&prefix[..], &exact_tokens(*tokenize, &text, own, &mut rng)].concat().into()
                 }
+                // Drawn when the engine first reads them: 100,000 waiting
+                // prompts of 4,096 tokens would otherwise hold 1.6 GB.
                 PromptSource::Synthetic { vocab } => {
                     let vocab = (*vocab).max(2);
-                    prompt.push((i as u64 % u64::from(vocab)) as TokenId);
-                    synthetic_tokens(&mut rng, vocab, own - 1, &mut prompt);
+                    let first = (i as u64 % u64::from(vocab)) as TokenId;
+                    Prompt::random(len, RandomTokens { prefix: prefix.clone(), first, vocab, seed: rng.next_u64() })
                 }
-            }
+            };
             let max_tokens = self.output_lengths.draw(i, &mut rng);
             if i > 0 {
                 t += self.arrival.gap(&mut rng);
@@ -297,30 +300,10 @@ impl CaseSpec {
                 exact_tokens(*tokenize, &text, self.shared_prefix_tokens, &mut rng)
             }
             PromptSource::Synthetic { vocab } => {
-                let mut prefix = Vec::with_capacity(self.shared_prefix_tokens);
-                synthetic_tokens(&mut rng, (*vocab).max(2), self.shared_prefix_tokens, &mut prefix);
-                prefix
+                let vocab = (*vocab).max(2);
+                (0..self.shared_prefix_tokens).map(|_| rng.below(vocab as usize) as TokenId).collect()
             }
         }
-    }
-}
-
-/// Appends `n` token ids uniform below `vocab`: two per draw, each half of
-/// the draw scaled into range by a multiply (a simulated run of 100,000
-/// long prompts draws hundreds of millions).
-fn synthetic_tokens(rng: &mut Rng, vocab: u32, n: usize, out: &mut Vec<TokenId>) {
-    let scale = |half: u64| ((half * u64::from(vocab)) >> 32) as TokenId;
-    let start = out.len();
-    // Written in place rather than pushed: no capacity check per token.
-    out.resize(start + n, 0);
-    let mut pairs = out[start..].chunks_exact_mut(2);
-    for pair in &mut pairs {
-        let x = rng.next_u64();
-        pair[0] = scale(x >> 32);
-        pair[1] = scale(x & 0xffff_ffff);
-    }
-    if let [last] = pairs.into_remainder() {
-        *last = scale(rng.next_u64() >> 32);
     }
 }
 

@@ -346,7 +346,7 @@ pub fn run_lab<B: LabBackend>(backend: &mut B, cfg: &LabConfig, progress: Progre
         Some(((spec, reqs), run)) => {
             let prompts = workloads
                 .iter()
-                .flat_map(|(_, reqs)| reqs.iter().take(ACCURACY_PROMPTS_PER_CASE).map(|r| r.prompt.clone()))
+                .flat_map(|(_, reqs)| reqs.iter().take(ACCURACY_PROMPTS_PER_CASE).map(|r| r.prompt.to_vec()))
                 .collect();
             let main = MainRun { engine: &engine, spec, requests: reqs, run, prompts };
             run_kv_precision(backend, main, progress)?

@@ -93,7 +93,7 @@ fn serve_bench(args: ServeBenchArgs) -> anyhow::Result<()> {
             Some(
                 reqs.into_iter()
                     .map(|r| kvscope_server::BenchRequest {
-                        prompt: kvscope_server::BenchPrompt::Tokens(r.prompt),
+                        prompt: kvscope_server::BenchPrompt::Tokens(r.prompt.to_vec()),
                         output_len: r.max_tokens,
                     })
                     .collect(),
