@@ -154,10 +154,8 @@ impl Scheduler {
     }
 
     /// Takes a finished step's batch back to reuse its buffers.
-    /// Stacked in reverse, so that the next step, scheduling mostly the
-    /// same sequences in the same order, pops each one's own entry back.
     pub fn recycle(&mut self, batch: ScheduledBatch) {
-        self.spare.extend(batch.seqs.into_iter().rev());
+        self.spare.extend(batch.seqs);
     }
 
     /// Picks this step's work.
@@ -385,17 +383,11 @@ fn prefill_cap(config: &SchedulerConfig, live: usize) -> usize {
 }
 
 /// The chunk of `seq` to run this step, written into the buffers of a
-/// recycled entry when there is one (a step allocates nothing then; when
-/// the entry was this sequence's last step, it keeps its sampling
-/// parameters too, and the step touches no reference count).
+/// recycled entry when there is one (a step allocates nothing then).
 fn chunk(seq: &Sequence, n: usize, recycled: Option<ScheduledSeq>, with_contents: bool) -> ScheduledSeq {
     let start = seq.num_computed;
     let end = start + n;
-    let (mut tokens, mut block_table, sampling) = match recycled {
-        Some(s) if Arc::ptr_eq(&s.sampling, &seq.params) => (s.tokens, s.block_table, s.sampling),
-        Some(s) => (s.tokens, s.block_table, Arc::clone(&seq.params)),
-        None => (Vec::new(), Vec::new(), Arc::clone(&seq.params)),
-    };
+    let (mut tokens, mut block_table) = recycled.map(|s| (s.tokens, s.block_table)).unwrap_or_default();
     tokens.clear();
     block_table.clear();
     if with_contents {
@@ -410,7 +402,7 @@ fn chunk(seq: &Sequence, n: usize, recycled: Option<ScheduledSeq>, with_contents
         block_table,
         sample: end == seq.len(),
         output_index: seq.output.len(),
-        sampling,
+        sampling: Arc::clone(&seq.params),
         is_prefill: seq.in_prefill(),
         next_prompt_token: seq.params.prompt_logprobs.and_then(|_| seq.prompt.get(end).copied()),
     }
