@@ -3,7 +3,7 @@
 
 use kvscope_core::events::EventRecorder;
 use kvscope_core::testing::PagedTokenExecutor;
-use kvscope_core::{Engine, EngineConfig, PoolConfig, SchedulerConfig, SimClock};
+use kvscope_core::{Engine, EngineConfig, PoolConfig, SchedulerConfig, Sequence, SimClock};
 use std::sync::{Arc, Mutex};
 
 pub const VOCAB: u32 = 1000;
@@ -55,4 +55,24 @@ pub fn rig_limited(
     let recorder = Arc::new(Mutex::new(EventRecorder::default()));
     engine.add_observer(Box::new(recorder.clone()));
     Rig { engine, recorder }
+}
+
+/// Steps until the engine is idle, checking the invariants after every step
+/// and handing the rig to `each_step`; returns the finished sequences.
+/// Panics after 20,000 steps: a test's engine that does not drain is a bug.
+pub fn run_to_end_observing(r: &mut Rig, mut each_step: impl FnMut(&Rig)) -> Vec<Sequence> {
+    let mut done = Vec::new();
+    for _ in 0..20_000 {
+        if !r.engine.has_work() {
+            return done;
+        }
+        done.extend(r.engine.step().unwrap().finished);
+        r.engine.scheduler().check_invariants().unwrap();
+        each_step(r);
+    }
+    panic!("engine did not drain");
+}
+
+pub fn run_to_end(r: &mut Rig) -> Vec<Sequence> {
+    run_to_end_observing(r, |_| ())
 }

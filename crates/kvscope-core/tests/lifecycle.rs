@@ -2,24 +2,12 @@
 
 mod common;
 
-use common::rig;
+use common::{rig, run_to_end};
 use kvscope_core::replay::Replay;
 use kvscope_core::{FinishReason, KvEvent, ReleaseReason, RequestId, SamplingParams, StallReason, SubmitError};
 
 fn greedy(max_tokens: usize) -> SamplingParams {
     SamplingParams { ignore_eos: true, ..SamplingParams::greedy(max_tokens) }
-}
-
-fn run_to_end(r: &mut common::Rig) -> Vec<kvscope_core::Sequence> {
-    let mut done = Vec::new();
-    for _ in 0..10_000 {
-        if !r.engine.has_work() {
-            return done;
-        }
-        done.extend(r.engine.step().unwrap().finished);
-        r.engine.scheduler().check_invariants().unwrap();
-    }
-    panic!("engine did not drain");
 }
 
 #[test]

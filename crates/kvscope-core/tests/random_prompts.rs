@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{rig, VOCAB};
+use common::{rig, run_to_end, run_to_end_observing, VOCAB};
 use kvscope_core::{Prompt, RandomTokens, RequestId, SamplingParams, Sequence, SubmitError};
 use std::sync::Arc;
 
@@ -14,19 +14,6 @@ fn random_prompt(i: u64, len: usize, vocab: u32) -> Prompt {
 
 fn params() -> SamplingParams {
     SamplingParams { ignore_eos: true, ..SamplingParams::greedy(6) }
-}
-
-fn run_to_end(r: &mut common::Rig, mut each_step: impl FnMut(&common::Rig)) -> Vec<Sequence> {
-    let mut done = Vec::new();
-    for _ in 0..20_000 {
-        if !r.engine.has_work() {
-            return done;
-        }
-        done.extend(r.engine.step().unwrap().finished);
-        r.engine.scheduler().check_invariants().unwrap();
-        each_step(r);
-    }
-    panic!("engine did not drain");
 }
 
 #[test]
@@ -41,7 +28,7 @@ fn only_the_head_of_the_waiting_queue_has_drawn_its_prompt() {
     };
     assert_eq!(drawn_while_waiting(&r), 0, "submission checks the vocabulary without drawing");
     let mut most = 0;
-    let done = run_to_end(&mut r, |r| most = most.max(drawn_while_waiting(r)));
+    let done = run_to_end_observing(&mut r, |r| most = most.max(drawn_while_waiting(r)));
     assert_eq!(done.len(), 200);
     assert!(most <= 1, "{most} waiting requests held their tokens at once; only the head is ever read");
 }
@@ -56,7 +43,7 @@ fn a_drawn_prompt_runs_exactly_like_the_same_tokens_given() {
         lazy.engine.submit_at(RequestId(i), prompt, params(), 0.0).unwrap();
     }
     let outputs = |done: Vec<Sequence>| done.into_iter().map(|s| (s.id, s.output)).collect::<Vec<_>>();
-    assert_eq!(outputs(run_to_end(&mut lazy, |_| ())), outputs(run_to_end(&mut given, |_| ())));
+    assert_eq!(outputs(run_to_end(&mut lazy)), outputs(run_to_end(&mut given)));
     let events =
         |r: &common::Rig| r.recorder.lock().unwrap().events.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>();
     assert_eq!(events(&lazy), events(&given), "the same events, prefix hits included");
