@@ -12,6 +12,9 @@ use kvscope_lab::report::{Lang, ReportContext};
 use kvscope_sim::{find_max_rate, SimConfig};
 use std::path::PathBuf;
 
+/// Most requests one simulation takes (see the check in [`run`]).
+const MAX_REQUESTS: usize = 10_000_000;
+
 #[derive(clap::Args, Debug)]
 pub struct SimArgs {
     /// Model preset (e.g. qwen3-0.6b, smollm2-135m).
@@ -157,7 +160,12 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     if args.calibrate {
         return crate::sim_calibrate::run();
     }
-    anyhow::ensure!(args.num_requests != Some(0), "--num-requests must be at least 1");
+    if let Some(n) = args.num_requests {
+        anyhow::ensure!(
+            (1..=MAX_REQUESTS).contains(&n),
+            "--num-requests must be between 1 and {MAX_REQUESTS} (each request keeps about 1 KB of state while it waits or after it finished: 10 million all at once take about 11 GB), got {n}"
+        );
+    }
     anyhow::ensure!(args.burstiness > 0.0, "--burstiness must be > 0, got {}", args.burstiness);
     let mut config = SimConfig::from_names(&args.model_preset, &args.hardware)?;
     config.enable_prefix_caching = !args.no_prefix_caching;

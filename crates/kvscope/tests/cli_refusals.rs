@@ -134,6 +134,19 @@ fn generate_and_bench_check_the_request_against_the_context_before_allocating() 
 }
 
 #[test]
+fn request_counts_that_would_not_fit_in_memory_are_refused_before_anything_is_drawn() {
+    assert_refused(&["sim", "--num-requests", "1000000000"], "--num-requests must be between 1 and 10000000");
+    // No server is listening there: the refusal comes before any connection.
+    let url = ["--base-url", "http://127.0.0.1:9"];
+    assert_refused(&[&["bench", "serve", "--num-prompts", "0"][..], &url].concat(), "--num-prompts");
+    assert_refused(&[&["bench", "serve", "--num-prompts", "5000000"][..], &url].concat(), "--num-prompts");
+    assert_refused(
+        &[&["bench", "serve", "--num-prompts", "100000", "--random-input-len", "100000"][..], &url].concat(),
+        "prompt tokens to hold at once",
+    );
+}
+
+#[test]
 fn every_subcommand_parses_its_own_flags() {
     // clap checks its argument definitions when a command is built: a
     // duplicated flag name makes the command panic on every invocation.

@@ -33,6 +33,11 @@ pub enum DatasetName {
     Jsonl,
 }
 
+/// Most requests one benchmark sends.
+const MAX_PROMPTS: usize = 1_000_000;
+/// Most random prompt tokens drawn up front (1 GiB of token ids).
+const MAX_RANDOM_TOKENS: usize = 1 << 28;
+
 #[derive(clap::Args, Clone, Debug)]
 pub struct BenchArgs {
     /// The server to load.
@@ -117,6 +122,24 @@ pub fn run_bench_serve_with(args: &BenchArgs, requests: Option<Vec<BenchRequest>
     anyhow::ensure!(args.request_rate > 0.0, "--request-rate must be > 0 (or inf), got {}", args.request_rate);
     anyhow::ensure!(args.burstiness > 0.0, "--burstiness must be > 0, got {}", args.burstiness);
     anyhow::ensure!(args.max_concurrency != Some(0), "--max-concurrency must be at least 1");
+    anyhow::ensure!(
+        (1..=MAX_PROMPTS).contains(&args.num_prompts),
+        "--num-prompts must be between 1 and {MAX_PROMPTS}, got {}",
+        args.num_prompts
+    );
+    if requests.is_none() && args.dataset_name == DatasetName::Random {
+        // Every prompt is drawn before the first is sent: check what they
+        // would hold before drawing them.
+        let longest = (args.random_input_len as f64 * (1.0 + args.random_range_ratio.max(0.0))).ceil();
+        let tokens = longest * args.num_prompts as f64;
+        anyhow::ensure!(
+            tokens <= MAX_RANDOM_TOKENS as f64,
+            "--num-prompts {} × --random-input-len {} (range ratio {}) is up to {tokens:.0} prompt tokens to hold at once; at most {MAX_RANDOM_TOKENS} (1 GiB): lower either",
+            args.num_prompts,
+            args.random_input_len,
+            args.random_range_ratio
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let report = runtime.block_on(runner::run(args, requests))?;
     if let Some(path) = &args.result_file {
