@@ -21,6 +21,10 @@ pub enum Detail {
     /// events. Lets an executor that can (the simulator) advance runs of
     /// identical decode steps in one go.
     Summary,
+    /// What [`Detail::Summary`] keeps, but every engine step run on its
+    /// own: checks the decode-run fast path at any size, since no event is
+    /// kept (`kvscope sim --step-by-step`).
+    StepByStep,
 }
 
 /// How to run a case: how much to keep, and when to end.
@@ -90,7 +94,7 @@ impl RequestResult {
 pub struct CaseRun {
     pub spec: CaseSpec,
     pub config: EngineConfig,
-    /// Every event (empty with [`Detail::Summary`]).
+    /// Every event (empty unless [`Detail::EveryStep`]).
     pub events: Vec<EventRecord>,
     pub stats: StatsCollector,
     /// Finished requests, by id.
@@ -149,7 +153,7 @@ pub fn run_engine<E: Executor, C: Clock>(
     let stats = Arc::new(Mutex::new(StatsCollector::default()));
     match detail {
         Detail::EveryStep => engine.add_observer(Box::new(recorder.clone())),
-        Detail::Summary => engine.set_decode_events(false),
+        Detail::Summary | Detail::StepByStep => engine.set_decode_events(false),
     }
     engine.add_observer(Box::new(stats.clone()));
     let executor_error = |source| RunError::Executor { case: spec.name.clone(), source };

@@ -71,9 +71,11 @@ fn check(config: &SimConfig, cases: &[CaseSpec]) -> u64 {
         let requests = spec.generate(&PromptSource::Synthetic { vocab });
         let go =
             |detail| config.run(spec, requests.iter().cloned(), RunOptions { detail, stop: Stop::AtTheEnd }).unwrap();
-        let (step, fast) = (go(Detail::EveryStep), go(Detail::Summary));
-        assert_eq!(step.decode_runs, 0);
+        let (step, fast, plain) = (go(Detail::EveryStep), go(Detail::Summary), go(Detail::StepByStep));
+        assert_eq!(step.decode_runs + plain.decode_runs, 0);
+        assert!(plain.events.is_empty(), "step by step without events keeps none");
         assert_same(&step, &fast);
+        assert_same(&step, &plain);
         runs += fast.decode_runs;
     }
     runs

@@ -179,7 +179,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         println!("{plan}");
     }
     let spec = case_spec(&args, plan.num_blocks * plan.block_size);
-    let detail = if args.step_by_step { Detail::EveryStep } else { Detail::Summary };
+    let detail = if args.step_by_step { Detail::StepByStep } else { Detail::Summary };
     let sim = Simulation { config, spec, detail };
     if args.find_max_rate {
         let slo = args.slo_ttft_p99.context("--find-max-rate needs --slo-ttft-p99")?;
