@@ -6,6 +6,7 @@
 
 use crate::real_model::LoadedModel;
 use crate::ModelArg;
+use anyhow::Context;
 use kvscope_core::{Clock, Engine, EngineConfig, PoolConfig, RequestId, SamplingParams, SchedulerConfig, WallClock};
 use kvscope_experiment::workload::{CaseSpec, PromptSource, Scale};
 use serde::Serialize;
@@ -157,7 +158,9 @@ fn once(model: &LoadedModel, args: &ThroughputArgs, run: u32) -> anyhow::Result<
         (0..l).map(|p| ((p * 7919 + i * 104_729 + run as usize * 31) % 40_000 + 100) as u32).collect()
     };
     let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(o + 1) };
-    crate::preflight::check_engine_config(&engine_config)?;
+    crate::preflight::check_engine_config(&engine_config).with_context(|| {
+        format!("the pool holds all {c} sequences of {l} + {o} tokens at once: lower --concurrency, --prompt-len or --output-len")
+    })?;
     engine_config.check_request(&prompt(0), &params)?;
     let executor = model.executor(num_blocks, block_size)?;
     let mut engine = Engine::new(engine_config, executor, WallClock::new());

@@ -131,6 +131,7 @@ fn generate_and_bench_check_the_request_against_the_context_before_allocating() 
     assert_refused(&["generate", "--prompt", "hi", "--max-tokens", "100000"], "exceeds the model's context");
     assert_refused(&["generate", "--prompt", "hi", "--top-p", "0"], "top_p");
     assert_refused(&["bench", "throughput", "--prompt-len", "100000"], "exceeds the model's context");
+    assert_refused(&["bench", "throughput", "--concurrency", "100000000", "--prompt-len", "16"], "lower --concurrency");
 }
 
 #[test]
