@@ -269,9 +269,16 @@ struct GroupJob<'a, E> {
     hd: usize,
 }
 
-impl<E: KvElem> GroupJob<'_, E> {
-    fn run(self, scores: &mut Vec<f32>) {
-        let GroupJob { q, out, ctx, k, v, rows, group, hd } = self;
+/// The general kernel's body, written once and expanded in `GroupJob::run`
+/// and `GroupJob::run_avx512` with the `dot` and `axpy` each passes (the
+/// dispatching ones, the AVX-512 ones: the same functions, so the same
+/// bits). A macro, not a generic function: expanded inside the
+/// `#[target_feature]` function, its closures are compiled for AVX-512 too,
+/// and the AVX-512 `dot` and `axpy` inline into them.
+macro_rules! group_attention {
+    ($job:expr, $scores:expr, $dot:expr, $axpy:expr) => {{
+        let (dot, axpy, scores): (_, _, &mut Vec<f32>) = ($dot, $axpy, $scores);
+        let GroupJob { q, out, ctx, k, v, rows, group, hd } = $job;
         let n = ctx.pos + 1;
         let scale = 1.0 / (hd as f32).sqrt();
         let mut buf = [0f32; MAX_HEAD_DIM];
@@ -280,7 +287,7 @@ impl<E: KvElem> GroupJob<'_, E> {
         rows.for_each(ctx, &k, |j, off, si| {
             let kr = E::widen(&k.values[off..][..hd], &mut buf);
             for h in 0..group {
-                scores[h * n + j] = key_score(simd::dot(&q[h * hd..][..hd], kr), &k, si) * scale;
+                scores[h * n + j] = key_score(dot(&q[h * hd..][..hd], kr), &k, si) * scale;
             }
         });
         let mut sums = [0f32; MAX_GROUP];
@@ -289,10 +296,16 @@ impl<E: KvElem> GroupJob<'_, E> {
         rows.for_each(ctx, &v, |j, off, si| {
             let vr = E::widen(&v.values[off..][..hd], &mut buf);
             for h in 0..group {
-                simd::axpy(&mut out[h * hd..][..hd], value_weight(scores[h * n + j], &v, si), vr);
+                axpy(&mut out[h * hd..][..hd], value_weight(scores[h * n + j], &v, si), vr);
             }
         });
         divide_by_sums(out, &sums[..group], hd);
+    }};
+}
+
+impl<E: KvElem> GroupJob<'_, E> {
+    fn run(self, scores: &mut Vec<f32>) {
+        group_attention!(self, scores, simd::dot, simd::axpy)
     }
 
     /// Common GQA shapes get a kernel that keeps the group's queries and
@@ -375,7 +388,7 @@ impl<E: KvElem> GroupJob<'_, E> {
         }
     }
 
-    /// The same computation with the AVX-512 dot and axpy inlined (they are
+    /// `run` with the AVX-512 dot and axpy inlined (they are
     /// `simd::avx512::{dot, axpy}`, so the values are the same bits).
     ///
     /// # Safety
@@ -384,28 +397,15 @@ impl<E: KvElem> GroupJob<'_, E> {
     #[target_feature(enable = "avx512f")]
     unsafe fn run_avx512(self, scores: &mut Vec<f32>) {
         use super::simd::avx512;
-        let GroupJob { q, out, ctx, k, v, rows, group, hd } = self;
-        let n = ctx.pos + 1;
-        let scale = 1.0 / (hd as f32).sqrt();
-        let mut buf = [0f32; MAX_HEAD_DIM];
-        scores.clear();
-        scores.resize(group * n, 0.0);
-        rows.for_each(ctx, &k, |j, off, si| {
-            let kr = E::widen(&k.values[off..][..hd], &mut buf);
-            for h in 0..group {
-                scores[h * n + j] = key_score(avx512::dot(&q[h * hd..][..hd], kr), &k, si) * scale;
-            }
-        });
-        let mut sums = [0f32; MAX_GROUP];
-        softmax_rows(simd::isa(), scores, n, &mut sums[..group]);
-        out.fill(0.0);
-        rows.for_each(ctx, &v, |j, off, si| {
-            let vr = E::widen(&v.values[off..][..hd], &mut buf);
-            for h in 0..group {
-                avx512::axpy(&mut out[h * hd..][..hd], value_weight(scores[h * n + j], &v, si), vr);
-            }
-        });
-        divide_by_sums(out, &sums[..group], hd);
+        group_attention!(
+            self,
+            scores,
+            // SAFETY: avx512f is present (this function's contract); the
+            // kernel passes slices of equal length (`hd`).
+            |a: &[f32], b: &[f32]| unsafe { avx512::dot(a, b) },
+            // SAFETY: as above.
+            |y: &mut [f32], alpha: f32, x: &[f32]| unsafe { avx512::axpy(y, alpha, x) }
+        )
     }
 }
 
