@@ -88,8 +88,8 @@ pub(crate) fn first_at_or_above(tokens: &[TokenId], limit: TokenId) -> Option<To
 
 impl RandomTokens {
     /// The prompt's `len` tokens: two per draw, each half of the draw scaled
-    /// into range by a multiply, written in place (a simulation draws
-    /// hundreds of millions; a capacity check per token would double that).
+    /// into range by a multiply, written in place (no capacity check per
+    /// token: a simulation draws hundreds of millions).
     fn draw(&self, len: usize) -> Vec<TokenId> {
         let scale = |half: u64| ((half * u64::from(self.vocab)) >> 32) as TokenId;
         let mut rng = SplitMix64::new(self.seed);
