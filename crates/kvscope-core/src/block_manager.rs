@@ -307,6 +307,7 @@ impl BlockManager {
         const SITE: &str = "block_manager::allocate";
         debug_assert!(seq.block_table.is_empty(), "a waiting sequence holds no blocks");
         let hits = plan.cached.len();
+        seq.block_table.reserve(hits + plan.new_blocks);
         for id in plan.cached {
             self.hold(id, seq.id);
             seq.block_table.push(id);

@@ -265,6 +265,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
             return Ok(outcome);
         }
         let BatchOutput { sampled, prompt_logprobs } = self.executor.execute(&batch)?;
+        outcome.new_tokens.reserve(batch.seqs.len());
         assert_eq!(sampled.len(), batch.seqs.len(), "the executor answers once per scheduled sequence");
         for (id, scores) in prompt_logprobs {
             if let Some(seq) = self.scheduler.seq_mut(id) {

@@ -87,8 +87,10 @@ pub struct Scheduler {
     admissions: u64,
     preemptions: u64,
     pub(crate) last_stall: Option<Stall>,
-    /// Entries of past batches, kept for their buffers.
+    /// Entries of past batches, kept for their buffers, and the last
+    /// batch's list, emptied, kept for its capacity.
     spare: Vec<ScheduledSeq>,
+    spare_batch: Vec<ScheduledSeq>,
     /// Whether scheduled entries carry their tokens and a copy of their
     /// block table (see `Executor::reads_batch_contents`).
     pub(crate) fill_contents: bool,
@@ -111,6 +113,7 @@ impl Scheduler {
             preemptions: 0,
             last_stall: None,
             spare: Vec::new(),
+            spare_batch: Vec::new(),
             fill_contents: true,
         }
     }
@@ -154,14 +157,17 @@ impl Scheduler {
     }
 
     /// Takes a finished step's batch back to reuse its buffers.
-    pub fn recycle(&mut self, batch: ScheduledBatch) {
-        self.spare.extend(batch.seqs);
+    pub fn recycle(&mut self, mut batch: ScheduledBatch) {
+        self.spare.append(&mut batch.seqs);
+        self.spare_batch = batch.seqs;
     }
 
     /// Picks this step's work.
     pub fn schedule(&mut self, log: &mut EventLog) -> ScheduledBatch {
         let mut budget = self.config.max_batched_tokens;
-        let mut batch = ScheduledBatch::default();
+        // The last batch's list, emptied: pushing a step's entries into a
+        // fresh one would grow it from nothing every step.
+        let mut batch = ScheduledBatch { seqs: std::mem::take(&mut self.spare_batch) };
         let preempted = self.schedule_running(&mut budget, &mut batch, log);
         self.last_stall = if preempted {
             self.waiting.front().map(|&id| self.stall(id, StallReason::NoFreeBlocks))
