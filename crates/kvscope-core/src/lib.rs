@@ -22,6 +22,7 @@
 //!
 //! No tensors and no I/O live here; the crate is deterministic.
 
+mod batch_writer;
 pub mod block_manager;
 pub mod block_manager_api;
 pub mod clock;

@@ -18,6 +18,7 @@
 //! whose prefill fits in this step is admitted past it (vLLM's
 //! `max_num_partial_prefills`: short prompts are not stuck behind long ones).
 
+use crate::batch_writer::BatchWriter;
 use crate::block_manager::{AdmissionPlan, BlockManager, PoolConfig};
 use crate::block_manager_api::AnyBlockManager;
 use crate::events::{EventLog, KvEvent, ReleaseReason, StallReason};
@@ -26,7 +27,6 @@ use crate::ids::RequestId;
 use crate::sequence::{Sequence, SequenceStatus};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SchedulerConfig {
@@ -87,10 +87,10 @@ pub struct Scheduler {
     admissions: u64,
     preemptions: u64,
     pub(crate) last_stall: Option<Stall>,
-    /// Entries of past batches, kept for their buffers, and the last
-    /// batch's list, emptied, kept for its capacity.
+    /// The last batch's entries, written over by the next one
+    /// (`BatchWriter`), and older entries kept for their buffers.
+    last_batch: Vec<ScheduledSeq>,
     spare: Vec<ScheduledSeq>,
-    spare_batch: Vec<ScheduledSeq>,
     /// Whether scheduled entries carry their tokens and a copy of their
     /// block table (see `Executor::reads_batch_contents`).
     pub(crate) fill_contents: bool,
@@ -112,8 +112,8 @@ impl Scheduler {
             admissions: 0,
             preemptions: 0,
             last_stall: None,
+            last_batch: Vec::new(),
             spare: Vec::new(),
-            spare_batch: Vec::new(),
             fill_contents: true,
         }
     }
@@ -157,17 +157,14 @@ impl Scheduler {
     }
 
     /// Takes a finished step's batch back to reuse its buffers.
-    pub fn recycle(&mut self, mut batch: ScheduledBatch) {
-        self.spare.append(&mut batch.seqs);
-        self.spare_batch = batch.seqs;
+    pub fn recycle(&mut self, batch: ScheduledBatch) {
+        self.last_batch = batch.seqs;
     }
 
     /// Picks this step's work.
     pub fn schedule(&mut self, log: &mut EventLog) -> ScheduledBatch {
         let mut budget = self.config.max_batched_tokens;
-        // The last batch's list, emptied: pushing a step's entries into a
-        // fresh one would grow it from nothing every step.
-        let mut batch = ScheduledBatch { seqs: std::mem::take(&mut self.spare_batch) };
+        let mut batch = BatchWriter::over(std::mem::take(&mut self.last_batch), self.fill_contents);
         let preempted = self.schedule_running(&mut budget, &mut batch, log);
         self.last_stall = if preempted {
             self.waiting.front().map(|&id| self.stall(id, StallReason::NoFreeBlocks))
@@ -185,11 +182,11 @@ impl Scheduler {
                 },
             );
         }
-        batch
+        batch.finish(&mut self.spare)
     }
 
     /// Running sequences first. Returns whether any was preempted.
-    fn schedule_running(&mut self, budget: &mut usize, batch: &mut ScheduledBatch, log: &mut EventLog) -> bool {
+    fn schedule_running(&mut self, budget: &mut usize, batch: &mut BatchWriter, log: &mut EventLog) -> bool {
         let cap = prefill_cap(&self.config, self.running.len() + self.waiting.len());
         let mut preempted = false;
         let mut i = 0;
@@ -198,7 +195,7 @@ impl Scheduler {
             let seq = self.seqs.get_mut(&id).expect("running ids are live");
             if seq.in_prefill() {
                 let n = seq.num_uncomputed().min(*budget).min(cap);
-                batch.seqs.push(chunk(seq, n, self.spare.pop(), self.fill_contents));
+                batch.push(seq, n, &mut self.spare);
                 *budget -= n;
                 i += 1;
                 continue;
@@ -208,7 +205,7 @@ impl Scheduler {
             loop {
                 let seq = self.seqs.get_mut(&id).expect("running ids are live");
                 if self.blocks.append_slot(seq, log).is_some() {
-                    batch.seqs.push(chunk(seq, 1, self.spare.pop(), self.fill_contents));
+                    batch.push(seq, 1, &mut self.spare);
                     *budget -= 1;
                     i += 1;
                     break;
@@ -224,11 +221,11 @@ impl Scheduler {
         preempted
     }
 
-    fn admit_waiting(&mut self, budget: &mut usize, batch: &mut ScheduledBatch, log: &mut EventLog) -> Option<Stall> {
+    fn admit_waiting(&mut self, budget: &mut usize, batch: &mut BatchWriter, log: &mut EventLog) -> Option<Stall> {
         const SITE: &str = "scheduler::admit_waiting";
         // Prefills this step leaves unfinished (the running ones were all
         // scheduled: admission needs budget left).
-        let mut partial = batch.seqs.iter().filter(|s| s.is_prefill && !s.sample).count();
+        let mut partial = batch.written().iter().filter(|s| s.is_prefill && !s.sample).count();
         // The first request held back by the partial-prefill limit: the
         // stall reported, while later requests that fit are admitted.
         let mut held: Option<Stall> = None;
@@ -265,7 +262,7 @@ impl Scheduler {
             let seq = self.seqs.get_mut(&id).expect("waiting ids are live");
             let n = seq.num_uncomputed().min(*budget).min(cap);
             partial += usize::from(n < seq.num_uncomputed());
-            batch.seqs.push(chunk(seq, n, self.spare.pop(), self.fill_contents));
+            batch.push(seq, n, &mut self.spare);
             *budget -= n;
             self.running.push(id);
         }
@@ -385,31 +382,5 @@ fn prefill_cap(config: &SchedulerConfig, live: usize) -> usize {
     match config.long_prefill_token_threshold {
         t if t > 0 && live > 1 => t,
         _ => usize::MAX,
-    }
-}
-
-/// The chunk of `seq` to run this step, written into the buffers of a
-/// recycled entry when there is one (a step allocates nothing then).
-fn chunk(seq: &Sequence, n: usize, recycled: Option<ScheduledSeq>, with_contents: bool) -> ScheduledSeq {
-    let start = seq.num_computed;
-    let end = start + n;
-    let (mut tokens, mut block_table) = recycled.map(|s| (s.tokens, s.block_table)).unwrap_or_default();
-    tokens.clear();
-    block_table.clear();
-    if with_contents {
-        seq.extend_with_tokens(start..end, &mut tokens);
-        block_table.extend_from_slice(&seq.block_table);
-    }
-    ScheduledSeq {
-        request_id: seq.id,
-        tokens,
-        num_tokens: n,
-        start_pos: start,
-        block_table,
-        sample: end == seq.len(),
-        output_index: seq.output.len(),
-        sampling: Arc::clone(&seq.params),
-        is_prefill: seq.in_prefill(),
-        next_prompt_token: seq.params.prompt_logprobs.and_then(|_| seq.prompt.get(end).copied()),
     }
 }
