@@ -278,8 +278,7 @@ impl BlockManager {
     pub fn plan_admission(&self, seq: &Sequence) -> AdmissionPlan {
         // A first admission's tokens are its prompt; a readmission's include
         // the output generated before its preemption.
-        let tokens: std::borrow::Cow<[TokenId]> =
-            if seq.output.is_empty() { (&seq.prompt[..]).into() } else { seq.all_tokens().collect::<Vec<_>>().into() };
+        let tokens = seq.token_slice();
         // A request scoring its prompt needs logits at every prompt position.
         let cached = if seq.params.prompt_logprobs.is_some() { Vec::new() } else { self.lookup_prefix(&tokens) };
         let cached_free = cached.iter().filter(|b| self.blocks[b.index()].holders.is_empty()).count();

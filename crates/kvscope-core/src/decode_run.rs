@@ -113,7 +113,9 @@ impl Scheduler {
             return None;
         }
         let mut max_steps = usize::MAX;
-        for id in &self.running {
+        // Newest first: a sequence still in prefill, the usual reason there
+        // is no run, is one of the last admitted.
+        for id in self.running.iter().rev() {
             let seq = &self.seqs[id];
             let p = &seq.params;
             // Only plain decodes whose end is decided by their length: the
@@ -149,7 +151,7 @@ impl Scheduler {
             return usize::MAX;
         }
         let bs = self.blocks.block_size();
-        let tokens: Vec<_> = self.seqs[&head].all_tokens().collect();
+        let tokens = self.seqs[&head].token_slice();
         let hits = self.blocks.native().map_or(0, |b| b.lookup_prefix(&tokens).len());
         if hits == tokens.len().saturating_sub(1) / bs {
             return usize::MAX;

@@ -109,6 +109,17 @@ impl Sequence {
         self.prompt.iter().chain(self.output.iter()).copied()
     }
 
+    /// Every token as one slice: the prompt itself while there is no
+    /// output (a waiting request's usual case, checked every step), a copy
+    /// after a preemption.
+    pub fn token_slice(&self) -> std::borrow::Cow<'_, [TokenId]> {
+        if self.output.is_empty() {
+            std::borrow::Cow::Borrowed(&self.prompt[..])
+        } else {
+            std::borrow::Cow::Owned(self.all_tokens().collect())
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.prompt.len() + self.output.len()
     }
