@@ -11,6 +11,7 @@
 //! a value, not a stream.
 
 use crate::ids::TokenId;
+use crate::rng::WyRand;
 use std::sync::{Arc, OnceLock};
 
 /// The tokens of a prompt (see the module documentation). Reads as a
@@ -91,7 +92,7 @@ impl RandomTokens {
     /// token: a simulation draws hundreds of millions).
     fn draw(&self, len: usize) -> Vec<TokenId> {
         let scale = |half: u64| ((half * u64::from(self.vocab)) >> 32) as TokenId;
-        let mut rng = WyRand(self.seed);
+        let mut rng = WyRand::new(self.seed);
         let mut tokens = vec![0; len];
         let (given, drawn) = tokens.split_at_mut(self.prefix.len() + 1);
         given[..self.prefix.len()].copy_from_slice(&self.prefix);
@@ -109,20 +110,6 @@ impl RandomTokens {
     }
 }
 
-/// wyrand (Wang Yi's generator, the one behind wyhash): one 64×64→128-bit
-/// multiply per draw, where SplitMix64 needs two 64-bit multiplies and a
-/// compiler without 64-bit vector multiplies emulates each. Random prompts
-/// are the only user: a simulation draws hundreds of millions of tokens.
-struct WyRand(u64);
-
-impl WyRand {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
-        let product = u128::from(self.0) * u128::from(self.0 ^ 0xe703_7ed1_a0b4_28db);
-        (product >> 64) as u64 ^ product as u64
-    }
-}
-
 impl std::ops::Deref for Prompt {
     type Target = [TokenId];
     fn deref(&self) -> &[TokenId] {
@@ -133,12 +120,6 @@ impl std::ops::Deref for Prompt {
 impl From<Vec<TokenId>> for Prompt {
     fn from(tokens: Vec<TokenId>) -> Prompt {
         Prompt { len: tokens.len(), tokens: OnceLock::from(tokens.into_boxed_slice()), recipe: None }
-    }
-}
-
-impl From<&[TokenId]> for Prompt {
-    fn from(tokens: &[TokenId]) -> Prompt {
-        tokens.to_vec().into()
     }
 }
 

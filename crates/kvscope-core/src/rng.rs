@@ -1,6 +1,7 @@
-//! SplitMix64: the seeded generator behind every synthetic workload (the
-//! lab's prompts and arrivals, the simulator's requests). Tiny, fast, and
-//! the same sequence on every platform, so a seed names a workload.
+//! The seeded generators behind every synthetic workload, each the same
+//! sequence on every platform, so a seed names a workload: SplitMix64 for
+//! the lab's prompts and arrivals and the simulator's requests, wyrand for
+//! the tokens of the simulator's random prompts.
 
 #[derive(Clone, Debug)]
 pub struct SplitMix64(u64);
@@ -40,5 +41,24 @@ impl SplitMix64 {
     /// Exponentially distributed with the given rate: Poisson inter-arrivals.
     pub fn exponential(&mut self, rate: f64) -> f64 {
         -(1.0 - self.next_f64()).ln() / rate
+    }
+}
+
+/// wyrand (Wang Yi's generator, the one behind wyhash): one 64×64→128-bit
+/// multiply per draw, where SplitMix64 needs two 64-bit multiplies and a
+/// compiler without 64-bit vector multiplies emulates each. Random prompts
+/// are the only user: a simulation draws hundreds of millions of tokens.
+#[derive(Clone, Debug)]
+pub struct WyRand(u64);
+
+impl WyRand {
+    pub fn new(seed: u64) -> Self {
+        WyRand(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
+        let product = u128::from(self.0) * u128::from(self.0 ^ 0xe703_7ed1_a0b4_28db);
+        (product >> 64) as u64 ^ product as u64
     }
 }

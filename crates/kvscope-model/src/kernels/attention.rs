@@ -141,10 +141,10 @@ impl Rows {
     /// `j` in `0..=ctx.pos`, in position order, reading `plane`.
     ///
     /// With `prefetch`, this head's rows of the block `PREFETCH_AHEAD`
-    /// further on are prefetched before a block's rows: a sequence's blocks lie anywhere in the pool,
-    /// and the hardware prefetcher follows address streams, not block
-    /// tables (a decode at 1,536 tokens over scattered blocks took 1.6×
-    /// as long without it). Prefetching changes no value.
+    /// further on are prefetched before a block's rows: a sequence's blocks
+    /// lie anywhere in the pool, and the hardware prefetcher follows address
+    /// streams, not block tables (a decode at 1,536 tokens over scattered
+    /// blocks took 1.6× as long without it). Prefetching changes no value.
     #[inline(always)]
     fn for_each<E: KvElem>(self, ctx: QueryCtx, plane: &Plane<E>, mut f: impl FnMut(usize, usize, usize)) {
         let n = ctx.pos + 1;
@@ -172,9 +172,7 @@ impl Rows {
             }
         }
     }
-}
 
-impl Rows {
     /// Asks for this head's rows of `block` in `plane` to be brought into
     /// cache.
     #[inline(always)]
