@@ -111,6 +111,9 @@ fn attend<E: KvElem>(
             // SAFETY: simd::isa() chose Avx512, so avx512f is present; validate() checked the block tables.
             #[cfg(target_arch = "x86_64")]
             simd::Isa::Avx512 => unsafe { job.run_avx512_dispatch(scores) },
+            // SAFETY: simd::isa() chose Avx2, so avx2, fma and f16c are present.
+            #[cfg(target_arch = "x86_64")]
+            simd::Isa::Avx2 => unsafe { job.run_avx2(scores) },
             _ => job.run(scores),
         }
     });
@@ -274,7 +277,17 @@ struct GroupJob<'a, E> {
 /// `#[target_feature]` function, its closures are compiled for AVX-512 too,
 /// and the AVX-512 `dot` and `axpy` inline into them.
 macro_rules! group_attention {
-    ($job:expr, $scores:expr, $dot:expr, $axpy:expr) => {{
+    (@widen plain, $row:expr, $buf:expr) => {
+        E::widen($row, $buf)
+    };
+    // SAFETY: expanded only in `run_avx2`, whose contract is avx2 and f16c.
+    (@widen avx2, $row:expr, $buf:expr) => {
+        unsafe { E::widen_avx2($row, $buf) }
+    };
+    ($job:expr, $scores:expr, $dot:expr, $axpy:expr) => {
+        group_attention!($job, $scores, $dot, $axpy, plain)
+    };
+    ($job:expr, $scores:expr, $dot:expr, $axpy:expr, $widen:ident) => {{
         let (dot, axpy, scores): (_, _, &mut Vec<f32>) = ($dot, $axpy, $scores);
         let GroupJob { q, out, ctx, k, v, rows, group, hd } = $job;
         let n = ctx.pos + 1;
@@ -283,7 +296,7 @@ macro_rules! group_attention {
         scores.clear();
         scores.resize(group * n, 0.0);
         rows.for_each(ctx, &k, |j, off, si| {
-            let kr = E::widen(&k.values[off..][..hd], &mut buf);
+            let kr = group_attention!(@widen $widen, &k.values[off..][..hd], &mut buf);
             for h in 0..group {
                 scores[h * n + j] = key_score(dot(&q[h * hd..][..hd], kr), &k, si) * scale;
             }
@@ -292,7 +305,7 @@ macro_rules! group_attention {
         softmax_rows(simd::isa(), scores, n, &mut sums[..group]);
         out.fill(0.0);
         rows.for_each(ctx, &v, |j, off, si| {
-            let vr = E::widen(&v.values[off..][..hd], &mut buf);
+            let vr = group_attention!(@widen $widen, &v.values[off..][..hd], &mut buf);
             for h in 0..group {
                 axpy(&mut out[h * hd..][..hd], value_weight(scores[h * n + j], &v, si), vr);
             }
@@ -386,6 +399,30 @@ impl<E: KvElem> GroupJob<'_, E> {
         }
     }
 
+    /// `run` with the AVX2 dot and axpy inlined and stored values widened
+    /// eight at a time (`KvElem::widen_avx2`): the same FMAs in the same
+    /// order as every other path (`simd::avx2` keeps the 16-lane
+    /// accumulator as two halves), so the same bits.
+    ///
+    /// # Safety
+    /// The CPU must support avx2, fma and f16c; the job's block table covers
+    /// its position and lies inside the pool.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn run_avx2(self, scores: &mut Vec<f32>) {
+        use super::simd::avx2;
+        group_attention!(
+            self,
+            scores,
+            // SAFETY: avx2 and fma are present (this function's contract);
+            // the kernel passes slices of equal length (`hd`).
+            |a: &[f32], b: &[f32]| unsafe { avx2::dot(a, b) },
+            // SAFETY: as above.
+            |y: &mut [f32], alpha: f32, x: &[f32]| unsafe { avx2::axpy(y, alpha, x) },
+            avx2
+        )
+    }
+
     /// `run` with the AVX-512 dot and axpy inlined (they are
     /// `simd::avx512::{dot, axpy}`, so the values are the same bits).
     ///
@@ -471,10 +508,30 @@ mod tests {
         assert_eq!(one, out[7 * width..][..width]);
     }
 
-    /// Checks one stored format: the register kernel equals the general
-    /// AVX-512 path bit for bit, and both equal plain attention over the
+    /// The general kernel's paths a test can call on this CPU.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Path {
+        /// `GroupJob::run` (the process's `simd::dot`/`axpy`, plain widening).
+        Generic,
+        Avx2,
+        Avx512,
+    }
+
+    fn paths() -> Vec<Path> {
+        let mut paths = vec![Path::Generic];
+        if simd::available(simd::Isa::Avx2) {
+            paths.push(Path::Avx2);
+        }
+        if simd::available(simd::Isa::Avx512) {
+            paths.push(Path::Avx512);
+        }
+        paths
+    }
+
+    /// Checks one stored format: `attend` (with the register kernels where
+    /// the process runs AVX-512) equals the general kernel on every path
+    /// this CPU has, bit for bit, and all equal plain attention over the
     /// dequantized values (`kd`, `vd`), so the scales are applied right.
-    #[cfg(target_arch = "x86_64")]
     #[allow(clippy::too_many_arguments)]
     fn check_format<E: KvElem>(
         k: Plane<E>,
@@ -494,31 +551,42 @@ mod tests {
         attend(&q, &queries, k, v, bs, heads, &mut fast);
         let group = heads.n_heads / heads.n_kv_heads;
         let hd = heads.head_dim;
-        let mut general = vec![0f32; len * width];
-        for (t, ctx) in queries.iter().enumerate() {
-            for g in 0..heads.n_kv_heads {
-                let job = GroupJob {
-                    q: &q[t * width + g * group * hd..][..group * hd],
-                    out: &mut general[t * width + g * group * hd..][..group * hd],
-                    ctx: *ctx,
-                    k,
-                    v,
-                    rows: Rows {
-                        block_size: bs,
-                        kv_width: kvw,
-                        kv_off: g * hd,
-                        n_kv_heads: heads.n_kv_heads,
-                        g,
-                        prefetch: t % 2 == 0,
-                    },
-                    group,
-                    hd,
-                };
-                // SAFETY: the caller returned early unless the CPU has AVX-512; the table lies in the pool.
-                unsafe { job.run_avx512(&mut Vec::new()) };
+        for path in paths() {
+            let mut general = vec![0f32; len * width];
+            for (t, ctx) in queries.iter().enumerate() {
+                for g in 0..heads.n_kv_heads {
+                    let job = GroupJob {
+                        q: &q[t * width + g * group * hd..][..group * hd],
+                        out: &mut general[t * width + g * group * hd..][..group * hd],
+                        ctx: *ctx,
+                        k,
+                        v,
+                        rows: Rows {
+                            block_size: bs,
+                            kv_width: kvw,
+                            kv_off: g * hd,
+                            n_kv_heads: heads.n_kv_heads,
+                            g,
+                            prefetch: t % 2 == 0,
+                        },
+                        group,
+                        hd,
+                    };
+                    match path {
+                        Path::Generic => job.run(&mut Vec::new()),
+                        // SAFETY: paths() lists Avx2 only where avx2, fma and f16c are present; the table lies in the pool.
+                        #[cfg(target_arch = "x86_64")]
+                        Path::Avx2 => unsafe { job.run_avx2(&mut Vec::new()) },
+                        // SAFETY: paths() lists Avx512 only where avx512f is present; the table lies in the pool.
+                        #[cfg(target_arch = "x86_64")]
+                        Path::Avx512 => unsafe { job.run_avx512(&mut Vec::new()) },
+                        #[allow(unreachable_patterns)]
+                        _ => unreachable!(),
+                    }
+                }
             }
+            assert!(fast.iter().zip(&general).all(|(a, b)| a.to_bits() == b.to_bits()), "{heads:?} {path:?}");
         }
-        assert!(fast.iter().zip(&general).all(|(a, b)| a.to_bits() == b.to_bits()), "{heads:?}");
         for pos in [0, 17, len - 1] {
             let gather = |x: &[f32]| -> Vec<f32> {
                 (0..=pos).flat_map(|j| x[(table[j / bs] * bs + j % bs) * kvw..][..kvw].to_vec()).collect()
@@ -528,14 +596,11 @@ mod tests {
         }
     }
 
-    /// The register kernels compute exactly what the general AVX-512 path
-    /// computes, for the shapes they serve and every stored format.
-    #[cfg(target_arch = "x86_64")]
+    /// Every path (the register kernels, the general kernel on AVX-512,
+    /// AVX2 and the process's own `dot`) computes the same bits, for the
+    /// shapes the register kernels serve and every stored format.
     #[test]
-    fn register_kernels_equal_the_general_path_bit_for_bit() {
-        if simd::isa() != simd::Isa::Avx512 {
-            return;
-        }
+    fn every_path_gives_the_same_bits_for_every_format() {
         for heads in
             [Heads { n_heads: 9, n_kv_heads: 3, head_dim: 64 }, Heads { n_heads: 4, n_kv_heads: 2, head_dim: 128 }]
         {

@@ -32,12 +32,30 @@ pub fn isa() -> Isa {
             if !matches!(cap.as_str(), "avx2" | "avx-vnni") && std::arch::is_x86_feature_detected!("avx512f") {
                 return Isa::Avx512;
             }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            if available(Isa::Avx2) {
                 return Isa::Avx2;
             }
         }
         Isa::Portable
     })
+}
+
+/// Whether this CPU can run `isa`'s kernels (tests call every path the
+/// machine has, whatever `isa()` chose for the process).
+pub fn available(isa: Isa) -> bool {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
+        }
+        Isa::Portable => true,
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
 }
 
 /// Lanes of the accumulators; the portable path mirrors the AVX-512 shape.

@@ -6,13 +6,21 @@
 //!   sum starts at −128 · Σq_x.
 //! - AVX2: `vpmaddubsw` multiplies unsigned by signed bytes into pairs of
 //!   int16 and `vpmaddwd` by ones sums the pairs into int32 groups of 4.
-//!   Neither saturates here: Q4_1 nibbles (≤ 15) times |q_x| ≤ 127 stay far
-//!   below 2¹⁵, and Q8_0 uses the sign trick (|q_x| unsigned, q_w with the
-//!   sign of q_x), whose pairs reach at most 2 · 127 · 127 — but a Q8_0
-//!   value of −128 would wrap, so matrices holding one go to the portable
-//!   kernel.
+//!   Neither may saturate, and here neither does:
+//!   - Q4_1: nibbles (≤ 15) times |q_x| ≤ 127 give pairs of at most
+//!     2 · 15 · 127 = 3810, so all 8 `vpmaddubsw` of a block (its 32 values)
+//!     are summed in int16 (≤ 30,480 < 2¹⁵) and widened once: one
+//!     `vpmaddwd` per block and half instead of four. On Zen both
+//!     instructions share the same pipes, so each one saved is speed.
+//!   - Q8_0: the unsigned operand is |q_w| (≤ 128, which fits a byte) and
+//!     the signed one q_x with q_w's sign (|q_x| ≤ 127), so pairs reach at
+//!     most 2 · 128 · 127 = 32,512: exact for every Q8_0 value, −128
+//!     included.
 //!
 //! Either way the block sums are exact, then folded in `portable`'s order.
+//!
+//! Register blocking: a tile is R rows × C column groups (`columns` picks
+//! them; the measurements that chose them are in BENCHMARKS.md).
 
 use super::act::QuantizedRows;
 use super::pack::{PackKind, PackedInt8, COLS};
@@ -27,20 +35,7 @@ use std::arch::x86_64::*;
 /// writable floats that no one else writes in columns `16·g0 .. 16·g1`
 /// during the call.
 pub(super) unsafe fn columns(a: &QuantizedRows, w: &PackedInt8, g0: usize, g1: usize, y: SendPtr, n: usize) {
-    if w.has_q8_min() {
-        // SAFETY: the caller's guarantee, passed on.
-        return super::portable::columns(a, w, g0, g1, y, n);
-    }
-    for_each_tile(a, w, g0, g1, y, n, |t, two| {
-        // SAFETY: the caller's guarantee (avx2, f16c, fma; y as stated).
-        unsafe {
-            if two {
-                t.run_avx2::<2>()
-            } else {
-                t.run_avx2::<1>()
-            }
-        }
-    });
+    for_each_tile(a, w, g0, g1, y, n, false);
 }
 
 /// Column groups `g0..g1` for every row, on AVX-VNNI.
@@ -48,51 +43,60 @@ pub(super) unsafe fn columns(a: &QuantizedRows, w: &PackedInt8, g0: usize, g1: u
 /// # Safety
 /// The CPU must support avx2, avxvnni, f16c and fma; `y` as for `columns`.
 pub(super) unsafe fn columns_vnni(a: &QuantizedRows, w: &PackedInt8, g0: usize, g1: usize, y: SendPtr, n: usize) {
-    for_each_tile(a, w, g0, g1, y, n, |t, two| {
-        // SAFETY: the caller's guarantee (avx2, avxvnni, f16c, fma; y as stated).
-        unsafe {
-            if two {
-                t.run_vnni::<2>()
-            } else {
-                t.run_vnni::<1>()
-            }
-        }
-    });
+    for_each_tile(a, w, g0, g1, y, n, true);
 }
 
-/// Calls `run(tile, two_rows)` over every group × row pair (or last row).
-fn for_each_tile(
-    a: &QuantizedRows,
-    w: &PackedInt8,
-    g0: usize,
-    g1: usize,
-    y: SendPtr,
-    n: usize,
-    run: impl Fn(Tile, bool),
-) {
-    for g in g0..g1 {
+/// Most rows one tile holds (its accumulators stay in the 16 ymm registers).
+const MAX_ROWS: usize = 4;
+
+/// Runs every tile of groups `g0..g1` × all rows: up to `MAX_ROWS` rows at
+/// a time, and a lone row (a decode) two column groups at a time, so that
+/// more weight loads are in flight.
+///
+/// # Safety
+/// As `columns` (and avxvnni when `vnni`).
+unsafe fn for_each_tile(a: &QuantizedRows, w: &PackedInt8, g0: usize, g1: usize, y: SendPtr, n: usize, vnni: bool) {
+    let q4 = w.kind() == PackKind::Q4_1;
+    let mut g = g0;
+    while g < g1 {
         let mut r = 0;
+        let cc = if a.rows == 1 { (g1 - g).min(2) } else { 1 };
         while r < a.rows {
-            let two = a.rows - r >= 2;
-            run(Tile { a, w, r, g, y: y.get(), n }, two);
-            r += if two { 2 } else { 1 };
+            let rr = (a.rows - r).min(MAX_ROWS);
+            let t = Tile { a, w, r, g, y: y.get(), n };
+            macro_rules! dispatch {
+                ($($r:literal, $c:literal);*) => {
+                    match (rr, cc, q4, vnni) {
+                        $(
+                            ($r, $c, true, false) => t.run_avx2::<$r, $c, true>(),
+                            ($r, $c, false, false) => t.run_avx2::<$r, $c, false>(),
+                            ($r, $c, true, true) => t.run_vnni::<$r, $c, true>(),
+                            ($r, $c, false, true) => t.run_vnni::<$r, $c, false>(),
+                        )*
+                        _ => unreachable!("tile {rr}x{cc}"),
+                    }
+                };
+            }
+            dispatch!(1, 1; 1, 2; 2, 1; 3, 1; 4, 1);
+            r += rr;
         }
+        g += cc;
     }
 }
 
 impl Tile<'_> {
     /// # Safety
-    /// As `columns`; rows `r..r+R` and group `g` exist.
+    /// As `columns`; rows `r..r+R` and groups `g..g+C` exist.
     #[target_feature(enable = "avx2,f16c,fma")]
-    unsafe fn run_avx2<const R: usize>(self) {
-        self.run_256::<R, false>()
+    unsafe fn run_avx2<const R: usize, const C: usize, const Q4: bool>(self) {
+        self.run_256::<R, C, Q4, false>()
     }
 
     /// # Safety
-    /// As `columns_vnni`; rows `r..r+R` and group `g` exist.
+    /// As `columns_vnni`; rows `r..r+R` and groups `g..g+C` exist.
     #[target_feature(enable = "avx2,avxvnni,f16c,fma")]
-    unsafe fn run_vnni<const R: usize>(self) {
-        self.run_256::<R, true>()
+    unsafe fn run_vnni<const R: usize, const C: usize, const Q4: bool>(self) {
+        self.run_256::<R, C, Q4, true>()
     }
 
     /// The tile's body, inlined into each wrapper above so that it is
@@ -101,100 +105,116 @@ impl Tile<'_> {
     /// # Safety
     /// As the wrapper that calls it.
     #[inline(always)]
-    unsafe fn run_256<const R: usize, const VNNI: bool>(self) {
+    unsafe fn run_256<const R: usize, const C: usize, const Q4: bool, const VNNI: bool>(self) {
         let Tile { a, w, r, g, y, n } = self;
         let nb = a.blocks_per_row();
-        let q4 = w.kind() == PackKind::Q4_1;
         let (qb, rb) = (w.kind().quant_bytes(), w.kind().record_bytes());
-        let recs = w.group(g).as_ptr();
+        let recs: [*const u8; C] = std::array::from_fn(|c| w.group(g + c).as_ptr());
+        let xq: [*const i8; R] = std::array::from_fn(|i| a.q.as_ptr().add((r + i) * a.k));
         let ones = _mm256_set1_epi16(1);
         let low = _mm256_set1_epi8(0x0f);
         let flip = _mm256_set1_epi8(-128);
-        // [row][half]: columns 0..8 and 8..16 of the group.
-        let mut facc = [[_mm256_setzero_ps(); 2]; R];
+        // [row][group][half]: columns 0..8 and 8..16 of each group.
+        let mut facc = [[[_mm256_setzero_ps(); 2]; C]; R];
         for b in 0..nb {
-            let rec = recs.add(b * rb);
-            let mut acc = [[_mm256_setzero_si256(); 2]; R];
+            // Four int8 activations of row i at offset off (< 32) in block b,
+            // broadcast to every lane. (A macro: closures would not inherit
+            // the target features.)
             macro_rules! x4 {
                 ($i:expr, $off:expr) => {
-                    _mm256_set1_epi32(std::ptr::read_unaligned(
-                        a.q.as_ptr().add((r + $i) * a.k + b * 32 + $off) as *const i32
-                    ))
+                    _mm256_set1_epi32(std::ptr::read_unaligned(xq[$i].add(b * 32 + $off) as *const i32))
                 };
             }
-            if VNNI {
-                if !q4 {
-                    // The weights are q + 128: start each sum at −128 · Σq_x.
-                    for i in 0..R {
-                        acc[i] = [_mm256_set1_epi32(-128 * *a.qsum.get_unchecked((r + i) * nb + b)); 2];
+            macro_rules! weights {
+                ($c:expr, $kg:expr, $h:expr) => {
+                    _mm256_loadu_si256(recs[$c].add(b * rb + $kg * 64 + $h * 32) as *const _)
+                };
+            }
+            for h in 0..2 {
+                let mut acc = [[_mm256_setzero_si256(); C]; R];
+                if VNNI {
+                    if !Q4 {
+                        // The weights are q + 128: start each sum at −128 · Σq_x.
+                        for i in 0..R {
+                            acc[i] = [_mm256_set1_epi32(-128 * *a.qsum.get_unchecked((r + i) * nb + b)); C];
+                        }
                     }
-                }
-                for kg in 0..if q4 { 4 } else { 8 } {
-                    for h in 0..2 {
-                        let raw = _mm256_loadu_si256(rec.add(kg * 64 + h * 32) as *const _);
-                        if q4 {
+                    for kg in 0..if Q4 { 4 } else { 8 } {
+                        for c in 0..C {
+                            let raw = weights!(c, kg, h);
+                            if Q4 {
+                                let lo = _mm256_and_si256(raw, low);
+                                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), low);
+                                for i in 0..R {
+                                    acc[i][c] = _mm256_dpbusd_avx_epi32(acc[i][c], lo, x4!(i, kg * 4));
+                                    acc[i][c] = _mm256_dpbusd_avx_epi32(acc[i][c], hi, x4!(i, 16 + kg * 4));
+                                }
+                            } else {
+                                for i in 0..R {
+                                    acc[i][c] = _mm256_dpbusd_avx_epi32(acc[i][c], raw, x4!(i, kg * 4));
+                                }
+                            }
+                        }
+                    }
+                } else if Q4 {
+                    // int16 sums of the whole block (≤ 30,480, see the
+                    // module docs), widened once.
+                    let mut p16 = [[_mm256_setzero_si256(); C]; R];
+                    for kg in 0..4 {
+                        for c in 0..C {
+                            let raw = weights!(c, kg, h);
                             let lo = _mm256_and_si256(raw, low);
                             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), low);
                             for i in 0..R {
-                                acc[i][h] = _mm256_dpbusd_avx_epi32(acc[i][h], lo, x4!(i, kg * 4));
-                                acc[i][h] = _mm256_dpbusd_avx_epi32(acc[i][h], hi, x4!(i, 16 + kg * 4));
+                                p16[i][c] = _mm256_add_epi16(p16[i][c], _mm256_maddubs_epi16(lo, x4!(i, kg * 4)));
+                                p16[i][c] = _mm256_add_epi16(p16[i][c], _mm256_maddubs_epi16(hi, x4!(i, 16 + kg * 4)));
                             }
-                        } else {
+                        }
+                    }
+                    for i in 0..R {
+                        for c in 0..C {
+                            acc[i][c] = _mm256_madd_epi16(p16[i][c], ones);
+                        }
+                    }
+                } else {
+                    for kg in 0..8 {
+                        for c in 0..C {
+                            let wv = _mm256_xor_si256(weights!(c, kg, h), flip);
+                            let wabs = _mm256_abs_epi8(wv);
                             for i in 0..R {
-                                acc[i][h] = _mm256_dpbusd_avx_epi32(acc[i][h], raw, x4!(i, kg * 4));
+                                let p = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(x4!(i, kg * 4), wv));
+                                acc[i][c] = _mm256_add_epi32(acc[i][c], _mm256_madd_epi16(p, ones));
                             }
                         }
                     }
                 }
-            } else if q4 {
-                for kg in 0..4 {
-                    for h in 0..2 {
-                        let raw = _mm256_loadu_si256(rec.add(kg * 64 + h * 32) as *const _);
-                        let lo = _mm256_and_si256(raw, low);
-                        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), low);
-                        for i in 0..R {
-                            // Two products of ≤ 15 · 127 per int16, two such
-                            // added: ≤ 7620, no overflow.
-                            let p = _mm256_add_epi16(
-                                _mm256_maddubs_epi16(lo, x4!(i, kg * 4)),
-                                _mm256_maddubs_epi16(hi, x4!(i, 16 + kg * 4)),
-                            );
-                            acc[i][h] = _mm256_add_epi32(acc[i][h], _mm256_madd_epi16(p, ones));
+                for c in 0..C {
+                    let dw = _mm256_cvtph_ps(_mm_loadu_si128(recs[c].add(b * rb + qb + h * 16) as *const _));
+                    let mw = if Q4 {
+                        _mm256_cvtph_ps(_mm_loadu_si128(recs[c].add(b * rb + qb + 32 + h * 16) as *const _))
+                    } else {
+                        dw
+                    };
+                    for i in 0..R {
+                        let m = (r + i) * nb + b;
+                        let t = _mm256_mul_ps(_mm256_set1_ps(*a.d.get_unchecked(m)), dw);
+                        facc[i][c][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i][c]), t, facc[i][c][h]);
+                        if Q4 {
+                            facc[i][c][h] = _mm256_fmadd_ps(mw, _mm256_set1_ps(*a.s.get_unchecked(m)), facc[i][c][h]);
                         }
-                    }
-                }
-            } else {
-                for kg in 0..8 {
-                    for h in 0..2 {
-                        let wv = _mm256_xor_si256(_mm256_loadu_si256(rec.add(kg * 64 + h * 32) as *const _), flip);
-                        for i in 0..R {
-                            let xb = x4!(i, kg * 4);
-                            let p = _mm256_maddubs_epi16(_mm256_abs_epi8(xb), _mm256_sign_epi8(wv, xb));
-                            acc[i][h] = _mm256_add_epi32(acc[i][h], _mm256_madd_epi16(p, ones));
-                        }
-                    }
-                }
-            }
-            for h in 0..2 {
-                let dw = _mm256_cvtph_ps(_mm_loadu_si128(rec.add(qb + h * 16) as *const _));
-                let mw = if q4 { _mm256_cvtph_ps(_mm_loadu_si128(rec.add(qb + 32 + h * 16) as *const _)) } else { dw };
-                for i in 0..R {
-                    let m = (r + i) * nb + b;
-                    let t = _mm256_mul_ps(_mm256_set1_ps(*a.d.get_unchecked(m)), dw);
-                    facc[i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i][h]), t, facc[i][h]);
-                    if q4 {
-                        facc[i][h] = _mm256_fmadd_ps(mw, _mm256_set1_ps(*a.s.get_unchecked(m)), facc[i][h]);
                     }
                 }
             }
         }
-        let col = g * COLS;
-        let live = (n - col).min(COLS);
-        for i in 0..R {
-            let mut out = [0f32; COLS];
-            _mm256_storeu_ps(out.as_mut_ptr(), facc[i][0]);
-            _mm256_storeu_ps(out.as_mut_ptr().add(8), facc[i][1]);
-            std::ptr::copy_nonoverlapping(out.as_ptr(), y.add((r + i) * n + col), live);
+        for c in 0..C {
+            let col = (g + c) * COLS;
+            let live = (n - col).min(COLS);
+            for i in 0..R {
+                let mut out = [0f32; COLS];
+                _mm256_storeu_ps(out.as_mut_ptr(), facc[i][c][0]);
+                _mm256_storeu_ps(out.as_mut_ptr().add(8), facc[i][c][1]);
+                std::ptr::copy_nonoverlapping(out.as_ptr(), y.add((r + i) * n + col), live);
+            }
         }
     }
 }

@@ -166,6 +166,15 @@ impl PackedInt8 {
     }
 }
 
+/// The 16 f16 scales at byte `off` of a record (`quant_bytes` for `d`,
+/// `quant_bytes + 32` for Q4_1's `m`), as f32, vectorisably.
+#[inline(always)]
+pub(crate) fn record_halves(rec: &[u8], off: usize) -> [f32; COLS] {
+    std::array::from_fn(|c| {
+        crate::quant::f16_to_f32_lanes(u16::from_le_bytes([rec[off + 2 * c], rec[off + 2 * c + 1]]))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@
 //! same block order, as every other path.
 
 use super::super::act::QuantizedRows;
-use super::super::pack::{PackKind, PackedInt8, COLS};
+use super::super::pack::{record_halves, PackKind, PackedInt8, COLS};
 use super::tiles::{TileConfig, Tiles};
 use crate::kernels::SendPtr;
 
@@ -73,25 +73,6 @@ fn unpack_q4(rec: &[u8], out: &mut Unpacked) {
         *l = v & 0x0f;
         *h = v >> 4;
     }
-}
-
-#[inline(always)]
-fn halves(rec: &[u8], off: usize) -> [f32; COLS] {
-    std::array::from_fn(|c| half_to_f32(u16::from_le_bytes([rec[off + 2 * c], rec[off + 2 * c + 1]])))
-}
-
-/// `quant::f16_to_f32` without branches on the value, so that 16 of them
-/// vectorise (it runs per block, column group and pass): the magnitude's
-/// bits shifted into an f32 and scaled by 2¹¹² (exact, subnormal halves
-/// included), or for infinities and NaNs the exponent set to all ones.
-#[inline(always)]
-pub(super) fn half_to_f32(h: u16) -> f32 {
-    const TWO_POW_112: f32 = 5.192_297e33; // 2^112 (exactly representable)
-    let h = h as u32;
-    let mag = (h & 0x7fff) << 13;
-    let finite = f32::from_bits(mag) * TWO_POW_112;
-    let bits = if h & 0x7c00 == 0x7c00 { mag | 0x7f80_0000 } else { finite.to_bits() };
-    f32::from_bits(bits | (h & 0x8000) << 16)
 }
 
 /// Column groups `g0..g1` for every row, on the tiles of `t`.
@@ -212,8 +193,8 @@ unsafe fn pass<T: Tiles>(
         }
         for j in 0..cg {
             let rec = &recs[j][b * rb..][..rb];
-            let dw = halves(rec, qb);
-            let mw = if q4 { halves(rec, qb + 32) } else { [0.0; COLS] };
+            let dw = record_halves(rec, qb);
+            let mw = if q4 { record_halves(rec, qb + 32) } else { [0.0; COLS] };
             for (ti, &rows) in m.iter().enumerate() {
                 for i in 0..rows {
                     let row = ti * TM + i;
