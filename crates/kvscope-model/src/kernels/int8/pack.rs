@@ -63,8 +63,8 @@ pub struct PackedInt8 {
     n: usize,
     k: usize,
     data: Vec<u8>,
-    /// Whether any Q8_0 value is −128, which the AVX2 sign trick cannot take
-    /// (that path then hands the matrix to the portable kernel).
+    /// Whether any Q8_0 value is −128 (every path multiplies it exactly;
+    /// tests use this to know their matrices exercise it).
     has_q8_min: bool,
     /// Quantize this matrix's activations in two int8 terms (see
     /// `gemm::matmul_int8`): twice the integer work for ~16-bit activations.

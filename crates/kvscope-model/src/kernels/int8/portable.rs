@@ -3,50 +3,80 @@
 //!
 //! It is written for the autovectoriser, so that a target without a
 //! hand-written path (ARM's NEON, or x86 below AVX2) still runs vector
-//! code: a record row's 64 bytes (16 columns × 4 consecutive values) are
-//! multiplied lane by lane with the matching 4 activations repeated 16
-//! times, into 64 int32 lanes; each column's 4 lanes are added at the end
-//! of the block (integer sums are exact in any order), and the fold into
-//! f32 runs over 16 column lanes with `mul_add` — one fused instruction
-//! wherever the target has FMA.
+//! code, and the operations it needs are ones every vector unit has:
+//!
+//! - A block's weights are decoded once into f32 (`Decoded`) and shared by
+//!   up to `ROWS` activation rows.
+//! - The integer products are computed in f32 lanes. That is exact: each
+//!   product is an integer of magnitude ≤ 128 · 127, each lane sums 8 of
+//!   them and each column 4 lanes, all below 2²⁴, where f32 holds every
+//!   integer; so a column's f32 sum *is* `isum as f32`, whatever the order.
+//!   A record row's 64 bytes are 16 columns × 4 consecutive values, and its
+//!   activations are the same 4 values repeated, so the multiply-adds run
+//!   over plain 8-lane chunks against one repeated pattern.
+//! - The fold into the output uses `mul_add`, one fused instruction
+//!   wherever the target has FMA (the order the SIMD paths keep).
 
 use super::act::QuantizedRows;
 use super::pack::{record_halves, PackKind, PackedInt8, COLS};
 use crate::kernels::SendPtr;
 
-/// Bytes of one record row: 16 columns × 4 values.
+/// Bytes of one record row: 16 columns × 4 consecutive values.
 const ROW: usize = 64;
 
-/// Four activations repeated over a record row's 64 lanes.
-#[inline(always)]
-fn repeat4(x: &[i8]) -> [i32; ROW] {
-    std::array::from_fn(|j| x[j % 4] as i32)
-}
+/// Record rows of one block once decoded: Q8_0's 8 rows, or Q4_1's 4 rows
+/// of low nibbles then their 4 rows of high nibbles. Decoded row `m` meets
+/// the activations `4m .. 4m + 4` of the block either way (Q4_1's high
+/// nibbles hold values 16.. of their rows).
+const DECODED_ROWS: usize = 8;
 
-/// Each column's exact `Σ q_x · q_w` over one block (`x` is its 32 values).
-#[inline(always)]
-fn block_sums(kind: PackKind, rec: &[u8], x: &[i8]) -> [i32; COLS] {
-    let mut lanes = [0i32; ROW];
-    match kind {
-        PackKind::Q8_0 => {
-            for kg in 0..8 {
-                let (w, xr) = (&rec[kg * ROW..][..ROW], repeat4(&x[kg * 4..]));
-                for j in 0..ROW {
-                    lanes[j] += ((w[j] ^ 0x80) as i8 as i32) * xr[j];
+/// Activation rows that share one decoding of a block's weights.
+const ROWS: usize = 4;
+
+/// One block's weights as f32 (exact: small integers).
+struct Decoded([[f32; ROW]; DECODED_ROWS]);
+
+impl Decoded {
+    #[inline(always)]
+    fn new(kind: PackKind, rec: &[u8]) -> Self {
+        let mut out = [[0f32; ROW]; DECODED_ROWS];
+        match kind {
+            PackKind::Q8_0 => {
+                for (m, row) in out.iter_mut().enumerate() {
+                    for (o, &byte) in row.iter_mut().zip(&rec[m * ROW..][..ROW]) {
+                        *o = ((byte ^ 0x80) as i8) as f32;
+                    }
+                }
+            }
+            PackKind::Q4_1 => {
+                let (low, high) = out.split_at_mut(4);
+                for kg in 0..4 {
+                    for (j, &byte) in rec[kg * ROW..][..ROW].iter().enumerate() {
+                        low[kg][j] = (byte & 0x0f) as f32;
+                        high[kg][j] = (byte >> 4) as f32;
+                    }
                 }
             }
         }
-        PackKind::Q4_1 => {
-            for kg in 0..4 {
-                let w = &rec[kg * ROW..][..ROW];
-                let (lo, hi) = (repeat4(&x[kg * 4..]), repeat4(&x[16 + kg * 4..]));
-                for j in 0..ROW {
-                    lanes[j] += (w[j] & 0x0f) as i32 * lo[j] + (w[j] >> 4) as i32 * hi[j];
-                }
-            }
-        }
+        Decoded(out)
     }
-    std::array::from_fn(|c| lanes[4 * c] + lanes[4 * c + 1] + lanes[4 * c + 2] + lanes[4 * c + 3])
+
+    /// Each column's `Σ q_x · q_w` over the block (`x` its 32 values),
+    /// exact (see the module docs).
+    #[inline(always)]
+    fn column_sums(&self, x: &[i8]) -> [f32; COLS] {
+        let mut lanes = [0f32; ROW];
+        for (m, w) in self.0.iter().enumerate() {
+            let x4 = &x[4 * m..][..4];
+            let pattern: [f32; 8] = std::array::from_fn(|l| x4[l % 4] as f32);
+            for (lane, wc) in lanes.chunks_exact_mut(8).zip(w.chunks_exact(8)) {
+                for l in 0..8 {
+                    lane[l] += wc[l] * pattern[l];
+                }
+            }
+        }
+        std::array::from_fn(|c| (lanes[4 * c] + lanes[4 * c + 1]) + (lanes[4 * c + 2] + lanes[4 * c + 3]))
+    }
 }
 
 /// Column groups `g0..g1` for every row.
@@ -54,7 +84,6 @@ fn block_sums(kind: PackKind, rec: &[u8], x: &[i8]) -> [i32; COLS] {
 /// # Safety
 /// `y` must point to `a.rows × n` writable floats that no one else writes in
 /// columns `16·g0 .. 16·g1` during the call.
-#[inline(always)]
 pub(super) unsafe fn columns(a: &QuantizedRows, w: &PackedInt8, g0: usize, g1: usize, y: SendPtr, n: usize) {
     let kind = w.kind();
     let nb = a.blocks_per_row();
@@ -62,26 +91,31 @@ pub(super) unsafe fn columns(a: &QuantizedRows, w: &PackedInt8, g0: usize, g1: u
     for g in g0..g1 {
         let recs = w.group(g);
         let live = COLS.min(n - g * COLS);
-        for r in 0..a.rows {
-            let x = &a.q[r * a.k..][..a.k];
-            let mut acc = [0f32; COLS];
+        for r in (0..a.rows).step_by(ROWS) {
+            let rows = (a.rows - r).min(ROWS);
+            let mut acc = [[0f32; COLS]; ROWS];
             for b in 0..nb {
                 let rec = &recs[b * rb..][..rb];
-                let isum = block_sums(kind, rec, &x[b * 32..][..32]);
-                let i = r * nb + b;
+                let decoded = Decoded::new(kind, rec);
                 let dw = record_halves(rec, qb);
-                for c in 0..COLS {
-                    acc[c] = (isum[c] as f32).mul_add(a.d[i] * dw[c], acc[c]);
-                }
-                if kind == PackKind::Q4_1 {
-                    let mw = record_halves(rec, qb + 32);
+                let mw = if kind == PackKind::Q4_1 { record_halves(rec, qb + 32) } else { [0.0; COLS] };
+                for (i, acc) in acc[..rows].iter_mut().enumerate() {
+                    let m = (r + i) * nb + b;
+                    let isum = decoded.column_sums(&a.q[(r + i) * a.k + b * 32..][..32]);
                     for c in 0..COLS {
-                        acc[c] = mw[c].mul_add(a.s[i], acc[c]);
+                        acc[c] = isum[c].mul_add(a.d[m] * dw[c], acc[c]);
+                    }
+                    if kind == PackKind::Q4_1 {
+                        for c in 0..COLS {
+                            acc[c] = mw[c].mul_add(a.s[m], acc[c]);
+                        }
                     }
                 }
             }
-            // SAFETY: row r, columns 16g .. 16g + live lie inside y (caller).
-            unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), y.get().add(r * n + g * COLS), live) };
+            for (i, acc) in acc[..rows].iter().enumerate() {
+                // SAFETY: row r + i, columns 16g .. 16g + live lie inside y (caller).
+                unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), y.get().add((r + i) * n + g * COLS), live) };
+            }
         }
     }
 }
