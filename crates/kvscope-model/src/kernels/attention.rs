@@ -280,8 +280,8 @@ macro_rules! group_attention {
     (@widen plain, $row:expr, $buf:expr) => {
         E::widen($row, $buf)
     };
-    // SAFETY: expanded only in `run_avx2`, whose contract is avx2 and f16c.
     (@widen avx2, $row:expr, $buf:expr) => {
+        // SAFETY: expanded only in `run_avx2`, whose contract is avx2 and f16c.
         unsafe { E::widen_avx2($row, $buf) }
     };
     ($job:expr, $scores:expr, $dot:expr, $axpy:expr) => {
@@ -442,7 +442,7 @@ impl<E: KvElem> GroupJob<'_, E> {
         use super::simd::avx2;
         use std::arch::x86_64::*;
         let GroupJob { q, out, ctx, k, v, rows, group, hd } = self;
-        debug_assert!(hd == H8 * 8 && H8 % 2 == 0);
+        debug_assert!(hd == H8 * 8 && H8.is_multiple_of(2));
         let n = ctx.pos + 1;
         let scale = 1.0 / (hd as f32).sqrt();
         scores.clear();
