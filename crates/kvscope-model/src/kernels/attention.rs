@@ -314,6 +314,53 @@ macro_rules! group_attention {
     }};
 }
 
+/// The value half of `GroupJob::run_avx2_rows` for `G` heads of `8 · H8`
+/// values: `P` 8-lane chunks of every head's output per pass over the
+/// values, accumulated in registers, then divided by the softmax sums.
+/// Each output lane is the same chain of FMAs over positions in order as
+/// `simd::avx2::axpy` computes from zero, so the same bits.
+///
+/// # Safety
+/// The CPU must support avx2, fma and f16c; `out` and `scores` hold `G`
+/// heads (`G · 8 · H8` values, `G · n` scores); every row `rows` visits
+/// lies inside `v` (checked by the caller).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn values_in_registers<E: KvElem, const H8: usize, const G: usize, const P: usize>(
+    rows: Rows,
+    ctx: QueryCtx,
+    v: &Plane<E>,
+    scores: &[f32],
+    out: &mut [f32],
+    sums: &[f32],
+) {
+    use std::arch::x86_64::*;
+    let (hd, n) = (H8 * 8, ctx.pos + 1);
+    debug_assert!(out.len() >= G * hd && scores.len() >= G * n && sums.len() >= G);
+    let vp = v.values.as_ptr();
+    for first in (0..H8).step_by(P) {
+        let mut acc = [[_mm256_setzero_ps(); P]; G];
+        rows.for_each(ctx, v, |j, off, si| {
+            let mut vr = [_mm256_setzero_ps(); P];
+            for (c, r) in vr.iter_mut().enumerate() {
+                *r = E::load8(vp.add(off + (first + c) * 8));
+            }
+            for (h, acc) in acc.iter_mut().enumerate() {
+                let p = _mm256_set1_ps(value_weight(*scores.get_unchecked(h * n + j), v, si));
+                for c in 0..P {
+                    acc[c] = _mm256_fmadd_ps(p, vr[c], acc[c]);
+                }
+            }
+        });
+        for (h, acc) in acc.iter().enumerate() {
+            let inv = _mm256_set1_ps(1.0 / sums[h]);
+            for (c, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.as_mut_ptr().add(h * hd + (first + c) * 8), _mm256_mul_ps(*a, inv));
+            }
+        }
+    }
+}
+
 impl<E: KvElem> GroupJob<'_, E> {
     fn run(self, scores: &mut Vec<f32>) {
         group_attention!(self, scores, simd::dot, simd::axpy)
@@ -470,6 +517,16 @@ impl<E: KvElem> GroupJob<'_, E> {
         });
         let mut sums = [0f32; MAX_GROUP];
         softmax_rows(simd::Isa::Avx2, scores, n, &mut sums[..group]);
+        // The outputs of small groups stay in registers, a few 8-lane
+        // chunks of each head per pass over the values (accumulators,
+        // values and the weight fit the 16 ymm registers).
+        match group {
+            1 => return values_in_registers::<E, H8, 1, 4>(rows, ctx, &v, scores, out, &sums),
+            2 => return values_in_registers::<E, H8, 2, 4>(rows, ctx, &v, scores, out, &sums),
+            3 => return values_in_registers::<E, H8, 3, 2>(rows, ctx, &v, scores, out, &sums),
+            4 => return values_in_registers::<E, H8, 4, 2>(rows, ctx, &v, scores, out, &sums),
+            _ => {}
+        }
         out.fill(0.0);
         let op = out.as_mut_ptr();
         rows.for_each(ctx, &v, |j, off, si| {
