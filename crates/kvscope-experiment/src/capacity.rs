@@ -3,8 +3,9 @@
 
 use crate::dist::Dist;
 use crate::driver::{CaseRun, RequestResult};
-use crate::workload::{Arrival, CaseSpec, Lengths};
-use kvscope_core::{EngineConfig, PoolConfig, StallReason};
+use crate::mix::MemberRow;
+use crate::workload::Arrival;
+use kvscope_core::{EngineConfig, PoolConfig, Seconds, StallReason};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -43,7 +44,7 @@ pub struct CapacityRow {
     pub stall_step_share_token_budget: f64,
     pub stalled_steps: u64,
     /// Duration of the stalled steps (seconds on the engine clock).
-    pub stalled_seconds: f64,
+    pub stalled_seconds: Seconds,
     pub preemptions: u64,
     pub peak_block_occupancy: f64,
     /// The members of a two-peak mix (`mixed_ctx`: long and short prompts
@@ -54,81 +55,15 @@ pub struct CapacityRow {
     pub explanation: String,
 }
 
-/// One member of a two-peak mix, with its own figures beside the case's.
-#[derive(Clone, Debug, Serialize)]
-pub struct MemberRow {
-    /// `long` or `short`.
-    pub member: String,
-    /// Mean prompt length over the member's requests (tokens).
-    pub prompt_len: f64,
-    pub requests: usize,
-    /// Token-exact KV per request at its largest (bytes; mean).
-    pub estimated_kv: f64,
-    /// The same in whole blocks as the pool held it (bytes; mean).
-    pub estimated_kv_block_rounded: f64,
-    /// Blocks a request of the member holds at its largest (the most over
-    /// its requests).
-    pub peak_blocks: usize,
-    pub ttft: Dist,
-    pub queue_wait: Dist,
-    /// The member's requests among those live in the step with the most
-    /// live requests, and the blocks they held at its end.
-    pub live_at_max: usize,
-    pub blocks_at_max: usize,
-}
-
-/// Which member of a two-peak mix request `index` is, when the case is one
-/// (prompt lengths alternating between two different values).
-pub fn member_of(spec: &CaseSpec, index: usize) -> Option<&'static str> {
-    match spec.prompt_lengths {
-        Lengths::Alternating { first, second } if first != second => {
-            let is_first = index.is_multiple_of(2);
-            Some(if is_first == (first > second) { "long" } else { "short" })
-        }
-        _ => None,
-    }
-}
-
 /// KV per request at its largest: token-exact and in whole blocks (bytes,
 /// means over `reqs`).
-fn kv_per_request(reqs: &[&RequestResult], pool: &PoolConfig) -> (f64, f64) {
+pub(crate) fn kv_per_request(reqs: &[&RequestResult], pool: &PoolConfig) -> (f64, f64) {
     let n = reqs.len().max(1) as f64;
     let bpt = pool.bytes_per_token() as f64;
     let exact =
         reqs.iter().map(|r| (r.prompt_tokens + r.output_tokens).saturating_sub(1) as f64 * bpt).sum::<f64>() / n;
     let blocks = reqs.iter().map(|r| (r.peak_blocks as u64 * pool.bytes_per_block) as f64).sum::<f64>() / n;
     (exact, blocks)
-}
-
-impl MemberRow {
-    fn of_run(run: &CaseRun) -> Vec<MemberRow> {
-        let member = |id: kvscope_core::RequestId| member_of(&run.spec, id.0 as usize);
-        if member(kvscope_core::RequestId(0)).is_none() {
-            return Vec::new();
-        }
-        ["long", "short"]
-            .into_iter()
-            .map(|name| {
-                let reqs: Vec<&RequestResult> =
-                    run.requests.iter().filter(|r| member(r.request_id) == Some(name)).collect();
-                let (kv, kv_blocks) = kv_per_request(&reqs, &run.config.pool);
-                let at_max: Vec<usize> =
-                    run.stats.peak_live.iter().filter(|(id, _)| member(*id) == Some(name)).map(|(_, b)| *b).collect();
-                MemberRow {
-                    member: name.into(),
-                    prompt_len: reqs.iter().map(|r| r.prompt_tokens as f64).sum::<f64>() / reqs.len().max(1) as f64,
-                    requests: reqs.len(),
-                    estimated_kv: kv,
-                    estimated_kv_block_rounded: kv_blocks,
-                    peak_blocks: reqs.iter().map(|r| r.peak_blocks).max().unwrap_or(0),
-                    ttft: Dist::of(reqs.iter().map(|r| r.ttft)),
-                    queue_wait: Dist::of(reqs.iter().map(|r| r.queue_wait)),
-                    live_at_max: at_max.len(),
-                    blocks_at_max: at_max.iter().sum(),
-                }
-            })
-            .collect()
-    }
 }
 
 impl CapacityRow {

@@ -3,9 +3,10 @@
 //! min–max range of the repeats. One run shows what happened once; the
 //! range shows how much of a difference between two figures is noise.
 
-use kvscope_experiment::capacity::{CapacityRow, MemberRow};
+use kvscope_experiment::capacity::CapacityRow;
 use kvscope_experiment::dist::percentile_of_sorted;
 use kvscope_experiment::dist::Dist;
+use kvscope_experiment::mix::MemberRow;
 use serde::Serialize;
 use serde_json::Value;
 
