@@ -109,8 +109,7 @@ fn derive(events: &[Event]) -> Derived {
         for id in peak_set {
             let admitted = events
                 .iter()
-                .filter(|e| e.kind == "admitted" && e.request == Some(id) && e.step <= s)
-                .last()
+                .rfind(|e| e.kind == "admitted" && e.request == Some(id) && e.step <= s)
                 .expect("admitted");
             let appended = events
                 .iter()
