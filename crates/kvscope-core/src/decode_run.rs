@@ -91,6 +91,8 @@ impl<E: Executor, C: Clock> Engine<E, C> {
         self.log.set_stamp(self.step, now);
         self.flush_events();
         let mut end = self.snapshot();
+        end.t_start = t_start;
+        end.live = seqs.len();
         end.batch_tokens = seqs.len();
         end.decode_seqs = seqs.len();
         let report = DecodeRunReport { first_step, steps: steps as u64, t_start, stall: plan.stall, end };

@@ -18,6 +18,14 @@ use crate::request::{InvalidParams, Request, SamplingParams};
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::sequence::{Sequence, SequenceStatus};
 
+/// When a step began and how many requests it computed with, for its
+/// snapshot.
+#[derive(Clone, Copy)]
+pub(crate) struct StepStart {
+    t: Seconds,
+    live: usize,
+}
+
 /// Everything an engine is configured by; serialised as it is into the
 /// artifacts that describe a run.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -252,15 +260,19 @@ impl<E: Executor, C: Clock> Engine<E, C> {
             self.open_first_step();
         }
         self.step += 1;
-        self.log.set_stamp(self.step, self.clock.now());
+        let t_start = self.clock.now();
+        self.log.set_stamp(self.step, t_start);
         let batch = self.scheduler.schedule(&mut self.log);
         if let Some(failure) = self.scheduler.block_manager().failure() {
             self.flush_events();
             return Err(ExecutorError(format!("the block manager failed: {failure}")));
         }
+        // The requests this step computes with: admitted ones in, preempted
+        // ones out, the ones it will finish still in.
+        let began = StepStart { t: t_start, live: self.scheduler.num_running() };
         let mut outcome = StepOutcome { step: self.step, ..Default::default() };
         if batch.is_empty() {
-            self.close_step(&batch);
+            self.close_step(&batch, began);
             self.scheduler.recycle(batch);
             return Ok(outcome);
         }
@@ -313,7 +325,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
                 outcome.finished.push(seq);
             }
         }
-        self.close_step(&batch);
+        self.close_step(&batch, began);
         self.scheduler.recycle(batch);
         Ok(outcome)
     }
@@ -321,11 +333,15 @@ impl<E: Executor, C: Clock> Engine<E, C> {
     /// The pool and queues as they are now.
     pub fn snapshot(&self) -> StepSnapshot {
         let pool = self.scheduler.block_manager();
+        let t = self.clock.now();
+        let running = self.scheduler.num_running();
         StepSnapshot {
             step: self.step,
-            t: self.clock.now(),
+            t,
+            t_start: t,
             waiting: self.scheduler.num_waiting(),
-            running: self.scheduler.num_running(),
+            running,
+            live: running,
             total_blocks: pool.total_blocks(),
             used_blocks: pool.used_blocks(),
             free_blocks: pool.free_blocks(),
@@ -362,9 +378,11 @@ impl<E: Executor, C: Clock> Engine<E, C> {
         }
     }
 
-    pub(crate) fn close_step(&mut self, batch: &crate::executor::ScheduledBatch) {
+    pub(crate) fn close_step(&mut self, batch: &crate::executor::ScheduledBatch, began: StepStart) {
         self.flush_events();
         let mut snapshot = self.snapshot();
+        snapshot.t_start = began.t;
+        snapshot.live = began.live;
         snapshot.batch_tokens = batch.num_tokens();
         snapshot.prefill_tokens = batch.prefill_tokens();
         snapshot.decode_seqs = batch.decode_seqs();

@@ -217,9 +217,21 @@ impl EventLog {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepSnapshot {
     pub step: u64,
+    /// When the step ended: the state below is the state after it.
     pub t: Seconds,
+    /// When the step began (its admissions and stalls carry this time);
+    /// `t` for a snapshot taken between steps.
+    pub t_start: Seconds,
     pub waiting: usize,
+    /// Requests holding KV after the step.
     pub running: usize,
+    /// Requests holding KV while the step ran: the state it computed with,
+    /// so the requests it admitted and those it finished count, those it
+    /// preempted do not. A request is live from the start of the step
+    /// that admits it to the end of the step that releases it; counting
+    /// `running` instead misses the requests a long prefill step admits.
+    /// `running` for a snapshot taken between steps.
+    pub live: usize,
     pub total_blocks: usize,
     pub used_blocks: usize,
     pub free_blocks: usize,
@@ -301,7 +313,9 @@ pub struct DecodeRunReport {
     /// Why the waiting queue's head stalled at every step of the run, if it
     /// was not empty.
     pub stall: Option<StallReason>,
-    /// The pool and queues after the run's last step.
+    /// The pool and queues after the run's last step; its `t_start` and
+    /// `live` are the whole run's (every step of it decoded the same
+    /// requests).
     pub end: StepSnapshot,
 }
 

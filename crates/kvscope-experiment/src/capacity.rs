@@ -2,9 +2,10 @@
 //! constraint named from the admission stalls the scheduler recorded.
 
 use crate::dist::Dist;
-use crate::driver::CaseRun;
+use crate::driver::{CaseRun, RequestResult};
+use crate::mix::MemberRow;
 use crate::workload::Arrival;
-use kvscope_core::{EngineConfig, StallReason};
+use kvscope_core::{EngineConfig, PoolConfig, Seconds, StallReason};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -18,8 +19,11 @@ pub struct CapacityRow {
     /// arrival is all-at-once).
     pub concurrency: usize,
     pub arrival: Arrival,
-    /// Requests holding KV (running), time-weighted mean over the run.
+    /// Requests holding KV, time-weighted mean over the run: each request
+    /// from the start of the step that admits it to the end of the step
+    /// that releases it (the state a step computes with).
     pub live_requests: f64,
+    /// Most requests live in one step.
     pub live_requests_max: usize,
     /// KV per request at its largest, token-exact: (prompt + output − 1)
     /// tokens × bytes per token (bytes; mean over requests).
@@ -28,25 +32,46 @@ pub struct CapacityRow {
     pub estimated_kv_block_rounded: f64,
     pub ttft: Dist,
     pub queue_wait: Dist,
-    pub stall_share_no_free_blocks: f64,
-    pub stall_share_max_running: f64,
-    pub stall_share_token_budget: f64,
+    /// Shares of the stalled time (each stalled step weighted by how long
+    /// it ran): what the queue's head waited on.
+    pub stall_time_share_no_free_blocks: f64,
+    pub stall_time_share_max_running: f64,
+    pub stall_time_share_token_budget: f64,
+    /// Shares of the stalled steps (a 50 ms decode step weighs as much as
+    /// a 2 s prefill step).
+    pub stall_step_share_no_free_blocks: f64,
+    pub stall_step_share_max_running: f64,
+    pub stall_step_share_token_budget: f64,
     pub stalled_steps: u64,
+    /// Duration of the stalled steps (seconds on the engine clock).
+    pub stalled_seconds: Seconds,
     pub preemptions: u64,
     pub peak_block_occupancy: f64,
+    /// The members of a two-peak mix (`mixed_ctx`: long and short prompts
+    /// alternating), long first; empty for a one-peak case. Averaged into
+    /// one row, a 25-block and a 4-block request make a 14.5-block request
+    /// that no request is.
+    pub members: Vec<MemberRow>,
     pub explanation: String,
+}
+
+/// KV per request at its largest: token-exact and in whole blocks (bytes,
+/// means over `reqs`).
+pub(crate) fn kv_per_request(reqs: &[&RequestResult], pool: &PoolConfig) -> (f64, f64) {
+    let n = reqs.len().max(1) as f64;
+    let bpt = pool.bytes_per_token() as f64;
+    let exact =
+        reqs.iter().map(|r| (r.prompt_tokens + r.output_tokens).saturating_sub(1) as f64 * bpt).sum::<f64>() / n;
+    let blocks = reqs.iter().map(|r| (r.peak_blocks as u64 * pool.bytes_per_block) as f64).sum::<f64>() / n;
+    (exact, blocks)
 }
 
 impl CapacityRow {
     pub fn from_run(run: &CaseRun, lang_zh: bool) -> CapacityRow {
-        let pool = &run.config.pool;
         let reqs = &run.requests;
         let n = reqs.len().max(1) as f64;
-        let bpt = pool.bytes_per_token() as f64;
         let stats = &run.stats;
-        let kv_exact =
-            reqs.iter().map(|r| (r.prompt_tokens + r.output_tokens).saturating_sub(1) as f64 * bpt).sum::<f64>() / n;
-        let kv_blocks = reqs.iter().map(|r| (r.peak_blocks as u64 * pool.bytes_per_block) as f64).sum::<f64>() / n;
+        let (kv_exact, kv_blocks) = kv_per_request(&reqs.iter().collect::<Vec<_>>(), &run.config.pool);
         let mut row = CapacityRow {
             case: run.spec.name.clone(),
             prompt_len: reqs.iter().map(|r| r.prompt_tokens as f64).sum::<f64>() / n,
@@ -54,78 +79,124 @@ impl CapacityRow {
             prompt_len_max: reqs.iter().map(|r| r.prompt_tokens).max().unwrap_or(0),
             concurrency: run.spec.num_requests,
             arrival: run.spec.arrival.clone(),
-            live_requests: stats.time_weighted_mean_running(),
-            live_requests_max: stats.max_running(),
+            live_requests: stats.time_weighted_mean_live(),
+            live_requests_max: stats.max_live(),
             estimated_kv: kv_exact,
             estimated_kv_block_rounded: kv_blocks,
             ttft: Dist::of(reqs.iter().map(|r| r.ttft)),
             queue_wait: Dist::of(reqs.iter().map(|r| r.queue_wait)),
-            stall_share_no_free_blocks: stats.stall_share(StallReason::NoFreeBlocks),
-            stall_share_max_running: stats.stall_share(StallReason::MaxRunning),
-            stall_share_token_budget: stats.stall_share(StallReason::TokenBudget),
+            stall_time_share_no_free_blocks: stats.stall_time_share(StallReason::NoFreeBlocks),
+            stall_time_share_max_running: stats.stall_time_share(StallReason::MaxRunning),
+            stall_time_share_token_budget: stats.stall_time_share(StallReason::TokenBudget),
+            stall_step_share_no_free_blocks: stats.stall_step_share(StallReason::NoFreeBlocks),
+            stall_step_share_max_running: stats.stall_step_share(StallReason::MaxRunning),
+            stall_step_share_token_budget: stats.stall_step_share(StallReason::TokenBudget),
             stalled_steps: stats.total_stalls(),
+            stalled_seconds: stats.total_stall_seconds(),
             preemptions: stats.preemptions,
             peak_block_occupancy: stats.rows.iter().map(|r| r.block_occupancy()).fold(0.0, f64::max),
+            members: MemberRow::of_run(run),
             explanation: String::new(),
         };
         row.explanation = explain(&row, &run.config, lang_zh);
         row
     }
 
+    /// The reason the queue's head waited on longest (by step when the
+    /// stalled steps took no time).
     pub fn binding_constraint(&self) -> Option<StallReason> {
         if self.stalled_steps == 0 {
             return None;
         }
+        let shares = if self.stalled_seconds > 0.0 { self.stall_time_shares() } else { self.stall_step_shares() };
+        shares.into_iter().max_by(|a, b| a.1.total_cmp(&b.1)).map(|(r, _)| r)
+    }
+
+    pub fn stall_time_shares(&self) -> [(StallReason, f64); 3] {
         [
-            (StallReason::NoFreeBlocks, self.stall_share_no_free_blocks),
-            (StallReason::MaxRunning, self.stall_share_max_running),
-            (StallReason::TokenBudget, self.stall_share_token_budget),
+            (StallReason::NoFreeBlocks, self.stall_time_share_no_free_blocks),
+            (StallReason::MaxRunning, self.stall_time_share_max_running),
+            (StallReason::TokenBudget, self.stall_time_share_token_budget),
         ]
-        .into_iter()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(r, _)| r)
+    }
+
+    pub fn stall_step_shares(&self) -> [(StallReason, f64); 3] {
+        [
+            (StallReason::NoFreeBlocks, self.stall_step_share_no_free_blocks),
+            (StallReason::MaxRunning, self.stall_step_share_max_running),
+            (StallReason::TokenBudget, self.stall_step_share_token_budget),
+        ]
     }
 }
 
 /// The explanation column: the binding constraint and the stall shares
-/// behind it, in Chinese or English.
+/// behind it (by time, then by step), how many requests of this size the
+/// pool fits (of each member's size for a mix) and, for a mix, what the
+/// most live requests were made of; in Chinese or English.
 pub fn explain(row: &CapacityRow, cfg: &EngineConfig, zh: bool) -> String {
     let pool_tokens = cfg.pool.num_blocks * cfg.pool.block_size;
-    let fits = if row.estimated_kv_block_rounded > 0.0 {
-        cfg.pool.total_bytes() as f64 / row.estimated_kv_block_rounded
-    } else {
-        0.0
+    let fits_of = |kv_block_rounded: f64| {
+        if kv_block_rounded > 0.0 {
+            cfg.pool.total_bytes() as f64 / kv_block_rounded
+        } else {
+            0.0
+        }
     };
-    let shares = format!(
-        "no_free_blocks {:.0}% / max_running {:.0}% / token_budget {:.0}%",
-        100.0 * row.stall_share_no_free_blocks,
-        100.0 * row.stall_share_max_running,
-        100.0 * row.stall_share_token_budget
-    );
-    let binding = row.binding_constraint();
-    match (zh, binding) {
+    let percent =
+        |shares: [(StallReason, f64); 3]| shares.map(|(r, x)| format!("{} {:.0}%", r.as_str(), 100.0 * x)).join(" / ");
+    let fits = match (zh, row.members.as_slice()) {
+        (true, []) => format!("{:.1} 个此规模请求", fits_of(row.estimated_kv_block_rounded)),
+        (false, []) => format!("{:.1} requests of this size", fits_of(row.estimated_kv_block_rounded)),
+        (true, members) => members
+            .iter()
+            .map(|m| {
+                format!("{:.1} 个 {} 请求 ({} 块)", fits_of(m.estimated_kv_block_rounded), m.member, m.peak_blocks)
+            })
+            .collect::<Vec<_>>()
+            .join(" 或 "),
+        (false, members) => {
+            let each: Vec<String> = members
+                .iter()
+                .map(|m| {
+                    format!("{:.1} {} ({} blocks)", fits_of(m.estimated_kv_block_rounded), m.member, m.peak_blocks)
+                })
+                .collect();
+            format!("{} requests", each.join(" or "))
+        }
+    };
+    // What the maximum was made of: "2 long + 4 short = 66 of 68 blocks".
+    let mix = if row.members.is_empty() {
+        String::new()
+    } else {
+        let parts: Vec<String> = row.members.iter().map(|m| format!("{} {}", m.live_at_max, m.member)).collect();
+        let blocks: usize = row.members.iter().map(|m| m.blocks_at_max).sum();
+        let (of, unit) = if zh { ("/", "块") } else { ("of", "blocks") };
+        format!(" ({} = {blocks} {of} {} {unit})", parts.join(" + "), cfg.pool.num_blocks)
+    };
+    let (max, n) = (row.live_requests_max, row.concurrency);
+    match (zh, row.binding_constraint()) {
         (true, None) => format!(
-            "无准入阻塞: {} 个请求全部立即准入; 池 ({pool_tokens} tokens) 可容纳约 {fits:.1} 个此规模请求, 容量不是瓶颈",
-            row.concurrency
+            "无准入阻塞: {n} 个请求全部立即准入{mix}; 池 ({pool_tokens} tokens) 可容纳约 {fits}, 容量不是瓶颈"
         ),
         (false, None) => format!(
-            "no admission stalls: all {} requests admitted at once; the pool ({pool_tokens} tokens) fits about {fits:.1} requests of this size, capacity is not binding",
-            row.concurrency
+            "no admission stalls: all {n} requests admitted at once{mix}; the pool ({pool_tokens} tokens) fits about {fits}, capacity is not binding"
         ),
         (true, Some(r)) => format!(
-            "瓶颈 = {}: {} 个阻塞步中 {shares}; 池约容纳 {fits:.1} 个此规模请求, 实测最多 {} 个同时存活 (共 {} 个), 抢占 {} 次",
+            "瓶颈 = {}: 阻塞 {:.2} s ({} 步), 按时间 {}, 按步数 {}; 池约容纳 {fits}, 实测最多 {max} 个同时存活{mix} (共 {n} 个), 抢占 {} 次",
             r.as_str(),
+            row.stalled_seconds,
             row.stalled_steps,
-            row.live_requests_max,
-            row.concurrency,
+            percent(row.stall_time_shares()),
+            percent(row.stall_step_shares()),
             row.preemptions
         ),
         (false, Some(r)) => format!(
-            "binding constraint = {}: of {} stalled steps {shares}; the pool fits about {fits:.1} requests of this size, at most {} of {} were live at once, {} preemptions",
+            "binding constraint = {}: stalled {:.2} s over {} steps, by time {}, by step {}; the pool fits about {fits}, at most {max} of {n} were live at once{mix}, {} preemptions",
             r.as_str(),
+            row.stalled_seconds,
             row.stalled_steps,
-            row.live_requests_max,
-            row.concurrency,
+            percent(row.stall_time_shares()),
+            percent(row.stall_step_shares()),
             row.preemptions
         ),
     }
@@ -147,9 +218,13 @@ struct CsvLine<'a> {
     queue_wait_p50_s: String,
     queue_wait_p90_s: String,
     queue_wait_p99_s: String,
-    stall_share_no_free_blocks: String,
-    stall_share_max_running: String,
-    stall_share_token_budget: String,
+    stall_time_share_no_free_blocks: String,
+    stall_time_share_max_running: String,
+    stall_time_share_token_budget: String,
+    stall_step_share_no_free_blocks: String,
+    stall_step_share_max_running: String,
+    stall_step_share_token_budget: String,
+    stalled_s: String,
     preemptions: u64,
     explanation: &'a str,
 }
@@ -171,9 +246,13 @@ impl<'a> CsvLine<'a> {
             queue_wait_p50_s: f(r.queue_wait.p50, 4),
             queue_wait_p90_s: f(r.queue_wait.p90, 4),
             queue_wait_p99_s: f(r.queue_wait.p99, 4),
-            stall_share_no_free_blocks: f(r.stall_share_no_free_blocks, 3),
-            stall_share_max_running: f(r.stall_share_max_running, 3),
-            stall_share_token_budget: f(r.stall_share_token_budget, 3),
+            stall_time_share_no_free_blocks: f(r.stall_time_share_no_free_blocks, 3),
+            stall_time_share_max_running: f(r.stall_time_share_max_running, 3),
+            stall_time_share_token_budget: f(r.stall_time_share_token_budget, 3),
+            stall_step_share_no_free_blocks: f(r.stall_step_share_no_free_blocks, 3),
+            stall_step_share_max_running: f(r.stall_step_share_max_running, 3),
+            stall_step_share_token_budget: f(r.stall_step_share_token_budget, 3),
+            stalled_s: f(r.stalled_seconds, 4),
             preemptions: r.preemptions,
             explanation: &r.explanation,
         }
@@ -193,7 +272,7 @@ pub fn to_csv(rows: &[CapacityRow]) -> String {
 }
 
 /// The columns of `capacity.csv`, in order.
-pub const CSV_COLUMNS: [&str; 18] = [
+pub const CSV_COLUMNS: [&str; 22] = [
     "case",
     "prompt_len_tokens",
     "concurrency_requests",
@@ -207,9 +286,13 @@ pub const CSV_COLUMNS: [&str; 18] = [
     "queue_wait_p50_s",
     "queue_wait_p90_s",
     "queue_wait_p99_s",
-    "stall_share_no_free_blocks",
-    "stall_share_max_running",
-    "stall_share_token_budget",
+    "stall_time_share_no_free_blocks",
+    "stall_time_share_max_running",
+    "stall_time_share_token_budget",
+    "stall_step_share_no_free_blocks",
+    "stall_step_share_max_running",
+    "stall_step_share_token_budget",
+    "stalled_s",
     "preemptions",
     "explanation",
 ];
@@ -224,12 +307,16 @@ pub fn to_json(rows: &[CapacityRow], config: &EngineConfig, executor: &str) -> s
         "units": {
             "prompt_len": "tokens",
             "concurrency": "requests offered (all at once, or over the arrival process)",
-            "live_requests": "requests holding KV (time-weighted mean; max alongside)",
+            "live_requests": "requests holding KV, each from the start of the step that admits it to the end of the step that releases it (time-weighted mean; the most in one step alongside)",
+            "stall_time_share": "share of the stalled time, each stalled step weighted by its duration",
+            "stall_step_share": "share of the stalled steps",
+            "stalled_seconds": if executor == "sim" { "simulated seconds of stalled steps" } else { "seconds of stalled steps" },
+            "members": "a two-peak mix's long and short requests, each with its own figures",
             "estimated_kv": "bytes per request, token-exact at its largest (prompt + output - 1 tokens)",
             "estimated_kv_block_rounded": "bytes per request as whole blocks held at its peak",
             "ttft": if executor == "sim" { "simulated seconds" } else { "seconds" },
             "queue_wait": if executor == "sim" { "simulated seconds" } else { "seconds" },
-            "percentiles": "linear interpolation between closest ranks (numpy's default)"
+            "percentiles": "linear interpolation between closest ranks (numpy's default); n values behind each; tables show the maximum and n instead of a p99 of fewer than 20"
         },
         "pool": {
             "num_blocks": config.pool.num_blocks,
@@ -262,12 +349,17 @@ mod tests {
             estimated_kv_block_rounded: 2.0,
             ttft: Dist::default(),
             queue_wait: Dist::default(),
-            stall_share_no_free_blocks: 1.0,
-            stall_share_max_running: 0.0,
-            stall_share_token_budget: 0.0,
+            stall_time_share_no_free_blocks: 1.0,
+            stall_time_share_max_running: 0.0,
+            stall_time_share_token_budget: 0.0,
+            stall_step_share_no_free_blocks: 1.0,
+            stall_step_share_max_running: 0.0,
+            stall_step_share_token_budget: 0.0,
             stalled_steps: 10,
+            stalled_seconds: 2.5,
             preemptions: 0,
             peak_block_occupancy: 1.0,
+            members: Vec::new(),
             explanation: "binding, with \"quotes\", and commas".into(),
         };
         let csv = to_csv(&[row]);
@@ -275,6 +367,6 @@ mod tests {
         assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), CSV_COLUMNS);
         let record = reader.records().next().unwrap().unwrap();
         assert_eq!(&record[0], "long_ctx");
-        assert_eq!(&record[17], "binding, with \"quotes\", and commas");
+        assert_eq!(&record[CSV_COLUMNS.len() - 1], "binding, with \"quotes\", and commas");
     }
 }

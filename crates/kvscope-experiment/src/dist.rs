@@ -3,8 +3,17 @@
 //! One convention everywhere (lab, simulator, bench): linear interpolation
 //! between the closest ranks, numpy's default and what vLLM's benchmarks
 //! report, so a p99 here compares with a p99 there.
+//!
+//! A tail needs values to stand on: below [`P99_MIN_VALUES`] a table shows
+//! the maximum and the count instead of the p99 ([`Dist::p99_is_meaningful`]).
 
 use serde::Serialize;
+
+/// The fewest values whose p99 a table shows. Interpolated between closest
+/// ranks, the p99 of n ≤ 100 values is max − 0.01·(n − 1)·(max − the
+/// second largest): over 5 values, the maximum less 4 % of the top gap,
+/// the maximum under another name. Below 20 values tables say "max (n)".
+pub const P99_MIN_VALUES: usize = 20;
 
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
 pub struct Dist {
@@ -13,6 +22,8 @@ pub struct Dist {
     pub p90: f64,
     pub p99: f64,
     pub max: f64,
+    /// How many values the figures come from.
+    pub n: usize,
 }
 
 impl Dist {
@@ -30,7 +41,14 @@ impl Dist {
             p90: percentile_of_sorted(&v, 90.0),
             p99: percentile_of_sorted(&v, 99.0),
             max: *v.last().expect("non-empty"),
+            n: v.len(),
         }
+    }
+
+    /// Whether there are enough values for the p99 to say more than the
+    /// maximum (see [`P99_MIN_VALUES`]).
+    pub fn p99_is_meaningful(&self) -> bool {
+        self.n >= P99_MIN_VALUES
     }
 
     /// Every figure multiplied by `factor` (seconds to milliseconds).
@@ -41,6 +59,7 @@ impl Dist {
             p90: self.p90 * factor,
             p99: self.p99 * factor,
             max: self.max * factor,
+            n: self.n,
         }
     }
 }
@@ -67,8 +86,17 @@ mod tests {
         assert!((d.p50 - 5.5).abs() < 1e-12);
         assert!((d.p90 - 9.1).abs() < 1e-12);
         assert!((d.p99 - 9.91).abs() < 1e-12);
-        assert_eq!((d.max, d.mean), (10.0, 5.5));
+        assert_eq!((d.max, d.mean, d.n), (10.0, 5.5, 10));
         assert_eq!(Dist::of([]), Dist::default());
         assert!((Dist::of([3.0, 1.0, 2.0, 4.0]).p90 - 3.7).abs() < 1e-12, "any order");
+    }
+
+    #[test]
+    fn a_p99_needs_twenty_values() {
+        // Five TTFTs: the "p99" is the maximum less 4 % of the top gap.
+        let five = Dist::of([1.0, 2.0, 3.0, 4.0, 14.0]);
+        assert!((five.p99 - 13.6).abs() < 1e-12 && !five.p99_is_meaningful());
+        assert!(!Dist::of((1..20).map(f64::from)).p99_is_meaningful());
+        assert!(Dist::of((1..=20).map(f64::from)).p99_is_meaningful());
     }
 }

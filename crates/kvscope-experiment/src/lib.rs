@@ -12,13 +12,15 @@
 //!   keeps what the tables need (with every step's events, or only the
 //!   summary, which lets the simulator advance decode runs in one go).
 //! - [`capacity`]: the capacity row and table (CSV via `csv`, JSON via
-//!   `serde`), [`throughput`]: a run's throughput under vLLM's key names,
+//!   `serde`), [`mix`]: a two-peak mix's members, each with its own
+//!   figures, [`throughput`]: a run's throughput under vLLM's key names,
 //!   and [`dist`]: the one percentile convention.
 
 pub mod capacity;
 pub mod dataset;
 pub mod dist;
 pub mod driver;
+pub mod mix;
 pub mod textgen;
 pub mod throughput;
 pub mod workload;

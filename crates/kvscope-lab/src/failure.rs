@@ -145,7 +145,7 @@ impl LoadRun {
             stalls_max_running: stalls(StallReason::MaxRunning),
             preemptions: run.stats.preemptions,
             ttft_p90: Dist::of(run.requests.iter().map(|r| r.ttft)).p90,
-            live_max: run.stats.max_running(),
+            live_max: run.stats.max_live(),
         }
     }
 

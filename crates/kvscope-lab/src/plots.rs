@@ -40,10 +40,11 @@ pub fn stats_svg(stats: &StatsCollector, title: &str) -> String {
     svg.text(20.0, 26.0, title, 17.0, Anchor::Start, "#111", true);
     let total = rows.iter().map(|r| r.total_blocks).max().unwrap_or(0);
     let sub = format!(
-        "{} engine steps (from t = 0, the queue before the first), pool of {} blocks; {} stalled steps, {} preemptions, {} evictions",
+        "{} engine steps (from t = 0, the queue before the first), pool of {} blocks; {} stalled steps ({:.2} s), {} preemptions, {} evictions",
         stats.step_rows().len(),
         total,
         stats.total_stalls(),
+        stats.total_stall_seconds(),
         stats.preemptions,
         stats.evictions
     );
@@ -56,8 +57,12 @@ pub fn stats_svg(stats: &StatsCollector, title: &str) -> String {
         (Some(a), Some(b)) if b.t > a.t => (Some(a.t.min(0.0)), Some(b.t)),
         _ => (None, None),
     };
+    // A step shows the requests it computed with, from its start to its
+    // end: a long prefill's request is live while the prefill runs.
+    let counts =
+        |series: Vec<(f64, usize)>| -> Vec<(f64, f64)> { series.into_iter().map(|(t, v)| (t, v as f64)).collect() };
     let c1 = Chart {
-        title: "Requests: waiting vs running (holding KV)".into(),
+        title: "Requests: waiting vs live (holding KV, admission step to release step)".into(),
         x_label: x_label.into(),
         y_label: "requests".into(),
         x_min,
@@ -72,12 +77,12 @@ pub fn stats_svg(stats: &StatsCollector, title: &str) -> String {
         panel_h,
         &c1,
         &[
-            Series::new("waiting", ORANGE, pts(&|r| r.waiting as f64)).stepped(),
-            Series::new("running", BLUE, pts(&|r| r.running as f64)).stepped(),
+            Series::new("waiting", ORANGE, counts(stats.series(|r| r.waiting, |r| r.waiting))).stepped(),
+            Series::new("live", BLUE, counts(stats.live_series())).stepped(),
         ],
     );
     let c2 = Chart {
-        title: "KV pool blocks".into(),
+        title: "KV pool blocks (as each step left them)".into(),
         x_label: x_label.into(),
         y_label: "blocks".into(),
         y_max: (total > 0).then_some(total as f64 * 1.05),
@@ -99,7 +104,7 @@ pub fn stats_svg(stats: &StatsCollector, title: &str) -> String {
         ],
     );
     let c3 = Chart {
-        title: "Occupancy: block level vs token level (gap = unfilled tail slots)".into(),
+        title: "Occupancy as each step left it: block level vs token level (gap = unfilled tail slots)".into(),
         x_label: x_label.into(),
         y_label: "% of pool".into(),
         y_min: Some(0.0),

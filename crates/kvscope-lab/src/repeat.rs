@@ -5,6 +5,8 @@
 
 use kvscope_experiment::capacity::CapacityRow;
 use kvscope_experiment::dist::percentile_of_sorted;
+use kvscope_experiment::dist::Dist;
+use kvscope_experiment::mix::MemberRow;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -87,23 +89,42 @@ pub fn median_row(rows: &[CapacityRow]) -> CapacityRow {
     m.live_requests_max = count(&|r| r.live_requests_max as f64) as usize;
     m.estimated_kv = med(&|r| r.estimated_kv);
     m.estimated_kv_block_rounded = med(&|r| r.estimated_kv_block_rounded);
-    m.ttft.mean = med(&|r| r.ttft.mean);
-    m.ttft.p50 = med(&|r| r.ttft.p50);
-    m.ttft.p90 = med(&|r| r.ttft.p90);
-    m.ttft.p99 = med(&|r| r.ttft.p99);
-    m.ttft.max = med(&|r| r.ttft.max);
-    m.queue_wait.mean = med(&|r| r.queue_wait.mean);
-    m.queue_wait.p50 = med(&|r| r.queue_wait.p50);
-    m.queue_wait.p90 = med(&|r| r.queue_wait.p90);
-    m.queue_wait.p99 = med(&|r| r.queue_wait.p99);
-    m.queue_wait.max = med(&|r| r.queue_wait.max);
-    m.stall_share_no_free_blocks = med(&|r| r.stall_share_no_free_blocks);
-    m.stall_share_max_running = med(&|r| r.stall_share_max_running);
-    m.stall_share_token_budget = med(&|r| r.stall_share_token_budget);
+    m.ttft = median_dist(rows.iter().map(|r| r.ttft));
+    m.queue_wait = median_dist(rows.iter().map(|r| r.queue_wait));
+    m.stall_time_share_no_free_blocks = med(&|r| r.stall_time_share_no_free_blocks);
+    m.stall_time_share_max_running = med(&|r| r.stall_time_share_max_running);
+    m.stall_time_share_token_budget = med(&|r| r.stall_time_share_token_budget);
+    m.stall_step_share_no_free_blocks = med(&|r| r.stall_step_share_no_free_blocks);
+    m.stall_step_share_max_running = med(&|r| r.stall_step_share_max_running);
+    m.stall_step_share_token_budget = med(&|r| r.stall_step_share_token_budget);
     m.stalled_steps = count(&|r| r.stalled_steps as f64) as u64;
+    m.stalled_seconds = med(&|r| r.stalled_seconds);
+    for (i, member) in m.members.iter_mut().enumerate() {
+        let med =
+            |f: &dyn Fn(&MemberRow) -> f64| Spread::of(rows.iter().filter_map(|r| r.members.get(i)).map(f)).median;
+        member.estimated_kv = med(&|x| x.estimated_kv);
+        member.estimated_kv_block_rounded = med(&|x| x.estimated_kv_block_rounded);
+        member.ttft = median_dist(rows.iter().filter_map(|r| r.members.get(i)).map(|x| x.ttft));
+        member.queue_wait = median_dist(rows.iter().filter_map(|r| r.members.get(i)).map(|x| x.queue_wait));
+    }
     m.preemptions = count(&|r| r.preemptions as f64) as u64;
     m.peak_block_occupancy = med(&|r| r.peak_block_occupancy);
     m
+}
+
+/// Every figure of `dists` (one per repeat) replaced by its median; the
+/// count of values is the first repeat's (every repeat runs the same
+/// requests).
+fn median_dist(dists: impl Iterator<Item = Dist> + Clone) -> Dist {
+    let med = |f: fn(&Dist) -> f64| Spread::of(dists.clone().map(|d| f(&d))).median;
+    Dist {
+        mean: med(|d| d.mean),
+        p50: med(|d| d.p50),
+        p90: med(|d| d.p90),
+        p99: med(|d| d.p99),
+        max: med(|d| d.max),
+        n: dists.clone().next().map_or(0, |d| d.n),
+    }
 }
 
 /// Whether a link of the causal chain held in every repeat.

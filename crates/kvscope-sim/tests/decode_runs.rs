@@ -51,15 +51,28 @@ fn assert_same(step: &CaseRun, fast: &CaseRun) {
         ("estimated_kv", a.estimated_kv, b.estimated_kv),
         ("estimated_kv_block_rounded", a.estimated_kv_block_rounded, b.estimated_kv_block_rounded),
         ("live_requests", a.live_requests, b.live_requests),
-        ("stall_share_no_free_blocks", a.stall_share_no_free_blocks, b.stall_share_no_free_blocks),
-        ("stall_share_max_running", a.stall_share_max_running, b.stall_share_max_running),
-        ("stall_share_token_budget", a.stall_share_token_budget, b.stall_share_token_budget),
+        ("stall_time_share_no_free_blocks", a.stall_time_share_no_free_blocks, b.stall_time_share_no_free_blocks),
+        ("stall_time_share_max_running", a.stall_time_share_max_running, b.stall_time_share_max_running),
+        ("stall_time_share_token_budget", a.stall_time_share_token_budget, b.stall_time_share_token_budget),
+        ("stall_step_share_no_free_blocks", a.stall_step_share_no_free_blocks, b.stall_step_share_no_free_blocks),
+        ("stall_step_share_max_running", a.stall_step_share_max_running, b.stall_step_share_max_running),
+        ("stall_step_share_token_budget", a.stall_step_share_token_budget, b.stall_step_share_token_budget),
+        ("stalled_seconds", a.stalled_seconds, b.stalled_seconds),
         ("peak_block_occupancy", a.peak_block_occupancy, b.peak_block_occupancy),
     ] {
         assert!(close(x, y), "{name}: {what} {x} vs {y}");
     }
     assert_dist(&format!("{name}: ttft"), &a.ttft, &b.ttft);
     assert_dist(&format!("{name}: queue_wait"), &a.queue_wait, &b.queue_wait);
+    assert_eq!(a.members.len(), b.members.len(), "{name}: members");
+    for (x, y) in a.members.iter().zip(&b.members) {
+        assert_eq!(
+            (x.requests, x.live_at_max, x.blocks_at_max),
+            (y.requests, y.live_at_max, y.blocks_at_max),
+            "{name}"
+        );
+        assert_dist(&format!("{name} {}: ttft", x.member), &x.ttft, &y.ttft);
+    }
     assert_eq!(a.explanation, b.explanation, "{name}");
 }
 

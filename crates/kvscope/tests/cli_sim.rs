@@ -74,7 +74,7 @@ fn the_lab_runs_on_a_preset_and_the_pool_binds() {
     // The GPU scale offers twice what the pool holds: the pool, not the
     // offered load, limits how many run.
     assert!(long["live_requests_max"].as_u64().unwrap() < long["concurrency"].as_u64().unwrap());
-    assert!(long["stall_share_no_free_blocks"].as_f64().unwrap() > 0.0);
+    assert!(long["stall_time_share_no_free_blocks"].as_f64().unwrap() > 0.0);
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(report.contains("**Simulated**") && report.contains("qwen3-0.6b on rtx-4070-laptop"));
     // KV precision on a GPU preset: bf16 (vLLM's auto) against fp8, the

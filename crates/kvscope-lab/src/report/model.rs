@@ -20,6 +20,7 @@ use crate::lifecycle::LifecycleGraph;
 use crate::repeat::{show, Agreement, Spread};
 use kvscope_core::{EngineConfig, KvEvent};
 use kvscope_experiment::capacity::{explain, CapacityRow};
+use kvscope_experiment::dist::Dist;
 use kvscope_experiment::workload::Arrival;
 use serde::Serialize;
 
@@ -96,10 +97,75 @@ pub struct CapacityLine {
     pub live_max: String,
     pub kv: String,
     pub kv_block_rounded: String,
-    /// p50, p90, p99.
-    pub ttft: [String; 3],
-    pub queue_wait: [String; 3],
+    /// p50, p90; the tail beside them.
+    pub ttft: [String; 2],
+    pub ttft_tail: Tail,
+    pub queue_wait: [String; 2],
+    pub queue_wait_tail: Tail,
+    /// A two-peak mix's long and short requests, each on its own line
+    /// under the case's.
+    pub members: Vec<MemberLine>,
     pub explanation: Texts,
+}
+
+/// The tail of a distribution: the p99 when enough values stand behind it,
+/// else the maximum and how many values there were (a p99 of 5 values is
+/// the maximum under another name; `dist::P99_MIN_VALUES`).
+#[derive(Serialize)]
+pub struct Tail {
+    pub p99: Option<String>,
+    pub max: String,
+    pub n: usize,
+}
+
+impl Tail {
+    fn of(reps: &[CapacityRow], dist: impl Fn(&CapacityRow) -> Dist) -> Tail {
+        let first = dist(&reps[0]);
+        Tail {
+            p99: first.p99_is_meaningful().then(|| show(reps, |x| dist(x).p99, 3)),
+            max: show(reps, |x| dist(x).max, 3),
+            n: first.n,
+        }
+    }
+}
+
+/// One member of a two-peak mix (see [`CapacityRow::members`]).
+#[derive(Serialize)]
+pub struct MemberLine {
+    /// `long` or `short`.
+    pub member: String,
+    pub prompt_len: String,
+    pub requests: usize,
+    /// Of the requests live in the step with the most, this member's.
+    pub live_at_max: usize,
+    pub blocks_at_max: usize,
+    pub kv: String,
+    pub kv_block_rounded: String,
+    pub ttft: [String; 2],
+    pub ttft_tail: Tail,
+    pub queue_wait: [String; 2],
+    pub queue_wait_tail: Tail,
+}
+
+impl MemberLine {
+    /// Member `i` of `reps` (one row per repeat).
+    fn new(reps: &[CapacityRow], i: usize) -> MemberLine {
+        let m = &reps[0].members[i];
+        let member = |x: &CapacityRow| x.members[i].clone();
+        MemberLine {
+            member: m.member.clone(),
+            prompt_len: format!("{:.0}", m.prompt_len),
+            requests: m.requests,
+            live_at_max: m.live_at_max,
+            blocks_at_max: m.blocks_at_max,
+            kv: kib(m.estimated_kv),
+            kv_block_rounded: kib(m.estimated_kv_block_rounded),
+            ttft: [show(reps, |x| member(x).ttft.p50, 3), show(reps, |x| member(x).ttft.p90, 3)],
+            ttft_tail: Tail::of(reps, |x| member(x).ttft),
+            queue_wait: [show(reps, |x| member(x).queue_wait.p50, 3), show(reps, |x| member(x).queue_wait.p90, 3)],
+            queue_wait_tail: Tail::of(reps, |x| member(x).queue_wait),
+        }
+    }
 }
 
 /// Everything of the lab's report beyond the capacity table.
@@ -204,6 +270,11 @@ pub struct StatsLine {
     pub case: String,
     pub peak_block_occupancy: String,
     pub stalled_steps: u64,
+    /// How long the stalled steps ran, and its shares by reason
+    /// (`no_free_blocks 71% / max_running 0% / token_budget 29%`).
+    pub stalled_seconds: String,
+    pub stall_time_shares: String,
+    pub stall_step_shares: String,
     pub preemptions: u64,
 }
 
@@ -226,6 +297,11 @@ pub struct ProbeTable {
     pub ttft_change: String,
     pub evictions: u64,
     pub unrealized_blocks: i64,
+}
+
+/// `no_free_blocks 71% / max_running 0% / token_budget 29%`.
+fn shares(shares: [(kvscope_core::StallReason, f64); 3]) -> String {
+    shares.map(|(r, x)| format!("{} {:.0}%", r.as_str(), 100.0 * x)).join(" / ")
 }
 
 fn mib(bytes: f64) -> String {
@@ -328,12 +404,14 @@ impl CapacityTable {
                     live_max: show(reps, |x| x.live_requests_max as f64, 0),
                     kv: kib(r.estimated_kv),
                     kv_block_rounded: kib(r.estimated_kv_block_rounded),
-                    ttft: [show(reps, |x| x.ttft.p50, 3), show(reps, |x| x.ttft.p90, 3), show(reps, |x| x.ttft.p99, 3)],
-                    queue_wait: [
-                        show(reps, |x| x.queue_wait.p50, 3),
-                        show(reps, |x| x.queue_wait.p90, 3),
-                        show(reps, |x| x.queue_wait.p99, 3),
-                    ],
+                    ttft: [show(reps, |x| x.ttft.p50, 3), show(reps, |x| x.ttft.p90, 3)],
+                    ttft_tail: Tail::of(reps, |x| x.ttft),
+                    queue_wait: [show(reps, |x| x.queue_wait.p50, 3), show(reps, |x| x.queue_wait.p90, 3)],
+                    queue_wait_tail: Tail::of(reps, |x| x.queue_wait),
+                    members: (0..r.members.len())
+                        .filter(|&m| reps.iter().all(|x| x.members.len() > m))
+                        .map(|m| MemberLine::new(reps, m))
+                        .collect(),
                     explanation: Texts::of(|zh| explain(r, cfg, zh)),
                 }
             })
@@ -359,6 +437,9 @@ impl LabSections {
                     case: r.case.clone(),
                     peak_block_occupancy: format!("{:.0}", 100.0 * r.peak_block_occupancy),
                     stalled_steps: r.stalled_steps,
+                    stalled_seconds: format!("{:.2}", r.stalled_seconds),
+                    stall_time_shares: shares(r.stall_time_shares()),
+                    stall_step_shares: shares(r.stall_step_shares()),
                     preemptions: r.preemptions,
                 })
                 .collect(),

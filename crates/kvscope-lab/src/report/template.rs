@@ -95,6 +95,8 @@ mod tests {
         let zh = render(&model, Lang::Zh);
         assert!(en.contains("TTFT p50 / p90 / p99 (simulated s)") && en.contains("| test_case |"), "{en}");
         assert!(zh.contains("TTFT p50 / p90 / p99 (模拟秒)") && zh.contains("| test_case |"), "{zh}");
-        assert!(en.ends_with("not waiting ones.\n") && zh.ends_with("不含等待中的请求。\n"));
+        assert!(
+            en.ends_with("the table shows \"max (n = …)\" instead.\n") && zh.ends_with("改为给出 \"最大 (n = …)\"。\n")
+        );
     }
 }
