@@ -202,3 +202,73 @@ fn the_template_follows_the_run_not_a_fixed_text() {
     assert!(zh.contains("(仅在 2/3 次重复中成立, ⇢?); 排队等待增加: ⇏\n\n"));
     assert!(en.contains("3 repeats give medians and min–max ranges"));
 }
+
+/// The Chinese report's prose outside code: code spans and fenced blocks
+/// quote `events.jsonl` and code verbatim, so they may keep English names.
+fn zh_prose(zh: &str) -> String {
+    let mut out = String::new();
+    let mut fenced = false;
+    for line in zh.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if !fenced {
+            out.extend(line.split('`').step_by(2));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn the_lifecycle_maps_to_nano_vllm_and_the_chain_quotes_a_stall() {
+    let res = lab(&config(Scale::Quick, 1, &[]));
+    let (zh, en) = both(&res, &ReportContext::default());
+    assert_twins(&zh, &en, "quick lab");
+    // 12.2: every row has its nano-vLLM counterpart, and the commits read.
+    for text in [&zh, &en] {
+        for counterpart in [
+            "`BlockManager.can_allocate` → `allocate`",
+            "`may_append`",
+            "`BlockManager.deallocate`",
+            "`hash_blocks`",
+            "`Scheduler.preempt`",
+            "`Sequence.seq_id`",
+            "`assert scheduled_seqs`",
+            "`82f5ca2`",
+            "`bb823b3`",
+        ] {
+            assert!(text.contains(counterpart), "{counterpart} missing");
+        }
+    }
+    let lifecycle_rows = |t: &str| t.lines().filter(|l| l.starts_with("| ") && l.contains("`Sequence.seq_id`")).count();
+    assert_eq!((lifecycle_rows(&zh), lifecycle_rows(&en)), (1, 1));
+    // 12.4: the quick lab's long_ctx stalls for blocks; its first such
+    // event is quoted with the line a reader can find in events.jsonl.
+    let first = res
+        .cases
+        .iter()
+        .find(|c| c.spec.name == "long_ctx")
+        .unwrap()
+        .events
+        .iter()
+        .find(|e| {
+            matches!(e.event, kvscope_core::KvEvent::Stalled { reason: kvscope_core::StallReason::NoFreeBlocks, .. })
+        })
+        .expect("the quick lab's long_ctx waits for blocks");
+    let step = format!("`long_ctx` at step {} (t = {:.3} s)", first.step, first.t);
+    assert!(en.contains(&step), "{step} not in the English chain");
+    assert!(zh.contains(&format!("`long_ctx` 第 {} 步 (t = {:.3} s)", first.step, first.t)));
+    let line = kvscope_lab::artifacts::events_jsonl(&res)
+        .lines()
+        .find(|l| l.contains("\"stalled\"") && l.contains("no_free_blocks") && l.contains("long_ctx"))
+        .unwrap()
+        .to_string();
+    assert!(zh.contains(&line) && en.contains(&line), "the quote is the events.jsonl line");
+    // No enum names inside the Chinese prose.
+    let prose = zh_prose(&zh);
+    for name in ["no_free_blocks", "token_budget", "max_partial_prefills", "为 none", " long + ", " short = "] {
+        assert!(!prose.contains(name), "{name} in the Chinese prose");
+    }
+}

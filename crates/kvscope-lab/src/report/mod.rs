@@ -8,6 +8,8 @@
 //! words around its figures.
 
 mod model;
+mod nano_vllm;
+mod stall_quote;
 mod template;
 
 use crate::lab::LabResults;
