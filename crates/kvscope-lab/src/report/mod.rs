@@ -7,6 +7,7 @@
 //! language (`templates/report.{zh,en}.md.j2`, [`template`]) writes the
 //! words around its figures.
 
+mod environment;
 mod model;
 mod nano_vllm;
 mod stall_quote;
@@ -16,6 +17,7 @@ use crate::lab::LabResults;
 use crate::lifecycle::LifecycleGraph;
 use kvscope_core::EngineConfig;
 use kvscope_experiment::capacity::CapacityRow;
+pub use environment::{Environment, Load};
 pub use model::ReportModel;
 use serde::Serialize;
 pub(crate) use template::render_analysis;
@@ -37,6 +39,8 @@ pub struct ReportContext {
     pub sim_validation: Option<String>,
     /// Set when a student's block manager ran the lab instead of kvscope's.
     pub block_manager: Option<StudentBlockManager>,
+    /// Memory, CPU features, build, seed and load (section 12.1).
+    pub environment: Environment,
 }
 
 /// A student's block manager that ran the lab (`--block-manager FILE.py`):

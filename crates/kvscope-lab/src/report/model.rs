@@ -13,7 +13,7 @@
 
 use super::nano_vllm::{NanoVllmRef, NANO_VLLM};
 use super::stall_quote::StallQuote;
-use super::{ReportContext, StudentBlockManager};
+use super::{Environment, ReportContext, StudentBlockManager};
 use crate::failure_report::FailureSection;
 use crate::knob_sweep::KnobSweepSection;
 use crate::kv_precision_report::KvPrecisionSection;
@@ -66,6 +66,7 @@ pub struct RunInfo {
     pub block_manager: Option<StudentBlockManager>,
     /// Real-vs-simulated validation table (markdown), when it was run.
     pub sim_validation: Option<String>,
+    pub env: Environment,
 }
 
 #[derive(Serialize)]
@@ -371,6 +372,7 @@ impl RunInfo {
             details: details.to_vec(),
             block_manager: ctx.block_manager.clone(),
             sim_validation: ctx.sim_validation.clone(),
+            env: ctx.environment.clone(),
         }
     }
 }
