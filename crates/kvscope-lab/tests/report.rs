@@ -129,14 +129,22 @@ fn both_languages_show_the_same_figures_in_the_same_sections() {
     for (text, parts) in [
         (
             &zh,
-            ["失败条件", "(预算内未确定)", "≤ 3 (实测上界)", "旋钮扫描", "2 次重复", "my_bm.py:12::allocate", "1.301"],
+            [
+                "失败条件",
+                "(预算内未确定)",
+                "≤ 3 (实测上界; KV 块)",
+                "旋钮扫描",
+                "2 次重复",
+                "my_bm.py:12::allocate",
+                "1.301",
+            ],
         ),
         (
             &en,
             [
                 "Failure conditions",
                 "(not settled within the budget)",
-                "≤ 3 (real, upper bound)",
+                "≤ 3 (real, upper bound; KV blocks)",
                 "Knob sweep",
                 "2 repeats",
                 "my_bm.py:12::allocate",
@@ -152,10 +160,20 @@ fn both_languages_show_the_same_figures_in_the_same_sections() {
         en.contains("The simulator (sim (cpu preset)) bisected first") && zh.contains("先由模拟器 (sim (cpu preset))")
     );
     assert!(en.contains(
-        "| `f32` | 46080 | 10 | 160 | cannot hold one request | | | | | reference | reference | reference |"
+        "| `f32` | 46080 | 10 | 160 | cannot hold one request | | | | | | reference | reference | reference |"
     ));
     assert!(en.contains("`int8` picks the f32 KV path's top-1 at 97.30 % of them (99.60 % of the 250 positions"));
-    assert!(zh.contains("| `f32` | 46080 | 10 | 160 | 放不下一个请求 | | | | | 参考 | 参考 | 参考 |"));
+    assert!(zh.contains("| `f32` | 46080 | 10 | 160 | 放不下一个请求 | | | | | | 参考 | 参考 | 参考 |"));
+    // Each format that ran names the resource that bound it.
+    let long = res.capacity.iter().find(|r| r.case == "long_ctx").unwrap();
+    assert_eq!(long.binding_constraint(), Some(kvscope_core::StallReason::NoFreeBlocks));
+    let kv_wait = format!("KV blocks ({:.2})", long.stalled_seconds * long.stall_time_share_no_free_blocks);
+    assert_eq!(
+        en.lines().filter(|l| l.starts_with("| `") && l.contains(&kv_wait)).count(),
+        2,
+        "f16 and int8: {kv_wait}"
+    );
+    assert!(en.contains("Every format's run was bound by KV blocks") && zh.contains("每种格式的运行都受 KV 块约束"));
 
     res.backend.executor = "sim".into();
     let (zh, en) = both(&res, &ctx);

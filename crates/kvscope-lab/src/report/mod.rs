@@ -15,9 +15,9 @@ mod template;
 
 use crate::lab::LabResults;
 use crate::lifecycle::LifecycleGraph;
+pub use environment::{Environment, Load};
 use kvscope_core::EngineConfig;
 use kvscope_experiment::capacity::CapacityRow;
-pub use environment::{Environment, Load};
 pub use model::ReportModel;
 use serde::Serialize;
 pub(crate) use template::render_analysis;
