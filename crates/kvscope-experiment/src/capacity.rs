@@ -4,6 +4,7 @@
 use crate::dist::Dist;
 use crate::driver::{CaseRun, RequestResult};
 use crate::mix::MemberRow;
+use crate::names;
 use crate::workload::Arrival;
 use kvscope_core::{EngineConfig, PoolConfig, Seconds, StallReason};
 use serde::Serialize;
@@ -142,15 +143,21 @@ pub fn explain(row: &CapacityRow, cfg: &EngineConfig, zh: bool) -> String {
             0.0
         }
     };
-    let percent =
-        |shares: [(StallReason, f64); 3]| shares.map(|(r, x)| format!("{} {:.0}%", r.as_str(), 100.0 * x)).join(" / ");
+    let percent = |shares: [(StallReason, f64); 3]| {
+        shares.map(|(r, x)| format!("{} {:.0}%", names::stall_reason(r, zh), 100.0 * x)).join(" / ")
+    };
     let fits = match (zh, row.members.as_slice()) {
         (true, []) => format!("{:.1} 个此规模请求", fits_of(row.estimated_kv_block_rounded)),
         (false, []) => format!("{:.1} requests of this size", fits_of(row.estimated_kv_block_rounded)),
         (true, members) => members
             .iter()
             .map(|m| {
-                format!("{:.1} 个 {} 请求 ({} 块)", fits_of(m.estimated_kv_block_rounded), m.member, m.peak_blocks)
+                format!(
+                    "{:.1} 个{}请求 ({} 块)",
+                    fits_of(m.estimated_kv_block_rounded),
+                    names::member(&m.member, true),
+                    m.peak_blocks
+                )
             })
             .collect::<Vec<_>>()
             .join(" 或 "),
@@ -168,7 +175,8 @@ pub fn explain(row: &CapacityRow, cfg: &EngineConfig, zh: bool) -> String {
     let mix = if row.members.is_empty() {
         String::new()
     } else {
-        let parts: Vec<String> = row.members.iter().map(|m| format!("{} {}", m.live_at_max, m.member)).collect();
+        let parts: Vec<String> =
+            row.members.iter().map(|m| format!("{} {}", m.live_at_max, names::member(&m.member, zh))).collect();
         let blocks: usize = row.members.iter().map(|m| m.blocks_at_max).sum();
         let (of, unit) = if zh { ("/", "块") } else { ("of", "blocks") };
         format!(" ({} = {blocks} {of} {} {unit})", parts.join(" + "), cfg.pool.num_blocks)
@@ -183,7 +191,7 @@ pub fn explain(row: &CapacityRow, cfg: &EngineConfig, zh: bool) -> String {
         ),
         (true, Some(r)) => format!(
             "瓶颈 = {}: 阻塞 {:.2} s ({} 步), 按时间 {}, 按步数 {}; 池约容纳 {fits}, 实测最多 {max} 个同时存活{mix} (共 {n} 个), 抢占 {} 次",
-            r.as_str(),
+            names::stall_reason(r, true),
             row.stalled_seconds,
             row.stalled_steps,
             percent(row.stall_time_shares()),

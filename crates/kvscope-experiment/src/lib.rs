@@ -14,13 +14,15 @@
 //! - [`capacity`]: the capacity row and table (CSV via `csv`, JSON via
 //!   `serde`), [`mix`]: a two-peak mix's members, each with its own
 //!   figures, [`throughput`]: a run's throughput under vLLM's key names,
-//!   and [`dist`]: the one percentile convention.
+//!   and [`dist`]: the one percentile convention; [`names`]: what a
+//!   report calls a stall reason or a mix member in each language.
 
 pub mod capacity;
 pub mod dataset;
 pub mod dist;
 pub mod driver;
 pub mod mix;
+pub mod names;
 pub mod textgen;
 pub mod throughput;
 pub mod workload;

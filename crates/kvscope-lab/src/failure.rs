@@ -130,6 +130,9 @@ pub struct LoadRun {
     pub simulated: bool,
     pub stalls_no_free_blocks: u64,
     pub stalls_max_running: u64,
+    /// Not a failure (a prefill only moves to the next step), but it says
+    /// the step's compute, not KV, held the queue (the report's "bound").
+    pub stalls_token_budget: u64,
     pub preemptions: u64,
     pub ttft_p90: f64,
     pub live_max: usize,
@@ -143,6 +146,7 @@ impl LoadRun {
             simulated,
             stalls_no_free_blocks: stalls(StallReason::NoFreeBlocks),
             stalls_max_running: stalls(StallReason::MaxRunning),
+            stalls_token_budget: stalls(StallReason::TokenBudget),
             preemptions: run.stats.preemptions,
             ttft_p90: Dist::of(run.requests.iter().map(|r| r.ttft)).p90,
             live_max: run.stats.max_live(),
@@ -350,6 +354,7 @@ mod tests {
             simulated,
             stalls_no_free_blocks: u64::from(load >= stall_at),
             stalls_max_running: 0,
+            stalls_token_budget: 0,
             preemptions: u64::from(load >= preempt_at),
             ttft_p90: if load >= slo_at { 3.0 } else { 1.0 },
             live_max: 1,

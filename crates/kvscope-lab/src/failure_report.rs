@@ -1,7 +1,7 @@
 //! The failure conditions as the report, failure.csv and failure.svg show
 //! them; every threshold names its source (real, simulated, a bound).
 
-use crate::failure::{Condition, FailureResults, LoadKind, Source, Threshold};
+use crate::failure::{Condition, FailureResults, LoadKind, LoadRun, Source, Threshold};
 use crate::plots::panel_row_svg;
 use crate::svg::{Chart, Series};
 use serde::Serialize;
@@ -57,6 +57,12 @@ pub struct ThresholdCell {
     /// ladder's top); `None` when not settled within the budget.
     pub load: Option<String>,
     pub source: Source,
+    /// What produced the condition in the run at the threshold (`None`:
+    /// no run there): `kv` (blocks ran out), `max_running` (the cap on
+    /// running requests), `kv+max_running`, `token_budget` (the step's
+    /// token budget: compute, not KV, held the queue) or `compute` (nothing
+    /// held admission; TTFT is the prompt's own compute).
+    pub bound: Option<&'static str>,
 }
 
 impl FailureSection {
@@ -76,7 +82,13 @@ impl FailureSection {
                 .iter()
                 .map(|p| FailureLine {
                     prompt_len: p.prompt_len,
-                    thresholds: Condition::ALL.iter().map(|&c| ThresholdCell::new(&p.threshold(c), f)).collect(),
+                    thresholds: Condition::ALL
+                        .iter()
+                        .map(|&c| {
+                            let t = p.threshold(c);
+                            ThresholdCell { bound: bound(c, &t, &p.runs), ..ThresholdCell::new(&t, f) }
+                        })
+                        .collect(),
                 })
                 .collect(),
         }
@@ -93,8 +105,33 @@ impl ThresholdCell {
             (Some(x), Source::RealUpperBound) => Some(format!("≤ {}", fmt(x))),
             (Some(x), _) => Some(fmt(x)),
         };
-        ThresholdCell { load, source: t.source }
+        ThresholdCell { load, source: t.source, bound: None }
     }
+}
+
+/// The constraint behind condition `c` in the run at its threshold (the
+/// real run where the threshold is real, else the simulated one).
+/// A preemption is always KV: a decode needed a block and none was free.
+fn bound(c: Condition, t: &Threshold, runs: &[LoadRun]) -> Option<&'static str> {
+    if t.source == Source::Unknown {
+        return None;
+    }
+    let load = t.load?;
+    let real = matches!(t.source, Source::Real | Source::RealUpperBound);
+    let run = runs
+        .iter()
+        .filter(|r| r.load == load)
+        .find(|r| r.simulated != real)
+        .or_else(|| runs.iter().find(|r| r.load == load))?;
+    let (kv, cap) = (run.stalls_no_free_blocks > 0, run.stalls_max_running > 0);
+    Some(match (c, kv, cap) {
+        (Condition::Preemption, _, _) => "kv",
+        (_, true, true) => "kv+max_running",
+        (_, true, false) => "kv",
+        (_, false, true) => "max_running",
+        (_, false, false) if run.stalls_token_budget > 0 => "token_budget",
+        _ => "compute",
+    })
 }
 
 fn ladder_text(f: &FailureResults) -> String {

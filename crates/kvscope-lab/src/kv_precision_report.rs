@@ -5,7 +5,7 @@
 
 use crate::kv_precision::{KvAccuracy, KvDtypeRow, KvPrecision};
 use crate::svg::{Anchor, Svg};
-use kvscope_core::KvDtype;
+use kvscope_core::{KvDtype, StallReason};
 use kvscope_experiment::capacity::CapacityRow;
 use serde::Serialize;
 
@@ -49,6 +49,13 @@ pub struct FormatCapacity {
     pub ttft_p50: String,
     pub ttft_p90: String,
     pub preemptions: u64,
+    /// What held the queue in this run: `kv` (no free blocks), `max_running`,
+    /// `token_budget` (the step's compute) or `compute` (nothing did). On a
+    /// CPU the step's compute often bounds a format with room to spare, so
+    /// its TTFT says nothing about KV: the report must say which it was.
+    pub bound: &'static str,
+    /// Seconds the head of the queue waited for free blocks.
+    pub kv_wait_s: String,
 }
 
 #[derive(Serialize)]
@@ -114,6 +121,13 @@ impl FormatLine {
                 ttft_p50: format!("{:.2}", c.ttft.p50),
                 ttft_p90: format!("{:.2}", c.ttft.p90),
                 preemptions: c.preemptions,
+                bound: match c.binding_constraint() {
+                    Some(StallReason::NoFreeBlocks) => "kv",
+                    Some(StallReason::MaxRunning) => "max_running",
+                    Some(StallReason::TokenBudget | StallReason::MaxPartialPrefills) => "token_budget",
+                    None => "compute",
+                },
+                kv_wait_s: format!("{:.2}", c.stalled_seconds * c.stall_time_share_no_free_blocks),
             }),
             accuracy: r.accuracy.as_ref().map(FormatAccuracy::new),
             reference: r.accuracy.is_none() && r.kv_dtype == KvDtype::F32,

@@ -129,14 +129,22 @@ fn both_languages_show_the_same_figures_in_the_same_sections() {
     for (text, parts) in [
         (
             &zh,
-            ["失败条件", "(预算内未确定)", "≤ 3 (实测上界)", "旋钮扫描", "2 次重复", "my_bm.py:12::allocate", "1.301"],
+            [
+                "失败条件",
+                "(预算内未确定)",
+                "≤ 3 (实测上界; KV 块)",
+                "旋钮扫描",
+                "2 次重复",
+                "my_bm.py:12::allocate",
+                "1.301",
+            ],
         ),
         (
             &en,
             [
                 "Failure conditions",
                 "(not settled within the budget)",
-                "≤ 3 (real, upper bound)",
+                "≤ 3 (real, upper bound; KV blocks)",
                 "Knob sweep",
                 "2 repeats",
                 "my_bm.py:12::allocate",
@@ -152,10 +160,20 @@ fn both_languages_show_the_same_figures_in_the_same_sections() {
         en.contains("The simulator (sim (cpu preset)) bisected first") && zh.contains("先由模拟器 (sim (cpu preset))")
     );
     assert!(en.contains(
-        "| `f32` | 46080 | 10 | 160 | cannot hold one request | | | | | reference | reference | reference |"
+        "| `f32` | 46080 | 10 | 160 | cannot hold one request | | | | | | reference | reference | reference |"
     ));
     assert!(en.contains("`int8` picks the f32 KV path's top-1 at 97.30 % of them (99.60 % of the 250 positions"));
-    assert!(zh.contains("| `f32` | 46080 | 10 | 160 | 放不下一个请求 | | | | | 参考 | 参考 | 参考 |"));
+    assert!(zh.contains("| `f32` | 46080 | 10 | 160 | 放不下一个请求 | | | | | | 参考 | 参考 | 参考 |"));
+    // Each format that ran names the resource that bound it.
+    let long = res.capacity.iter().find(|r| r.case == "long_ctx").unwrap();
+    assert_eq!(long.binding_constraint(), Some(kvscope_core::StallReason::NoFreeBlocks));
+    let kv_wait = format!("KV blocks ({:.2})", long.stalled_seconds * long.stall_time_share_no_free_blocks);
+    assert_eq!(
+        en.lines().filter(|l| l.starts_with("| `") && l.contains(&kv_wait)).count(),
+        2,
+        "f16 and int8: {kv_wait}"
+    );
+    assert!(en.contains("Every format's run was bound by KV blocks") && zh.contains("每种格式的运行都受 KV 块约束"));
 
     res.backend.executor = "sim".into();
     let (zh, en) = both(&res, &ctx);
@@ -201,4 +219,74 @@ fn the_template_follows_the_run_not_a_fixed_text() {
     assert!(zh.contains("未能在全部 3 次重复中都成立的环节: 存活请求数减少"));
     assert!(zh.contains("(仅在 2/3 次重复中成立, ⇢?); 排队等待增加: ⇏\n\n"));
     assert!(en.contains("3 repeats give medians and min–max ranges"));
+}
+
+/// The Chinese report's prose outside code: code spans and fenced blocks
+/// quote `events.jsonl` and code verbatim, so they may keep English names.
+fn zh_prose(zh: &str) -> String {
+    let mut out = String::new();
+    let mut fenced = false;
+    for line in zh.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if !fenced {
+            out.extend(line.split('`').step_by(2));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn the_lifecycle_maps_to_nano_vllm_and_the_chain_quotes_a_stall() {
+    let res = lab(&config(Scale::Quick, 1, &[]));
+    let (zh, en) = both(&res, &ReportContext::default());
+    assert_twins(&zh, &en, "quick lab");
+    // 12.2: every row has its nano-vLLM counterpart, and the commits read.
+    for text in [&zh, &en] {
+        for counterpart in [
+            "`BlockManager.can_allocate` → `allocate`",
+            "`may_append`",
+            "`BlockManager.deallocate`",
+            "`hash_blocks`",
+            "`Scheduler.preempt`",
+            "`Sequence.seq_id`",
+            "`assert scheduled_seqs`",
+            "`82f5ca2`",
+            "`bb823b3`",
+        ] {
+            assert!(text.contains(counterpart), "{counterpart} missing");
+        }
+    }
+    let lifecycle_rows = |t: &str| t.lines().filter(|l| l.starts_with("| ") && l.contains("`Sequence.seq_id`")).count();
+    assert_eq!((lifecycle_rows(&zh), lifecycle_rows(&en)), (1, 1));
+    // 12.4: the quick lab's long_ctx stalls for blocks; its first such
+    // event is quoted with the line a reader can find in events.jsonl.
+    let first = res
+        .cases
+        .iter()
+        .find(|c| c.spec.name == "long_ctx")
+        .unwrap()
+        .events
+        .iter()
+        .find(|e| {
+            matches!(e.event, kvscope_core::KvEvent::Stalled { reason: kvscope_core::StallReason::NoFreeBlocks, .. })
+        })
+        .expect("the quick lab's long_ctx waits for blocks");
+    let step = format!("`long_ctx` at step {} (t = {:.3} s)", first.step, first.t);
+    assert!(en.contains(&step), "{step} not in the English chain");
+    assert!(zh.contains(&format!("`long_ctx` 第 {} 步 (t = {:.3} s)", first.step, first.t)));
+    let line = kvscope_lab::artifacts::events_jsonl(&res)
+        .lines()
+        .find(|l| l.contains("\"stalled\"") && l.contains("no_free_blocks") && l.contains("long_ctx"))
+        .unwrap()
+        .to_string();
+    assert!(zh.contains(&line) && en.contains(&line), "the quote is the events.jsonl line");
+    // No enum names inside the Chinese prose.
+    let prose = zh_prose(&zh);
+    for name in ["no_free_blocks", "token_budget", "max_partial_prefills", "为 none", " long + ", " short = "] {
+        assert!(!prose.contains(name), "{name} in the Chinese prose");
+    }
 }

@@ -1,7 +1,7 @@
 //! `kvscope lab`: Lab 4 end to end on the real model (or the simulator).
 
 use crate::lab_backends::{RealBackend, SimBackend};
-use crate::machine::{machine_description, today};
+use crate::machine::{commit, cpu_flags, machine_description, ram, today, LoadSampler};
 use crate::real_model::LoadedModel;
 use crate::ModelArg;
 use anyhow::Context;
@@ -14,7 +14,7 @@ use kvscope_lab::backend::LabBackend;
 use kvscope_lab::failure::FailurePlan;
 use kvscope_lab::knob_sweep::KnobSweep;
 use kvscope_lab::lab::{run_lab, run_one, LabConfig, LabResults};
-use kvscope_lab::report::{Lang, ReportContext, StudentBlockManager};
+use kvscope_lab::report::{Environment, Lang, ReportContext, StudentBlockManager};
 use kvscope_sim::SimConfig;
 use std::path::{Path, PathBuf};
 
@@ -209,6 +209,9 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         Some(file) => Some(student_block_manager(file, args.block_size as usize)?),
         None => None,
     };
+    // Sampled before any model work and during the lab: 12.1 says whether
+    // other work shared the CPUs with it.
+    let mut load = LoadSampler::start();
     let (results, validation) = match (args.executor, &args.model_preset, &args.hardware) {
         (ExecutorKind::Sim, Some(model), Some(hardware)) => {
             let mut sim = SimConfig::from_names(model, hardware)?;
@@ -216,18 +219,18 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
             if let Some(dtype) = args.model.kv_dtype {
                 sim.model = sim.model.with_kv_dtype(dtype);
             }
-            (run_with(&mut SimBackend::preset(&sim)?, &cfg, &failure, None)?, None)
+            (run_with(&mut SimBackend::preset(&sim)?, &cfg, &failure, None, &mut load)?, None)
         }
         (ExecutorKind::Sim, _, _) => {
             let model = LoadedModel::load(&args.model)?;
-            (run_with(&mut SimBackend::calibrated_cpu(model)?, &cfg, &failure, None)?, None)
+            (run_with(&mut SimBackend::calibrated_cpu(model)?, &cfg, &failure, None, &mut load)?, None)
         }
         (ExecutorKind::Real, _, _) => {
             let model = LoadedModel::load(&args.model)?;
             let block_manager = student.as_ref().map(|(host, _)| host.clone());
             let mut backend = RealBackend { model, block_manager };
             let mut narrow = SimBackend::narrowing(backend.model.kv_dtype).ok();
-            let results = run_with(&mut backend, &cfg, &failure, narrow.as_mut())?;
+            let results = run_with(&mut backend, &cfg, &failure, narrow.as_mut(), &mut load)?;
             let validation = validate_with_sim(backend.model, &cfg, &results);
             (results, Some(validation))
         }
@@ -239,6 +242,13 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         sim_validation: validation.as_ref().map(|v| v.markdown.clone()),
         block_manager: student.map(|(_, sites)| sites),
+        environment: Environment {
+            ram: ram(),
+            cpu_flags: cpu_flags(),
+            commit: commit(),
+            seed: Some(cfg.seed),
+            load: load.finish(),
+        },
     };
     let lang = if args.lang == LangArg::Zh { Lang::Zh } else { Lang::En };
     let written = kvscope_lab::artifacts::write_all(&results, &args.out, &ctx, lang)
@@ -295,6 +305,7 @@ fn run_with<B: LabBackend>(
     cfg: &LabConfig,
     failure: &FailureArgs,
     narrow: Option<&mut SimBackend>,
+    load: &mut LoadSampler,
 ) -> anyhow::Result<LabResults> {
     let info = backend.info();
     let bytes_per_block = info.kv_bytes_per_token * cfg.block_size as u64;
@@ -317,6 +328,7 @@ fn run_with<B: LabBackend>(
     );
     let mut stage = String::new();
     let mut progress = |name: &str, done: usize, total: usize| {
+        load.tick();
         if name != stage {
             stage = name.to_string();
             bar.set_prefix(stage.clone());

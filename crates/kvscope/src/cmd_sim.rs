@@ -4,11 +4,11 @@
 //! lab's; this file parses arguments and prints.
 
 use crate::cmd_lab::{LangArg, ScaleArg};
-use crate::machine::{machine_description, today};
+use crate::machine::{commit, cpu_flags, machine_description, ram, today};
 use anyhow::Context;
 use kvscope_experiment::workload::{Arrival, CaseSpec, Lengths, PromptSource, CASE_NAMES};
 use kvscope_experiment::{CapacityRow, CaseRun, Detail, Dist, RunOptions, Stop, Throughput};
-use kvscope_lab::report::{Lang, ReportContext};
+use kvscope_lab::report::{Environment, Lang, ReportContext};
 use kvscope_sim::{find_max_rate, SimConfig};
 use std::path::PathBuf;
 
@@ -226,6 +226,14 @@ fn report(sim: &Simulation, spec: &CaseSpec, run: &CaseRun, args: &SimArgs) -> a
             command: std::env::args().collect::<Vec<_>>().join(" "),
             sim_validation: None,
             block_manager: None,
+            // Simulated times do not depend on the machine's load.
+            environment: Environment {
+                ram: ram(),
+                cpu_flags: cpu_flags(),
+                commit: commit(),
+                seed: Some(args.seed),
+                load: None,
+            },
         };
         let lang = if args.lang == LangArg::Zh { Lang::Zh } else { Lang::En };
         let backend = format!("{} on {} (simulated)", sim.config.model.name, sim.config.hardware.name);

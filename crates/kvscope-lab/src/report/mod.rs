@@ -7,11 +7,15 @@
 //! language (`templates/report.{zh,en}.md.j2`, [`template`]) writes the
 //! words around its figures.
 
+mod environment;
 mod model;
+mod nano_vllm;
+mod stall_quote;
 mod template;
 
 use crate::lab::LabResults;
 use crate::lifecycle::LifecycleGraph;
+pub use environment::{Environment, Load};
 use kvscope_core::EngineConfig;
 use kvscope_experiment::capacity::CapacityRow;
 pub use model::ReportModel;
@@ -35,6 +39,8 @@ pub struct ReportContext {
     pub sim_validation: Option<String>,
     /// Set when a student's block manager ran the lab instead of kvscope's.
     pub block_manager: Option<StudentBlockManager>,
+    /// Memory, CPU features, build, seed and load (section 12.1).
+    pub environment: Environment,
 }
 
 /// A student's block manager that ran the lab (`--block-manager FILE.py`):

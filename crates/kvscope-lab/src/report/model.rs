@@ -11,7 +11,9 @@
 //! the tests hold it to a length on its own, and a capacity row's
 //! explanation, which capacity.json carries too (`kvscope_experiment`).
 
-use super::{ReportContext, StudentBlockManager};
+use super::nano_vllm::{NanoVllmRef, NANO_VLLM};
+use super::stall_quote::StallQuote;
+use super::{Environment, ReportContext, StudentBlockManager};
 use crate::failure_report::FailureSection;
 use crate::knob_sweep::KnobSweepSection;
 use crate::kv_precision_report::KvPrecisionSection;
@@ -21,6 +23,7 @@ use crate::repeat::{show, Agreement, Spread};
 use kvscope_core::{EngineConfig, KvEvent};
 use kvscope_experiment::capacity::{explain, CapacityRow};
 use kvscope_experiment::dist::Dist;
+use kvscope_experiment::names;
 use kvscope_experiment::workload::Arrival;
 use serde::Serialize;
 
@@ -63,6 +66,7 @@ pub struct RunInfo {
     pub block_manager: Option<StudentBlockManager>,
     /// Real-vs-simulated validation table (markdown), when it was run.
     pub sim_validation: Option<String>,
+    pub env: Environment,
 }
 
 #[derive(Serialize)]
@@ -194,6 +198,9 @@ pub struct LifecycleRows {
     pub block_appended_sites: String,
     pub released_sites: String,
     pub finished_sites: String,
+    pub preempted_sites: String,
+    /// The nano-vLLM commits its counterparts were read from.
+    pub nano_vllm: NanoVllmRef,
     pub admitted: u64,
     /// Prefix-cache hit blocks over every admission (readmissions too).
     pub prefix_hit_blocks: usize,
@@ -214,6 +221,8 @@ pub struct ChainSection {
     /// First and last point, when the chain was judged.
     pub headline: Option<ChainHeadline>,
     pub rows: Vec<SweepLine>,
+    /// One `stalled` event for want of blocks: the KV link seen directly.
+    pub stall_quote: Option<StallQuote>,
 }
 
 #[derive(Serialize)]
@@ -273,8 +282,8 @@ pub struct StatsLine {
     /// How long the stalled steps ran, and its shares by reason
     /// (`no_free_blocks 71% / max_running 0% / token_budget 29%`).
     pub stalled_seconds: String,
-    pub stall_time_shares: String,
-    pub stall_step_shares: String,
+    pub stall_time_shares: Texts,
+    pub stall_step_shares: Texts,
     pub preemptions: u64,
 }
 
@@ -299,9 +308,10 @@ pub struct ProbeTable {
     pub unrealized_blocks: i64,
 }
 
-/// `no_free_blocks 71% / max_running 0% / token_budget 29%`.
-fn shares(shares: [(kvscope_core::StallReason, f64); 3]) -> String {
-    shares.map(|(r, x)| format!("{} {:.0}%", r.as_str(), 100.0 * x)).join(" / ")
+/// `no_free_blocks 71% / max_running 0% / token_budget 29%`, the reasons
+/// in Chinese words for the Chinese report.
+fn shares(shares: [(kvscope_core::StallReason, f64); 3]) -> Texts {
+    Texts::of(|zh| shares.map(|(r, x)| format!("{} {:.0}%", names::stall_reason(r, zh), 100.0 * x)).join(" / "))
 }
 
 fn mib(bytes: f64) -> String {
@@ -362,6 +372,7 @@ impl RunInfo {
             details: details.to_vec(),
             block_manager: ctx.block_manager.clone(),
             sim_validation: ctx.sim_validation.clone(),
+            env: ctx.environment.clone(),
         }
     }
 }
@@ -483,6 +494,8 @@ impl LifecycleRows {
             block_appended_sites: sites(graph, &["block_appended"]),
             released_sites: sites(graph, &["released"]),
             finished_sites: sites(graph, &["finished"]),
+            preempted_sites: sites(graph, &["preempted"]),
+            nano_vllm: NANO_VLLM,
             admitted: graph.count("admitted"),
             prefix_hit_blocks,
             prefill: graph.count("prefill"),
@@ -543,6 +556,7 @@ impl ChainSection {
             output_tokens: s.output_tokens,
             prompt_lens: format!("{:?}", s.prompt_lens),
             headline,
+            stall_quote: StallQuote::find(res),
             rows: res
                 .sweep
                 .iter()

@@ -204,7 +204,10 @@ fn hardware() -> bool {
 /// The hardware tiles against the emulation, op by op (AMX machines only).
 #[cfg(target_arch = "x86_64")]
 #[test]
-#[cfg_attr(not(kvscope_amx_host), ignore = "needs a CPU with AMX-INT8 (none on the machine that built the tests); the emulation tests cover the kernel logic")]
+#[cfg_attr(
+    not(kvscope_amx_host),
+    ignore = "needs a CPU with AMX-INT8 (none on the machine that built the tests); the emulation tests cover the kernel logic"
+)]
 fn hardware_tiles_equal_the_emulation() {
     if !hardware() {
         return;
@@ -244,7 +247,10 @@ fn hardware_tiles_equal_the_emulation() {
 /// threshold too), against portable (AMX machines only).
 #[cfg(target_arch = "x86_64")]
 #[test]
-#[cfg_attr(not(kvscope_amx_host), ignore = "needs a CPU with AMX-INT8 (none on the machine that built the tests); the emulation tests cover the kernel logic")]
+#[cfg_attr(
+    not(kvscope_amx_host),
+    ignore = "needs a CPU with AMX-INT8 (none on the machine that built the tests); the emulation tests cover the kernel logic"
+)]
 fn hardware_amx_kernel_gives_the_portable_bits() {
     if !hardware() {
         return;
