@@ -170,9 +170,11 @@ impl PackedInt8 {
 /// `quant_bytes + 32` for Q4_1's `m`), as f32, vectorisably.
 #[inline(always)]
 pub(crate) fn record_halves(rec: &[u8], off: usize) -> [f32; COLS] {
-    std::array::from_fn(|c| {
-        crate::quant::f16_to_f32_lanes(u16::from_le_bytes([rec[off + 2 * c], rec[off + 2 * c + 1]]))
-    })
+    let mut out = [0f32; COLS];
+    for (c, o) in out.iter_mut().enumerate() {
+        *o = crate::quant::f16_to_f32_lanes(u16::from_le_bytes([rec[off + 2 * c], rec[off + 2 * c + 1]]));
+    }
+    out
 }
 
 #[cfg(test)]
