@@ -12,6 +12,8 @@
 //!   prints; [`finding`]: the properties and the first failure.
 //! - [`skeleton`]: what `exercise init` writes for the student.
 
+#![forbid(unsafe_code)]
+
 pub mod checker;
 pub mod checking_executor;
 pub mod external;

@@ -17,6 +17,8 @@
 //!   and [`dist`]: the one percentile convention; [`names`]: what a
 //!   report calls a stall reason or a mix member in each language.
 
+#![forbid(unsafe_code)]
+
 pub mod capacity;
 pub mod dataset;
 pub mod dist;

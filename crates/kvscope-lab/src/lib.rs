@@ -9,6 +9,8 @@
 //! KV-precision extension ([`kv_precision`]) reruns one case per KV storage
 //! format in the same pool bytes and scores each format's predictions.
 
+#![forbid(unsafe_code)]
+
 pub mod analysis;
 pub mod artifacts;
 pub mod backend;

@@ -11,6 +11,8 @@
 //! through channels. A model plugs in as a [`TextModel`] (tokenizer, chat
 //! template) and an executor factory.
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod bench;
 pub mod detok;

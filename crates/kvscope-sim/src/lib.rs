@@ -13,6 +13,8 @@
 //! Workloads and the arrival-driven runner are `kvscope-experiment`'s,
 //! shared with the lab: a simulated run is the lab's run on this executor.
 
+#![forbid(unsafe_code)]
+
 pub mod calibrate;
 pub mod cost;
 pub mod error;

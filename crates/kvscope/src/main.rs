@@ -1,6 +1,8 @@
 //! The `kvscope` command line: one CLI over the engine, the lab, the server
 //! and the simulator.
 
+#![forbid(unsafe_code)]
+
 mod capacity_table;
 mod cmd_bench;
 mod cmd_exercise;
