@@ -91,8 +91,8 @@ figure_text! {
     // failure.svg
     failure_title: "Failure conditions: the load at which each first appears",
         "失效条件：每种条件首次出现时的负载";
-    failure_sub: "x = prompt length (tokens); SLO: TTFT p90 > {} s; filled = real run, hollow = simulated, ▲ = upper bound (first seen at or below); not reached up to {} = not drawn",
-        "x = 提示长度（词元）；SLO：TTFT p90 > {} 秒；实心 = 真实运行，空心 = 模拟，▲ = 上界（在此负载或更低处首次出现）；到 {} 仍未出现 = 不画";
+    failure_sub: "x = prompt length (tokens); SLO: TTFT p90 > {} s; filled = real run, hollow = simulated, ▼ = upper bound (seen here; may first appear lower); not reached up to {} = not drawn",
+        "x = 提示长度（词元）；SLO：TTFT p90 > {} 秒；实心 = 真实运行，空心 = 模拟，▼ = 上界（在此出现；可能在更低负载处已出现）；到 {} 仍未出现 = 不画";
     failure_chart: "First stall / preemption / SLO miss", "首次停顿 / 抢占 / 违反 SLO";
     cond_stall: "first admission stall", "首次准入停顿";
     cond_preemption: "first preemption", "首次抢占";
@@ -218,5 +218,40 @@ mod tests {
                 assert!(!english || allowed.contains(&word), "English word {word:?} in zh label {zh:?}");
             }
         }
+    }
+
+    /// The words of an SVG's `<text>` elements, code sites (`@ …`) left out.
+    fn drawn_words(svg: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for chunk in svg.split("<text").skip(1) {
+            let body = &chunk[chunk.find('>').expect("tag closes") + 1..chunk.find("</text>").expect("closed")];
+            if body.starts_with("@ ") {
+                continue;
+            }
+            out.extend(body.split(|c: char| !c.is_ascii_alphabetic() && c != '_').map(str::to_string));
+        }
+        out
+    }
+
+    #[test]
+    fn zh_figures_draw_no_english_words() {
+        let run = crate::lifecycle::tests::small_run(40);
+        let graph = crate::lifecycle::LifecycleGraph::from_run(&run);
+        let figures = [
+            crate::plots::stats_svg(&run.stats, &run.spec.name, Lang::Zh),
+            crate::timeline::timeline_svg(&run, 12, Lang::Zh),
+            graph.to_svg(Lang::Zh),
+        ];
+        // The case's name and the one identifier the legend quotes.
+        let allowed = ["test_case", "kvscope", "request_id"];
+        for svg in &figures {
+            for word in drawn_words(svg) {
+                let english = word.len() > 3 && word.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+                assert!(!english || allowed.contains(&word.as_str()), "English word {word:?} in a zh figure");
+            }
+        }
+        // The same check finds the English figure's words.
+        let en = crate::plots::stats_svg(&run.stats, &run.spec.name, Lang::En);
+        assert!(drawn_words(&en).iter().any(|w| w == "waiting"));
     }
 }
