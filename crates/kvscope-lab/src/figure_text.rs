@@ -37,17 +37,16 @@ figure_text! {
     stats_title: "{}: KV state over time", "{}：KV 状态随时间的变化";
     stats_sub: "{} engine steps (from t = 0, the queue before the first), pool of {} blocks; {} stalled steps ({} s), {} preemptions, {} evictions",
         "{} 个引擎步（从 t = 0 起，即第一步之前的队列），池共 {} 块；{} 个停顿步（{} 秒），{} 次抢占，{} 次驱逐";
-    stats_requests: "Requests: waiting, in the step in progress, holding KV between steps",
-        "请求：等待中、正在计算的步内、步与步之间持有 KV";
+    stats_requests: "Requests: waiting vs holding KV (a step in progress counts those it computes with, from its start)",
+        "请求：等待 vs 持有 KV（正在进行的步从其开始就计入它所计算的请求）";
     waiting: "waiting (no KV)", "等待（无 KV）";
-    in_step: "in the step in progress (KV being written)", "正在计算的步内（KV 写入中）";
-    holding: "holding KV between steps", "步与步之间持有 KV";
-    stats_blocks: "KV pool blocks (as each step left them)", "KV 池的块（每步结束时）";
+    holding: "holding KV (in a step: those it computes with)", "持有 KV（步内：该步计算的请求）";
+    stats_blocks: "KV pool blocks (a step's blocks are held from its start)", "KV 池的块（一步的块从该步开始时即被持有）";
     used_blocks: "used (held by requests)", "已用（请求持有）";
     cached_free: "free, cached prefix (evictable)", "空闲、缓存前缀（可驱逐）";
     free_all: "free (all)", "空闲（全部）";
-    stats_occupancy: "Occupancy as each step left it: blocks held vs token slots written (gap = slots held but not yet written: tail slots, and the rest of a chunked prompt)",
-        "每步结束时的占用：持有的块 vs 已写入的词元槽（差距 = 持有但尚未写入的槽：尾部空槽，以及分块预填充中尚未计算的提示）";
+    stats_occupancy: "Occupancy: blocks held vs token slots written (gap = slots held but not yet written: tail slots, and the rest of a chunked prompt)",
+        "占用：持有的块 vs 已写入的词元槽（差距 = 持有但尚未写入的槽：尾部空槽，以及分块预填充中尚未计算的提示）";
     pct_pool: "% of pool", "占池的 %";
     block_occ: "blocks held", "持有的块";
     token_occ: "token slots written", "已写入的词元槽";
@@ -91,8 +90,8 @@ figure_text! {
     // failure.svg
     failure_title: "Failure conditions: the load at which each first appears",
         "失效条件：每种条件首次出现时的负载";
-    failure_sub: "x = prompt length (tokens); SLO: TTFT p90 > {} s; filled = real run, hollow = simulated, ▼ = upper bound (seen here; may first appear lower); not reached up to {} = not drawn",
-        "x = 提示长度（词元）；SLO：TTFT p90 > {} 秒；实心 = 真实运行，空心 = 模拟，▼ = 上界（在此出现；可能在更低负载处已出现）；到 {} 仍未出现 = 不画";
+    failure_sub: "x = prompt length (tokens); SLO: TTFT p90 > {} s; \nfilled = real run, hollow = simulated, ▼ = upper bound (seen here; may first appear lower); not reached up to {} = not drawn",
+        "x = 提示长度（词元）；SLO：TTFT p90 > {} 秒；\n实心 = 真实运行，空心 = 模拟，▼ = 上界（在此出现；可能在更低负载处已出现）；到 {} 仍未出现 = 不画";
     failure_chart: "First stall / preemption / SLO miss", "首次停顿 / 抢占 / 违反 SLO";
     cond_stall: "first admission stall", "首次准入停顿";
     cond_preemption: "first preemption", "首次抢占";

@@ -21,11 +21,16 @@ pub const PALETTE: [&str; 6] = [BLUE, ORANGE, GREEN, RED, PURPLE, GREY];
 pub fn panel_row_svg(title: &str, subtitle: &str, panels: &[(Chart, Vec<Series>)]) -> String {
     let pw = if panels.len() == 1 { 640.0 } else { 320.0 };
     let (ph, gap) = (300.0, 30.0);
-    let top = 60.0;
+    // One line of the subtitle per '\n': a single panel is too narrow for
+    // a long one.
+    let sub_lines: Vec<&str> = subtitle.lines().collect();
+    let top = 46.0 + 14.0 * sub_lines.len() as f64;
     let n = panels.len().max(1) as f64;
     let mut svg = Svg::new(n * pw + (n - 1.0) * gap + 20.0, top + ph + 20.0);
     svg.text(20.0, 26.0, title, 17.0, Anchor::Start, "#111", true);
-    svg.text(20.0, 44.0, subtitle, 11.0, Anchor::Start, "#444", false);
+    for (i, line) in sub_lines.iter().enumerate() {
+        svg.text(20.0, 44.0 + 14.0 * i as f64, line, 11.0, Anchor::Start, "#444", false);
+    }
     for (i, (chart, series)) in panels.iter().enumerate() {
         line_chart(&mut svg, 10.0 + i as f64 * (pw + gap), top, pw, ph, chart, series);
     }

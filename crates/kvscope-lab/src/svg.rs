@@ -549,7 +549,7 @@ pub fn line_chart(svg: &mut Svg, x: f64, y: f64, w: f64, h: f64, chart: &Chart, 
         if s.joined {
             svg.line(lx, ly - 4.0, lx + 22.0, ly - 4.0, &s.color, 2.5, if s.dashed { Some("6 4") } else { None });
         }
-        if s.dots && (s.marker != Marker::Circle || s.hollow || !s.joined) {
+        if s.dots {
             marker(svg, s.marker, lx + 11.0, ly - 4.0, s.dot_radius.min(5.0), &s.color, s.hollow);
         }
         svg.text(lx + 27.0, ly, &s.label, 11.0, Anchor::Start, "#222", false);
