@@ -116,7 +116,7 @@ pub fn write_all(res: &LabResults, dir: &Path, ctx: &ReportContext, lang: Lang) 
 /// The KV pool's bytes, when the executor knows its block size.
 fn pool_bytes(engine: &EngineConfig) -> Option<f64> {
     let pool = &engine.pool;
-    (pool.bytes_per_block > 0).then(|| pool.num_blocks as f64 * pool.bytes_per_block as f64)
+    (pool.bytes_per_block > 0).then_some(pool.num_blocks as f64 * pool.bytes_per_block as f64)
 }
 
 fn capacity_json(rows: &[CapacityRow], engine: &EngineConfig, executor: &str) -> String {

@@ -128,8 +128,6 @@ figure_text! {
     block_side: "block side", "块的一侧";
     kept_cached: "{} released blocks kept cached", "{} 个释放的块保留在缓存中";
     evicted: "cached free → evicted ×{}", "缓存的空闲块 → 被驱逐 ×{}";
-    block_table: "request_id → block table", "request_id → 块表";
-    block_table_note: "each admitted request holds a table of block ids", "每个被准入的请求持有一张块编号表";
 }
 
 /// The lifecycle's transition names and details, built in English from the
@@ -210,7 +208,7 @@ mod tests {
     #[test]
     fn zh_labels_and_lifecycle_phrases_carry_no_english_words() {
         // Units, metric names and quoted identifiers may stay; words may not.
-        let allowed = ["kvscope", "request_id"];
+        let allowed = ["kvscope"];
         for zh in ZH.all().into_iter().chain(LIFECYCLE_ZH.iter().map(|p| p.1)) {
             for word in zh.split(|c: char| !c.is_ascii_alphabetic() && c != '_') {
                 let english = word.len() > 3 && word.chars().all(|c| c.is_ascii_lowercase() || c == '_');
