@@ -78,35 +78,26 @@ pub fn write_all(res: &LabResults, dir: &Path, ctx: &ReportContext, lang: Lang) 
         write(dir, "lab.json", serde_json::to_string_pretty(res).expect("json"))?,
     ];
     let mut svgs: Vec<(String, String)> = vec![
-        ("lifecycle.svg".into(), graph.to_svg()),
-        (
-            "causal_chain.svg".into(),
-            plots::causal_chain_svg(
-                &res.sweep,
-                "Causal chain: context length → KV → live requests → queue wait → TTFT",
-            ),
-        ),
+        ("lifecycle.svg".into(), graph.to_svg(lang)),
+        ("causal_chain.svg".into(), plots::causal_chain_svg(&res.sweep, pool_bytes(&res.engine), lang)),
     ];
     for case in &res.cases {
         let name = &case.spec.name;
-        svgs.push((
-            format!("timeline_{name}.svg"),
-            timeline::timeline_svg(case, 12, &format!("{name}: per-request timeline")),
-        ));
-        svgs.push((format!("stats_{name}.svg"), plots::stats_svg(&case.stats, &format!("{name}: KV state over time"))));
+        svgs.push((format!("timeline_{name}.svg"), timeline::timeline_svg(case, 12, lang)));
+        svgs.push((format!("stats_{name}.svg"), plots::stats_svg(&case.stats, name, lang)));
     }
     if let Some(kp) = &res.kv_precision {
         written.push(write(dir, "kv_dtype.csv", crate::kv_precision::to_csv(kp))?);
         written.push(write(dir, "kv_dtype.json", serde_json::to_string_pretty(kp).expect("json"))?);
-        svgs.push(("kv_dtype.svg".into(), crate::kv_precision_report::svg(kp)));
+        svgs.push(("kv_dtype.svg".into(), crate::kv_precision_report::svg(kp, lang)));
     }
     if let Some(f) = &res.failure {
         written.push(write(dir, "failure.csv", failure_report::csv(f))?);
         written.push(write(dir, "failure.json", serde_json::to_string_pretty(f).expect("json"))?);
-        svgs.push(("failure.svg".into(), failure_report::svg(f)));
+        svgs.push(("failure.svg".into(), failure_report::svg(f, lang)));
     }
     for k in &res.knob_sweeps {
-        svgs.push((format!("sweep_{}.svg", k.knob.name()), knob_sweep::svg(k)));
+        svgs.push((format!("sweep_{}.svg", k.knob.name()), knob_sweep::svg(k, lang)));
     }
     for (name, svg) in &svgs {
         written.push(write(dir, name, svg)?);
@@ -120,6 +111,12 @@ pub fn write_all(res: &LabResults, dir: &Path, ctx: &ReportContext, lang: Lang) 
     written.push(write(dir, "report.md", report.as_bytes())?);
     written.push(write(dir, "report.html", page)?);
     Ok(written)
+}
+
+/// The KV pool's bytes, when the executor knows its block size.
+fn pool_bytes(engine: &EngineConfig) -> Option<f64> {
+    let pool = &engine.pool;
+    (pool.bytes_per_block > 0).then_some(pool.num_blocks as f64 * pool.bytes_per_block as f64)
 }
 
 fn capacity_json(rows: &[CapacityRow], engine: &EngineConfig, executor: &str) -> String {

@@ -2,17 +2,20 @@
 //! them; every threshold names its source (real, simulated, a bound).
 
 use crate::failure::{Condition, FailureResults, LoadKind, LoadRun, Source, Threshold};
+use crate::figure_text::fill;
 use crate::plots::panel_row_svg;
-use crate::svg::{Chart, Series};
+use crate::report::Lang;
+use crate::svg::{Chart, Marker, Series};
 use serde::Serialize;
 
 /// The condition's name in the plot's legend (the report's names are the
 /// templates').
-fn name(c: Condition) -> &'static str {
+fn name(c: Condition, lang: Lang) -> &'static str {
+    let tx = crate::figure_text::of(lang);
     match c {
-        Condition::AdmissionStall => "first admission stall",
-        Condition::Preemption => "first preemption",
-        Condition::SloTtft => "TTFT p90 above the SLO",
+        Condition::AdmissionStall => tx.cond_stall,
+        Condition::Preemption => tx.cond_preemption,
+        Condition::SloTtft => tx.cond_slo,
     }
 }
 
@@ -171,50 +174,59 @@ pub fn csv(f: &FailureResults) -> String {
 }
 
 /// failure.svg: the load at which each condition first appears, against
-/// the context length. Real thresholds are solid, simulated ones dashed;
-/// conditions not reached are left out (the table says "> top").
-pub fn svg(f: &FailureResults) -> String {
-    let colors = ["#2f6fbf", "#7d4fc0", "#c0392b"];
-    // Shrinking dots: where two conditions appear at the same load, the
-    // later one's dot sits inside the earlier one's ring.
-    let radii = [7.0, 5.0, 3.0];
+/// the context length. Real thresholds are filled, simulated ones hollow
+/// and dashed, upper bounds (seen here, lower loads not settled) a
+/// downward triangle; conditions not reached are left out (the table says
+/// "> top"). Each condition has its own shape, and the preemption is drawn
+/// last: it often coincides with the stall (a preemption needs a full
+/// pool), and must stay visible on top of it.
+pub fn svg(f: &FailureResults, lang: Lang) -> String {
+    let tx = crate::figure_text::of(lang);
+    // Drawing order = stacking order, bottom first.
+    let styles = [
+        (Condition::SloTtft, "#c0392b", Marker::Diamond, 5.0),
+        (Condition::AdmissionStall, "#2f6fbf", Marker::Square, 7.0),
+        (Condition::Preemption, "#7d4fc0", Marker::Circle, 4.5),
+    ];
     let mut series = Vec::new();
-    for ((c, color), r) in Condition::ALL.into_iter().zip(colors).zip(radii) {
-        let pts = |real: bool| -> Vec<(f64, f64)> {
+    for (c, color, shape, r) in styles {
+        let pts = |want: &[Source]| -> Vec<(f64, f64)> {
             f.points
                 .iter()
                 .filter_map(|p| {
                     let t = p.threshold(c);
-                    let is_real = t.source == Source::Real || t.source == Source::RealUpperBound;
-                    t.load.filter(|_| is_real == real).map(|x| (p.prompt_len as f64, x))
+                    t.load.filter(|_| want.contains(&t.source)).map(|x| (p.prompt_len as f64, x))
                 })
                 .collect()
         };
-        let (real, sim) = (pts(true), pts(false));
-        if !real.is_empty() {
-            series.push(Series::new(&format!("{} (real)", name(c)), color, real).dotted().dot_radius(r));
-        }
+        let label = |template: &str| fill(template, &[&name(c, lang)]);
+        let (real, bound, sim) = (pts(&[Source::Real]), pts(&[Source::RealUpperBound]), pts(&[Source::Simulated]));
         if !sim.is_empty() {
-            series.push(Series::new(&format!("{} (simulated)", name(c)), color, sim).dotted().dashed().dot_radius(r));
+            series.push(Series::new(&label(tx.simulated), color, sim).marker(shape).dot_radius(r).hollow().dashed());
+        }
+        if !real.is_empty() {
+            series.push(Series::new(&label(tx.real), color, real).marker(shape).dot_radius(r));
+        }
+        if !bound.is_empty() {
+            series.push(
+                Series::new(&label(tx.upper_bound), color, bound).marker(Marker::TriangleDown).dot_radius(r).unjoined(),
+            );
         }
     }
     let y_label = match f.plan.load {
-        LoadKind::Concurrency => "concurrent requests",
-        LoadKind::PoissonRate { .. } => "arrival rate (req/s)",
+        LoadKind::Concurrency => tx.concurrent,
+        LoadKind::PoissonRate { .. } => tx.arrival_rate,
     };
     panel_row_svg(
-        "Failure conditions: the load at which each first appears",
-        &format!(
-            "x = prompt length (tokens); SLO: TTFT p90 > {} s; not reached up to {} = not drawn",
-            f.plan.slo_ttft,
-            f.plan.ladder.last().copied().unwrap_or(0.0)
-        ),
+        tx.failure_title,
+        &fill(tx.failure_sub, &[&f.plan.slo_ttft, &f.plan.ladder.last().copied().unwrap_or(0.0)]),
         &[(
             Chart {
-                title: "First stall / preemption / SLO miss".into(),
-                x_label: "prompt length (tokens)".into(),
+                title: tx.failure_chart.into(),
+                x_label: tx.prompt_len.into(),
                 y_label: y_label.into(),
                 y_min: Some(0.0),
+                x_ticks: f.points.iter().map(|p| p.prompt_len as f64).collect(),
                 ..Default::default()
             },
             series,

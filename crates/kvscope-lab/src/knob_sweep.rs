@@ -9,6 +9,7 @@ use crate::backend::{BackendInfo, LabBackend};
 use crate::lab::{run_one, LabConfig, LabError, Progress};
 use crate::plots::{panel_row_svg, PALETTE};
 use crate::repeat::median_row;
+use crate::report::Lang;
 use crate::svg::{Chart, Series};
 use kvscope_core::EngineConfig;
 use kvscope_experiment::capacity::{explain, CapacityRow};
@@ -274,7 +275,8 @@ impl KnobSweepSection {
 
 /// The sweep's figure: live requests, queue wait, TTFT and internal
 /// fragmentation against the knob, one line per case.
-pub fn svg(sweep: &KnobSweepResult) -> String {
+pub fn svg(sweep: &KnobSweepResult, lang: Lang) -> String {
+    let tx = crate::figure_text::of(lang);
     let k = sweep.knob.name();
     let cases: Vec<String> =
         sweep.points.first().map(|p| p.rows.iter().map(|r| r.case.clone()).collect()).unwrap_or_default();
@@ -297,14 +299,15 @@ pub fn svg(sweep: &KnobSweepResult) -> String {
             .collect();
         (Chart { title: title.into(), x_label: x_label.clone(), y_label: y_label.into(), ..Default::default() }, series)
     };
+    use crate::figure_text::fill;
     panel_row_svg(
-        &format!("Knob sweep: {k} (same requests, same cases)"),
-        &format!("{} values; one line per case; medians of the repeats", sweep.points.len()),
+        &fill(tx.sweep_title, &[&k]),
+        &fill(tx.sweep_sub, &[&sweep.points.len()]),
         &[
-            panel("Live requests (max)", "requests", &|r| r.live_requests_max as f64),
-            panel("Queue wait p50", "seconds", &|r| r.queue_wait.p50),
-            panel("TTFT p50", "seconds", &|r| r.ttft.p50),
-            panel("Internal fragmentation", "% of held slots", &|r| 100.0 * fragmentation(r)),
+            panel(tx.live_max, tx.requests, &|r| r.live_requests_max as f64),
+            panel(tx.queue_p50, tx.seconds, &|r| r.queue_wait.p50),
+            panel(tx.ttft_p50, tx.seconds, &|r| r.ttft.p50),
+            panel(tx.internal_frag, tx.pct_held, &|r| 100.0 * fragmentation(r)),
         ],
     )
 }

@@ -175,13 +175,15 @@ impl Tradeoff {
 }
 
 /// `kv_dtype.svg`: one panel per figure, one bar per format.
-pub fn svg(kp: &KvPrecision) -> String {
+pub fn svg(kp: &KvPrecision, lang: crate::report::Lang) -> String {
+    use crate::figure_text::fill;
+    let tx = crate::figure_text::of(lang);
     type Metric = (&'static str, fn(&KvDtypeRow) -> Option<f64>);
     let metrics: [Metric; 4] = [
-        ("token slots in the pool", |r| Some(r.token_slots as f64)),
-        ("mean live requests", |r| r.capacity.as_ref().map(|c| c.live_requests)),
-        ("TTFT p90 (s)", |r| r.capacity.as_ref().map(|c| c.ttft.p90)),
-        ("top-1 agreement with f32 KV (%)", |r| match (&r.accuracy, r.kv_dtype) {
+        (tx.kv_slots, |r| Some(r.token_slots as f64)),
+        (tx.kv_live, |r| r.capacity.as_ref().map(|c| c.live_requests)),
+        (tx.kv_ttft, |r| r.capacity.as_ref().map(|c| c.ttft.p90)),
+        (tx.kv_top1, |r| match (&r.accuracy, r.kv_dtype) {
             (Some(a), _) => Some(100.0 * a.top1_agreement),
             (None, KvDtype::F32) => Some(100.0),
             _ => None,
@@ -192,11 +194,7 @@ pub fn svg(kp: &KvPrecision) -> String {
     s.text(
         s.width / 2.0,
         26.0,
-        &format!(
-            "KV precision: the same {:.1} MiB pool and workload ({}) per format",
-            kp.pool_bytes as f64 / (1u64 << 20) as f64,
-            kp.case
-        ),
+        &fill(tx.kv_title, &[&format!("{:.1}", kp.pool_bytes as f64 / (1u64 << 20) as f64), &kp.case]),
         15.0,
         Anchor::Middle,
         "#222",
@@ -222,7 +220,7 @@ pub fn svg(kp: &KvPrecision) -> String {
                     let shown = if *v >= 100.0 { format!("{v:.0}") } else { format!("{v:.2}") };
                     s.label(x + bar_w / 2.0, base - h - 5.0, &shown, 11.0, Anchor::Middle, "#222");
                 }
-                None => s.label(x + bar_w / 2.0, base - 8.0, "n/a", 11.0, Anchor::Middle, "#777"),
+                None => s.label(x + bar_w / 2.0, base - 8.0, tx.not_available, 11.0, Anchor::Middle, "#777"),
             }
             s.text(x + bar_w / 2.0, base + 16.0, r.kv_dtype.as_str(), 12.0, Anchor::Middle, "#222", false);
         }

@@ -18,6 +18,7 @@ pub mod causal;
 pub mod compare;
 pub mod failure;
 pub mod failure_report;
+pub mod figure_text;
 pub mod html;
 pub mod knob_sweep;
 pub mod kv_precision;

@@ -5,6 +5,13 @@
 //! a clean machine may have no fonts at all, and a renderer without a font
 //! silently drops every label. Bold text uses the same face (no bold file:
 //! it would double the binary's font weight for a heavier stroke).
+//!
+//! The zh figures' characters come from a subset of Noto Sans CJK SC
+//! (`fonts/NotoSansCJKsc-subset.otf`, SIL OFL 1.1): only the characters of
+//! `figure_text.rs`, so it costs tens of kilobytes rather than the full
+//! font's 16 MB. Latin text stays DejaVu (the primary family); resvg falls
+//! back per character to the first face that has it, so a zh label's
+//! ideographs come from the subset and its digits from DejaVu.
 
 use resvg::tiny_skia;
 use resvg::usvg;
@@ -12,6 +19,7 @@ use std::sync::{Arc, OnceLock};
 
 static FONT: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
 const FAMILY: &str = "DejaVu Sans";
+static CJK_FONT: &[u8] = include_bytes!("../fonts/NotoSansCJKsc-subset.otf");
 
 /// Pixels per SVG unit: sharp enough to print and to read on a slide.
 pub const SCALE: f32 = 2.0;
@@ -21,6 +29,7 @@ fn fonts() -> Arc<usvg::fontdb::Database> {
     DB.get_or_init(|| {
         let mut db = usvg::fontdb::Database::new();
         db.load_font_data(FONT.to_vec());
+        db.load_font_data(CJK_FONT.to_vec());
         // Every generic family the SVGs could name resolves to it.
         db.set_sans_serif_family(FAMILY);
         db.set_serif_family(FAMILY);
@@ -104,7 +113,7 @@ mod tests {
     #[test]
     fn the_lifecycle_diagram_keeps_its_labels_in_the_png() {
         let run = crate::lifecycle::tests::small_run(20);
-        let svg = crate::lifecycle::LifecycleGraph::from_events(&run.events).to_svg();
+        let svg = crate::lifecycle::LifecycleGraph::from_events(&run.events).to_svg(crate::report::Lang::En);
         let with = render(&svg).unwrap();
         let bare = render(&without_text(&svg)).unwrap();
         let whole = (0.0, 0.0, f64::from(with.width()) / 2.0, f64::from(with.height()) / 2.0);
@@ -112,5 +121,36 @@ mod tests {
         let labels = svg.matches("<text").count();
         // Each label contributes at least a few dozen glyph pixels.
         assert!(text_pixels > 40 * labels, "{text_pixels} text pixels for {labels} text elements");
+    }
+
+    /// Characters of `text` that neither embedded font maps to a glyph.
+    fn missing_glyphs(text: &str) -> Vec<char> {
+        let faces: Vec<ttf_parser::Face> =
+            [FONT, CJK_FONT].iter().map(|f| ttf_parser::Face::parse(f, 0).expect("an embedded font parses")).collect();
+        text.chars().filter(|&c| !c.is_whitespace() && faces.iter().all(|f| f.glyph_index(c).is_none())).collect()
+    }
+
+    #[test]
+    fn every_zh_label_has_a_glyph() {
+        use crate::figure_text::{LIFECYCLE_ZH, ZH};
+        let labels = ZH.all().into_iter().chain(LIFECYCLE_ZH.iter().map(|p| p.1));
+        let mut missing: Vec<char> = labels.flat_map(missing_glyphs).collect();
+        missing.sort_unstable();
+        missing.dedup();
+        let missing: String = missing.into_iter().collect();
+        assert!(missing.is_empty(), "no glyph for {missing:?}: rerun fonts/subset-cjk.sh");
+        // The check itself: a character outside the subset is reported.
+        assert_eq!(missing_glyphs("等待鑫"), vec!['鑫']);
+    }
+
+    #[test]
+    fn a_zh_label_renders_its_ideographs() {
+        // Ideographs only: DejaVu has none of them, so every dark pixel
+        // comes from the CJK subset through resvg's per-character fallback.
+        let mut svg = Svg::new(200.0, 60.0);
+        svg.label(100.0, 36.0, crate::figure_text::ZH.state_waiting, 20.0, Anchor::Middle, "#111");
+        let picture = svg.finish();
+        let pixels = dark_in(&render(&picture).unwrap(), (0.0, 0.0, 200.0, 60.0));
+        assert!(pixels > 150, "{pixels} glyph pixels for 等待");
     }
 }

@@ -306,7 +306,18 @@ impl Scale {
 
 /// Draws a horizontal axis at pixel row `y` with ticks and an optional label.
 pub fn x_axis(svg: &mut Svg, sx: Scale, y: f64, label: &str, grid_top: Option<f64>) {
-    let (ticks, step) = nice_ticks(sx.d0, sx.d1, ((sx.p1 - sx.p0) / 70.0).max(2.0) as usize);
+    x_axis_ticks(svg, sx, y, label, grid_top, &[]);
+}
+
+/// [`x_axis`] with the ticks at `at` (the data's own x values, e.g. a
+/// sweep's lengths, so a reader sees where the points were measured);
+/// evenly spaced round ticks when `at` is empty.
+pub fn x_axis_ticks(svg: &mut Svg, sx: Scale, y: f64, label: &str, grid_top: Option<f64>, at: &[f64]) {
+    let (ticks, step) = if at.is_empty() {
+        nice_ticks(sx.d0, sx.d1, ((sx.p1 - sx.p0) / 70.0).max(2.0) as usize)
+    } else {
+        (at.to_vec(), 1.0)
+    };
     svg.line(sx.p0, y, sx.p1, y, "#333", 1.0, None);
     for t in ticks {
         let x = sx.map(t);
@@ -351,6 +362,66 @@ pub struct Series {
     pub dots: bool,
     /// The dots' radius (px).
     pub dot_radius: f64,
+    /// The dots' shape.
+    pub marker: Marker,
+    /// Dots outlined in the series' colour on white, not filled.
+    pub hollow: bool,
+    /// Join the points with a line (off for marks that are no trend).
+    pub joined: bool,
+}
+
+/// A series' dot shape: conditions that coincide stay told apart by shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marker {
+    Circle,
+    Square,
+    Diamond,
+    /// Pointing down: "here or lower" (an upper bound).
+    TriangleDown,
+}
+
+/// Draws one marker of radius `r` centred on (cx, cy).
+pub fn marker(svg: &mut Svg, m: Marker, cx: f64, cy: f64, r: f64, color: &str, hollow: bool) {
+    let paint = if hollow {
+        format!(r#"fill="white" stroke="{}" stroke-width="1.8""#, esc(color))
+    } else {
+        format!(r#"fill="{}""#, esc(color))
+    };
+    let (x, y) = (num(cx), num(cy));
+    let _ = match m {
+        Marker::Circle => writeln!(svg.body, r#"<circle cx="{x}" cy="{y}" r="{}" {paint}/>"#, num(r)),
+        Marker::Square => writeln!(
+            svg.body,
+            r#"<rect x="{}" y="{}" width="{}" height="{}" {paint}/>"#,
+            num(cx - r),
+            num(cy - r),
+            num(2.0 * r),
+            num(2.0 * r)
+        ),
+        Marker::Diamond => {
+            let d = r * 1.3;
+            writeln!(
+                svg.body,
+                r#"<path d="M{x},{} L{},{y} L{x},{} L{},{y} Z" {paint}/>"#,
+                num(cy - d),
+                num(cx + d),
+                num(cy + d),
+                num(cx - d)
+            )
+        }
+        Marker::TriangleDown => {
+            let d = r * 1.3;
+            writeln!(
+                svg.body,
+                r#"<path d="M{},{} L{},{} L{x},{} Z" {paint}/>"#,
+                num(cx - d),
+                num(cy - d * 0.7),
+                num(cx + d),
+                num(cy - d * 0.7),
+                num(cy + d)
+            )
+        }
+    };
 }
 
 impl Series {
@@ -363,7 +434,26 @@ impl Series {
             step: false,
             dots: false,
             dot_radius: 3.5,
+            marker: Marker::Circle,
+            hollow: false,
+            joined: true,
         }
+    }
+    /// Dots of this shape (and dots on).
+    pub fn marker(mut self, m: Marker) -> Series {
+        self.dots = true;
+        self.marker = m;
+        self
+    }
+    /// Outlined dots: e.g. simulated points beside real, filled ones.
+    pub fn hollow(mut self) -> Series {
+        self.hollow = true;
+        self
+    }
+    /// Dots only, no line between them.
+    pub fn unjoined(mut self) -> Series {
+        self.joined = false;
+        self
     }
     pub fn dashed(mut self) -> Series {
         self.dashed = true;
@@ -396,6 +486,8 @@ pub struct Chart {
     pub y_max: Option<f64>,
     pub x_min: Option<f64>,
     pub x_max: Option<f64>,
+    /// Ticks at these x values (empty: round values).
+    pub x_ticks: Vec<f64>,
 }
 
 /// Draws a line chart in the panel whose outer box is (x, y, w, h): title on
@@ -425,7 +517,7 @@ pub fn line_chart(svg: &mut Svg, x: f64, y: f64, w: f64, h: f64, chart: &Chart, 
     let sy = Scale { d0: ymin, d1: ymax, p0: bottom, p1: top };
     svg.text(x + w / 2.0, y + 16.0, &chart.title, 14.0, Anchor::Middle, "#111", true);
     y_axis(svg, sy, left, &chart.y_label, Some(right));
-    x_axis(svg, sx, bottom, &chart.x_label, Some(top));
+    x_axis_ticks(svg, sx, bottom, &chart.x_label, Some(top), &chart.x_ticks);
     for s in series {
         let mut pts: Vec<(f64, f64)> = Vec::new();
         for (i, &(px, py)) in s.points.iter().enumerate() {
@@ -436,10 +528,12 @@ pub fn line_chart(svg: &mut Svg, x: f64, y: f64, w: f64, h: f64, chart: &Chart, 
             }
             pts.push((cx, cy));
         }
-        svg.polyline(&pts, &s.color, 2.0, if s.dashed { Some("6 4") } else { None });
+        if s.joined {
+            svg.polyline(&pts, &s.color, 2.0, if s.dashed { Some("6 4") } else { None });
+        }
         if s.dots {
             for &(px, py) in &s.points {
-                svg.circle(sx.map(px), sy.map(py.clamp(ymin, ymax)), s.dot_radius, &s.color);
+                marker(svg, s.marker, sx.map(px), sy.map(py.clamp(ymin, ymax)), s.dot_radius, &s.color, s.hollow);
             }
         }
     }
@@ -452,7 +546,12 @@ pub fn line_chart(svg: &mut Svg, x: f64, y: f64, w: f64, h: f64, chart: &Chart, 
             lx = x + 70.0;
             ly += 16.0;
         }
-        svg.line(lx, ly - 4.0, lx + 22.0, ly - 4.0, &s.color, 2.5, if s.dashed { Some("6 4") } else { None });
+        if s.joined {
+            svg.line(lx, ly - 4.0, lx + 22.0, ly - 4.0, &s.color, 2.5, if s.dashed { Some("6 4") } else { None });
+        }
+        if s.dots {
+            marker(svg, s.marker, lx + 11.0, ly - 4.0, s.dot_radius.min(5.0), &s.color, s.hollow);
+        }
         svg.text(lx + 27.0, ly, &s.label, 11.0, Anchor::Start, "#222", false);
         lx += wlen;
     }
@@ -460,7 +559,18 @@ pub fn line_chart(svg: &mut Svg, x: f64, y: f64, w: f64, h: f64, chart: &Chart, 
 }
 
 fn legend_width(s: &Series) -> f64 {
-    34.0 + s.label.chars().count() as f64 * 6.3 + 14.0
+    34.0 + text_width(&s.label, 11.0) + 14.0
+}
+
+/// About how wide `text` is at `size` px: an ideograph or fullwidth mark
+/// takes a full em, a Latin character a bit over half of one (a zh legend
+/// counted as Latin would overlap its neighbour).
+pub fn text_width(text: &str, size: f64) -> f64 {
+    text.chars().map(|c| if is_wide(c) { size } else { size * 0.573 }).sum()
+}
+
+fn is_wide(c: char) -> bool {
+    matches!(u32::from(c), 0x2E80..=0x9FFF | 0xF900..=0xFAFF | 0xFE30..=0xFE4F | 0xFF00..=0xFF60)
 }
 
 fn legend_rows(series: &[Series], avail: f64) -> usize {

@@ -2,6 +2,8 @@
 //! wait, prefill, decode, preemption gaps and recompute, with the blocks each
 //! request held over time drawn as a step line across its row.
 
+use crate::figure_text::{self, fill};
+use crate::report::Lang;
 use crate::svg::{x_axis, Anchor, Scale, Svg};
 use kvscope_core::{EventRecord, KvEvent, ReleaseReason, RequestId};
 use kvscope_experiment::driver::CaseRun;
@@ -33,13 +35,14 @@ impl Phase {
             Phase::Recompute => "#9b6fd6",
         }
     }
-    pub fn label(self) -> &'static str {
+    pub fn label(self, lang: Lang) -> &'static str {
+        let tx = figure_text::of(lang);
         match self {
-            Phase::Queued => "queue wait (arrived → admitted)",
-            Phase::Prefill => "prefill (admitted → first token)",
-            Phase::Decode => "decode (first token → finished)",
-            Phase::Preempted => "preempted (released → readmitted)",
-            Phase::Recompute => "recompute after preemption",
+            Phase::Queued => tx.phase_queued,
+            Phase::Prefill => tx.phase_prefill,
+            Phase::Decode => tx.phase_decode,
+            Phase::Preempted => tx.phase_preempted,
+            Phase::Recompute => tx.phase_recompute,
         }
     }
 }
@@ -116,7 +119,8 @@ pub fn request_timelines(events: &[EventRecord]) -> BTreeMap<RequestId, RequestT
 }
 
 /// The timeline picture of the first `max_requests` requests (by id).
-pub fn timeline_svg(run: &CaseRun, max_requests: usize, title: &str) -> String {
+pub fn timeline_svg(run: &CaseRun, max_requests: usize, lang: Lang) -> String {
+    let tx = figure_text::of(lang);
     let all = request_timelines(&run.events);
     let shown: Vec<(&RequestId, &RequestTimeline)> = all.iter().take(max_requests).collect();
     let t_max =
@@ -136,37 +140,31 @@ pub fn timeline_svg(run: &CaseRun, max_requests: usize, title: &str) -> String {
     let top = legend_top + legend_rows as f64 * 18.0 + 14.0;
     let height = top + shown.len() as f64 * row_h + 60.0;
     let mut svg = Svg::new(width, height);
-    svg.text(20.0, 24.0, title, 16.0, Anchor::Start, "#111", true);
-    let note = format!(
-        "case {}: {} of {} requests shown (by id); black step line = blocks held (row height = {} blocks)",
-        run.spec.name,
-        shown.len(),
-        all.len(),
-        max_blocks
-    );
+    svg.text(20.0, 24.0, &fill(tx.timeline_title, &[&run.spec.name]), 16.0, Anchor::Start, "#111", true);
+    let note = fill(tx.timeline_note, &[&run.spec.name, &shown.len(), &all.len(), &max_blocks]);
     svg.text(20.0, 40.0, &note, 11.0, Anchor::Start, "#444", false);
     // Legend.
     for (i, p) in used.iter().enumerate() {
         let (lx, ly) = (20.0 + (i % 3) as f64 * 340.0, legend_top + (i / 3) as f64 * 18.0);
         svg.rect(lx, ly, 18.0, 11.0, p.color(), None, 2.0);
-        svg.text(lx + 24.0, ly + 10.0, p.label(), 11.0, Anchor::Start, "#222", false);
+        svg.text(lx + 24.0, ly + 10.0, p.label(lang), 11.0, Anchor::Start, "#222", false);
     }
     let i = used.len();
     let (lx, ly) = (20.0 + (i % 3) as f64 * 340.0, legend_top + (i / 3) as f64 * 18.0);
     svg.line(lx, ly + 6.0, lx + 18.0, ly + 6.0, "#111", 1.5, None);
-    svg.text(lx + 24.0, ly + 10.0, "blocks held by the request", 11.0, Anchor::Start, "#222", false);
+    svg.text(lx + 24.0, ly + 10.0, tx.blocks_held_line, 11.0, Anchor::Start, "#222", false);
 
     let sx = Scale { d0: 0.0, d1: t_max, p0: left, p1: width - right_pad };
     let bottom = top + shown.len() as f64 * row_h + 4.0;
     // Grid first so bars sit on top.
-    x_axis(&mut svg, sx, bottom, "time (s, engine clock)", Some(top - 4.0));
+    x_axis(&mut svg, sx, bottom, tx.time_engine, Some(top - 4.0));
     for (row, (id, tl)) in shown.iter().enumerate() {
         let y = top + row as f64 * row_h;
-        svg.text(left - 8.0, y + bar_h / 2.0 + 5.0, &format!("req {id}"), 11.0, Anchor::End, "#222", false);
+        svg.text(left - 8.0, y + bar_h / 2.0 + 5.0, &fill(tx.req, &[id]), 11.0, Anchor::End, "#222", false);
         for &(t0, t1, p) in &tl.segments {
             let Some(p) = p else { continue };
             let (x0, x1) = (sx.map(t0), sx.map(t1));
-            let tip = format!("req {id} {}: {:.4}s → {:.4}s", p.label(), t0, t1);
+            let tip = format!("{} {}: {:.4}s → {:.4}s", fill(tx.req, &[id]), p.label(lang), t0, t1);
             svg.rect_titled(x0, y, (x1 - x0).max(1.0), bar_h, p.color(), &tip);
         }
         // Blocks held: a step line across the bar.
@@ -190,7 +188,7 @@ pub fn timeline_svg(run: &CaseRun, max_requests: usize, title: &str) -> String {
         svg.text(
             width - right_pad + 6.0,
             y + bar_h / 2.0 + 4.0,
-            &format!("peak {peak} blk"),
+            &fill(tx.peak_blocks, &[&peak]),
             10.0,
             Anchor::Start,
             "#444",
@@ -220,7 +218,7 @@ mod tests {
             assert_eq!(peak, r.peak_blocks);
             assert_eq!(tl.blocks.last().map(|b| b.1), Some(0), "all blocks released at the end");
         }
-        let svg = timeline_svg(&run, 8, "Request timelines & blocks");
+        let svg = timeline_svg(&run, 8, Lang::En);
         crate::svg::assert_wellformed(&svg);
         assert!(svg.contains("req 7") && !svg.contains("req 8<"));
     }

@@ -3,7 +3,20 @@
 //! labelled with its count, details and code sites.
 
 use super::{LifecycleGraph, State, Transition};
+use crate::figure_text::{self, fill, lifecycle_phrase, FigureText};
+use crate::report::Lang;
 use crate::svg::{Anchor, Svg};
+
+/// The state's name and what it means for KV, in the figure's language.
+fn state_text(s: State, tx: &FigureText) -> (&'static str, &'static str) {
+    match s {
+        State::Start => ("", ""),
+        State::Waiting => (tx.state_waiting, tx.note_waiting),
+        State::Prefill => (tx.state_prefill, tx.note_prefill),
+        State::Decode => (tx.state_decode, tx.note_decode),
+        State::Finished => (tx.state_finished, tx.note_finished),
+    }
+}
 
 /// The state's column, left to right in the order a request goes through.
 fn column(s: State) -> usize {
@@ -18,7 +31,8 @@ fn column(s: State) -> usize {
 
 impl LifecycleGraph {
     /// A self-contained SVG of the state machine, states left to right.
-    pub fn to_svg(&self) -> String {
+    pub fn to_svg(&self, lang: Lang) -> String {
+        let tx = figure_text::of(lang);
         let (bw, bh) = (170.0, 64.0);
         let col_x = |c: usize| 70.0 + (c as f64 - 1.0) * 410.0 + 80.0;
         // Room above the boxes for the tallest stack of labels.
@@ -56,16 +70,10 @@ impl LifecycleGraph {
         let height = (box_y + bh + 40.0 + depth_step * arcs.len().saturating_sub(1) as f64 + 30.0 + arc_lines * 14.0)
             .max(box_y + bh + 110.0 + 14.0 * self.evicted_sites.len() as f64);
         let mut svg = Svg::new(width, height);
-        svg.text(
-            20.0,
-            28.0,
-            "KV lifecycle of a request (state machine observed in the run)",
-            18.0,
-            Anchor::Start,
-            "#111",
-            true,
-        );
-        svg.text(20.0, 50.0, &self.legend(), 12.0, Anchor::Start, "#444", false);
+        svg.text(20.0, 28.0, tx.lifecycle_title, 18.0, Anchor::Start, "#111", true);
+        let run = if self.run_name.is_empty() { String::new() } else { fill(tx.of_run, &[&self.run_name]) };
+        let legend = fill(tx.lifecycle_legend, &[&self.num_events, &run, &self.num_requests]);
+        svg.text(20.0, 50.0, &legend, 12.0, Anchor::Start, "#444", false);
 
         let colors = |s: State| match s {
             State::Waiting => "#fde9c9",
@@ -78,8 +86,9 @@ impl LifecycleGraph {
             let x = col_x(column(s));
             svg.raw(&format!(r#"<g class="state" data-state="{}">"#, s.name()));
             svg.rect(x, box_y, bw, bh, colors(s), Some("#555"), 10.0);
-            svg.text(x + bw / 2.0, box_y + 27.0, s.name(), 17.0, Anchor::Middle, "#111", true);
-            svg.text(x + bw / 2.0, box_y + 47.0, s.kv_note(), 11.0, Anchor::Middle, "#333", false);
+            let (name, note) = state_text(s, tx);
+            svg.text(x + bw / 2.0, box_y + 27.0, name, 17.0, Anchor::Middle, "#111", true);
+            svg.text(x + bw / 2.0, box_y + 47.0, note, 11.0, Anchor::Middle, "#333", false);
             svg.raw("</g>");
         }
         let edge = "#444";
@@ -90,7 +99,7 @@ impl LifecycleGraph {
         if !arrivals.is_empty() {
             open_edge(&mut svg, State::Start, State::Waiting);
             svg.arrow(start_x + 9.0, cy, col_x(1) - 2.0, cy, edge, 1.6);
-            draw_label(&mut svg, (start_x + col_x(1)) / 2.0 - 8.0, cy - 12.0, &arrivals, Anchor::Middle, true);
+            draw_label(&mut svg, (start_x + col_x(1)) / 2.0 - 8.0, cy - 12.0, &arrivals, Anchor::Middle, true, lang);
             svg.raw("</g>");
         }
         // Self loops above the boxes, labels stacked above the loop.
@@ -110,7 +119,7 @@ impl LifecycleGraph {
                 true,
                 None,
             );
-            draw_label(&mut svg, x + bw / 2.0, top - 6.0, &ts, Anchor::Middle, true);
+            draw_label(&mut svg, x + bw / 2.0, top - 6.0, &ts, Anchor::Middle, true, lang);
             svg.raw("</g>");
         }
         // Forward neighbours: straight arrows, labels above.
@@ -124,7 +133,7 @@ impl LifecycleGraph {
             let (x1, x2) = (col_x(column(a)) + bw, col_x(column(b)));
             open_edge(&mut svg, a, b);
             svg.arrow(x1 + 2.0, cy, x2 - 2.0, cy, edge, 1.6);
-            draw_label(&mut svg, (x1 + x2) / 2.0, cy - 12.0, &ts, Anchor::Middle, true);
+            draw_label(&mut svg, (x1 + x2) / 2.0, cy - 12.0, &ts, Anchor::Middle, true, lang);
             svg.raw("</g>");
         }
         // Backward and skipping arcs below the boxes.
@@ -139,18 +148,18 @@ impl LifecycleGraph {
             svg.path(&format!("M{xa},{by} C{xa},{depth} {xb},{depth} {xb},{}", by + 2.0), color, 1.6, true, None);
             let mid = (xa + xb) / 2.0;
             let apex = by + (depth - by) * 0.75;
-            draw_label(&mut svg, mid, apex + 16.0, &ts, Anchor::Middle, false);
+            draw_label(&mut svg, mid, apex + 16.0, &ts, Anchor::Middle, false, lang);
             svg.raw("</g>");
         }
         // Block side.
         let fx = col_x(4);
         let note_y = box_y + bh + 30.0;
         let ev_sites: Vec<&str> = self.evicted_sites.iter().map(String::as_str).collect();
-        svg.text(fx + bw / 2.0, note_y, "block side", 12.0, Anchor::Middle, "#555", true);
+        svg.text(fx + bw / 2.0, note_y, tx.block_side, 12.0, Anchor::Middle, "#555", true);
         svg.text(
             fx + bw / 2.0,
             note_y + 16.0,
-            &format!("{} released blocks kept cached", self.released_cached_blocks),
+            &fill(tx.kept_cached, &[&self.released_cached_blocks]),
             11.0,
             Anchor::Middle,
             "#333",
@@ -159,7 +168,7 @@ impl LifecycleGraph {
         svg.text(
             fx + bw / 2.0,
             note_y + 31.0,
-            &format!("cached free → evicted ×{}", self.evicted_blocks),
+            &fill(tx.evicted, &[&self.evicted_blocks]),
             11.0,
             Anchor::Middle,
             "#333",
@@ -193,12 +202,12 @@ fn edge_tag(from: State, to: State) -> String {
 
 /// Label block: for each transition, "name ×count" in bold, its details,
 /// then "@ site" lines. Lines stack upward from `y` when `upward`.
-fn draw_label(svg: &mut Svg, x: f64, y: f64, ts: &[&Transition], anchor: Anchor, upward: bool) {
+fn draw_label(svg: &mut Svg, x: f64, y: f64, ts: &[&Transition], anchor: Anchor, upward: bool, lang: Lang) {
     let mut lines: Vec<(String, bool)> = Vec::new();
     for t in ts {
-        lines.push((format!("{} ×{}", t.name, t.count), true));
+        lines.push((format!("{} ×{}", lifecycle_phrase(&t.name, lang), t.count), true));
         for d in &t.details {
-            lines.push((d.clone(), false));
+            lines.push((lifecycle_phrase(d, lang), false));
         }
         for s in &t.sites {
             lines.push((format!("@ {s}"), false));
@@ -237,7 +246,7 @@ mod tests {
         // 40 blocks of 4 for 12 requests: stalls and preemptions happen.
         let run = small_run(40);
         let g = LifecycleGraph::from_run(&run);
-        let svg = g.to_svg();
+        let svg = g.to_svg(Lang::En);
         assert_wellformed(&svg);
         let reached: BTreeSet<State> = g.transitions.iter().map(|t| t.to).collect();
         assert_eq!(reached.len(), 4, "the run reaches every state: {reached:?}");
@@ -274,7 +283,7 @@ mod tests {
         // A pool that holds all 12 requests at once: nobody is preempted.
         let g = LifecycleGraph::from_run(&small_run(400));
         assert_eq!(g.count("preempted"), 0);
-        let svg = g.to_svg();
+        let svg = g.to_svg(Lang::En);
         assert_wellformed(&svg);
         for from in [State::Prefill, State::Decode] {
             assert!(group(&svg, &edge_tag(from, State::Waiting)).is_none(), "{} → Waiting drawn", from.name());
