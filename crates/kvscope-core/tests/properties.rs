@@ -69,9 +69,12 @@ fn random_prompt(i: usize, r: &Req) -> Prompt {
     Prompt::random(len, RandomTokens { prefix: prefix.into(), first: i as u32, vocab: common::VOCAB, seed: r.seed })
 }
 
+/// Each finished request's output tokens, by id.
+type Outputs = BTreeMap<u64, Vec<u32>>;
+
 /// Runs the workload, checking invariants at every step. Returns the
 /// outputs of requests that were not aborted.
-fn drive(reqs: &[Req], s: &Setup) -> Result<BTreeMap<u64, Vec<u32>>, TestCaseError> {
+fn drive(reqs: &[Req], s: &Setup) -> Result<Outputs, TestCaseError> {
     drive_prompts(reqs, s, |_, q| prompt(q).into()).map(|(outputs, _)| outputs)
 }
 
@@ -81,7 +84,7 @@ fn drive_prompts(
     reqs: &[Req],
     s: &Setup,
     make: impl Fn(usize, &Req) -> Prompt,
-) -> Result<(BTreeMap<u64, Vec<u32>>, Vec<String>), TestCaseError> {
+) -> Result<(Outputs, Vec<String>), TestCaseError> {
     let partial = s.partial.min(s.max_running);
     let mut r = rig_limited(s.num_blocks, s.block_size, s.prefix_caching, s.max_running, s.budget, s.cap, partial);
     let mut outputs = BTreeMap::new();
