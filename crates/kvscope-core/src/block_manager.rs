@@ -363,8 +363,9 @@ impl BlockManager {
     /// from before a preemption) would take from the pool.
     pub fn plan_admission(&self, seq: &Sequence) -> AdmissionPlan {
         // A first admission's tokens are its prompt; a readmission's include
-        // the output generated before its preemption.
-        // A request scoring its prompt needs logits at every prompt position.
+        // the output generated before its preemption (`seq.len()` counts
+        // both). A request scoring its prompt needs logits at every prompt
+        // position, so it takes no hits.
         let cached = if seq.params.prompt_logprobs.is_some() { Vec::new() } else { self.cached_prefix(seq) };
         let cached_free = cached.iter().filter(|b| self.blocks[b.index()].holders.is_empty()).count();
         AdmissionPlan { new_blocks: self.blocks_for_tokens(seq.len()) - cached.len(), cached, cached_free }
