@@ -293,21 +293,11 @@ impl BlockManager {
         &self.tokens[index * bs..(index + 1) * bs]
     }
 
-    /// Leading full blocks of `tokens` already in the pool. At least one
-    /// token is always left to compute, because the executor needs the last
-    /// prompt position's output to sample from.
-    pub fn lookup_prefix(&self, tokens: &[TokenId]) -> Vec<BlockId> {
-        if !self.config.enable_prefix_caching || tokens.is_empty() {
-            return Vec::new();
-        }
-        let bs = self.config.block_size;
-        self.lookup_blocks(&tokens[..((tokens.len() - 1) / bs) * bs])
-    }
-
     /// Leading blocks of `seq` already in the pool: its shareable blocks
     /// through the index, then — if every one of those hit — its private
-    /// blocks kept since a preemption. Leaves at least one token to compute,
-    /// as `lookup_prefix` does.
+    /// blocks kept since a preemption. At least one token is always left to
+    /// compute, because the executor needs the last position's output to
+    /// sample from.
     pub fn cached_prefix(&self, seq: &Sequence) -> Vec<BlockId> {
         if !self.config.enable_prefix_caching || seq.is_empty() {
             return Vec::new();
