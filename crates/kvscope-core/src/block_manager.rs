@@ -7,6 +7,15 @@
 //! last holder leaves, so a later request with the same prefix can take it
 //! back without recomputing; such a *cached-free* block is evicted only when
 //! the pool needs it for someone else, least recently released first.
+//!
+//! A random prompt's tokens past its shared prefix are its request's own
+//! (`Prompt::private_from`): a full block of them is cached exactly like an
+//! indexed one — it stays cached-free after release, is counted in
+//! `released.cached` and evicted in the same order — but it is tagged with
+//! its owner and position instead of being hashed into the index, because
+//! only that request, readmitted after a preemption, can ever take it back.
+//! A simulation of 100,000 long random prompts fills and evicts tens of
+//! millions of such blocks; the index holds only what a lookup can find.
 
 use crate::events::{EventLog, KvEvent, ReleaseReason};
 use crate::holders::Holders;
@@ -51,6 +60,20 @@ impl PoolConfig {
     }
 }
 
+/// What a full block's KV is kept for after its holders leave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Content {
+    /// Nothing worth keeping (not full, or a second copy of KV another
+    /// block already keeps).
+    Scratch,
+    /// Listed in the prefix-cache index: its tokens are in
+    /// `BlockManager::tokens` and its parent's key in `BlockManager::parents`.
+    Indexed(BlockHash),
+    /// Private KV of `owner` at block `position` of its table, found only
+    /// through the owner's `Sequence::private_blocks`.
+    Private { owner: RequestId, position: u32 },
+}
+
 /// One block's bookkeeping, packed into one cache line: a simulation takes,
 /// fills, releases and evicts every block of every request, and each of
 /// those touches only this line (the parent keys and the tokens of indexed
@@ -59,10 +82,8 @@ impl PoolConfig {
 #[repr(align(64))]
 struct Block {
     holders: Holders,
-    /// Set once the block is full and indexed in the prefix cache; its
-    /// tokens are then in `BlockManager::tokens` and its parent's key in
-    /// `BlockManager::parents`.
-    key: Option<BlockHash>,
+    /// Set once the block is full (and prefix caching is on).
+    content: Content,
     /// Slots holding computed KV.
     filled: u32,
     /// Neighbours in the cached-free list (`NIL` at the ends): a prefix hit
@@ -75,9 +96,18 @@ struct Block {
 
 impl Default for Block {
     fn default() -> Self {
-        Block { holders: Holders::default(), key: None, filled: 0, lru_prev: NIL, lru_next: NIL, in_lru: false }
+        Block {
+            holders: Holders::default(),
+            content: Content::Scratch,
+            filled: 0,
+            lru_prev: NIL,
+            lru_next: NIL,
+            in_lru: false,
+        }
     }
 }
+
+const _: () = assert!(std::mem::size_of::<Block>() == 64, "a block's bookkeeping is one cache line");
 
 /// Where a block stands; used by views such as `/kv`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -238,7 +268,24 @@ impl BlockManager {
 
     /// The tokens an indexed block holds, if it is indexed.
     pub fn indexed_tokens(&self, block: BlockId) -> Option<&[TokenId]> {
-        self.blocks[block.index()].key.map(|_| self.block_tokens(block.index()))
+        match self.blocks[block.index()].content {
+            Content::Indexed(_) => Some(self.block_tokens(block.index())),
+            Content::Scratch | Content::Private { .. } => None,
+        }
+    }
+
+    /// The request and block position whose private KV `block` keeps, if
+    /// it keeps some (see the module documentation).
+    pub fn private_owner(&self, block: BlockId) -> Option<(RequestId, usize)> {
+        match self.blocks[block.index()].content {
+            Content::Private { owner, position } => Some((owner, position as usize)),
+            Content::Scratch | Content::Indexed(_) => None,
+        }
+    }
+
+    /// Whether `block` keeps `owner`'s private KV at `position`.
+    fn keeps_private(&self, block: BlockId, owner: RequestId, position: usize) -> bool {
+        self.blocks[block.index()].content == Content::Private { owner, position: position as u32 }
     }
 
     fn block_tokens(&self, index: usize) -> &[TokenId] {
@@ -246,15 +293,44 @@ impl BlockManager {
         &self.tokens[index * bs..(index + 1) * bs]
     }
 
-    /// Leading full blocks of `tokens` already in the pool. At least one
-    /// token is always left to compute, because the executor needs the last
-    /// prompt position's output to sample from.
-    pub fn lookup_prefix(&self, tokens: &[TokenId]) -> Vec<BlockId> {
-        if !self.config.enable_prefix_caching || tokens.is_empty() {
+    /// Leading blocks of `seq` already in the pool: its shareable blocks
+    /// through the index, then — if every one of those hit — its private
+    /// blocks kept since a preemption. At least one token is always left to
+    /// compute, because the executor needs the last position's output to
+    /// sample from.
+    pub fn cached_prefix(&self, seq: &Sequence) -> Vec<BlockId> {
+        if !self.config.enable_prefix_caching || seq.is_empty() {
             return Vec::new();
         }
         let bs = self.config.block_size;
-        let usable = &tokens[..((tokens.len() - 1) / bs) * bs];
+        let usable = (seq.len() - 1) / bs;
+        let private_from = self.private_from_block(seq);
+        let shareable = seq.shareable_tokens();
+        let shared = usable.min(private_from).min(shareable.len() / bs);
+        let mut hits = self.lookup_blocks(&shareable[..shared * bs]);
+        if hits.len() == private_from {
+            for position in hits.len()..usable {
+                match seq.private_blocks.get(position) {
+                    Some(&id) if self.keeps_private(id, seq.id, position) => hits.push(id),
+                    _ => break,
+                }
+            }
+        }
+        hits
+    }
+
+    /// The first block of `seq` holding any of its private tokens
+    /// (`usize::MAX` when it has none).
+    fn private_from_block(&self, seq: &Sequence) -> usize {
+        match seq.private_from() {
+            usize::MAX => usize::MAX,
+            from => from / self.config.block_size,
+        }
+    }
+
+    /// Leading blocks of `usable` (whole blocks) found in the index.
+    fn lookup_blocks(&self, usable: &[TokenId]) -> Vec<BlockId> {
+        let bs = self.config.block_size;
         let mut hits = Vec::new();
         let mut parent = None;
         // Hashed block by block: a prompt's first miss ends the walk, so a
@@ -262,7 +338,7 @@ impl BlockManager {
         for block_tokens in usable.chunks_exact(bs) {
             let hash = block_hash(parent, block_tokens);
             let Some(&id) = self.index.get(&hash) else { break };
-            debug_assert_eq!(self.blocks[id.index()].key, Some(hash), "the index lists indexed blocks");
+            debug_assert_eq!(self.blocks[id.index()].content, Content::Indexed(hash), "the index lists indexed blocks");
             // The hash is only a hint; equal tokens after an equal parent is the proof.
             if self.parents[id.index()] != parent || self.block_tokens(id.index()) != block_tokens {
                 break;
@@ -277,12 +353,12 @@ impl BlockManager {
     /// from before a preemption) would take from the pool.
     pub fn plan_admission(&self, seq: &Sequence) -> AdmissionPlan {
         // A first admission's tokens are its prompt; a readmission's include
-        // the output generated before its preemption.
-        let tokens = seq.token_slice();
-        // A request scoring its prompt needs logits at every prompt position.
-        let cached = if seq.params.prompt_logprobs.is_some() { Vec::new() } else { self.lookup_prefix(&tokens) };
+        // the output generated before its preemption (`seq.len()` counts
+        // both). A request scoring its prompt needs logits at every prompt
+        // position, so it takes no hits.
+        let cached = if seq.params.prompt_logprobs.is_some() { Vec::new() } else { self.cached_prefix(seq) };
         let cached_free = cached.iter().filter(|b| self.blocks[b.index()].holders.is_empty()).count();
-        AdmissionPlan { new_blocks: self.blocks_for_tokens(tokens.len()) - cached.len(), cached, cached_free }
+        AdmissionPlan { new_blocks: self.blocks_for_tokens(seq.len()) - cached.len(), cached, cached_free }
     }
 
     pub fn can_admit(&self, plan: &AdmissionPlan) -> bool {
@@ -344,11 +420,12 @@ impl BlockManager {
     }
 
     /// Records that `seq` now has KV for its first `seq.num_computed` tokens:
-    /// updates slot occupancy and indexes blocks that just became full.
-    /// Resumes after the blocks already committed, so a decode step costs
-    /// O(1), not O(context).
+    /// updates slot occupancy and indexes blocks that just became full (or
+    /// tags them, if private). Resumes after the blocks already committed,
+    /// so a decode step costs O(1), not O(context).
     pub fn commit_computed(&mut self, seq: &mut Sequence) {
         let bs = self.config.block_size;
+        let private_from = self.private_from_block(seq);
         for i in seq.full_blocks..seq.block_table.len() {
             let id = seq.block_table[i];
             let filled = seq.num_computed.saturating_sub(i * bs).min(bs);
@@ -364,8 +441,23 @@ impl BlockManager {
             if !self.config.enable_prefix_caching {
                 continue;
             }
-            if let Some(hash) = block.key {
-                seq.last_full_hash = Some(hash);
+            match block.content {
+                Content::Indexed(hash) => {
+                    seq.last_full_hash = Some(hash);
+                    continue;
+                }
+                // A private hit: already kept.
+                Content::Private { .. } => continue,
+                Content::Scratch => {}
+            }
+            if i >= private_from {
+                // As with an index entry, the copy kept first stays the one
+                // kept (see below); a readmission that recomputed this block
+                // while its old copy is still cached leaves the new one scratch.
+                let kept = seq.private_blocks.get(i).is_some_and(|&old| self.keeps_private(old, seq.id, i));
+                if !kept {
+                    self.blocks[id.index()].content = Content::Private { owner: seq.id, position: i as u32 };
+                }
                 continue;
             }
             let parent = seq.last_full_hash;
@@ -385,10 +477,10 @@ impl BlockManager {
             };
             // Two requests may compute the same content at once; the first
             // one indexed stays the canonical copy, the other stays private
-            // (its slot tokens are scratch, read only while `key` is set).
+            // (its slot tokens are scratch, read only while it is indexed).
             if let std::collections::hash_map::Entry::Vacant(slot) = self.index.entry(hash) {
                 slot.insert(id);
-                block.key = Some(hash);
+                block.content = Content::Indexed(hash);
                 self.parents[id.index()] = parent;
             }
             seq.last_full_hash = Some(hash);
@@ -406,17 +498,26 @@ impl BlockManager {
             ReleaseReason::Aborted => "block_manager::release_aborted",
         };
         let blocks = std::mem::take(&mut seq.block_table);
+        if reason == ReleaseReason::Preempted && self.config.enable_prefix_caching && seq.private_from() != usize::MAX {
+            self.keep_private_blocks(seq, &blocks);
+        }
         let mut cached = 0;
-        for &id in blocks.iter().rev() {
+        for (i, &id) in blocks.iter().enumerate().rev() {
+            // A finished request's blocks were last touched long ago, and
+            // each one's miss would otherwise wait for the one before.
+            if let Some(ahead) = i.checked_sub(RELEASE_PREFETCH_AHEAD) {
+                prefetch(&self.blocks[blocks[ahead].index()]);
+            }
             let block = &mut self.blocks[id.index()];
             assert!(block.holders.remove(seq.id), "a block table only lists held blocks");
-            if block.key.is_some() {
+            let kept = block.content != Content::Scratch;
+            if kept {
                 cached += 1;
             }
             if block.holders.is_empty() {
                 self.used -= 1;
                 self.used_tokens -= block.filled as usize;
-                if block.key.is_some() {
+                if kept {
                     self.lru_push_back(id);
                 } else {
                     block.filled = 0;
@@ -428,6 +529,22 @@ impl BlockManager {
         seq.full_blocks = 0;
         seq.last_full_hash = None;
         log.emit(site, KvEvent::Released { request_id: seq.id, blocks, reason, cached });
+    }
+
+    /// Remembers, for each position of a preempted `seq`, the block that
+    /// keeps its private KV there: the one in its table if it was kept, else
+    /// the one remembered from an earlier preemption (still kept while its
+    /// tag says so).
+    fn keep_private_blocks(&self, seq: &mut Sequence, table: &[BlockId]) {
+        let mut kept = table.to_vec();
+        for (position, block) in kept.iter_mut().enumerate() {
+            if !self.keeps_private(*block, seq.id, position) {
+                if let Some(&old) = seq.private_blocks.get(position) {
+                    *block = old;
+                }
+            }
+        }
+        seq.private_blocks = kept;
     }
 
     /// Counts a first admission's prefix lookup (recomputation after a
@@ -495,10 +612,31 @@ impl BlockManager {
         self.lru_unlink(id);
         let block = &mut self.blocks[id.index()];
         block.filled = 0;
-        let hash = block.key.take().expect("cached-free blocks are indexed");
-        self.index.remove(&hash);
+        match std::mem::replace(&mut block.content, Content::Scratch) {
+            Content::Indexed(hash) => {
+                self.index.remove(&hash);
+            }
+            Content::Private { .. } => {}
+            Content::Scratch => unreachable!("cached-free blocks keep content"),
+        }
         self.counters.evictions += 1;
         log.emit(site, KvEvent::Evicted { block: id });
         id
     }
+}
+
+/// How many blocks ahead `release` asks for a block's line.
+const RELEASE_PREFETCH_AHEAD: usize = 8;
+
+/// A hint that `block`'s line will be read soon.
+#[inline(always)]
+fn prefetch(block: &Block) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only hints the cache and never faults; `block` is
+    // a live reference; SSE is part of the x86_64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((block as *const Block).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = block;
 }

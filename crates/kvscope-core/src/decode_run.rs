@@ -20,6 +20,7 @@ use crate::executor::{DecodeRun, DecodeRunSeq, Executor, ExecutorError};
 use crate::ids::{RequestId, Seconds};
 use crate::prefix_hash::chain;
 use crate::scheduler::Scheduler;
+use crate::sequence::Sequence;
 use std::sync::Arc;
 
 /// Shorter runs are not worth the bookkeeping: step them one by one.
@@ -147,22 +148,26 @@ impl Scheduler {
     /// waiting head's prefix-cache hits (a hit could let it in); unbounded
     /// when none can. Blocks filled later chain from a different parent, so
     /// only the block right after the head's hits, filled by a sequence
-    /// whose full blocks so far are exactly the head's hits, matters.
+    /// whose full blocks so far are exactly the head's hits, matters — and
+    /// only if that block is shareable for both (a private block is
+    /// nobody else's to fill or to find).
     fn steps_until_head_could_hit(&self, head: RequestId) -> usize {
         if !self.blocks.config().enable_prefix_caching {
             return usize::MAX;
         }
         let bs = self.blocks.block_size();
-        let tokens = self.seqs[&head].token_slice();
-        let hits = self.blocks.native().map_or(0, |b| b.lookup_prefix(&tokens).len());
-        if hits == tokens.len().saturating_sub(1) / bs {
+        let head = &self.seqs[&head];
+        let hits = self.blocks.native().map_or(0, |b| b.cached_prefix(head).len());
+        let shareable = |s: &Sequence| s.private_from() / bs;
+        if hits == head.len().saturating_sub(1) / bs || hits >= shareable(head) {
             return usize::MAX;
         }
+        let tokens = head.shareable_tokens();
         let head_hash = chain(&tokens[..hits * bs], bs).last().copied();
         self.running
             .iter()
             .map(|id| &self.seqs[id])
-            .filter(|s| s.full_blocks == hits && s.last_full_hash == head_hash)
+            .filter(|s| s.full_blocks == hits && hits < shareable(s) && s.last_full_hash == head_hash)
             .map(|s| (hits + 1) * bs - s.num_computed)
             .min()
             .unwrap_or(usize::MAX)

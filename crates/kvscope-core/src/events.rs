@@ -108,7 +108,8 @@ pub enum KvEvent {
         request_id: RequestId,
         blocks: Vec<BlockId>,
         reason: ReleaseReason,
-        /// How many of the released blocks stay indexed for prefix reuse.
+        /// How many of the released blocks stay cached for reuse (indexed,
+        /// or kept for a random prompt's own request).
         cached: usize,
     },
     Preempted {

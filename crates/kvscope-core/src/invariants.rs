@@ -31,6 +31,15 @@ impl Scheduler {
                         return Err(format!("request {} maps block {b} to different tokens", seq.id));
                     }
                 }
+                // A private block is held only by its owner, where it was filled.
+                if let Some((owner, position)) = pool.native().and_then(|n| n.private_owner(b)) {
+                    if (owner, position) != (seq.id, i) {
+                        return Err(format!(
+                            "request {} holds block {b} at {i}, private to request {owner} at {position}",
+                            seq.id
+                        ));
+                    }
+                }
             }
         }
         let mut used = 0;

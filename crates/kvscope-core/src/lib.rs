@@ -27,6 +27,7 @@ pub mod block_manager;
 pub mod block_manager_api;
 pub mod clock;
 pub mod config;
+mod csv_text;
 mod decode_run;
 pub mod engine;
 pub mod events;

@@ -25,9 +25,16 @@ pub struct Prompt {
 }
 
 /// A prompt of random token ids: a shared prefix, then a first token of the
-/// caller's choosing (a workload makes it distinct per request, so that no
-/// two prompts share a block by accident), then ids uniform below `vocab`
-/// drawn from `seed`.
+/// caller's choosing, then ids uniform below `vocab` drawn from `seed`.
+///
+/// Only the prefix is shared: the tokens from `first` on are this request's
+/// own, and the prefix cache offers no block holding any of them to another
+/// request (the request itself gets them back after a preemption). A
+/// workload's random tokens stand for each user's own text; before this was
+/// a rule, a workload made `first` distinct per request so that no two
+/// prompts shared a block by accident, and the rule lets the block manager
+/// keep such blocks out of its index instead of hashing, indexing and
+/// evicting millions of keys no lookup can find.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RandomTokens {
     pub prefix: Arc<[TokenId]>,
@@ -59,6 +66,22 @@ impl Prompt {
             let recipe = self.recipe.as_ref().expect("a prompt without tokens has a recipe");
             recipe.draw(self.len).into_boxed_slice()
         })
+    }
+
+    /// Where the tokens that are this request's own begin, if any are: a
+    /// random prompt shares its prefix and nothing after it (see
+    /// [`RandomTokens`]); given tokens are all shareable (`None`).
+    pub fn private_from(&self) -> Option<usize> {
+        self.recipe.as_ref().map(|r| r.prefix.len())
+    }
+
+    /// The leading tokens other requests may share: all of them, or a
+    /// random prompt's prefix, read without drawing the rest.
+    pub fn shareable(&self) -> &[TokenId] {
+        match &self.recipe {
+            Some(r) => &r.prefix,
+            None => self.tokens(),
+        }
     }
 
     /// Whether the tokens exist yet (given, or drawn by an earlier read).

@@ -72,6 +72,12 @@ pub struct Sequence {
     /// resumes here instead of walking the whole block table every step.
     pub full_blocks: usize,
     pub last_full_hash: Option<BlockHash>,
+    /// After a preemption, the blocks that held this sequence's private
+    /// KV (the tokens from `Prompt::private_from` on), by position: no
+    /// index lists them, so a readmission looks here, and the block
+    /// manager trusts an entry only while that block still says it holds
+    /// this sequence's KV at that position. Empty for given prompts.
+    pub private_blocks: Vec<BlockId>,
     /// Of the prompt tokens, how many came from the prefix cache at the first
     /// admission. Recomputation after preemption never adds to it.
     pub num_cached_prompt_tokens: usize,
@@ -97,6 +103,7 @@ impl Sequence {
             num_computed: 0,
             full_blocks: 0,
             last_full_hash: None,
+            private_blocks: Vec::new(),
             num_cached_prompt_tokens: 0,
             preemptions: 0,
             admitted_order: 0,
@@ -118,6 +125,21 @@ impl Sequence {
         } else {
             std::borrow::Cow::Owned(self.all_tokens().collect())
         }
+    }
+
+    /// The tokens the prefix cache may share with other requests: every
+    /// token, or a random prompt's prefix (read without drawing the rest).
+    pub fn shareable_tokens(&self) -> std::borrow::Cow<'_, [TokenId]> {
+        match self.prompt.private_from() {
+            Some(_) => std::borrow::Cow::Borrowed(self.prompt.shareable()),
+            None => self.token_slice(),
+        }
+    }
+
+    /// The first position whose KV is this request's own (`usize::MAX`
+    /// when every token is shareable).
+    pub fn private_from(&self) -> usize {
+        self.prompt.private_from().unwrap_or(usize::MAX)
     }
 
     pub fn len(&self) -> usize {

@@ -8,10 +8,21 @@
 //! admit are the long prefills, so weighting the state *after* each step
 //! over the next one would drop most of a long request's life.
 
+<<<<<<< HEAD
 use crate::events::{DecodeRunReport, EventRecord, KvEvent, Observer, ReleaseReason, StallReason, StepSnapshot};
 use crate::ids::{RequestId, Seconds};
+=======
+use crate::csv_text::{push_fixed, push_uint};
+use crate::events::{DecodeRunReport, EventRecord, KvEvent, Observer, StallReason, StepSnapshot};
+>>>>>>> issue21-sim
 use std::collections::HashMap;
 use std::io::Write;
+
+/// One CSV field: an integer, or a float with its decimals.
+enum Field {
+    Int(u64),
+    Fixed(f64, u32),
+}
 
 #[derive(Default, Debug, Clone)]
 pub struct StatsCollector {
@@ -40,7 +51,17 @@ impl StatsCollector {
 
     pub fn write_csv<W: Write>(&self, mut out: W) -> std::io::Result<()> {
         writeln!(out, "{}", Self::CSV_HEADER)?;
+        self.write_csv_rows("", out)
+    }
+
+    /// The rows of [`write_csv`](Self::write_csv) without the header, each
+    /// line starting with `prefix` (the lab's `case,` column). Each line is
+    /// built in one buffer and written whole: a simulation writes tens of
+    /// thousands of rows.
+    pub fn write_csv_rows<W: Write>(&self, prefix: &str, mut out: W) -> std::io::Result<()> {
+        let mut line = Vec::with_capacity(prefix.len() + 160);
         for r in &self.rows {
+<<<<<<< HEAD
             writeln!(
                 out,
                 "{},{:.6},{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{},{},{},{:.6},{}",
@@ -62,6 +83,38 @@ impl StatsCollector {
                 r.t_start,
                 r.live
             )?;
+=======
+            line.clear();
+            line.extend_from_slice(prefix.as_bytes());
+            let fields = [
+                Field::Int(r.step),
+                Field::Fixed(r.t, 6),
+                Field::Int(r.waiting as u64),
+                Field::Int(r.running as u64),
+                Field::Int(r.used_blocks as u64),
+                Field::Int(r.free_blocks as u64),
+                Field::Int(r.cached_free_blocks as u64),
+                Field::Int(r.kv_tokens as u64),
+                Field::Int(r.used_kv_bytes),
+                Field::Fixed(r.block_occupancy(), 4),
+                Field::Fixed(r.token_occupancy(), 4),
+                Field::Fixed(r.fragmentation(), 4),
+                Field::Int(r.batch_tokens as u64),
+                Field::Int(r.prefill_tokens as u64),
+                Field::Int(r.decode_seqs as u64),
+            ];
+            for (i, field) in fields.into_iter().enumerate() {
+                if i > 0 {
+                    line.push(b',');
+                }
+                match field {
+                    Field::Int(n) => push_uint(&mut line, n),
+                    Field::Fixed(x, decimals) => push_fixed(&mut line, x, decimals),
+                }
+            }
+            line.push(b'\n');
+            out.write_all(&line)?;
+>>>>>>> issue21-sim
         }
         Ok(())
     }

@@ -48,11 +48,8 @@ fn stats_csv<'a>(runs: impl IntoIterator<Item = &'a CaseRun>) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = writeln!(out, "case,{}", StatsCollector::CSV_HEADER);
     for case in runs {
-        let mut body = Vec::new();
-        case.stats.write_csv(&mut body).expect("writing to memory");
-        for line in String::from_utf8_lossy(&body).lines().skip(1) {
-            let _ = writeln!(out, "{},{line}", case.spec.name);
-        }
+        let prefix = format!("{},", case.spec.name);
+        case.stats.write_csv_rows(&prefix, &mut out).expect("writing to memory");
     }
     out
 }
