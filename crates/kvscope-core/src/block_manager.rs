@@ -630,6 +630,7 @@ const RELEASE_PREFETCH_AHEAD: usize = 8;
 
 /// A hint that `block`'s line will be read soon.
 #[inline(always)]
+#[allow(unsafe_code)] // the crate's one unsafe block (see lib.rs)
 fn prefetch(block: &Block) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch only hints the cache and never faults; `block` is

@@ -21,6 +21,10 @@
 //!   workloads; `testing` (feature `testing`): a paged executor for tests.
 //!
 //! No tensors and no I/O live here; the crate is deterministic.
+//! One `unsafe` block, a cache prefetch in `block_manager::prefetch`, is
+//! allowed by name; the rest of the crate may not use `unsafe`.
+
+#![deny(unsafe_code)]
 
 mod batch_writer;
 pub mod block_manager;

@@ -8,13 +8,9 @@
 //! admit are the long prefills, so weighting the state *after* each step
 //! over the next one would drop most of a long request's life.
 
-<<<<<<< HEAD
+use crate::csv_text::{push_fixed, push_uint};
 use crate::events::{DecodeRunReport, EventRecord, KvEvent, Observer, ReleaseReason, StallReason, StepSnapshot};
 use crate::ids::{RequestId, Seconds};
-=======
-use crate::csv_text::{push_fixed, push_uint};
-use crate::events::{DecodeRunReport, EventRecord, KvEvent, Observer, StallReason, StepSnapshot};
->>>>>>> issue21-sim
 use std::collections::HashMap;
 use std::io::Write;
 
@@ -61,29 +57,6 @@ impl StatsCollector {
     pub fn write_csv_rows<W: Write>(&self, prefix: &str, mut out: W) -> std::io::Result<()> {
         let mut line = Vec::with_capacity(prefix.len() + 160);
         for r in &self.rows {
-<<<<<<< HEAD
-            writeln!(
-                out,
-                "{},{:.6},{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{},{},{},{:.6},{}",
-                r.step,
-                r.t,
-                r.waiting,
-                r.running,
-                r.used_blocks,
-                r.free_blocks,
-                r.cached_free_blocks,
-                r.kv_tokens,
-                r.used_kv_bytes,
-                r.block_occupancy(),
-                r.token_occupancy(),
-                r.fragmentation(),
-                r.batch_tokens,
-                r.prefill_tokens,
-                r.decode_seqs,
-                r.t_start,
-                r.live
-            )?;
-=======
             line.clear();
             line.extend_from_slice(prefix.as_bytes());
             let fields = [
@@ -102,6 +75,8 @@ impl StatsCollector {
                 Field::Int(r.batch_tokens as u64),
                 Field::Int(r.prefill_tokens as u64),
                 Field::Int(r.decode_seqs as u64),
+                Field::Fixed(r.t_start, 6),
+                Field::Int(r.live as u64),
             ];
             for (i, field) in fields.into_iter().enumerate() {
                 if i > 0 {
@@ -114,7 +89,6 @@ impl StatsCollector {
             }
             line.push(b'\n');
             out.write_all(&line)?;
->>>>>>> issue21-sim
         }
         Ok(())
     }
