@@ -99,13 +99,8 @@ pub struct CapacityLine {
     pub arrival: Option<String>,
     pub live_mean: String,
     pub live_max: String,
-    pub kv: String,
-    pub kv_block_rounded: String,
-    /// p50, p90; the tail beside them.
-    pub ttft: [String; 2],
-    pub ttft_tail: Tail,
-    pub queue_wait: [String; 2],
-    pub queue_wait_tail: Tail,
+    #[serde(flatten)]
+    pub figures: RequestFigures,
     /// A two-peak mix's long and short requests, each on its own line
     /// under the case's.
     pub members: Vec<MemberLine>,
@@ -133,6 +128,39 @@ impl Tail {
     }
 }
 
+/// What the capacity table says of one group of requests (a case, or one
+/// member of a mix): KV per request, then TTFT and queue wait as p50, p90
+/// and the tail beside them.
+#[derive(Serialize)]
+pub struct RequestFigures {
+    pub kv: String,
+    pub kv_block_rounded: String,
+    pub ttft: [String; 2],
+    pub ttft_tail: Tail,
+    pub queue_wait: [String; 2],
+    pub queue_wait_tail: Tail,
+}
+
+impl RequestFigures {
+    /// `kv`: estimated bytes per request, exact and rounded up to blocks;
+    /// `ttft` and `queue_wait` pick the group's distribution from a repeat.
+    fn of(
+        (kv, kv_block_rounded): (f64, f64),
+        reps: &[CapacityRow],
+        ttft: impl Fn(&CapacityRow) -> Dist + Copy,
+        queue_wait: impl Fn(&CapacityRow) -> Dist + Copy,
+    ) -> RequestFigures {
+        RequestFigures {
+            kv: kib(kv),
+            kv_block_rounded: kib(kv_block_rounded),
+            ttft: [show(reps, |x| ttft(x).p50, 3), show(reps, |x| ttft(x).p90, 3)],
+            ttft_tail: Tail::of(reps, ttft),
+            queue_wait: [show(reps, |x| queue_wait(x).p50, 3), show(reps, |x| queue_wait(x).p90, 3)],
+            queue_wait_tail: Tail::of(reps, queue_wait),
+        }
+    }
+}
+
 /// One member of a two-peak mix (see [`CapacityRow::members`]).
 #[derive(Serialize)]
 pub struct MemberLine {
@@ -143,31 +171,26 @@ pub struct MemberLine {
     /// Of the requests live in the step with the most, this member's.
     pub live_at_max: usize,
     pub blocks_at_max: usize,
-    pub kv: String,
-    pub kv_block_rounded: String,
-    pub ttft: [String; 2],
-    pub ttft_tail: Tail,
-    pub queue_wait: [String; 2],
-    pub queue_wait_tail: Tail,
+    #[serde(flatten)]
+    pub figures: RequestFigures,
 }
 
 impl MemberLine {
     /// Member `i` of `reps` (one row per repeat).
     fn new(reps: &[CapacityRow], i: usize) -> MemberLine {
         let m = &reps[0].members[i];
-        let member = |x: &CapacityRow| x.members[i].clone();
         MemberLine {
             member: m.member.clone(),
             prompt_len: format!("{:.0}", m.prompt_len),
             requests: m.requests,
             live_at_max: m.live_at_max,
             blocks_at_max: m.blocks_at_max,
-            kv: kib(m.estimated_kv),
-            kv_block_rounded: kib(m.estimated_kv_block_rounded),
-            ttft: [show(reps, |x| member(x).ttft.p50, 3), show(reps, |x| member(x).ttft.p90, 3)],
-            ttft_tail: Tail::of(reps, |x| member(x).ttft),
-            queue_wait: [show(reps, |x| member(x).queue_wait.p50, 3), show(reps, |x| member(x).queue_wait.p90, 3)],
-            queue_wait_tail: Tail::of(reps, |x| member(x).queue_wait),
+            figures: RequestFigures::of(
+                (m.estimated_kv, m.estimated_kv_block_rounded),
+                reps,
+                |x| x.members[i].ttft,
+                |x| x.members[i].queue_wait,
+            ),
         }
     }
 }
@@ -413,12 +436,12 @@ impl CapacityTable {
                     },
                     live_mean: show(reps, |x| x.live_requests, 2),
                     live_max: show(reps, |x| x.live_requests_max as f64, 0),
-                    kv: kib(r.estimated_kv),
-                    kv_block_rounded: kib(r.estimated_kv_block_rounded),
-                    ttft: [show(reps, |x| x.ttft.p50, 3), show(reps, |x| x.ttft.p90, 3)],
-                    ttft_tail: Tail::of(reps, |x| x.ttft),
-                    queue_wait: [show(reps, |x| x.queue_wait.p50, 3), show(reps, |x| x.queue_wait.p90, 3)],
-                    queue_wait_tail: Tail::of(reps, |x| x.queue_wait),
+                    figures: RequestFigures::of(
+                        (r.estimated_kv, r.estimated_kv_block_rounded),
+                        reps,
+                        |x| x.ttft,
+                        |x| x.queue_wait,
+                    ),
                     members: (0..r.members.len())
                         .filter(|&m| reps.iter().all(|x| x.members.len() > m))
                         .map(|m| MemberLine::new(reps, m))
