@@ -126,6 +126,12 @@ figure_text! {
     note_decode: "read all KV, +1 slot/step", "读全部 KV，每步 +1 槽";
     note_finished: "KV released", "KV 已释放";
     block_side: "block side", "块的一侧";
+    preempt_recompute: "preemption → recompute", "抢占 → 重算";
+    recompute_edge: "readmitted ×{}: prefill recomputes the released KV", "重新准入 ×{}：预填充重算已释放的 KV";
+    not_in_run: "(not seen in this run)", "（本次运行中未出现）";
+    block_table: "request_id → block table", "request_id → 块表";
+    block_table_admit: "admitted: its blocks are allocated into it", "准入：分配的块记入该表";
+    block_table_release: "preempted / finished: its blocks are released", "被抢占 / 完成：表中的块被释放";
     kept_cached: "{} released blocks kept cached", "{} 个释放的块保留在缓存中";
     evicted: "cached free → evicted ×{}", "缓存的空闲块 → 被驱逐 ×{}";
 }
@@ -208,7 +214,7 @@ mod tests {
     #[test]
     fn zh_labels_and_lifecycle_phrases_carry_no_english_words() {
         // Units, metric names and quoted identifiers may stay; words may not.
-        let allowed = ["kvscope"];
+        let allowed = ["kvscope", "request_id"];
         for zh in ZH.all().into_iter().chain(LIFECYCLE_ZH.iter().map(|p| p.1)) {
             for word in zh.split(|c: char| !c.is_ascii_alphabetic() && c != '_') {
                 let english = word.len() > 3 && word.chars().all(|c| c.is_ascii_lowercase() || c == '_');

@@ -76,6 +76,7 @@ impl LifecycleGraph {
                     a.blocks += blocks.len() as u64;
                     a.cached_blocks += *cached_blocks as u64;
                     a.readmissions += u64::from(*readmission);
+                    g.readmissions += u64::from(*readmission);
                 }
                 KvEvent::Prefill { tokens, .. } => {
                     state.insert(id, State::Prefill);

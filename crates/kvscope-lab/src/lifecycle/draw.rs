@@ -1,11 +1,45 @@
 //! The state machine as a self-contained SVG (`lifecycle.svg`): one box per
-//! state, left to right, one arrow per transition the events took, each
-//! labelled with its count, details and code sites.
+//! state, stacked top to bottom in the order a request goes through them,
+//! one arrow per transition the events took, each labelled with its count,
+//! details and code sites. Forward arrows run down the middle with their
+//! labels to the right, self-loops sit on the boxes' right with their labels
+//! beside them, and the preemption → recompute path runs up the left.
+//!
+//! Sized for print: the text is at least 9 points (9.5 here) when the figure
+//! is scaled to an A4 page's text width ([`A4_TEXT_PT`]), so the width and
+//! the font sizes are fixed together and long labels wrap.
 
 use super::{LifecycleGraph, State, Transition};
 use crate::figure_text::{self, fill, lifecycle_phrase, FigureText};
 use crate::report::Lang;
-use crate::svg::{Anchor, Svg};
+use crate::svg::{text_width, Anchor, Svg};
+
+/// An A4 page's text width (170 mm) in points.
+pub const A4_TEXT_PT: f64 = 482.0;
+
+/// The figure's width in user units.
+const WIDTH: f64 = 1000.0;
+/// Body text: 9.5 pt at A4 text width.
+const F: f64 = 9.5 * WIDTH / A4_TEXT_PT;
+/// Bold transition names.
+const FB: f64 = F * 1.05;
+/// State names and the title.
+const FS: f64 = F * 1.25;
+/// Line height.
+const LH: f64 = F * 1.3;
+/// The boxes: left edge, width, height.
+const BOX_X: f64 = 370.0;
+const BW: f64 = 290.0;
+const BH: f64 = 80.0;
+const CX: f64 = BOX_X + BW / 2.0;
+/// The left lane's labels (preemption → recompute) start here, up to [`LEFT_W`].
+const LEFT_X: f64 = 16.0;
+const LEFT_W: f64 = 270.0;
+/// Self-loop labels (and the notes beside a box) start here.
+const LOOP_X: f64 = BOX_X + BW + 50.0;
+/// Labels of the forward arrows start right of the middle arrow.
+const FWD_X: f64 = CX + 16.0;
+const PREEMPT: &str = "#b03030";
 
 /// The state's name and what it means for KV, in the figure's language.
 fn state_text(s: State, tx: &FigureText) -> (&'static str, &'static str) {
@@ -18,63 +52,197 @@ fn state_text(s: State, tx: &FigureText) -> (&'static str, &'static str) {
     }
 }
 
-/// The state's column, left to right in the order a request goes through.
-fn column(s: State) -> usize {
-    match s {
-        State::Start => 0,
-        State::Waiting => 1,
-        State::Prefill => 2,
-        State::Decode => 3,
-        State::Finished => 4,
+/// One line of a label: text, bold, colour.
+type Line = (String, bool, &'static str);
+
+/// `text` broken into lines no wider than `max` at `size`: after ", " or
+/// "；", else at a space, else after "::" (code sites); a word wider than
+/// `max` stays whole.
+fn wrap(text: &str, size: f64, max: f64) -> Vec<String> {
+    if text_width(text, size) <= max {
+        return vec![text.to_string()];
+    }
+    // Break points: byte offsets just after a separator.
+    let mut breaks: Vec<usize> = Vec::new();
+    for sep in [", ", "；", "，", "：", " ", "::"] {
+        breaks.extend(text.match_indices(sep).map(|(i, m)| i + m.len()));
+    }
+    breaks.sort_unstable();
+    breaks.dedup();
+    // The last break that keeps the first line within `max`.
+    let cut = breaks.iter().copied().filter(|&b| text_width(text[..b].trim_end(), size) <= max).max();
+    match cut {
+        Some(b) if b < text.len() => {
+            let mut out = vec![text[..b].trim_end().to_string()];
+            out.extend(wrap(&format!("  {}", text[b..].trim_start()), size, max));
+            out
+        }
+        _ => vec![text.to_string()],
     }
 }
 
+/// The label lines of some transitions: "name ×count" in bold, its details,
+/// then "@ site" lines, each wrapped to `max`.
+fn label_lines(ts: &[&Transition], lang: Lang, max: f64) -> Vec<Line> {
+    let mut lines: Vec<Line> = Vec::new();
+    for t in ts {
+        let name = format!("{} ×{}", lifecycle_phrase(&t.name, lang), t.count);
+        let color = if t.name == "preempted" { PREEMPT } else { "#111" };
+        lines.extend(wrap(&name, FB, max).into_iter().map(|l| (l, true, color)));
+        for d in &t.details {
+            lines.extend(wrap(&lifecycle_phrase(d, lang), F, max).into_iter().map(|l| (l, false, "#333")));
+        }
+        for s in &t.sites {
+            lines.extend(site_lines(s, max));
+        }
+    }
+    lines
+}
+
+/// "@ site", wrapped: a continuation reads "@ …rest", still a site.
+fn site_lines(site: &str, max: f64) -> Vec<Line> {
+    let parts = wrap(&format!("@ {site}"), F, max).into_iter().enumerate();
+    parts.map(|(i, l)| (if i == 0 { l } else { format!("@ …{}", l.trim_start()) }, false, "#1f5f9f")).collect()
+}
+
+/// Plain lines of one colour, wrapped.
+fn plain(texts: &[String], bold: bool, color: &'static str, max: f64) -> Vec<Line> {
+    let size = if bold { FB } else { F };
+    texts.iter().flat_map(|t| wrap(t, size, max)).map(|l| (l, bold, color)).collect()
+}
+
+/// Draws `lines` from the baseline `y` down, starting at `x`.
+fn draw_lines(svg: &mut Svg, x: f64, y: f64, lines: &[Line]) {
+    for (i, (text, bold, color)) in lines.iter().enumerate() {
+        let yy = y + i as f64 * LH;
+        if *bold {
+            svg.label_bold(x, yy, text, FB, Anchor::Start, color);
+        } else {
+            svg.label(x, yy, text, F, Anchor::Start, color);
+        }
+    }
+}
+
+fn height_of(lines: &[Line]) -> f64 {
+    lines.len() as f64 * LH
+}
+
 impl LifecycleGraph {
-    /// A self-contained SVG of the state machine, states left to right.
+    /// A self-contained SVG of the state machine, states top to bottom.
     pub fn to_svg(&self, lang: Lang) -> String {
         let tx = figure_text::of(lang);
-        let (bw, bh) = (170.0, 64.0);
-        let col_x = |c: usize| 70.0 + (c as f64 - 1.0) * 410.0 + 80.0;
-        // Room above the boxes for the tallest stack of labels.
-        let lines = |ts: &[&Transition]| ts.iter().map(|t| 1 + t.details.len() + t.sites.len()).sum::<usize>() as f64;
-        let loop_need = [State::Waiting, State::Prefill, State::Decode]
-            .iter()
-            .map(|s| lines(&self.between(*s, *s)) * 14.0 + 62.0)
-            .fold(0.0, f64::max);
-        let fwd_need = [
-            (State::Start, State::Waiting),
-            (State::Waiting, State::Prefill),
-            (State::Prefill, State::Decode),
-            (State::Decode, State::Finished),
-        ]
-        .iter()
-        .map(|(a, b)| lines(&self.between(*a, *b)) * 14.0 + 4.0)
-        .fold(0.0, f64::max);
-        let box_y = 70.0 + f64::max(loop_need, fwd_need);
-        let cy = box_y + bh / 2.0;
-        let width = col_x(4) + bw + 60.0;
-        let lower: Vec<&Transition> =
-            self.transitions.iter().filter(|t| t.from != t.to && column(t.to) <= column(t.from)).collect();
-        let skips: Vec<&Transition> =
-            self.transitions.iter().filter(|t| t.from != State::Start && column(t.to) > column(t.from) + 1).collect();
-        // Group arcs below the boxes by (from, to): each group gets a depth.
-        let mut arcs: Vec<(State, State)> = Vec::new();
-        for t in lower.iter().chain(skips.iter()) {
-            if !arcs.contains(&(t.from, t.to)) {
-                arcs.push((t.from, t.to));
+        let states = [State::Waiting, State::Prefill, State::Decode, State::Finished];
+        let fwd_max = WIDTH - 16.0 - FWD_X;
+        let loop_max = WIDTH - 16.0 - LOOP_X;
+
+        // The heading.
+        let title = wrap(tx.lifecycle_title, FS, WIDTH - 40.0);
+        let run = if self.run_name.is_empty() { String::new() } else { fill(tx.of_run, &[&self.run_name]) };
+        let legend = wrap(&fill(tx.lifecycle_legend, &[&self.num_events, &run, &self.num_requests]), F, WIDTH - 40.0);
+        let mut y = 20.0 + FS;
+        let mut parts: Vec<(f64, Vec<String>, f64, bool, &str)> = Vec::new();
+        parts.push((y, title.clone(), FS, true, "#111"));
+        y += title.len() as f64 * FS * 1.25;
+        parts.push((y, legend.clone(), F, false, "#444"));
+        y += legend.len() as f64 * LH + 10.0;
+
+        // What goes beside each box (self-loops; the notes) and in each gap
+        // (forward arrows on the right, the preemption lane on the left).
+        let beside = |s: State| -> Vec<Line> {
+            let mut lines = label_lines(&self.between(s, s), lang, loop_max);
+            if s == State::Finished {
+                let notes = vec![
+                    fill(tx.kept_cached, &[&self.released_cached_blocks]),
+                    fill(tx.evicted, &[&self.evicted_blocks]),
+                ];
+                lines.extend(plain(&[tx.block_side.to_string()], true, "#555", loop_max));
+                lines.extend(plain(&notes, false, "#333", loop_max));
+                lines.extend(self.evicted_sites.iter().flat_map(|s| site_lines(s, loop_max)));
+            }
+            lines
+        };
+        let block_table: Vec<Line> = {
+            let mut l = plain(&[tx.block_table.to_string()], true, "#5a3d8a", loop_max - 20.0);
+            l.extend(plain(
+                &[tx.block_table_admit.to_string(), tx.block_table_release.to_string()],
+                false,
+                "#333",
+                loop_max - 20.0,
+            ));
+            l
+        };
+        let preempted_from = |s: State| self.between(s, State::Waiting);
+        let any_preempted = [State::Prefill, State::Decode].iter().any(|&s| !preempted_from(s).is_empty());
+        // The left lane: its heading and the recompute edge between
+        // Waiting and Prefill, each preemption beside its source's gap.
+        let recompute_lines: Vec<Line> = {
+            let mut l = plain(&[tx.preempt_recompute.to_string()], true, PREEMPT, LEFT_W);
+            if any_preempted {
+                l.extend(plain(&[fill(tx.recompute_edge, &[&self.readmissions])], false, "#333", LEFT_W));
+            } else {
+                l.extend(plain(&[tx.not_in_run.to_string()], false, "#666", LEFT_W));
+            }
+            l
+        };
+        let left_of_gap = |a: State| -> Vec<Line> {
+            match a {
+                State::Waiting => recompute_lines.clone(),
+                State::Prefill => label_lines(&preempted_from(State::Prefill), lang, LEFT_W),
+                State::Decode => label_lines(&preempted_from(State::Decode), lang, LEFT_W),
+                _ => Vec::new(),
+            }
+        };
+        let right_of_gap = |a: State, b: State| label_lines(&self.between(a, b), lang, fwd_max);
+        // Transitions that skip a state (e.g. prefill → finished) are drawn
+        // on the right of the boxes' column, from source to target.
+        let skips: Vec<(State, State)> = {
+            let mut v: Vec<(State, State)> = Vec::new();
+            for t in &self.transitions {
+                let (fi, ti) = (index(t.from), index(t.to));
+                if t.from != State::Start && ti > fi + 1 && !v.contains(&(t.from, t.to)) {
+                    v.push((t.from, t.to));
+                }
+            }
+            v
+        };
+
+        // Vertical layout: arrival gap, then box, gap, box, …
+        let arrivals = self.between(State::Start, State::Waiting);
+        let arrival_lines = label_lines(&arrivals, lang, fwd_max);
+        let start_y = y + 10.0;
+        y = start_y + (height_of(&arrival_lines) + 10.0).max(50.0);
+        let mut box_y = [0.0; 4];
+        let mut row_h = [0.0; 4];
+        let mut gaps: Vec<(f64, f64, Vec<Line>, Vec<Line>)> = Vec::new();
+        for (i, &s) in states.iter().enumerate() {
+            box_y[i] = y;
+            let mut side = height_of(&beside(s));
+            if s == State::Prefill {
+                side += height_of(&block_table) + 24.0;
+            }
+            row_h[i] = BH.max(side + 8.0);
+            y += row_h[i];
+            if let Some(&next) = states.get(i + 1) {
+                let mut right = right_of_gap(s, next);
+                for &(a, b) in &skips {
+                    if a == s {
+                        right.extend(label_lines(&self.between(a, b), lang, fwd_max));
+                    }
+                }
+                let left = left_of_gap(s);
+                let h = (height_of(&right).max(height_of(&left)) + 24.0).max(60.0);
+                gaps.push((y, h, left, right));
+                y += h;
             }
         }
-        arcs.sort_by_key(|&(f, t)| (column(f) as i64 - column(t) as i64).abs());
-        let depth_step = 110.0;
-        let arc_lines = arcs.iter().map(|(a, b)| lines(&self.between(*a, *b))).fold(0.0, f64::max);
-        let height = (box_y + bh + 40.0 + depth_step * arcs.len().saturating_sub(1) as f64 + 30.0 + arc_lines * 14.0)
-            .max(box_y + bh + 110.0 + 14.0 * self.evicted_sites.len() as f64);
-        let mut svg = Svg::new(width, height);
-        svg.text(20.0, 28.0, tx.lifecycle_title, 18.0, Anchor::Start, "#111", true);
-        let run = if self.run_name.is_empty() { String::new() } else { fill(tx.of_run, &[&self.run_name]) };
-        let legend = fill(tx.lifecycle_legend, &[&self.num_events, &run, &self.num_requests]);
-        svg.text(20.0, 50.0, &legend, 12.0, Anchor::Start, "#444", false);
+        let height = y + 20.0;
 
+        let mut svg = Svg::new(WIDTH, height);
+        for (yy, lines, size, bold, color) in &parts {
+            for (i, l) in lines.iter().enumerate() {
+                svg.text(20.0, yy + i as f64 * size * 1.25, l, *size, Anchor::Start, color, *bold);
+            }
+        }
         let colors = |s: State| match s {
             State::Waiting => "#fde9c9",
             State::Prefill => "#cfe3fb",
@@ -82,110 +250,134 @@ impl LifecycleGraph {
             State::Finished => "#e4e4e4",
             State::Start => "#fff",
         };
-        for s in [State::Waiting, State::Prefill, State::Decode, State::Finished] {
-            let x = col_x(column(s));
+        for (i, &s) in states.iter().enumerate() {
+            let by = box_y[i];
             svg.raw(&format!(r#"<g class="state" data-state="{}">"#, s.name()));
-            svg.rect(x, box_y, bw, bh, colors(s), Some("#555"), 10.0);
+            svg.rect(BOX_X, by, BW, BH, colors(s), Some("#555"), 10.0);
             let (name, note) = state_text(s, tx);
-            svg.text(x + bw / 2.0, box_y + 27.0, name, 17.0, Anchor::Middle, "#111", true);
-            svg.text(x + bw / 2.0, box_y + 47.0, note, 11.0, Anchor::Middle, "#333", false);
+            svg.text(CX, by + 12.0 + FS, name, FS, Anchor::Middle, "#111", true);
+            svg.text(CX, by + 20.0 + FS + LH, note, F, Anchor::Middle, "#333", false);
             svg.raw("</g>");
         }
         let edge = "#444";
-        // Start dot and arrival.
-        let start_x = col_x(1) - 110.0;
-        svg.circle(start_x, cy, 8.0, "#111");
-        let arrivals = self.between(State::Start, State::Waiting);
+        let idx = |s: State| index(s);
+        // Arrival: a dot above Waiting.
         if !arrivals.is_empty() {
+            svg.circle(CX, start_y, 8.0, "#111");
             open_edge(&mut svg, State::Start, State::Waiting);
-            svg.arrow(start_x + 9.0, cy, col_x(1) - 2.0, cy, edge, 1.6);
-            draw_label(&mut svg, (start_x + col_x(1)) / 2.0 - 8.0, cy - 12.0, &arrivals, Anchor::Middle, true, lang);
+            svg.arrow(CX, start_y + 9.0, CX, box_y[0] - 2.0, edge, 1.8);
+            draw_lines(&mut svg, FWD_X, start_y + F, &arrival_lines);
             svg.raw("</g>");
         }
-        // Self loops above the boxes, labels stacked above the loop.
-        for s in [State::Waiting, State::Prefill, State::Decode] {
+        // Self-loops on the boxes' right, labels beside them.
+        for (i, &s) in states.iter().enumerate() {
+            let lines = beside(s);
+            let by = box_y[i];
             let ts = self.between(s, s);
-            if ts.is_empty() {
-                continue;
+            if !ts.is_empty() {
+                let x = BOX_X + BW;
+                let (y1, y2) = (by + BH * 0.25, by + BH * 0.75);
+                open_edge(&mut svg, s, s);
+                svg.path(
+                    &format!("M{x},{y1} C{},{} {},{} {},{y2}", x + 45.0, y1 - 10.0, x + 45.0, y2 + 10.0, x + 2.0),
+                    edge,
+                    1.8,
+                    true,
+                    None,
+                );
+                let own = label_lines(&ts, lang, loop_max);
+                draw_lines(&mut svg, LOOP_X, by + F, &own);
+                svg.raw("</g>");
+                draw_lines(&mut svg, LOOP_X, by + F + height_of(&own), &lines[own.len()..]);
+            } else {
+                draw_lines(&mut svg, LOOP_X, by + F, &lines);
             }
-            let x = col_x(column(s));
-            let (x1, x2) = (x + bw * 0.3, x + bw * 0.7);
-            let top = box_y - 55.0;
-            open_edge(&mut svg, s, s);
-            svg.path(
-                &format!("M{x1},{box_y} C{},{top} {},{top} {x2},{}", x1 - 30.0, x2 + 30.0, box_y - 2.0),
-                edge,
-                1.6,
-                true,
-                None,
-            );
-            draw_label(&mut svg, x + bw / 2.0, top - 6.0, &ts, Anchor::Middle, true, lang);
-            svg.raw("</g>");
-        }
-        // Forward neighbours: straight arrows, labels above.
-        for (a, b) in
-            [(State::Waiting, State::Prefill), (State::Prefill, State::Decode), (State::Decode, State::Finished)]
-        {
-            let ts = self.between(a, b);
-            if ts.is_empty() {
-                continue;
+            if s == State::Prefill {
+                // The block table, bound to the request id at admission.
+                let top = by + height_of(&lines) + 12.0;
+                let h = height_of(&block_table) + 10.0;
+                svg.raw(r#"<g class="link" data-link="block_table">"#);
+                svg.rect(LOOP_X - 8.0, top, loop_max + 8.0, h, "#f1ebfa", Some("#5a3d8a"), 6.0);
+                svg.path(
+                    &format!("M{},{} L{},{}", BOX_X + BW, by + BH - 8.0, LOOP_X - 8.0, top + h / 2.0),
+                    "#5a3d8a",
+                    1.6,
+                    false,
+                    Some("5,4"),
+                );
+                draw_lines(&mut svg, LOOP_X, top + F + 2.0, &block_table);
+                svg.raw("</g>");
             }
-            let (x1, x2) = (col_x(column(a)) + bw, col_x(column(b)));
-            open_edge(&mut svg, a, b);
-            svg.arrow(x1 + 2.0, cy, x2 - 2.0, cy, edge, 1.6);
-            draw_label(&mut svg, (x1 + x2) / 2.0, cy - 12.0, &ts, Anchor::Middle, true, lang);
-            svg.raw("</g>");
         }
-        // Backward and skipping arcs below the boxes.
-        for (i, &(a, b)) in arcs.iter().enumerate() {
+        // Forward neighbours down the middle, labels on the right; the
+        // left lane beside each gap.
+        for (i, (gy, _, left, _)) in gaps.iter().enumerate() {
+            let (a, b) = (states[i], states[i + 1]);
             let ts = self.between(a, b);
-            let depth = box_y + bh + 40.0 + depth_step * i as f64;
-            let xa = col_x(column(a)) + bw * if column(b) < column(a) { 0.35 } else { 0.65 };
-            let xb = col_x(column(b)) + bw * if column(b) < column(a) { 0.65 } else { 0.35 };
-            let by = box_y + bh;
-            let color = if ts.iter().any(|t| t.name == "preempted") { "#b03030" } else { edge };
-            open_edge(&mut svg, a, b);
-            svg.path(&format!("M{xa},{by} C{xa},{depth} {xb},{depth} {xb},{}", by + 2.0), color, 1.6, true, None);
-            let mid = (xa + xb) / 2.0;
-            let apex = by + (depth - by) * 0.75;
-            draw_label(&mut svg, mid, apex + 16.0, &ts, Anchor::Middle, false, lang);
-            svg.raw("</g>");
-        }
-        // Block side.
-        let fx = col_x(4);
-        let note_y = box_y + bh + 30.0;
-        let ev_sites: Vec<&str> = self.evicted_sites.iter().map(String::as_str).collect();
-        svg.text(fx + bw / 2.0, note_y, tx.block_side, 12.0, Anchor::Middle, "#555", true);
-        svg.text(
-            fx + bw / 2.0,
-            note_y + 16.0,
-            &fill(tx.kept_cached, &[&self.released_cached_blocks]),
-            11.0,
-            Anchor::Middle,
-            "#333",
-            false,
-        );
-        svg.text(
-            fx + bw / 2.0,
-            note_y + 31.0,
-            &fill(tx.evicted, &[&self.evicted_blocks]),
-            11.0,
-            Anchor::Middle,
-            "#333",
-            false,
-        );
-        for (i, site) in ev_sites.iter().enumerate() {
-            svg.text(
-                fx + bw / 2.0,
-                note_y + 46.0 + 14.0 * i as f64,
-                &format!("@ {site}"),
-                11.0,
-                Anchor::Middle,
-                "#1f5f9f",
-                false,
-            );
+            let (y1, y2) = (box_y[i] + BH, box_y[i + 1]);
+            let mut drawn_right = 0;
+            if !ts.is_empty() {
+                open_edge(&mut svg, a, b);
+                svg.arrow(CX, y1 + 2.0, CX, y2 - 2.0, edge, 1.8);
+                let own = label_lines(&ts, lang, fwd_max);
+                drawn_right = own.len();
+                draw_lines(&mut svg, FWD_X, gy + 12.0 + F, &own);
+                svg.raw("</g>");
+            }
+            // Skipping arrows (a → beyond b) on the right of the column.
+            let mut yy = gy + 12.0 + F + drawn_right as f64 * LH;
+            for &(sa, sb) in skips.iter().filter(|(sa, _)| *sa == a) {
+                let own = label_lines(&self.between(sa, sb), lang, fwd_max);
+                let x = BOX_X + BW - 20.0;
+                open_edge(&mut svg, sa, sb);
+                svg.arrow(x, y1 + 2.0, x, box_y[idx(sb) - 1] - 2.0, edge, 1.6);
+                draw_lines(&mut svg, FWD_X, yy, &own);
+                svg.raw("</g>");
+                yy += height_of(&own);
+            }
+            // The left lane.
+            match a {
+                State::Waiting => {
+                    // Readmission: prefill recomputes the KV it lost.
+                    let x = BOX_X + 40.0;
+                    let (color, dash) = if any_preempted { (PREEMPT, Some("7,4")) } else { ("#999", Some("3,4")) };
+                    svg.raw(r#"<g class="link" data-link="recompute">"#);
+                    svg.path(&format!("M{x},{} L{x},{}", y1 + 2.0, y2 - 2.0), color, 1.8, true, dash);
+                    draw_lines(&mut svg, LEFT_X, gy + 12.0 + F, left);
+                    svg.raw("</g>");
+                }
+                State::Prefill | State::Decode => {
+                    let ts = preempted_from(a);
+                    let depth = if a == State::Prefill { 30.0 } else { 60.0 };
+                    let (sy, wy) = (box_y[i] + BH * 0.5, box_y[0] + BH * if a == State::Prefill { 0.4 } else { 0.7 });
+                    let x = BOX_X;
+                    let arc = format!("M{x},{sy} C{},{sy} {},{wy} {},{wy}", x - depth, x - depth, x - 2.0);
+                    if !ts.is_empty() {
+                        open_edge(&mut svg, a, State::Waiting);
+                        svg.path(&arc, PREEMPT, 1.8, true, None);
+                        draw_lines(&mut svg, LEFT_X, gy + 12.0 + F, left);
+                        svg.raw("</g>");
+                    } else if !any_preempted && a == State::Decode {
+                        // The path a preemption would take, drawn faint.
+                        svg.raw(r#"<g class="link" data-link="preemption">"#);
+                        svg.path(&arc, "#999", 1.4, true, Some("3,4"));
+                        svg.raw("</g>");
+                    }
+                }
+                _ => {}
+            }
         }
         svg.finish()
+    }
+}
+
+/// The state's place top to bottom.
+fn index(s: State) -> usize {
+    match s {
+        State::Start | State::Waiting => 0,
+        State::Prefill => 1,
+        State::Decode => 2,
+        State::Finished => 3,
     }
 }
 
@@ -198,32 +390,6 @@ fn open_edge(svg: &mut Svg, from: State, to: State) {
 
 fn edge_tag(from: State, to: State) -> String {
     format!(r#"<g class="transition" data-from="{}" data-to="{}">"#, from.name(), to.name())
-}
-
-/// Label block: for each transition, "name ×count" in bold, its details,
-/// then "@ site" lines. Lines stack upward from `y` when `upward`.
-fn draw_label(svg: &mut Svg, x: f64, y: f64, ts: &[&Transition], anchor: Anchor, upward: bool, lang: Lang) {
-    let mut lines: Vec<(String, bool)> = Vec::new();
-    for t in ts {
-        lines.push((format!("{} ×{}", lifecycle_phrase(&t.name, lang), t.count), true));
-        for d in &t.details {
-            lines.push((lifecycle_phrase(d, lang), false));
-        }
-        for s in &t.sites {
-            lines.push((format!("@ {s}"), false));
-        }
-    }
-    let lh = 14.0;
-    let n = lines.len() as f64;
-    let y0 = if upward { y - (n - 1.0) * lh } else { y };
-    for (i, (text, bold)) in lines.iter().enumerate() {
-        let yy = y0 + i as f64 * lh;
-        if *bold {
-            svg.label_bold(x, yy, text, 12.5, anchor, "#111");
-        } else {
-            svg.label(x, yy, text, 11.0, anchor, if text.starts_with('@') { "#1f5f9f" } else { "#333" });
-        }
-    }
 }
 
 #[cfg(test)]
@@ -239,6 +405,20 @@ mod tests {
         let start = svg.find(tag)? + tag.len();
         let end = svg[start..].find("</g>")? + start;
         Some(&svg[start..end])
+    }
+
+    /// The drawn words of a group, lines joined by a space (a wrapped label
+    /// reads as one), halos left out.
+    fn words(group: &str) -> String {
+        let mut out: Vec<&str> = Vec::new();
+        for chunk in group.split("<text").skip(1) {
+            if chunk.contains(r#"stroke="white""#) {
+                continue;
+            }
+            let body = &chunk[chunk.find('>').unwrap() + 1..chunk.find("</text>").unwrap()];
+            out.push(body.trim());
+        }
+        out.join(" ")
     }
 
     #[test]
@@ -260,7 +440,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("no arrow for {} ({} → {})", t.name, t.from.name(), t.to.name()));
             assert!(edge.contains("marker-end="), "{} → {} has no arrowhead", t.from.name(), t.to.name());
             assert!(
-                edge.contains(&format!(">{} ×{}</text>", t.name, t.count)),
+                words(edge).contains(&format!("{} ×{}", t.name, t.count)),
                 "{} ×{} missing:\n{edge}",
                 t.name,
                 t.count
@@ -271,7 +451,7 @@ mod tests {
         // The counts are the event stream's, not the builder's own say-so.
         let arrived = run.events.iter().filter(|e| e.event.kind() == "arrived").count();
         let arrival = group(&svg, &edge_tag(State::Start, State::Waiting)).unwrap();
-        assert!(arrival.contains(&format!(">arrived ×{arrived}</text>")), "{arrival}");
+        assert!(words(arrival).contains(&format!("arrived ×{arrived}")), "{arrival}");
         let preempted = run.events.iter().filter(|e| e.event.kind() == "preempted").count();
         assert!(preempted > 0);
         let drawn: u64 = g.transitions.iter().filter(|t| t.name == "preempted").map(|t| t.count).sum();
@@ -288,7 +468,61 @@ mod tests {
         for from in [State::Prefill, State::Decode] {
             assert!(group(&svg, &edge_tag(from, State::Waiting)).is_none(), "{} → Waiting drawn", from.name());
         }
-        assert!(!svg.contains("preempted"), "a preemption label without preemptions");
+        assert!(!svg.contains("preempted ×"), "a preemption label without preemptions");
+        let lane = group(&svg, r#"<g class="link" data-link="recompute">"#).expect("the lane is drawn");
+        assert!(words(lane).contains("not seen in this run"), "{lane}");
         assert!(group(&svg, &edge_tag(State::Decode, State::Finished)).is_some());
+    }
+
+    /// The smallest text of an SVG in points, the figure scaled to an A4
+    /// page's text width.
+    fn min_text_pt(svg: &str) -> f64 {
+        let attr = |s: &str, name: &str| -> f64 {
+            let at = s.find(&format!("{name}=\"")).expect("attribute") + name.len() + 2;
+            s[at..at + s[at..].find('"').unwrap()].parse().expect("a number")
+        };
+        let width = attr(svg, "width");
+        let smallest = svg.split("<text").skip(1).map(|t| attr(t, "font-size")).fold(f64::INFINITY, f64::min);
+        smallest * A4_TEXT_PT / width
+    }
+
+    #[test]
+    fn text_is_at_least_9_pt_at_a4_width_with_the_recompute_and_block_table_links() {
+        for blocks in [40, 400, 20] {
+            let g = LifecycleGraph::from_run(&small_run(blocks));
+            for lang in [Lang::En, Lang::Zh] {
+                let svg = g.to_svg(lang);
+                assert_wellformed(&svg);
+                let pt = min_text_pt(&svg);
+                assert!(pt >= 9.0, "{blocks} blocks, {lang:?}: smallest text {pt:.1} pt at A4 width");
+                let tx = figure_text::of(lang);
+                let recompute = group(&svg, r#"<g class="link" data-link="recompute">"#).expect("recompute edge");
+                assert!(words(recompute).contains(tx.preempt_recompute), "{recompute}");
+                assert!(recompute.contains("marker-end="));
+                let table = group(&svg, r#"<g class="link" data-link="block_table">"#).expect("block table link");
+                assert!(words(table).contains(tx.block_table), "{table}");
+            }
+        }
+        // With preemptions the recompute edge counts the readmissions.
+        let g = LifecycleGraph::from_run(&small_run(40));
+        assert!(g.readmissions > 0 && g.readmissions == g.count("preempted"));
+        let svg = g.to_svg(Lang::En);
+        assert!(words(&svg).contains(&format!("readmitted ×{}", g.readmissions)));
+        let zh = words(&g.to_svg(Lang::Zh));
+        assert!(zh.contains(&format!("重新准入 ×{}", g.readmissions)) && zh.contains("被抢占 ×"), "{zh}");
+    }
+
+    /// `KVSCOPE_LIFECYCLE_PNG=DIR cargo test -p kvscope-lab lifecycle_png`
+    /// writes the figure in both languages for a look.
+    #[test]
+    fn lifecycle_png_for_a_look() {
+        let Ok(dir) = std::env::var("KVSCOPE_LIFECYCLE_PNG") else { return };
+        for blocks in [40, 400] {
+            let g = LifecycleGraph::from_run(&small_run(blocks));
+            for (lang, name) in [(Lang::En, "en"), (Lang::Zh, "zh")] {
+                let png = crate::png::svg_to_png(&g.to_svg(lang)).expect("renders");
+                std::fs::write(format!("{dir}/lifecycle_{blocks}_{name}.png"), png).unwrap();
+            }
+        }
     }
 }

@@ -89,6 +89,8 @@ pub struct LifecycleGraph {
     /// Cached free blocks reclaimed for someone else.
     pub evicted_blocks: u64,
     pub evicted_sites: BTreeSet<String>,
+    /// Admissions of a preempted request: its prefill recomputes the KV.
+    pub readmissions: u64,
 }
 
 impl LifecycleGraph {
