@@ -21,6 +21,17 @@ impl LifecycleGraph {
             }
             out.push_str(&format!("    {} --> {} : {}\n", t.from.name(), t.to.name(), mermaid_text(&label)));
         }
+        // The two links the PNG draws beside the counted transitions.
+        if self.readmissions > 0 {
+            let label = format!(
+                "preemption → recompute ×{} (readmitted, prefill recomputes the released KV)",
+                self.readmissions
+            );
+            out.push_str(&format!("    Waiting --> Prefill : {}\n", mermaid_text(&label)));
+        }
+        out.push_str("    note left of Prefill\n");
+        out.push_str("        request_id → block table: admission allocates the blocks into it, preemption or finish releases them\n");
+        out.push_str("    end note\n");
         out.push_str("    note right of Finished\n");
         out.push_str(&format!(
             "        block side — {} released blocks kept cached (evictable)\n",
@@ -57,6 +68,11 @@ mod tests {
             let label = line.split_once(" : ").expect("labelled").1;
             assert!(!label.contains([':', ';', '#']), "{line}");
         }
+        assert!(m.contains("request_id → block table"));
+        assert!(g.readmissions > 0, "a 40-block run preempts and readmits");
+        assert!(m.contains(&format!("Waiting --> Prefill : preemption → recompute ×{}", g.readmissions)));
+        let roomy = LifecycleGraph::from_run(&small_run(400));
+        assert!(roomy.readmissions == 0 && !roomy.to_mermaid().contains("preemption → recompute"));
         let stalls = LifecycleGraph::from_run(&small_run_with(80, 16, 4, 1)).to_mermaid();
         assert!(stalls.contains("stalled (max_partial_prefills)"));
     }
