@@ -47,9 +47,10 @@ pub(super) unsafe fn columns_vnni(a: &QuantizedRows, w: &PackedInt8, g0: usize, 
 }
 
 /// Most rows one tile holds. Measured (`examples/int8_speed`, AVX2 forced on
-/// a Zen 5, machine paused otherwise): 2 and 3 rows run the model's shapes
-/// within 3 % of each other, 4 rows 15–25 % slower (its accumulators no
-/// longer fit the 16 ymm registers and spill).
+/// a Zen 5, machine otherwise quiet): with both halves of a group in
+/// flight, 2 and 3 rows ran within 3 % of each other and 4 spilled (15–25 %
+/// slower); one half at a time (`run_half`), 3 and 4 rows tie and both run
+/// 10–18 % faster than before on the prefill shapes.
 const MAX_ROWS: usize = 3;
 
 /// Runs every tile of groups `g0..g1` × all rows: up to `MAX_ROWS` rows at
@@ -109,7 +110,22 @@ impl Tile<'_> {
     /// As the wrapper that calls it.
     #[inline(always)]
     unsafe fn run_256<const R: usize, const C: usize, const Q4: bool, const VNNI: bool>(self) {
-        let Tile { a, w, r, g, y, n } = self;
+        // One half of each group at a time (columns 0..8, then 8..16): one
+        // half's accumulators, its int16 sums and the fold's operands fit
+        // the 16 ymm registers; both halves at once spilled the accumulators
+        // to the stack every block (10–18 % slower on the prefill shapes).
+        for h in 0..2 {
+            self.run_half::<R, C, Q4, VNNI>(h);
+        }
+    }
+
+    /// Columns `8h .. 8h + 8` of the tile's groups, every block.
+    ///
+    /// # Safety
+    /// As the wrapper that calls `run_256`.
+    #[inline(always)]
+    unsafe fn run_half<const R: usize, const C: usize, const Q4: bool, const VNNI: bool>(&self, h: usize) {
+        let Tile { a, w, r, g, y, n } = *self;
         let nb = a.blocks_per_row();
         let (qb, rb) = (w.kind().quant_bytes(), w.kind().record_bytes());
         let recs: [*const u8; C] = std::array::from_fn(|c| w.group(g + c).as_ptr());
@@ -117,8 +133,8 @@ impl Tile<'_> {
         let ones = _mm256_set1_epi16(1);
         let low = _mm256_set1_epi8(0x0f);
         let flip = _mm256_set1_epi8(-128);
-        // [row][group][half]: columns 0..8 and 8..16 of each group.
-        let mut facc = [[[_mm256_setzero_ps(); 2]; C]; R];
+        // [row][group]: this half's columns of each group.
+        let mut facc = [[_mm256_setzero_ps(); C]; R];
         for b in 0..nb {
             // Four int8 activations of row i at offset off (< 32) in block b,
             // broadcast to every lane. (A macro: closures would not inherit
@@ -129,93 +145,93 @@ impl Tile<'_> {
                 };
             }
             macro_rules! weights {
-                ($c:expr, $kg:expr, $h:expr) => {
-                    _mm256_loadu_si256(recs[$c].add(b * rb + $kg * 64 + $h * 32) as *const _)
+                ($c:expr, $kg:expr) => {
+                    _mm256_loadu_si256(recs[$c].add(b * rb + $kg * 64 + h * 32) as *const _)
                 };
             }
-            for h in 0..2 {
-                let mut acc = [[_mm256_setzero_si256(); C]; R];
-                if VNNI {
-                    if !Q4 {
-                        // The weights are q + 128: start each sum at −128 · Σq_x.
-                        for i in 0..R {
-                            acc[i] = [_mm256_set1_epi32(-128 * *a.qsum.get_unchecked((r + i) * nb + b)); C];
-                        }
+            let mut acc = [[_mm256_setzero_si256(); C]; R];
+            if VNNI {
+                if !Q4 {
+                    // The weights are q + 128: start each sum at −128 · Σq_x.
+                    for i in 0..R {
+                        acc[i] = [_mm256_set1_epi32(-128 * *a.qsum.get_unchecked((r + i) * nb + b)); C];
                     }
-                    for kg in 0..if Q4 { 4 } else { 8 } {
-                        for c in 0..C {
-                            let raw = weights!(c, kg, h);
-                            if Q4 {
-                                let lo = _mm256_and_si256(raw, low);
-                                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), low);
-                                for i in 0..R {
-                                    acc[i][c] = _mm256_dpbusd_avx_epi32(acc[i][c], lo, x4!(i, kg * 4));
-                                    acc[i][c] = _mm256_dpbusd_avx_epi32(acc[i][c], hi, x4!(i, 16 + kg * 4));
-                                }
-                            } else {
-                                for i in 0..R {
-                                    acc[i][c] = _mm256_dpbusd_avx_epi32(acc[i][c], raw, x4!(i, kg * 4));
-                                }
-                            }
-                        }
-                    }
-                } else if Q4 {
-                    // int16 sums of the whole block (≤ 30,480, see the
-                    // module docs), widened once.
-                    let mut p16 = [[_mm256_setzero_si256(); C]; R];
-                    for kg in 0..4 {
-                        for c in 0..C {
-                            let raw = weights!(c, kg, h);
+                }
+                for kg in 0..if Q4 { 4 } else { 8 } {
+                    for c in 0..C {
+                        let raw = weights!(c, kg);
+                        if Q4 {
                             let lo = _mm256_and_si256(raw, low);
                             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), low);
                             for i in 0..R {
-                                p16[i][c] = _mm256_add_epi16(p16[i][c], _mm256_maddubs_epi16(lo, x4!(i, kg * 4)));
-                                p16[i][c] = _mm256_add_epi16(p16[i][c], _mm256_maddubs_epi16(hi, x4!(i, 16 + kg * 4)));
+                                acc[i][c] = _mm256_dpbusd_avx_epi32(acc[i][c], lo, x4!(i, kg * 4));
+                                acc[i][c] = _mm256_dpbusd_avx_epi32(acc[i][c], hi, x4!(i, 16 + kg * 4));
                             }
-                        }
-                    }
-                    for i in 0..R {
-                        for c in 0..C {
-                            acc[i][c] = _mm256_madd_epi16(p16[i][c], ones);
-                        }
-                    }
-                } else {
-                    for kg in 0..8 {
-                        for c in 0..C {
-                            let wv = _mm256_xor_si256(weights!(c, kg, h), flip);
-                            let wabs = _mm256_abs_epi8(wv);
+                        } else {
                             for i in 0..R {
-                                let p = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(x4!(i, kg * 4), wv));
-                                acc[i][c] = _mm256_add_epi32(acc[i][c], _mm256_madd_epi16(p, ones));
+                                acc[i][c] = _mm256_dpbusd_avx_epi32(acc[i][c], raw, x4!(i, kg * 4));
                             }
                         }
                     }
                 }
-                for c in 0..C {
-                    let dw = _mm256_cvtph_ps(_mm_loadu_si128(recs[c].add(b * rb + qb + h * 16) as *const _));
-                    let mw = if Q4 {
-                        _mm256_cvtph_ps(_mm_loadu_si128(recs[c].add(b * rb + qb + 32 + h * 16) as *const _))
-                    } else {
-                        dw
-                    };
-                    for i in 0..R {
-                        let m = (r + i) * nb + b;
-                        let t = _mm256_mul_ps(_mm256_set1_ps(*a.d.get_unchecked(m)), dw);
-                        facc[i][c][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i][c]), t, facc[i][c][h]);
-                        if Q4 {
-                            facc[i][c][h] = _mm256_fmadd_ps(mw, _mm256_set1_ps(*a.s.get_unchecked(m)), facc[i][c][h]);
+            } else if Q4 {
+                // int16 sums of the whole block (≤ 30,480, see the module
+                // docs), widened once.
+                let mut p16 = [[_mm256_setzero_si256(); C]; R];
+                for kg in 0..4 {
+                    for c in 0..C {
+                        let raw = weights!(c, kg);
+                        let lo = _mm256_and_si256(raw, low);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), low);
+                        for i in 0..R {
+                            p16[i][c] = _mm256_add_epi16(p16[i][c], _mm256_maddubs_epi16(lo, x4!(i, kg * 4)));
+                            p16[i][c] = _mm256_add_epi16(p16[i][c], _mm256_maddubs_epi16(hi, x4!(i, 16 + kg * 4)));
                         }
+                    }
+                }
+                for i in 0..R {
+                    for c in 0..C {
+                        acc[i][c] = _mm256_madd_epi16(p16[i][c], ones);
+                    }
+                }
+            } else {
+                for kg in 0..8 {
+                    for c in 0..C {
+                        let wv = _mm256_xor_si256(weights!(c, kg), flip);
+                        let wabs = _mm256_abs_epi8(wv);
+                        for i in 0..R {
+                            let p = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(x4!(i, kg * 4), wv));
+                            acc[i][c] = _mm256_add_epi32(acc[i][c], _mm256_madd_epi16(p, ones));
+                        }
+                    }
+                }
+            }
+            for c in 0..C {
+                let dw = _mm256_cvtph_ps(_mm_loadu_si128(recs[c].add(b * rb + qb + h * 16) as *const _));
+                let mw = if Q4 {
+                    _mm256_cvtph_ps(_mm_loadu_si128(recs[c].add(b * rb + qb + 32 + h * 16) as *const _))
+                } else {
+                    dw
+                };
+                for i in 0..R {
+                    let m = (r + i) * nb + b;
+                    let t = _mm256_mul_ps(_mm256_set1_ps(*a.d.get_unchecked(m)), dw);
+                    facc[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i][c]), t, facc[i][c]);
+                    if Q4 {
+                        facc[i][c] = _mm256_fmadd_ps(mw, _mm256_set1_ps(*a.s.get_unchecked(m)), facc[i][c]);
                     }
                 }
             }
         }
         for c in 0..C {
-            let col = (g + c) * COLS;
-            let live = (n - col).min(COLS);
+            let col = (g + c) * COLS + h * 8;
+            let live = n.saturating_sub(col).min(8);
+            if live == 0 {
+                continue; // a ragged last group's second half lies past the row
+            }
             for i in 0..R {
-                let mut out = [0f32; COLS];
-                _mm256_storeu_ps(out.as_mut_ptr(), facc[i][c][0]);
-                _mm256_storeu_ps(out.as_mut_ptr().add(8), facc[i][c][1]);
+                let mut out = [0f32; 8];
+                _mm256_storeu_ps(out.as_mut_ptr(), facc[i][c]);
                 std::ptr::copy_nonoverlapping(out.as_ptr(), y.add((r + i) * n + col), live);
             }
         }
