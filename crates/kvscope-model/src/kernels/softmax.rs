@@ -33,7 +33,8 @@ pub fn exp(x: f32) -> f32 {
     // the same bits on every path.
     let x = if x > LO { x } else { LO };
     let x = if x < HI { x } else { HI };
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = n.mul_add(-LN2_HI, x);
     let r = n.mul_add(-LN2_LO, r);
     let mut p = P[5];
@@ -41,7 +42,12 @@ pub fn exp(x: f32) -> f32 {
         p = p.mul_add(r, c);
     }
     let p = p.mul_add(r * r, r) + 1.0;
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // `shifted` lies in [2²³, 2²⁴), where one unit is one ulp, so its bits
+    // minus ROUND's are `n` as an integer: the same value as `n as i32`
+    // without a float-to-int conversion, which vectorises badly (Rust's
+    // conversion saturates).
+    let k = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+    p * f32::from_bits(((k + 127) as u32) << 23)
 }
 
 /// `scores[j] = exp(scores[j] − max)` over a row; returns the row's sum.
