@@ -458,9 +458,11 @@ impl<E: KvElem> GroupJob<'_, E> {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn run_avx2(self, scores: &mut Vec<f32>) {
         use super::simd::avx2;
-        match self.hd {
-            64 => return self.run_avx2_rows::<8>(scores),
-            128 => return self.run_avx2_rows::<16>(scores),
+        // Groups of up to 4 heads keep their outputs in registers
+        // (`values_in_registers`); larger ones take the general kernel.
+        match (self.hd, self.group <= 4) {
+            (64, true) => return self.run_avx2_rows::<8>(scores),
+            (128, true) => return self.run_avx2_rows::<16>(scores),
             _ => {}
         }
         group_attention!(
@@ -482,7 +484,7 @@ impl<E: KvElem> GroupJob<'_, E> {
     /// the same order, each output `avx2::axpy`'s FMA, so the same bits.
     ///
     /// # Safety
-    /// As `run_avx2`, with `hd == 8 · H8` and `H8` even.
+    /// As `run_avx2`, with `hd == 8 · H8`, `H8` even and `group ≤ 4`.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn run_avx2_rows<const H8: usize>(self, scores: &mut Vec<f32>) {
@@ -494,7 +496,7 @@ impl<E: KvElem> GroupJob<'_, E> {
         let scale = 1.0 / (hd as f32).sqrt();
         scores.clear();
         scores.resize(group * n, 0.0);
-        let (kp, vp, qp) = (k.values.as_ptr(), v.values.as_ptr(), q.as_ptr());
+        let (kp, qp) = (k.values.as_ptr(), q.as_ptr());
         // The unchecked loads below stay inside K and V because every block
         // this query reads lies inside the pool.
         let used = &ctx.block_table[..n.div_ceil(rows.block_size)];
@@ -517,32 +519,16 @@ impl<E: KvElem> GroupJob<'_, E> {
         });
         let mut sums = [0f32; MAX_GROUP];
         softmax_rows(simd::Isa::Avx2, scores, n, &mut sums[..group]);
-        // The outputs of small groups stay in registers, a few 8-lane
-        // chunks of each head per pass over the values (accumulators,
-        // values and the weight fit the 16 ymm registers).
+        // The outputs stay in registers, a few 8-lane chunks of each head
+        // per pass over the values (accumulators, values and the weight fit
+        // the 16 ymm registers); `run_avx2` sends only groups of ≤ 4 here.
         match group {
-            1 => return values_in_registers::<E, H8, 1, 4>(rows, ctx, &v, scores, out, &sums),
-            2 => return values_in_registers::<E, H8, 2, 4>(rows, ctx, &v, scores, out, &sums),
-            3 => return values_in_registers::<E, H8, 3, 2>(rows, ctx, &v, scores, out, &sums),
-            4 => return values_in_registers::<E, H8, 4, 2>(rows, ctx, &v, scores, out, &sums),
-            _ => {}
+            1 => values_in_registers::<E, H8, 1, 4>(rows, ctx, &v, scores, out, &sums),
+            2 => values_in_registers::<E, H8, 2, 4>(rows, ctx, &v, scores, out, &sums),
+            3 => values_in_registers::<E, H8, 3, 2>(rows, ctx, &v, scores, out, &sums),
+            4 => values_in_registers::<E, H8, 4, 2>(rows, ctx, &v, scores, out, &sums),
+            _ => unreachable!("run_avx2 sends groups of at most 4 heads"),
         }
-        out.fill(0.0);
-        let op = out.as_mut_ptr();
-        rows.for_each(ctx, &v, |j, off, si| {
-            let mut vr = [_mm256_setzero_ps(); H8];
-            for (c, r) in vr.iter_mut().enumerate() {
-                *r = E::load8(vp.add(off + c * 8));
-            }
-            for h in 0..group {
-                let p = _mm256_set1_ps(value_weight(*scores.get_unchecked(h * n + j), &v, si));
-                for (c, r) in vr.iter().enumerate() {
-                    let o = op.add(h * hd + c * 8);
-                    _mm256_storeu_ps(o, _mm256_fmadd_ps(p, *r, _mm256_loadu_ps(o)));
-                }
-            }
-        });
-        divide_by_sums(out, &sums[..group], hd);
     }
 
     /// `run` with the AVX-512 dot and axpy inlined (they are
