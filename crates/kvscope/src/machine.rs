@@ -27,14 +27,8 @@ pub fn today() -> String {
 
 /// Total memory from `/proc/meminfo`, e.g. "125.8 GiB".
 pub fn ram() -> String {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
-            let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(format!("{:.1} GiB", kib / (1u64 << 20) as f64))
-        })
-        .unwrap_or_else(|| "unknown".into())
+    kvscope_model::host_memory::total_bytes()
+        .map_or_else(|| "unknown".into(), |bytes| format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64))
 }
 
 /// The SIMD features the kernels choose between (kvscope-model's

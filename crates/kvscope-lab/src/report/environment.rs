@@ -31,7 +31,7 @@ pub struct Load {
     pub during_max: String,
     pub samples: usize,
     /// Other work competed for the CPUs: the load before the run reached
-    /// half the logical CPUs, or during it exceeded them (the lab's own
+    /// the logical CPU count, or during it exceeded it (the lab's own
     /// threads never outnumber the CPUs).
     pub busy: bool,
 }

@@ -105,19 +105,15 @@ impl Int8Isa {
                     && std::arch::is_x86_feature_detected!("f16c")
                     && std::arch::is_x86_feature_detected!("fma")
             }
+            // The 256-bit int8 kernels need what the f32 AVX2 path needs
+            // (avx2, fma, f16c: `simd::available`), AVX-VNNI its dot product.
             #[cfg(target_arch = "x86_64")]
             Int8Isa::AvxVnni => {
                 std::arch::is_x86_feature_detected!("avxvnni")
-                    && std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("f16c")
-                    && std::arch::is_x86_feature_detected!("fma")
+                    && crate::kernels::simd::available(crate::kernels::simd::Isa::Avx2)
             }
             #[cfg(target_arch = "x86_64")]
-            Int8Isa::Avx2 => {
-                std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("f16c")
-                    && std::arch::is_x86_feature_detected!("fma")
-            }
+            Int8Isa::Avx2 => crate::kernels::simd::available(crate::kernels::simd::Isa::Avx2),
             Int8Isa::Portable => true,
             #[allow(unreachable_patterns)]
             _ => false,
