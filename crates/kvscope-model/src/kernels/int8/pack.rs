@@ -47,6 +47,15 @@ impl PackKind {
         }
     }
 
+    /// f32 scales per record in `PackedInt8::scales_f32`: `d` per column,
+    /// and `m` per column for Q4_1.
+    pub const fn scales_per_record(self) -> usize {
+        match self {
+            PackKind::Q4_1 => 2 * COLS,
+            PackKind::Q8_0 => COLS,
+        }
+    }
+
     /// Bytes of one GGUF block of 32 values.
     const fn gguf_block_bytes(self) -> usize {
         match self {
@@ -69,6 +78,10 @@ pub struct PackedInt8 {
     /// Quantize this matrix's activations in two int8 terms (see
     /// `gemm::matmul_int8`): twice the integer work for ~16-bit activations.
     two_term: bool,
+    /// Every record's scales as f32, built the first time the portable
+    /// kernel asks (`scales_f32`); never on a path with its own f16
+    /// conversion.
+    scales_f32: std::sync::OnceLock<Vec<f32>>,
 }
 
 impl PackedInt8 {
@@ -105,7 +118,7 @@ impl PackedInt8 {
                 }
             }
         }
-        PackedInt8 { kind, n, k, data, has_q8_min, two_term: false }
+        PackedInt8 { kind, n, k, data, has_q8_min, two_term: false, scales_f32: std::sync::OnceLock::new() }
     }
 
     pub fn kind(&self) -> PackKind {
@@ -134,6 +147,26 @@ impl PackedInt8 {
 
     pub fn has_q8_min(&self) -> bool {
         self.has_q8_min
+    }
+
+    /// Every record's scales as f32, `scales_per_record` of them per record
+    /// in record order: its 16 `d`, then for Q4_1 its 16 `m`. Converted once,
+    /// on first use: without F16C an f16 conversion is a dozen integer
+    /// operations, and one per scale per record cost the portable kernel a
+    /// third of its one-row time. Costs 4 bytes per scale (an eighth more
+    /// memory than the records for Q4_1), only where it is used.
+    pub(crate) fn scales_f32(&self) -> &[f32] {
+        self.scales_f32.get_or_init(|| {
+            let (qb, rb) = (self.kind.quant_bytes(), self.kind.record_bytes());
+            let mut out = Vec::with_capacity(self.data.len() / rb * self.kind.scales_per_record());
+            for rec in self.data.chunks_exact(rb) {
+                out.extend(record_halves(rec, qb));
+                if self.kind == PackKind::Q4_1 {
+                    out.extend(record_halves(rec, qb + 32));
+                }
+            }
+            out
+        })
     }
 
     /// The records of column group `g`, block after block.

@@ -5,90 +5,100 @@
 //! hand-written path (ARM's NEON, or x86 below AVX2) still runs vector
 //! code, and the operations it needs are ones every vector unit has:
 //!
-//! - A block's weights are decoded once into f32 (`Decoded`) and shared by
-//!   up to `ROWS` activation rows.
-//! - The integer products are computed in f32 lanes. That is exact: each
-//!   product is an integer of magnitude ≤ 128 · 127, each lane sums 8 of
-//!   them and each column 4 lanes, all below 2²⁴, where f32 holds every
-//!   integer; so a column's f32 sum *is* `isum as f32`, whatever the order.
-//!   A record row's 64 bytes are 16 columns × 4 consecutive values, and its
-//!   activations are the same 4 values repeated, so the multiply-adds run
-//!   over plain 8-lane chunks against one repeated pattern.
+//! - A column group's weights are decoded into f32 once per call, value-
+//!   major (`DecodedBlock`), and then shared by every activation row; the
+//!   activations are converted to f32 once per call. Calls of fewer rows
+//!   than a tile (decode steps) take `few_rows`, which skips the decoding
+//!   pass that one row cannot pay for.
+//! - The integer products are computed in f32 lanes, one activation value
+//!   broadcast against 16 columns' weights. That is exact: each product is
+//!   an integer of magnitude ≤ 128 · 127 and a column sums 32 of them, below
+//!   2²⁴, where f32 holds every integer; so a column's f32 sum *is*
+//!   `isum as f32`, whatever the order and whether or not a multiply-add is
+//!   fused.
 //! - The fold into the output uses `mul_add`, one fused instruction
 //!   wherever the target has FMA (the order the SIMD paths keep).
 
 use super::act::QuantizedRows;
-use super::pack::{record_halves, PackKind, PackedInt8, COLS};
+use super::pack::{PackKind, PackedInt8, COLS};
 use crate::kernels::SendPtr;
+
+mod few_rows;
 
 /// Bytes of one record row: 16 columns × 4 consecutive values.
 const ROW: usize = 64;
 
-/// Record rows of one block once decoded: Q8_0's 8 rows, or Q4_1's 4 rows
-/// of low nibbles then their 4 rows of high nibbles. Decoded row `m` meets
-/// the activations `4m .. 4m + 4` of the block either way (Q4_1's high
-/// nibbles hold values 16.. of their rows).
-const DECODED_ROWS: usize = 8;
+/// Values of one block.
+const BLOCK: usize = 32;
 
-/// Activation rows that share one decoding of a block's weights.
+/// Activation rows multiplied together: each decoded weight row is loaded
+/// once for all of them, and their 2 · ROWS accumulators (8-lane) are
+/// independent chains that keep the multiply and add pipes busy, with room
+/// left in 16 vector registers for the weights and the broadcast. (Six
+/// rows measured no faster.)
 const ROWS: usize = 4;
 
-/// One block's weights as f32 (exact: small integers). Filled in place:
-/// returned by value, its 2 KB were copied once per block (6 % of a
-/// portable prefill).
-struct Decoded([[f32; ROW]; DECODED_ROWS]);
+/// One block's weights as f32 (exact: small integers), value-major: row `k`
+/// holds value `k` of the block for each of the 16 columns, so a row's
+/// products are one broadcast activation times two 8-lane vectors. Its
+/// scales beside it.
+#[derive(Clone)]
+struct DecodedBlock {
+    w: [[f32; COLS]; BLOCK],
+    /// The weights' scales `dw` per column.
+    d: [f32; COLS],
+    /// Q4_1's minimums `mw` per column (zero for Q8_0, never read).
+    m: [f32; COLS],
+}
 
-impl Decoded {
-    fn new() -> Self {
-        Decoded([[0.0; ROW]; DECODED_ROWS])
-    }
+impl DecodedBlock {
+    const ZERO: DecodedBlock = DecodedBlock { w: [[0.0; COLS]; BLOCK], d: [0.0; COLS], m: [0.0; COLS] };
 
+    /// Decodes one record. A record row `g` holds, per column, 4 bytes: Q8_0
+    /// values `4g .. 4g + 4`, or Q4_1 nibbles whose low halves are values
+    /// `4g .. 4g + 4` and high halves values `16 + 4g ..` (see `pack`).
     #[inline(always)]
-    fn fill(&mut self, kind: PackKind, rec: &[u8]) {
+    fn fill(&mut self, kind: PackKind, rec: &[u8], scales: &[f32]) {
         match kind {
             PackKind::Q8_0 => {
-                for (m, row) in self.0.iter_mut().enumerate() {
-                    for (o, &byte) in row.iter_mut().zip(&rec[m * ROW..][..ROW]) {
-                        *o = ((byte ^ 0x80) as i8) as f32;
+                for g in 0..8 {
+                    let row = &rec[g * ROW..][..ROW];
+                    for i in 0..4 {
+                        for c in 0..COLS {
+                            self.w[4 * g + i][c] = ((row[4 * c + i] ^ 0x80) as i8) as f32;
+                        }
                     }
                 }
             }
             PackKind::Q4_1 => {
-                let (low, high) = self.0.split_at_mut(4);
-                for kg in 0..4 {
-                    for (j, &byte) in rec[kg * ROW..][..ROW].iter().enumerate() {
-                        low[kg][j] = (byte & 0x0f) as f32;
-                        high[kg][j] = (byte >> 4) as f32;
+                for g in 0..4 {
+                    let row = &rec[g * ROW..][..ROW];
+                    for i in 0..4 {
+                        for c in 0..COLS {
+                            let byte = row[4 * c + i];
+                            self.w[4 * g + i][c] = (byte & 0x0f) as f32;
+                            self.w[16 + 4 * g + i][c] = (byte >> 4) as f32;
+                        }
                     }
                 }
+                self.m.copy_from_slice(&scales[COLS..]);
             }
         }
+        self.d.copy_from_slice(&scales[..COLS]);
     }
+}
 
-    /// Each column's `Σ q_x · q_w` over the block (`x` its 32 values),
-    /// exact (see the module docs). Plain loops, not `array::from_fn`,
-    /// whose closures LLVM left as calls here.
-    #[inline(always)]
-    fn column_sums(&self, x: &[i8]) -> [f32; COLS] {
-        let mut lanes = [0f32; ROW];
-        for (m, w) in self.0.iter().enumerate() {
-            let x4 = &x[4 * m..][..4];
-            let mut pattern = [0f32; 8];
-            for l in 0..8 {
-                pattern[l] = x4[l % 4] as f32;
-            }
-            for (lane, wc) in lanes.chunks_exact_mut(8).zip(w.chunks_exact(8)) {
-                for l in 0..8 {
-                    lane[l] += wc[l] * pattern[l];
-                }
-            }
-        }
-        let mut sums = [0f32; COLS];
-        for (c, s) in sums.iter_mut().enumerate() {
-            *s = (lanes[4 * c] + lanes[4 * c + 1]) + (lanes[4 * c + 2] + lanes[4 * c + 3]);
-        }
-        sums
-    }
+/// A thread's scratch, reused across calls: a column group's blocks
+/// decoded, and the activations as f32 (converted once per call, not once
+/// per column group).
+#[derive(Default)]
+struct Scratch {
+    strip: Vec<DecodedBlock>,
+    x: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// Column groups `g0..g1` for every row.
@@ -97,38 +107,85 @@ impl Decoded {
 /// `y` must point to `a.rows × n` writable floats that no one else writes in
 /// columns `16·g0 .. 16·g1` during the call.
 pub(super) unsafe fn columns(a: &QuantizedRows, w: &PackedInt8, g0: usize, g1: usize, y: SendPtr, n: usize) {
-    let kind = w.kind();
-    let nb = a.blocks_per_row();
-    let (qb, rb) = (kind.quant_bytes(), kind.record_bytes());
-    let mut decoded = Decoded::new();
-    for g in g0..g1 {
-        let recs = w.group(g);
-        let live = COLS.min(n - g * COLS);
-        for r in (0..a.rows).step_by(ROWS) {
-            let rows = (a.rows - r).min(ROWS);
-            let mut acc = [[0f32; COLS]; ROWS];
-            for b in 0..nb {
-                let rec = &recs[b * rb..][..rb];
-                decoded.fill(kind, rec);
-                let dw = record_halves(rec, qb);
-                let mw = if kind == PackKind::Q4_1 { record_halves(rec, qb + 32) } else { [0.0; COLS] };
-                for (i, acc) in acc[..rows].iter_mut().enumerate() {
-                    let m = (r + i) * nb + b;
-                    let isum = decoded.column_sums(&a.q[(r + i) * a.k + b * 32..][..32]);
-                    for c in 0..COLS {
-                        acc[c] = isum[c].mul_add(a.d[m] * dw[c], acc[c]);
-                    }
-                    if kind == PackKind::Q4_1 {
-                        for c in 0..COLS {
-                            acc[c] = mw[c].mul_add(a.s[m], acc[c]);
-                        }
-                    }
+    if a.rows < ROWS {
+        // SAFETY: the caller's contract, passed on.
+        return unsafe { few_rows::columns(a, w, g0, g1, y, n) };
+    }
+    SCRATCH.with(|scratch| {
+        let Scratch { strip, x } = &mut *scratch.borrow_mut();
+        x.clear();
+        x.extend(a.q[..a.rows * a.k].iter().map(|&q| q as f32));
+        for g in g0..g1 {
+            decode_group(w, g, strip);
+            let live = COLS.min(n - g * COLS);
+            for r in (0..a.rows).step_by(ROWS) {
+                let rows = (a.rows - r).min(ROWS);
+                let acc = row_tile(a, x, w.kind(), strip, r, rows);
+                for (i, acc) in acc[..rows].iter().enumerate() {
+                    // SAFETY: row r + i, columns 16g .. 16g + live lie inside y (caller).
+                    unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), y.get().add((r + i) * n + g * COLS), live) };
                 }
             }
-            for (i, acc) in acc[..rows].iter().enumerate() {
-                // SAFETY: row r + i, columns 16g .. 16g + live lie inside y (caller).
-                unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), y.get().add((r + i) * n + g * COLS), live) };
+        }
+    });
+}
+
+/// Decodes column group `g`'s blocks into `strip`: once per group, shared
+/// by every row tile (the decoding costs as much as several rows' products).
+fn decode_group(w: &PackedInt8, g: usize, strip: &mut Vec<DecodedBlock>) {
+    let kind = w.kind();
+    let rb = kind.record_bytes();
+    let recs = w.group(g);
+    let nb = recs.len() / rb;
+    let spr = kind.scales_per_record();
+    let scales = &w.scales_f32()[g * nb * spr..][..nb * spr];
+    strip.resize(nb, DecodedBlock::ZERO);
+    for ((block, rec), sc) in strip.iter_mut().zip(recs.chunks_exact(rb)).zip(scales.chunks_exact(spr)) {
+        block.fill(kind, rec, sc);
+    }
+}
+
+/// Rows `r .. r + rows` (at most `ROWS`) against a decoded column group.
+#[inline(always)]
+fn row_tile(
+    a: &QuantizedRows,
+    xf: &[f32],
+    kind: PackKind,
+    strip: &[DecodedBlock],
+    r: usize,
+    rows: usize,
+) -> [[f32; COLS]; ROWS] {
+    let nb = a.blocks_per_row();
+    let mut acc = [[0f32; COLS]; ROWS];
+    // Rows past `rows` repeat the tile's first row (their sums are dropped),
+    // so the inner loop always runs ROWS rows and stays unrolled.
+    let row_of = |i: usize| r + if i < rows { i } else { 0 };
+    for (b, block) in strip.iter().enumerate() {
+        // Fixed-size arrays, so the loop below carries no bounds checks.
+        let x: [&[f32; BLOCK]; ROWS] = std::array::from_fn(|i| {
+            xf[row_of(i) * a.k + b * BLOCK..][..BLOCK].try_into().expect("a block is BLOCK values")
+        });
+        let mut isum = [[0f32; COLS]; ROWS];
+        for (k, wk) in block.w.iter().enumerate() {
+            for i in 0..ROWS {
+                for c in 0..COLS {
+                    // Not `mul_add`: LLVM left that scalar here (measured,
+                    // 6× slower); the unfused sum is exact all the same.
+                    isum[i][c] += wk[c] * x[i][k];
+                }
+            }
+        }
+        for i in 0..rows {
+            let m = (r + i) * nb + b;
+            for c in 0..COLS {
+                acc[i][c] = isum[i][c].mul_add(a.d[m] * block.d[c], acc[i][c]);
+            }
+            if kind == PackKind::Q4_1 {
+                for c in 0..COLS {
+                    acc[i][c] = block.m[c].mul_add(a.s[m], acc[i][c]);
+                }
             }
         }
     }
+    acc
 }
