@@ -16,6 +16,7 @@
 
 use crate::config::ModelConfig;
 use crate::kernels::attention::{KvPlanes, KvView};
+pub use crate::kernels::kv_elem::quantize_int8;
 use crate::kernels::kv_elem::Plane;
 use kvscope_core::KvDtype;
 
@@ -95,19 +96,6 @@ impl KvPlane {
             KvPlane::Int8 { q, scale } => q[i] as f32 * scale[i / head_dim],
         }
     }
-}
-
-/// Symmetric int8 of one head vector: the scale maps the largest magnitude
-/// to 127 and values round to nearest (ties to even), as the int8 kernels'
-/// activations (and llama.cpp's Q8_0) do per 32 values. Returns the scale. Scalar on purpose: a handful of
-/// rows per step, and the same bits on every machine.
-pub fn quantize_int8(x: &[f32], q: &mut [i8]) -> f32 {
-    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let (d, inv) = crate::kernels::int8::act::scales(amax);
-    for (qi, &v) in q.iter_mut().zip(x) {
-        *qi = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
-    }
-    d
 }
 
 /// K and V of one layer, made together in one format (private, so they

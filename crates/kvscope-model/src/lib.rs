@@ -18,6 +18,8 @@ pub mod model;
 pub mod quant;
 pub mod sampler;
 pub mod teacher_forcing;
+#[cfg(test)]
+mod test_blocks;
 pub mod tokenizer;
 
 pub use executor::ModelExecutor;

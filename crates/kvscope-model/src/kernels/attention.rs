@@ -743,7 +743,7 @@ mod tests {
                 let scales: Vec<f32> = x
                     .chunks(hd)
                     .zip(q.chunks_mut(hd))
-                    .map(|(xh, qh)| crate::kv_storage::quantize_int8(xh, qh))
+                    .map(|(xh, qh)| crate::kernels::kv_elem::quantize_int8(xh, qh))
                     .collect();
                 let deq: Vec<f32> = q.iter().enumerate().map(|(i, &qi)| qi as f32 * scales[i / hd]).collect();
                 (q, scales, deq)

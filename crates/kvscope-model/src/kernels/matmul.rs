@@ -456,7 +456,7 @@ mod tests {
         use crate::quant::{self, GgmlType};
         for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
             for (rows, k, n) in [(1, 576, 70), (3, 64, 9), (16, 96, 130), (40, 160, 67)] {
-                let raw = crate::kernels::weights::tests::blocks(ty, n * k / 32, 11);
+                let raw = crate::test_blocks::blocks(ty, n * k / 32, 11);
                 let q = Weights::from_ggml(ty, &raw, n, k).unwrap();
                 let mut f = vec![0f32; n * k];
                 quant::dequantize(ty, &raw, &mut f).unwrap();
@@ -490,7 +490,7 @@ mod tests {
         }
         for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
             for (rows, k, n) in [(1, 576, 70), (3, 64, 9), (7, 96, 13), (16, 160, 67)] {
-                let raw = crate::kernels::weights::tests::blocks(ty, n * k / 32, 21);
+                let raw = crate::test_blocks::blocks(ty, n * k / 32, 21);
                 let q = Weights::from_ggml(ty, &raw, n, k).unwrap();
                 let mut f = vec![0f32; n * k];
                 quant::dequantize(ty, &raw, &mut f).unwrap();

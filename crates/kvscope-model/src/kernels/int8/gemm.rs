@@ -93,8 +93,8 @@ fn run(isa: Int8Isa, act: &QuantizedRows, w: &PackedInt8, y: &mut [f32], n: usiz
 mod tests {
     use super::*;
     use crate::kernels::int8::pack::PackKind;
-    use crate::kernels::weights::tests::blocks;
     use crate::quant::{self, GgmlType};
+    use crate::test_blocks::blocks;
 
     fn data(len: usize, seed: u32) -> Vec<f32> {
         (0..len)

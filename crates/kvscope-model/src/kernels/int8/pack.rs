@@ -213,8 +213,8 @@ pub(crate) fn record_halves(rec: &[u8], off: usize) -> [f32; COLS] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::weights::tests::blocks;
     use crate::quant::{self, GgmlType};
+    use crate::test_blocks::blocks;
 
     #[test]
     fn packed_rows_dequantize_to_the_gguf_values_bit_for_bit() {

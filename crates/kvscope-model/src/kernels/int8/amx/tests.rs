@@ -6,9 +6,9 @@ use super::super::act::QuantizedRows;
 use super::super::pack::{PackKind, PackedInt8};
 use super::tiles::{Emu, TileConfig, Tiles};
 use super::{detect, kernel};
-use crate::kernels::weights::tests::blocks;
 use crate::kernels::SendPtr;
 use crate::quant::GgmlType;
+use crate::test_blocks::blocks;
 
 fn bytes(len: usize, seed: u32) -> Vec<u8> {
     (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed.wrapping_mul(97)) >> 13) as u8).collect()
