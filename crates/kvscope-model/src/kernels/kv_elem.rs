@@ -174,6 +174,19 @@ impl<E: KvElem> Plane<'_, E> {
     }
 }
 
+/// Symmetric int8 of one head vector: the scale maps the largest magnitude
+/// to 127 and values round to nearest (ties to even), as the int8 kernels'
+/// activations (and llama.cpp's Q8_0) do per 32 values. Returns the scale. Scalar on purpose: a handful of
+/// rows per step, and the same bits on every machine.
+pub fn quantize_int8(x: &[f32], q: &mut [i8]) -> f32 {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let (d, inv) = crate::kernels::int8::act::scales(amax);
+    for (qi, &v) in q.iter_mut().zip(x) {
+        *qi = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
+    }
+    d
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,17 +205,4 @@ mod tests {
         let got = unsafe { <half::f16 as KvElem>::widen_avx2(&row, &mut b) };
         assert!(want.iter().zip(got).all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())));
     }
-}
-
-/// Symmetric int8 of one head vector: the scale maps the largest magnitude
-/// to 127 and values round to nearest (ties to even), as the int8 kernels'
-/// activations (and llama.cpp's Q8_0) do per 32 values. Returns the scale. Scalar on purpose: a handful of
-/// rows per step, and the same bits on every machine.
-pub fn quantize_int8(x: &[f32], q: &mut [i8]) -> f32 {
-    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let (d, inv) = crate::kernels::int8::act::scales(amax);
-    for (qi, &v) in q.iter_mut().zip(x) {
-        *qi = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
-    }
-    d
 }
