@@ -3,7 +3,7 @@
 //! request held over time drawn as a step line across its row.
 
 use crate::figure_text::{self, fill};
-use crate::report::Lang;
+use crate::lang::Lang;
 use crate::svg::{x_axis, Anchor, Scale, Svg};
 use kvscope_core::{EventRecord, KvEvent, ReleaseReason, RequestId};
 use kvscope_experiment::driver::CaseRun;
