@@ -5,7 +5,9 @@
 //!   view: `/metrics` (Prometheus, vLLM's names under `kvscope:`), `/kv` (the
 //!   pool block by block), `/events` (the KV event stream live) and a web
 //!   view at `/`.
-//! - [`bench`]: `kvscope bench serve`, a load generator against such a server.
+//!
+//! The load generator that measures such a server (`kvscope bench serve`)
+//! is a client: it lives in kvscope-client.
 //!
 //! The engine runs on its own thread ([`engine_loop`]); handlers talk to it
 //! through channels. A model plugs in as a [`TextModel`] (tokenizer, chat
@@ -14,7 +16,6 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
-pub mod bench;
 pub mod detok;
 pub mod engine_loop;
 pub mod error;
@@ -36,7 +37,6 @@ pub mod series;
 pub mod state;
 pub mod stop;
 
-pub use bench::{run_bench_serve, run_bench_serve_with, BenchArgs, BenchPrompt, BenchReport, BenchRequest};
 pub use model::{ChatMessage, TextModel};
 
 use axum::routing::{get, post};

@@ -24,7 +24,7 @@ pub enum BenchCommand {
 #[derive(clap::Args, Debug)]
 pub struct ServeBenchArgs {
     #[command(flatten)]
-    pub bench: kvscope_server::BenchArgs,
+    pub bench: kvscope_client::BenchArgs,
     /// Send one of the lab's workloads (its prompts as token ids, its
     /// output lengths) instead of --dataset-name.
     #[arg(long, value_parser = kvscope_experiment::CASE_NAMES)]
@@ -93,8 +93,8 @@ fn serve_bench(args: ServeBenchArgs) -> anyhow::Result<()> {
             let reqs = spec.generate(&PromptSource::Generated { tokenize: &tokenize });
             Some(
                 reqs.into_iter()
-                    .map(|r| kvscope_server::BenchRequest {
-                        prompt: kvscope_server::BenchPrompt::Tokens(r.prompt.to_vec()),
+                    .map(|r| kvscope_client::BenchRequest {
+                        prompt: kvscope_client::BenchPrompt::Tokens(r.prompt.to_vec()),
                         output_len: r.max_tokens,
                     })
                     .collect(),
@@ -102,7 +102,7 @@ fn serve_bench(args: ServeBenchArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let report = kvscope_server::run_bench_serve_with(&args.bench, requests)?;
+    let report = kvscope_client::run_bench_serve_with(&args.bench, requests)?;
     println!("{}", report.table());
     Ok(())
 }
