@@ -7,7 +7,8 @@
 //! while tests run it with a reference executor on a simulated clock. The
 //! fitting ([`fit`]) only sees [`StepSample`]s.
 
-use crate::cost::{BatchShape, LinearCoefficients, FEATURES};
+use crate::batch_shape::{BatchShape, FEATURES};
+use crate::coefficients::LinearCoefficients;
 use crate::error::SimError;
 use kvscope_core::{BlockId, Clock, Executor, RequestId, SamplingParams, ScheduledBatch, ScheduledSeq, TokenId};
 use serde::{Deserialize, Serialize};
@@ -122,7 +123,9 @@ pub fn calibrate<E: Executor, C: Clock>(
             times.push(clock.now() - t0);
         }
         times.sort_by(f64::total_cmp);
-        samples.push(StepSample { shape: BatchShape::of(&batch), seconds: times[times.len() / 2] });
+        // The project's one percentile rule (the middle value for an odd count).
+        let seconds = kvscope_experiment::dist::percentile_of_sorted(&times, 50.0);
+        samples.push(StepSample { shape: BatchShape::of(&batch), seconds });
         progress(samples.len(), total);
         Ok::<(), SimError>(())
     };

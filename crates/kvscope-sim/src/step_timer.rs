@@ -3,8 +3,8 @@
 //! really forms: prefill chunks beside decodes, recomputes after a
 //! preemption) and to time a held-out run the fit never saw.
 
+use crate::batch_shape::BatchShape;
 use crate::calibrate::StepSample;
-use crate::cost::BatchShape;
 use kvscope_core::{BatchOutput, Clock, DecodeRun, DecodeRunOutput, Executor, ExecutorError, ScheduledBatch};
 
 /// An executor that forwards every step to `inner` and records its shape

@@ -115,10 +115,12 @@ fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
     let model = LoadedModel::load(&args.model)?;
     let mut runs: Vec<ThroughputResult> =
         (0..args.repeat.max(1)).map(|i| once(&model, &args, i as u32)).collect::<anyhow::Result<_>>()?;
+    // The project's one percentile rule: an even --repeat gives the mean of
+    // the two middle runs.
     let median = |f: fn(&ThroughputResult) -> f64, runs: &mut Vec<ThroughputResult>| {
         let mut v: Vec<f64> = runs.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        kvscope_experiment::dist::percentile_of_sorted(&v, 50.0)
     };
     let result = ThroughputResult {
         prefill_seconds: median(|r| r.prefill_seconds, &mut runs),
