@@ -10,7 +10,10 @@ use crate::kv_precision::{run_kv_precision, KvPrecision, MainRun, ACCURACY_PROMP
 use crate::probe_compare::{compare, ProbeComparison};
 use crate::repeat::median_row;
 use kvscope_core::probe::PrefixProbe;
-use kvscope_core::{Engine, EngineConfig, PoolConfig, SchedulerConfig};
+use kvscope_core::{
+    Engine, EngineConfig, PoolConfig, SchedulerConfig, DEFAULT_BLOCK_SIZE, VLLM_MAX_NUM_BATCHED_TOKENS,
+    VLLM_MAX_NUM_SEQS,
+};
 use kvscope_experiment::capacity::{explain, CapacityRow};
 use kvscope_experiment::driver::{run_engine, CaseRun, RunError, RunOptions};
 use kvscope_experiment::workload::{
@@ -53,7 +56,7 @@ impl LabConfig {
         LabConfig {
             scale,
             seed,
-            block_size: 16,
+            block_size: DEFAULT_BLOCK_SIZE,
             kv_blocks: None,
             kv_memory_bytes: None,
             max_running: None,
@@ -102,17 +105,17 @@ impl LabConfig {
         let (default_max_running, default_budget) = match self.scale {
             Scale::Quick => (16, 512),
             Scale::Lab => (32, 512),
-            Scale::Gpu => (256, 8192),
+            Scale::Gpu => (VLLM_MAX_NUM_SEQS, VLLM_MAX_NUM_BATCHED_TOKENS),
         };
-        EngineConfig {
-            scheduler: SchedulerConfig::new(
+        EngineConfig::new(
+            SchedulerConfig::new(
                 self.max_running.unwrap_or(default_max_running),
                 self.max_batched_tokens.unwrap_or(default_budget),
                 info.max_model_len,
             ),
-            pool: PoolConfig::new(self.num_blocks(info), self.block_size, info.kv_bytes_per_token, true),
-            vocab_size: Some(info.vocab_size),
-        }
+            PoolConfig::new(self.num_blocks(info), self.block_size, info.kv_bytes_per_token, true),
+            Some(info.vocab_size),
+        )
     }
 }
 
@@ -389,7 +392,7 @@ pub fn run_one<B: LabBackend>(
     let (exec, clock) = backend.start(config.pool.num_blocks, config.pool.block_size).map_err(LabError::Backend)?;
     let engine = match backend.block_manager(&config.pool).map_err(LabError::Backend)? {
         Some(blocks) => Engine::with_block_manager(config.clone(), blocks, exec, clock),
-        None => Engine::new(config.clone(), exec, clock),
+        None => Engine::new(config.clone(), exec, clock)?,
     };
     let total = reqs.len();
     progress(&spec.name, 0, total);

@@ -53,7 +53,7 @@ pub struct CalibrationPlan {
 impl Default for CalibrationPlan {
     fn default() -> Self {
         CalibrationPlan {
-            block_size: 16,
+            block_size: kvscope_core::DEFAULT_BLOCK_SIZE,
             prefill_lengths: vec![16, 64, 192, 512],
             decode_contexts: vec![64, 512, 1536],
             prefill_chunk: 512,

@@ -40,6 +40,10 @@ impl<E: Executor, C: Clock> Executor for StepTimer<E, C> {
         self.inner.reads_batch_contents()
     }
 
+    fn kv_geometry(&self) -> Option<kvscope_core::KvGeometry> {
+        self.inner.kv_geometry()
+    }
+
     /// Declined, so that the engine runs (and this times) every step.
     fn execute_decode_run(&mut self, _run: &DecodeRun) -> Option<Result<DecodeRunOutput, ExecutorError>> {
         None
