@@ -32,7 +32,7 @@ fn engine_with_running(n: usize) -> Engine<NullExecutor, SimClock> {
         pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: true, bytes_per_block: 0 },
         vocab_size: None,
     };
-    let mut engine = Engine::new(config, NullExecutor, SimClock::new());
+    let mut engine = Engine::new(config, NullExecutor, SimClock::new()).unwrap();
     for i in 0..n as u64 {
         submit(&mut engine, i);
     }

@@ -10,6 +10,7 @@
 use crate::block_manager::PoolConfig;
 use crate::block_manager_api::{AnyBlockManager, KvBlockManager};
 use crate::clock::Clock;
+use crate::config::ConfigError;
 use crate::events::{EventLog, FinishReason, KvEvent, Observer, ReleaseReason, StepSnapshot};
 use crate::executor::{BatchOutput, Executor, ExecutorError, PromptLogprob, SampledToken};
 use crate::ids::{RequestId, Seconds, TokenId};
@@ -136,9 +137,13 @@ fn check_request(
 }
 
 impl<E: Executor, C: Clock> Engine<E, C> {
-    pub fn new(config: EngineConfig, executor: E, clock: C) -> Self {
+    /// An engine over the native block manager. Refuses an executor whose
+    /// KV storage is laid out otherwise than `config.pool`
+    /// ([`Executor::kv_geometry`]): build both from the one configuration.
+    pub fn new(config: EngineConfig, executor: E, clock: C) -> Result<Self, ConfigError> {
+        config.check_executor(executor.kv_geometry())?;
         let scheduler = Scheduler::new(config.scheduler, config.pool);
-        Self::with_scheduler(scheduler, config.vocab_size, executor, clock)
+        Ok(Self::with_scheduler(scheduler, config.vocab_size, executor, clock))
     }
 
     /// An engine whose blocks are managed by `blocks` instead of the native

@@ -57,7 +57,7 @@ pub mod testing;
 pub use block_manager::{BlockManager, PoolConfig};
 pub use block_manager_api::{AnyBlockManager, KvBlockManager};
 pub use clock::{Clock, SimClock, WallClock};
-pub use config::ConfigError;
+pub use config::{ConfigError, KvGeometry, DEFAULT_BLOCK_SIZE, VLLM_MAX_NUM_BATCHED_TOKENS, VLLM_MAX_NUM_SEQS};
 pub use engine::{Engine, EngineConfig, StepOutcome, SubmitError};
 pub use events::{
     DecodeRunReport, EventRecord, FinishReason, KvEvent, Observer, ReleaseReason, StallReason, StepSnapshot,

@@ -54,7 +54,7 @@ fn executor() -> PagedTokenExecutor {
 
 #[test]
 fn the_native_manager_behind_the_seam_behaves_exactly_as_the_default() {
-    let native = run(Engine::new(config(), executor(), SimClock::new()));
+    let native = run(Engine::new(config(), executor(), SimClock::new()).unwrap());
     let plugged = Box::new(BlockManager::new(config().pool));
     let through_seam = run(Engine::with_block_manager(config(), plugged, executor(), SimClock::new()));
     assert!(native.0.iter().any(|e| e.contains("\"preempted\"")), "the workload must preempt");

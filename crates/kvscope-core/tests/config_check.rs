@@ -51,7 +51,7 @@ proptest! {
             return Ok(());
         }
         let executor = PagedTokenExecutor::new(config.pool.num_blocks, config.pool.block_size, VOCAB);
-        let mut engine = Engine::new(config.clone(), executor, SimClock::new());
+        let mut engine = Engine::new(config.clone(), executor, SimClock::new()).unwrap();
         let mut accepted = 0;
         let mut work = 0;
         for (i, &(prompt_len, max_tokens, seed)) in reqs.iter().enumerate() {

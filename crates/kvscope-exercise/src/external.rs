@@ -9,7 +9,7 @@
 //! reported through `failure()`, which stops the engine's step.
 
 use crate::checker::Checker;
-use crate::finding::{Finding, Property};
+use crate::finding::{ids, Finding, Property};
 use crate::host::{HostConfig, HostError, PythonHost, StudentApi};
 use kvscope_core::block_manager::{AdmissionPlan, BlockState, BlockView, PrefixCacheCounters};
 use kvscope_core::events::EventLog;
@@ -394,10 +394,4 @@ impl KvBlockManager for PyBlockManager {
     fn failure(&self) -> Option<String> {
         self.failed.clone()
     }
-}
-
-/// Block ids as the student's Python prints them: `[2, 3]`.
-pub(crate) fn ids(table: &[BlockId]) -> String {
-    let list: Vec<String> = table.iter().map(|b| b.0.to_string()).collect();
-    format!("[{}]", list.join(", "))
 }

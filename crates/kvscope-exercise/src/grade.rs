@@ -111,12 +111,12 @@ pub fn grade<B: GradingBackend>(backend: &mut B, cfg: &GradeConfig, progress: &m
 }
 
 fn engine_config<B: GradingBackend>(backend: &B, w: &Workload) -> EngineConfig {
-    EngineConfig {
+    EngineConfig::new(
         // Whole-prompt prefills where the budget allows, as in nano-vLLM.
-        scheduler: SchedulerConfig::new(w.max_running, w.max_batched_tokens, backend.max_model_len()),
-        pool: PoolConfig::new(w.num_blocks, w.block_size, 0, true),
-        vocab_size: backend.vocab_size(),
-    }
+        SchedulerConfig::new(w.max_running, w.max_batched_tokens, backend.max_model_len()),
+        PoolConfig::new(w.num_blocks, w.block_size, 0, true),
+        backend.vocab_size(),
+    )
 }
 
 fn grade_workload<B: GradingBackend>(
@@ -149,7 +149,7 @@ fn grade_workload<B: GradingBackend>(
         }
     };
     api.get_or_insert_with(|| manager.api().clone());
-    let exec = match backend.executor(w.num_blocks, w.block_size) {
+    let exec = match backend.executor(config.pool.num_blocks, config.pool.block_size) {
         Ok(e) => e,
         Err(e) => {
             result.finding = Some(Finding::new(None, "(kvscope)").actual(format!("the model could not start: {e}")));
@@ -177,8 +177,9 @@ fn grade_workload<B: GradingBackend>(
     }
     result.completed = true;
     // The reference: the same workload on kvscope's own block manager.
-    let reference = backend.executor(w.num_blocks, w.block_size).map_err(|e| e.to_string()).and_then(|exec| {
-        let mut native = Engine::new(config, exec, SimClock::new());
+    let pool = &config.pool;
+    let reference = backend.executor(pool.num_blocks, pool.block_size).map_err(|e| e.to_string()).and_then(|exec| {
+        let mut native = Engine::new(config.clone(), exec, SimClock::new()).map_err(|e| e.to_string())?;
         drive(&mut native, w, None, cfg.max_steps).map_err(|f| f.actual)
     });
     match reference {

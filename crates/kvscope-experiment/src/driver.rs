@@ -119,6 +119,8 @@ pub enum RunError {
     Executor { case: String, source: kvscope_core::ExecutorError },
     #[error("case {case}: arrival {index} at {at} s comes before its predecessor: sort the workload by arrival time")]
     Unordered { case: String, index: usize, at: Seconds },
+    #[error("case {case}: {source}")]
+    Config { case: String, source: kvscope_core::ConfigError },
 }
 
 /// Runs `requests` (in arrival order; taken one by one as they arrive) to
@@ -133,7 +135,9 @@ pub fn run_case<E: Executor, C: Clock>(
     options: RunOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(CaseRun, E), RunError> {
-    run_engine(Engine::new(config.clone(), executor, clock), config, spec, requests, options, progress)
+    let engine = Engine::new(config.clone(), executor, clock)
+        .map_err(|source| RunError::Config { case: spec.name.clone(), source })?;
+    run_engine(engine, config, spec, requests, options, progress)
 }
 
 /// `run_case` on an engine the caller built from `config` (one whose block

@@ -3,7 +3,9 @@
 
 use crate::backend::BackendInfo;
 use crate::knob::{Knob, KnobSweep};
-use kvscope_core::{EngineConfig, PoolConfig, SchedulerConfig};
+use kvscope_core::{
+    EngineConfig, PoolConfig, SchedulerConfig, DEFAULT_BLOCK_SIZE, VLLM_MAX_NUM_BATCHED_TOKENS, VLLM_MAX_NUM_SEQS,
+};
 use kvscope_experiment::workload::{Arrival, Scale};
 
 #[derive(Clone, Debug)]
@@ -41,7 +43,7 @@ impl LabConfig {
         LabConfig {
             scale,
             seed,
-            block_size: 16,
+            block_size: DEFAULT_BLOCK_SIZE,
             kv_blocks: None,
             kv_memory_bytes: None,
             max_running: None,
@@ -90,17 +92,17 @@ impl LabConfig {
         let (default_max_running, default_budget) = match self.scale {
             Scale::Quick => (16, 512),
             Scale::Lab => (32, 512),
-            Scale::Gpu => (256, 8192),
+            Scale::Gpu => (VLLM_MAX_NUM_SEQS, VLLM_MAX_NUM_BATCHED_TOKENS),
         };
-        EngineConfig {
-            scheduler: SchedulerConfig::new(
+        EngineConfig::new(
+            SchedulerConfig::new(
                 self.max_running.unwrap_or(default_max_running),
                 self.max_batched_tokens.unwrap_or(default_budget),
                 info.max_model_len,
             ),
-            pool: PoolConfig::new(self.num_blocks(info), self.block_size, info.kv_bytes_per_token, true),
-            vocab_size: Some(info.vocab_size),
-        }
+            PoolConfig::new(self.num_blocks(info), self.block_size, info.kv_bytes_per_token, true),
+            Some(info.vocab_size),
+        )
     }
 
     /// This configuration with one knob set to `v` (a `--sweep` point).

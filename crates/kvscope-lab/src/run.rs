@@ -38,7 +38,7 @@ pub fn run_one<B: LabBackend>(
     let (exec, clock) = backend.start(config.pool.num_blocks, config.pool.block_size).map_err(LabError::Backend)?;
     let engine = match backend.block_manager(&config.pool).map_err(LabError::Backend)? {
         Some(blocks) => Engine::with_block_manager(config.clone(), blocks, exec, clock),
-        None => Engine::new(config.clone(), exec, clock),
+        None => Engine::new(config.clone(), exec, clock)?,
     };
     let total = reqs.len();
     progress(&spec.name, 0, total);

@@ -223,7 +223,13 @@ where
                 return;
             }
         };
-        let mut engine = Engine::new(config.engine, executor, WallClock::new());
+        let mut engine = match Engine::new(config.engine, executor, WallClock::new()) {
+            Ok(engine) => engine,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e.into()));
+                return;
+            }
+        };
         // Prompt scores go to their request as each step computes them
         // (`Update::PromptScores`); the engine does not keep a second copy.
         engine.set_keep_prompt_logprobs(false);

@@ -5,7 +5,9 @@
 //!   view: `/metrics` (Prometheus, vLLM's names under `kvscope:`), `/kv` (the
 //!   pool block by block), `/events` (the KV event stream live) and a web
 //!   view at `/`.
-//! - [`bench`]: `kvscope bench serve`, a load generator against such a server.
+//!
+//! The load generator that measures such a server (`kvscope bench serve`)
+//! is a client: it lives in kvscope-client.
 //!
 //! The engine runs on its own thread ([`engine_loop`]); handlers talk to it
 //! through channels. A model plugs in as a [`TextModel`] (tokenizer, chat
@@ -14,7 +16,6 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
-pub mod bench;
 pub mod detok;
 pub mod engine_loop;
 pub mod error;
@@ -36,7 +37,6 @@ pub mod series;
 pub mod state;
 pub mod stop;
 
-pub use bench::{run_bench_serve, run_bench_serve_with, BenchArgs, BenchPrompt, BenchReport, BenchRequest};
 pub use model::{ChatMessage, TextModel};
 
 use axum::routing::{get, post};
@@ -79,7 +79,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 512)]
     pub kv_blocks: usize,
     /// Token slots per KV block.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = kvscope_core::DEFAULT_BLOCK_SIZE)]
     pub block_size: usize,
     /// Most requests running at once (vLLM's max_num_seqs).
     #[arg(long, default_value_t = 16)]
@@ -135,22 +135,22 @@ impl ServeArgs {
             served_model_name: self.served_model_name.clone(),
             limits: self.limits.limits()?,
             api_key: self.api_key.clone().filter(|k| !k.is_empty()),
-            engine: EngineConfig {
-                scheduler: kvscope_core::SchedulerConfig {
+            engine: EngineConfig::new(
+                kvscope_core::SchedulerConfig {
                     max_running: self.max_num_seqs,
                     max_batched_tokens: self.max_num_batched_tokens,
                     max_model_len,
                     long_prefill_token_threshold: self.long_prefill_token_threshold,
                     max_num_partial_prefills: self.max_num_partial_prefills,
                 },
-                pool: kvscope_core::PoolConfig {
+                kvscope_core::PoolConfig {
                     num_blocks: self.kv_blocks,
                     block_size: self.block_size,
                     enable_prefix_caching: !self.no_prefix_caching,
                     bytes_per_block,
                 },
-                vocab_size: Some(vocab_size),
-            },
+                Some(vocab_size),
+            ),
         };
         config.engine.validate()?;
         Ok(config)

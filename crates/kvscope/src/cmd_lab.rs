@@ -86,7 +86,7 @@ pub struct LabArgs {
     #[arg(long)]
     pub kv_memory: Option<u64>,
     /// Tokens per KV block.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    #[arg(long, default_value_t = kvscope_core::DEFAULT_BLOCK_SIZE as u64, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub block_size: u64,
     /// Most requests running at once (default 32, 16 with --quick).
     #[arg(long)]
