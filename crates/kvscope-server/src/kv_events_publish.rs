@@ -190,6 +190,32 @@ fn stored_event(run: Vec<NewBlock>, block_size: usize) -> KvCacheEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        kv_events: KvEventsArgs,
+    }
+
+    fn flags(args: &[&str]) -> Result<Option<PublisherConfig>, String> {
+        let parsed =
+            Flags::try_parse_from(std::iter::once("serve").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+        parsed.kv_events.config().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn flags_are_off_by_default_and_checked_when_given() {
+        assert!(flags(&[]).unwrap().is_none());
+        let config = flags(&["--kv-events-endpoint", "tcp://*:5557", "--kv-events-topic", "kv"]).unwrap().unwrap();
+        assert_eq!(
+            (config.endpoint.as_str(), config.topic.as_str(), config.buffer_steps),
+            ("tcp://*:5557", "kv", 10_000)
+        );
+        assert!(flags(&["--kv-events-topic", "kv"]).is_err(), "a topic without an endpoint");
+        let err = flags(&["--kv-events-endpoint", "ipc:///tmp/kv"]).unwrap_err();
+        assert!(err.contains("tcp://127.0.0.1:5557"), "{err}");
+    }
 
     fn block(hash: u64, parent: Option<u64>) -> NewBlock {
         NewBlock { hash, parent, tokens: vec![hash as u32] }
