@@ -274,6 +274,15 @@ impl BlockManager {
         }
     }
 
+    /// An indexed block's prefix-cache key and its parent's (`None` for a
+    /// first block): what an outside index (vLLM's KV events) names it by.
+    pub fn indexed_key(&self, block: BlockId) -> Option<(BlockHash, Option<BlockHash>)> {
+        match self.blocks[block.index()].content {
+            Content::Indexed(hash) => Some((hash, self.parents[block.index()])),
+            Content::Scratch | Content::Private { .. } => None,
+        }
+    }
+
     /// The request and block position whose private KV `block` keeps, if
     /// it keeps some (see the module documentation).
     pub fn private_owner(&self, block: BlockId) -> Option<(RequestId, usize)> {

@@ -197,6 +197,8 @@ pub struct EngineThreadConfig {
     pub engine: EngineConfig,
     /// Requests allowed to wait; one more is answered 503.
     pub max_waiting: usize,
+    /// `--kv-events-endpoint`: the prefix cache published after each step.
+    pub kv_events: Option<crate::kv_events_publish::KvEventsPublisher>,
 }
 
 /// Starts the engine thread. `make_executor` runs on that thread; its error
@@ -247,6 +249,7 @@ where
             max_waiting: config.max_waiting,
             refresh,
             status: thread_status,
+            kv_events: config.kv_events,
         }
         .run(rx);
     })?;
@@ -264,6 +267,7 @@ struct EngineLoop<E: Executor> {
     max_waiting: usize,
     refresh: Vec<Refresh>,
     status: Arc<EngineStatus>,
+    kv_events: Option<crate::kv_events_publish::KvEventsPublisher>,
 }
 
 impl<E: Executor> EngineLoop<E> {
@@ -297,6 +301,7 @@ impl<E: Executor> EngineLoop<E> {
             }
             if self.engine.has_work() {
                 self.step();
+                self.publish_kv_events();
             }
             self.publish_status();
         }
@@ -365,6 +370,16 @@ impl<E: Executor> EngineLoop<E> {
             }
         }
         !gone.is_empty()
+    }
+
+    /// The prefix cache's changes as vLLM's KV events (queued, never waited
+    /// on). A plug-in block manager's index is not visible: nothing is sent.
+    fn publish_kv_events(&mut self) {
+        if let (Some(publisher), Some(blocks)) =
+            (self.kv_events.as_mut(), self.engine.scheduler().block_manager().native())
+        {
+            publisher.after_step(blocks);
+        }
     }
 
     fn publish_state(&self) {

@@ -139,6 +139,11 @@ impl Metrics {
         let _ = self.registry.register(Box::new(gauge));
     }
 
+    /// Adds a metric kept elsewhere (the KV-event publisher's drop counter).
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(collector)
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let families = self.registry.gather();
