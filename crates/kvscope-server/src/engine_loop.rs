@@ -5,8 +5,8 @@
 
 use crate::kv_view::KvSnapshot;
 use kvscope_core::{
-    Engine, EngineConfig, Executor, FinishReason, Observer, RequestId, SampledToken, SamplingParams, SubmitError,
-    TokenId, WallClock,
+    Engine, EngineConfig, Executor, FinishReason, KvBlockManager, Observer, RequestId, SampledToken, SamplingParams,
+    SubmitError, TokenId, WallClock,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
