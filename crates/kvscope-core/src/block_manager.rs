@@ -261,76 +261,6 @@ impl BlockManager {
         }
         kv.private_blocks = kept;
     }
-
-    fn hold(&mut self, id: BlockId, holder: RequestId) {
-        let block = &mut self.blocks[id.index()];
-        if block.holders.is_empty() {
-            self.used += 1;
-            self.used_tokens += block.filled as usize;
-            if block.in_lru {
-                self.lru_unlink(id);
-            }
-        }
-        self.blocks[id.index()].holders.push(holder);
-    }
-
-    fn lru_push_back(&mut self, id: BlockId) {
-        let i = id.0;
-        let tail = self.lru_tail;
-        let block = &mut self.blocks[id.index()];
-        block.in_lru = true;
-        block.lru_prev = tail;
-        block.lru_next = NIL;
-        if tail == NIL {
-            self.lru_head = i;
-        } else {
-            self.blocks[tail as usize].lru_next = i;
-        }
-        self.lru_tail = i;
-        self.cached_free_count += 1;
-    }
-
-    fn lru_unlink(&mut self, id: BlockId) {
-        let block = &mut self.blocks[id.index()];
-        let (prev, next) = (block.lru_prev, block.lru_next);
-        block.in_lru = false;
-        block.lru_prev = NIL;
-        block.lru_next = NIL;
-        if prev == NIL {
-            self.lru_head = next;
-        } else {
-            self.blocks[prev as usize].lru_next = next;
-        }
-        if next == NIL {
-            self.lru_tail = prev;
-        } else {
-            self.blocks[next as usize].lru_prev = prev;
-        }
-        self.cached_free_count -= 1;
-    }
-
-    /// A free block for new KV: a clean one if any, else the least recently
-    /// released cached one, whose index entry is evicted.
-    fn take_free_block(&mut self, log: &mut EventLog, site: &'static str) -> BlockId {
-        if let Some(id) = self.clean_free.pop_front() {
-            return id;
-        }
-        assert!(self.lru_head != NIL, "callers check free_blocks() first");
-        let id = BlockId(self.lru_head);
-        self.lru_unlink(id);
-        let block = &mut self.blocks[id.index()];
-        block.filled = 0;
-        match std::mem::replace(&mut block.content, Content::Scratch) {
-            Content::Indexed(hash) => {
-                self.index.remove(&hash);
-            }
-            Content::Private { .. } => {}
-            Content::Scratch => unreachable!("cached-free blocks keep content"),
-        }
-        self.counters.evictions += 1;
-        log.emit(site, KvEvent::Evicted { block: id });
-        id
-    }
 }
 
 impl KvBlockManager for BlockManager {
@@ -529,6 +459,80 @@ impl KvBlockManager for BlockManager {
     fn count_prefix_query(&mut self, prompt_tokens: usize, hit_tokens: usize) {
         self.counters.queried_tokens += prompt_tokens as u64;
         self.counters.hit_tokens += hit_tokens as u64;
+    }
+}
+
+/// The pool's own moves, under the seam's operations: holding a block,
+/// the cached-free list, eviction.
+impl BlockManager {
+    fn hold(&mut self, id: BlockId, holder: RequestId) {
+        let block = &mut self.blocks[id.index()];
+        if block.holders.is_empty() {
+            self.used += 1;
+            self.used_tokens += block.filled as usize;
+            if block.in_lru {
+                self.lru_unlink(id);
+            }
+        }
+        self.blocks[id.index()].holders.push(holder);
+    }
+
+    fn lru_push_back(&mut self, id: BlockId) {
+        let i = id.0;
+        let tail = self.lru_tail;
+        let block = &mut self.blocks[id.index()];
+        block.in_lru = true;
+        block.lru_prev = tail;
+        block.lru_next = NIL;
+        if tail == NIL {
+            self.lru_head = i;
+        } else {
+            self.blocks[tail as usize].lru_next = i;
+        }
+        self.lru_tail = i;
+        self.cached_free_count += 1;
+    }
+
+    fn lru_unlink(&mut self, id: BlockId) {
+        let block = &mut self.blocks[id.index()];
+        let (prev, next) = (block.lru_prev, block.lru_next);
+        block.in_lru = false;
+        block.lru_prev = NIL;
+        block.lru_next = NIL;
+        if prev == NIL {
+            self.lru_head = next;
+        } else {
+            self.blocks[prev as usize].lru_next = next;
+        }
+        if next == NIL {
+            self.lru_tail = prev;
+        } else {
+            self.blocks[next as usize].lru_prev = prev;
+        }
+        self.cached_free_count -= 1;
+    }
+
+    /// A free block for new KV: a clean one if any, else the least recently
+    /// released cached one, whose index entry is evicted.
+    fn take_free_block(&mut self, log: &mut EventLog, site: &'static str) -> BlockId {
+        if let Some(id) = self.clean_free.pop_front() {
+            return id;
+        }
+        assert!(self.lru_head != NIL, "callers check free_blocks() first");
+        let id = BlockId(self.lru_head);
+        self.lru_unlink(id);
+        let block = &mut self.blocks[id.index()];
+        block.filled = 0;
+        match std::mem::replace(&mut block.content, Content::Scratch) {
+            Content::Indexed(hash) => {
+                self.index.remove(&hash);
+            }
+            Content::Private { .. } => {}
+            Content::Scratch => unreachable!("cached-free blocks keep content"),
+        }
+        self.counters.evictions += 1;
+        log.emit(site, KvEvent::Evicted { block: id });
+        id
     }
 }
 
