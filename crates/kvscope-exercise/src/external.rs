@@ -1,11 +1,19 @@
 //! `PyBlockManager`: a student's Python BlockManager behind kvscope-core's
 //! block-manager seam, so the real scheduler and model run on its tables.
 //!
-//! The seam hands over a sequence's tokens (`SeqView`, the source of
-//! truth) and its block table (`SeqKv`); the Python side gets each
-//! request's new tokens with the next call about it. The tables the
-//! student's methods produce become the engine's tables (after checks that
-//! keep the engine safe: valid block ids, a slot for every token). Anything that goes wrong is kept as a [`Finding`] and
+//! The seam hands over a sequence as the student's nano-vLLM `Sequence`
+//! has it, split in two (the student still sees one object):
+//!
+//! | kvscope (the seam) | the student's `Sequence` (`python/sequence.py`) |
+//! |---|---|
+//! | `SeqView::id` | `seq_id` |
+//! | `SeqView::prompt`, `output` (read) | `token_ids` (the prompt at the first call, then each new token through `append_token` with the next call about it) |
+//! | `SeqKv::block_table` (written) | `block_table`, the student's, checked and copied back after each call |
+//! | `SeqKv::num_computed` (written) | `num_cached_tokens` from `allocate` (prefix hits, trimmed to leave one token to compute); after a step, `hash_blocks` sees the growth as `num_scheduled_tokens`, then `num_cached_tokens` takes the new value |
+//!
+//! The engine's tokens stay the source of truth; the tables the student's
+//! methods produce become the engine's tables (after checks that keep the
+//! engine safe: valid block ids, a slot for every token). Anything that goes wrong is kept as a [`Finding`] and
 //! reported through `failure()`, which stops the engine's step.
 
 use crate::checker::Checker;
