@@ -131,7 +131,7 @@ impl<B: KvBlockManager> Scheduler<B> {
     }
     /// The native manager, when it is the one running: decode runs and the
     /// private-block invariant need more than the seam offers (a plug-in is
-    /// driven step by step). A type check, folded away when `B` is known.
+    /// driven step by step). A check of `B`'s type, not a call into it.
     pub fn native_block_manager(&self) -> Option<&BlockManager> {
         (&self.blocks as &dyn Any).downcast_ref()
     }
