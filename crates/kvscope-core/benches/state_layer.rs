@@ -5,8 +5,8 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use kvscope_core::events::EventLog;
 use kvscope_core::{
-    BatchOutput, BlockManager, Engine, EngineConfig, Executor, ExecutorError, PoolConfig, RequestId, SampledToken,
-    SamplingParams, ScheduledBatch, SchedulerConfig, Sequence, SimClock,
+    BatchOutput, BlockManager, Engine, EngineConfig, Executor, ExecutorError, KvBlockManager, PoolConfig, RequestId,
+    SampledToken, SamplingParams, ScheduledBatch, SchedulerConfig, Sequence, SimClock,
 };
 
 /// Costs nothing, so a step measures the state layer alone.
@@ -87,11 +87,12 @@ fn allocate_release(c: &mut Criterion) {
                 params: SamplingParams::greedy(1),
                 arrival: 0.0,
             });
-            let plan = pool.plan_admission(&seq);
-            pool.allocate(&mut seq, plan, &mut log);
-            seq.num_computed = seq.len();
-            pool.commit_computed(&mut seq);
-            pool.release(&mut seq, kvscope_core::ReleaseReason::Finished, &mut log);
+            let (view, kv) = seq.split_kv();
+            let plan = pool.plan_admission(view, kv);
+            pool.allocate(view, kv, plan, &mut log);
+            kv.num_computed = view.len();
+            pool.commit_computed(view, kv);
+            pool.release(view, kv, kvscope_core::ReleaseReason::Finished, &mut log);
             log.drain().count()
         })
     });

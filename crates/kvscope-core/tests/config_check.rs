@@ -4,7 +4,9 @@
 //! requests, on the paged test executor, with a bounded number of steps.
 
 use kvscope_core::testing::PagedTokenExecutor;
-use kvscope_core::{Engine, EngineConfig, PoolConfig, RequestId, SamplingParams, SchedulerConfig, SimClock};
+use kvscope_core::{
+    Engine, EngineConfig, KvBlockManager, PoolConfig, RequestId, SamplingParams, SchedulerConfig, SimClock,
+};
 use proptest::prelude::*;
 
 const VOCAB: u32 = 500;

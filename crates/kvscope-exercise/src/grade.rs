@@ -8,7 +8,8 @@ use crate::finding::{Finding, Property};
 use crate::host::{HostConfig, StudentApi};
 use crate::workloads::{self, Workload};
 use kvscope_core::{
-    Engine, EngineConfig, Executor, PoolConfig, RequestId, SamplingParams, SchedulerConfig, SimClock, TokenId,
+    Engine, EngineConfig, Executor, KvBlockManager, PoolConfig, RequestId, SamplingParams, SchedulerConfig, SimClock,
+    TokenId,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -157,7 +158,7 @@ fn grade_workload<B: GradingBackend>(
         }
     };
     let executor = CheckingExecutor { inner: exec, checker: checker.clone() };
-    let mut engine = Engine::with_block_manager(config.clone(), Box::new(manager), executor, SimClock::new());
+    let mut engine = Engine::with_block_manager(config.clone(), manager, executor, SimClock::new());
     let student = drive(&mut engine, w, Some(&checker), cfg.max_steps);
     result.steps = engine.current_step();
     result.hit_tokens = engine.scheduler().block_manager().counters().hit_tokens;
@@ -210,8 +211,8 @@ fn lock(c: &Arc<Mutex<Checker>>) -> std::sync::MutexGuard<'_, Checker> {
 }
 
 /// Runs a workload to its end: arrivals and aborts at their steps.
-fn drive<E: Executor>(
-    engine: &mut Engine<E, SimClock>,
+fn drive<E: Executor, B: KvBlockManager>(
+    engine: &mut Engine<E, SimClock, B>,
     w: &Workload,
     checker: Option<&Arc<Mutex<Checker>>>,
     max_steps: u64,
@@ -219,7 +220,7 @@ fn drive<E: Executor>(
     let mut outputs = Outputs::new();
     let mut pending: Vec<_> = w.requests.iter().collect();
     let mut aborts = w.aborts.clone();
-    let stop = |engine: &Engine<E, SimClock>, what: String| {
+    let stop = |engine: &Engine<E, SimClock, B>, what: String| {
         let mut f = Finding::new(None, "(engine step)").actual(what);
         f.workload = w.name.to_string();
         f.step = engine.current_step();

@@ -7,7 +7,9 @@ use crate::workload::{CaseSpec, WorkloadRequest};
 use kvscope_core::block_manager::PrefixCacheCounters;
 use kvscope_core::events::EventRecorder;
 use kvscope_core::stats::StatsCollector;
-use kvscope_core::{Clock, Engine, EngineConfig, EventRecord, Executor, RequestId, SamplingParams, Seconds, Sequence};
+use kvscope_core::{
+    Clock, Engine, EngineConfig, EventRecord, Executor, KvBlockManager, RequestId, SamplingParams, Seconds, Sequence,
+};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 
@@ -142,8 +144,8 @@ pub fn run_case<E: Executor, C: Clock>(
 
 /// `run_case` on an engine the caller built from `config` (one whose block
 /// manager is a plug-in, say: `Engine::with_block_manager`).
-pub fn run_engine<E: Executor, C: Clock>(
-    mut engine: Engine<E, C>,
+pub fn run_engine<E: Executor, C: Clock, B: KvBlockManager>(
+    mut engine: Engine<E, C, B>,
     config: &EngineConfig,
     spec: &CaseSpec,
     requests: impl IntoIterator<Item = WorkloadRequest>,

@@ -36,15 +36,19 @@ pub fn run_one<B: LabBackend>(
     progress: Progress,
 ) -> Result<CaseRun, LabError> {
     let (exec, clock) = backend.start(config.pool.num_blocks, config.pool.block_size).map_err(LabError::Backend)?;
-    let engine = match backend.block_manager(&config.pool).map_err(LabError::Backend)? {
-        Some(blocks) => Engine::with_block_manager(config.clone(), blocks, exec, clock),
-        None => Engine::new(config.clone(), exec, clock)?,
-    };
+    let blocks = backend.block_manager(&config.pool).map_err(LabError::Backend)?;
     let total = reqs.len();
     progress(&spec.name, 0, total);
-    let (run, exec) = run_engine(engine, config, spec, reqs.iter().cloned(), options, &mut |done, total| {
-        progress(&spec.name, done, total)
-    })?;
+    let (requests, tick) = (reqs.iter().cloned(), &mut |done, total| progress(&spec.name, done, total));
+    // The engine's type names its block manager: the native one, or a
+    // plug-in chosen at run time (boxed).
+    let (run, exec) = match blocks {
+        Some(blocks) => {
+            let engine = Engine::with_block_manager(config.clone(), blocks, exec, clock);
+            run_engine(engine, config, spec, requests, options, tick)
+        }
+        None => run_engine(Engine::new(config.clone(), exec, clock)?, config, spec, requests, options, tick),
+    }?;
     backend.finish(exec);
     Ok(run)
 }

@@ -5,8 +5,8 @@
 
 use crate::kv_view::KvSnapshot;
 use kvscope_core::{
-    Engine, EngineConfig, Executor, FinishReason, Observer, RequestId, SampledToken, SamplingParams, SubmitError,
-    TokenId, WallClock,
+    Engine, EngineConfig, Executor, FinishReason, KvBlockManager, Observer, RequestId, SampledToken, SamplingParams,
+    SubmitError, TokenId, WallClock,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -376,7 +376,7 @@ impl<E: Executor> EngineLoop<E> {
     /// on). A plug-in block manager's index is not visible: nothing is sent.
     fn publish_kv_events(&mut self) {
         if let (Some(publisher), Some(blocks)) =
-            (self.kv_events.as_mut(), self.engine.scheduler().block_manager().native())
+            (self.kv_events.as_mut(), Some(self.engine.scheduler().block_manager()))
         {
             publisher.after_step(blocks);
         }
