@@ -26,7 +26,7 @@
 //! `kvscope:kv_events_dropped_total`; the sockets run on the publisher's
 //! own thread.
 
-use kvscope_core::{BlockId, BlockManager};
+use kvscope_core::{BlockId, BlockManager, KvBlockManager};
 use kvscope_wire::{BlockHash, BlockRemoved, BlockStored, EventBatch, KvCacheEvent, Publisher, PublisherConfig};
 use std::collections::HashMap;
 
