@@ -4,7 +4,7 @@
 
 use kvscope_core::TokenId;
 use serde_json::{json, Value};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Which OpenAI route a request goes to.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +113,9 @@ impl RequestTiming {
 pub struct ModelCard {
     pub id: Option<String>,
     pub vocab_size: Option<usize>,
+    /// `owned_by`: which engine serves it (vLLM says `vllm`, kvscope `kvscope`).
+    pub owned_by: Option<String>,
+    pub max_model_len: Option<usize>,
 }
 
 /// An HTTP client for one server (cheap to clone: the connection pool is shared).
@@ -126,6 +129,13 @@ impl CompletionClient {
     /// A client for the server at `base_url`, sending `Authorization:
     /// Bearer KEY` when a (non-empty) key is given.
     pub fn new(base_url: &str, api_key: Option<&str>) -> anyhow::Result<Self> {
+        Self::with_timeout(base_url, api_key, None)
+    }
+
+    /// As [`Self::new`], with every request (connect, stream and all)
+    /// given up after `timeout`: a target that stops answering becomes a
+    /// failed request, not a hang (the lab's `--target`).
+    pub fn with_timeout(base_url: &str, api_key: Option<&str>, timeout: Option<Duration>) -> anyhow::Result<Self> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(key) = api_key.filter(|k| !k.is_empty()) {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
@@ -133,8 +143,27 @@ impl CompletionClient {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder().default_headers(headers).build()?;
+        let mut builder = reqwest::Client::builder().default_headers(headers);
+        if let Some(timeout) = timeout {
+            builder = builder.timeout(timeout).connect_timeout(timeout.min(Duration::from_secs(5)));
+        }
+        let http = builder.build()?;
         Ok(CompletionClient { http, base: base_url.trim_end_matches('/').to_string() })
+    }
+
+    /// The server's base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET path` (e.g. `/metrics`, `/version`): the status and the body
+    /// as text; an unreachable server is an error naming the URL.
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.http.get(&url).send().await.map_err(|e| anyhow::anyhow!("cannot reach {url}: {e}"))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| anyhow::anyhow!("reading {url}: {e}"))?;
+        Ok((status, text))
     }
 
     /// The server's first model (`/v1/models`, `data[0]`).
@@ -152,6 +181,8 @@ impl CompletionClient {
         Ok(ModelCard {
             id: card["id"].as_str().map(str::to_string),
             vocab_size: card["vocab_size"].as_u64().map(|v| v as usize),
+            owned_by: card["owned_by"].as_str().map(str::to_string),
+            max_model_len: card["max_model_len"].as_u64().map(|v| v as usize),
         })
     }
 

@@ -36,6 +36,7 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod svg;
+pub mod target;
 pub mod template;
 pub mod timeline;
 pub mod validation;
