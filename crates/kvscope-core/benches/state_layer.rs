@@ -5,8 +5,8 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use kvscope_core::events::EventLog;
 use kvscope_core::{
-    BatchOutput, BlockManager, Engine, EngineConfig, Executor, ExecutorError, PoolConfig, RequestId, SampledToken,
-    SamplingParams, ScheduledBatch, SchedulerConfig, Sequence, SimClock,
+    BatchOutput, BlockManager, Engine, EngineConfig, Executor, ExecutorError, KvBlockManager, PoolConfig, RequestId,
+    SampledToken, SamplingParams, ScheduledBatch, SchedulerConfig, Sequence, SimClock,
 };
 
 /// Costs nothing, so a step measures the state layer alone.
@@ -32,7 +32,7 @@ fn engine_with_running(n: usize) -> Engine<NullExecutor, SimClock> {
         pool: PoolConfig { num_blocks, block_size, enable_prefix_caching: true, bytes_per_block: 0 },
         vocab_size: None,
     };
-    let mut engine = Engine::new(config, NullExecutor, SimClock::new());
+    let mut engine = Engine::new(config, NullExecutor, SimClock::new()).unwrap();
     for i in 0..n as u64 {
         submit(&mut engine, i);
     }
@@ -87,11 +87,12 @@ fn allocate_release(c: &mut Criterion) {
                 params: SamplingParams::greedy(1),
                 arrival: 0.0,
             });
-            let plan = pool.plan_admission(&seq);
-            pool.allocate(&mut seq, plan, &mut log);
-            seq.num_computed = seq.len();
-            pool.commit_computed(&mut seq);
-            pool.release(&mut seq, kvscope_core::ReleaseReason::Finished, &mut log);
+            let (view, kv) = seq.split_kv();
+            let plan = pool.plan_admission(view, kv);
+            pool.allocate(view, kv, plan, &mut log);
+            kv.num_computed = view.len();
+            pool.commit_computed(view, kv);
+            pool.release(view, kv, kvscope_core::ReleaseReason::Finished, &mut log);
             log.drain().count()
         })
     });

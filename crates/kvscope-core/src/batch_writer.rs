@@ -70,13 +70,13 @@ fn empty_entry(seq: &Sequence) -> ScheduledSeq {
 /// buffers (and its sampling parameters, when they are `seq`'s: the entry
 /// held the same sequence last step, and no reference count moves).
 fn fill(entry: &mut ScheduledSeq, seq: &Sequence, n: usize, with_contents: bool) {
-    let start = seq.num_computed;
+    let start = seq.kv.num_computed;
     let end = start + n;
     entry.tokens.clear();
     entry.block_table.clear();
     if with_contents {
         seq.extend_with_tokens(start..end, &mut entry.tokens);
-        entry.block_table.extend_from_slice(&seq.block_table);
+        entry.block_table.extend_from_slice(&seq.kv.block_table);
     }
     if !Arc::ptr_eq(&entry.sampling, &seq.params) {
         entry.sampling = Arc::clone(&seq.params);

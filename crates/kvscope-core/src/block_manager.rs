@@ -17,48 +17,20 @@
 //! A simulation of 100,000 long random prompts fills and evicts tens of
 //! millions of such blocks; the index holds only what a lookup can find.
 
+use crate::block_manager_api::KvBlockManager;
 use crate::events::{EventLog, KvEvent, ReleaseReason};
 use crate::holders::Holders;
 use crate::ids::{BlockId, RequestId, TokenId};
 use crate::prefix_hash::{block_hash, BlockHash};
-use crate::sequence::Sequence;
+use crate::seq_kv::{SeqKv, SeqView};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 
+// Part of this module's public face since before they had a file of their own.
+pub use crate::pool::{AdmissionPlan, BlockState, BlockView, PoolConfig, PrefixCacheCounters};
+
 /// End of the cached-free list.
 const NIL: u32 = u32::MAX;
-
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PoolConfig {
-    pub num_blocks: usize,
-    /// Token slots per block.
-    pub block_size: usize,
-    pub enable_prefix_caching: bool,
-    /// Real bytes of KV one block holds (all layers, K and V); 0 if unknown.
-    pub bytes_per_block: u64,
-}
-
-impl PoolConfig {
-    /// `num_blocks` blocks of `block_size` token slots, each slot holding
-    /// `bytes_per_token` of real KV (0 if unknown).
-    pub fn new(num_blocks: usize, block_size: usize, bytes_per_token: u64, enable_prefix_caching: bool) -> Self {
-        PoolConfig {
-            num_blocks,
-            block_size,
-            enable_prefix_caching,
-            bytes_per_block: bytes_per_token.saturating_mul(block_size as u64),
-        }
-    }
-
-    /// Real bytes of KV one token takes (0 if unknown).
-    pub fn bytes_per_token(&self) -> u64 {
-        self.bytes_per_block / self.block_size as u64
-    }
-    /// Real bytes the whole pool holds.
-    pub fn total_bytes(&self) -> u64 {
-        self.bytes_per_block * self.num_blocks as u64
-    }
-}
 
 /// What a full block's KV is kept for after its holders leave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,58 +80,6 @@ impl Default for Block {
 }
 
 const _: () = assert!(std::mem::size_of::<Block>() == 64, "a block's bookkeeping is one cache line");
-
-/// Where a block stands; used by views such as `/kv`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BlockState {
-    Free,
-    /// Free, but its KV is still indexed and can be reused.
-    Cached,
-    Held,
-}
-
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct BlockView {
-    pub block: BlockId,
-    pub state: BlockState,
-    pub ref_count: usize,
-    pub holders: Vec<RequestId>,
-    pub filled: usize,
-}
-
-/// Prefix blocks a waiting sequence would reuse, and how many fresh blocks
-/// it needs on top.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AdmissionPlan {
-    pub cached: Vec<BlockId>,
-    pub new_blocks: usize,
-    /// Of `cached`, how many are currently free (taking them shrinks the
-    /// free pool just as a fresh block does).
-    cached_free: usize,
-}
-
-impl AdmissionPlan {
-    /// Free blocks this admission consumes.
-    pub fn free_blocks_needed(&self) -> usize {
-        self.new_blocks + self.cached_free
-    }
-
-    /// The plan of a manager that decides its hits inside its own
-    /// `allocate` (a plug-in): it only says how many free blocks the
-    /// admission takes.
-    pub fn opaque(free_blocks_needed: usize) -> Self {
-        AdmissionPlan { cached: Vec::new(), new_blocks: free_blocks_needed, cached_free: 0 }
-    }
-}
-
-/// Prefix-cache counters, in tokens, over first admissions only.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PrefixCacheCounters {
-    pub queried_tokens: u64,
-    pub hit_tokens: u64,
-    pub evictions: u64,
-}
 
 #[derive(Debug)]
 pub struct BlockManager {
@@ -214,62 +134,15 @@ impl BlockManager {
         }
     }
 
-    pub fn config(&self) -> &PoolConfig {
-        &self.config
-    }
-    pub fn block_size(&self) -> usize {
-        self.config.block_size
-    }
-    pub fn total_blocks(&self) -> usize {
-        self.config.num_blocks
-    }
-    pub fn used_blocks(&self) -> usize {
-        self.used
-    }
-    pub fn free_blocks(&self) -> usize {
-        self.clean_free.len() + self.cached_free_count
-    }
-    pub fn cached_free_blocks(&self) -> usize {
-        self.cached_free_count
-    }
-    /// Tokens of KV stored in held blocks (shared blocks counted once).
-    pub fn used_tokens(&self) -> usize {
-        self.used_tokens
-    }
-    pub fn counters(&self) -> PrefixCacheCounters {
-        self.counters
-    }
-    pub fn blocks_for_tokens(&self, tokens: usize) -> usize {
-        tokens.div_ceil(self.config.block_size)
-    }
     pub fn ref_count(&self, block: BlockId) -> usize {
         self.blocks[block.index()].holders.len()
     }
 
-    pub fn view(&self) -> Vec<BlockView> {
-        self.blocks
-            .iter()
-            .enumerate()
-            .map(|(i, b)| BlockView {
-                block: BlockId(i as u32),
-                state: if !b.holders.is_empty() {
-                    BlockState::Held
-                } else if b.in_lru {
-                    BlockState::Cached
-                } else {
-                    BlockState::Free
-                },
-                ref_count: b.holders.len(),
-                holders: b.holders.to_vec(),
-                filled: b.filled as usize,
-            })
-            .collect()
-    }
-
-    /// The tokens an indexed block holds, if it is indexed.
-    pub fn indexed_tokens(&self, block: BlockId) -> Option<&[TokenId]> {
+    /// An indexed block's prefix-cache key and its parent's (`None` for a
+    /// first block): what an outside index (vLLM's KV events) names it by.
+    pub fn indexed_key(&self, block: BlockId) -> Option<(BlockHash, Option<BlockHash>)> {
         match self.blocks[block.index()].content {
-            Content::Indexed(_) => Some(self.block_tokens(block.index())),
+            Content::Indexed(hash) => Some((hash, self.parents[block.index()])),
             Content::Scratch | Content::Private { .. } => None,
         }
     }
@@ -298,7 +171,7 @@ impl BlockManager {
     /// blocks kept since a preemption. At least one token is always left to
     /// compute, because the executor needs the last position's output to
     /// sample from.
-    pub fn cached_prefix(&self, seq: &Sequence) -> Vec<BlockId> {
+    pub fn cached_prefix(&self, seq: SeqView<'_>, kv: &SeqKv) -> Vec<BlockId> {
         if !self.config.enable_prefix_caching || seq.is_empty() {
             return Vec::new();
         }
@@ -310,7 +183,7 @@ impl BlockManager {
         let mut hits = self.lookup_blocks(&shareable[..shared * bs]);
         if hits.len() == private_from {
             for position in hits.len()..usable {
-                match seq.private_blocks.get(position) {
+                match kv.private_blocks.get(position) {
                     Some(&id) if self.keeps_private(id, seq.id, position) => hits.push(id),
                     _ => break,
                 }
@@ -321,7 +194,7 @@ impl BlockManager {
 
     /// The first block of `seq` holding any of its private tokens
     /// (`usize::MAX` when it has none).
-    fn private_from_block(&self, seq: &Sequence) -> usize {
+    fn private_from_block(&self, seq: SeqView<'_>) -> usize {
         match seq.private_from() {
             usize::MAX => usize::MAX,
             from => from / self.config.block_size,
@@ -351,84 +224,145 @@ impl BlockManager {
 
     /// What admitting `seq` (every token it has, prompt and any output
     /// from before a preemption) would take from the pool.
-    pub fn plan_admission(&self, seq: &Sequence) -> AdmissionPlan {
+    pub fn plan_admission(&self, seq: SeqView<'_>, kv: &SeqKv) -> AdmissionPlan {
         // A first admission's tokens are its prompt; a readmission's include
         // the output generated before its preemption (`seq.len()` counts
         // both). A request scoring its prompt needs logits at every prompt
         // position, so it takes no hits.
-        let cached = if seq.params.prompt_logprobs.is_some() { Vec::new() } else { self.cached_prefix(seq) };
+        let cached = if seq.takes_prefix_hits { self.cached_prefix(seq, kv) } else { Vec::new() };
         let cached_free = cached.iter().filter(|b| self.blocks[b.index()].holders.is_empty()).count();
         AdmissionPlan { new_blocks: self.blocks_for_tokens(seq.len()) - cached.len(), cached, cached_free }
     }
 
-    pub fn can_admit(&self, plan: &AdmissionPlan) -> bool {
-        plan.free_blocks_needed() <= self.free_blocks()
-    }
-
-    /// `plan_admission` and `can_admit` in one: the plan if it fits now,
-    /// else the free blocks it would need.
-    pub fn can_allocate(&self, seq: &Sequence) -> Result<AdmissionPlan, usize> {
-        let plan = self.plan_admission(seq);
-        if self.can_admit(&plan) {
+    /// `can_allocate` without acting on anything (decode runs plan with
+    /// it): the plan if it fits now, else the free blocks it would need.
+    pub fn admission(&self, seq: SeqView<'_>, kv: &SeqKv) -> Result<AdmissionPlan, usize> {
+        let plan = self.plan_admission(seq, kv);
+        if plan.free_blocks_needed() <= self.free_blocks() {
             Ok(plan)
         } else {
             Err(plan.free_blocks_needed())
         }
     }
 
-    /// Gives `seq` its block table: the planned prefix hits, then fresh
-    /// blocks for the rest of its tokens. Returns how many blocks were hits.
-    pub fn allocate(&mut self, seq: &mut Sequence, plan: AdmissionPlan, log: &mut EventLog) -> usize {
+    /// Takes one more block for `seq` (evicting a cached one if no clean
+    /// block is left). The caller checked that a free block exists.
+    pub(crate) fn append_block(&mut self, seq: SeqView<'_>, kv: &mut SeqKv, log: &mut EventLog) {
+        const SITE: &str = "block_manager::append_slot";
+        let id = self.take_free_block(log, SITE);
+        self.hold(id, seq.id);
+        kv.block_table.push(id);
+        log.emit(SITE, KvEvent::BlockAppended { request_id: seq.id, block: id });
+    }
+
+    /// Remembers, for each position of a preempted `seq`, the block that
+    /// keeps its private KV there: the one in its table if it was kept, else
+    /// the one remembered from an earlier preemption (still kept while its
+    /// tag says so).
+    fn keep_private_blocks(&self, seq: SeqView<'_>, kv: &mut SeqKv, table: &[BlockId]) {
+        let mut kept = table.to_vec();
+        for (position, block) in kept.iter_mut().enumerate() {
+            if !self.keeps_private(*block, seq.id, position) {
+                if let Some(&old) = kv.private_blocks.get(position) {
+                    *block = old;
+                }
+            }
+        }
+        kv.private_blocks = kept;
+    }
+}
+
+impl KvBlockManager for BlockManager {
+    fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+    fn used_blocks(&self) -> usize {
+        self.used
+    }
+    fn free_blocks(&self) -> usize {
+        self.clean_free.len() + self.cached_free_count
+    }
+    fn cached_free_blocks(&self) -> usize {
+        self.cached_free_count
+    }
+    fn used_tokens(&self) -> usize {
+        self.used_tokens
+    }
+    fn counters(&self) -> PrefixCacheCounters {
+        self.counters
+    }
+
+    fn view(&self) -> Vec<BlockView> {
+        self.blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| BlockView {
+                block: BlockId(i as u32),
+                state: if !b.holders.is_empty() {
+                    BlockState::Held
+                } else if b.in_lru {
+                    BlockState::Cached
+                } else {
+                    BlockState::Free
+                },
+                ref_count: b.holders.len(),
+                holders: b.holders.to_vec(),
+                filled: b.filled as usize,
+            })
+            .collect()
+    }
+
+    fn indexed_tokens(&self, block: BlockId) -> Option<&[TokenId]> {
+        match self.blocks[block.index()].content {
+            Content::Indexed(_) => Some(self.block_tokens(block.index())),
+            Content::Scratch | Content::Private { .. } => None,
+        }
+    }
+
+    fn can_allocate(&mut self, seq: SeqView<'_>, kv: &SeqKv) -> Result<AdmissionPlan, usize> {
+        self.admission(seq, kv)
+    }
+
+    /// The planned prefix hits, then fresh blocks for the rest of the tokens.
+    fn allocate(&mut self, seq: SeqView<'_>, kv: &mut SeqKv, plan: AdmissionPlan, log: &mut EventLog) -> usize {
         const SITE: &str = "block_manager::allocate";
-        debug_assert!(seq.block_table.is_empty(), "a waiting sequence holds no blocks");
+        debug_assert!(kv.block_table.is_empty(), "a waiting sequence holds no blocks");
         let hits = plan.cached.len();
-        seq.block_table.reserve(hits + plan.new_blocks);
+        kv.block_table.reserve(hits + plan.new_blocks);
         for id in plan.cached {
             self.hold(id, seq.id);
-            seq.block_table.push(id);
+            kv.block_table.push(id);
         }
         for _ in 0..plan.new_blocks {
             let id = self.take_free_block(log, SITE);
             self.hold(id, seq.id);
-            seq.block_table.push(id);
+            kv.block_table.push(id);
         }
-        seq.num_computed = hits * self.config.block_size;
+        kv.num_computed = hits * self.config.block_size;
         hits
     }
 
-    /// Makes sure the newest token of `seq` has a slot, taking one more
-    /// block when the last one is full. `None` when the pool is exhausted.
-    pub fn append_slot(&mut self, seq: &mut Sequence, log: &mut EventLog) -> Option<()> {
-        if seq.block_table.len() * self.config.block_size >= seq.len() {
+    /// Takes one more block when the last one is full.
+    fn append_slot(&mut self, seq: SeqView<'_>, kv: &mut SeqKv, log: &mut EventLog) -> Option<()> {
+        if kv.block_table.len() * self.config.block_size >= seq.len() {
             return Some(());
         }
         if self.free_blocks() == 0 {
             return None;
         }
-        self.append_block(seq, log);
+        self.append_block(seq, kv, log);
         Some(())
     }
 
-    /// Takes one more block for `seq` (evicting a cached one if no clean
-    /// block is left). The caller checked that a free block exists.
-    pub(crate) fn append_block(&mut self, seq: &mut Sequence, log: &mut EventLog) {
-        const SITE: &str = "block_manager::append_slot";
-        let id = self.take_free_block(log, SITE);
-        self.hold(id, seq.id);
-        seq.block_table.push(id);
-        log.emit(SITE, KvEvent::BlockAppended { request_id: seq.id, block: id });
-    }
-
-    /// Records that `seq` now has KV for its first `seq.num_computed` tokens:
-    /// updates slot occupancy and indexes blocks that just became full (or
+    /// Updates slot occupancy and indexes blocks that just became full (or
     /// tags them, if private). Resumes after the blocks already committed,
     /// so a decode step costs O(1), not O(context).
-    pub fn commit_computed(&mut self, seq: &mut Sequence) {
+    fn commit_computed(&mut self, seq: SeqView<'_>, kv: &mut SeqKv) {
         let bs = self.config.block_size;
         let private_from = self.private_from_block(seq);
-        for i in seq.full_blocks..seq.block_table.len() {
-            let id = seq.block_table[i];
-            let filled = seq.num_computed.saturating_sub(i * bs).min(bs);
+        for i in kv.full_blocks..kv.block_table.len() {
+            let id = kv.block_table[i];
+            let filled = kv.num_computed.saturating_sub(i * bs).min(bs);
             let block = &mut self.blocks[id.index()];
             if filled > block.filled as usize {
                 self.used_tokens += filled - block.filled as usize;
@@ -437,13 +371,13 @@ impl BlockManager {
             if filled < bs {
                 break;
             }
-            seq.full_blocks = i + 1;
+            kv.full_blocks = i + 1;
             if !self.config.enable_prefix_caching {
                 continue;
             }
             match block.content {
                 Content::Indexed(hash) => {
-                    seq.last_full_hash = Some(hash);
+                    kv.last_full_hash = Some(hash);
                     continue;
                 }
                 // A private hit: already kept.
@@ -454,13 +388,13 @@ impl BlockManager {
                 // As with an index entry, the copy kept first stays the one
                 // kept (see below); a readmission that recomputed this block
                 // while its old copy is still cached leaves the new one scratch.
-                let kept = seq.private_blocks.get(i).is_some_and(|&old| self.keeps_private(old, seq.id, i));
+                let kept = kv.private_blocks.get(i).is_some_and(|&old| self.keeps_private(old, seq.id, i));
                 if !kept {
                     self.blocks[id.index()].content = Content::Private { owner: seq.id, position: i as u32 };
                 }
                 continue;
             }
-            let parent = seq.last_full_hash;
+            let parent = kv.last_full_hash;
             let (start, end) = (i * bs, (i + 1) * bs);
             let slot_tokens = &mut self.tokens[id.index() * bs..(id.index() + 1) * bs];
             // Hashed from the prompt itself, not from the copy: reading
@@ -483,23 +417,22 @@ impl BlockManager {
                 block.content = Content::Indexed(hash);
                 self.parents[id.index()] = parent;
             }
-            seq.last_full_hash = Some(hash);
+            kv.last_full_hash = Some(hash);
         }
     }
 
-    /// Drops `seq`'s hold on all its blocks and clears its table. Blocks no
-    /// one holds become free; indexed ones stay reusable until evicted. The
-    /// last block is queued for eviction first: a later request sharing a
-    /// prefix needs the first blocks most.
-    pub fn release(&mut self, seq: &mut Sequence, reason: ReleaseReason, log: &mut EventLog) {
+    /// Blocks no one holds become free; indexed ones stay reusable until
+    /// evicted. The last block is queued for eviction first: a later
+    /// request sharing a prefix needs the first blocks most.
+    fn release(&mut self, seq: SeqView<'_>, kv: &mut SeqKv, reason: ReleaseReason, log: &mut EventLog) {
         let site = match reason {
             ReleaseReason::Finished => "block_manager::release_finished",
             ReleaseReason::Preempted => "block_manager::release_preempted",
             ReleaseReason::Aborted => "block_manager::release_aborted",
         };
-        let blocks = std::mem::take(&mut seq.block_table);
+        let blocks = std::mem::take(&mut kv.block_table);
         if reason == ReleaseReason::Preempted && self.config.enable_prefix_caching && seq.private_from() != usize::MAX {
-            self.keep_private_blocks(seq, &blocks);
+            self.keep_private_blocks(seq, kv, &blocks);
         }
         let mut cached = 0;
         for (i, &id) in blocks.iter().enumerate().rev() {
@@ -525,35 +458,22 @@ impl BlockManager {
                 }
             }
         }
-        seq.num_computed = 0;
-        seq.full_blocks = 0;
-        seq.last_full_hash = None;
+        kv.num_computed = 0;
+        kv.full_blocks = 0;
+        kv.last_full_hash = None;
         log.emit(site, KvEvent::Released { request_id: seq.id, blocks, reason, cached });
     }
 
-    /// Remembers, for each position of a preempted `seq`, the block that
-    /// keeps its private KV there: the one in its table if it was kept, else
-    /// the one remembered from an earlier preemption (still kept while its
-    /// tag says so).
-    fn keep_private_blocks(&self, seq: &mut Sequence, table: &[BlockId]) {
-        let mut kept = table.to_vec();
-        for (position, block) in kept.iter_mut().enumerate() {
-            if !self.keeps_private(*block, seq.id, position) {
-                if let Some(&old) = seq.private_blocks.get(position) {
-                    *block = old;
-                }
-            }
-        }
-        seq.private_blocks = kept;
-    }
-
-    /// Counts a first admission's prefix lookup (recomputation after a
-    /// preemption is never counted as a hit).
-    pub fn count_prefix_query(&mut self, prompt_tokens: usize, hit_tokens: usize) {
+    /// Recomputation after a preemption is never counted as a hit.
+    fn count_prefix_query(&mut self, prompt_tokens: usize, hit_tokens: usize) {
         self.counters.queried_tokens += prompt_tokens as u64;
         self.counters.hit_tokens += hit_tokens as u64;
     }
+}
 
+/// The pool's own moves, under the seam's operations: holding a block,
+/// the cached-free list, eviction.
+impl BlockManager {
     fn hold(&mut self, id: BlockId, holder: RequestId) {
         let block = &mut self.blocks[id.index()];
         if block.holders.is_empty() {

@@ -1,5 +1,6 @@
 //! One check of an engine configuration, run by every command before it
-//! allocates a KV pool or loads a model.
+//! allocates a KV pool or loads a model, and the named defaults every
+//! command starts from.
 //!
 //! A configuration that is accepted must be able to run a request to the
 //! end: a zero limit makes every step empty (the engine spins, the lab's
@@ -13,9 +14,41 @@ use crate::block_manager::PoolConfig;
 use crate::engine::EngineConfig;
 use crate::scheduler::SchedulerConfig;
 
+/// Token slots per KV block when a command is not told otherwise: vLLM's
+/// (its CUDA platform sets an unset `block_size` to 16,
+/// `vllm/platforms/cuda.py`, `check_and_update_config`).
+pub const DEFAULT_BLOCK_SIZE: usize = 16;
+
+/// vLLM's `max_num_seqs`: most requests running at once, the value
+/// `EngineArgs._set_default_args` (`vllm/engine/arg_utils.py`) gives where
+/// it does not raise it for large GPUs (newer releases give 1024 on GPUs of
+/// 70 GiB or more). The simulator and the lab's GPU scale use it.
+pub const VLLM_MAX_NUM_SEQS: usize = 256;
+
+/// vLLM's `max_num_batched_tokens` for the OpenAI server on GPUs of 70 GiB
+/// or more other than the A100 (`EngineArgs._set_default_args`,
+/// `vllm/engine/arg_utils.py`; 2048 on smaller GPUs, 16384 for the offline
+/// `LLM` class). The simulator and the lab's GPU scale use it.
+pub const VLLM_MAX_NUM_BATCHED_TOKENS: usize = 8192;
+
 /// Largest block size accepted. vLLM's CUDA backends take 1..=128 (some
 /// 256); larger blocks only waste KV at every sequence's tail.
 pub const MAX_BLOCK_SIZE: usize = 256;
+
+/// How a KV store is laid out: what the engine's pool and an executor's
+/// storage must agree on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvGeometry {
+    pub num_blocks: usize,
+    /// Token slots per block.
+    pub block_size: usize,
+}
+
+impl std::fmt::Display for KvGeometry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} blocks of {} tokens", self.num_blocks, self.block_size)
+    }
+}
 
 /// Why a configuration could never work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +91,10 @@ pub enum ConfigError {
         "the KV pool needs {needed_mib} MiB ({num_blocks} blocks × {bytes_per_block} bytes) but only {available_mib} MiB of memory are available: give fewer blocks (--kv-blocks / --kv-memory) or a smaller --block-size"
     )]
     PoolExceedsMemory { num_blocks: usize, bytes_per_block: u64, needed_mib: u64, available_mib: u64 },
+    #[error(
+        "the executor's KV storage holds {executor} but the engine's pool has {pool}: block ids and slots would not match; build the executor from the engine configuration's pool (`EngineConfig::pool`) so both come from one value"
+    )]
+    ExecutorGeometry { executor: KvGeometry, pool: KvGeometry },
 }
 
 impl SchedulerConfig {
@@ -92,6 +129,11 @@ impl SchedulerConfig {
 }
 
 impl PoolConfig {
+    /// The layout an executor's KV storage must have for this pool.
+    pub fn geometry(&self) -> KvGeometry {
+        KvGeometry { num_blocks: self.num_blocks, block_size: self.block_size }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.block_size == 0 || self.block_size > MAX_BLOCK_SIZE {
             return Err(ConfigError::BlockSize(self.block_size));
@@ -128,6 +170,25 @@ impl PoolConfig {
 }
 
 impl EngineConfig {
+    /// The one way to assemble a configuration: limits, pool and the
+    /// model's vocabulary (`None`: unknown, token ids unchecked). The
+    /// executor is then built from `pool` (its geometry), and
+    /// [`Engine::new`](crate::Engine::new) refuses one that disagrees.
+    pub fn new(scheduler: SchedulerConfig, pool: PoolConfig, vocab_size: Option<usize>) -> Self {
+        EngineConfig { scheduler, pool, vocab_size }
+    }
+
+    /// Refuses an executor whose KV storage is laid out otherwise than the
+    /// pool (an executor that holds no KV, `None`, always fits).
+    pub fn check_executor(&self, executor: Option<KvGeometry>) -> Result<(), ConfigError> {
+        match executor {
+            Some(geometry) if geometry != self.pool.geometry() => {
+                Err(ConfigError::ExecutorGeometry { executor: geometry, pool: self.pool.geometry() })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Every field on its own and against the others.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.scheduler.validate()?;

@@ -13,9 +13,10 @@
 //! per step. A step-by-step run and a run with decode runs therefore end in
 //! the same state, up to the rounding of summed step times.
 
+use crate::block_manager_api::KvBlockManager;
 use crate::clock::Clock;
 use crate::engine::Engine;
-use crate::events::{DecodeRunReport, StallReason};
+use crate::events::{DecodeRunReport, EventLog, StallReason};
 use crate::executor::{DecodeRun, DecodeRunSeq, Executor, ExecutorError};
 use crate::ids::{RequestId, Seconds};
 use crate::prefix_hash::chain;
@@ -32,7 +33,7 @@ struct RunPlan {
     stall: Option<StallReason>,
 }
 
-impl<E: Executor, C: Clock> Engine<E, C> {
+impl<E: Executor, C: Clock, B: KvBlockManager> Engine<E, C, B> {
     /// Advances a run of identical decode-only steps in one call when the
     /// state allows one and the executor can price it; no step of it starts
     /// at or after `start_before` (the caller's next arrival). `Ok(None)`
@@ -44,19 +45,13 @@ impl<E: Executor, C: Clock> Engine<E, C> {
         if self.decode_runs_declined || self.clock.now() >= start_before {
             return Ok(None);
         }
-        let Some(plan) = self.scheduler.plan_decode_run() else { return Ok(None) };
-        let seqs: Vec<DecodeRunSeq> = self
-            .scheduler
-            .running
-            .iter()
-            .map(|id| {
-                let seq = &self.scheduler.seqs[id];
-                DecodeRunSeq {
-                    request_id: *id,
-                    context_tokens: seq.num_computed + 1,
-                    output_index: seq.output.len(),
-                    sampling: Arc::clone(&seq.params),
-                }
+        let Some(plan) = plan_decode_run(&self.scheduler) else { return Ok(None) };
+        let seqs: Vec<DecodeRunSeq> = running(&self.scheduler)
+            .map(|seq| DecodeRunSeq {
+                request_id: seq.id,
+                context_tokens: seq.kv.num_computed + 1,
+                output_index: seq.output.len(),
+                sampling: Arc::clone(&seq.params),
             })
             .collect();
         let run = DecodeRun { seqs: &seqs, max_steps: plan.max_steps, start_before };
@@ -75,7 +70,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
         );
         let first_step = self.step + 1;
         self.log.set_stamp(first_step, t_start);
-        self.scheduler.append_blocks_for_run(steps, first_step, t_start, &mut self.log);
+        append_blocks_for_run(&mut self.scheduler, steps, first_step, t_start, &mut self.log);
         let now = self.clock.now();
         for (i, s) in seqs.iter().enumerate() {
             let seq = self.scheduler.seq_mut(s.request_id).expect("running ids are live");
@@ -85,10 +80,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
             self.scheduler.commit(s.request_id, steps);
         }
         self.step += steps as u64;
-        if let Some(&head) = self.scheduler.waiting.front() {
-            let budget = self.scheduler.config().max_batched_tokens - seqs.len();
-            self.scheduler.last_stall = self.scheduler.peek_admission(head, budget).err();
-        }
+        self.scheduler.recheck_stall(self.scheduler.config().max_batched_tokens - seqs.len());
         self.log.set_stamp(self.step, now);
         self.flush_events();
         let mut end = self.snapshot();
@@ -104,127 +96,121 @@ impl<E: Executor, C: Clock> Engine<E, C> {
     }
 }
 
-impl Scheduler {
-    /// Whether the next steps form a decode run, and how long it may be.
-    fn plan_decode_run(&self) -> Option<RunPlan> {
-        // A plug-in block manager is driven step by step, call by call.
-        if !self.blocks.is_native() {
+/// The running sequences, in admission order.
+fn running<B: KvBlockManager>(s: &Scheduler<B>) -> impl DoubleEndedIterator<Item = &Sequence> + '_ {
+    s.running_ids().map(|id| s.sequence(id).expect("running ids are live"))
+}
+
+/// Whether the next steps form a decode run, and how long it may be.
+fn plan_decode_run<B: KvBlockManager>(s: &Scheduler<B>) -> Option<RunPlan> {
+    // A plug-in block manager is driven step by step, call by call.
+    s.native_block_manager()?;
+    let n = s.num_running();
+    if n == 0 || n > s.config().max_batched_tokens {
+        return None;
+    }
+    let mut max_steps = usize::MAX;
+    // Newest first: a sequence still in prefill, the usual reason there
+    // is no run, is one of the last admitted.
+    for seq in running(s).rev() {
+        let p = &seq.params;
+        // Only plain decodes whose end is decided by their length: the
+        // step that finishes a request runs on its own.
+        let plain = p.logprobs == 0 && p.prompt_logprobs.is_none() && (p.ignore_eos || p.stop_token_ids.is_empty());
+        if seq.in_prefill() || !plain {
             return None;
         }
-        let n = self.running.len();
-        if n == 0 || n > self.config().max_batched_tokens {
-            return None;
-        }
-        let mut max_steps = usize::MAX;
-        // Newest first: a sequence still in prefill, the usual reason there
-        // is no run, is one of the last admitted.
-        for id in self.running.iter().rev() {
-            let seq = &self.seqs[id];
-            let p = &seq.params;
-            // Only plain decodes whose end is decided by their length: the
-            // step that finishes a request runs on its own.
-            let plain = p.logprobs == 0 && p.prompt_logprobs.is_none() && (p.ignore_eos || p.stop_token_ids.is_empty());
-            if seq.in_prefill() || !plain {
-                return None;
-            }
-            max_steps = max_steps.min(p.max_tokens.saturating_sub(seq.output.len() + 1));
-        }
-        let stall = match self.waiting.front() {
-            None => None,
-            Some(&head) => {
-                // A head that would be admitted now ends the run before it starts.
-                let stall = self.peek_admission(head, self.config().max_batched_tokens - n).err()?;
-                if stall.reason == StallReason::NoFreeBlocks {
-                    max_steps = max_steps.min(self.steps_until_head_could_hit(head));
-                }
-                Some(stall.reason)
-            }
-        };
-        max_steps = self.steps_with_enough_free_blocks(max_steps);
-        (max_steps >= MIN_RUN_STEPS).then_some(RunPlan { max_steps, stall })
+        max_steps = max_steps.min(p.max_tokens.saturating_sub(seq.output.len() + 1));
     }
-
-    /// Steps until a running sequence fills a block that could extend the
-    /// waiting head's prefix-cache hits (a hit could let it in); unbounded
-    /// when none can. Blocks filled later chain from a different parent, so
-    /// only the block right after the head's hits, filled by a sequence
-    /// whose full blocks so far are exactly the head's hits, matters — and
-    /// only if that block is shareable for both (a private block is
-    /// nobody else's to fill or to find).
-    fn steps_until_head_could_hit(&self, head: RequestId) -> usize {
-        if !self.blocks.config().enable_prefix_caching {
-            return usize::MAX;
-        }
-        let bs = self.blocks.block_size();
-        let head = &self.seqs[&head];
-        let hits = self.blocks.native().map_or(0, |b| b.cached_prefix(head).len());
-        let shareable = |s: &Sequence| s.private_from() / bs;
-        if hits == head.len().saturating_sub(1) / bs || hits >= shareable(head) {
-            return usize::MAX;
-        }
-        let tokens = head.shareable_tokens();
-        let head_hash = chain(&tokens[..hits * bs], bs).last().copied();
-        self.running
-            .iter()
-            .map(|id| &self.seqs[id])
-            .filter(|s| s.full_blocks == hits && hits < shareable(s) && s.last_full_hash == head_hash)
-            .map(|s| (hits + 1) * bs - s.num_computed)
-            .min()
-            .unwrap_or(usize::MAX)
-    }
-
-    /// The most steps (at most `limit`) whose block appends the free pool
-    /// can serve without preempting anyone.
-    fn steps_with_enough_free_blocks(&self, limit: usize) -> usize {
-        let bs = self.blocks.block_size();
-        let free = self.blocks.free_blocks();
-        let appends = |steps: usize| -> usize {
-            self.running
-                .iter()
-                .map(|id| &self.seqs[id])
-                .map(|s| (s.num_computed + steps).div_ceil(bs).saturating_sub(s.block_table.len()))
-                .sum()
-        };
-        // A finite bound: no run outlives the longest remaining output.
-        let (mut lo, mut hi) = (0, limit.min(self.config().max_model_len));
-        while lo < hi {
-            let mid = lo + (hi - lo).div_ceil(2);
-            if appends(mid) <= free {
-                lo = mid;
-            } else {
-                hi = mid - 1;
+    let stall = match s.waiting_ids().next() {
+        None => None,
+        Some(head) => {
+            // A head that would be admitted now ends the run before it starts.
+            let stall = s.peek_admission(head, s.config().max_batched_tokens - n).err()?;
+            if stall.reason == StallReason::NoFreeBlocks {
+                max_steps = max_steps.min(steps_until_head_could_hit(s, head));
             }
+            Some(stall.reason)
         }
-        lo
-    }
+    };
+    max_steps = steps_with_enough_free_blocks(s, max_steps);
+    (max_steps >= MIN_RUN_STEPS).then_some(RunPlan { max_steps, stall })
+}
 
-    /// Appends the blocks `steps` decode steps need, in the order those steps
-    /// would have: by step, then in batch order. Each append is stamped with
-    /// its own step and the run's start time.
-    fn append_blocks_for_run(
-        &mut self,
-        steps: usize,
-        first_step: u64,
-        t_start: Seconds,
-        log: &mut crate::events::EventLog,
-    ) {
-        let bs = self.blocks.block_size();
-        let mut appends: Vec<(usize, usize)> = Vec::new();
-        for (i, id) in self.running.iter().enumerate() {
-            let s = &self.seqs[id];
-            // Step `j` computes position `num_computed + j`; block `b` is
-            // needed by the step that computes position `b * bs`.
-            let needed = (s.num_computed + steps).div_ceil(bs);
-            for b in s.block_table.len()..needed {
-                appends.push(((b * bs).saturating_sub(s.num_computed), i));
-            }
+/// Steps until a running sequence fills a block that could extend the
+/// waiting head's prefix-cache hits (a hit could let it in); unbounded
+/// when none can. Blocks filled later chain from a different parent, so
+/// only the block right after the head's hits, filled by a sequence
+/// whose full blocks so far are exactly the head's hits, matters — and
+/// only if that block is shareable for both (a private block is
+/// nobody else's to fill or to find).
+fn steps_until_head_could_hit<B: KvBlockManager>(s: &Scheduler<B>, head: RequestId) -> usize {
+    let pool = s.block_manager();
+    if !pool.config().enable_prefix_caching {
+        return usize::MAX;
+    }
+    let bs = pool.block_size();
+    let head = s.sequence(head).expect("waiting ids are live");
+    let hits = s.native_block_manager().map_or(0, |b| b.cached_prefix(head.view(), &head.kv).len());
+    let shareable = |seq: &Sequence| seq.view().private_from() / bs;
+    if hits == head.len().saturating_sub(1) / bs || hits >= shareable(head) {
+        return usize::MAX;
+    }
+    let tokens = head.view().shareable_tokens();
+    let head_hash = chain(&tokens[..hits * bs], bs).last().copied();
+    running(s)
+        .filter(|seq| seq.kv.full_blocks == hits && hits < shareable(seq) && seq.kv.last_full_hash == head_hash)
+        .map(|seq| (hits + 1) * bs - seq.kv.num_computed)
+        .min()
+        .unwrap_or(usize::MAX)
+}
+
+/// The most steps (at most `limit`) whose block appends the free pool
+/// can serve without preempting anyone.
+fn steps_with_enough_free_blocks<B: KvBlockManager>(s: &Scheduler<B>, limit: usize) -> usize {
+    let bs = s.block_manager().block_size();
+    let free = s.block_manager().free_blocks();
+    let appends = |steps: usize| -> usize {
+        running(s).map(|seq| (seq.kv.num_computed + steps).div_ceil(bs).saturating_sub(seq.kv.block_table.len())).sum()
+    };
+    // A finite bound: no run outlives the longest remaining output.
+    let (mut lo, mut hi) = (0, limit.min(s.config().max_model_len));
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if appends(mid) <= free {
+            lo = mid;
+        } else {
+            hi = mid - 1;
         }
-        appends.sort_unstable();
-        for (j, i) in appends {
-            log.set_stamp(first_step + j as u64, t_start);
-            let id = self.running[i];
-            let seq = self.seqs.get_mut(&id).expect("running ids are live");
-            self.blocks.native_mut().expect("decode runs are native-only").append_block(seq, log);
+    }
+    lo
+}
+
+/// Appends the blocks `steps` decode steps need, in the order those steps
+/// would have: by step, then in batch order. Each append is stamped with
+/// its own step and the run's start time.
+fn append_blocks_for_run<B: KvBlockManager>(
+    s: &mut Scheduler<B>,
+    steps: usize,
+    first_step: u64,
+    t_start: Seconds,
+    log: &mut EventLog,
+) {
+    let bs = s.block_manager().block_size();
+    // (step offset, batch position, request): sorted by the first two,
+    // which no two appends share.
+    let mut appends: Vec<(usize, usize, RequestId)> = Vec::new();
+    for (i, seq) in running(s).enumerate() {
+        // Step `j` computes position `num_computed + j`; block `b` is
+        // needed by the step that computes position `b * bs`.
+        let needed = (seq.kv.num_computed + steps).div_ceil(bs);
+        for b in seq.kv.block_table.len()..needed {
+            appends.push(((b * bs).saturating_sub(seq.kv.num_computed), i, seq.id));
         }
+    }
+    appends.sort_unstable();
+    for (j, _, id) in appends {
+        log.set_stamp(first_step + j as u64, t_start);
+        s.append_block_for_run(id, log);
     }
 }

@@ -7,9 +7,10 @@
 //! and releases their blocks. Every transition reaches the observers as a
 //! stamped event, then a snapshot of the pool closes the step.
 
-use crate::block_manager::PoolConfig;
-use crate::block_manager_api::{AnyBlockManager, KvBlockManager};
+use crate::block_manager::{BlockManager, PoolConfig};
+use crate::block_manager_api::KvBlockManager;
 use crate::clock::Clock;
+use crate::config::ConfigError;
 use crate::events::{EventLog, FinishReason, KvEvent, Observer, ReleaseReason, StepSnapshot};
 use crate::executor::{BatchOutput, Executor, ExecutorError, PromptLogprob, SampledToken};
 use crate::ids::{RequestId, Seconds, TokenId};
@@ -71,8 +72,10 @@ pub struct StepOutcome {
     pub prompt_logprobs: Vec<(RequestId, Vec<PromptLogprob>)>,
 }
 
-pub struct Engine<E: Executor, C: Clock> {
-    pub(crate) scheduler: Scheduler,
+/// The step loop over executor `E`, clock `C` and block manager `B` (the
+/// native one unless a plug-in is given: `Engine::with_block_manager`).
+pub struct Engine<E: Executor, C: Clock, B: KvBlockManager = BlockManager> {
+    pub(crate) scheduler: Scheduler<B>,
     pub(crate) executor: E,
     pub(crate) clock: C,
     vocab_size: Option<usize>,
@@ -136,22 +139,29 @@ fn check_request(
 }
 
 impl<E: Executor, C: Clock> Engine<E, C> {
-    pub fn new(config: EngineConfig, executor: E, clock: C) -> Self {
+    /// An engine over the native block manager. Refuses an executor whose
+    /// KV storage is laid out otherwise than `config.pool`
+    /// ([`Executor::kv_geometry`]): build both from the one configuration.
+    pub fn new(config: EngineConfig, executor: E, clock: C) -> Result<Self, ConfigError> {
+        config.check_executor(executor.kv_geometry())?;
         let scheduler = Scheduler::new(config.scheduler, config.pool);
-        Self::with_scheduler(scheduler, config.vocab_size, executor, clock)
+        Ok(Self::with_scheduler(scheduler, config.vocab_size, executor, clock))
     }
+}
 
+impl<E: Executor, C: Clock, B: KvBlockManager> Engine<E, C, B> {
     /// An engine whose blocks are managed by `blocks` instead of the native
-    /// manager (`config.pool` is then `blocks.config()`'s business). Decode
+    /// manager (`config.pool` is then `blocks.config()`'s business): a
+    /// plug-in, or a `Box<dyn KvBlockManager>` chosen at run time. Decode
     /// runs (the simulator's fast path) are native-only: a plug-in is
     /// driven step by step.
-    pub fn with_block_manager(config: EngineConfig, blocks: Box<dyn KvBlockManager>, executor: E, clock: C) -> Self {
-        let scheduler = Scheduler::with_block_manager(config.scheduler, AnyBlockManager::External(blocks));
+    pub fn with_block_manager(config: EngineConfig, blocks: B, executor: E, clock: C) -> Self {
+        let scheduler = Scheduler::with_block_manager(config.scheduler, blocks);
         Self::with_scheduler(scheduler, config.vocab_size, executor, clock)
     }
 
-    fn with_scheduler(mut scheduler: Scheduler, vocab_size: Option<usize>, executor: E, clock: C) -> Self {
-        scheduler.fill_contents = executor.reads_batch_contents();
+    fn with_scheduler(mut scheduler: Scheduler<B>, vocab_size: Option<usize>, executor: E, clock: C) -> Self {
+        scheduler.fill_batch_contents(executor.reads_batch_contents());
         Engine {
             scheduler,
             executor,
@@ -169,7 +179,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
     pub fn add_observer(&mut self, observer: Box<dyn Observer + Send>) {
         self.observers.push(observer);
     }
-    pub fn scheduler(&self) -> &Scheduler {
+    pub fn scheduler(&self) -> &Scheduler<B> {
         &self.scheduler
     }
     pub fn executor(&self) -> &E {
@@ -303,7 +313,7 @@ impl<E: Executor, C: Clock> Engine<E, C> {
             if item.is_prefill {
                 self.log.emit(
                     site,
-                    KvEvent::Prefill { request_id: id, tokens: item.num_tokens, computed: seq.num_computed },
+                    KvEvent::Prefill { request_id: id, tokens: item.num_tokens, computed: seq.kv.num_computed },
                 );
             } else if self.decode_events {
                 self.log.emit(site, KvEvent::Decode { request_id: id, context_tokens: item.context_tokens() });

@@ -5,6 +5,7 @@
 //! block table); the executor only writes and reads KV at those places and
 //! samples. It never decides block ownership.
 
+use crate::config::KvGeometry;
 use crate::ids::{BlockId, RequestId, Seconds, TokenId};
 use crate::request::SamplingParams;
 use std::sync::Arc;
@@ -180,6 +181,13 @@ pub trait Executor {
     /// every prompt chunk and every table (most of a simulated step's work).
     fn reads_batch_contents(&self) -> bool {
         true
+    }
+
+    /// The layout of the KV storage this executor writes (`None`: it holds
+    /// no KV, as the simulator). [`Engine::new`](crate::Engine::new)
+    /// refuses an executor whose layout is not the pool's.
+    fn kv_geometry(&self) -> Option<KvGeometry> {
+        None
     }
 
     /// Executes a run of identical decode-only steps at once, as many of

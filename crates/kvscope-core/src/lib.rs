@@ -3,11 +3,13 @@
 //! Read it in this order — it is the lifecycle of a request's KV:
 //! - [`request`]: what a client asks for (`RequestId`, `SamplingParams`);
 //!   [`prompt`]: its tokens, given or drawn from a seed on first read.
-//! - [`sequence`]: the per-request state object the KV is bound to.
+//! - [`sequence`]: the per-request state object the KV is bound to;
+//!   [`seq_kv`]: the part of it a block manager sees.
 //! - [`kv_dtype`]: what one KV slot costs (f32, f16, int8, ...).
 //! - [`block_manager`]: the paged pool — allocation, reference counts,
 //!   prefix-cache index, release, eviction; [`block_manager_api`]: the seam
-//!   the scheduler calls it through, where a plug-in manager can replace it.
+//!   the scheduler calls it through (`KvBlockManager`, which the scheduler
+//!   and the engine are generic over), where a plug-in can replace it.
 //! - [`scheduler`]: admission, chunked prefill, decode batching, preemption.
 //! - [`executor`]: the contract with whatever computes the model.
 //! - [`config`]: the one check of an engine configuration every command runs.
@@ -40,6 +42,7 @@ mod holders;
 pub mod ids;
 mod invariants;
 pub mod kv_dtype;
+mod pool;
 pub mod prefix_hash;
 pub mod probe;
 pub mod prompt;
@@ -47,6 +50,7 @@ pub mod replay;
 pub mod request;
 pub mod rng;
 pub mod scheduler;
+pub mod seq_kv;
 pub mod sequence;
 pub mod stats;
 // Test support only: a release build of the CLI or the server never compiles
@@ -55,9 +59,9 @@ pub mod stats;
 pub mod testing;
 
 pub use block_manager::{BlockManager, PoolConfig};
-pub use block_manager_api::{AnyBlockManager, KvBlockManager};
+pub use block_manager_api::KvBlockManager;
 pub use clock::{Clock, SimClock, WallClock};
-pub use config::ConfigError;
+pub use config::{ConfigError, KvGeometry, DEFAULT_BLOCK_SIZE, VLLM_MAX_NUM_BATCHED_TOKENS, VLLM_MAX_NUM_SEQS};
 pub use engine::{Engine, EngineConfig, StepOutcome, SubmitError};
 pub use events::{
     DecodeRunReport, EventRecord, FinishReason, KvEvent, Observer, ReleaseReason, StallReason, StepSnapshot,
@@ -71,4 +75,5 @@ pub use kv_dtype::KvDtype;
 pub use prompt::{Prompt, RandomTokens};
 pub use request::{Request, SamplingParams};
 pub use scheduler::{Scheduler, SchedulerConfig};
+pub use seq_kv::{SeqKv, SeqView};
 pub use sequence::{Sequence, SequenceStatus};

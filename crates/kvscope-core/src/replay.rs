@@ -1,10 +1,34 @@
 //! Rebuilds the pool from an event stream alone and checks it is
 //! consistent: the promise of DESIGN.md that a reader of `events.jsonl` can
 //! reconstruct every block's reference count, queue wait and TTFT.
+//!
+//! It is also the one per-request state tracker of the workspace: the lab's
+//! timelines and lifecycle diagram and the server's metrics feed it event by
+//! event ([`Replay::apply`]) and read each request's [`Phase`], blocks and
+//! times from it instead of following the requests themselves.
 
 use crate::events::{EventRecord, KvEvent, ReleaseReason};
 use crate::ids::{BlockId, RequestId, Seconds};
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Where a request is in its life, as its events say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    /// Arrived, waiting for its first admission: no KV.
+    Queued,
+    /// Admitted, its prompt's KV being written, no token yet.
+    Prefill,
+    /// Generating tokens (from its first token, or from its first decode
+    /// step after a recompute).
+    Decode,
+    /// Preempted: its blocks were taken back (from the `released` event),
+    /// waiting to be readmitted.
+    Preempted,
+    /// Readmitted after a preemption, recomputing its KV.
+    Recompute,
+    /// Its `finished` event came (its blocks were released just before).
+    Finished,
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct Replay {
@@ -16,6 +40,9 @@ pub struct Replay {
     pub first_admitted: HashMap<RequestId, Seconds>,
     pub first_token: HashMap<RequestId, Seconds>,
     pub finished: HashSet<RequestId>,
+    /// Each request's phase and since when.
+    pub phase: HashMap<RequestId, (Phase, Seconds)>,
+    pub prompt_tokens: HashMap<RequestId, usize>,
     pub max_ref_count: usize,
     pub prefix_hit_blocks: usize,
     pub preemptions: usize,
@@ -31,17 +58,25 @@ impl Replay {
         Ok(r)
     }
 
-    fn apply(&mut self, rec: &EventRecord) -> Result<(), String> {
+    /// Takes one event in, failing if it contradicts the events before it
+    /// (the request's phase and times are taken in either way).
+    pub fn apply(&mut self, rec: &EventRecord) -> Result<(), String> {
+        if let Some(id) = rec.event.request_id() {
+            self.follow_phase(id, rec);
+        }
         match &rec.event {
-            KvEvent::Arrived { request_id, .. } => {
+            KvEvent::Arrived { request_id, prompt_tokens } => {
                 self.arrived.insert(*request_id, rec.t);
+                self.prompt_tokens.insert(*request_id, *prompt_tokens);
             }
             KvEvent::Admitted { request_id, blocks, cached_blocks, .. } => {
                 if self.held.contains_key(request_id) {
                     return Err(format!("request {request_id} admitted while holding blocks"));
                 }
                 for b in blocks {
-                    *self.ref_counts.entry(*b).or_default() += 1;
+                    let rc = self.ref_counts.entry(*b).or_default();
+                    *rc += 1;
+                    self.max_ref_count = self.max_ref_count.max(*rc);
                 }
                 let fresh = &blocks[*cached_blocks..];
                 if let Some(b) = fresh.iter().find(|b| self.ref_counts[b] != 1) {
@@ -59,6 +94,7 @@ impl Replay {
                     return Err(format!("appended block {block} is already held"));
                 }
                 *rc = 1;
+                self.max_ref_count = self.max_ref_count.max(1);
                 table.push(*block);
             }
             KvEvent::Released { request_id, blocks, reason, .. } => {
@@ -94,10 +130,48 @@ impl Replay {
             }
             KvEvent::Stalled { .. } | KvEvent::Prefill { .. } | KvEvent::Decode { .. } | KvEvent::Preempted { .. } => {}
         }
-        for rc in self.ref_counts.values() {
-            self.max_ref_count = self.max_ref_count.max(*rc);
-        }
         Ok(())
+    }
+
+    /// The one definition of a request's phase changes.
+    fn follow_phase(&mut self, id: RequestId, rec: &EventRecord) {
+        let current = self.phase.get(&id).map(|p| p.0);
+        let next = match &rec.event {
+            KvEvent::Arrived { .. } => Phase::Queued,
+            KvEvent::Admitted { readmission: true, .. } => Phase::Recompute,
+            KvEvent::Admitted { .. } => Phase::Prefill,
+            KvEvent::FirstToken { .. } => Phase::Decode,
+            // A readmitted request that had produced tokens goes back to
+            // decoding without a new first token.
+            KvEvent::Decode { .. } if matches!(current, Some(Phase::Prefill | Phase::Recompute)) => Phase::Decode,
+            KvEvent::Released { reason: ReleaseReason::Preempted, .. } => Phase::Preempted,
+            KvEvent::Finished { .. } => Phase::Finished,
+            _ => return,
+        };
+        self.phase.insert(id, (next, rec.t));
+    }
+
+    /// The phase of `id` now (`None` before its arrival, or once forgotten).
+    pub fn phase_of(&self, id: RequestId) -> Option<Phase> {
+        self.phase.get(&id).map(|p| p.0)
+    }
+
+    /// Blocks `id` holds now.
+    pub fn blocks_of(&self, id: RequestId) -> &[BlockId] {
+        self.held.get(&id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Drops everything kept about a request that has ended (a long-running
+    /// reader, the server, calls it after reading the request's figures);
+    /// the pool's reference counts stay.
+    pub fn forget(&mut self, id: RequestId) {
+        self.held.remove(&id);
+        self.arrived.remove(&id);
+        self.first_admitted.remove(&id);
+        self.first_token.remove(&id);
+        self.finished.remove(&id);
+        self.phase.remove(&id);
+        self.prompt_tokens.remove(&id);
     }
 
     /// Blocks still referenced by someone.

@@ -20,12 +20,13 @@
 
 use crate::batch_writer::BatchWriter;
 use crate::block_manager::{AdmissionPlan, BlockManager, PoolConfig};
-use crate::block_manager_api::AnyBlockManager;
+use crate::block_manager_api::KvBlockManager;
 use crate::events::{EventLog, KvEvent, ReleaseReason, StallReason};
 use crate::executor::{ScheduledBatch, ScheduledSeq};
 use crate::ids::RequestId;
 use crate::sequence::{Sequence, SequenceStatus};
 use rustc_hash::FxHashMap;
+use std::any::Any;
 use std::collections::VecDeque;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -75,34 +76,38 @@ pub struct Stall {
     pub needed_blocks: usize,
 }
 
+/// The queues and the sequences in them, over block manager `B` (the
+/// native one unless a plug-in is given: see `block_manager_api`).
 #[derive(Debug)]
-pub struct Scheduler {
+pub struct Scheduler<B: KvBlockManager = BlockManager> {
     config: SchedulerConfig,
-    pub(crate) blocks: AnyBlockManager,
+    blocks: B,
     /// Live sequences (waiting or running), by id.
-    pub(crate) seqs: FxHashMap<RequestId, Sequence>,
-    pub(crate) waiting: VecDeque<RequestId>,
+    seqs: FxHashMap<RequestId, Sequence>,
+    waiting: VecDeque<RequestId>,
     /// Running sequences in admission order (the last one is preempted first).
-    pub(crate) running: Vec<RequestId>,
+    running: Vec<RequestId>,
     admissions: u64,
     preemptions: u64,
-    pub(crate) last_stall: Option<Stall>,
+    last_stall: Option<Stall>,
     /// The last batch's entries, written over by the next one
     /// (`BatchWriter`), and older entries kept for their buffers.
     last_batch: Vec<ScheduledSeq>,
     spare: Vec<ScheduledSeq>,
     /// Whether scheduled entries carry their tokens and a copy of their
     /// block table (see `Executor::reads_batch_contents`).
-    pub(crate) fill_contents: bool,
+    fill_contents: bool,
 }
 
 impl Scheduler {
     pub fn new(config: SchedulerConfig, pool: PoolConfig) -> Self {
-        Self::with_block_manager(config, AnyBlockManager::Native(BlockManager::new(pool)))
+        Self::with_block_manager(config, BlockManager::new(pool))
     }
+}
 
+impl<B: KvBlockManager> Scheduler<B> {
     /// A scheduler over any block manager (the native one is `new`'s).
-    pub fn with_block_manager(config: SchedulerConfig, blocks: AnyBlockManager) -> Self {
+    pub fn with_block_manager(config: SchedulerConfig, blocks: B) -> Self {
         Scheduler {
             config,
             blocks,
@@ -121,8 +126,14 @@ impl Scheduler {
     pub fn config(&self) -> &SchedulerConfig {
         &self.config
     }
-    pub fn block_manager(&self) -> &AnyBlockManager {
+    pub fn block_manager(&self) -> &B {
         &self.blocks
+    }
+    /// The native manager, when it is the one running: decode runs and the
+    /// private-block invariant need more than the seam offers (a plug-in is
+    /// driven step by step). A check of `B`'s type, not a call into it.
+    pub fn native_block_manager(&self) -> Option<&BlockManager> {
+        (&self.blocks as &dyn Any).downcast_ref()
     }
     pub fn num_waiting(&self) -> usize {
         self.waiting.len()
@@ -146,8 +157,19 @@ impl Scheduler {
     pub fn waiting_ids(&self) -> impl Iterator<Item = RequestId> + '_ {
         self.waiting.iter().copied()
     }
-    pub fn running_ids(&self) -> impl Iterator<Item = RequestId> + '_ {
+    /// In admission order (the last is preempted first).
+    pub fn running_ids(&self) -> impl DoubleEndedIterator<Item = RequestId> + ExactSizeIterator + '_ {
         self.running.iter().copied()
+    }
+    /// Every live sequence, waiting or running, in no particular order.
+    pub fn sequences(&self) -> impl ExactSizeIterator<Item = &Sequence> + '_ {
+        self.seqs.values()
+    }
+
+    /// Whether scheduled entries carry their tokens and block table (see
+    /// `Executor::reads_batch_contents`; on unless the engine says otherwise).
+    pub(crate) fn fill_batch_contents(&mut self, on: bool) {
+        self.fill_contents = on;
     }
 
     /// Queues a sequence that the engine has validated.
@@ -204,7 +226,8 @@ impl Scheduler {
             // preempting the most recently admitted if the pool is empty.
             loop {
                 let seq = self.seqs.get_mut(&id).expect("running ids are live");
-                if self.blocks.append_slot(seq, log).is_some() {
+                let (view, kv) = seq.split_kv();
+                if self.blocks.append_slot(view, kv, log).is_some() {
                     batch.push(seq, 1, &mut self.spare);
                     *budget -= 1;
                     i += 1;
@@ -243,9 +266,10 @@ impl Scheduler {
             self.waiting.remove(i);
             let seq = self.seqs.get_mut(&id).expect("waiting ids are live");
             let readmission = seq.preemptions > 0;
-            let hits = self.blocks.allocate(seq, plan, log);
+            let (view, kv) = seq.split_kv();
+            let hits = self.blocks.allocate(view, kv, plan, log);
             if !readmission {
-                let hit_tokens = seq.num_computed;
+                let hit_tokens = seq.kv.num_computed;
                 seq.num_cached_prompt_tokens = hit_tokens;
                 self.blocks.count_prefix_query(seq.prompt.len(), hit_tokens);
             }
@@ -255,7 +279,12 @@ impl Scheduler {
             seq.status = SequenceStatus::Running;
             log.emit(
                 SITE,
-                KvEvent::Admitted { request_id: id, blocks: seq.block_table.clone(), cached_blocks: hits, readmission },
+                KvEvent::Admitted {
+                    request_id: id,
+                    blocks: seq.kv.block_table.clone(),
+                    cached_blocks: hits,
+                    readmission,
+                },
             );
             let others = self.running.len() + self.waiting.len();
             let cap = prefill_cap(&self.config, others + 1);
@@ -282,7 +311,8 @@ impl Scheduler {
         partial: usize,
     ) -> Result<AdmissionPlan, Stall> {
         self.admission_limits(id, budget)?;
-        let plan = self.blocks.can_allocate(&self.seqs[&id]).map_err(|needed| self.no_free_blocks(id, needed))?;
+        let seq = &self.seqs[&id];
+        let plan = self.blocks.can_allocate(seq.view(), &seq.kv).map_err(|needed| self.no_free_blocks(id, needed))?;
         let limit = self.config.max_num_partial_prefills;
         if limit > 0 && partial >= limit && self.would_stay_partial(id, &plan, budget) {
             return Err(self.stall(id, StallReason::MaxPartialPrefills));
@@ -306,8 +336,17 @@ impl Scheduler {
     /// binds).
     pub(crate) fn peek_admission(&self, id: RequestId, budget: usize) -> Result<(), Stall> {
         self.admission_limits(id, budget)?;
-        let native = self.blocks.native().expect("decode runs are planned on the native block manager only");
-        native.can_allocate(&self.seqs[&id]).map(|_| ()).map_err(|needed| self.no_free_blocks(id, needed))
+        let native = self.native_block_manager().expect("decode runs are planned on the native block manager only");
+        let seq = &self.seqs[&id];
+        native.admission(seq.view(), &seq.kv).map(|_| ()).map_err(|needed| self.no_free_blocks(id, needed))
+    }
+
+    /// After a decode run: why the head of the queue still waits, asked as
+    /// the run's last step would have with `budget` tokens left.
+    pub(crate) fn recheck_stall(&mut self, budget: usize) {
+        if let Some(&head) = self.waiting.front() {
+            self.last_stall = self.peek_admission(head, budget).err();
+        }
     }
 
     fn admission_limits(&self, id: RequestId, budget: usize) -> Result<(), Stall> {
@@ -346,7 +385,8 @@ impl Scheduler {
         seq.preemptions += 1;
         self.preemptions += 1;
         log.emit(SITE, KvEvent::Preempted { request_id: id });
-        self.blocks.release(seq, ReleaseReason::Preempted, log);
+        let (view, kv) = seq.split_kv();
+        self.blocks.release(view, kv, ReleaseReason::Preempted, log);
         self.waiting.push_front(id);
     }
 
@@ -357,8 +397,9 @@ impl Scheduler {
             SequenceStatus::Running => self.running.retain(|r| *r != id),
             _ => self.waiting.retain(|r| *r != id),
         }
-        if !seq.block_table.is_empty() {
-            self.blocks.release(&mut seq, reason, log);
+        if !seq.kv.block_table.is_empty() {
+            let (view, kv) = seq.split_kv();
+            self.blocks.release(view, kv, reason, log);
         }
         Some(seq)
     }
@@ -370,8 +411,19 @@ impl Scheduler {
     /// Records KV progress after the executor ran a sequence's chunk.
     pub(crate) fn commit(&mut self, id: RequestId, tokens: usize) {
         let seq = self.seqs.get_mut(&id).expect("scheduled ids are live");
-        seq.num_computed += tokens;
-        self.blocks.commit_computed(seq);
+        seq.kv.num_computed += tokens;
+        let (view, kv) = seq.split_kv();
+        self.blocks.commit_computed(view, kv);
+    }
+
+    /// Gives running `id` one more block, unasked: a decode run appends
+    /// the blocks its steps would have, after checking the pool has them
+    /// (native manager only).
+    pub(crate) fn append_block_for_run(&mut self, id: RequestId, log: &mut EventLog) {
+        let native = (&mut self.blocks as &mut dyn Any).downcast_mut::<BlockManager>();
+        let native = native.expect("decode runs are native-only");
+        let (view, kv) = self.seqs.get_mut(&id).expect("running ids are live").split_kv();
+        native.append_block(view, kv, log);
     }
 }
 

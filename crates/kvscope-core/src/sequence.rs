@@ -1,13 +1,13 @@
 //! The per-request state object. A `Sequence` is what the KV cache is bound
-//! to: its block table says which physical blocks hold its KV, and
-//! `num_computed` says how many of its tokens already have KV there.
+//! to: its `kv` (a [`SeqKv`]) says which physical blocks hold its KV and how
+//! many of its tokens already have KV there.
 
 use crate::events::FinishReason;
 use crate::executor::{PromptLogprob, SampledToken};
-use crate::ids::{BlockId, RequestId, Seconds, TokenId};
-use crate::prefix_hash::BlockHash;
+use crate::ids::{RequestId, Seconds, TokenId};
 use crate::prompt::Prompt;
 use crate::request::{Request, SamplingParams};
+use crate::seq_kv::{SeqKv, SeqView};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -63,21 +63,8 @@ pub struct Sequence {
     /// reported twice.
     pub prompt_scored: usize,
     pub params: Arc<SamplingParams>,
-    /// Physical blocks holding this sequence's KV, in position order.
-    pub block_table: Vec<BlockId>,
-    /// Tokens (from the start) whose KV exists in `block_table`.
-    pub num_computed: usize,
-    /// Leading blocks already known to be full (and, with prefix caching,
-    /// hashed), and the chain hash of the last of them: committing KV
-    /// resumes here instead of walking the whole block table every step.
-    pub full_blocks: usize,
-    pub last_full_hash: Option<BlockHash>,
-    /// After a preemption, the blocks that held this sequence's private
-    /// KV (the tokens from `Prompt::private_from` on), by position: no
-    /// index lists them, so a readmission looks here, and the block
-    /// manager trusts an entry only while that block still says it holds
-    /// this sequence's KV at that position. Empty for given prompts.
-    pub private_blocks: Vec<BlockId>,
+    /// Which blocks hold this sequence's KV and how much of it is computed.
+    pub kv: SeqKv,
     /// Of the prompt tokens, how many came from the prefix cache at the first
     /// admission. Recomputation after preemption never adds to it.
     pub num_cached_prompt_tokens: usize,
@@ -99,11 +86,7 @@ impl Sequence {
             prompt_logprobs: Vec::new(),
             prompt_scored: 0,
             params: Arc::new(request.params),
-            block_table: Vec::new(),
-            num_computed: 0,
-            full_blocks: 0,
-            last_full_hash: None,
-            private_blocks: Vec::new(),
+            kv: SeqKv::default(),
             num_cached_prompt_tokens: 0,
             preemptions: 0,
             admitted_order: 0,
@@ -111,51 +94,23 @@ impl Sequence {
         }
     }
 
-    /// Every token of the sequence: prompt then output.
-    pub fn all_tokens(&self) -> impl Iterator<Item = TokenId> + '_ {
-        self.prompt.iter().chain(self.output.iter()).copied()
+    /// What a block manager reads of this sequence.
+    pub fn view(&self) -> SeqView<'_> {
+        view(self.id, &self.prompt, &self.output, &self.params)
     }
 
-    /// Every token as one slice: the prompt itself while there is no
-    /// output (a waiting request's usual case, checked every step), a copy
-    /// after a preemption.
-    pub fn token_slice(&self) -> std::borrow::Cow<'_, [TokenId]> {
-        if self.output.is_empty() {
-            std::borrow::Cow::Borrowed(&self.prompt[..])
-        } else {
-            std::borrow::Cow::Owned(self.all_tokens().collect())
-        }
-    }
-
-    /// The tokens the prefix cache may share with other requests: every
-    /// token, or a random prompt's prefix (read without drawing the rest).
-    pub fn shareable_tokens(&self) -> std::borrow::Cow<'_, [TokenId]> {
-        match self.prompt.private_from() {
-            Some(_) => std::borrow::Cow::Borrowed(self.prompt.shareable()),
-            None => self.token_slice(),
-        }
-    }
-
-    /// The first position whose KV is this request's own (`usize::MAX`
-    /// when every token is shareable).
-    pub fn private_from(&self) -> usize {
-        self.prompt.private_from().unwrap_or(usize::MAX)
+    /// What a block manager gets of this sequence: its tokens to read and
+    /// its place in the pool to write.
+    pub fn split_kv(&mut self) -> (SeqView<'_>, &mut SeqKv) {
+        (view(self.id, &self.prompt, &self.output, &self.params), &mut self.kv)
     }
 
     pub fn len(&self) -> usize {
-        self.prompt.len() + self.output.len()
+        self.view().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    pub fn token_at(&self, pos: usize) -> TokenId {
-        if pos < self.prompt.len() {
-            self.prompt[pos]
-        } else {
-            self.output[pos - self.prompt.len()]
-        }
     }
 
     /// Appends the tokens at positions `range` to `out`: the prompt's part
@@ -170,7 +125,7 @@ impl Sequence {
     /// Tokens still without KV. During prefill (first time or recompute)
     /// that is many; during decode it is exactly one, the newest token.
     pub fn num_uncomputed(&self) -> usize {
-        self.len() - self.num_computed
+        self.len() - self.kv.num_computed
     }
 
     /// True while the sequence still has prompt-like work (its KV lags by
@@ -192,4 +147,10 @@ impl Sequence {
         let n = self.output.len();
         (n > 1).then(|| (last - first) / (n - 1) as f64)
     }
+}
+
+/// The block manager's view of a sequence's parts (borrowed field by field,
+/// so that `split_kv` can lend `kv` beside it).
+fn view<'a>(id: RequestId, prompt: &'a Prompt, output: &'a [TokenId], params: &SamplingParams) -> SeqView<'a> {
+    SeqView { id, prompt, output, takes_prefix_hits: params.prompt_logprobs.is_none() }
 }

@@ -7,6 +7,8 @@
 //! made-up log-probability per position), so prompt scoring can be tested
 //! without a model.
 
+use crate::block_manager::PoolConfig;
+use crate::config::KvGeometry;
 use crate::executor::{BatchOutput, Executor, ExecutorError, PromptLogprob, SampledToken, ScheduledBatch};
 use crate::ids::TokenId;
 
@@ -24,6 +26,12 @@ impl PagedTokenExecutor {
         PagedTokenExecutor { block_size, vocab, slots: vec![None; num_blocks * block_size] }
     }
 
+    /// A pool laid out as the engine's `pool`: the geometry from the one
+    /// configuration value.
+    pub fn for_pool(pool: &PoolConfig, vocab: u32) -> Self {
+        Self::new(pool.num_blocks, pool.block_size, vocab)
+    }
+
     /// The made-up score of `token` at `position`: a function of both only,
     /// so a chunked, preempted or batched prompt is scored the same.
     pub fn prompt_score(&self, position: usize, token: TokenId, k: usize) -> PromptLogprob {
@@ -34,6 +42,10 @@ impl PagedTokenExecutor {
 }
 
 impl Executor for PagedTokenExecutor {
+    fn kv_geometry(&self) -> Option<KvGeometry> {
+        Some(KvGeometry { num_blocks: self.slots.len() / self.block_size.max(1), block_size: self.block_size })
+    }
+
     fn execute(&mut self, batch: &ScheduledBatch) -> Result<BatchOutput, ExecutorError> {
         let bs = self.block_size;
         let slot = |table: &[crate::ids::BlockId], pos: usize| table[pos / bs].index() * bs + pos % bs;

@@ -9,7 +9,7 @@ use kvscope_core::events::{EventLog, EventRecorder};
 use kvscope_core::testing::PagedTokenExecutor;
 use kvscope_core::{
     BlockId, BlockManager, Engine, EngineConfig, KvBlockManager, PoolConfig, ReleaseReason, RequestId, SamplingParams,
-    SchedulerConfig, Sequence, SimClock, TokenId,
+    SchedulerConfig, SeqKv, SeqView, SimClock, TokenId,
 };
 use std::sync::{Arc, Mutex};
 
@@ -28,7 +28,9 @@ fn config() -> EngineConfig {
 }
 
 /// Shared prefixes, chunked prefill and a pool small enough to preempt.
-fn run(mut engine: Engine<PagedTokenExecutor, SimClock>) -> (Vec<String>, Vec<(RequestId, Vec<TokenId>)>) {
+fn run<B: KvBlockManager>(
+    mut engine: Engine<PagedTokenExecutor, SimClock, B>,
+) -> (Vec<String>, Vec<(RequestId, Vec<TokenId>)>) {
     let recorder = Arc::new(Mutex::new(EventRecorder::default()));
     engine.add_observer(Box::new(recorder.clone()));
     for i in 0..6u64 {
@@ -54,8 +56,9 @@ fn executor() -> PagedTokenExecutor {
 
 #[test]
 fn the_native_manager_behind_the_seam_behaves_exactly_as_the_default() {
-    let native = run(Engine::new(config(), executor(), SimClock::new()));
-    let plugged = Box::new(BlockManager::new(config().pool));
+    let native = run(Engine::new(config(), executor(), SimClock::new()).unwrap());
+    // Boxed as the lab boxes a manager chosen at run time.
+    let plugged: Box<dyn KvBlockManager> = Box::new(BlockManager::new(config().pool));
     let through_seam = run(Engine::with_block_manager(config(), plugged, executor(), SimClock::new()));
     assert!(native.0.iter().any(|e| e.contains("\"preempted\"")), "the workload must preempt");
     assert!(native.0.iter().any(|e| e.contains("\"cached_blocks\":2")), "the workload must hit the prefix cache");
@@ -91,18 +94,18 @@ impl KvBlockManager for Failing {
     fn indexed_tokens(&self, _: BlockId) -> Option<&[TokenId]> {
         None
     }
-    fn can_allocate(&mut self, seq: &Sequence) -> Result<AdmissionPlan, usize> {
+    fn can_allocate(&mut self, seq: SeqView<'_>, _: &SeqKv) -> Result<AdmissionPlan, usize> {
         Err(seq.len())
     }
-    fn allocate(&mut self, _: &mut Sequence, _: AdmissionPlan, _: &mut EventLog) -> usize {
+    fn allocate(&mut self, _: SeqView<'_>, _: &mut SeqKv, _: AdmissionPlan, _: &mut EventLog) -> usize {
         unreachable!("never admits")
     }
-    fn append_slot(&mut self, _: &mut Sequence, _: &mut EventLog) -> Option<()> {
+    fn append_slot(&mut self, _: SeqView<'_>, _: &mut SeqKv, _: &mut EventLog) -> Option<()> {
         None
     }
-    fn commit_computed(&mut self, _: &mut Sequence) {}
-    fn release(&mut self, seq: &mut Sequence, _: ReleaseReason, _: &mut EventLog) {
-        seq.block_table.clear();
+    fn commit_computed(&mut self, _: SeqView<'_>, _: &mut SeqKv) {}
+    fn release(&mut self, _: SeqView<'_>, kv: &mut SeqKv, _: ReleaseReason, _: &mut EventLog) {
+        kv.block_table.clear();
     }
     fn count_prefix_query(&mut self, _: usize, _: usize) {}
     fn failure(&self) -> Option<String> {
@@ -117,5 +120,5 @@ fn a_failed_plug_in_stops_the_step_with_its_message() {
     engine.submit(RequestId(1), vec![1, 2, 3], SamplingParams::greedy(2)).unwrap();
     let err = engine.step().unwrap_err().to_string();
     assert!(err.contains("block manager failed: can_allocate raised ValueError"), "{err}");
-    assert!(!engine.scheduler().block_manager().is_native());
+    assert!(engine.scheduler().native_block_manager().is_none());
 }

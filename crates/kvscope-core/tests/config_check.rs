@@ -4,7 +4,9 @@
 //! requests, on the paged test executor, with a bounded number of steps.
 
 use kvscope_core::testing::PagedTokenExecutor;
-use kvscope_core::{Engine, EngineConfig, PoolConfig, RequestId, SamplingParams, SchedulerConfig, SimClock};
+use kvscope_core::{
+    Engine, EngineConfig, KvBlockManager, PoolConfig, RequestId, SamplingParams, SchedulerConfig, SimClock,
+};
 use proptest::prelude::*;
 
 const VOCAB: u32 = 500;
@@ -51,7 +53,7 @@ proptest! {
             return Ok(());
         }
         let executor = PagedTokenExecutor::new(config.pool.num_blocks, config.pool.block_size, VOCAB);
-        let mut engine = Engine::new(config.clone(), executor, SimClock::new());
+        let mut engine = Engine::new(config.clone(), executor, SimClock::new()).unwrap();
         let mut accepted = 0;
         let mut work = 0;
         for (i, &(prompt_len, max_tokens, seed)) in reqs.iter().enumerate() {

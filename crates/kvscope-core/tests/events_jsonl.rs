@@ -84,7 +84,8 @@ fn prefill_and_decode_events_name_the_executors_kv_site() {
         pool: PoolConfig { num_blocks: 8, block_size: 4, enable_prefix_caching: true, bytes_per_block: 0 },
         vocab_size: Some(common::VOCAB as usize),
     };
-    let mut engine = Engine::new(config, NamedSite(PagedTokenExecutor::new(8, 4, common::VOCAB)), SimClock::new());
+    let mut engine =
+        Engine::new(config, NamedSite(PagedTokenExecutor::new(8, 4, common::VOCAB)), SimClock::new()).unwrap();
     let recorder = Arc::new(Mutex::new(EventRecorder::default()));
     engine.add_observer(Box::new(recorder.clone()));
     let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(3) };

@@ -4,7 +4,9 @@ mod common;
 
 use common::{rig, run_to_end};
 use kvscope_core::replay::Replay;
-use kvscope_core::{FinishReason, KvEvent, ReleaseReason, RequestId, SamplingParams, StallReason, SubmitError};
+use kvscope_core::{
+    FinishReason, KvBlockManager, KvEvent, ReleaseReason, RequestId, SamplingParams, StallReason, SubmitError,
+};
 
 fn greedy(max_tokens: usize) -> SamplingParams {
     SamplingParams { ignore_eos: true, ..SamplingParams::greedy(max_tokens) }
@@ -194,7 +196,7 @@ fn abort_releases_blocks_at_any_time() {
     r.engine.step().unwrap();
     let aborted = r.engine.abort(RequestId(1)).unwrap();
     assert_eq!(aborted.finish_reason(), Some(FinishReason::Abort));
-    assert!(aborted.block_table.is_empty());
+    assert!(aborted.kv.block_table.is_empty());
     assert!(r.engine.abort(RequestId(1)).is_none(), "aborting twice is a no-op");
     r.engine.scheduler().check_invariants().unwrap();
     // Abort while waiting.

@@ -7,7 +7,7 @@ mod common;
 
 use common::rig_limited;
 use kvscope_core::replay::Replay;
-use kvscope_core::{Clock, Prompt, RandomTokens, RequestId, SamplingParams, Sequence};
+use kvscope_core::{Clock, KvBlockManager, Prompt, RandomTokens, RequestId, SamplingParams, Sequence};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -102,7 +102,7 @@ fn drive_prompts(
             }
             if q.abort_after == Some(step) && accepted[i] {
                 if let Some(seq) = r.engine.abort(RequestId(i as u64)) {
-                    prop_assert!(seq.block_table.is_empty());
+                    prop_assert!(seq.kv.block_table.is_empty());
                 }
             }
         }
@@ -117,7 +117,7 @@ fn drive_prompts(
     prop_assert!(!r.engine.has_work(), "every request that fits finishes");
     prop_assert_eq!(r.engine.scheduler().block_manager().used_blocks(), 0, "at the end every block is free");
     for seq in finished {
-        prop_assert!(seq.block_table.is_empty());
+        prop_assert!(seq.kv.block_table.is_empty());
         if reqs[seq.id.0 as usize].abort_after.is_none() {
             prop_assert_eq!(seq.output.len(), reqs[seq.id.0 as usize].max_tokens);
         }

@@ -127,7 +127,7 @@ fn a_random_prompt_from_a_larger_vocabulary_is_refused_at_submission() {
 fn a_recomputed_private_block_leaves_its_cached_copy_the_kept_one() {
     use kvscope_core::block_manager::BlockManager;
     use kvscope_core::events::{EventLog, ReleaseReason};
-    use kvscope_core::{PoolConfig, Request};
+    use kvscope_core::{KvBlockManager, PoolConfig, Request};
 
     let run = |drawn: bool| {
         let mut pool = BlockManager::new(PoolConfig::new(8, 4, 1, true));
@@ -145,8 +145,18 @@ fn a_recomputed_private_block_leaves_its_cached_copy_the_kept_one() {
             Sequence::new(Request { id: RequestId(id), prompt, params: SamplingParams::greedy(1), arrival: 0.0 })
         };
         let admit = |pool: &mut BlockManager, log: &mut EventLog, s: &mut Sequence| {
-            let plan = pool.can_allocate(s).expect("the pool has room");
-            pool.allocate(s, plan, log)
+            let (view, kv) = s.split_kv();
+            let plan = pool.can_allocate(view, kv).expect("the pool has room");
+            pool.allocate(view, kv, plan, log)
+        };
+        let commit = |pool: &mut BlockManager, s: &mut Sequence, computed: usize| {
+            s.kv.num_computed = computed;
+            let (view, kv) = s.split_kv();
+            pool.commit_computed(view, kv);
+        };
+        let release = |pool: &mut BlockManager, log: &mut EventLog, s: &mut Sequence, reason: ReleaseReason| {
+            let (view, kv) = s.split_kv();
+            pool.release(view, kv, reason, log);
         };
         // R and S share the prefix block and are admitted before either
         // computed it: S's copy of it is a duplicate, R's the indexed one.
@@ -154,22 +164,20 @@ fn a_recomputed_private_block_leaves_its_cached_copy_the_kept_one() {
         admit(&mut pool, &mut log, &mut r);
         admit(&mut pool, &mut log, &mut s);
         for x in [&mut r, &mut s] {
-            x.num_computed = 13;
-            pool.commit_computed(x);
+            commit(&mut pool, x, 13);
         }
-        pool.release(&mut r, ReleaseReason::Finished, &mut log);
-        pool.release(&mut s, ReleaseReason::Preempted, &mut log);
+        release(&mut pool, &mut log, &mut r, ReleaseReason::Finished);
+        release(&mut pool, &mut log, &mut s, ReleaseReason::Preempted);
         // T takes every clean block and the three oldest cached ones (R's),
         // then leaves without computing anything.
         let mut t = seq(3, Prompt::from(vec![9; 24]));
         admit(&mut pool, &mut log, &mut t);
-        pool.release(&mut t, ReleaseReason::Aborted, &mut log);
+        release(&mut pool, &mut log, &mut t, ReleaseReason::Aborted);
         // S misses its prefix and recomputes everything; its two own blocks
         // from before are still cached.
         let missed = admit(&mut pool, &mut log, &mut s);
-        s.num_computed = 13;
-        pool.commit_computed(&mut s);
-        pool.release(&mut s, ReleaseReason::Preempted, &mut log);
+        commit(&mut pool, &mut s, 13);
+        release(&mut pool, &mut log, &mut s, ReleaseReason::Preempted);
         let released = format!("{:?}", log.pending().last().unwrap().event);
         // Preempted again, S finds its new prefix block and its old copies.
         let found = admit(&mut pool, &mut log, &mut s);

@@ -69,7 +69,7 @@ fn run(max_running: usize, budget: usize, requests: &[(usize, usize)]) -> Run {
     };
     let clock = SimClock::new();
     let exec = Scripted { inner: PagedTokenExecutor::new(num_blocks, block_size, common::VOCAB), clock: clock.clone() };
-    let mut engine = Engine::new(config, exec, clock);
+    let mut engine = Engine::new(config, exec, clock).unwrap();
     let stats = Arc::new(Mutex::new(StatsCollector::default()));
     let recorder = Arc::new(Mutex::new(EventRecorder::default()));
     engine.add_observer(Box::new(stats.clone()));

@@ -8,7 +8,7 @@
 //! on all earlier tokens, so two slots hold the same KV exactly when their
 //! fingerprints match.
 
-use crate::finding::{Finding, Property};
+use crate::finding::{ids, Finding, Property};
 use kvscope_core::{BlockId, RequestId, ScheduledBatch, TokenId};
 use rustc_hash::FxHashMap;
 use serde_json::Value;
@@ -239,7 +239,7 @@ impl Checker {
                 let f = Finding::new(Some(Property::Slots), "allocate / may_append")
                     .request(seq.request_id)
                     .expected(format!("a table of at least {} blocks for {need} tokens", need.div_ceil(bs)))
-                    .actual(format!("the table is {}", crate::external::ids(&seq.block_table)));
+                    .actual(format!("the table is {}", ids(&seq.block_table)));
                 self.fail(f);
                 return false;
             }

@@ -1,19 +1,27 @@
 //! `PyBlockManager`: a student's Python BlockManager behind kvscope-core's
 //! block-manager seam, so the real scheduler and model run on its tables.
 //!
-//! The engine's own `Sequence` stays the source of truth for tokens; the
-//! Python side gets each request's new tokens with the next call about it.
-//! The tables the student's methods produce become the engine's tables
-//! (after checks that keep the engine safe: valid block ids, a slot for
-//! every token). Anything that goes wrong is kept as a [`Finding`] and
+//! The seam hands over a sequence as the student's nano-vLLM `Sequence`
+//! has it, split in two (the student still sees one object):
+//!
+//! | kvscope (the seam) | the student's `Sequence` (`python/sequence.py`) |
+//! |---|---|
+//! | `SeqView::id` | `seq_id` |
+//! | `SeqView::prompt`, `output` (read) | `token_ids` (the prompt at the first call, then each new token through `append_token` with the next call about it) |
+//! | `SeqKv::block_table` (written) | `block_table`, the student's, checked and copied back after each call |
+//! | `SeqKv::num_computed` (written) | `num_cached_tokens` from `allocate` (prefix hits, trimmed to leave one token to compute); after a step, `hash_blocks` sees the growth as `num_scheduled_tokens`, then `num_cached_tokens` takes the new value |
+//!
+//! The engine's tokens stay the source of truth; the tables the student's
+//! methods produce become the engine's tables (after checks that keep the
+//! engine safe: valid block ids, a slot for every token). Anything that goes wrong is kept as a [`Finding`] and
 //! reported through `failure()`, which stops the engine's step.
 
 use crate::checker::Checker;
-use crate::finding::{Finding, Property};
+use crate::finding::{ids, Finding, Property};
 use crate::host::{HostConfig, HostError, PythonHost, StudentApi};
 use kvscope_core::block_manager::{AdmissionPlan, BlockState, BlockView, PrefixCacheCounters};
 use kvscope_core::events::EventLog;
-use kvscope_core::{BlockId, KvBlockManager, KvEvent, PoolConfig, ReleaseReason, RequestId, Sequence, TokenId};
+use kvscope_core::{BlockId, KvBlockManager, KvEvent, PoolConfig, ReleaseReason, RequestId, SeqKv, SeqView, TokenId};
 use rustc_hash::FxHashMap;
 use serde_json::{json, Value};
 use std::fmt;
@@ -116,7 +124,7 @@ impl PyBlockManager {
     }
 
     /// The request's identity and the tokens its Python Sequence lacks.
-    fn request(&mut self, op: &str, seq: &Sequence) -> Value {
+    fn request(&mut self, op: &str, seq: SeqView<'_>) -> Value {
         let mut req = json!({"op": op, "rid": seq.id.0});
         match self.synced.get(&seq.id) {
             None => req["prompt"] = json!(seq.prompt),
@@ -130,7 +138,7 @@ impl PyBlockManager {
         req
     }
 
-    fn call(&mut self, call: &str, op: &str, seq: &Sequence, extra: &[(&str, Value)]) -> Option<Value> {
+    fn call(&mut self, call: &str, op: &str, seq: SeqView<'_>, extra: &[(&str, Value)]) -> Option<Value> {
         if self.failed.is_some() {
             return None;
         }
@@ -151,7 +159,7 @@ impl PyBlockManager {
     }
 
     /// The student's table as engine block ids, or a finding.
-    fn table(&mut self, call: &str, seq: &Sequence, reply: &Value, key: &str) -> Option<Vec<BlockId>> {
+    fn table(&mut self, call: &str, seq: SeqView<'_>, reply: &Value, key: &str) -> Option<Vec<BlockId>> {
         let raw: Vec<i64> = reply[key].as_array().map(|a| a.iter().filter_map(Value::as_i64).collect())?;
         let n = self.config.num_blocks as i64;
         if let Some(bad) = raw.iter().find(|&&b| b < 0 || b >= n) {
@@ -166,14 +174,14 @@ impl PyBlockManager {
         Some(raw.into_iter().map(|b| BlockId(b as u32)).collect())
     }
 
-    fn set_table(&mut self, seq: &mut Sequence, table: Vec<BlockId>) {
-        for &b in &seq.block_table {
-            self.unhold(b, seq.id);
+    fn set_table(&mut self, id: RequestId, kv: &mut SeqKv, table: Vec<BlockId>) {
+        for &b in &kv.block_table {
+            self.unhold(b, id);
         }
         for &b in &table {
-            self.hold(b, seq.id);
+            self.hold(b, id);
         }
-        seq.block_table = table;
+        kv.block_table = table;
     }
 
     fn hold(&mut self, b: BlockId, id: RequestId) {
@@ -197,24 +205,24 @@ impl PyBlockManager {
     }
 
     /// A slot for every token the engine is about to compute (f).
-    fn covers(&mut self, call: &str, seq: &Sequence, hint: &str) -> bool {
+    fn covers(&mut self, call: &str, seq: SeqView<'_>, kv: &SeqKv, hint: &str) -> bool {
         let bs = self.config.block_size;
-        if seq.block_table.len() * bs >= seq.len() {
+        if kv.block_table.len() * bs >= seq.len() {
             return true;
         }
         let f = Finding::new(Some(Property::Slots), call)
             .request(seq.id)
             .expected(format!("len(seq) == {} tokens need {} blocks of {bs}", seq.len(), seq.len().div_ceil(bs)))
-            .actual(format!("seq.block_table == {} ({} blocks)", ids(&seq.block_table), seq.block_table.len()))
+            .actual(format!("seq.block_table == {} ({} blocks)", ids(&kv.block_table), kv.block_table.len()))
             .hint(hint);
         self.checker().fail(f);
         self.sync_failure();
         false
     }
 
-    fn after(&mut self, call: &str, seq: &Sequence, reply: &Value) {
-        let table = (!seq.block_table.is_empty()).then_some(seq.block_table.as_slice());
-        self.checker().after_call(call, seq.id, table, &reply["state"]);
+    fn after(&mut self, call: &str, id: RequestId, kv: &SeqKv, reply: &Value) {
+        let table = (!kv.block_table.is_empty()).then_some(kv.block_table.as_slice());
+        self.checker().after_call(call, id, table, &reply["state"]);
         self.sync_failure();
     }
 }
@@ -255,7 +263,7 @@ impl KvBlockManager for PyBlockManager {
         None
     }
 
-    fn can_allocate(&mut self, seq: &Sequence) -> Result<AdmissionPlan, usize> {
+    fn can_allocate(&mut self, seq: SeqView<'_>, _kv: &SeqKv) -> Result<AdmissionPlan, usize> {
         let needed = seq.len().div_ceil(self.config.block_size);
         let Some(reply) = self.call("can_allocate(seq)", "can_allocate", seq, &[]) else { return Err(needed) };
         self.cached_blocks = reply["cached_blocks"].as_i64();
@@ -272,20 +280,21 @@ impl KvBlockManager for PyBlockManager {
         Err(needed)
     }
 
-    fn allocate(&mut self, seq: &mut Sequence, _plan: AdmissionPlan, _log: &mut EventLog) -> usize {
+    fn allocate(&mut self, seq: SeqView<'_>, kv: &mut SeqKv, _plan: AdmissionPlan, _log: &mut EventLog) -> usize {
         let cached = self.cached_blocks.take().unwrap_or(0);
         let Some(reply) = self.call("allocate(seq)", "allocate", seq, &[("cached_blocks", json!(cached))]) else {
             return 0;
         };
         let Some(table) = self.table("allocate(seq)", seq, &reply, "table") else { return 0 };
         let claimed = reply["num_cached_tokens"].as_i64().unwrap_or(0).max(0) as usize;
-        self.set_table(seq, table);
-        self.after("allocate(seq)", seq, &reply);
-        self.checker().claimed(seq.id, claimed, seq.len(), &seq.block_table);
+        self.set_table(seq.id, kv, table);
+        self.after("allocate(seq)", seq.id, kv, &reply);
+        self.checker().claimed(seq.id, claimed, seq.len(), &kv.block_table);
         self.sync_failure();
         if !self.covers(
             "allocate(seq)",
             seq,
+            kv,
             "allocate must give the sequence seq.num_blocks blocks: one per block_size tokens, the last one partial",
         ) {
             return 0;
@@ -293,25 +302,25 @@ impl KvBlockManager for PyBlockManager {
         // The engine computes at least the newest token (it needs its
         // logits), so a claim covering every token is trimmed by one.
         let bs = self.config.block_size;
-        let usable = claimed.min(seq.len() - 1).min(seq.block_table.len() * bs);
-        for (i, &b) in seq.block_table.iter().enumerate().take(usable.div_ceil(bs)) {
+        let usable = claimed.min(seq.len() - 1).min(kv.block_table.len() * bs);
+        for (i, &b) in kv.block_table.iter().enumerate().take(usable.div_ceil(bs)) {
             let f = usable.saturating_sub(i * bs).min(bs);
             if f > self.filled[b.index()] {
                 self.used_tokens += f - self.filled[b.index()];
                 self.filled[b.index()] = f;
             }
         }
-        seq.num_computed = usable;
+        kv.num_computed = usable;
         claimed / bs
     }
 
-    fn append_slot(&mut self, seq: &mut Sequence, log: &mut EventLog) -> Option<()> {
+    fn append_slot(&mut self, seq: SeqView<'_>, kv: &mut SeqKv, log: &mut EventLog) -> Option<()> {
         // can_append then may_append, as nano-vLLM's scheduler calls them:
         // the newest token is already in the sequence, its KV is not.
         let reply = self.call("can_append(seq) / may_append(seq)", "append", seq, &[])?;
         if reply["can"].as_bool() != Some(true) {
-            self.after("can_append(seq)", seq, &reply);
-            let mut mine = seq.block_table.clone();
+            self.after("can_append(seq)", seq.id, kv, &reply);
+            let mut mine = kv.block_table.clone();
             mine.sort();
             mine.dedup();
             // Only this request holds blocks and it fits the pool (the
@@ -334,22 +343,22 @@ impl KvBlockManager for PyBlockManager {
             return None;
         }
         let table = self.table("may_append(seq)", seq, &reply, "table")?;
-        let before = seq.block_table.len();
-        self.set_table(seq, table);
-        for &b in &seq.block_table[before.min(seq.block_table.len())..] {
+        let before = kv.block_table.len();
+        self.set_table(seq.id, kv, table);
+        for &b in &kv.block_table[before.min(kv.block_table.len())..] {
             log.emit(self.sites.may_append, KvEvent::BlockAppended { request_id: seq.id, block: b });
         }
-        self.after("may_append(seq)", seq, &reply);
+        self.after("may_append(seq)", seq.id, kv, &reply);
         let late = "may_append must append a new block when the newest token starts one: len(seq) % block_size == 1";
         // A table too short is a finding; the engine stops before running it.
-        self.covers("may_append(seq)", seq, late);
+        self.covers("may_append(seq)", seq, kv, late);
         Some(())
     }
 
-    fn commit_computed(&mut self, seq: &mut Sequence) {
+    fn commit_computed(&mut self, seq: SeqView<'_>, kv: &mut SeqKv) {
         let bs = self.config.block_size;
-        for (i, &b) in seq.block_table.iter().enumerate() {
-            let f = seq.num_computed.saturating_sub(i * bs).min(bs);
+        for (i, &b) in kv.block_table.iter().enumerate() {
+            let f = kv.num_computed.saturating_sub(i * bs).min(bs);
             if f == 0 {
                 break;
             }
@@ -359,21 +368,19 @@ impl KvBlockManager for PyBlockManager {
             }
         }
         if self.api.has_hash_blocks {
-            let n = json!(seq.num_computed);
+            let n = json!(kv.num_computed);
             if let Some(reply) = self.call("hash_blocks(seq)", "computed", seq, &[("num_computed", n)]) {
-                self.after("hash_blocks(seq)", seq, &reply);
+                self.after("hash_blocks(seq)", seq.id, kv, &reply);
             }
         }
     }
 
-    fn release(&mut self, seq: &mut Sequence, reason: ReleaseReason, log: &mut EventLog) {
+    fn release(&mut self, seq: SeqView<'_>, kv: &mut SeqKv, reason: ReleaseReason, log: &mut EventLog) {
         let forget = reason != ReleaseReason::Preempted;
-        let blocks = seq.block_table.clone();
+        let blocks = kv.block_table.clone();
         let reply = self.call("deallocate(seq)", "deallocate", seq, &[("forget", json!(forget))]);
-        self.set_table(seq, Vec::new());
-        seq.num_computed = 0;
-        seq.full_blocks = 0;
-        seq.last_full_hash = None;
+        self.set_table(seq.id, kv, Vec::new());
+        kv.num_computed = 0;
         if forget {
             self.synced.remove(&seq.id);
         }
@@ -383,7 +390,7 @@ impl KvBlockManager for PyBlockManager {
         let after: Vec<i64> =
             reply["table_after"].as_array().map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default();
         self.checker().after_deallocate(seq.id, &after, reply["num_cached_tokens_after"].as_i64().unwrap_or(0));
-        self.after("deallocate(seq)", seq, &reply);
+        self.after("deallocate(seq)", seq.id, kv, &reply);
     }
 
     fn count_prefix_query(&mut self, prompt_tokens: usize, hit_tokens: usize) {
@@ -394,10 +401,4 @@ impl KvBlockManager for PyBlockManager {
     fn failure(&self) -> Option<String> {
         self.failed.clone()
     }
-}
-
-/// Block ids as the student's Python prints them: `[2, 3]`.
-pub(crate) fn ids(table: &[BlockId]) -> String {
-    let list: Vec<String> = table.iter().map(|b| b.0.to_string()).collect();
-    format!("[{}]", list.join(", "))
 }

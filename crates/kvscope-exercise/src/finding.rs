@@ -1,6 +1,6 @@
 //! What the grader checks, and how it reports the first thing that broke.
 
-use kvscope_core::RequestId;
+use kvscope_core::{BlockId, RequestId};
 use serde::Serialize;
 use std::fmt;
 
@@ -130,4 +130,10 @@ impl fmt::Display for Finding {
         }
         Ok(())
     }
+}
+
+/// Block ids as the student's Python prints them: `[2, 3]`.
+pub(crate) fn ids(table: &[BlockId]) -> String {
+    let list: Vec<String> = table.iter().map(|b| b.0.to_string()).collect();
+    format!("[{}]", list.join(", "))
 }

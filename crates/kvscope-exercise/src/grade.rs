@@ -8,7 +8,8 @@ use crate::finding::{Finding, Property};
 use crate::host::{HostConfig, StudentApi};
 use crate::workloads::{self, Workload};
 use kvscope_core::{
-    Engine, EngineConfig, Executor, PoolConfig, RequestId, SamplingParams, SchedulerConfig, SimClock, TokenId,
+    Engine, EngineConfig, Executor, KvBlockManager, PoolConfig, RequestId, SamplingParams, SchedulerConfig, SimClock,
+    TokenId,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -111,12 +112,12 @@ pub fn grade<B: GradingBackend>(backend: &mut B, cfg: &GradeConfig, progress: &m
 }
 
 fn engine_config<B: GradingBackend>(backend: &B, w: &Workload) -> EngineConfig {
-    EngineConfig {
+    EngineConfig::new(
         // Whole-prompt prefills where the budget allows, as in nano-vLLM.
-        scheduler: SchedulerConfig::new(w.max_running, w.max_batched_tokens, backend.max_model_len()),
-        pool: PoolConfig::new(w.num_blocks, w.block_size, 0, true),
-        vocab_size: backend.vocab_size(),
-    }
+        SchedulerConfig::new(w.max_running, w.max_batched_tokens, backend.max_model_len()),
+        PoolConfig::new(w.num_blocks, w.block_size, 0, true),
+        backend.vocab_size(),
+    )
 }
 
 fn grade_workload<B: GradingBackend>(
@@ -149,7 +150,7 @@ fn grade_workload<B: GradingBackend>(
         }
     };
     api.get_or_insert_with(|| manager.api().clone());
-    let exec = match backend.executor(w.num_blocks, w.block_size) {
+    let exec = match backend.executor(config.pool.num_blocks, config.pool.block_size) {
         Ok(e) => e,
         Err(e) => {
             result.finding = Some(Finding::new(None, "(kvscope)").actual(format!("the model could not start: {e}")));
@@ -157,7 +158,7 @@ fn grade_workload<B: GradingBackend>(
         }
     };
     let executor = CheckingExecutor { inner: exec, checker: checker.clone() };
-    let mut engine = Engine::with_block_manager(config.clone(), Box::new(manager), executor, SimClock::new());
+    let mut engine = Engine::with_block_manager(config.clone(), manager, executor, SimClock::new());
     let student = drive(&mut engine, w, Some(&checker), cfg.max_steps);
     result.steps = engine.current_step();
     result.hit_tokens = engine.scheduler().block_manager().counters().hit_tokens;
@@ -177,8 +178,9 @@ fn grade_workload<B: GradingBackend>(
     }
     result.completed = true;
     // The reference: the same workload on kvscope's own block manager.
-    let reference = backend.executor(w.num_blocks, w.block_size).map_err(|e| e.to_string()).and_then(|exec| {
-        let mut native = Engine::new(config, exec, SimClock::new());
+    let pool = &config.pool;
+    let reference = backend.executor(pool.num_blocks, pool.block_size).map_err(|e| e.to_string()).and_then(|exec| {
+        let mut native = Engine::new(config.clone(), exec, SimClock::new()).map_err(|e| e.to_string())?;
         drive(&mut native, w, None, cfg.max_steps).map_err(|f| f.actual)
     });
     match reference {
@@ -209,8 +211,8 @@ fn lock(c: &Arc<Mutex<Checker>>) -> std::sync::MutexGuard<'_, Checker> {
 }
 
 /// Runs a workload to its end: arrivals and aborts at their steps.
-fn drive<E: Executor>(
-    engine: &mut Engine<E, SimClock>,
+fn drive<E: Executor, B: KvBlockManager>(
+    engine: &mut Engine<E, SimClock, B>,
     w: &Workload,
     checker: Option<&Arc<Mutex<Checker>>>,
     max_steps: u64,
@@ -218,7 +220,7 @@ fn drive<E: Executor>(
     let mut outputs = Outputs::new();
     let mut pending: Vec<_> = w.requests.iter().collect();
     let mut aborts = w.aborts.clone();
-    let stop = |engine: &Engine<E, SimClock>, what: String| {
+    let stop = |engine: &Engine<E, SimClock, B>, what: String| {
         let mut f = Finding::new(None, "(engine step)").actual(what);
         f.workload = w.name.to_string();
         f.step = engine.current_step();

@@ -2,11 +2,12 @@
 //! constraint named from the admission stalls the scheduler recorded.
 
 use crate::dist::Dist;
-use crate::driver::{CaseRun, RequestResult};
+use crate::driver::CaseRun;
+use crate::kv_size::kv_per_request;
 use crate::mix::MemberRow;
 use crate::names;
 use crate::workload::Arrival;
-use kvscope_core::{EngineConfig, PoolConfig, Seconds, StallReason};
+use kvscope_core::{EngineConfig, Seconds, StallReason};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -54,17 +55,6 @@ pub struct CapacityRow {
     /// that no request is.
     pub members: Vec<MemberRow>,
     pub explanation: String,
-}
-
-/// KV per request at its largest: token-exact and in whole blocks (bytes,
-/// means over `reqs`).
-pub(crate) fn kv_per_request(reqs: &[&RequestResult], pool: &PoolConfig) -> (f64, f64) {
-    let n = reqs.len().max(1) as f64;
-    let bpt = pool.bytes_per_token() as f64;
-    let exact =
-        reqs.iter().map(|r| (r.prompt_tokens + r.output_tokens).saturating_sub(1) as f64 * bpt).sum::<f64>() / n;
-    let blocks = reqs.iter().map(|r| (r.peak_blocks as u64 * pool.bytes_per_block) as f64).sum::<f64>() / n;
-    (exact, blocks)
 }
 
 impl CapacityRow {

@@ -7,7 +7,9 @@ use crate::workload::{CaseSpec, WorkloadRequest};
 use kvscope_core::block_manager::PrefixCacheCounters;
 use kvscope_core::events::EventRecorder;
 use kvscope_core::stats::StatsCollector;
-use kvscope_core::{Clock, Engine, EngineConfig, EventRecord, Executor, RequestId, SamplingParams, Seconds, Sequence};
+use kvscope_core::{
+    Clock, Engine, EngineConfig, EventRecord, Executor, KvBlockManager, RequestId, SamplingParams, Seconds, Sequence,
+};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 
@@ -119,6 +121,8 @@ pub enum RunError {
     Executor { case: String, source: kvscope_core::ExecutorError },
     #[error("case {case}: arrival {index} at {at} s comes before its predecessor: sort the workload by arrival time")]
     Unordered { case: String, index: usize, at: Seconds },
+    #[error("case {case}: {source}")]
+    Config { case: String, source: kvscope_core::ConfigError },
 }
 
 /// Runs `requests` (in arrival order; taken one by one as they arrive) to
@@ -133,13 +137,15 @@ pub fn run_case<E: Executor, C: Clock>(
     options: RunOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(CaseRun, E), RunError> {
-    run_engine(Engine::new(config.clone(), executor, clock), config, spec, requests, options, progress)
+    let engine = Engine::new(config.clone(), executor, clock)
+        .map_err(|source| RunError::Config { case: spec.name.clone(), source })?;
+    run_engine(engine, config, spec, requests, options, progress)
 }
 
 /// `run_case` on an engine the caller built from `config` (one whose block
 /// manager is a plug-in, say: `Engine::with_block_manager`).
-pub fn run_engine<E: Executor, C: Clock>(
-    mut engine: Engine<E, C>,
+pub fn run_engine<E: Executor, C: Clock, B: KvBlockManager>(
+    mut engine: Engine<E, C, B>,
     config: &EngineConfig,
     spec: &CaseSpec,
     requests: impl IntoIterator<Item = WorkloadRequest>,

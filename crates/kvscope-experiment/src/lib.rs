@@ -23,6 +23,7 @@ pub mod capacity;
 pub mod dataset;
 pub mod dist;
 pub mod driver;
+mod kv_size;
 pub mod mix;
 pub mod names;
 pub mod textgen;

@@ -3,9 +3,9 @@
 //! request make a 14.5-block request that no request is, and a TTFT that
 //! neither kind had; each member gets its own figures beside the case's.
 
-use crate::capacity::kv_per_request;
 use crate::dist::Dist;
 use crate::driver::{CaseRun, RequestResult};
+use crate::kv_size::kv_per_request;
 use crate::workload::{CaseSpec, Lengths};
 use kvscope_core::RequestId;
 use serde::Serialize;

@@ -9,8 +9,8 @@
 use crate::causal::agreement;
 use crate::failure::{Condition, FailurePoint, FailureResults, LoadKind, Source};
 use crate::knob_sweep::{fragmentation, Knob, KnobPoint, KnobSweepResult};
-use crate::lab::LabResults;
 use crate::repeat::{Agreement, Spread};
+use crate::results::LabResults;
 use kvscope_experiment::capacity::CapacityRow;
 use kvscope_experiment::dist::Dist;
 use serde::Serialize;
@@ -143,7 +143,7 @@ pub struct ProbeFigures {
 /// The analysis paragraph of the report (empty without the short and the
 /// long case).
 pub fn paragraph(res: &LabResults, zh: bool) -> String {
-    Analysis::of(res).map_or_else(String::new, |a| crate::report::render_analysis(&a, zh))
+    Analysis::of(res).map_or_else(String::new, |a| crate::template::render_analysis(&a, zh))
 }
 
 impl Analysis {

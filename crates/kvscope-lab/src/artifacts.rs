@@ -1,9 +1,9 @@
 //! Writes the lab's artifacts into the output folder (DESIGN.md lists them).
 
-use crate::lab::LabResults;
 use crate::lifecycle::LifecycleGraph;
 use crate::repeat::spread_json;
 use crate::report::{render, render_simulated, Lang, ReportContext};
+use crate::results::LabResults;
 use crate::{failure_report, html, knob_sweep, plots, png, timeline};
 use kvscope_core::stats::StatsCollector;
 use kvscope_core::EngineConfig;

@@ -12,7 +12,7 @@
 //! the simulator did. Token-budget stalls are not failures: they only
 //! defer part of a prefill to the next step (chunked prefill).
 
-use crate::lab::LabError;
+use crate::run::LabError;
 use kvscope_core::StallReason;
 use kvscope_experiment::dist::Dist;
 use kvscope_experiment::driver::CaseRun;
@@ -70,7 +70,7 @@ impl FailurePlan {
     /// what the scheduler or the sweep admit at once (all-at-once), or from
     /// an eighth to eight times the lab's arrival rate (Poisson).
     pub fn new(
-        sweep: &crate::lab::SweepSpec,
+        sweep: &crate::workloads::SweepSpec,
         max_running: usize,
         arrival_rate: Option<f64>,
         slo_ttft: f64,

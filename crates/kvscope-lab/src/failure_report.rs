@@ -3,8 +3,8 @@
 
 use crate::failure::{Condition, FailureResults, LoadKind, LoadRun, Source, Threshold};
 use crate::figure_text::fill;
+use crate::lang::Lang;
 use crate::plots::panel_row_svg;
-use crate::report::Lang;
 use crate::svg::{Chart, Marker, Series};
 use serde::Serialize;
 

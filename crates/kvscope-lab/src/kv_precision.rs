@@ -9,7 +9,7 @@
 //! path on the same kernels.
 
 use crate::backend::{LabBackend, NextToken};
-use crate::lab::{run_one, LabError, Progress};
+use crate::run::{run_one, LabError, Progress};
 use kvscope_core::{EngineConfig, KvDtype, TokenId};
 use kvscope_experiment::capacity::CapacityRow;
 use kvscope_experiment::driver::{CaseRun, RunOptions};

@@ -175,7 +175,7 @@ impl Tradeoff {
 }
 
 /// `kv_dtype.svg`: one panel per figure, one bar per format.
-pub fn svg(kp: &KvPrecision, lang: crate::report::Lang) -> String {
+pub fn svg(kp: &KvPrecision, lang: crate::lang::Lang) -> String {
     use crate::figure_text::fill;
     let tx = crate::figure_text::of(lang);
     type Metric = (&'static str, fn(&KvDtypeRow) -> Option<f64>);

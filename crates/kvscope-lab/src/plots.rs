@@ -3,7 +3,7 @@
 
 use crate::causal::SweepPoint;
 use crate::figure_text::{self, fill};
-use crate::report::Lang;
+use crate::lang::Lang;
 use crate::svg::{line_chart, Anchor, Chart, Series, Svg};
 use kvscope_core::stats::StatsCollector;
 

@@ -113,7 +113,7 @@ mod tests {
     #[test]
     fn the_lifecycle_diagram_keeps_its_labels_in_the_png() {
         let run = crate::lifecycle::tests::small_run(20);
-        let svg = crate::lifecycle::LifecycleGraph::from_events(&run.events).to_svg(crate::report::Lang::En);
+        let svg = crate::lifecycle::LifecycleGraph::from_events(&run.events).to_svg(crate::lang::Lang::En);
         let with = render(&svg).unwrap();
         let bare = render(&without_text(&svg)).unwrap();
         let whole = (0.0, 0.0, f64::from(with.width()) / 2.0, f64::from(with.height()) / 2.0);

@@ -3,9 +3,10 @@
 //! request held over time drawn as a step line across its row.
 
 use crate::figure_text::{self, fill};
-use crate::report::Lang;
+use crate::lang::Lang;
 use crate::svg::{x_axis, Anchor, Scale, Svg};
-use kvscope_core::{EventRecord, KvEvent, ReleaseReason, RequestId};
+use kvscope_core::replay::{self, Replay};
+use kvscope_core::{EventRecord, KvEvent, RequestId};
 use kvscope_experiment::driver::CaseRun;
 use std::collections::BTreeMap;
 
@@ -56,63 +57,61 @@ pub struct RequestTimeline {
     pub end: Option<f64>,
 }
 
-/// Rebuilds every request's timeline from the events.
+impl Phase {
+    /// How a request's phase (`kvscope_core::replay`) is drawn; a finished
+    /// request's row ends.
+    fn drawn(phase: replay::Phase) -> Option<Phase> {
+        match phase {
+            replay::Phase::Queued => Some(Phase::Queued),
+            replay::Phase::Prefill => Some(Phase::Prefill),
+            replay::Phase::Decode => Some(Phase::Decode),
+            replay::Phase::Preempted => Some(Phase::Preempted),
+            replay::Phase::Recompute => Some(Phase::Recompute),
+            replay::Phase::Finished => None,
+        }
+    }
+}
+
+/// Every request's timeline, read from the event stream's one per-request
+/// tracker ([`Replay`]): a segment per phase, a point per change of the
+/// blocks held.
 pub fn request_timelines(events: &[EventRecord]) -> BTreeMap<RequestId, RequestTimeline> {
     let mut out: BTreeMap<RequestId, RequestTimeline> = BTreeMap::new();
-    let mut phase: BTreeMap<RequestId, (f64, Phase)> = BTreeMap::new();
-    let mut held: BTreeMap<RequestId, usize> = BTreeMap::new();
+    let mut replay = Replay::default();
     for e in events {
-        let Some(id) = e.event.request_id() else { continue };
+        let Some(id) = e.event.request_id() else {
+            // Evictions change no request; the tracker checks them.
+            let _ = replay.apply(e);
+            continue;
+        };
+        let before = replay.phase.get(&id).copied();
+        // A stream that contradicts itself is still drawn as far as it goes.
+        let _ = replay.apply(e);
         let tl = out.entry(id).or_default();
-        let cur_phase = phase.get(&id).map(|p| p.1);
-        let mut switch = |to: Option<Phase>, tl: &mut RequestTimeline| {
-            if let Some((t0, p)) = phase.remove(&id) {
+        let after = replay.phase.get(&id).copied();
+        if after != before {
+            if let Some((t0, p)) = before.and_then(|(p, t0)| Some((t0, Phase::drawn(p)?))) {
                 tl.segments.push((t0, e.t, Some(p)));
             }
-            if let Some(p) = to {
-                phase.insert(id, (e.t, p));
-            }
-        };
-        match &e.event {
-            KvEvent::Arrived { .. } => {
-                switch(Some(Phase::Queued), tl);
-                tl.blocks.push((e.t, 0));
-            }
-            KvEvent::Admitted { blocks, readmission, .. } => {
-                switch(Some(if *readmission { Phase::Recompute } else { Phase::Prefill }), tl);
-                held.insert(id, blocks.len());
-                tl.blocks.push((e.t, blocks.len()));
-            }
-            KvEvent::FirstToken { .. } => switch(Some(Phase::Decode), tl),
-            KvEvent::Decode { .. } => {
-                if matches!(cur_phase, Some(Phase::Recompute | Phase::Prefill)) {
-                    switch(Some(Phase::Decode), tl);
-                }
-            }
-            KvEvent::BlockAppended { .. } => {
-                let h = held.entry(id).or_default();
-                *h += 1;
-                tl.blocks.push((e.t, *h));
-            }
-            KvEvent::Released { reason, .. } => {
-                held.insert(id, 0);
-                tl.blocks.push((e.t, 0));
-                if *reason == ReleaseReason::Preempted {
-                    switch(Some(Phase::Preempted), tl);
-                }
-            }
-            KvEvent::Finished { .. } => {
-                switch(None, tl);
-                tl.end = Some(e.t);
-            }
-            _ => {}
+        }
+        if let KvEvent::Arrived { .. }
+        | KvEvent::Admitted { .. }
+        | KvEvent::BlockAppended { .. }
+        | KvEvent::Released { .. } = e.event
+        {
+            tl.blocks.push((e.t, replay.blocks_of(id).len()));
+        }
+        if let KvEvent::Finished { .. } = e.event {
+            tl.end = Some(e.t);
         }
     }
     // Anything still open ends at the last event.
     let t_end = events.last().map_or(0.0, |e| e.t);
-    for (id, (t0, p)) in phase {
-        if let Some(tl) = out.get_mut(&id) {
-            tl.segments.push((t0, t_end, Some(p)));
+    for (id, tl) in out.iter_mut() {
+        if let Some((p, t0)) = replay.phase.get(id) {
+            if let Some(p) = Phase::drawn(*p) {
+                tl.segments.push((*t0, t_end, Some(p)));
+            }
         }
     }
     out

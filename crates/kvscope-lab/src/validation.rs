@@ -1,7 +1,7 @@
 //! The simulator checked against the real run: the same workloads, seed and
 //! pool on both sides, and the relative error of what the lab reports.
 
-use crate::lab::LabResults;
+use crate::results::LabResults;
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]

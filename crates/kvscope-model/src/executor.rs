@@ -9,7 +9,7 @@ use crate::llama::{LlamaModel, LogitsFor, SeqChunk};
 use crate::sampler::{self, mix64};
 use kvscope_core::executor::{BatchOutput, Executor, ExecutorError, PromptLogprob, ScheduledBatch};
 use kvscope_core::ids::RequestId;
-use kvscope_core::KvDtype;
+use kvscope_core::{KvDtype, KvGeometry, PoolConfig};
 use std::sync::Arc;
 
 pub struct ModelExecutor {
@@ -33,6 +33,17 @@ impl ModelExecutor {
         Ok(ModelExecutor { model, kv, engine_seed })
     }
 
+    /// An executor whose KV storage is laid out as the engine's `pool`:
+    /// the geometry read from the one configuration value.
+    pub fn for_pool(
+        model: Arc<LlamaModel>,
+        kv_dtype: KvDtype,
+        pool: &PoolConfig,
+        engine_seed: u64,
+    ) -> Result<Self, KvStorageError> {
+        Self::new(model, kv_dtype, pool.num_blocks, pool.block_size, engine_seed)
+    }
+
     pub fn model(&self) -> &LlamaModel {
         &self.model
     }
@@ -52,6 +63,10 @@ impl Executor for ModelExecutor {
     /// Where K/V are written into their slots and read back through the
     /// block table: the forward pass.
     const KV_SITE: &'static str = "llama::forward";
+
+    fn kv_geometry(&self) -> Option<KvGeometry> {
+        Some(KvGeometry { num_blocks: self.kv.num_blocks(), block_size: self.kv.block_size() })
+    }
 
     fn execute(&mut self, batch: &ScheduledBatch) -> Result<BatchOutput, ExecutorError> {
         for s in batch.seqs.iter().filter(|s| s.sample) {

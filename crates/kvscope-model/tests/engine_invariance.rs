@@ -49,7 +49,7 @@ fn run(dtype: KvDtype, prompts: &[Vec<u32>], num_blocks: usize, budget: usize) -
         vocab_size: Some(49152),
     };
     let executor = ModelExecutor::new(model(), dtype, num_blocks, BLOCK, 0).unwrap();
-    let mut engine = Engine::new(config, executor, SimClock::new());
+    let mut engine = Engine::new(config, executor, SimClock::new()).unwrap();
     let params = SamplingParams { logprobs: 1, ignore_eos: true, ..SamplingParams::greedy(OUTPUT) };
     for (i, p) in prompts.iter().enumerate() {
         engine.submit(RequestId(i as u64), p.clone(), params.clone()).unwrap();

@@ -25,7 +25,8 @@ fn run(prompt: &[u32], params: SamplingParams, budget: usize) -> Sequence {
         vocab_size: Some(49152),
     };
     let mut engine =
-        Engine::new(config, ModelExecutor::new(llama, kvscope_core::KvDtype::F32, 16, 16, 0).unwrap(), SimClock::new());
+        Engine::new(config, ModelExecutor::new(llama, kvscope_core::KvDtype::F32, 16, 16, 0).unwrap(), SimClock::new())
+            .unwrap();
     engine.submit(RequestId(1), prompt.to_vec(), params).unwrap();
     loop {
         if let Some(seq) = engine.step().unwrap().finished.into_iter().next() {

@@ -59,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
         served_model_name: None,
         limits: kvscope_server::limits::Limits::default(),
         api_key: None,
+        kv_events: None,
         engine: EngineConfig {
             scheduler: SchedulerConfig {
                 max_running: 8,

@@ -5,8 +5,8 @@
 
 use crate::kv_view::KvSnapshot;
 use kvscope_core::{
-    Engine, EngineConfig, Executor, FinishReason, Observer, RequestId, SampledToken, SamplingParams, SubmitError,
-    TokenId, WallClock,
+    Engine, EngineConfig, Executor, FinishReason, KvBlockManager, Observer, RequestId, SampledToken, SamplingParams,
+    SubmitError, TokenId, WallClock,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -197,6 +197,8 @@ pub struct EngineThreadConfig {
     pub engine: EngineConfig,
     /// Requests allowed to wait; one more is answered 503.
     pub max_waiting: usize,
+    /// `--kv-events-endpoint`: the prefix cache published after each step.
+    pub kv_events: Option<crate::kv_events_publish::KvEventsPublisher>,
 }
 
 /// Starts the engine thread. `make_executor` runs on that thread; its error
@@ -223,7 +225,13 @@ where
                 return;
             }
         };
-        let mut engine = Engine::new(config.engine, executor, WallClock::new());
+        let mut engine = match Engine::new(config.engine, executor, WallClock::new()) {
+            Ok(engine) => engine,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e.into()));
+                return;
+            }
+        };
         // Prompt scores go to their request as each step computes them
         // (`Update::PromptScores`); the engine does not keep a second copy.
         engine.set_keep_prompt_logprobs(false);
@@ -241,6 +249,7 @@ where
             max_waiting: config.max_waiting,
             refresh,
             status: thread_status,
+            kv_events: config.kv_events,
         }
         .run(rx);
     })?;
@@ -258,6 +267,7 @@ struct EngineLoop<E: Executor> {
     max_waiting: usize,
     refresh: Vec<Refresh>,
     status: Arc<EngineStatus>,
+    kv_events: Option<crate::kv_events_publish::KvEventsPublisher>,
 }
 
 impl<E: Executor> EngineLoop<E> {
@@ -291,6 +301,7 @@ impl<E: Executor> EngineLoop<E> {
             }
             if self.engine.has_work() {
                 self.step();
+                self.publish_kv_events();
             }
             self.publish_status();
         }
@@ -359,6 +370,16 @@ impl<E: Executor> EngineLoop<E> {
             }
         }
         !gone.is_empty()
+    }
+
+    /// The prefix cache's changes as vLLM's KV events (queued, never waited
+    /// on). A plug-in block manager's index is not visible: nothing is sent.
+    fn publish_kv_events(&mut self) {
+        if let (Some(publisher), Some(blocks)) =
+            (self.kv_events.as_mut(), Some(self.engine.scheduler().block_manager()))
+        {
+            publisher.after_step(blocks);
+        }
     }
 
     fn publish_state(&self) {

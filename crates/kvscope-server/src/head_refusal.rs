@@ -1,5 +1,5 @@
 //! The one refusal no handler can shape: a request head longer than the
-//! HTTP layer reads (`listener::HARD_MAX_HEADER_BYTES`). hyper answers it
+//! HTTP layer reads (`limits::HARD_MAX_HEADER_BYTES`). hyper answers it
 //! itself, before any of our code sees a request — a bare `431` with an
 //! empty body — and closes the connection. Clients of an OpenAI-compatible
 //! API parse every refusal as `{"error": {...}}`, so each connection's
@@ -42,7 +42,7 @@ fn replacement() -> Vec<u8> {
         status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         message: format!(
             "the request's start line and headers are longer than the {} bytes this server reads; send a shorter URI or fewer or smaller headers",
-            crate::listener::HARD_MAX_HEADER_BYTES
+            crate::limits::HARD_MAX_HEADER_BYTES
         ),
         kind: "invalid_request_error",
         param: None,

@@ -1,7 +1,7 @@
 //! `/kv`: the pool block by block and every live request, as JSON.
 
 use kvscope_core::block_manager::BlockView;
-use kvscope_core::{BlockId, Clock, Engine, Executor, RequestId, Seconds, SequenceStatus};
+use kvscope_core::{BlockId, Clock, Engine, Executor, KvBlockManager, RequestId, Seconds, SequenceStatus};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -61,10 +61,10 @@ impl KvSnapshot {
             .map(|seq| RequestView {
                 request_id: seq.id,
                 status: seq.status,
-                blocks: seq.block_table.clone(),
+                blocks: seq.kv.block_table.clone(),
                 prompt_tokens: seq.prompt.len(),
                 output_tokens: seq.output.len(),
-                tokens_computed: seq.num_computed,
+                tokens_computed: seq.kv.num_computed,
                 cached_tokens: seq.num_cached_prompt_tokens,
                 preemptions: seq.preemptions,
                 queue_wait: seq.timeline.queue_wait().unwrap_or(now - seq.timeline.arrival),

@@ -5,7 +5,9 @@
 //!   view: `/metrics` (Prometheus, vLLM's names under `kvscope:`), `/kv` (the
 //!   pool block by block), `/events` (the KV event stream live) and a web
 //!   view at `/`.
-//! - [`bench`]: `kvscope bench serve`, a load generator against such a server.
+//!
+//! The load generator that measures such a server (`kvscope bench serve`)
+//! is a client: it lives in kvscope-client.
 //!
 //! The engine runs on its own thread ([`engine_loop`]); handlers talk to it
 //! through channels. A model plugs in as a [`TextModel`] (tokenizer, chat
@@ -14,7 +16,6 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
-pub mod bench;
 pub mod detok;
 pub mod engine_loop;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod events_feed;
 pub mod generate;
 pub mod head_refusal;
 pub mod intake;
+pub mod kv_events_publish;
 pub mod kv_view;
 pub mod limits;
 pub mod listener;
@@ -36,7 +38,6 @@ pub mod series;
 pub mod state;
 pub mod stop;
 
-pub use bench::{run_bench_serve, run_bench_serve_with, BenchArgs, BenchPrompt, BenchReport, BenchRequest};
 pub use model::{ChatMessage, TextModel};
 
 use axum::routing::{get, post};
@@ -59,6 +60,8 @@ pub struct ServerConfig {
     pub limits: limits::Limits,
     /// When set, `/v1/*` and the state endpoints need `Authorization: Bearer KEY`.
     pub api_key: Option<String>,
+    /// When set, the prefix cache is published as vLLM's KV events.
+    pub kv_events: Option<kvscope_wire::PublisherConfig>,
 }
 
 /// `kvscope serve`'s options that belong to the server (the binary adds
@@ -79,7 +82,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 512)]
     pub kv_blocks: usize,
     /// Token slots per KV block.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = kvscope_core::DEFAULT_BLOCK_SIZE)]
     pub block_size: usize,
     /// Most requests running at once (vLLM's max_num_seqs).
     #[arg(long, default_value_t = 16)]
@@ -117,6 +120,8 @@ pub struct ServeArgs {
     pub api_key: Option<String>,
     #[command(flatten)]
     pub limits: limits::LimitArgs,
+    #[command(flatten)]
+    pub kv_events: kv_events_publish::KvEventsArgs,
 }
 
 impl ServeArgs {
@@ -135,22 +140,23 @@ impl ServeArgs {
             served_model_name: self.served_model_name.clone(),
             limits: self.limits.limits()?,
             api_key: self.api_key.clone().filter(|k| !k.is_empty()),
-            engine: EngineConfig {
-                scheduler: kvscope_core::SchedulerConfig {
+            kv_events: self.kv_events.config()?,
+            engine: EngineConfig::new(
+                kvscope_core::SchedulerConfig {
                     max_running: self.max_num_seqs,
                     max_batched_tokens: self.max_num_batched_tokens,
                     max_model_len,
                     long_prefill_token_threshold: self.long_prefill_token_threshold,
                     max_num_partial_prefills: self.max_num_partial_prefills,
                 },
-                pool: kvscope_core::PoolConfig {
+                kvscope_core::PoolConfig {
                     num_blocks: self.kv_blocks,
                     block_size: self.block_size,
                     enable_prefix_caching: !self.no_prefix_caching,
                     bytes_per_block,
                 },
-                vocab_size: Some(vocab_size),
-            },
+                Some(vocab_size),
+            ),
         };
         config.engine.validate()?;
         Ok(config)
@@ -191,9 +197,15 @@ pub struct RunningServer {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     engine_thread: Option<std::thread::JoinHandle<()>>,
     engine_status: Arc<engine_loop::EngineStatus>,
+    kv_events_endpoint: Option<String>,
 }
 
 impl RunningServer {
+    /// Where KV events are published (the real port when 0 was asked for).
+    pub fn kv_events_endpoint(&self) -> Option<&str> {
+        self.kv_events_endpoint.as_deref()
+    }
+
     /// Serves until the process ends or the server fails.
     pub async fn wait(mut self) -> anyhow::Result<()> {
         let task = &mut self.task;
@@ -247,8 +259,10 @@ where
     let observers: Vec<Box<dyn Observer + Send>> =
         vec![Box::new(observer.clone()), Box::new(events_feed::EventsFeed::new(events_tx.clone()))];
     let refresh: Vec<engine_loop::Refresh> = vec![observer];
+    let kv_events = start_kv_events(&config, &metrics_registry)?;
+    let kv_events_endpoint = kv_events.as_ref().map(|p| p.endpoint().to_owned());
     let thread_config =
-        engine_loop::EngineThreadConfig { engine: config.engine.clone(), max_waiting: config.max_waiting };
+        engine_loop::EngineThreadConfig { engine: config.engine.clone(), max_waiting: config.max_waiting, kv_events };
     let (engine, engine_thread) =
         tokio::task::spawn_blocking(move || engine_loop::spawn(thread_config, make_executor, observers, refresh))
             .await??;
@@ -288,7 +302,29 @@ where
         .await;
         Ok(())
     });
-    Ok(RunningServer { addr, shutdown: Some(shutdown_tx), task, engine_thread: Some(engine_thread), engine_status })
+    Ok(RunningServer {
+        addr,
+        shutdown: Some(shutdown_tx),
+        task,
+        engine_thread: Some(engine_thread),
+        engine_status,
+        kv_events_endpoint,
+    })
+}
+
+/// Binds the KV-event sockets (when asked) and exports their drop counter.
+fn start_kv_events(
+    config: &ServerConfig,
+    metrics: &metrics::Metrics,
+) -> anyhow::Result<Option<kv_events_publish::KvEventsPublisher>> {
+    let Some(publisher_config) = config.kv_events.clone() else { return Ok(None) };
+    let publisher = kvscope_wire::Publisher::start(publisher_config)?;
+    let dropped = prometheus::IntCounter::new(
+        "kvscope:kv_events_dropped_total",
+        "KV-event batches dropped because the publisher's queue was full (the engine never waits for it).",
+    )?;
+    metrics.register(Box::new(dropped.clone()))?;
+    Ok(Some(kv_events_publish::KvEventsPublisher::new(publisher, dropped)))
 }
 
 /// `kvscope serve`: [`start`], then serve until the process ends.
@@ -300,6 +336,9 @@ where
     logging::init();
     let server = start(config, model, make_executor).await?;
     eprintln!("kvscope serve: listening on http://{} (web view at /, metrics at /metrics)", server.addr);
+    if let Some(endpoint) = server.kv_events_endpoint() {
+        eprintln!("kvscope serve: publishing vLLM KV events on {endpoint}");
+    }
     let mut server = server;
     let ended = tokio::select! {
         result = &mut server.task => Some(result),

@@ -16,8 +16,13 @@ pub const MAX_STOP_STRING_BYTES: usize = 1024;
 pub const MAX_STOP_TOKEN_IDS: usize = 1024;
 /// Largest request head (start line and headers) answered normally; more
 /// is a 431 in OpenAI's shape (the HTTP layer itself stops reading at
-/// `listener::HARD_MAX_HEADER_BYTES`).
+/// [`HARD_MAX_HEADER_BYTES`]).
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Largest request head (start line and headers) the HTTP layer reads;
+/// beyond it hyper answers a 431 itself and closes the connection
+/// (`head_refusal` gives that answer the OpenAI shape). Heads between
+/// [`MAX_HEADER_BYTES`] and this get their 431 from `security::guard`.
+pub const HARD_MAX_HEADER_BYTES: usize = 256 * 1024;
 /// Most prompts in one /v1/completions request.
 pub const MAX_PROMPTS_PER_REQUEST: usize = 64;
 

@@ -16,11 +16,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-/// Largest request head (start line and headers) the HTTP layer reads;
-/// beyond it hyper answers a 431 itself and closes the connection
-/// (`head_refusal` gives that answer the OpenAI shape). Heads between
-/// `limits::MAX_HEADER_BYTES` and this get their 431 from `security::guard`.
-pub const HARD_MAX_HEADER_BYTES: usize = 256 * 1024;
+/// Where the HTTP layer stops reading a head (a limit among the others).
+pub use crate::limits::HARD_MAX_HEADER_BYTES;
 
 pub struct ListenConfig {
     pub header_timeout: Duration,

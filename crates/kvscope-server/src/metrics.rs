@@ -3,7 +3,8 @@
 //! and the engine's step snapshots.
 
 use crate::series::Series;
-use kvscope_core::{EventRecord, KvEvent, Observer, RequestId, Seconds, StepSnapshot};
+use kvscope_core::replay::Replay;
+use kvscope_core::{EventRecord, KvEvent, Observer, StepSnapshot};
 use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -138,6 +139,11 @@ impl Metrics {
         let _ = self.registry.register(Box::new(gauge));
     }
 
+    /// Adds a metric kept elsewhere (the KV-event publisher's drop counter).
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(collector)
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let families = self.registry.gather();
@@ -145,53 +151,52 @@ impl Metrics {
     }
 }
 
-#[derive(Default)]
-struct Track {
-    arrived: Seconds,
-    prompt_tokens: usize,
-    first_token: Option<Seconds>,
-    admitted: bool,
-}
-
-/// Feeds [`Metrics`] and the web view's [`Series`] from the event stream.
+/// Feeds [`Metrics`] and the web view's [`Series`] from the event stream;
+/// each request's arrival, admission and first token are read from the one
+/// per-request tracker ([`Replay`]), which forgets a request once it ends.
 pub struct MetricsObserver {
     metrics: Arc<Metrics>,
     series: Arc<Mutex<Series>>,
     block_size: usize,
-    live: HashMap<RequestId, Track>,
+    requests: Replay,
 }
 
 impl MetricsObserver {
     pub fn new(metrics: Arc<Metrics>, series: Arc<Mutex<Series>>, block_size: usize) -> Self {
-        MetricsObserver { metrics, series, block_size, live: HashMap::new() }
+        MetricsObserver { metrics, series, block_size, requests: Replay::default() }
     }
 }
 
 impl Observer for MetricsObserver {
     fn on_event(&mut self, record: &EventRecord) {
+        // Its first admission: a readmission (recompute) is never counted.
+        let first_admission = match &record.event {
+            KvEvent::Admitted { request_id, readmission, .. } => {
+                !*readmission && !self.requests.first_admitted.contains_key(request_id)
+            }
+            _ => false,
+        };
+        // The engine's stream is consistent (its own tests replay it); the
+        // figures below need only the times, which are taken in either way.
+        let _ = self.requests.apply(record);
+        let r = &self.requests;
         let m = &self.metrics;
         let t = record.t;
         match &record.event {
-            KvEvent::Arrived { request_id, prompt_tokens } => {
-                self.live
-                    .insert(*request_id, Track { arrived: t, prompt_tokens: *prompt_tokens, ..Default::default() });
-            }
-            KvEvent::Admitted { request_id, cached_blocks, readmission, .. } => {
-                let Some(track) = self.live.get_mut(request_id) else { return };
-                if !*readmission && !track.admitted {
-                    track.admitted = true;
-                    m.prefix_cache_queries.inc_by(track.prompt_tokens as u64);
-                    m.prefix_cache_hits.inc_by((cached_blocks * self.block_size) as u64);
-                    m.prompt_tokens.inc_by(track.prompt_tokens as u64);
-                    let wait = t - track.arrived;
-                    m.request_queue_time_seconds.observe(wait);
-                    lock(&self.series).record_queue_wait(t, wait);
-                }
+            KvEvent::Admitted { request_id, cached_blocks, .. } if first_admission => {
+                let (Some(arrived), Some(prompt_tokens)) = (r.arrived.get(request_id), r.prompt_tokens.get(request_id))
+                else {
+                    return;
+                };
+                m.prefix_cache_queries.inc_by(*prompt_tokens as u64);
+                m.prefix_cache_hits.inc_by((cached_blocks * self.block_size) as u64);
+                m.prompt_tokens.inc_by(*prompt_tokens as u64);
+                let wait = t - arrived;
+                m.request_queue_time_seconds.observe(wait);
+                lock(&self.series).record_queue_wait(t, wait);
             }
             KvEvent::FirstToken { request_id } => {
-                let Some(track) = self.live.get_mut(request_id) else { return };
-                track.first_token = Some(t);
-                let ttft = t - track.arrived;
+                let Some(ttft) = r.ttft(*request_id) else { return };
                 m.time_to_first_token_seconds.observe(ttft);
                 lock(&self.series).record_ttft(t, ttft);
             }
@@ -199,10 +204,13 @@ impl Observer for MetricsObserver {
             KvEvent::Finished { request_id, reason, output_tokens, .. } => {
                 m.generation_tokens.inc_by(*output_tokens as u64);
                 m.request_success.with_label_values(&[reason.as_str()]).inc();
-                let Some(track) = self.live.remove(request_id) else { return };
+                let (arrived, first_token) =
+                    (r.arrived.get(request_id).copied(), r.first_token.get(request_id).copied());
+                self.requests.forget(*request_id);
+                let Some(arrived) = arrived else { return };
                 if *reason != kvscope_core::FinishReason::Abort {
-                    m.e2e_request_latency_seconds.observe(t - track.arrived);
-                    if let (Some(first), true) = (track.first_token, *output_tokens > 1) {
+                    m.e2e_request_latency_seconds.observe(t - arrived);
+                    if let (Some(first), true) = (first_token, *output_tokens > 1) {
                         m.time_per_output_token_seconds.observe((t - first) / (*output_tokens - 1) as f64);
                     }
                 }

@@ -109,8 +109,8 @@ pub fn load(args: &ServeArgs, path: Option<&Path>) -> anyhow::Result<Loaded> {
     let config = args.config(cfg.context_length, tokenizer.vocab_size(), bytes_per_block)?;
     config.engine.validate_within(kvscope_model::host_memory::available_bytes())?;
     let text = Arc::new(ModelText::new(name, tokenizer, chat_template, cfg.context_length, kernels, args.kv_dtype));
-    let (dtype, blocks, block_size) = (args.kv_dtype, args.kv_blocks, args.block_size);
-    let make_executor = Box::new(move || Ok(ModelExecutor::new(llama, dtype, blocks, block_size, 0)?));
+    let (dtype, pool) = (args.kv_dtype, config.engine.pool.clone());
+    let make_executor = Box::new(move || Ok(ModelExecutor::for_pool(llama, dtype, &pool, 0)?));
     Ok(Loaded { config, text, make_executor })
 }
 

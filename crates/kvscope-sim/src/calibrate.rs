@@ -7,7 +7,8 @@
 //! while tests run it with a reference executor on a simulated clock. The
 //! fitting ([`fit`]) only sees [`StepSample`]s.
 
-use crate::cost::{BatchShape, LinearCoefficients, FEATURES};
+use crate::batch_shape::{BatchShape, FEATURES};
+use crate::coefficients::LinearCoefficients;
 use crate::error::SimError;
 use kvscope_core::{BlockId, Clock, Executor, RequestId, SamplingParams, ScheduledBatch, ScheduledSeq, TokenId};
 use serde::{Deserialize, Serialize};
@@ -52,7 +53,7 @@ pub struct CalibrationPlan {
 impl Default for CalibrationPlan {
     fn default() -> Self {
         CalibrationPlan {
-            block_size: 16,
+            block_size: kvscope_core::DEFAULT_BLOCK_SIZE,
             prefill_lengths: vec![16, 64, 192, 512],
             decode_contexts: vec![64, 512, 1536],
             prefill_chunk: 512,
@@ -122,7 +123,9 @@ pub fn calibrate<E: Executor, C: Clock>(
             times.push(clock.now() - t0);
         }
         times.sort_by(f64::total_cmp);
-        samples.push(StepSample { shape: BatchShape::of(&batch), seconds: times[times.len() / 2] });
+        // The project's one percentile rule (the middle value for an odd count).
+        let seconds = kvscope_experiment::dist::percentile_of_sorted(&times, 50.0);
+        samples.push(StepSample { shape: BatchShape::of(&batch), seconds });
         progress(samples.len(), total);
         Ok::<(), SimError>(())
     };

@@ -20,186 +20,11 @@
 //!   tile, so a step of 5 decoding sequences costs nearly what 8 do (the
 //!   fit picks the tile height that explains the measurements best).
 
+use crate::batch_shape::BatchShape;
+use crate::coefficients::LinearCoefficients;
 use crate::hardware::HardwareProfile;
-use crate::model_preset::{model_preset, ModelPreset};
-use kvscope_core::ScheduledBatch;
+use crate::model_preset::ModelPreset;
 use serde::{Deserialize, Serialize};
-
-/// What a step's cost depends on, counted from its batch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BatchShape {
-    /// Prompt tokens computed this step (first prefill or recompute).
-    pub prefill_tokens: u64,
-    /// Sequences decoding one token each.
-    pub decode_seqs: u64,
-    /// Sequences that sample a token (the LM head runs for these).
-    pub sampled: u64,
-    /// (query, key) pairs attention scores for prefill chunks: a chunk of
-    /// `n` tokens starting at position `s` has `n·s + n(n+1)/2`.
-    pub prefill_attention_pairs: u64,
-    /// Context tokens (KV positions) read by decoding sequences.
-    pub decode_context_tokens: u64,
-    /// Context tokens read by every sequence of the batch (KV traffic).
-    pub context_tokens_read: u64,
-}
-
-impl BatchShape {
-    pub fn of(batch: &ScheduledBatch) -> Self {
-        let mut shape = BatchShape::default();
-        for seq in &batch.seqs {
-            let n = seq.num_tokens as u64;
-            let s = seq.start_pos as u64;
-            if seq.is_prefill {
-                shape.prefill_tokens += n;
-                shape.prefill_attention_pairs += n * s + n * (n + 1) / 2;
-            } else {
-                shape.decode_seqs += 1;
-                shape.decode_context_tokens += s + n;
-            }
-            shape.context_tokens_read += s + n;
-            shape.sampled += u64::from(seq.sample);
-        }
-        shape
-    }
-
-    /// A single prefill chunk of `tokens` starting at `start_pos`, sampling
-    /// at its end.
-    pub fn prefill(start_pos: u64, tokens: u64) -> Self {
-        BatchShape {
-            prefill_tokens: tokens,
-            sampled: 1,
-            prefill_attention_pairs: tokens * start_pos + tokens * (tokens + 1) / 2,
-            context_tokens_read: start_pos + tokens,
-            ..Default::default()
-        }
-    }
-
-    /// `seqs` sequences decoding one token each over `context` positions.
-    pub fn decode(seqs: u64, context: u64) -> Self {
-        BatchShape {
-            decode_seqs: seqs,
-            sampled: seqs,
-            decode_context_tokens: seqs * context,
-            context_tokens_read: seqs * context,
-            ..Default::default()
-        }
-    }
-
-    /// Tokens whose KV this step writes.
-    pub fn tokens_computed(&self) -> u64 {
-        self.prefill_tokens + self.decode_seqs
-    }
-
-    /// Two steps run as one (both batches together).
-    pub fn merged(self, o: BatchShape) -> Self {
-        BatchShape {
-            prefill_tokens: self.prefill_tokens + o.prefill_tokens,
-            decode_seqs: self.decode_seqs + o.decode_seqs,
-            sampled: self.sampled + o.sampled,
-            prefill_attention_pairs: self.prefill_attention_pairs + o.prefill_attention_pairs,
-            decode_context_tokens: self.decode_context_tokens + o.decode_context_tokens,
-            context_tokens_read: self.context_tokens_read + o.context_tokens_read,
-        }
-    }
-
-    /// The calibrated model's features, in coefficient order (the first is
-    /// the constant 1 for the per-step overhead), for kernels that run
-    /// `row_tile` tokens per pass over the weights.
-    pub fn features(&self, row_tile: u64) -> [f64; FEATURES] {
-        [
-            1.0,
-            self.prefill_tokens as f64,
-            self.decode_seqs as f64,
-            self.prefill_attention_pairs as f64,
-            self.decode_context_tokens as f64,
-            self.tokens_computed().div_ceil(row_tile.max(1)) as f64,
-        ]
-    }
-}
-
-/// Fitted seconds per unit of each feature of [`BatchShape::features`],
-/// for the model they were measured on. All are >= 0.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LinearCoefficients {
-    /// Preset name of the model the steps were measured on.
-    pub model: String,
-    /// Seconds per step.
-    pub overhead_s: f64,
-    /// Seconds per prompt token computed.
-    pub per_prefill_token_s: f64,
-    /// Seconds per decoding sequence.
-    pub per_decode_seq_s: f64,
-    /// Seconds per prefill (query, key) attention pair.
-    pub per_prefill_attention_pair_s: f64,
-    /// Seconds per context token a decoding sequence reads.
-    pub per_decode_context_token_s: f64,
-    /// Seconds per tile of `row_tile` computed tokens (0 in files written
-    /// before this term existed).
-    #[serde(default)]
-    pub per_row_tile_s: f64,
-    /// Tokens the kernels run per pass over the weights, as fitted.
-    #[serde(default = "default_row_tile")]
-    pub row_tile: u64,
-}
-
-/// How many coefficients the calibrated model has.
-pub const FEATURES: usize = 6;
-
-fn default_row_tile() -> u64 {
-    4
-}
-
-impl LinearCoefficients {
-    pub fn as_array(&self) -> [f64; FEATURES] {
-        [
-            self.overhead_s,
-            self.per_prefill_token_s,
-            self.per_decode_seq_s,
-            self.per_prefill_attention_pair_s,
-            self.per_decode_context_token_s,
-            self.per_row_tile_s,
-        ]
-    }
-
-    pub fn from_array(model: &str, c: [f64; FEATURES], row_tile: u64) -> Self {
-        LinearCoefficients {
-            model: model.into(),
-            overhead_s: c[0],
-            per_prefill_token_s: c[1],
-            per_decode_seq_s: c[2],
-            per_prefill_attention_pair_s: c[3],
-            per_decode_context_token_s: c[4],
-            per_row_tile_s: c[5],
-            row_tile,
-        }
-    }
-
-    pub fn seconds(&self, shape: &BatchShape) -> f64 {
-        self.as_array().iter().zip(shape.features(self.row_tile)).map(|(c, x)| c * x).sum()
-    }
-
-    /// The coefficients carried over to another model on the same machine:
-    /// per-token terms scale with the linear FLOPs per token, attention
-    /// terms with the attention FLOPs per pair, the overhead stays. A
-    /// first-order transfer (it ignores cache effects and weight formats);
-    /// unchanged when the source model is not a known preset.
-    pub fn scaled_to(&self, target: &ModelPreset) -> Self {
-        let Some(source) = model_preset(&self.model) else { return self.clone() };
-        let token = target.linear_flops_per_token() / source.linear_flops_per_token();
-        let attn = target.attention_flops_per_pair() / source.attention_flops_per_pair();
-        LinearCoefficients {
-            model: target.name.clone(),
-            overhead_s: self.overhead_s,
-            per_prefill_token_s: self.per_prefill_token_s * token,
-            per_decode_seq_s: self.per_decode_seq_s * token,
-            per_prefill_attention_pair_s: self.per_prefill_attention_pair_s * attn,
-            per_decode_context_token_s: self.per_decode_context_token_s * attn,
-            // A pass over the weights: it scales as the weights do.
-            per_row_tile_s: self.per_row_tile_s * token,
-            row_tile: self.row_tile,
-        }
-    }
-}
 
 /// Which limit decided a step's time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -382,6 +207,7 @@ fn partition_point(n: u64, holds: impl Fn(u64) -> bool) -> u64 {
 mod tests {
     use super::*;
     use crate::hardware::hardware_preset;
+    use crate::model_preset::model_preset;
 
     fn stepwise(cost: &CostModel, seqs: u64, context: u64, steps: u64) -> f64 {
         (0..steps).map(|j| cost.step_seconds(&BatchShape::decode(seqs, context / seqs + j))).sum()

@@ -9,7 +9,8 @@
 //! lengths are decided by the workload, as in benchmarks run with
 //! `ignore_eos`.
 
-use crate::cost::{BatchShape, CostModel};
+use crate::batch_shape::BatchShape;
+use crate::cost::CostModel;
 use kvscope_core::{
     BatchOutput, Clock, DecodeRun, DecodeRunOutput, Executor, ExecutorError, SampledToken, ScheduledBatch, SimClock,
     TokenId,

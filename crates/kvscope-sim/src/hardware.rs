@@ -3,7 +3,7 @@
 //! cost model needs. The `cpu` profile describes this machine and is
 //! replaced by a fitted linear model once `kvscope sim --calibrate` ran.
 
-use crate::cost::LinearCoefficients;
+use crate::coefficients::LinearCoefficients;
 use serde::{Deserialize, Serialize};
 
 const MIB: u64 = 1 << 20;

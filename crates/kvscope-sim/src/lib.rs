@@ -4,7 +4,8 @@
 //! - [`model_preset`] and [`hardware`]: published shapes and datasheet
 //!   numbers (every figure says where it comes from).
 //! - [`kv_pool`]: memory × utilisation − weights − activation reserve.
-//! - [`cost`]: the price of one step from its batch's shape.
+//! - [`cost`]: the price of one step from its batch's shape
+//!   ([`batch_shape`]; [`coefficients`]: the calibrated linear model's).
 //! - [`executor`]: `SimExecutor`, the `Executor` that advances a `SimClock`.
 //! - [`setup`]: presets → a ready `Engine<SimExecutor, SimClock>`.
 //! - [`calibrate`]: measure a real executor, fit the `cpu` coefficients.
@@ -15,7 +16,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod batch_shape;
 pub mod calibrate;
+pub mod coefficients;
 pub mod cost;
 pub mod error;
 pub mod executor;
@@ -26,11 +29,13 @@ pub mod model_preset;
 pub mod setup;
 pub mod step_timer;
 
+pub use batch_shape::BatchShape;
 pub use calibrate::{
     calibrate, cpu_profile, default_calibration_path, fit, CalibrationFile, CalibrationFit, CalibrationPlan,
     HeldOutCheck, StepSample,
 };
-pub use cost::{BatchShape, Bound, CostModel, LinearCoefficients, StepCost};
+pub use coefficients::LinearCoefficients;
+pub use cost::{Bound, CostModel, StepCost};
 pub use error::SimError;
 pub use executor::{SimExecutor, SimTotals};
 pub use hardware::{hardware_preset, HardwareProfile, HARDWARE_NAMES};

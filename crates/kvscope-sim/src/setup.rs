@@ -7,7 +7,10 @@ use crate::executor::SimExecutor;
 use crate::hardware::{hardware_preset, HardwareProfile};
 use crate::kv_pool::{activation_reserve_estimate, kv_pool, KvPoolPlan};
 use crate::model_preset::{model_preset, ModelPreset};
-use kvscope_core::{Engine, EngineConfig, PoolConfig, SchedulerConfig, SimClock};
+use kvscope_core::{
+    Engine, EngineConfig, PoolConfig, SchedulerConfig, SimClock, DEFAULT_BLOCK_SIZE, VLLM_MAX_NUM_BATCHED_TOKENS,
+    VLLM_MAX_NUM_SEQS,
+};
 use kvscope_experiment::workload::{CaseSpec, WorkloadRequest};
 use kvscope_experiment::{run_case, CaseRun, RunError, RunOptions};
 
@@ -23,8 +26,8 @@ pub enum SimRunError {
 pub type SimEngine = Engine<SimExecutor, SimClock>;
 
 /// Everything a simulated run is configured by. Defaults follow vLLM's:
-/// 90 % memory utilisation, 16-token blocks, 256 running sequences, 8192
-/// batched tokens, prefix caching on.
+/// 90 % memory utilisation, its block size and scheduler limits
+/// (`kvscope_core::config`, where they are cited), prefix caching on.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     pub model: ModelPreset,
@@ -48,9 +51,9 @@ impl SimConfig {
             model,
             hardware,
             memory_utilization: 0.9,
-            block_size: 16,
-            max_running: 256,
-            max_batched_tokens: 8192,
+            block_size: DEFAULT_BLOCK_SIZE,
+            max_running: VLLM_MAX_NUM_SEQS,
+            max_batched_tokens: VLLM_MAX_NUM_BATCHED_TOKENS,
             enable_prefix_caching: true,
             activation_reserve_bytes: None,
             kv_blocks: None,
@@ -80,20 +83,20 @@ impl SimConfig {
 
     pub fn engine_config(&self) -> Result<(EngineConfig, KvPoolPlan), SimError> {
         let plan = self.pool_plan()?;
-        let config = EngineConfig {
-            scheduler: SchedulerConfig::new(
+        let config = EngineConfig::new(
+            SchedulerConfig::new(
                 self.max_running,
                 self.max_batched_tokens,
                 self.max_model_len.unwrap_or(self.model.max_context),
             ),
-            pool: PoolConfig {
+            PoolConfig {
                 num_blocks: plan.num_blocks,
                 block_size: self.block_size,
                 enable_prefix_caching: self.enable_prefix_caching,
                 bytes_per_block: plan.bytes_per_block,
             },
-            vocab_size: Some(self.model.vocab),
-        };
+            Some(self.model.vocab),
+        );
         config.validate()?;
         Ok((config, plan))
     }
@@ -126,6 +129,6 @@ impl SimConfig {
     pub fn build(&self) -> Result<(SimEngine, KvPoolPlan), SimError> {
         let (config, plan) = self.engine_config()?;
         let (executor, clock) = self.executor();
-        Ok((Engine::new(config, executor, clock), plan))
+        Ok((Engine::new(config, executor, clock)?, plan))
     }
 }

@@ -3,8 +3,8 @@
 //! really forms: prefill chunks beside decodes, recomputes after a
 //! preemption) and to time a held-out run the fit never saw.
 
+use crate::batch_shape::BatchShape;
 use crate::calibrate::StepSample;
-use crate::cost::BatchShape;
 use kvscope_core::{BatchOutput, Clock, DecodeRun, DecodeRunOutput, Executor, ExecutorError, ScheduledBatch};
 
 /// An executor that forwards every step to `inner` and records its shape
@@ -38,6 +38,10 @@ impl<E: Executor, C: Clock> Executor for StepTimer<E, C> {
 
     fn reads_batch_contents(&self) -> bool {
         self.inner.reads_batch_contents()
+    }
+
+    fn kv_geometry(&self) -> Option<kvscope_core::KvGeometry> {
+        self.inner.kv_geometry()
     }
 
     /// Declined, so that the engine runs (and this times) every step.

@@ -154,7 +154,7 @@ fn step_timer_records_every_engine_step_and_the_held_out_check_scores_a_fit() {
     let requests = spec.generate(&PromptSource::Synthetic { vocab: 1000 });
     let inner =
         TimedExecutor { inner: PagedTokenExecutor::new(64, 16, 1000), clock: clock.clone(), truth: truth.clone() };
-    let engine = Engine::new(config.clone(), StepTimer::new(inner, clock.clone()), clock.clone());
+    let engine = Engine::new(config.clone(), StepTimer::new(inner, clock.clone()), clock.clone()).unwrap();
     let (run, timer) = run_engine(engine, &config, &spec, requests, RunOptions::SUMMARY, &mut |_, _| {}).unwrap();
     let (_, samples) = timer.into_parts();
 

@@ -1,5 +1,6 @@
 //! Presets: KV size per token from the model shape, pool arithmetic.
 
+use kvscope_core::KvBlockManager;
 use kvscope_sim::{hardware_preset, kv_pool, model_preset, SimConfig, SimError, HARDWARE_NAMES, MODEL_NAMES};
 
 #[test]

@@ -7,7 +7,9 @@
 use crate::real_model::LoadedModel;
 use crate::ModelArg;
 use anyhow::Context;
-use kvscope_core::{Clock, Engine, EngineConfig, PoolConfig, RequestId, SamplingParams, SchedulerConfig, WallClock};
+use kvscope_core::{
+    Clock, Engine, EngineConfig, PoolConfig, RequestId, SamplingParams, SchedulerConfig, WallClock, DEFAULT_BLOCK_SIZE,
+};
 use kvscope_experiment::workload::{CaseSpec, PromptSource, Scale};
 use serde::Serialize;
 
@@ -24,7 +26,7 @@ pub enum BenchCommand {
 #[derive(clap::Args, Debug)]
 pub struct ServeBenchArgs {
     #[command(flatten)]
-    pub bench: kvscope_server::BenchArgs,
+    pub bench: kvscope_client::BenchArgs,
     /// Send one of the lab's workloads (its prompts as token ids, its
     /// output lengths) instead of --dataset-name.
     #[arg(long, value_parser = kvscope_experiment::CASE_NAMES)]
@@ -93,8 +95,8 @@ fn serve_bench(args: ServeBenchArgs) -> anyhow::Result<()> {
             let reqs = spec.generate(&PromptSource::Generated { tokenize: &tokenize });
             Some(
                 reqs.into_iter()
-                    .map(|r| kvscope_server::BenchRequest {
-                        prompt: kvscope_server::BenchPrompt::Tokens(r.prompt.to_vec()),
+                    .map(|r| kvscope_client::BenchRequest {
+                        prompt: kvscope_client::BenchPrompt::Tokens(r.prompt.to_vec()),
                         output_len: r.max_tokens,
                     })
                     .collect(),
@@ -102,7 +104,7 @@ fn serve_bench(args: ServeBenchArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let report = kvscope_server::run_bench_serve_with(&args.bench, requests)?;
+    let report = kvscope_client::run_bench_serve_with(&args.bench, requests)?;
     println!("{}", report.table());
     Ok(())
 }
@@ -115,10 +117,12 @@ fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
     let model = LoadedModel::load(&args.model)?;
     let mut runs: Vec<ThroughputResult> =
         (0..args.repeat.max(1)).map(|i| once(&model, &args, i as u32)).collect::<anyhow::Result<_>>()?;
+    // The project's one percentile rule: an even --repeat gives the mean of
+    // the two middle runs.
     let median = |f: fn(&ThroughputResult) -> f64, runs: &mut Vec<ThroughputResult>| {
         let mut v: Vec<f64> = runs.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        kvscope_experiment::dist::percentile_of_sorted(&v, 50.0)
     };
     let result = ThroughputResult {
         prefill_seconds: median(|r| r.prefill_seconds, &mut runs),
@@ -143,16 +147,16 @@ fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
 
 fn once(model: &LoadedModel, args: &ThroughputArgs, run: u32) -> anyhow::Result<ThroughputResult> {
     let (c, l, o) = (args.concurrency, args.prompt_len, args.output_len);
-    let block_size = 16;
+    let block_size = DEFAULT_BLOCK_SIZE;
     let config = model.llama.config();
     // O decode steps after the prompt phase (whose step yields token 1).
     let per_seq = l.saturating_add(o).saturating_add(1).div_ceil(block_size);
     let num_blocks = c.saturating_mul(per_seq);
-    let engine_config = EngineConfig {
-        scheduler: SchedulerConfig::new(c, c.saturating_mul(l).saturating_add(c), config.context_length),
-        pool: PoolConfig::new(num_blocks, block_size, model.kv_bytes_per_token(), false),
-        vocab_size: Some(config.vocab_size),
-    };
+    let engine_config = EngineConfig::new(
+        SchedulerConfig::new(c, c.saturating_mul(l).saturating_add(c), config.context_length),
+        PoolConfig::new(num_blocks, block_size, model.kv_bytes_per_token(), false),
+        Some(config.vocab_size),
+    );
     // Distinct prompts: no accidental sharing between sequences.
     let prompt = |i: usize| -> Vec<u32> {
         (0..l).map(|p| ((p * 7919 + i * 104_729 + run as usize * 31) % 40_000 + 100) as u32).collect()
@@ -162,8 +166,8 @@ fn once(model: &LoadedModel, args: &ThroughputArgs, run: u32) -> anyhow::Result<
         format!("the pool holds all {c} sequences of {l} + {o} tokens at once: lower --concurrency, --prompt-len or --output-len")
     })?;
     engine_config.check_request(&prompt(0), &params)?;
-    let executor = model.executor(num_blocks, block_size)?;
-    let mut engine = Engine::new(engine_config, executor, WallClock::new());
+    let executor = model.executor(&engine_config.pool)?;
+    let mut engine = Engine::new(engine_config, executor, WallClock::new())?;
     for i in 0..c {
         engine.submit(RequestId(i as u64), prompt(i), params.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     }

@@ -82,7 +82,8 @@ struct RealModel {
 impl GradingBackend for RealModel {
     type Exec = ModelExecutor;
     fn executor(&mut self, num_blocks: usize, block_size: usize) -> Result<ModelExecutor, String> {
-        self.model.executor(num_blocks, block_size).map_err(|e| e.to_string())
+        let pool = kvscope_core::PoolConfig::new(num_blocks, block_size, self.model.kv_bytes_per_token(), true);
+        self.model.executor(&pool).map_err(|e| e.to_string())
     }
     fn vocab_size(&self) -> Option<usize> {
         Some(self.model.llama.config().vocab_size)

@@ -4,7 +4,9 @@
 use crate::real_model::LoadedModel;
 use crate::ModelArg;
 use anyhow::{bail, Context};
-use kvscope_core::{Clock, Engine, EngineConfig, PoolConfig, RequestId, SamplingParams, SchedulerConfig, WallClock};
+use kvscope_core::{
+    Clock, Engine, EngineConfig, PoolConfig, RequestId, SamplingParams, SchedulerConfig, WallClock, DEFAULT_BLOCK_SIZE,
+};
 use kvscope_model::chat_template::ChatMessage;
 use std::io::Write;
 
@@ -59,18 +61,18 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     let prompt = model.tokenizer.encode(&prompt_text)?;
     params.stop_token_ids = model.tokenizer.eog_ids().to_vec();
-    let block_size = 16;
+    let block_size = DEFAULT_BLOCK_SIZE;
     let config = model.llama.config();
     let num_blocks = prompt.len().saturating_add(args.max_tokens).div_ceil(block_size) + 1;
-    let engine_config = EngineConfig {
-        scheduler: SchedulerConfig::new(1, 2048, config.context_length),
-        pool: PoolConfig::new(num_blocks, block_size, model.kv_bytes_per_token(), false),
-        vocab_size: Some(config.vocab_size),
-    };
+    let engine_config = EngineConfig::new(
+        SchedulerConfig::new(1, 2048, config.context_length),
+        PoolConfig::new(num_blocks, block_size, model.kv_bytes_per_token(), false),
+        Some(config.vocab_size),
+    );
     crate::preflight::check_engine_config(&engine_config)?;
     engine_config.check_request(&prompt, &params)?;
-    let executor = model.executor(num_blocks, block_size)?;
-    let mut engine = Engine::new(engine_config, executor, WallClock::new());
+    let executor = model.executor(&engine_config.pool)?;
+    let mut engine = Engine::new(engine_config, executor, WallClock::new())?;
     engine.submit(RequestId(0), prompt.clone(), params).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let mut shown = 0;

@@ -85,9 +85,9 @@ pub struct LabArgs {
     /// KV pool size in bytes (default: 128 MiB, 24 MiB with --quick).
     #[arg(long)]
     pub kv_memory: Option<u64>,
-    /// Tokens per KV block.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
-    pub block_size: u64,
+    /// Tokens per KV block (default 16).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub block_size: Option<u64>,
     /// Most requests running at once (default 32, 16 with --quick).
     #[arg(long)]
     pub max_running: Option<usize>,
@@ -126,6 +126,8 @@ pub struct LabArgs {
     pub block_manager: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArg,
+    #[command(flatten)]
+    pub target: crate::cmd_lab_target::TargetArgs,
 }
 
 /// `kvscope lab compare`.
@@ -174,6 +176,10 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
     if let Some(LabAction::Compare(c)) = args.action {
         return compare(c);
     }
+    if args.target.target.is_some() {
+        return crate::cmd_lab_target::run(&args);
+    }
+    let block_size = args.block_size.unwrap_or(kvscope_core::DEFAULT_BLOCK_SIZE as u64);
     anyhow::ensure!(
         args.model_preset.is_none() || args.executor == ExecutorKind::Sim,
         "--model-preset runs the simulator: add --executor sim"
@@ -191,7 +197,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
     let cfg = LabConfig {
         scale: args.scale.unwrap_or(default_scale).into(),
         seed: args.seed,
-        block_size: args.block_size as usize,
+        block_size: block_size as usize,
         kv_blocks: args.kv_blocks.map(|b| b as usize),
         kv_memory_bytes: args.kv_memory,
         max_running: args.max_running,
@@ -206,7 +212,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         Some(_) if args.executor == ExecutorKind::Sim => {
             anyhow::bail!("--block-manager runs on the real model: drop --executor sim")
         }
-        Some(file) => Some(student_block_manager(file, args.block_size as usize)?),
+        Some(file) => Some(student_block_manager(file, block_size as usize)?),
         None => None,
     };
     // Sampled before any model work and during the lab: 12.1 says whether

@@ -54,7 +54,7 @@ impl LabBackend for RealBackend {
         if let Some(available) = kvscope_model::host_memory::available_bytes() {
             pool.check_memory(available).map_err(|e| e.to_string())?;
         }
-        let exec = self.model.executor(num_blocks, block_size).map_err(|e| e.to_string())?;
+        let exec = self.model.executor(&pool).map_err(|e| e.to_string())?;
         Ok((exec, WallClock::new()))
     }
 

@@ -8,6 +8,7 @@ mod cmd_bench;
 mod cmd_exercise;
 mod cmd_generate;
 mod cmd_lab;
+mod cmd_lab_target;
 mod cmd_serve;
 mod cmd_sim;
 mod lab_backends;
@@ -33,7 +34,7 @@ enum Command {
     /// Generate a continuation of one prompt.
     Generate(cmd_generate::GenerateArgs),
     /// Run Lab 4: the KV state and capacity experiment, writing its artifacts.
-    Lab(cmd_lab::LabArgs),
+    Lab(Box<cmd_lab::LabArgs>),
     /// The OpenAI-compatible server with /metrics, /kv, /events and a live KV view at /.
     Serve(cmd_serve::ServeCommand),
     /// Capacity questions on model and hardware presets, with a cost model
@@ -56,7 +57,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Generate(args) => cmd_generate::run(args),
-        Command::Lab(args) => cmd_lab::run(args),
+        Command::Lab(args) => cmd_lab::run(*args),
         Command::Serve(cmd) => cmd_serve::run(cmd),
         Command::Sim(args) => cmd_sim::run(args),
         Command::Bench(cmd) => cmd_bench::run(cmd),

@@ -2,7 +2,7 @@
 
 use crate::ModelArg;
 use anyhow::Context;
-use kvscope_core::KvDtype;
+use kvscope_core::{KvDtype, PoolConfig};
 use kvscope_model::chat_template::ChatTemplate;
 use kvscope_model::kv_storage::{self, KvStorageError};
 use kvscope_model::llama::LlamaModel;
@@ -38,10 +38,10 @@ impl LoadedModel {
         kv_storage::bytes_per_token(self.llama.config(), self.kv_dtype) as u64
     }
 
-    /// An executor over a fresh pool of `num_blocks` blocks of `block_size`
-    /// tokens in this model's KV format.
-    pub fn executor(&self, num_blocks: usize, block_size: usize) -> Result<ModelExecutor, KvStorageError> {
-        ModelExecutor::new(self.llama.clone(), self.kv_dtype, num_blocks, block_size, 0)
+    /// An executor over a fresh KV store laid out as `pool` (the engine
+    /// configuration's), in this model's KV format.
+    pub fn executor(&self, pool: &PoolConfig) -> Result<ModelExecutor, KvStorageError> {
+        ModelExecutor::for_pool(self.llama.clone(), self.kv_dtype, pool, 0)
     }
 
     /// "int8 (avx512-vnni)": the kernels and instruction set that run.

@@ -31,9 +31,8 @@ const SEED: u64 = 7;
 pub fn run() -> anyhow::Result<()> {
     let model = LoadedModel::load(&crate::ModelArg::default())?;
     let plan = CalibrationPlan::default();
-    let mut executor = model
-        .executor(plan.required_blocks(), plan.block_size)
-        .map_err(|e| anyhow::anyhow!("building the executor: {e}"))?;
+    let pool = kvscope_core::PoolConfig::new(plan.required_blocks(), plan.block_size, 0, false);
+    let mut executor = model.executor(&pool).map_err(|e| anyhow::anyhow!("building the executor: {e}"))?;
     let clock = WallClock::new();
     eprintln!("calibrating {} on this CPU ({} blocks of {})", model.name(), plan.required_blocks(), plan.block_size);
     let mut samples = calibrate(&mut executor, &clock, &plan, |done, total| {
@@ -106,7 +105,7 @@ fn time_lab_case(backend: &mut RealBackend, spec: &CaseSpec, config: &EngineConf
     let requests = spec.generate(&PromptSource::Generated { tokenize: &tokenize });
     let (executor, clock) =
         backend.start(config.pool.num_blocks, config.pool.block_size).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let engine = Engine::new(config.clone(), StepTimer::new(executor, WallClock::new()), clock);
+    let engine = Engine::new(config.clone(), StepTimer::new(executor, WallClock::new()), clock)?;
     let (_, timer) = run_engine(engine, config, spec, requests, RunOptions::SUMMARY, &mut |_, _| {})?;
     Ok(timer.into_parts().1)
 }

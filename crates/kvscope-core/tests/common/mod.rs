@@ -51,7 +51,7 @@ pub fn rig_limited(
         vocab_size: Some(VOCAB as usize),
     };
     let clock = SimClock::new();
-    let mut engine = Engine::new(config, PagedTokenExecutor::new(num_blocks, block_size, VOCAB), clock);
+    let mut engine = Engine::new(config, PagedTokenExecutor::new(num_blocks, block_size, VOCAB), clock).unwrap();
     let recorder = Arc::new(Mutex::new(EventRecorder::default()));
     engine.add_observer(Box::new(recorder.clone()));
     Rig { engine, recorder }

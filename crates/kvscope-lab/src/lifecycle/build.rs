@@ -1,10 +1,12 @@
-//! Events → the request state machine: each request's state is followed
-//! through its own event sequence, and every transition it takes is
-//! counted with the code sites that performed it. No drawing here.
+//! Events → the request state machine: each request's state is read from
+//! the event stream's one per-request tracker (`kvscope_core::replay`), and
+//! every transition it takes is counted with the code sites that performed
+//! it. No drawing here.
 
 use super::{LifecycleGraph, State, Transition};
-use kvscope_core::{EventRecord, FinishReason, KvEvent, ReleaseReason, RequestId};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use kvscope_core::replay::{Phase, Replay};
+use kvscope_core::{EventRecord, FinishReason, KvEvent, ReleaseReason};
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Default, Clone, Debug)]
 struct Acc {
@@ -20,172 +22,174 @@ struct Acc {
 
 /// (from, to, counted event kind, display name): one arrow of the diagram.
 type Key = (State, State, String, String);
+
+impl State {
+    /// The diagram's state of a request in `phase` (before its arrival:
+    /// waiting).
+    fn of(phase: Option<Phase>) -> State {
+        match phase {
+            None | Some(Phase::Queued | Phase::Preempted) => State::Waiting,
+            Some(Phase::Prefill | Phase::Recompute) => State::Prefill,
+            Some(Phase::Decode) => State::Decode,
+            Some(Phase::Finished) => State::Finished,
+        }
+    }
+}
+
+fn key(from: State, to: State, event: &str, name: &str) -> Key {
+    (from, to, event.to_string(), name.to_string())
+}
+
+/// The arrows as they are counted, in the order they were first taken.
+#[derive(Default)]
+struct Arrows {
+    accs: BTreeMap<Key, Acc>,
+    order: Vec<Key>,
+}
+
+impl Arrows {
+    fn get(&mut self, key: Key) -> &mut Acc {
+        if !self.accs.contains_key(&key) {
+            self.order.push(key.clone());
+        }
+        self.accs.entry(key).or_default()
+    }
+
+    /// Counts one event of a request that was in state `cur` before it;
+    /// `g` takes the run-wide side counts.
+    fn count(&mut self, g: &mut LifecycleGraph, rec: &EventRecord, cur: State) {
+        let site = rec.site.to_string();
+        let (key, counted) = match &rec.event {
+            KvEvent::Arrived { .. } => {
+                g.num_requests += 1;
+                (key(State::Start, State::Waiting, "arrived", "arrived"), true)
+            }
+            KvEvent::Stalled { reason, .. } => {
+                (key(cur, cur, "stalled", &format!("stalled ({})", reason.as_str())), true)
+            }
+            KvEvent::Admitted { blocks, cached_blocks, readmission, .. } => {
+                g.readmissions += u64::from(*readmission);
+                let a = self.get(key(cur, State::Prefill, "admitted", "admitted"));
+                a.blocks += blocks.len() as u64;
+                a.cached_blocks += *cached_blocks as u64;
+                a.readmissions += u64::from(*readmission);
+                (key(cur, State::Prefill, "admitted", "admitted"), true)
+            }
+            KvEvent::Prefill { tokens, .. } => {
+                self.get(key(cur, State::Prefill, "prefill", "prefill chunk")).tokens += *tokens as u64;
+                (key(cur, State::Prefill, "prefill", "prefill chunk"), true)
+            }
+            KvEvent::FirstToken { .. } => (key(cur, State::Decode, "first_token", "first_token"), true),
+            KvEvent::Decode { context_tokens, .. } => {
+                // A readmitted request that had already produced tokens
+                // goes back to decode without a new first_token.
+                let name = if cur == State::Decode { "decode step" } else { "decode (resumed after recompute)" };
+                self.get(key(cur, State::Decode, "decode", name)).tokens += *context_tokens as u64;
+                (key(cur, State::Decode, "decode", name), true)
+            }
+            KvEvent::BlockAppended { .. } => {
+                // Shown on the state's own loop: decode (or prefill) steps.
+                let (ev, name) =
+                    if cur == State::Decode { ("decode", "decode step") } else { ("prefill", "prefill chunk") };
+                self.get(key(cur, cur, ev, name)).block_appends += 1;
+                (key(cur, cur, ev, name), false)
+            }
+            KvEvent::Preempted { .. } => (key(cur, State::Waiting, "preempted", "preempted"), true),
+            KvEvent::Released { blocks, reason, cached, .. } => {
+                g.released_cached_blocks += *cached as u64;
+                let k = match reason {
+                    ReleaseReason::Preempted => key(cur, State::Waiting, "preempted", "preempted"),
+                    ReleaseReason::Finished => key(cur, State::Finished, "finished", "finished"),
+                    ReleaseReason::Aborted => key(cur, State::Finished, "finished", "aborted"),
+                };
+                let a = self.get(k.clone());
+                a.blocks += blocks.len() as u64;
+                a.cached_blocks += *cached as u64;
+                (k, false)
+            }
+            KvEvent::Finished { reason, .. } => {
+                let name = if *reason == FinishReason::Abort { "aborted" } else { "finished" };
+                let k = key(cur, State::Finished, "finished", name);
+                *self.get(k.clone()).reasons.entry(reason.as_str().to_string()).or_default() += 1;
+                (k, true)
+            }
+            KvEvent::Evicted { .. } => return,
+        };
+        let a = self.get(key);
+        a.count += u64::from(counted);
+        a.sites.insert(site);
+    }
+}
+
 impl LifecycleGraph {
     /// The state machine the events walk through, transitions in the order
     /// they were first taken.
     pub fn from_events(events: &[EventRecord]) -> LifecycleGraph {
         let mut g = LifecycleGraph { num_events: events.len(), ..Default::default() };
-        let mut state: HashMap<RequestId, State> = HashMap::new();
-        // The state a request left when its blocks were released
-        // (released precedes finished; preempted precedes released).
-        let mut left_from: HashMap<RequestId, State> = HashMap::new();
-        let mut accs: BTreeMap<Key, Acc> = BTreeMap::new();
-        let mut order: Vec<Key> = Vec::new();
-        fn get<'a>(accs: &'a mut BTreeMap<Key, Acc>, order: &mut Vec<Key>, key: Key) -> &'a mut Acc {
-            if !accs.contains_key(&key) {
-                order.push(key.clone());
-            }
-            accs.entry(key).or_default()
-        }
-        macro_rules! acc {
-            ($k:expr) => {
-                get(&mut accs, &mut order, $k)
-            };
-        }
+        let mut replay = Replay::default();
+        let mut arrows = Arrows::default();
         for rec in events {
             let kind = rec.event.kind();
             *g.kind_counts.entry(kind.to_string()).or_default() += 1;
             g.kind_sites.entry(kind.to_string()).or_default().insert(rec.site.to_string());
-            let site = rec.site.to_string();
             let Some(id) = rec.event.request_id() else {
                 if let KvEvent::Evicted { .. } = rec.event {
                     g.evicted_blocks += 1;
-                    g.evicted_sites.insert(site);
+                    g.evicted_sites.insert(rec.site.to_string());
                 }
+                let _ = replay.apply(rec);
                 continue;
             };
-            let cur = *state.get(&id).unwrap_or(&State::Waiting);
-            match &rec.event {
-                KvEvent::Arrived { .. } => {
-                    g.num_requests += 1;
-                    state.insert(id, State::Waiting);
-                    let a = acc!((State::Start, State::Waiting, "arrived".into(), "arrived".into()));
-                    a.count += 1;
-                    a.sites.insert(site);
-                }
-                KvEvent::Stalled { reason, .. } => {
-                    let a = acc!((cur, cur, "stalled".into(), format!("stalled ({})", reason.as_str())));
-                    a.count += 1;
-                    a.sites.insert(site);
-                }
-                KvEvent::Admitted { blocks, cached_blocks, readmission, .. } => {
-                    state.insert(id, State::Prefill);
-                    let a = acc!((cur, State::Prefill, "admitted".into(), "admitted".into()));
-                    a.count += 1;
-                    a.sites.insert(site);
-                    a.blocks += blocks.len() as u64;
-                    a.cached_blocks += *cached_blocks as u64;
-                    a.readmissions += u64::from(*readmission);
-                    g.readmissions += u64::from(*readmission);
-                }
-                KvEvent::Prefill { tokens, .. } => {
-                    state.insert(id, State::Prefill);
-                    let a = acc!((cur, State::Prefill, "prefill".into(), "prefill chunk".into()));
-                    a.count += 1;
-                    a.sites.insert(site);
-                    a.tokens += *tokens as u64;
-                }
-                KvEvent::FirstToken { .. } => {
-                    state.insert(id, State::Decode);
-                    let a = acc!((cur, State::Decode, "first_token".into(), "first_token".into()));
-                    a.count += 1;
-                    a.sites.insert(site);
-                }
-                KvEvent::Decode { context_tokens, .. } => {
-                    state.insert(id, State::Decode);
-                    // A readmitted request that had already produced tokens
-                    // goes back to decode without a new first_token.
-                    let name = if cur == State::Decode { "decode step" } else { "decode (resumed after recompute)" };
-                    let a = acc!((cur, State::Decode, "decode".into(), name.into()));
-                    a.count += 1;
-                    a.sites.insert(site);
-                    a.tokens += *context_tokens as u64;
-                }
-                KvEvent::BlockAppended { .. } => {
-                    // Shown on the state's own loop: decode (or prefill) steps.
-                    let loop_name = if cur == State::Decode { "decode step" } else { "prefill chunk" };
-                    let ev = if cur == State::Decode { "decode" } else { "prefill" };
-                    let a = acc!((cur, cur, ev.into(), loop_name.into()));
-                    a.block_appends += 1;
-                    a.sites.insert(site);
-                }
-                KvEvent::Preempted { .. } => {
-                    state.insert(id, State::Waiting);
-                    left_from.insert(id, cur);
-                    let a = acc!((cur, State::Waiting, "preempted".into(), "preempted".into()));
-                    a.count += 1;
-                    a.sites.insert(site);
-                }
-                KvEvent::Released { blocks, reason, cached, .. } => {
-                    g.released_cached_blocks += *cached as u64;
-                    let key = match reason {
-                        ReleaseReason::Preempted => {
-                            let from = left_from.remove(&id).unwrap_or(cur);
-                            (from, State::Waiting, "preempted".to_string(), "preempted".to_string())
-                        }
-                        ReleaseReason::Finished => {
-                            left_from.insert(id, cur);
-                            (cur, State::Finished, "finished".into(), "finished".into())
-                        }
-                        ReleaseReason::Aborted => {
-                            left_from.insert(id, cur);
-                            (cur, State::Finished, "finished".into(), "aborted".into())
-                        }
-                    };
-                    let a = acc!(key);
-                    a.sites.insert(site);
-                    a.blocks += blocks.len() as u64;
-                    a.cached_blocks += *cached as u64;
-                }
-                KvEvent::Finished { reason, .. } => {
-                    let from = left_from.remove(&id).unwrap_or(cur);
-                    state.insert(id, State::Finished);
-                    let name = if *reason == FinishReason::Abort { "aborted" } else { "finished" };
-                    let a = acc!((from, State::Finished, "finished".into(), name.into()));
-                    a.count += 1;
-                    a.sites.insert(site);
-                    *a.reasons.entry(reason.as_str().to_string()).or_default() += 1;
-                }
-                KvEvent::Evicted { .. } => {}
-            }
+            // The state before this event: a preemption and a finish are
+            // counted from where the request was when its blocks went.
+            let cur = State::of(replay.phase_of(id));
+            arrows.count(&mut g, rec, cur);
+            // A stream that contradicts itself is still drawn as far as it goes.
+            let _ = replay.apply(rec);
         }
-        for key in order {
-            let a = &accs[&key];
+        for key in arrows.order {
+            let a = &arrows.accs[&key];
             let (from, to, event, name) = key;
-            let mut details = Vec::new();
-            match event.as_str() {
-                "admitted" => {
-                    details.push(format!("{} blocks allocated, {} prefix-cache hits", a.blocks, a.cached_blocks));
-                    if a.readmissions > 0 {
-                        details.push(format!("{} readmissions (recompute)", a.readmissions));
-                    }
-                }
-                "prefill" => {
-                    details.push(format!("{} prompt tokens written", a.tokens));
-                    if a.block_appends > 0 {
-                        details.push(format!("block_appended ×{}", a.block_appends));
-                    }
-                }
-                "decode" => {
-                    details.push(format!("{} context tokens read", a.tokens));
-                    if a.block_appends > 0 || from == to {
-                        details.push(format!("block_appended ×{}", a.block_appends));
-                    }
-                }
-                "preempted" => details.push(format!("{} blocks released", a.blocks)),
-                "finished" => {
-                    details.push(format!("{} blocks released, {} kept cached", a.blocks, a.cached_blocks));
-                    if name == "finished" && !a.reasons.is_empty() {
-                        let rs: Vec<String> = a.reasons.iter().map(|(r, n)| format!("{r} ×{n}")).collect();
-                        details.push(format!("reason {}", rs.join(", ")));
-                    }
-                }
-                _ => {}
-            }
+            let details = details(a, from, to, &event, &name);
             g.transitions.push(Transition { from, to, name, event, count: a.count, sites: a.sites.clone(), details });
         }
         g
     }
+}
+
+/// Quantities carried by an arrow's events, for its label.
+fn details(a: &Acc, from: State, to: State, event: &str, name: &str) -> Vec<String> {
+    let mut details = Vec::new();
+    match event {
+        "admitted" => {
+            details.push(format!("{} blocks allocated, {} prefix-cache hits", a.blocks, a.cached_blocks));
+            if a.readmissions > 0 {
+                details.push(format!("{} readmissions (recompute)", a.readmissions));
+            }
+        }
+        "prefill" => {
+            details.push(format!("{} prompt tokens written", a.tokens));
+            if a.block_appends > 0 {
+                details.push(format!("block_appended ×{}", a.block_appends));
+            }
+        }
+        "decode" => {
+            details.push(format!("{} context tokens read", a.tokens));
+            if a.block_appends > 0 || from == to {
+                details.push(format!("block_appended ×{}", a.block_appends));
+            }
+        }
+        "preempted" => details.push(format!("{} blocks released", a.blocks)),
+        "finished" => {
+            details.push(format!("{} blocks released, {} kept cached", a.blocks, a.cached_blocks));
+            if name == "finished" && !a.reasons.is_empty() {
+                let rs: Vec<String> = a.reasons.iter().map(|(r, n)| format!("{r} ×{n}")).collect();
+                details.push(format!("reason {}", rs.join(", ")));
+            }
+        }
+        _ => {}
+    }
+    details
 }
 
 #[cfg(test)]

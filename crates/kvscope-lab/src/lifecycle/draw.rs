@@ -11,7 +11,7 @@
 
 use super::{LifecycleGraph, State, Transition};
 use crate::figure_text::{self, fill, lifecycle_phrase, FigureText};
-use crate::report::Lang;
+use crate::lang::Lang;
 use crate::svg::{text_width, Anchor, Svg};
 
 /// An A4 page's text width (170 mm) in points.

@@ -4,7 +4,7 @@
 //! stalls; a quoted event (its step, its time, free vs needed blocks, and
 //! the very line of `events.jsonl`) lets a reader check one by hand.
 
-use crate::lab::LabResults;
+use crate::results::LabResults;
 use kvscope_core::{KvEvent, StallReason};
 use serde::Serialize;
 

@@ -88,6 +88,7 @@ pub fn config(num_blocks: usize, block_size: usize, max_running: usize, max_wait
         served_model_name: None,
         limits: kvscope_server::limits::Limits::default(),
         api_key: None,
+        kv_events: None,
         engine: EngineConfig {
             scheduler: SchedulerConfig {
                 max_running,

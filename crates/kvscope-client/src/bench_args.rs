@@ -1,25 +1,7 @@
-//! `kvscope bench serve`: a load generator in the spirit of `vllm bench
-//! serve`. Requests arrive as a Poisson process (gamma intervals for
-//! burstiness) or all at once, optionally capped at a concurrency; each is
-//! streamed, and TTFT, TPOT, ITL and end-to-end latency are measured from
-//! the chunks as they arrive.
+//! `kvscope bench serve`'s flags, vLLM's `bench serve` spellings.
 
-mod dataset;
-mod report;
-mod runner;
-
-pub use dataset::{load_dataset, BenchPrompt, BenchRequest};
-pub use report::{BenchReport, Stats};
-
+use crate::completion::Endpoint;
 use std::path::PathBuf;
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `/v1/completions`
-    Completions,
-    /// `/v1/chat/completions`
-    Chat,
-}
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DatasetName {
@@ -34,9 +16,9 @@ pub enum DatasetName {
 }
 
 /// Most requests one benchmark sends.
-const MAX_PROMPTS: usize = 1_000_000;
+pub(crate) const MAX_PROMPTS: usize = 1_000_000;
 /// Most random prompt tokens drawn up front (1 GiB of token ids).
-const MAX_RANDOM_TOKENS: usize = 1 << 28;
+pub(crate) const MAX_RANDOM_TOKENS: usize = 1 << 28;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct BenchArgs {
@@ -108,43 +90,4 @@ impl Default for BenchArgs {
             api_key: None,
         }
     }
-}
-
-/// Runs the benchmark with the dataset the arguments name. Builds its own
-/// tokio runtime: call it from synchronous code.
-pub fn run_bench_serve(args: &BenchArgs) -> anyhow::Result<BenchReport> {
-    run_bench_serve_with(args, None)
-}
-
-/// Runs the benchmark on the given requests (say, a lab workload's), or on
-/// the dataset the arguments name when `None`.
-pub fn run_bench_serve_with(args: &BenchArgs, requests: Option<Vec<BenchRequest>>) -> anyhow::Result<BenchReport> {
-    anyhow::ensure!(args.request_rate > 0.0, "--request-rate must be > 0 (or inf), got {}", args.request_rate);
-    anyhow::ensure!(args.burstiness > 0.0, "--burstiness must be > 0, got {}", args.burstiness);
-    anyhow::ensure!(args.max_concurrency != Some(0), "--max-concurrency must be at least 1");
-    anyhow::ensure!(
-        (1..=MAX_PROMPTS).contains(&args.num_prompts),
-        "--num-prompts must be between 1 and {MAX_PROMPTS}, got {}",
-        args.num_prompts
-    );
-    if requests.is_none() && args.dataset_name == DatasetName::Random {
-        // Every prompt is drawn before the first is sent: check what they
-        // would hold before drawing them.
-        let longest = (args.random_input_len as f64 * (1.0 + args.random_range_ratio.max(0.0))).ceil();
-        let tokens = longest * args.num_prompts as f64;
-        anyhow::ensure!(
-            tokens <= MAX_RANDOM_TOKENS as f64,
-            "--num-prompts {} × --random-input-len {} (range ratio {}) is up to {tokens:.0} prompt tokens to hold at once; at most {MAX_RANDOM_TOKENS} (1 GiB): lower either",
-            args.num_prompts,
-            args.random_input_len,
-            args.random_range_ratio
-        );
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let report = runtime.block_on(runner::run(args, requests))?;
-    if let Some(path) = &args.result_file {
-        std::fs::write(path, serde_json::to_string_pretty(&report.to_json())?)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    }
-    Ok(report)
 }

@@ -1,15 +1,10 @@
 //! Where benchmark prompts come from.
 
-use super::{BenchArgs, DatasetName};
+use crate::bench_args::{BenchArgs, DatasetName};
+pub use crate::completion::BenchPrompt;
 use kvscope_core::TokenId;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum BenchPrompt {
-    Text(String),
-    Tokens(Vec<TokenId>),
-}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct BenchRequest {

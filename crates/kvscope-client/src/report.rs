@@ -1,5 +1,7 @@
 //! What a benchmark run measured, as vLLM's `bench serve` reports it.
 
+use crate::bench_args::BenchArgs;
+use crate::completion::RequestTiming;
 use kvscope_experiment::Dist;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -102,6 +104,44 @@ impl BenchReport {
         }
         line(&"=".repeat(50), String::new());
         out
+    }
+}
+
+impl BenchReport {
+    /// The run's figures from every request's timing; `duration_s` is the
+    /// start to the last answer.
+    pub fn from_timings(args: &BenchArgs, timings: Vec<RequestTiming>, duration_s: f64) -> BenchReport {
+        let (ok, failed): (Vec<RequestTiming>, Vec<RequestTiming>) =
+            timings.into_iter().partition(|o| o.error.is_none());
+        let ttft: Vec<f64> = ok.iter().filter_map(|o| o.ttft).collect();
+        let tpot: Vec<f64> = ok
+            .iter()
+            .filter(|o| o.output_tokens > 1)
+            .filter_map(|o| o.ttft.map(|t| (o.e2e - t) / (o.output_tokens - 1) as f64))
+            .collect();
+        let itl: Vec<f64> = ok.iter().flat_map(|o| o.itl.iter().copied()).collect();
+        let e2e: Vec<f64> = ok.iter().map(|o| o.e2e).collect();
+        let input: usize = ok.iter().map(|o| o.prompt_tokens).sum();
+        let output: usize = ok.iter().map(|o| o.output_tokens).sum();
+        let per_s = |x: f64| if duration_s > 0.0 { x / duration_s } else { 0.0 };
+        BenchReport {
+            completed: ok.len(),
+            failed: failed.len(),
+            duration_s,
+            total_input_tokens: input,
+            total_output_tokens: output,
+            request_throughput: per_s(ok.len() as f64),
+            output_throughput: per_s(output as f64),
+            total_token_throughput: per_s((input + output) as f64),
+            request_rate: args.request_rate,
+            burstiness: args.burstiness,
+            max_concurrency: args.max_concurrency,
+            ttft_ms: Stats::of_seconds(&ttft),
+            tpot_ms: Stats::of_seconds(&tpot),
+            itl_ms: Stats::of_seconds(&itl),
+            e2el_ms: Stats::of_seconds(&e2e),
+            errors: failed.into_iter().filter_map(|o| o.error).take(5).collect(),
+        }
     }
 }
 

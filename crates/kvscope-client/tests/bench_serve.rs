@@ -1,10 +1,12 @@
 //! `bench serve` against a live test server.
 
+// The server's own test fixture (a character-level model on the paged
+// test executor): one fixture for every test that needs a live server.
+#[path = "../../kvscope-server/tests/common/mod.rs"]
 mod common;
 
 use common::*;
-use kvscope_server::bench::{BenchPrompt, Endpoint};
-use kvscope_server::{run_bench_serve, run_bench_serve_with, BenchArgs, BenchRequest};
+use kvscope_client::{run_bench_serve, run_bench_serve_with, BenchArgs, BenchPrompt, BenchRequest, Endpoint};
 use std::time::Duration;
 
 #[test]

@@ -1,0 +1,137 @@
+//! `kvscope lab --target URL`: the lab against a running engine (see
+//! kvscope-lab's `target` module). Knobs only the engine can change are
+//! refused here, each with the engine flag to restart it with.
+
+use crate::cmd_lab::{LabArgs, LangArg, ScaleArg};
+use anyhow::Context;
+use kvscope_lab::report::Lang;
+use kvscope_lab::target::{engine_id, report, run_target, TargetConfig, TargetError};
+use kvscope_wire::EngineFamily;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug, Default)]
+pub struct TargetArgs {
+    /// Run the lab's cases against a running OpenAI-compatible engine at
+    /// this base URL (http://HOST:PORT): vLLM, SGLang, llama.cpp's
+    /// llama-server or kvscope serve.
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// The target's API key (sent as `Authorization: Bearer KEY`).
+    #[arg(long, requires = "target", env = "KVSCOPE_TARGET_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// The target's metric family: auto (detected from /metrics), vllm,
+    /// sglang, llamacpp or kvscope.
+    #[arg(long, requires = "target", default_value = "auto")]
+    pub engine: String,
+    /// The served model's Hugging Face config.json: KV per token (an
+    /// estimate) and the vocabulary for token-id prompts.
+    #[arg(long, requires = "target", value_name = "FILE")]
+    pub model_config: Option<std::path::PathBuf>,
+    /// How often the target's /metrics is read, in milliseconds.
+    #[arg(long, requires = "target", default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..))]
+    pub metrics_interval_ms: u64,
+    /// The target's KV-event PUB endpoint (vLLM's --kv-events-config
+    /// endpoint, kvscope serve --kv-events-endpoint), e.g. tcp://HOST:5557.
+    #[arg(long, requires = "target", value_name = "tcp://HOST:PORT")]
+    pub kv_events: Option<String>,
+    /// Its replay (ROUTER) endpoint, to recover missed batches.
+    #[arg(long, requires = "kv_events", value_name = "tcp://HOST:PORT")]
+    pub kv_events_replay: Option<String>,
+    /// Each request (and scrape) is given up after this many seconds.
+    #[arg(long, requires = "target", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_s: u64,
+}
+
+/// The engine's flag for a knob the client cannot change.
+fn engine_flag(knob: &str, family: Option<EngineFamily>) -> String {
+    let (vllm, sglang, llamacpp, kvscope) = match knob {
+        "--block-size" => ("--block-size", "--page-size", "(not paged)", "--block-size"),
+        "--kv-memory" => ("--gpu-memory-utilization", "--mem-fraction-static", "--ctx-size", "--kv-blocks"),
+        "--kv-blocks" => ("--num-gpu-blocks-override", "--max-total-tokens", "--ctx-size", "--kv-blocks"),
+        _ => ("--max-num-seqs", "--max-running-requests", "--parallel", "--max-num-seqs"),
+    };
+    match family {
+        Some(EngineFamily::Vllm) => format!("vLLM {vllm}"),
+        Some(EngineFamily::Sglang) => format!("SGLang {sglang}"),
+        Some(EngineFamily::LlamaCpp) => format!("llama-server {llamacpp}"),
+        Some(EngineFamily::Kvscope) => format!("kvscope serve {kvscope}"),
+        None => format!("vLLM {vllm}, SGLang {sglang}, llama-server {llamacpp}, kvscope serve {kvscope}"),
+    }
+}
+
+/// Refuses what only the engine decides, and what the target path does
+/// not run.
+fn refuse_local_knobs(args: &LabArgs, family: Option<EngineFamily>) -> anyhow::Result<()> {
+    let given = [
+        ("--block-size", args.block_size.is_some()),
+        ("--kv-memory", args.kv_memory.is_some()),
+        ("--kv-blocks", args.kv_blocks.is_some()),
+        ("--max-running", args.max_running.is_some()),
+    ];
+    if let Some((knob, _)) = given.iter().find(|(_, g)| *g) {
+        anyhow::bail!(
+            "{knob} cannot be changed from the client: restart the engine with {} and run the lab again",
+            engine_flag(knob, family)
+        );
+    }
+    let unsupported = [
+        ("--sweep", !args.sweeps.is_empty()),
+        ("--dataset", args.dataset.is_some()),
+        ("--block-manager", args.block_manager.is_some()),
+        ("--model-preset", args.model_preset.is_some()),
+        ("--repeat", args.repeat > 1),
+    ];
+    if let Some((flag, _)) = unsupported.iter().find(|(_, g)| *g) {
+        anyhow::bail!("{flag} is not available with --target yet: drop it (the target runs the lab's cases once)");
+    }
+    Ok(())
+}
+
+pub fn run(args: &LabArgs) -> anyhow::Result<()> {
+    let t = &args.target;
+    let url = t.target.clone().expect("called with --target");
+    let family = engine_id::parse_family(&t.engine).map_err(anyhow::Error::msg)?;
+    refuse_local_knobs(args, family)?;
+    crate::preflight::check_out_dir(&args.out)?;
+    let model_config = match &t.model_config {
+        Some(p) => Some((
+            p.display().to_string(),
+            std::fs::read_to_string(p).with_context(|| format!("reading --model-config {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let scale = args.scale.unwrap_or(if args.quick { ScaleArg::Quick } else { ScaleArg::Lab });
+    let cfg = TargetConfig {
+        url: url.trim_end_matches('/').to_string(),
+        api_key: t.api_key.clone(),
+        engine: family,
+        model_config,
+        metrics_interval: Duration::from_millis(t.metrics_interval_ms),
+        kv_events: t.kv_events.clone(),
+        kv_events_replay: t.kv_events_replay.clone(),
+        scale: scale.into(),
+        seed: args.seed,
+        arrival_rate: args.arrival_rate,
+        request_timeout: Duration::from_secs(t.request_timeout_s),
+    };
+    let lang = if args.lang == LangArg::Zh { Lang::Zh } else { Lang::En };
+    eprintln!("kvscope lab --target {}: scale {scale:?}", cfg.url);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let results = runtime.block_on(run_target(&cfg, &mut |case| eprintln!("  case {case}")));
+    match results {
+        Ok(res) => {
+            report::write(&res, &args.out, lang)
+                .with_context(|| format!("writing the report into {}", args.out.display()))?;
+            for p in &res.problems {
+                eprintln!("warning: {p}");
+            }
+            eprintln!("wrote {}", args.out.join("report.md").display());
+            Ok(())
+        }
+        Err(e @ TargetError::Unreachable { .. }) => {
+            let _ = report::unreachable(&cfg.url, &e.to_string(), &args.out);
+            Err(anyhow::anyhow!(e).context(format!("partial report in {}", args.out.join("report.md").display())))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
