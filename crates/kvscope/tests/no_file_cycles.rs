@@ -134,39 +134,28 @@ impl UseGraph {
         let dir = module_dir(file);
         self.modules.insert(path.clone(), Module { file: file.to_path_buf() });
         files.push((file.to_path_buf(), path.clone()));
-        // Walk the braces, tracking inline modules.
-        let mut stack: Vec<(String, usize)> = Vec::new(); // (inline mod name, brace depth it opened at)
-        let mut depth = 0usize;
+        let mut enclosing = Enclosing::default();
         let mut i = 0;
         while i < tokens.len() {
-            match tokens[i].as_str() {
-                "{" => depth += 1,
-                "}" => {
-                    depth = depth.saturating_sub(1);
-                    if stack.last().is_some_and(|(_, d)| *d == depth) {
-                        stack.pop();
-                    }
-                }
-                "mod" if i + 2 < tokens.len() && is_ident(&tokens[i + 1]) => {
-                    let name = tokens[i + 1].clone();
-                    let mut child = path.clone();
-                    child.extend(stack.iter().map(|(n, _)| n.clone()));
-                    child.push(name.clone());
-                    if tokens[i + 2] == ";" && stack.is_empty() {
-                        let candidates = [dir.join(format!("{name}.rs")), dir.join(&name).join("mod.rs")];
-                        let found = candidates.iter().find(|c| c.is_file()).unwrap_or_else(|| {
-                            panic!("{}: `mod {name};` has no file (looked for {candidates:?})", file.display())
-                        });
-                        self.collect_modules(found, child, files);
-                    } else if tokens[i + 2] == "{" {
-                        self.modules.insert(child, Module { file: file.to_path_buf() });
-                        stack.push((name, depth));
-                        depth += 1;
-                        i += 3;
-                        continue;
-                    }
-                }
-                _ => {}
+            let module = enclosing.path(&path);
+            if let Some(name) = enclosing.follow(&tokens, i) {
+                let mut child = module;
+                child.push(name);
+                self.modules.insert(child, Module { file: file.to_path_buf() });
+                i += 3;
+                continue;
+            }
+            let declares_file =
+                tokens[i] == "mod" && i + 2 < tokens.len() && is_ident(&tokens[i + 1]) && tokens[i + 2] == ";";
+            if declares_file && enclosing.stack.is_empty() {
+                let name = &tokens[i + 1];
+                let candidates = [dir.join(format!("{name}.rs")), dir.join(name).join("mod.rs")];
+                let found = candidates.iter().find(|c| c.is_file()).unwrap_or_else(|| {
+                    panic!("{}: `mod {name};` has no file (looked for {candidates:?})", file.display())
+                });
+                let mut child = module;
+                child.push(name.clone());
+                self.collect_modules(found, child, files);
             }
             i += 1;
         }
@@ -174,25 +163,15 @@ impl UseGraph {
 
     /// Adds an edge for every module path in `file` (module `base`).
     fn scan_paths(&mut self, file: &Path, base: &[String], tokens: &[String]) {
-        let mut stack: Vec<(String, usize)> = Vec::new();
-        let mut depth = 0usize;
+        let mut enclosing = Enclosing::default();
         let mut i = 0;
         while i < tokens.len() {
-            let current: Vec<String> = base.iter().cloned().chain(stack.iter().map(|(n, _)| n.clone())).collect();
+            if enclosing.follow(tokens, i).is_some() {
+                i += 3;
+                continue;
+            }
+            let current = enclosing.path(base);
             match tokens[i].as_str() {
-                "{" => depth += 1,
-                "}" => {
-                    depth = depth.saturating_sub(1);
-                    if stack.last().is_some_and(|(_, d)| *d == depth) {
-                        stack.pop();
-                    }
-                }
-                "mod" if i + 2 < tokens.len() && is_ident(&tokens[i + 1]) && tokens[i + 2] == "{" => {
-                    stack.push((tokens[i + 1].clone(), depth));
-                    depth += 1;
-                    i += 3;
-                    continue;
-                }
                 "mod" => {
                     // `mod child;` is containment, not use: skip the name.
                     i += 2;
@@ -366,6 +345,43 @@ impl Tarjan {
             }
             self.components.push(component);
         }
+    }
+}
+
+/// The inline modules (`mod name { … }`) around a token, followed brace by
+/// brace.
+#[derive(Default)]
+struct Enclosing {
+    /// Each open inline module and the brace depth it opened at.
+    stack: Vec<(String, usize)>,
+    depth: usize,
+}
+
+impl Enclosing {
+    /// Follows the token at `i`; at `mod name {` (three tokens, taken
+    /// whole) returns the name.
+    fn follow(&mut self, tokens: &[String], i: usize) -> Option<String> {
+        match tokens[i].as_str() {
+            "{" => self.depth += 1,
+            "}" => {
+                self.depth = self.depth.saturating_sub(1);
+                if self.stack.last().is_some_and(|(_, d)| *d == self.depth) {
+                    self.stack.pop();
+                }
+            }
+            "mod" if i + 2 < tokens.len() && is_ident(&tokens[i + 1]) && tokens[i + 2] == "{" => {
+                self.stack.push((tokens[i + 1].clone(), self.depth));
+                self.depth += 1;
+                return Some(tokens[i + 1].clone());
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// The module path here, inside the file's module `base`.
+    fn path(&self, base: &[String]) -> Vec<String> {
+        base.iter().cloned().chain(self.stack.iter().map(|(n, _)| n.clone())).collect()
     }
 }
 
