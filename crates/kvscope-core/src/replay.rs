@@ -187,3 +187,59 @@ impl Replay {
         Some(self.first_token.get(&id)? - self.arrived.get(&id)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::FinishReason;
+
+    fn at(t: f64, event: KvEvent) -> EventRecord {
+        EventRecord { event, t, step: 0, site: "test".into() }
+    }
+
+    /// One request preempted after its first token: the phases the lab's
+    /// timelines and lifecycle diagram and the server's metrics read.
+    #[test]
+    fn a_preempted_request_walks_through_every_phase_and_is_forgotten() {
+        let id = RequestId(7);
+        let (b0, b1) = (BlockId(0), BlockId(1));
+        let released =
+            |t, blocks: Vec<BlockId>, reason| at(t, KvEvent::Released { request_id: id, blocks, reason, cached: 0 });
+        let admitted = |t, readmission| {
+            at(t, KvEvent::Admitted { request_id: id, blocks: vec![b0], cached_blocks: 0, readmission })
+        };
+        let steps = [
+            (at(0.0, KvEvent::Arrived { request_id: id, prompt_tokens: 10 }), Phase::Queued, 0),
+            (admitted(1.0, false), Phase::Prefill, 1),
+            (at(2.0, KvEvent::FirstToken { request_id: id }), Phase::Decode, 1),
+            (at(3.0, KvEvent::BlockAppended { request_id: id, block: b1 }), Phase::Decode, 2),
+            // The preemption is the request's from the moment its blocks go.
+            (at(4.0, KvEvent::Preempted { request_id: id }), Phase::Decode, 2),
+            (released(4.0, vec![b0, b1], ReleaseReason::Preempted), Phase::Preempted, 0),
+            (admitted(5.0, true), Phase::Recompute, 1),
+            (at(6.0, KvEvent::Decode { request_id: id, context_tokens: 11 }), Phase::Decode, 1),
+            (released(7.0, vec![b0], ReleaseReason::Finished), Phase::Decode, 0),
+            (
+                at(
+                    7.0,
+                    KvEvent::Finished {
+                        request_id: id,
+                        reason: FinishReason::Stop,
+                        prompt_tokens: 10,
+                        output_tokens: 2,
+                    },
+                ),
+                Phase::Finished,
+                0,
+            ),
+        ];
+        let mut r = Replay::default();
+        for (rec, phase, blocks) in &steps {
+            r.apply(rec).unwrap();
+            assert_eq!((r.phase_of(id), r.blocks_of(id).len()), (Some(*phase), *blocks), "after {}", rec.event.kind());
+        }
+        assert_eq!((r.queue_wait(id), r.ttft(id), r.preemptions, r.max_ref_count), (Some(1.0), Some(2.0), 1, 1));
+        r.forget(id);
+        assert_eq!((r.phase_of(id), r.queue_wait(id), r.finished.len()), (None, None, 0));
+    }
+}

@@ -5,46 +5,35 @@
 use crate::figure_text::{self, fill};
 use crate::lang::Lang;
 use crate::svg::{x_axis, Anchor, Scale, Svg};
-use kvscope_core::replay::{self, Replay};
+use kvscope_core::replay::{Phase, Replay};
 use kvscope_core::{EventRecord, KvEvent, RequestId};
 use kvscope_experiment::driver::CaseRun;
 use std::collections::BTreeMap;
 
-/// What a request is doing during a segment of its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    /// Arrived, waiting for first admission.
-    Queued,
-    /// Admitted, prompt KV being written, no token yet.
-    Prefill,
-    /// Generating tokens.
-    Decode,
-    /// Preempted: blocks released, waiting to be readmitted.
-    Preempted,
-    /// Readmitted after a preemption, recomputing its KV.
-    Recompute,
+/// The phases a row draws, in the legend's order; a finished request's row
+/// ends.
+const DRAWN: [Phase; 5] = [Phase::Queued, Phase::Prefill, Phase::Decode, Phase::Preempted, Phase::Recompute];
+
+fn color(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Queued => "#f2b24c",
+        Phase::Prefill => "#4a86d8",
+        Phase::Decode => "#52b05e",
+        Phase::Preempted => "#d9534f",
+        Phase::Recompute => "#9b6fd6",
+        Phase::Finished => "#ffffff",
+    }
 }
 
-impl Phase {
-    pub const ALL: [Phase; 5] = [Phase::Queued, Phase::Prefill, Phase::Decode, Phase::Preempted, Phase::Recompute];
-    pub fn color(self) -> &'static str {
-        match self {
-            Phase::Queued => "#f2b24c",
-            Phase::Prefill => "#4a86d8",
-            Phase::Decode => "#52b05e",
-            Phase::Preempted => "#d9534f",
-            Phase::Recompute => "#9b6fd6",
-        }
-    }
-    pub fn label(self, lang: Lang) -> &'static str {
-        let tx = figure_text::of(lang);
-        match self {
-            Phase::Queued => tx.phase_queued,
-            Phase::Prefill => tx.phase_prefill,
-            Phase::Decode => tx.phase_decode,
-            Phase::Preempted => tx.phase_preempted,
-            Phase::Recompute => tx.phase_recompute,
-        }
+fn label(phase: Phase, lang: Lang) -> &'static str {
+    let tx = figure_text::of(lang);
+    match phase {
+        Phase::Queued => tx.phase_queued,
+        Phase::Prefill => tx.phase_prefill,
+        Phase::Decode => tx.phase_decode,
+        Phase::Preempted => tx.phase_preempted,
+        Phase::Recompute => tx.phase_recompute,
+        Phase::Finished => "",
     }
 }
 
@@ -55,21 +44,6 @@ pub struct RequestTimeline {
     /// (t, blocks held from t on).
     pub blocks: Vec<(f64, usize)>,
     pub end: Option<f64>,
-}
-
-impl Phase {
-    /// How a request's phase (`kvscope_core::replay`) is drawn; a finished
-    /// request's row ends.
-    fn drawn(phase: replay::Phase) -> Option<Phase> {
-        match phase {
-            replay::Phase::Queued => Some(Phase::Queued),
-            replay::Phase::Prefill => Some(Phase::Prefill),
-            replay::Phase::Decode => Some(Phase::Decode),
-            replay::Phase::Preempted => Some(Phase::Preempted),
-            replay::Phase::Recompute => Some(Phase::Recompute),
-            replay::Phase::Finished => None,
-        }
-    }
 }
 
 /// Every request's timeline, read from the event stream's one per-request
@@ -90,7 +64,7 @@ pub fn request_timelines(events: &[EventRecord]) -> BTreeMap<RequestId, RequestT
         let tl = out.entry(id).or_default();
         let after = replay.phase.get(&id).copied();
         if after != before {
-            if let Some((t0, p)) = before.and_then(|(p, t0)| Some((t0, Phase::drawn(p)?))) {
+            if let Some((p, t0)) = before.filter(|(p, _)| DRAWN.contains(p)) {
                 tl.segments.push((t0, e.t, Some(p)));
             }
         }
@@ -108,10 +82,8 @@ pub fn request_timelines(events: &[EventRecord]) -> BTreeMap<RequestId, RequestT
     // Anything still open ends at the last event.
     let t_end = events.last().map_or(0.0, |e| e.t);
     for (id, tl) in out.iter_mut() {
-        if let Some((p, t0)) = replay.phase.get(id) {
-            if let Some(p) = Phase::drawn(*p) {
-                tl.segments.push((*t0, t_end, Some(p)));
-            }
+        if let Some(&(p, t0)) = replay.phase.get(id).filter(|(p, _)| DRAWN.contains(p)) {
+            tl.segments.push((t0, t_end, Some(p)));
         }
     }
     out
@@ -125,10 +97,8 @@ pub fn timeline_svg(run: &CaseRun, max_requests: usize, lang: Lang) -> String {
     let t_max =
         shown.iter().flat_map(|(_, tl)| tl.segments.iter().map(|s| s.1).chain(tl.end)).fold(0.0, f64::max).max(1e-6);
     let max_blocks = shown.iter().flat_map(|(_, tl)| tl.blocks.iter().map(|b| b.1)).max().unwrap_or(0).max(1);
-    let used: Vec<Phase> = Phase::ALL
-        .into_iter()
-        .filter(|p| shown.iter().any(|(_, tl)| tl.segments.iter().any(|s| s.2 == Some(*p))))
-        .collect();
+    let used: Vec<Phase> =
+        DRAWN.into_iter().filter(|p| shown.iter().any(|(_, tl)| tl.segments.iter().any(|s| s.2 == Some(*p)))).collect();
 
     let (left, right_pad) = (80.0, 90.0);
     let width = 1100.0;
@@ -145,8 +115,8 @@ pub fn timeline_svg(run: &CaseRun, max_requests: usize, lang: Lang) -> String {
     // Legend.
     for (i, p) in used.iter().enumerate() {
         let (lx, ly) = (20.0 + (i % 3) as f64 * 340.0, legend_top + (i / 3) as f64 * 18.0);
-        svg.rect(lx, ly, 18.0, 11.0, p.color(), None, 2.0);
-        svg.text(lx + 24.0, ly + 10.0, p.label(lang), 11.0, Anchor::Start, "#222", false);
+        svg.rect(lx, ly, 18.0, 11.0, color(*p), None, 2.0);
+        svg.text(lx + 24.0, ly + 10.0, label(*p, lang), 11.0, Anchor::Start, "#222", false);
     }
     let i = used.len();
     let (lx, ly) = (20.0 + (i % 3) as f64 * 340.0, legend_top + (i / 3) as f64 * 18.0);
@@ -163,8 +133,8 @@ pub fn timeline_svg(run: &CaseRun, max_requests: usize, lang: Lang) -> String {
         for &(t0, t1, p) in &tl.segments {
             let Some(p) = p else { continue };
             let (x0, x1) = (sx.map(t0), sx.map(t1));
-            let tip = format!("{} {}: {:.4}s → {:.4}s", fill(tx.req, &[id]), p.label(lang), t0, t1);
-            svg.rect_titled(x0, y, (x1 - x0).max(1.0), bar_h, p.color(), &tip);
+            let tip = format!("{} {}: {:.4}s → {:.4}s", fill(tx.req, &[id]), label(p, lang), t0, t1);
+            svg.rect_titled(x0, y, (x1 - x0).max(1.0), bar_h, color(p), &tip);
         }
         // Blocks held: a step line across the bar.
         let map_b = |b: usize| y + bar_h - 1.0 - (b as f64 / max_blocks as f64) * (bar_h - 2.0);

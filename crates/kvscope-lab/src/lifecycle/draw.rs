@@ -130,119 +130,165 @@ fn height_of(lines: &[Line]) -> f64 {
 impl LifecycleGraph {
     /// A self-contained SVG of the state machine, states top to bottom.
     pub fn to_svg(&self, lang: Lang) -> String {
+        let layout = Layout::new(self, lang);
+        let mut svg = Svg::new(WIDTH, layout.height);
+        layout.draw_heading(&mut svg);
+        layout.draw_boxes(&mut svg);
+        layout.draw_arrival(&mut svg);
+        layout.draw_loops(&mut svg);
+        for i in 0..layout.gaps.len() {
+            layout.draw_gap(&mut svg, i);
+        }
+        svg.finish()
+    }
+}
+
+/// The boxes top to bottom.
+const STATES: [State; 4] = [State::Waiting, State::Prefill, State::Decode, State::Finished];
+const EDGE: &str = "#444";
+
+/// A gap between two boxes: its top, its height, the left lane's lines and
+/// the forward arrows' lines.
+type Gap = (f64, f64, Vec<Line>, Vec<Line>);
+
+/// Where everything goes, measured before anything is drawn.
+struct Layout<'a> {
+    g: &'a LifecycleGraph,
+    lang: Lang,
+    tx: &'static FigureText,
+    fwd_max: f64,
+    loop_max: f64,
+    /// Title and legend: baseline, lines, size, bold, colour.
+    heading: Vec<(f64, Vec<String>, f64, bool, &'static str)>,
+    block_table: Vec<Line>,
+    any_preempted: bool,
+    recompute_lines: Vec<Line>,
+    /// Transitions that skip a state (e.g. prefill → finished), drawn on
+    /// the right of the boxes' column, from source to target.
+    skips: Vec<(State, State)>,
+    arrival_lines: Vec<Line>,
+    start_y: f64,
+    box_y: [f64; 4],
+    gaps: Vec<Gap>,
+    height: f64,
+}
+
+impl<'a> Layout<'a> {
+    fn new(g: &'a LifecycleGraph, lang: Lang) -> Layout<'a> {
         let tx = figure_text::of(lang);
-        let states = [State::Waiting, State::Prefill, State::Decode, State::Finished];
-        let fwd_max = WIDTH - 16.0 - FWD_X;
         let loop_max = WIDTH - 16.0 - LOOP_X;
-
-        // The heading.
-        let title = wrap(tx.lifecycle_title, FS, WIDTH - 40.0);
-        let run = if self.run_name.is_empty() { String::new() } else { fill(tx.of_run, &[&self.run_name]) };
-        let legend = wrap(&fill(tx.lifecycle_legend, &[&self.num_events, &run, &self.num_requests]), F, WIDTH - 40.0);
-        let mut y = 20.0 + FS;
-        let mut parts: Vec<(f64, Vec<String>, f64, bool, &str)> = Vec::new();
-        parts.push((y, title.clone(), FS, true, "#111"));
-        y += title.len() as f64 * FS * 1.25;
-        parts.push((y, legend.clone(), F, false, "#444"));
-        y += legend.len() as f64 * LH + 10.0;
-
-        // What goes beside each box (self-loops; the notes) and in each gap
-        // (forward arrows on the right, the preemption lane on the left).
-        let beside = |s: State| -> Vec<Line> {
-            let mut lines = label_lines(&self.between(s, s), lang, loop_max);
-            if s == State::Finished {
-                let notes = vec![
-                    fill(tx.kept_cached, &[&self.released_cached_blocks]),
-                    fill(tx.evicted, &[&self.evicted_blocks]),
-                ];
-                lines.extend(plain(&[tx.block_side.to_string()], true, "#555", loop_max));
-                lines.extend(plain(&notes, false, "#333", loop_max));
-                lines.extend(self.evicted_sites.iter().flat_map(|s| site_lines(s, loop_max)));
-            }
-            lines
+        let mut layout = Layout {
+            g,
+            lang,
+            tx,
+            fwd_max: WIDTH - 16.0 - FWD_X,
+            loop_max,
+            heading: Vec::new(),
+            block_table: Vec::new(),
+            any_preempted: [State::Prefill, State::Decode].iter().any(|&s| !g.between(s, State::Waiting).is_empty()),
+            recompute_lines: Vec::new(),
+            skips: skips(g),
+            arrival_lines: Vec::new(),
+            start_y: 0.0,
+            box_y: [0.0; 4],
+            gaps: Vec::new(),
+            height: 0.0,
         };
-        let block_table: Vec<Line> = {
-            let mut l = plain(&[tx.block_table.to_string()], true, "#5a3d8a", loop_max - 20.0);
-            l.extend(plain(
-                &[tx.block_table_admit.to_string(), tx.block_table_release.to_string()],
-                false,
-                "#333",
-                loop_max - 20.0,
-            ));
-            l
-        };
-        let preempted_from = |s: State| self.between(s, State::Waiting);
-        let any_preempted = [State::Prefill, State::Decode].iter().any(|&s| !preempted_from(s).is_empty());
+        let y = layout.measure_heading();
+        layout.block_table = plain(&[tx.block_table.to_string()], true, "#5a3d8a", loop_max - 20.0);
+        layout.block_table.extend(plain(
+            &[tx.block_table_admit.to_string(), tx.block_table_release.to_string()],
+            false,
+            "#333",
+            loop_max - 20.0,
+        ));
         // The left lane: its heading and the recompute edge between
         // Waiting and Prefill, each preemption beside its source's gap.
-        let recompute_lines: Vec<Line> = {
-            let mut l = plain(&[tx.preempt_recompute.to_string()], true, PREEMPT, LEFT_W);
-            if any_preempted {
-                l.extend(plain(&[fill(tx.recompute_edge, &[&self.readmissions])], false, "#333", LEFT_W));
-            } else {
-                l.extend(plain(&[tx.not_in_run.to_string()], false, "#666", LEFT_W));
-            }
-            l
-        };
-        let left_of_gap = |a: State| -> Vec<Line> {
-            match a {
-                State::Waiting => recompute_lines.clone(),
-                State::Prefill => label_lines(&preempted_from(State::Prefill), lang, LEFT_W),
-                State::Decode => label_lines(&preempted_from(State::Decode), lang, LEFT_W),
-                _ => Vec::new(),
-            }
-        };
-        let right_of_gap = |a: State, b: State| label_lines(&self.between(a, b), lang, fwd_max);
-        // Transitions that skip a state (e.g. prefill → finished) are drawn
-        // on the right of the boxes' column, from source to target.
-        let skips: Vec<(State, State)> = {
-            let mut v: Vec<(State, State)> = Vec::new();
-            for t in &self.transitions {
-                let (fi, ti) = (index(t.from), index(t.to));
-                if t.from != State::Start && ti > fi + 1 && !v.contains(&(t.from, t.to)) {
-                    v.push((t.from, t.to));
-                }
-            }
-            v
-        };
+        layout.recompute_lines = plain(&[tx.preempt_recompute.to_string()], true, PREEMPT, LEFT_W);
+        if layout.any_preempted {
+            layout.recompute_lines.extend(plain(&[fill(tx.recompute_edge, &[&g.readmissions])], false, "#333", LEFT_W));
+        } else {
+            layout.recompute_lines.extend(plain(&[tx.not_in_run.to_string()], false, "#666", LEFT_W));
+        }
+        layout.measure_rows(y);
+        layout
+    }
 
-        // Vertical layout: arrival gap, then box, gap, box, …
-        let arrivals = self.between(State::Start, State::Waiting);
-        let arrival_lines = label_lines(&arrivals, lang, fwd_max);
-        let start_y = y + 10.0;
-        y = start_y + (height_of(&arrival_lines) + 10.0).max(50.0);
-        let mut box_y = [0.0; 4];
-        let mut row_h = [0.0; 4];
-        let mut gaps: Vec<(f64, f64, Vec<Line>, Vec<Line>)> = Vec::new();
-        for (i, &s) in states.iter().enumerate() {
-            box_y[i] = y;
-            let mut side = height_of(&beside(s));
+    /// The title and the legend; returns where the diagram starts.
+    fn measure_heading(&mut self) -> f64 {
+        let tx = self.tx;
+        let title = wrap(tx.lifecycle_title, FS, WIDTH - 40.0);
+        let run = if self.g.run_name.is_empty() { String::new() } else { fill(tx.of_run, &[&self.g.run_name]) };
+        let legend =
+            wrap(&fill(tx.lifecycle_legend, &[&self.g.num_events, &run, &self.g.num_requests]), F, WIDTH - 40.0);
+        let mut y = 20.0 + FS;
+        self.heading.push((y, title.clone(), FS, true, "#111"));
+        y += title.len() as f64 * FS * 1.25;
+        self.heading.push((y, legend.clone(), F, false, "#444"));
+        y + legend.len() as f64 * LH + 10.0
+    }
+
+    /// Vertical layout from `y`: arrival gap, then box, gap, box, …
+    fn measure_rows(&mut self, y: f64) {
+        self.arrival_lines = label_lines(&self.g.between(State::Start, State::Waiting), self.lang, self.fwd_max);
+        self.start_y = y + 10.0;
+        let mut y = self.start_y + (height_of(&self.arrival_lines) + 10.0).max(50.0);
+        for (i, &s) in STATES.iter().enumerate() {
+            self.box_y[i] = y;
+            let mut side = height_of(&self.beside(s));
             if s == State::Prefill {
-                side += height_of(&block_table) + 24.0;
+                side += height_of(&self.block_table) + 24.0;
             }
-            row_h[i] = BH.max(side + 8.0);
-            y += row_h[i];
-            if let Some(&next) = states.get(i + 1) {
-                let mut right = right_of_gap(s, next);
-                for &(a, b) in &skips {
+            y += BH.max(side + 8.0);
+            if let Some(&next) = STATES.get(i + 1) {
+                let mut right = label_lines(&self.g.between(s, next), self.lang, self.fwd_max);
+                for &(a, b) in &self.skips {
                     if a == s {
-                        right.extend(label_lines(&self.between(a, b), lang, fwd_max));
+                        right.extend(label_lines(&self.g.between(a, b), self.lang, self.fwd_max));
                     }
                 }
-                let left = left_of_gap(s);
+                let left = self.left_of_gap(s);
                 let h = (height_of(&right).max(height_of(&left)) + 24.0).max(60.0);
-                gaps.push((y, h, left, right));
+                self.gaps.push((y, h, left, right));
                 y += h;
             }
         }
-        let height = y + 20.0;
+        self.height = y + 20.0;
+    }
 
-        let mut svg = Svg::new(WIDTH, height);
-        for (yy, lines, size, bold, color) in &parts {
+    /// What goes beside a box: its self-loops and, beside Finished, the
+    /// block-level notes.
+    fn beside(&self, s: State) -> Vec<Line> {
+        let (tx, g, loop_max) = (self.tx, self.g, self.loop_max);
+        let mut lines = label_lines(&g.between(s, s), self.lang, loop_max);
+        if s == State::Finished {
+            let notes =
+                vec![fill(tx.kept_cached, &[&g.released_cached_blocks]), fill(tx.evicted, &[&g.evicted_blocks])];
+            lines.extend(plain(&[tx.block_side.to_string()], true, "#555", loop_max));
+            lines.extend(plain(&notes, false, "#333", loop_max));
+            lines.extend(g.evicted_sites.iter().flat_map(|s| site_lines(s, loop_max)));
+        }
+        lines
+    }
+
+    /// The left lane beside the gap below `a`.
+    fn left_of_gap(&self, a: State) -> Vec<Line> {
+        match a {
+            State::Waiting => self.recompute_lines.clone(),
+            State::Prefill | State::Decode => label_lines(&self.g.between(a, State::Waiting), self.lang, LEFT_W),
+            _ => Vec::new(),
+        }
+    }
+
+    fn draw_heading(&self, svg: &mut Svg) {
+        for (yy, lines, size, bold, color) in &self.heading {
             for (i, l) in lines.iter().enumerate() {
                 svg.text(20.0, yy + i as f64 * size * 1.25, l, *size, Anchor::Start, color, *bold);
             }
         }
+    }
+
+    fn draw_boxes(&self, svg: &mut Svg) {
         let colors = |s: State| match s {
             State::Waiting => "#fde9c9",
             State::Prefill => "#cfe3fb",
@@ -250,125 +296,154 @@ impl LifecycleGraph {
             State::Finished => "#e4e4e4",
             State::Start => "#fff",
         };
-        for (i, &s) in states.iter().enumerate() {
-            let by = box_y[i];
+        for (i, &s) in STATES.iter().enumerate() {
+            let by = self.box_y[i];
             svg.raw(&format!(r#"<g class="state" data-state="{}">"#, s.name()));
             svg.rect(BOX_X, by, BW, BH, colors(s), Some("#555"), 10.0);
-            let (name, note) = state_text(s, tx);
+            let (name, note) = state_text(s, self.tx);
             svg.text(CX, by + 12.0 + FS, name, FS, Anchor::Middle, "#111", true);
             svg.text(CX, by + 20.0 + FS + LH, note, F, Anchor::Middle, "#333", false);
             svg.raw("</g>");
         }
-        let edge = "#444";
-        let idx = |s: State| index(s);
-        // Arrival: a dot above Waiting.
-        if !arrivals.is_empty() {
-            svg.circle(CX, start_y, 8.0, "#111");
-            open_edge(&mut svg, State::Start, State::Waiting);
-            svg.arrow(CX, start_y + 9.0, CX, box_y[0] - 2.0, edge, 1.8);
-            draw_lines(&mut svg, FWD_X, start_y + F, &arrival_lines);
+    }
+
+    /// Arrival: a dot above Waiting.
+    fn draw_arrival(&self, svg: &mut Svg) {
+        if !self.g.between(State::Start, State::Waiting).is_empty() {
+            svg.circle(CX, self.start_y, 8.0, "#111");
+            open_edge(svg, State::Start, State::Waiting);
+            svg.arrow(CX, self.start_y + 9.0, CX, self.box_y[0] - 2.0, EDGE, 1.8);
+            draw_lines(svg, FWD_X, self.start_y + F, &self.arrival_lines);
             svg.raw("</g>");
         }
-        // Self-loops on the boxes' right, labels beside them.
-        for (i, &s) in states.iter().enumerate() {
-            let lines = beside(s);
-            let by = box_y[i];
-            let ts = self.between(s, s);
+    }
+
+    /// Self-loops on the boxes' right, labels beside them; the block table
+    /// beside Prefill.
+    fn draw_loops(&self, svg: &mut Svg) {
+        for (i, &s) in STATES.iter().enumerate() {
+            let lines = self.beside(s);
+            let by = self.box_y[i];
+            let ts = self.g.between(s, s);
             if !ts.is_empty() {
                 let x = BOX_X + BW;
                 let (y1, y2) = (by + BH * 0.25, by + BH * 0.75);
-                open_edge(&mut svg, s, s);
+                open_edge(svg, s, s);
                 svg.path(
                     &format!("M{x},{y1} C{},{} {},{} {},{y2}", x + 45.0, y1 - 10.0, x + 45.0, y2 + 10.0, x + 2.0),
-                    edge,
+                    EDGE,
                     1.8,
                     true,
                     None,
                 );
-                let own = label_lines(&ts, lang, loop_max);
-                draw_lines(&mut svg, LOOP_X, by + F, &own);
+                let own = label_lines(&ts, self.lang, self.loop_max);
+                draw_lines(svg, LOOP_X, by + F, &own);
                 svg.raw("</g>");
-                draw_lines(&mut svg, LOOP_X, by + F + height_of(&own), &lines[own.len()..]);
+                draw_lines(svg, LOOP_X, by + F + height_of(&own), &lines[own.len()..]);
             } else {
-                draw_lines(&mut svg, LOOP_X, by + F, &lines);
+                draw_lines(svg, LOOP_X, by + F, &lines);
             }
             if s == State::Prefill {
-                // The block table, bound to the request id at admission.
-                let top = by + height_of(&lines) + 12.0;
-                let h = height_of(&block_table) + 10.0;
-                svg.raw(r#"<g class="link" data-link="block_table">"#);
-                svg.rect(LOOP_X - 8.0, top, loop_max + 8.0, h, "#f1ebfa", Some("#5a3d8a"), 6.0);
-                svg.path(
-                    &format!("M{},{} L{},{}", BOX_X + BW, by + BH - 8.0, LOOP_X - 8.0, top + h / 2.0),
-                    "#5a3d8a",
-                    1.6,
-                    false,
-                    Some("5,4"),
-                );
-                draw_lines(&mut svg, LOOP_X, top + F + 2.0, &block_table);
-                svg.raw("</g>");
+                self.draw_block_table(svg, by, height_of(&lines));
             }
         }
-        // Forward neighbours down the middle, labels on the right; the
-        // left lane beside each gap.
-        for (i, (gy, _, left, _)) in gaps.iter().enumerate() {
-            let (a, b) = (states[i], states[i + 1]);
-            let ts = self.between(a, b);
-            let (y1, y2) = (box_y[i] + BH, box_y[i + 1]);
-            let mut drawn_right = 0;
-            if !ts.is_empty() {
-                open_edge(&mut svg, a, b);
-                svg.arrow(CX, y1 + 2.0, CX, y2 - 2.0, edge, 1.8);
-                let own = label_lines(&ts, lang, fwd_max);
-                drawn_right = own.len();
-                draw_lines(&mut svg, FWD_X, gy + 12.0 + F, &own);
+    }
+
+    /// The block table, bound to the request id at admission.
+    fn draw_block_table(&self, svg: &mut Svg, by: f64, beside_height: f64) {
+        let top = by + beside_height + 12.0;
+        let h = height_of(&self.block_table) + 10.0;
+        svg.raw(r#"<g class="link" data-link="block_table">"#);
+        svg.rect(LOOP_X - 8.0, top, self.loop_max + 8.0, h, "#f1ebfa", Some("#5a3d8a"), 6.0);
+        svg.path(
+            &format!("M{},{} L{},{}", BOX_X + BW, by + BH - 8.0, LOOP_X - 8.0, top + h / 2.0),
+            "#5a3d8a",
+            1.6,
+            false,
+            Some("5,4"),
+        );
+        draw_lines(svg, LOOP_X, top + F + 2.0, &self.block_table);
+        svg.raw("</g>");
+    }
+
+    /// The gap below box `i`: forward neighbours down the middle, labels on
+    /// the right, skipping arrows, the left lane.
+    fn draw_gap(&self, svg: &mut Svg, i: usize) {
+        let (gy, _, left, _) = &self.gaps[i];
+        let (a, b) = (STATES[i], STATES[i + 1]);
+        let ts = self.g.between(a, b);
+        let (y1, y2) = (self.box_y[i] + BH, self.box_y[i + 1]);
+        let mut drawn_right = 0;
+        if !ts.is_empty() {
+            open_edge(svg, a, b);
+            svg.arrow(CX, y1 + 2.0, CX, y2 - 2.0, EDGE, 1.8);
+            let own = label_lines(&ts, self.lang, self.fwd_max);
+            drawn_right = own.len();
+            draw_lines(svg, FWD_X, gy + 12.0 + F, &own);
+            svg.raw("</g>");
+        }
+        // Skipping arrows (a → beyond b) on the right of the column.
+        let mut yy = gy + 12.0 + F + drawn_right as f64 * LH;
+        for &(sa, sb) in self.skips.iter().filter(|(sa, _)| *sa == a) {
+            let own = label_lines(&self.g.between(sa, sb), self.lang, self.fwd_max);
+            let x = BOX_X + BW - 20.0;
+            open_edge(svg, sa, sb);
+            svg.arrow(x, y1 + 2.0, x, self.box_y[index(sb) - 1] - 2.0, EDGE, 1.6);
+            draw_lines(svg, FWD_X, yy, &own);
+            svg.raw("</g>");
+            yy += height_of(&own);
+        }
+        self.draw_left_lane(svg, i, *gy, left);
+    }
+
+    /// The left lane beside the gap below box `i`: the recompute edge, or
+    /// a preemption's arc back to Waiting.
+    fn draw_left_lane(&self, svg: &mut Svg, i: usize, gy: f64, left: &[Line]) {
+        let a = STATES[i];
+        let (y1, y2) = (self.box_y[i] + BH, self.box_y[i + 1]);
+        match a {
+            State::Waiting => {
+                // Readmission: prefill recomputes the KV it lost.
+                let x = BOX_X + 40.0;
+                let (color, dash) = if self.any_preempted { (PREEMPT, Some("7,4")) } else { ("#999", Some("3,4")) };
+                svg.raw(r#"<g class="link" data-link="recompute">"#);
+                svg.path(&format!("M{x},{} L{x},{}", y1 + 2.0, y2 - 2.0), color, 1.8, true, dash);
+                draw_lines(svg, LEFT_X, gy + 12.0 + F, left);
                 svg.raw("</g>");
             }
-            // Skipping arrows (a → beyond b) on the right of the column.
-            let mut yy = gy + 12.0 + F + drawn_right as f64 * LH;
-            for &(sa, sb) in skips.iter().filter(|(sa, _)| *sa == a) {
-                let own = label_lines(&self.between(sa, sb), lang, fwd_max);
-                let x = BOX_X + BW - 20.0;
-                open_edge(&mut svg, sa, sb);
-                svg.arrow(x, y1 + 2.0, x, box_y[idx(sb) - 1] - 2.0, edge, 1.6);
-                draw_lines(&mut svg, FWD_X, yy, &own);
-                svg.raw("</g>");
-                yy += height_of(&own);
-            }
-            // The left lane.
-            match a {
-                State::Waiting => {
-                    // Readmission: prefill recomputes the KV it lost.
-                    let x = BOX_X + 40.0;
-                    let (color, dash) = if any_preempted { (PREEMPT, Some("7,4")) } else { ("#999", Some("3,4")) };
-                    svg.raw(r#"<g class="link" data-link="recompute">"#);
-                    svg.path(&format!("M{x},{} L{x},{}", y1 + 2.0, y2 - 2.0), color, 1.8, true, dash);
-                    draw_lines(&mut svg, LEFT_X, gy + 12.0 + F, left);
+            State::Prefill | State::Decode => {
+                let ts = self.g.between(a, State::Waiting);
+                let depth = if a == State::Prefill { 30.0 } else { 60.0 };
+                let wy = self.box_y[0] + BH * if a == State::Prefill { 0.4 } else { 0.7 };
+                let (sy, x) = (self.box_y[i] + BH * 0.5, BOX_X);
+                let arc = format!("M{x},{sy} C{},{sy} {},{wy} {},{wy}", x - depth, x - depth, x - 2.0);
+                if !ts.is_empty() {
+                    open_edge(svg, a, State::Waiting);
+                    svg.path(&arc, PREEMPT, 1.8, true, None);
+                    draw_lines(svg, LEFT_X, gy + 12.0 + F, left);
+                    svg.raw("</g>");
+                } else if !self.any_preempted && a == State::Decode {
+                    // The path a preemption would take, drawn faint.
+                    svg.raw(r#"<g class="link" data-link="preemption">"#);
+                    svg.path(&arc, "#999", 1.4, true, Some("3,4"));
                     svg.raw("</g>");
                 }
-                State::Prefill | State::Decode => {
-                    let ts = preempted_from(a);
-                    let depth = if a == State::Prefill { 30.0 } else { 60.0 };
-                    let (sy, wy) = (box_y[i] + BH * 0.5, box_y[0] + BH * if a == State::Prefill { 0.4 } else { 0.7 });
-                    let x = BOX_X;
-                    let arc = format!("M{x},{sy} C{},{sy} {},{wy} {},{wy}", x - depth, x - depth, x - 2.0);
-                    if !ts.is_empty() {
-                        open_edge(&mut svg, a, State::Waiting);
-                        svg.path(&arc, PREEMPT, 1.8, true, None);
-                        draw_lines(&mut svg, LEFT_X, gy + 12.0 + F, left);
-                        svg.raw("</g>");
-                    } else if !any_preempted && a == State::Decode {
-                        // The path a preemption would take, drawn faint.
-                        svg.raw(r#"<g class="link" data-link="preemption">"#);
-                        svg.path(&arc, "#999", 1.4, true, Some("3,4"));
-                        svg.raw("</g>");
-                    }
-                }
-                _ => {}
             }
+            _ => {}
         }
-        svg.finish()
     }
+}
+
+/// Transitions that skip a state, each pair once, in the order first taken.
+fn skips(g: &LifecycleGraph) -> Vec<(State, State)> {
+    let mut v: Vec<(State, State)> = Vec::new();
+    for t in &g.transitions {
+        let (fi, ti) = (index(t.from), index(t.to));
+        if t.from != State::Start && ti > fi + 1 && !v.contains(&(t.from, t.to)) {
+            v.push((t.from, t.to));
+        }
+    }
+    v
 }
 
 /// The state's place top to bottom.
