@@ -14,11 +14,15 @@ pub mod host_memory;
 pub mod kernels;
 pub mod kv_storage;
 pub mod llama;
+pub mod loaded;
 pub mod model;
+pub mod model_args;
 pub mod quant;
 pub mod sampler;
 pub mod teacher_forcing;
 pub mod tokenizer;
 
 pub use executor::ModelExecutor;
+pub use loaded::{LoadError, LoadedModel};
 pub use model::Model;
+pub use model_args::ModelArgs;
