@@ -1,6 +1,7 @@
-//! One check of an engine configuration, run by every command before it
-//! allocates a KV pool or loads a model, and the named defaults every
-//! command starts from.
+//! The engine configuration ([`EngineConfig`]: one value the engine and
+//! its executor are both built from), its one check, run by every command
+//! before it allocates a KV pool or loads a model, and the named defaults
+//! every command starts from.
 //!
 //! A configuration that is accepted must be able to run a request to the
 //! end: a zero limit makes every step empty (the engine spins, the lab's
@@ -11,7 +12,7 @@
 //! the message gives both spellings.
 
 use crate::block_manager::PoolConfig;
-use crate::engine::EngineConfig;
+use crate::kv_geometry::KvGeometry;
 use crate::scheduler::SchedulerConfig;
 
 /// Token slots per KV block when a command is not told otherwise: vLLM's
@@ -35,19 +36,14 @@ pub const VLLM_MAX_NUM_BATCHED_TOKENS: usize = 8192;
 /// 256); larger blocks only waste KV at every sequence's tail.
 pub const MAX_BLOCK_SIZE: usize = 256;
 
-/// How a KV store is laid out: what the engine's pool and an executor's
-/// storage must agree on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KvGeometry {
-    pub num_blocks: usize,
-    /// Token slots per block.
-    pub block_size: usize,
-}
-
-impl std::fmt::Display for KvGeometry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} blocks of {} tokens", self.num_blocks, self.block_size)
-    }
+/// Everything an engine is configured by; serialised as it is into the
+/// artifacts that describe a run.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EngineConfig {
+    pub scheduler: SchedulerConfig,
+    pub pool: PoolConfig,
+    /// Token ids must be below this (when known).
+    pub vocab_size: Option<usize>,
 }
 
 /// Why a configuration could never work.

@@ -10,7 +10,7 @@
 use crate::block_manager::{BlockManager, PoolConfig};
 use crate::block_manager_api::KvBlockManager;
 use crate::clock::Clock;
-use crate::config::ConfigError;
+use crate::config::{ConfigError, EngineConfig};
 use crate::events::{EventLog, FinishReason, KvEvent, Observer, ReleaseReason, StepSnapshot};
 use crate::executor::{BatchOutput, Executor, ExecutorError, PromptLogprob, SampledToken};
 use crate::ids::{RequestId, Seconds, TokenId};
@@ -25,16 +25,6 @@ use crate::sequence::{Sequence, SequenceStatus};
 pub(crate) struct StepStart {
     t: Seconds,
     live: usize,
-}
-
-/// Everything an engine is configured by; serialised as it is into the
-/// artifacts that describe a run.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EngineConfig {
-    pub scheduler: SchedulerConfig,
-    pub pool: PoolConfig,
-    /// Token ids must be below this (when known).
-    pub vocab_size: Option<usize>,
 }
 
 /// Why a request was refused at submission. Refusing early is the point: a

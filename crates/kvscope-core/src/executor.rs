@@ -5,8 +5,8 @@
 //! block table); the executor only writes and reads KV at those places and
 //! samples. It never decides block ownership.
 
-use crate::config::KvGeometry;
 use crate::ids::{BlockId, RequestId, Seconds, TokenId};
+use crate::kv_geometry::KvGeometry;
 use crate::request::SamplingParams;
 use std::sync::Arc;
 

@@ -42,6 +42,7 @@ mod holders;
 pub mod ids;
 mod invariants;
 pub mod kv_dtype;
+pub mod kv_geometry;
 mod pool;
 pub mod prefix_hash;
 pub mod probe;
@@ -61,8 +62,8 @@ pub mod testing;
 pub use block_manager::{BlockManager, PoolConfig};
 pub use block_manager_api::KvBlockManager;
 pub use clock::{Clock, SimClock, WallClock};
-pub use config::{ConfigError, KvGeometry, DEFAULT_BLOCK_SIZE, VLLM_MAX_NUM_BATCHED_TOKENS, VLLM_MAX_NUM_SEQS};
-pub use engine::{Engine, EngineConfig, StepOutcome, SubmitError};
+pub use config::{ConfigError, EngineConfig, DEFAULT_BLOCK_SIZE, VLLM_MAX_NUM_BATCHED_TOKENS, VLLM_MAX_NUM_SEQS};
+pub use engine::{Engine, StepOutcome, SubmitError};
 pub use events::{
     DecodeRunReport, EventRecord, FinishReason, KvEvent, Observer, ReleaseReason, StallReason, StepSnapshot,
 };
@@ -72,6 +73,7 @@ pub use executor::{
 };
 pub use ids::{BlockId, RequestId, Seconds, TokenId};
 pub use kv_dtype::KvDtype;
+pub use kv_geometry::KvGeometry;
 pub use prompt::{Prompt, RandomTokens};
 pub use request::{Request, SamplingParams};
 pub use scheduler::{Scheduler, SchedulerConfig};

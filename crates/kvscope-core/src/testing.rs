@@ -8,9 +8,9 @@
 //! without a model.
 
 use crate::block_manager::PoolConfig;
-use crate::config::KvGeometry;
 use crate::executor::{BatchOutput, Executor, ExecutorError, PromptLogprob, SampledToken, ScheduledBatch};
 use crate::ids::TokenId;
+use crate::kv_geometry::KvGeometry;
 
 /// The paged test executor (see the module docs).
 pub struct PagedTokenExecutor {

@@ -14,7 +14,9 @@ pub mod host_memory;
 pub mod kernels;
 pub mod kv_storage;
 pub mod llama;
+pub mod loaded;
 pub mod model;
+pub mod model_args;
 pub mod quant;
 pub mod sampler;
 pub mod teacher_forcing;
@@ -23,4 +25,6 @@ mod test_blocks;
 pub mod tokenizer;
 
 pub use executor::ModelExecutor;
+pub use loaded::{LoadError, LoadedModel};
 pub use model::Model;
+pub use model_args::ModelArgs;

@@ -93,15 +93,11 @@ pub struct ServeArgs {
     /// Turn prefix caching off.
     #[arg(long)]
     pub no_prefix_caching: bool,
-    /// Linear-layer numerics of the real model: `int8` (fast, default) or
-    /// `f32` (the reference path).
-    #[arg(long, default_value = "int8")]
-    pub kernels: kvscope_model::kernels::Kernels,
-    /// How the KV cache stores K and V: `f16` (default), `int8` or `f32`
-    /// (vLLM spells it --kv-cache-dtype, also accepted). Decides how many
-    /// tokens `--kv-blocks` blocks cost in memory.
-    #[arg(long, alias = "kv-cache-dtype", default_value_t = kvscope_model::kv_storage::DEFAULT_KV_DTYPE)]
-    pub kv_dtype: kvscope_core::KvDtype,
+    /// `--model`, `--kernels` and `--kv-dtype` (vLLM's --kv-cache-dtype
+    /// also accepted; it decides how many tokens `--kv-blocks` blocks cost
+    /// in memory): the group every command that runs the model shares.
+    #[command(flatten)]
+    pub model: kvscope_model::ModelArgs,
     /// Most prompt tokens one request's prefill takes per step while others
     /// wait or run (vLLM's long_prefill_token_threshold; 0: no cap). Short
     /// requests are then admitted between a long prompt's chunks.
@@ -166,7 +162,8 @@ impl ServeArgs {
     /// model loads: the address and the engine limits (with stand-in model
     /// facts that pass their own checks).
     pub fn check(&self) -> anyhow::Result<()> {
-        kvscope_model::kv_storage::check_cpu_dtype(self.kv_dtype)?;
+        // The KV-format check every command that runs the model makes.
+        self.model.check_kv_dtype()?;
         self.config(1, 1, 0).map(|_| ())
     }
 }

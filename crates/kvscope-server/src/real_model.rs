@@ -8,7 +8,7 @@ use kvscope_core::{KvDtype, TokenId};
 use kvscope_model::chat_template::{self, ChatTemplate};
 use kvscope_model::kernels::Kernels;
 use kvscope_model::tokenizer::Tokenizer;
-use kvscope_model::{Model, ModelExecutor};
+use kvscope_model::{LoadedModel, ModelArgs, ModelExecutor};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -96,30 +96,33 @@ pub struct Loaded {
     pub make_executor: Box<dyn FnOnce() -> anyhow::Result<ModelExecutor> + Send>,
 }
 
-/// Loads the model at `path` (the default model, fetched if needed, when
-/// `None`) and sizes the server after `args`.
+/// Loads the model `args.model` names (`path`, a file given apart from
+/// the flags, wins over `--model`; the default model, fetched if needed,
+/// when neither) through the one model loader, and sizes the server after
+/// `args`.
 pub fn load(args: &ServeArgs, path: Option<&Path>) -> anyhow::Result<Loaded> {
-    let path = kvscope_model::fetch::resolve_model(path)?;
-    let Model { llama, tokenizer, chat_template, .. } = Model::load_with(&path, args.kernels)?;
-    let kernels = llama.kernels();
-    let llama = Arc::new(llama);
-    let cfg = llama.config().clone();
-    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "kvscope".into());
-    let bytes_per_block = (kvscope_model::kv_storage::bytes_per_token(&cfg, args.kv_dtype) * args.block_size) as u64;
-    let config = args.config(cfg.context_length, tokenizer.vocab_size(), bytes_per_block)?;
+    let model_args =
+        ModelArgs { model: path.map(Path::to_path_buf).or_else(|| args.model.model.clone()), ..args.model.clone() };
+    let model = LoadedModel::load(&model_args)?;
+    let kernels = model.llama.kernels();
+    let cfg = model.llama.config().clone();
+    let name = model.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "kvscope".into());
+    let bytes_per_block = model.kv_bytes_per_token() * args.block_size as u64;
+    let config = args.config(cfg.context_length, model.tokenizer.vocab_size(), bytes_per_block)?;
     config.engine.validate_within(kvscope_model::host_memory::available_bytes())?;
-    let text = Arc::new(ModelText::new(name, tokenizer, chat_template, cfg.context_length, kernels, args.kv_dtype));
-    let (dtype, pool) = (args.kv_dtype, config.engine.pool.clone());
-    let make_executor = Box::new(move || Ok(ModelExecutor::for_pool(llama, dtype, &pool, 0)?));
+    let LoadedModel { llama, tokenizer, chat_template, kv_dtype, .. } = model;
+    let text = Arc::new(ModelText::new(name, tokenizer, chat_template, cfg.context_length, kernels, kv_dtype));
+    // The executor is laid out from the engine configuration's pool.
+    let pool = config.engine.pool.clone();
+    let make_executor = Box::new(move || Ok(ModelExecutor::for_pool(llama, kv_dtype, &pool, 0)?));
     Ok(Loaded { config, text, make_executor })
 }
 
 /// `kvscope serve`: loads the model and serves until the process ends.
-pub async fn serve_model(args: &ServeArgs, path: Option<&Path>) -> anyhow::Result<()> {
+pub async fn serve_model(args: &ServeArgs) -> anyhow::Result<()> {
     // A bad flag is refused before the model loads.
     args.check()?;
     let args = args.clone();
-    let path = path.map(Path::to_path_buf);
-    let loaded = tokio::task::spawn_blocking(move || load(&args, path.as_deref())).await??;
+    let loaded = tokio::task::spawn_blocking(move || load(&args, None)).await??;
     crate::serve(loaded.config, loaded.text, loaded.make_executor).await
 }

@@ -4,13 +4,13 @@
 //! the prompt phase; S_TG = C·O / time of the generation phase — the same
 //! definitions as llama-batched-bench, so the figures compare directly.
 
-use crate::real_model::LoadedModel;
-use crate::ModelArg;
 use anyhow::Context;
 use kvscope_core::{
     Clock, Engine, EngineConfig, PoolConfig, RequestId, SamplingParams, SchedulerConfig, WallClock, DEFAULT_BLOCK_SIZE,
 };
 use kvscope_experiment::workload::{CaseSpec, PromptSource, Scale};
+use kvscope_model::LoadedModel;
+use kvscope_model::ModelArgs;
 use serde::Serialize;
 
 // Parsed once per process: the size of the larger variant does not matter.
@@ -55,7 +55,7 @@ pub struct ThroughputArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub model: ModelArg,
+    pub model: ModelArgs,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -88,7 +88,7 @@ fn serve_bench(args: ServeBenchArgs) -> anyhow::Result<()> {
     let requests = match &args.lab_workload {
         Some(name) => {
             // The lab's prompts are tokenized with the served model's tokenizer.
-            let model = LoadedModel::load(&crate::ModelArg { model: args.tokenizer.clone(), ..Default::default() })?;
+            let model = LoadedModel::load(&ModelArgs { model: args.tokenizer.clone(), ..Default::default() })?;
             let scale = if args.quick { Scale::Quick } else { Scale::Lab };
             let spec = CaseSpec::named(name, scale, 0, 2026).expect("clap checked the name");
             let tokenize = |t: &str| model.tokenizer.encode(t).unwrap_or_default();

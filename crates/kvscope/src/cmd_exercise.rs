@@ -2,11 +2,11 @@
 //! student's own block manager, written from a skeleton and graded on the
 //! real model.
 
-use crate::real_model::LoadedModel;
-use crate::ModelArg;
 use kvscope_exercise::grade::{grade, GradeConfig, GradingBackend};
 use kvscope_exercise::HostConfig;
 use kvscope_model::executor::ModelExecutor;
+use kvscope_model::LoadedModel;
+use kvscope_model::ModelArgs;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ pub struct CheckArgs {
     #[arg(long, default_value_t = 5.0, value_parser = positive_seconds)]
     pub call_timeout: f64,
     #[command(flatten)]
-    pub model: ModelArg,
+    pub model: ModelArgs,
 }
 
 pub fn run(cmd: ExerciseCommand) -> anyhow::Result<()> {

@@ -1,13 +1,13 @@
 //! `kvscope generate`: one prompt through the real engine (the same
 //! scheduler, paged KV and executor the lab and the server use).
 
-use crate::real_model::LoadedModel;
-use crate::ModelArg;
 use anyhow::{bail, Context};
 use kvscope_core::{
     Clock, Engine, EngineConfig, PoolConfig, RequestId, SamplingParams, SchedulerConfig, WallClock, DEFAULT_BLOCK_SIZE,
 };
 use kvscope_model::chat_template::ChatMessage;
+use kvscope_model::LoadedModel;
+use kvscope_model::ModelArgs;
 use std::io::Write;
 
 #[derive(clap::Args, Debug)]
@@ -35,7 +35,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub model: ModelArg,
+    pub model: ModelArgs,
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {

@@ -2,8 +2,6 @@
 
 use crate::lab_backends::{RealBackend, SimBackend};
 use crate::machine::{commit, cpu_flags, machine_description, ram, today, LoadSampler};
-use crate::real_model::LoadedModel;
-use crate::ModelArg;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use kvscope_exercise::HostConfig;
@@ -15,6 +13,8 @@ use kvscope_lab::failure::FailurePlan;
 use kvscope_lab::knob_sweep::KnobSweep;
 use kvscope_lab::lab::{run_lab, run_one, LabConfig, LabResults};
 use kvscope_lab::report::{Environment, Lang, ReportContext, StudentBlockManager};
+use kvscope_model::LoadedModel;
+use kvscope_model::ModelArgs;
 use kvscope_sim::SimConfig;
 use std::path::{Path, PathBuf};
 
@@ -125,7 +125,7 @@ pub struct LabArgs {
     #[arg(long, value_name = "FILE.py")]
     pub block_manager: Option<PathBuf>,
     #[command(flatten)]
-    pub model: ModelArg,
+    pub model: ModelArgs,
     #[command(flatten)]
     pub target: crate::cmd_lab_target::TargetArgs,
 }

@@ -61,11 +61,12 @@ pub struct SimArgs {
     /// Turn the prefix cache off (vLLM's --no-enable-prefix-caching).
     #[arg(long)]
     pub no_prefix_caching: bool,
-    /// How the KV cache stores K and V: f32, f16, bf16, int8 or fp8
-    /// (default: the preset's own — bf16 on the GPU presets, the CPU
-    /// engine's f16 for smollm2-135m). The pool's token count follows.
-    #[arg(long, alias = "kv-cache-dtype")]
-    pub kv_dtype: Option<kvscope_core::KvDtype>,
+    /// `--kv-dtype` (f32, f16, bf16, int8 or fp8 on a preset; default: the
+    /// preset's own, bf16 on the GPU presets, the CPU engine's f16 for
+    /// smollm2-135m; the pool's token count follows), and for `--calibrate`
+    /// the model and kernels that are timed.
+    #[command(flatten)]
+    pub model: kvscope_model::ModelArgs,
     /// Write capacity.csv/json, stats.csv and report.md (labelled
     /// simulated) here, in the lab's schema.
     #[arg(long)]
@@ -158,7 +159,7 @@ impl Simulation {
 
 pub fn run(args: SimArgs) -> anyhow::Result<()> {
     if args.calibrate {
-        return crate::sim_calibrate::run();
+        return crate::sim_calibrate::run(&args.model);
     }
     if let Some(n) = args.num_requests {
         anyhow::ensure!(
@@ -169,7 +170,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.burstiness > 0.0, "--burstiness must be > 0, got {}", args.burstiness);
     let mut config = SimConfig::from_names(&args.model_preset, &args.hardware)?;
     config.enable_prefix_caching = !args.no_prefix_caching;
-    if let Some(dtype) = args.kv_dtype {
+    if let Some(dtype) = args.model.kv_dtype {
         config.model = config.model.with_kv_dtype(dtype);
     }
     let plan = config.pool_plan()?;

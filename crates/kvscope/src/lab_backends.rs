@@ -3,13 +3,13 @@
 //! default model, with its tokenizer, or any model and hardware preset,
 //! with synthetic prompts and the GPU's own KV pool.
 
-use crate::real_model::LoadedModel;
 use anyhow::Context;
 use kvscope_core::{KvBlockManager, KvDtype, PoolConfig, SimClock, TokenId, WallClock};
 use kvscope_exercise::checker::Checker;
 use kvscope_exercise::{HostConfig, PyBlockManager};
 use kvscope_lab::backend::{BackendInfo, LabBackend, NextToken};
 use kvscope_model::executor::ModelExecutor;
+use kvscope_model::LoadedModel;
 use kvscope_sim::{default_calibration_path, CalibrationFile, CostModel, SimConfig, SimExecutor};
 use std::sync::{Arc, Mutex};
 
@@ -65,7 +65,7 @@ impl LabBackend for RealBackend {
     }
 
     fn set_kv_dtype(&mut self, dtype: KvDtype) -> Result<(), String> {
-        crate::real_model::check_kv_dtype(dtype).map_err(|e| e.to_string())?;
+        kvscope_model::kv_storage::check_cpu_dtype(dtype).map_err(|e| e.to_string())?;
         self.model.kv_dtype = dtype;
         Ok(())
     }

@@ -14,11 +14,9 @@ mod cmd_sim;
 mod lab_backends;
 mod machine;
 mod preflight;
-mod real_model;
 mod sim_calibrate;
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(name = "kvscope", version, about = "An LLM inference engine that makes the KV cache visible as state")]
@@ -62,33 +60,5 @@ fn main() -> anyhow::Result<()> {
         Command::Sim(args) => cmd_sim::run(args),
         Command::Bench(cmd) => cmd_bench::run(cmd),
         Command::Exercise(cmd) => cmd_exercise::run(cmd),
-    }
-}
-
-/// `--model PATH`, `--kernels` and `--kv-dtype` as every command that runs
-/// the real model spells them.
-#[derive(clap::Args, Clone, Debug, Default)]
-pub struct ModelArg {
-    /// A GGUF file to use instead of the default model.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Linear-layer numerics: `int8` (the fast engine: int8 activations ×
-    /// stored Q4_1/Q8_0 weights) or `f32` (dequantized weights, f32 FMAs:
-    /// the reference path).
-    #[arg(long, default_value = "int8")]
-    pub kernels: kvscope_model::kernels::Kernels,
-    /// How the KV cache stores K and V: `f16` (the default: half the bytes
-    /// of f32), `int8` (a quarter, plus one scale per token and head) or
-    /// `f32` (exact: the reference path). A pool holds bytes ÷ bytes per
-    /// token tokens. (With `lab --executor sim --model-preset`, also bf16 or
-    /// fp8; the preset's own bf16 when not given.)
-    #[arg(long, alias = "kv-cache-dtype")]
-    pub kv_dtype: Option<kvscope_core::KvDtype>,
-}
-
-impl ModelArg {
-    /// `--kv-dtype`, or the CPU engine's default.
-    pub fn kv_dtype(&self) -> kvscope_core::KvDtype {
-        self.kv_dtype.unwrap_or(kvscope_model::kv_storage::DEFAULT_KV_DTYPE)
     }
 }

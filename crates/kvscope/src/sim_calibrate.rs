@@ -10,12 +10,12 @@
 
 use crate::lab_backends::RealBackend;
 use crate::machine::machine_description;
-use crate::real_model::LoadedModel;
 use kvscope_core::{Engine, EngineConfig, WallClock};
 use kvscope_experiment::driver::{run_engine, RunOptions};
 use kvscope_experiment::workload::{standard_cases, CaseSpec, PromptSource, Scale};
 use kvscope_lab::backend::LabBackend;
 use kvscope_lab::lab::LabConfig;
+use kvscope_model::LoadedModel;
 use kvscope_sim::{
     calibrate, default_calibration_path, fit, CalibrationFile, CalibrationPlan, HeldOutCheck, StepSample, StepTimer,
 };
@@ -28,8 +28,10 @@ const HELD_OUT_CASE: &str = "mixed_ctx";
 /// Not the lab's default seed: other draws from the same workloads.
 const SEED: u64 = 7;
 
-pub fn run() -> anyhow::Result<()> {
-    let model = LoadedModel::load(&crate::ModelArg::default())?;
+/// Times the model `args` name (the default model, int8 kernels, f16 KV
+/// unless told otherwise).
+pub fn run(args: &kvscope_model::ModelArgs) -> anyhow::Result<()> {
+    let model = LoadedModel::load(args)?;
     let plan = CalibrationPlan::default();
     let pool = kvscope_core::PoolConfig::new(plan.required_blocks(), plan.block_size, 0, false);
     let mut executor = model.executor(&pool).map_err(|e| anyhow::anyhow!("building the executor: {e}"))?;

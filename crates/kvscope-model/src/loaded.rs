@@ -1,17 +1,30 @@
-//! Loading the real model once, for every command that needs it.
+//! The one model loader: the model the [`ModelArgs`] name, loaded once
+//! for every command that runs it (the CLI's and the server's).
 
-use crate::ModelArg;
-use anyhow::Context;
+use crate::chat_template::ChatTemplate;
+use crate::kv_storage::{self, KvStorageError};
+use crate::llama::LlamaModel;
+use crate::model::{Model, ModelError};
+use crate::model_args::ModelArgs;
+use crate::tokenizer::Tokenizer;
+use crate::ModelExecutor;
 use kvscope_core::{KvDtype, PoolConfig};
-use kvscope_model::chat_template::ChatTemplate;
-use kvscope_model::kv_storage::{self, KvStorageError};
-use kvscope_model::llama::LlamaModel;
-use kvscope_model::model::Model;
-use kvscope_model::tokenizer::Tokenizer;
-use kvscope_model::ModelExecutor;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Why the model could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    KvDtype(#[from] KvStorageError),
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    #[error("cannot load the model at {}: {source}", path.display())]
+    Model { path: PathBuf, source: Box<ModelError> },
+}
+
+/// A model loaded for the engine: weights, tokenizer, chat template, and
+/// the KV format every pool made for it uses.
 pub struct LoadedModel {
     pub path: PathBuf,
     pub llama: Arc<LlamaModel>,
@@ -24,12 +37,12 @@ pub struct LoadedModel {
 impl LoadedModel {
     /// `--model PATH` if given, else the default model (fetched on first
     /// use), on the kernels `--kernels` names.
-    pub fn load(arg: &ModelArg) -> anyhow::Result<LoadedModel> {
-        check_kv_dtype(arg.kv_dtype())?;
-        let path = kvscope_model::fetch::resolve_model(arg.model.as_deref())?;
+    pub fn load(arg: &ModelArgs) -> Result<LoadedModel, LoadError> {
+        arg.check_kv_dtype()?;
+        let path = crate::fetch::resolve_model(arg.model.as_deref())?;
         eprintln!("kvscope: loading {} ({} kernels)", path.display(), arg.kernels.describe());
         let Model { path, llama, tokenizer, chat_template } = Model::load_with(&path, arg.kernels)
-            .with_context(|| format!("cannot load the model at {}", path.display()))?;
+            .map_err(|source| LoadError::Model { path: path.clone(), source: Box::new(source) })?;
         Ok(LoadedModel { path, llama: Arc::new(llama), tokenizer, chat_template, kv_dtype: arg.kv_dtype() })
     }
 
@@ -52,10 +65,4 @@ impl LoadedModel {
     pub fn name(&self) -> String {
         self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
     }
-}
-
-/// `--kv-dtype` must name a format the CPU engine stores; checked before the
-/// model loads.
-pub fn check_kv_dtype(dtype: KvDtype) -> anyhow::Result<()> {
-    Ok(kv_storage::check_cpu_dtype(dtype)?)
 }
