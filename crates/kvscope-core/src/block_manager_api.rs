@@ -58,6 +58,13 @@ pub trait KvBlockManager: Send + fmt::Debug {
     fn release(&mut self, seq: &mut Sequence, reason: ReleaseReason, log: &mut EventLog);
     /// Counts a first admission's prefix lookup.
     fn count_prefix_query(&mut self, prompt_tokens: usize, hit_tokens: usize);
+    /// Frees every block kept only for reuse (ref count 0, still cached),
+    /// emitting an `evicted` event for each; never touches a held block.
+    /// Returns how many were freed. A manager that keeps no such blocks
+    /// (or cannot drop them) frees none.
+    fn flush_cached(&mut self, _log: &mut EventLog) -> usize {
+        0
+    }
     /// Why this manager can go on no longer (a plug-in whose code raised or
     /// broke the contract); the engine's step then fails with this message.
     fn failure(&self) -> Option<String> {
@@ -107,6 +114,9 @@ impl KvBlockManager for BlockManager {
     }
     fn count_prefix_query(&mut self, prompt_tokens: usize, hit_tokens: usize) {
         BlockManager::count_prefix_query(self, prompt_tokens, hit_tokens)
+    }
+    fn flush_cached(&mut self, log: &mut EventLog) -> usize {
+        BlockManager::flush_cached(self, log)
     }
 }
 
@@ -199,6 +209,9 @@ impl AnyBlockManager {
     }
     pub(crate) fn count_prefix_query(&mut self, prompt_tokens: usize, hit_tokens: usize) {
         dispatch!(self, b => b.count_prefix_query(prompt_tokens, hit_tokens))
+    }
+    pub(crate) fn flush_cached(&mut self, log: &mut EventLog) -> usize {
+        dispatch!(self, b => b.flush_cached(log))
     }
     /// The native manager never fails; a plug-in may.
     pub fn failure(&self) -> Option<String> {
