@@ -400,6 +400,10 @@ pub struct ChatsCase {
     pub system_words: usize,
     pub turn_words: usize,
     pub output_tokens: usize,
+    /// Mean requests per second when the simulator replays the case open
+    /// loop (Poisson arrivals in send order); the fleet test sends each
+    /// turn after the last one's answer instead.
+    pub rate: f64,
     pub seed: u64,
 }
 
@@ -414,12 +418,55 @@ pub struct ChatTurn {
 
 impl ChatsCase {
     pub fn at(scale: Scale, seed: u64) -> ChatsCase {
-        let (conversations, turns, system_words, turn_words, output_tokens) = match scale {
-            Scale::Quick => (3, 3, 120, 16, 4),
-            Scale::Lab => (5, 4, 400, 48, 32),
-            Scale::Gpu => (33, 8, 1600, 200, 128),
+        let (conversations, turns, system_words, turn_words, output_tokens, rate) = match scale {
+            Scale::Quick => (3, 3, 120, 16, 4, 2.0),
+            Scale::Lab => (5, 4, 400, 48, 32, 1.0),
+            Scale::Gpu => (33, 8, 1600, 200, 128, 20.0),
         };
-        ChatsCase { name: CHATS_CASE.into(), conversations, turns, system_words, turn_words, output_tokens, seed }
+        let name = CHATS_CASE.into();
+        ChatsCase { name, conversations, turns, system_words, turn_words, output_tokens, rate, seed }
+    }
+
+    /// The turns as token requests, with Poisson arrivals at `rate` in send
+    /// order: the texts tokenized, or (synthetic) random ids of the same
+    /// shape, a word standing for a token.
+    pub fn requests(&self, source: &PromptSource) -> Vec<WorkloadRequest> {
+        let turns = self.turns();
+        let arrivals = Arrival::Poisson { rate: self.rate }.times(turns.len(), self.seed);
+        let prompts: Vec<Vec<TokenId>> = match source {
+            PromptSource::Generated { tokenize } | PromptSource::Dataset { tokenize, .. } => {
+                turns.iter().map(|t| tokenize(&t.prompt)).collect()
+            }
+            PromptSource::Synthetic { vocab } => self.synthetic_prompts((*vocab).max(2)),
+        };
+        prompts
+            .into_iter()
+            .zip(arrivals)
+            .enumerate()
+            .map(|(index, (prompt, arrival))| WorkloadRequest {
+                index,
+                arrival,
+                prompt: prompt.into(),
+                max_tokens: self.output_tokens,
+            })
+            .collect()
+    }
+
+    /// Random ids shaped like [`Self::turns`]: per conversation a system
+    /// prompt of `system_words` ids and turns of `turn_words`, each turn's
+    /// prompt the system prompt and the turns so far.
+    fn synthetic_prompts(&self, vocab: u32) -> Vec<Vec<TokenId>> {
+        let mut rng = Rng::new(self.seed ^ 0xc4a7);
+        let mut draw = |n: usize| -> Vec<TokenId> { (0..n).map(|_| rng.below(vocab as usize) as TokenId).collect() };
+        let histories: Vec<Vec<Vec<TokenId>>> = (0..self.conversations)
+            .map(|_| {
+                std::iter::once(self.system_words)
+                    .chain(std::iter::repeat_n(self.turn_words, self.turns))
+                    .map(&mut draw)
+                    .collect()
+            })
+            .collect();
+        (0..self.turns).flat_map(|turn| histories.iter().map(move |h| h[..turn + 2].concat())).collect()
     }
 
     /// Every turn's prompt text, in send order.

@@ -92,6 +92,14 @@ pub struct SimArgs {
     /// identical decode steps at once (same figures, slower; for checking).
     #[arg(long)]
     pub step_by_step: bool,
+    /// Simulate a fleet of this many replicas behind --router, on the
+    /// fleet experiment's workload (shared_prefix_chats at --scale).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    /// The fleet's routing policy: round_robin, least_load, power_of_two or
+    /// cache_aware (modelled on the SGLang Model Gateway 0.3.2).
+    #[arg(long, default_value = "cache_aware")]
+    pub router: kvscope_sim::RouterKind,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -177,6 +185,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         eprintln!("{plan}");
     } else {
         println!("{plan}");
+    }
+    if args.replicas > 1 {
+        return crate::sim_fleet::run(&config, &args);
     }
     let spec = case_spec(&args, plan.num_blocks * plan.block_size);
     let detail = if args.step_by_step { Detail::StepByStep } else { Detail::Summary };

@@ -16,6 +16,7 @@ mod machine;
 mod preflight;
 mod real_model;
 mod sim_calibrate;
+mod sim_fleet;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

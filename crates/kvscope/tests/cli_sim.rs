@@ -115,3 +115,23 @@ fn sim_kv_dtype_sizes_the_pool() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown KV dtype \"int4\""));
 }
+
+#[test]
+fn a_simulated_fleet_shows_what_cache_aware_routing_keeps() {
+    let fleet = |router: &str| -> Value {
+        let out = kvscope()
+            .args(["sim", "--hardware", "l4", "--scale", "lab", "--replicas", "2", "--router", router, "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (aware, robin) = (fleet("cache_aware"), fleet("round_robin"));
+    assert_eq!(aware["simulated"], true);
+    assert_eq!(aware["workload"]["name"], "shared_prefix_chats");
+    assert_eq!(aware["replicas"].as_array().unwrap().len(), 2);
+    let hits = |v: &Value| v["prefix_hit_tokens"].as_u64().unwrap();
+    assert!(hits(&aware) > hits(&robin), "{aware}\n{robin}");
+    let refused = kvscope().args(["sim", "--replicas", "2", "--router", "nearest"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cache_aware"), "names the routers");
+}
