@@ -82,10 +82,15 @@ pub fn ensure_installed() -> anyhow::Result<PathBuf> {
             python_in(&venv).display()
         );
     }
-    // Another launcher may have finished first: either copy is whole.
-    let _ = std::fs::remove_dir_all(&venv);
-    if std::fs::rename(&scratch, &venv).is_err() {
+    // Another launcher may have finished first and be running from its
+    // copy: keep that one. Otherwise a broken leftover makes way.
+    if installed(&venv) {
         let _ = std::fs::remove_dir_all(&scratch);
+    } else {
+        let _ = std::fs::remove_dir_all(&venv);
+        if std::fs::rename(&scratch, &venv).is_err() {
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
     }
     anyhow::ensure!(
         installed(&venv),
