@@ -29,7 +29,9 @@ pub struct SimArgs {
     /// Sizes of the case: the lab's (quick, lab) or grown to the GPU's pool.
     #[arg(long, value_enum, default_value = "gpu")]
     pub scale: ScaleArg,
-    /// Number of requests (default: the case's at this scale).
+    /// Number of requests (default: the case's at this scale). With
+    /// --replicas: at least this many, as whole conversations (an odd
+    /// number of them).
     #[arg(long)]
     pub num_requests: Option<usize>,
     /// Requests per simulated second, Poisson (gamma with --burstiness);

@@ -24,6 +24,9 @@ pub fn run(config: SimConfig, args: &SimArgs) -> anyhow::Result<()> {
     if let Some(rate) = args.request_rate {
         case.rate = rate;
     }
+    if let Some(n) = args.num_requests {
+        case.conversations = conversations_for(n, case.turns);
+    }
     let tokenizer = match &args.tokenizer {
         Some(path) => {
             Some(read_tokenizer(path).with_context(|| format!("reading the tokenizer of {}", path.display()))?)
@@ -48,6 +51,13 @@ pub fn run(config: SimConfig, args: &SimArgs) -> anyhow::Result<()> {
         print_table(&fleet, &case, args);
     }
     Ok(())
+}
+
+/// Whole conversations for at least `requests` requests, odd in number
+/// (as the case's own: round-robin over an even number of replicas must
+/// not keep a conversation on one replica by coincidence).
+fn conversations_for(requests: usize, turns: usize) -> usize {
+    (requests.div_ceil(turns.max(1)) | 1).max(1)
 }
 
 /// On the `cpu` preset, the fit `kvscope sim --calibrate` saved, when there
@@ -193,4 +203,17 @@ fn as_json(fleet: &FleetRun, case: &ChatsCase) -> serde_json::Value {
         "queue_wait": fleet.queue_wait(),
         "rejected": fleet.rejected.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conversations_for;
+
+    #[test]
+    fn requests_become_an_odd_number_of_whole_conversations() {
+        assert_eq!(conversations_for(264, 8), 33);
+        assert_eq!(conversations_for(8000, 8), 1001);
+        assert_eq!(conversations_for(1, 8), 1);
+        assert_eq!(conversations_for(17, 8), 3);
+    }
 }
