@@ -469,6 +469,22 @@ impl KvBlockManager for BlockManager {
         self.counters.queried_tokens += prompt_tokens as u64;
         self.counters.hit_tokens += hit_tokens as u64;
     }
+
+    /// Frees every cached-free block (SGLang's `/flush_cache`): each loses
+    /// its index entry or private tag, is counted and reported as an
+    /// eviction, and becomes clean. Held blocks are never in the cached-free
+    /// list, so a running request keeps every block it holds. Returns how
+    /// many blocks were freed.
+    fn flush_cached(&mut self, log: &mut EventLog) -> usize {
+        const SITE: &str = "block_manager::flush_cached";
+        let mut freed = 0;
+        while self.lru_head != NIL {
+            let id = self.evict_oldest_cached(log, SITE);
+            self.clean_free.push_back(id);
+            freed += 1;
+        }
+        freed
+    }
 }
 
 /// The pool's own moves, under the seam's operations: holding a block,
@@ -528,6 +544,12 @@ impl BlockManager {
             return id;
         }
         assert!(self.lru_head != NIL, "callers check free_blocks() first");
+        self.evict_oldest_cached(log, site)
+    }
+
+    /// Takes the least recently released cached-free block out of the list
+    /// and drops what it kept (the caller checked the list is not empty).
+    fn evict_oldest_cached(&mut self, log: &mut EventLog, site: &'static str) -> BlockId {
         let id = BlockId(self.lru_head);
         self.lru_unlink(id);
         let block = &mut self.blocks[id.index()];

@@ -71,6 +71,13 @@ pub trait KvBlockManager: Send + fmt::Debug + 'static {
     fn release(&mut self, seq: SeqView<'_>, kv: &mut SeqKv, reason: ReleaseReason, log: &mut EventLog);
     /// Counts a first admission's prefix lookup.
     fn count_prefix_query(&mut self, prompt_tokens: usize, hit_tokens: usize);
+    /// Frees every block kept only for reuse (ref count 0, still cached),
+    /// emitting an `evicted` event for each; never touches a held block.
+    /// Returns how many were freed. A manager that keeps no such blocks
+    /// (or cannot drop them) frees none.
+    fn flush_cached(&mut self, _log: &mut EventLog) -> usize {
+        0
+    }
     /// Why this manager can go on no longer (a plug-in whose code raised or
     /// broke the contract); the engine's step then fails with this message.
     fn failure(&self) -> Option<String> {

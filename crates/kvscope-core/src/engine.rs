@@ -254,6 +254,17 @@ impl<E: Executor, C: Clock, B: KvBlockManager> Engine<E, C, B> {
         Some(seq)
     }
 
+    /// Frees every prefix-cache block no request holds (SGLang's
+    /// `flush_cache`), telling observers with an `evicted` event per block.
+    /// Running requests keep their blocks; only later hits on the flushed
+    /// prefixes are lost. Returns how many blocks were freed.
+    pub fn flush_prefix_cache(&mut self) -> usize {
+        self.log.set_stamp(self.step, self.clock.now());
+        let freed = self.scheduler.flush_cached(&mut self.log);
+        self.flush_events();
+        freed
+    }
+
     /// Runs one engine step. An idle engine returns an empty outcome.
     pub fn step(&mut self) -> Result<StepOutcome, ExecutorError> {
         if self.step == 0 {

@@ -391,6 +391,11 @@ impl<B: KvBlockManager> Scheduler<B> {
     }
 
     /// Removes a finished or aborted sequence, releasing its blocks.
+    /// Frees the blocks kept only for reuse (`Engine::flush_prefix_cache`).
+    pub(crate) fn flush_cached(&mut self, log: &mut EventLog) -> usize {
+        self.blocks.flush_cached(log)
+    }
+
     pub(crate) fn remove(&mut self, id: RequestId, reason: ReleaseReason, log: &mut EventLog) -> Option<Sequence> {
         let mut seq = self.seqs.remove(&id)?;
         match seq.status {

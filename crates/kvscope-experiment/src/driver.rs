@@ -73,7 +73,7 @@ pub struct RequestResult {
 }
 
 impl RequestResult {
-    fn of(seq: &Sequence, block_size: usize) -> RequestResult {
+    pub fn of(seq: &Sequence, block_size: usize) -> RequestResult {
         let t = &seq.timeline;
         RequestResult {
             request_id: seq.id,

@@ -3,7 +3,8 @@
 //! (`kvscope bench serve --lab-workload`).
 //!
 //! - [`workload`]: named cases (`short_ctx`, `long_ctx`, `mixed_ctx`, the
-//!   shared-prefix case) at a [`workload::Scale`]; fixed, jittered,
+//!   shared-prefix case, the fleet's `shared_prefix_chats`) at a
+//!   [`workload::Scale`]; fixed, jittered,
 //!   alternating or uniform-random lengths; all-at-once, Poisson or gamma
 //!   arrivals; prompts from kvscope's prose generator ([`textgen`]), a
 //!   dataset file ([`dataset`]) or synthetic token ids.
@@ -34,4 +35,6 @@ pub use capacity::CapacityRow;
 pub use dist::Dist;
 pub use driver::{run_case, CaseRun, Detail, RequestResult, RunError, RunOptions, Stop};
 pub use throughput::Throughput;
-pub use workload::{Arrival, CaseSpec, Lengths, PromptSource, Scale, WorkloadRequest, CASE_NAMES};
+pub use workload::{
+    Arrival, CaseSpec, ChatTurn, ChatsCase, Lengths, PromptSource, Scale, WorkloadRequest, CASE_NAMES, CHATS_CASE,
+};

@@ -377,6 +377,123 @@ pub fn shared_prefix_case(scale: Scale, seed: u64) -> CaseSpec {
     }
 }
 
+/// The fleet experiment's case name (see [`ChatsCase`]).
+pub const CHATS_CASE: &str = "shared_prefix_chats";
+
+/// `shared_prefix_chats`: several conversations, each with its own long
+/// system prompt and several user turns. Turn k's prompt is the
+/// conversation's system prompt and its user turns 1..=k, so each turn
+/// extends the last one's prefix; the model's answers are not replayed, so
+/// every prompt is known before the run and the same in the lab, the
+/// simulator and the fleet. Requests go turn by turn (turn 1 of every
+/// conversation, then turn 2, ...), one after another: where a
+/// conversation's next turn lands is then the router's choice alone.
+/// Conversations are odd in number, so round-robin over an even number of
+/// replicas does not keep a conversation on one replica by coincidence.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ChatsCase {
+    pub name: String,
+    pub conversations: usize,
+    pub turns: usize,
+    /// Size of each system prompt and each user turn, in words of prose
+    /// (about 1.3 tokens each with SmolLM2's tokenizer).
+    pub system_words: usize,
+    pub turn_words: usize,
+    pub output_tokens: usize,
+    /// Mean requests per second when the simulator replays the case open
+    /// loop (Poisson arrivals in send order); the fleet test sends each
+    /// turn after the last one's answer instead.
+    pub rate: f64,
+    pub seed: u64,
+}
+
+/// One request of [`ChatsCase`], in send order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatTurn {
+    pub conversation: usize,
+    pub turn: usize,
+    pub prompt: String,
+    pub max_tokens: usize,
+}
+
+impl ChatsCase {
+    pub fn at(scale: Scale, seed: u64) -> ChatsCase {
+        let (conversations, turns, system_words, turn_words, output_tokens, rate) = match scale {
+            Scale::Quick => (3, 3, 120, 16, 4, 2.0),
+            Scale::Lab => (5, 4, 400, 48, 32, 1.0),
+            Scale::Gpu => (33, 8, 1600, 200, 128, 20.0),
+        };
+        let name = CHATS_CASE.into();
+        ChatsCase { name, conversations, turns, system_words, turn_words, output_tokens, rate, seed }
+    }
+
+    /// The turns as token requests, with Poisson arrivals at `rate` in send
+    /// order: the texts tokenized, or (synthetic) random ids of the same
+    /// shape, a word standing for a token.
+    pub fn requests(&self, source: &PromptSource) -> Vec<WorkloadRequest> {
+        let turns = self.turns();
+        let arrivals = Arrival::Poisson { rate: self.rate }.times(turns.len(), self.seed);
+        let prompts: Vec<Vec<TokenId>> = match source {
+            PromptSource::Generated { tokenize } | PromptSource::Dataset { tokenize, .. } => {
+                turns.iter().map(|t| tokenize(&t.prompt)).collect()
+            }
+            PromptSource::Synthetic { vocab } => self.synthetic_prompts((*vocab).max(2)),
+        };
+        prompts
+            .into_iter()
+            .zip(arrivals)
+            .enumerate()
+            .map(|(index, (prompt, arrival))| WorkloadRequest {
+                index,
+                arrival,
+                prompt: prompt.into(),
+                max_tokens: self.output_tokens,
+            })
+            .collect()
+    }
+
+    /// Random ids shaped like [`Self::turns`]: per conversation a system
+    /// prompt of `system_words` ids and turns of `turn_words`, each turn's
+    /// prompt the system prompt and the turns so far.
+    fn synthetic_prompts(&self, vocab: u32) -> Vec<Vec<TokenId>> {
+        let mut rng = Rng::new(self.seed ^ 0xc4a7);
+        let mut draw = |n: usize| -> Vec<TokenId> { (0..n).map(|_| rng.below(vocab as usize) as TokenId).collect() };
+        let histories: Vec<Vec<Vec<TokenId>>> = (0..self.conversations)
+            .map(|_| {
+                std::iter::once(self.system_words)
+                    .chain(std::iter::repeat_n(self.turn_words, self.turns))
+                    .map(&mut draw)
+                    .collect()
+            })
+            .collect();
+        (0..self.turns).flat_map(|turn| histories.iter().map(move |h| h[..turn + 2].concat())).collect()
+    }
+
+    /// Every turn's prompt text, in send order.
+    pub fn turns(&self) -> Vec<ChatTurn> {
+        let mut rng = Rng::new(self.seed ^ 0xc4a7);
+        let histories: Vec<Vec<String>> = (0..self.conversations)
+            .map(|c| {
+                let system = format!(
+                    "System: you are assistant {c} of {}, and you answer from this background only.\n{}",
+                    self.name,
+                    passage(&mut rng, self.system_words)
+                );
+                let users = (0..self.turns).map(|_| format!("\nUser: {}", passage(&mut rng, self.turn_words)));
+                std::iter::once(system).chain(users).collect()
+            })
+            .collect();
+        let mut out = Vec::with_capacity(self.conversations * self.turns);
+        for turn in 0..self.turns {
+            for (conversation, history) in histories.iter().enumerate() {
+                let prompt = format!("{}\nAssistant:", history[..turn + 2].concat());
+                out.push(ChatTurn { conversation, turn, prompt, max_tokens: self.output_tokens });
+            }
+        }
+        out
+    }
+}
+
 /// Lets `rand_distr` draw from kvscope's one seeded generator.
 struct RandAdapter<'a>(&'a mut Rng);
 
@@ -455,6 +572,35 @@ mod tests {
         assert!((poisson_mean - 0.1).abs() < 0.005 && (bursty_mean - 0.1).abs() < 0.01);
         assert!((poisson_cv - 1.0).abs() < 0.05 && (bursty_cv - 2.0).abs() < 0.15, "{poisson_cv} {bursty_cv}");
         assert_eq!(Arrival::from_rate(f64::INFINITY, 1.0).times(3, 1), vec![0.0; 3]);
+    }
+
+    #[test]
+    fn each_chat_turn_extends_its_conversations_last_prompt() {
+        let case = ChatsCase::at(Scale::Quick, 5);
+        let turns = case.turns();
+        assert_eq!(turns.len(), case.conversations * case.turns);
+        assert_eq!(turns, ChatsCase::at(Scale::Quick, 5).turns(), "reproducible");
+        for t in &turns {
+            assert_eq!(
+                t.conversation,
+                turns.iter().position(|u| u == t).unwrap() % case.conversations,
+                "turn-major order"
+            );
+            if t.turn > 0 {
+                let prev = turns.iter().find(|u| u.conversation == t.conversation && u.turn == t.turn - 1).unwrap();
+                let shared = prev.prompt.strip_suffix("\nAssistant:").unwrap();
+                assert!(
+                    t.prompt.starts_with(shared),
+                    "turn {} of {} extends turn {}",
+                    t.turn,
+                    t.conversation,
+                    prev.turn
+                );
+            }
+        }
+        let first_words = |c: usize| turns[c].prompt.split_whitespace().take(12).collect::<Vec<_>>();
+        assert_ne!(first_words(0), first_words(1), "each conversation has its own system prompt");
+        assert_eq!(case.conversations % 2, 1);
     }
 
     #[test]

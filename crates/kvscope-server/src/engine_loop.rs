@@ -59,6 +59,42 @@ enum Command {
     /// request is aborted there, and logged as stopped.
     StopString(RequestId),
     Snapshot(oneshot::Sender<KvSnapshot>),
+    /// `POST /flush_cache`: frees the prefix cache's unheld blocks.
+    FlushCache {
+        force: bool,
+        reply: oneshot::Sender<Result<Flushed, FlushRefused>>,
+    },
+    /// `GET /get_load`: the queues and the tokens they stand for.
+    Load(oneshot::Sender<Load>),
+}
+
+/// What a flush freed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flushed {
+    pub blocks: usize,
+    /// Requests that were live (and kept every block they hold).
+    pub live_requests: usize,
+}
+
+/// A flush asked for while requests are live, without `force`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{running} requests are running and {waiting} waiting: the prefix cache is flushed only when the engine is idle; retry then, or POST /flush_cache?force=true to free the cached blocks now (running requests keep every block they hold)"
+)]
+pub struct FlushRefused {
+    pub running: usize,
+    pub waiting: usize,
+}
+
+/// The engine's load as SGLang's `/get_load` reports it (one entry per
+/// data-parallel rank; kvscope has one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Load {
+    pub running: usize,
+    pub waiting: usize,
+    /// Tokens of KV held by live requests (shared blocks once), plus the
+    /// prompt tokens of the waiting queue: what the engine still owes.
+    pub tokens: usize,
 }
 
 /// A cheap, cloneable way to talk to the engine thread.
@@ -180,6 +216,20 @@ impl EngineHandle {
     }
     pub fn status_arc(&self) -> Arc<EngineStatus> {
         self.status.clone()
+    }
+
+    /// Frees the prefix cache's unheld blocks; refused while requests are
+    /// live unless `force` (which still never frees a held block).
+    pub async fn flush_cache(&self, force: bool) -> Result<Result<Flushed, FlushRefused>, AdmitError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Command::FlushCache { force, reply }).map_err(|_| AdmitError::Stopped)?;
+        answer.await.map_err(|_| AdmitError::Stopped)
+    }
+
+    pub async fn load(&self) -> Option<Load> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Command::Load(reply)).ok()?;
+        answer.await.ok()
     }
 
     pub async fn snapshot(&self) -> Option<KvSnapshot> {
@@ -356,6 +406,38 @@ impl<E: Executor> EngineLoop<E> {
                 let _ = reply.send(KvSnapshot::of(&self.engine));
                 false
             }
+            Command::FlushCache { force, reply } => {
+                let result = self.flush_cache(force);
+                let changed = result.is_ok_and(|f| f.blocks > 0);
+                let _ = reply.send(result);
+                changed
+            }
+            Command::Load(reply) => {
+                let _ = reply.send(self.load());
+                false
+            }
+        }
+    }
+
+    fn flush_cache(&mut self, force: bool) -> Result<Flushed, FlushRefused> {
+        let scheduler = self.engine.scheduler();
+        let (running, waiting) = (scheduler.num_running(), scheduler.num_waiting());
+        if running + waiting > 0 && !force {
+            return Err(FlushRefused { running, waiting });
+        }
+        let blocks = self.engine.flush_prefix_cache();
+        tracing::info!(blocks, running, waiting, force, "prefix cache flushed");
+        Ok(Flushed { blocks, live_requests: running + waiting })
+    }
+
+    fn load(&self) -> Load {
+        let scheduler = self.engine.scheduler();
+        let waiting_tokens: usize =
+            scheduler.waiting_ids().filter_map(|id| scheduler.sequence(id)).map(|seq| seq.prompt.len()).sum();
+        Load {
+            running: scheduler.num_running(),
+            waiting: scheduler.num_waiting(),
+            tokens: scheduler.block_manager().used_tokens() + waiting_tokens,
         }
     }
 

@@ -37,6 +37,7 @@ pub mod security;
 pub mod series;
 pub mod state;
 pub mod stop;
+pub mod worker_api;
 
 pub use model::{ChatMessage, TextModel};
 
@@ -272,6 +273,7 @@ where
         model_name,
         pool_tokens: pool.num_blocks.saturating_mul(pool.block_size),
         max_waiting: config.max_waiting,
+        engine_config: Arc::new(config.engine.clone()),
         tokenizers: Arc::new(tokio::sync::Semaphore::new(config.limits.tokenizer_threads.max(1))),
         limits: config.limits.clone(),
         started_unix: std::time::SystemTime::now()
@@ -382,6 +384,14 @@ pub fn router(state: state::AppState, guard: security::Guard) -> Router {
         .route("/v1/models", get(api::models))
         .route("/v1/completions", post(api::completions))
         .route("/v1/chat/completions", post(api::chat_completions))
+        // What a router (the SGLang Model Gateway) asks a worker: worker_api.rs.
+        .route("/server_info", get(worker_api::server_info))
+        .route("/get_server_info", get(worker_api::server_info))
+        .route("/model_info", get(worker_api::model_info))
+        .route("/get_model_info", get(worker_api::model_info))
+        .route("/get_load", get(worker_api::get_load))
+        .route("/health_generate", get(worker_api::health_generate))
+        .route("/flush_cache", post(worker_api::flush_cache))
         .fallback(observe::not_found)
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(guard, security::guard))

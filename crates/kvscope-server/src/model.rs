@@ -56,4 +56,13 @@ pub trait TextModel: Send + Sync + 'static {
     fn special_token_texts(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Where the model was loaded from, for a router's `/server_info`.
+    fn model_path(&self) -> Option<String> {
+        None
+    }
+    /// The model's architecture as its file names it (GGUF's
+    /// `general.architecture`, e.g. `llama`), for `/model_info`.
+    fn model_type(&self) -> Option<String> {
+        None
+    }
 }

@@ -22,6 +22,8 @@ pub struct ModelText {
     special_texts: Vec<String>,
     kernels: Kernels,
     kv_dtype: KvDtype,
+    /// The file served and its architecture, for `/server_info` and `/model_info`.
+    source: Option<(String, String)>,
 }
 
 impl ModelText {
@@ -45,7 +47,23 @@ impl ModelText {
                 special_texts.push(full);
             }
         }
-        ModelText { name, tokenizer, template, max_context, max_token_bytes, special_texts, kernels, kv_dtype }
+        ModelText {
+            name,
+            tokenizer,
+            template,
+            max_context,
+            max_token_bytes,
+            special_texts,
+            kernels,
+            kv_dtype,
+            source: None,
+        }
+    }
+
+    /// Names the file the model came from and its architecture.
+    fn with_source(mut self, path: &Path, architecture: &str) -> Self {
+        self.source = Some((path.display().to_string(), architecture.to_string()));
+        self
     }
 }
 
@@ -86,6 +104,12 @@ impl TextModel for ModelText {
     fn special_token_texts(&self) -> Vec<String> {
         self.special_texts.clone()
     }
+    fn model_path(&self) -> Option<String> {
+        self.source.as_ref().map(|(path, _)| path.clone())
+    }
+    fn model_type(&self) -> Option<String> {
+        self.source.as_ref().map(|(_, arch)| arch.clone())
+    }
 }
 
 /// A loaded model split for serving: the text side, the server
@@ -110,8 +134,9 @@ pub fn load(args: &ServeArgs, path: Option<&Path>) -> anyhow::Result<Loaded> {
     let bytes_per_block = model.kv_bytes_per_token() * args.block_size as u64;
     let config = args.config(cfg.context_length, model.tokenizer.vocab_size(), bytes_per_block)?;
     config.engine.validate_within(kvscope_model::host_memory::available_bytes())?;
-    let LoadedModel { llama, tokenizer, chat_template, kv_dtype, .. } = model;
-    let text = Arc::new(ModelText::new(name, tokenizer, chat_template, cfg.context_length, kernels, kv_dtype));
+    let LoadedModel { llama, tokenizer, chat_template, kv_dtype, path, .. } = model;
+    let text = ModelText::new(name, tokenizer, chat_template, cfg.context_length, kernels, kv_dtype);
+    let text = Arc::new(text.with_source(&path, &cfg.arch));
     // The executor is laid out from the engine configuration's pool.
     let pool = config.engine.pool.clone();
     let make_executor = Box::new(move || Ok(ModelExecutor::for_pool(llama, kv_dtype, &pool, 0)?));

@@ -31,7 +31,18 @@ impl Guard {
 
 /// Paths an API key protects.
 fn is_protected(path: &str) -> bool {
-    path.starts_with("/v1/") || matches!(path, "/kv" | "/events" | "/api/series")
+    path.starts_with("/v1/") || matches!(path, "/kv" | "/events" | "/api/series" | "/flush_cache")
+}
+
+/// A POST that carries nothing: the gateway's `POST /flush_cache` sends no
+/// body and no `Content-Type`. Such a request submits no content, so the
+/// JSON-only rule (against cross-site form posts) has nothing to protect
+/// beyond what `--api-key` protects.
+fn is_bodiless_flush(request: &Request) -> bool {
+    let empty =
+        request.headers().get(header::CONTENT_LENGTH).is_none_or(|len| len.to_str().is_ok_and(|l| l.trim() == "0"))
+            && request.headers().get(header::TRANSFER_ENCODING).is_none();
+    request.uri().path() == "/flush_cache" && empty
 }
 
 /// `localhost`, `127.0.0.1`, `[::1]`, ... with or without a port.
@@ -101,7 +112,7 @@ pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> 
             }
         }
     }
-    if request.method() == Method::POST {
+    if request.method() == Method::POST && !is_bodiless_flush(&request) {
         let json = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())

@@ -27,4 +27,6 @@ pub struct AppState {
     /// Token slots in the whole KV pool.
     pub pool_tokens: usize,
     pub max_waiting: usize,
+    /// The engine's configuration, for a router's `/server_info`.
+    pub engine_config: Arc<kvscope_core::EngineConfig>,
 }

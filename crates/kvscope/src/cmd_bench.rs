@@ -28,8 +28,10 @@ pub struct ServeBenchArgs {
     #[command(flatten)]
     pub bench: kvscope_client::BenchArgs,
     /// Send one of the lab's workloads (its prompts as token ids, its
-    /// output lengths) instead of --dataset-name.
-    #[arg(long, value_parser = kvscope_experiment::CASE_NAMES)]
+    /// output lengths) instead of --dataset-name; `shared_prefix_chats`
+    /// (the fleet experiment's) sends its prompts as text, in send order,
+    /// drawn with --seed, as `kvscope sim --replicas N --seed` draws them.
+    #[arg(long, value_parser = lab_workload_names())]
     pub lab_workload: Option<String>,
     /// The lab's quick sizes for --lab-workload.
     #[arg(long)]
@@ -84,8 +86,15 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The lab's capacity cases and the fleet experiment's.
+fn lab_workload_names() -> [&'static str; 4] {
+    let [a, b, c] = kvscope_experiment::CASE_NAMES;
+    [a, b, c, kvscope_experiment::CHATS_CASE]
+}
+
 fn serve_bench(args: ServeBenchArgs) -> anyhow::Result<()> {
     let requests = match &args.lab_workload {
+        Some(name) if name == kvscope_experiment::CHATS_CASE => Some(chats_requests(&args)),
         Some(name) => {
             // The lab's prompts are tokenized with the served model's tokenizer.
             let model = LoadedModel::load(&ModelArgs { model: args.tokenizer.clone(), ..Default::default() })?;
@@ -107,6 +116,23 @@ fn serve_bench(args: ServeBenchArgs) -> anyhow::Result<()> {
     let report = kvscope_client::run_bench_serve_with(&args.bench, requests)?;
     println!("{}", report.table());
     Ok(())
+}
+
+/// `shared_prefix_chats` at the lab's sizes (quick with --quick) as text:
+/// the server (or the gateway in front of replicas) sees the same prompts
+/// the fleet test sends, and the gateway's cache-aware policy, which
+/// matches request text, can route them. Arrivals are the bench's own
+/// (--request-rate, --seed), which draw the same times as the case's.
+fn chats_requests(args: &ServeBenchArgs) -> Vec<kvscope_client::BenchRequest> {
+    let scale = if args.quick { Scale::Quick } else { Scale::Lab };
+    kvscope_experiment::ChatsCase::at(scale, args.bench.seed)
+        .turns()
+        .into_iter()
+        .map(|t| kvscope_client::BenchRequest {
+            prompt: kvscope_client::BenchPrompt::Text(t.prompt),
+            output_len: t.max_tokens,
+        })
+        .collect()
 }
 
 fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {

@@ -29,7 +29,9 @@ pub struct SimArgs {
     /// Sizes of the case: the lab's (quick, lab) or grown to the GPU's pool.
     #[arg(long, value_enum, default_value = "gpu")]
     pub scale: ScaleArg,
-    /// Number of requests (default: the case's at this scale).
+    /// Number of requests (default: the case's at this scale). With
+    /// --replicas: at least this many, as whole conversations (an odd
+    /// number of them).
     #[arg(long)]
     pub num_requests: Option<usize>,
     /// Requests per simulated second, Poisson (gamma with --burstiness);
@@ -93,6 +95,32 @@ pub struct SimArgs {
     /// identical decode steps at once (same figures, slower; for checking).
     #[arg(long)]
     pub step_by_step: bool,
+    /// Simulate a fleet of this many replicas behind --router, on the
+    /// fleet experiment's workload (shared_prefix_chats at --scale).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    /// The fleet's routing policy: round_robin, least_load, power_of_two or
+    /// cache_aware (modelled on the SGLang Model Gateway 0.3.2).
+    #[arg(long, default_value = "cache_aware")]
+    pub router: kvscope_sim::RouterKind,
+    /// With --replicas: turn shared_prefix_chats' prompt texts into ids
+    /// with this GGUF's tokenizer, as a real fleet serving that model does
+    /// (`bench serve --lab-workload shared_prefix_chats` sends the texts);
+    /// default: random ids of the same shape, a word standing for a token.
+    #[arg(long, requires = "replicas")]
+    pub tokenizer: Option<PathBuf>,
+    /// Most requests running at once per engine (vLLM's max_num_seqs;
+    /// default 256; `kvscope serve`'s replicas run 16).
+    #[arg(long)]
+    pub max_num_seqs: Option<usize>,
+    /// Most tokens in one engine step (vLLM's max_num_batched_tokens;
+    /// default 8192; `kvscope serve`'s replicas run 512).
+    #[arg(long)]
+    pub max_num_batched_tokens: Option<usize>,
+    /// Exactly this many KV blocks per engine instead of sizing the pool
+    /// from memory (`kvscope serve`'s replicas run 512).
+    #[arg(long)]
+    pub kv_blocks: Option<usize>,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -173,11 +201,17 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     if let Some(dtype) = args.model.kv_dtype {
         config.model = config.model.with_kv_dtype(dtype);
     }
+    config.max_running = args.max_num_seqs.unwrap_or(config.max_running);
+    config.max_batched_tokens = args.max_num_batched_tokens.unwrap_or(config.max_batched_tokens);
+    config.kv_blocks = args.kv_blocks.or(config.kv_blocks);
     let plan = config.pool_plan()?;
     if args.json {
         eprintln!("{plan}");
     } else {
         println!("{plan}");
+    }
+    if args.replicas > 1 {
+        return crate::sim_fleet::run(config, &args);
     }
     let spec = case_spec(&args, plan.num_blocks * plan.block_size);
     let detail = if args.step_by_step { Detail::StepByStep } else { Detail::Summary };

@@ -11,10 +11,12 @@ mod cmd_lab;
 mod cmd_lab_target;
 mod cmd_serve;
 mod cmd_sim;
+mod fleet;
 mod lab_backends;
 mod machine;
 mod preflight;
 mod sim_calibrate;
+mod sim_fleet;
 
 use clap::{Parser, Subcommand};
 
@@ -38,6 +40,10 @@ enum Command {
     /// Capacity questions on model and hardware presets, with a cost model
     /// instead of a real model (and `--calibrate` to fit this CPU).
     Sim(cmd_sim::SimArgs),
+    /// N `kvscope serve` replicas behind the SGLang Model Gateway
+    /// (installed from PyPI on first use): the gateway routes, each replica
+    /// keeps its own KV pool.
+    Fleet(fleet::FleetArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cmd_bench::BenchCommand),
@@ -58,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         Command::Lab(args) => cmd_lab::run(*args),
         Command::Serve(cmd) => cmd_serve::run(cmd),
         Command::Sim(args) => cmd_sim::run(args),
+        Command::Fleet(args) => fleet::run(args),
         Command::Bench(cmd) => cmd_bench::run(cmd),
         Command::Exercise(cmd) => cmd_exercise::run(cmd),
     }

@@ -115,3 +115,61 @@ fn sim_kv_dtype_sizes_the_pool() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown KV dtype \"int4\""));
 }
+
+#[test]
+fn a_simulated_fleet_shows_what_cache_aware_routing_keeps() {
+    let fleet = |router: &str| -> Value {
+        let out = kvscope()
+            .args(["sim", "--hardware", "l4", "--scale", "lab", "--replicas", "2", "--router", router, "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (aware, robin) = (fleet("cache_aware"), fleet("round_robin"));
+    assert_eq!(aware["simulated"], true);
+    assert_eq!(aware["workload"]["name"], "shared_prefix_chats");
+    assert_eq!(aware["replicas"].as_array().unwrap().len(), 2);
+    let hits = |v: &Value| v["prefix_hit_tokens"].as_u64().unwrap();
+    assert!(hits(&aware) > hits(&robin), "{aware}\n{robin}");
+    let refused = kvscope().args(["sim", "--replicas", "2", "--router", "nearest"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cache_aware"), "names the routers");
+}
+
+#[test]
+fn a_simulated_fleet_finds_the_rate_it_sustains_under_a_ttft_slo() {
+    let out = kvscope()
+        .args(["sim", "--hardware", "l4", "--scale", "lab", "--replicas", "2", "--router", "cache_aware"])
+        .args(["--find-max-rate", "--slo-ttft-p99", "0.5", "--max-rate-hi", "50", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rate = v["max_rate"].as_f64().unwrap();
+    assert!(rate > 0.01 && rate <= 50.0, "{v}");
+    assert_eq!(v["rate"].as_f64().unwrap(), rate, "the run shown is the one at that rate");
+    assert!(v["ttft"]["p99"].as_f64().unwrap() <= 0.5, "{v}");
+    let replica = &v["replicas"][0];
+    assert!(replica["queue_wait"]["p90"].as_f64().unwrap() >= replica["queue_wait"]["p50"].as_f64().unwrap());
+}
+
+#[test]
+fn a_simulated_fleet_takes_the_replicas_limits() {
+    let fleet = |extra: &[&str]| -> Value {
+        let out = kvscope()
+            .args(["sim", "--hardware", "l4", "--scale", "lab", "--replicas", "2", "--request-rate", "inf", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (roomy, one_at_a_time) = (fleet(&[]), fleet(&["--max-num-seqs", "1", "--max-num-batched-tokens", "256"]));
+    let queue_p90 = |v: &Value| v["queue_wait"]["p90"].as_f64().unwrap();
+    assert!(queue_p90(&one_at_a_time) > queue_p90(&roomy), "{one_at_a_time}\n{roomy}");
+    let small = kvscope()
+        .args(["sim", "--hardware", "l4", "--scale", "lab", "--replicas", "2", "--kv-blocks", "64", "--json"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&small.stderr).contains("64 blocks = 1024 tokens of KV"), "{small:?}");
+}

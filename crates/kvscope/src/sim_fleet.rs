@@ -1,0 +1,219 @@
+//! `kvscope sim --replicas N --router R`: the fleet experiment's workload
+//! (`shared_prefix_chats` at `--scale`) on N simulated replicas behind a
+//! router modelled on the SGLang Model Gateway (kvscope-sim's router.rs).
+
+use crate::cmd_sim::SimArgs;
+use anyhow::Context;
+use kvscope_core::TokenId;
+use kvscope_experiment::workload::{ChatsCase, PromptSource};
+use kvscope_experiment::Dist;
+use kvscope_sim::{find_max_rate, run_fleet, CacheAwareConfig, FleetRun, Router, SimConfig};
+use serde_json::json;
+
+/// Most replicas one simulated fleet takes.
+const MAX_REPLICAS: usize = 1024;
+
+pub fn run(config: SimConfig, args: &SimArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=MAX_REPLICAS).contains(&args.replicas),
+        "--replicas must be between 1 and {MAX_REPLICAS}, got {}",
+        args.replicas
+    );
+    let config = &calibrated(config)?;
+    let mut case = ChatsCase::at(args.scale.into(), args.seed);
+    if let Some(rate) = args.request_rate {
+        case.rate = rate;
+    }
+    if let Some(n) = args.num_requests {
+        case.conversations = conversations_for(n, case.turns);
+    }
+    let tokenizer = match &args.tokenizer {
+        Some(path) => {
+            Some(read_tokenizer(path).with_context(|| format!("reading the tokenizer of {}", path.display()))?)
+        }
+        None => None,
+    };
+    let tokenize = |text: &str| -> Vec<TokenId> {
+        tokenizer.as_ref().map_or_else(Vec::new, |t| t.encode(text).unwrap_or_default())
+    };
+    let source = match tokenizer {
+        Some(_) => PromptSource::Generated { tokenize: &tokenize },
+        None => PromptSource::Synthetic { vocab: config.model.vocab as u32 },
+    };
+    if args.find_max_rate {
+        let slo = args.slo_ttft_p99.context("--find-max-rate needs --slo-ttft-p99")?;
+        return max_rate(config, args, &case, &source, slo);
+    }
+    let fleet = simulate(config, args, &case, &source)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&as_json(&fleet, &case))?);
+    } else {
+        print_table(&fleet, &case, args);
+    }
+    Ok(())
+}
+
+/// Whole conversations for at least `requests` requests, odd in number
+/// (as the case's own: round-robin over an even number of replicas must
+/// not keep a conversation on one replica by coincidence).
+fn conversations_for(requests: usize, turns: usize) -> usize {
+    (requests.div_ceil(turns.max(1)) | 1).max(1)
+}
+
+/// On the `cpu` preset, the fit `kvscope sim --calibrate` saved, when there
+/// is one (what the lab's simulated backend runs on): a simulated fleet is
+/// checked against the real one on this machine.
+fn calibrated(config: SimConfig) -> anyhow::Result<SimConfig> {
+    if config.hardware.name != "cpu" {
+        return Ok(config);
+    }
+    let (hardware, used) = kvscope_sim::cpu_profile(None)?;
+    match used {
+        Some(path) => eprintln!("cpu profile: the calibration in {}", path.display()),
+        None => eprintln!("cpu profile: uncalibrated (run `kvscope sim --calibrate` to fit it to this machine)"),
+    }
+    Ok(SimConfig { hardware, ..config })
+}
+
+fn read_tokenizer(path: &std::path::Path) -> anyhow::Result<kvscope_model::tokenizer::Tokenizer> {
+    let gguf = kvscope_model::gguf::Gguf::open(path)?;
+    Ok(kvscope_model::tokenizer::Tokenizer::from_gguf(&gguf)?)
+}
+
+/// One run of `case` on a fresh fleet.
+fn simulate(config: &SimConfig, args: &SimArgs, case: &ChatsCase, source: &PromptSource) -> anyhow::Result<FleetRun> {
+    let requests = case.requests(source);
+    let engines = (0..args.replicas).map(|_| config.build().map(|(engine, _)| engine)).collect::<Result<_, _>>()?;
+    let mut router = Router::new(args.router, args.replicas, CacheAwareConfig::default(), args.seed);
+    Ok(run_fleet(engines, &mut router, args.router, requests)?)
+}
+
+/// The highest Poisson rate at which the fleet's p99 TTFT meets `slo` (the
+/// same arrival draws scaled at every rate), then that rate's run.
+fn max_rate(
+    config: &SimConfig,
+    args: &SimArgs,
+    case: &ChatsCase,
+    source: &PromptSource,
+    slo: f64,
+) -> anyhow::Result<()> {
+    let p99 = |rate: f64| -> f64 {
+        let at = ChatsCase { rate, ..case.clone() };
+        match simulate(config, args, &at, source) {
+            Ok(fleet) if fleet.rejected.is_empty() => {
+                let p = fleet.ttft().p99;
+                eprintln!("  rate {rate:.3} req/s: p99 TTFT {p:.4} s (simulated)");
+                p
+            }
+            Ok(fleet) => {
+                eprintln!("  rate {rate:.3} req/s: {} requests rejected", fleet.rejected.len());
+                f64::INFINITY
+            }
+            Err(e) => {
+                eprintln!("  rate {rate:.3} req/s: {e}");
+                f64::INFINITY
+            }
+        }
+    };
+    let lo = 0.01;
+    let Some(rate) = find_max_rate(p99, slo, lo, args.max_rate_hi, 0.005) else {
+        println!("even {lo} req/s misses p99 TTFT <= {slo} s");
+        return Ok(());
+    };
+    let at = ChatsCase { rate, ..case.clone() };
+    let fleet = simulate(config, args, &at, source)?;
+    if args.json {
+        let mut out = as_json(&fleet, &at);
+        out["max_rate"] = json!(rate);
+        out["slo_ttft_p99_s"] = json!(slo);
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("highest request rate with p99 TTFT <= {slo} s (simulated): {rate:.3} req/s");
+        print_table(&fleet, &at, args);
+    }
+    Ok(())
+}
+
+fn print_table(fleet: &FleetRun, case: &ChatsCase, args: &SimArgs) {
+    let total = fleet.replicas.iter().map(|r| r.requests.len()).sum::<usize>() + fleet.rejected.len();
+    println!(
+        "fleet (simulated): {} replicas of {} on {}, router {}, workload {} ({} conversations × {} turns = {total} requests, {:.3} req/s Poisson)",
+        args.replicas,
+        args.model_preset,
+        args.hardware,
+        args.router.name(),
+        case.name,
+        case.conversations,
+        case.turns,
+        case.rate
+    );
+    println!("replica  requests  prefix-hit tokens  queried tokens  evictions  TTFT p50 (s)  TTFT p90 (s)  queue p50 (s)  queue p90 (s)");
+    for (i, r) in fleet.replicas.iter().enumerate() {
+        let ttft = Dist::of(r.requests.iter().map(|q| q.ttft));
+        let queue = Dist::of(r.requests.iter().map(|q| q.queue_wait));
+        println!(
+            "{i:>7}  {:>8}  {:>17}  {:>14}  {:>9}  {:>12.3}  {:>12.3}  {:>13.3}  {:>13.3}",
+            r.requests.len(),
+            r.prefix.hit_tokens,
+            r.prefix.queried_tokens,
+            r.prefix.evictions,
+            ttft.p50,
+            ttft.p90,
+            queue.p50,
+            queue.p90
+        );
+    }
+    let (ttft, queue) = (fleet.ttft(), fleet.queue_wait());
+    println!(
+        "fleet: prefix-hit tokens {}, prefill tokens computed {}, TTFT p50 {:.3} s p90 {:.3} s, queue wait p50 {:.3} s p90 {:.3} s",
+        fleet.hit_tokens(),
+        fleet.prefill_tokens(),
+        ttft.p50,
+        ttft.p90,
+        queue.p50,
+        queue.p90
+    );
+}
+
+fn as_json(fleet: &FleetRun, case: &ChatsCase) -> serde_json::Value {
+    let replicas: Vec<_> = fleet
+        .replicas
+        .iter()
+        .map(|r| {
+            json!({
+                "requests": r.requests.len(),
+                "prefix_hit_tokens": r.prefix.hit_tokens,
+                "prefix_queried_tokens": r.prefix.queried_tokens,
+                "evictions": r.prefix.evictions,
+                "duration": r.duration,
+                "ttft": Dist::of(r.requests.iter().map(|q| q.ttft)),
+                "queue_wait": Dist::of(r.requests.iter().map(|q| q.queue_wait)),
+            })
+        })
+        .collect();
+    json!({
+        "simulated": true,
+        "router": fleet.router,
+        "workload": case,
+        "replicas": replicas,
+        "prefix_hit_tokens": fleet.hit_tokens(),
+        "prefill_tokens": fleet.prefill_tokens(),
+        "rate": case.rate,
+        "ttft": fleet.ttft(),
+        "queue_wait": fleet.queue_wait(),
+        "rejected": fleet.rejected.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conversations_for;
+
+    #[test]
+    fn requests_become_an_odd_number_of_whole_conversations() {
+        assert_eq!(conversations_for(264, 8), 33);
+        assert_eq!(conversations_for(8000, 8), 1001);
+        assert_eq!(conversations_for(1, 8), 1);
+        assert_eq!(conversations_for(17, 8), 3);
+    }
+}
