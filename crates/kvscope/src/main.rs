@@ -15,6 +15,7 @@ mod fleet;
 mod lab_backends;
 mod machine;
 mod preflight;
+mod sim_args;
 mod sim_calibrate;
 mod sim_fleet;
 
@@ -39,7 +40,7 @@ enum Command {
     Serve(cmd_serve::ServeCommand),
     /// Capacity questions on model and hardware presets, with a cost model
     /// instead of a real model (and `--calibrate` to fit this CPU).
-    Sim(cmd_sim::SimArgs),
+    Sim(sim_args::SimArgs),
     /// N `kvscope serve` replicas behind the SGLang Model Gateway
     /// (installed from PyPI on first use): the gateway routes, each replica
     /// keeps its own KV pool.

@@ -2,7 +2,7 @@
 //! (`shared_prefix_chats` at `--scale`) on N simulated replicas behind a
 //! router modelled on the SGLang Model Gateway (kvscope-sim's router.rs).
 
-use crate::cmd_sim::SimArgs;
+use crate::sim_args::SimArgs;
 use anyhow::Context;
 use kvscope_core::TokenId;
 use kvscope_experiment::workload::{ChatsCase, PromptSource};
