@@ -7,7 +7,7 @@
 //! pyzmq and msgspec go into a venv under the target directory on first use
 //! (`python3 -m venv`, `pip install pyzmq msgspec`). Without python3 or the
 //! package index the test says why and passes, unless
-//! `KVSCOPE_REQUIRE_PYTHON=1` is set (CI sets it): then it fails. Every step
+//! `KVSCOPE_REQUIRE_PYTHON=1` is set: then it fails. Every step
 //! has a deadline, and the server is killed when the test ends.
 
 use std::io::{Read, Write};
