@@ -5,12 +5,13 @@
 
 use crate::cmd_lab::LangArg;
 use crate::machine::{commit, cpu_flags, machine_description, ram, today};
+use crate::rate_search::{highest_rate, Probe};
 use crate::sim_args::SimArgs;
 use anyhow::Context;
 use kvscope_experiment::workload::{Arrival, CaseSpec, Lengths, PromptSource};
 use kvscope_experiment::{CapacityRow, CaseRun, Detail, Dist, RunOptions, Stop, Throughput};
 use kvscope_lab::report::{Environment, Lang, ReportContext};
-use kvscope_sim::{find_max_rate, SimConfig};
+use kvscope_sim::SimConfig;
 
 /// Most requests one simulation takes (see the check in [`run`]).
 const MAX_REQUESTS: usize = 10_000_000;
@@ -165,31 +166,18 @@ fn max_rate(sim: &Simulation, args: &SimArgs, slo: f64) -> anyhow::Result<()> {
     // With this many TTFTs above the objective the p99 (interpolated at
     // rank 0.99·(n−1)) is above it whatever the others are: stop there.
     let misses = n - (0.99 * (n - 1) as f64).floor() as usize;
-    let p99 = |rate: f64| -> f64 {
+    let probe = |rate: f64| {
         let stop = Stop::WhenTtftAbove { seconds: slo, count: misses };
         match sim.run(&sim.at_rate(rate, args.burstiness), stop) {
             Ok(run) if run.stopped_early => {
-                eprintln!("  rate {rate:.3} req/s: p99 TTFT above {slo} s ({misses} first tokens later; run stopped)");
-                f64::INFINITY
+                Probe::StoppedEarly(format!("p99 TTFT above {slo} s ({misses} first tokens later; run stopped)"))
             }
-            Ok(run) if run.rejected.is_empty() => {
-                let p = Dist::of(run.requests.iter().map(|r| r.ttft)).p99;
-                eprintln!("  rate {rate:.3} req/s: p99 TTFT {p:.4} s (simulated)");
-                p
-            }
-            Ok(run) => {
-                eprintln!("  rate {rate:.3} req/s: {} requests rejected", run.rejected.len());
-                f64::INFINITY
-            }
-            Err(e) => {
-                eprintln!("  rate {rate:.3} req/s: {e}");
-                f64::INFINITY
-            }
+            Ok(run) if run.rejected.is_empty() => Probe::P99(Dist::of(run.requests.iter().map(|r| r.ttft)).p99),
+            Ok(run) => Probe::Rejected(run.rejected.len()),
+            Err(e) => Probe::Failed(e.to_string()),
         }
     };
-    let lo = 0.01;
-    let Some(rate) = find_max_rate(p99, slo, lo, args.max_rate_hi, 0.005) else {
-        println!("even {lo} req/s misses p99 TTFT <= {slo} s");
+    let Some(rate) = highest_rate(slo, args.max_rate_hi, probe) else {
         return Ok(());
     };
     if args.json {

@@ -15,6 +15,7 @@ mod fleet;
 mod lab_backends;
 mod machine;
 mod preflight;
+mod rate_search;
 mod sim_args;
 mod sim_calibrate;
 mod sim_fleet;

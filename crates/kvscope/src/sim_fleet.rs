@@ -2,12 +2,13 @@
 //! (`shared_prefix_chats` at `--scale`) on N simulated replicas behind a
 //! router modelled on the SGLang Model Gateway (kvscope-sim's router.rs).
 
+use crate::rate_search::{highest_rate, Probe};
 use crate::sim_args::SimArgs;
 use anyhow::Context;
 use kvscope_core::TokenId;
 use kvscope_experiment::workload::{ChatsCase, PromptSource};
 use kvscope_experiment::Dist;
-use kvscope_sim::{find_max_rate, run_fleet, CacheAwareConfig, FleetRun, Router, SimConfig};
+use kvscope_sim::{run_fleet, CacheAwareConfig, FleetRun, Router, SimConfig};
 use serde_json::json;
 
 /// Most replicas one simulated fleet takes.
@@ -97,27 +98,12 @@ fn max_rate(
     source: &PromptSource,
     slo: f64,
 ) -> anyhow::Result<()> {
-    let p99 = |rate: f64| -> f64 {
-        let at = ChatsCase { rate, ..case.clone() };
-        match simulate(config, args, &at, source) {
-            Ok(fleet) if fleet.rejected.is_empty() => {
-                let p = fleet.ttft().p99;
-                eprintln!("  rate {rate:.3} req/s: p99 TTFT {p:.4} s (simulated)");
-                p
-            }
-            Ok(fleet) => {
-                eprintln!("  rate {rate:.3} req/s: {} requests rejected", fleet.rejected.len());
-                f64::INFINITY
-            }
-            Err(e) => {
-                eprintln!("  rate {rate:.3} req/s: {e}");
-                f64::INFINITY
-            }
-        }
+    let probe = |rate: f64| match simulate(config, args, &ChatsCase { rate, ..case.clone() }, source) {
+        Ok(fleet) if fleet.rejected.is_empty() => Probe::P99(fleet.ttft().p99),
+        Ok(fleet) => Probe::Rejected(fleet.rejected.len()),
+        Err(e) => Probe::Failed(e.to_string()),
     };
-    let lo = 0.01;
-    let Some(rate) = find_max_rate(p99, slo, lo, args.max_rate_hi, 0.005) else {
-        println!("even {lo} req/s misses p99 TTFT <= {slo} s");
+    let Some(rate) = highest_rate(slo, args.max_rate_hi, probe) else {
         return Ok(());
     };
     let at = ChatsCase { rate, ..case.clone() };
