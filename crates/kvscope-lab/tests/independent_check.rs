@@ -185,88 +185,103 @@ fn check_dir(dir: &Path) {
         capacity["repeats"].as_u64().unwrap_or(1) == 1,
         "with repeats the table holds medians and events.jsonl the first repeat: check a single run"
     );
-    let bytes_per_token = capacity["pool"]["bytes_per_token"].as_f64().unwrap();
-    let num_blocks = capacity["pool"]["num_blocks"].as_u64().unwrap();
+    let pool = Pool {
+        bytes_per_token: capacity["pool"]["bytes_per_token"].as_f64().unwrap(),
+        num_blocks: capacity["pool"]["num_blocks"].as_u64().unwrap(),
+    };
     let rows = capacity["rows"].as_array().unwrap();
     for case in ["short_ctx", "long_ctx", "mixed_ctx"] {
         let row = rows.iter().find(|r| r["case"] == case).unwrap();
         let events: Vec<Event> = lines.iter().filter(|v| v["case"] == case).map(parse).collect();
         let d = derive(&events);
-        eprintln!(
-            "{case}: live mean {:.3} (table {:.3}), max {} (table {}); stalled s {:?}",
-            d.live_mean, row["live_requests"], d.live_max, row["live_requests_max"], d.stall_seconds
-        );
-        agree(&format!("{case} live_requests"), d.live_mean, row["live_requests"].as_f64().unwrap());
-        assert_eq!(d.live_max as u64, row["live_requests_max"].as_u64().unwrap(), "{case} live_requests_max");
-
-        let stalled_s: f64 = d.stall_seconds.values().sum();
-        let stalled_steps: u64 = d.stall_steps.values().sum();
-        agree(&format!("{case} stalled_seconds"), stalled_s, row["stalled_seconds"].as_f64().unwrap());
-        assert_eq!(stalled_steps, row["stalled_steps"].as_u64().unwrap(), "{case} stalled_steps");
-        for reason in ["no_free_blocks", "max_running", "token_budget"] {
-            let by_time = if stalled_s > 0.0 { d.stall_seconds.get(reason).unwrap_or(&0.0) / stalled_s } else { 0.0 };
-            let by_step = if stalled_steps > 0 {
-                *d.stall_steps.get(reason).unwrap_or(&0) as f64 / stalled_steps as f64
-            } else {
-                0.0
-            };
-            agree(
-                &format!("{case} stall_time_share_{reason}"),
-                by_time,
-                row[format!("stall_time_share_{reason}")].as_f64().unwrap(),
-            );
-            agree(
-                &format!("{case} stall_step_share_{reason}"),
-                by_step,
-                row[format!("stall_step_share_{reason}")].as_f64().unwrap(),
-            );
-        }
-
-        let reqs = requests(&events);
+        check_live_and_stalls(case, row, &d);
         let members = row["members"].as_array().unwrap();
-        let lengths: BTreeSet<usize> = reqs.values().map(|r| r.prompt).collect();
         if case != "mixed_ctx" {
             assert!(members.is_empty(), "{case} is one peak: {members:?}");
             continue;
         }
-        // The two peaks: long and short prompts (the lengths alternate).
-        assert_eq!(lengths.len(), 2, "mixed_ctx has two prompt lengths: {lengths:?}");
-        let short_len = *lengths.first().unwrap();
-        let member_of = |id: &str| if reqs[id].prompt > short_len { "long" } else { "short" };
-        assert_eq!(members.len(), 2);
-        let mut blocks_at_peak = 0;
-        for m in members {
-            let name = m["member"].as_str().unwrap();
-            let mine: Vec<&RequestFigures> =
-                reqs.iter().filter(|(id, _)| member_of(id) == name).map(|(_, r)| r).collect();
-            assert_eq!(mine.len() as u64, m["requests"].as_u64().unwrap(), "mixed_ctx {name} requests");
-            let kv = mine.iter().map(|r| r.kv_tokens as f64 * bytes_per_token).sum::<f64>() / mine.len() as f64;
-            agree(&format!("mixed_ctx {name} estimated_kv"), kv, m["estimated_kv"].as_f64().unwrap());
-            for (figure, values) in [
-                ("ttft", mine.iter().map(|r| r.ttft).collect::<Vec<_>>()),
-                ("queue_wait", mine.iter().map(|r| r.queue_wait).collect()),
-            ] {
-                for (p, key) in [(50.0, "p50"), (90.0, "p90"), (100.0, "max")] {
-                    agree(
-                        &format!("mixed_ctx {name} {figure} {key}"),
-                        percentile(&values, p),
-                        m[figure][key].as_f64().unwrap(),
-                    );
-                }
-                assert_eq!(values.len() as u64, m[figure]["n"].as_u64().unwrap());
-            }
-            let at_peak: Vec<usize> = d.peak.iter().filter(|(id, _)| member_of(id) == name).map(|(_, b)| *b).collect();
-            assert_eq!(at_peak.len() as u64, m["live_at_max"].as_u64().unwrap(), "mixed_ctx {name} live at the max");
-            assert_eq!(at_peak.iter().sum::<usize>() as u64, m["blocks_at_max"].as_u64().unwrap(), "{name} blocks");
-            blocks_at_peak += at_peak.iter().sum::<usize>();
-        }
-        // The explanation says what the maximum was made of.
-        let (long, short) = (members[0]["live_at_max"].as_u64().unwrap(), members[1]["live_at_max"].as_u64().unwrap());
-        let mix = format!("{long} long + {short} short = {blocks_at_peak} of {num_blocks} blocks");
-        let explanation = row["explanation"].as_str().unwrap();
-        assert!(explanation.contains(&mix), "{mix} not in: {explanation}");
-        assert_eq!(long + short, d.live_max as u64);
+        check_members(row, members, &requests(&events), &d, &pool);
     }
+}
+
+/// The pool as capacity.json states it.
+struct Pool {
+    bytes_per_token: f64,
+    num_blocks: u64,
+}
+
+/// A case's live-request and stall figures against its events.
+fn check_live_and_stalls(case: &str, row: &Value, d: &Derived) {
+    eprintln!(
+        "{case}: live mean {:.3} (table {:.3}), max {} (table {}); stalled s {:?}",
+        d.live_mean, row["live_requests"], d.live_max, row["live_requests_max"], d.stall_seconds
+    );
+    agree(&format!("{case} live_requests"), d.live_mean, row["live_requests"].as_f64().unwrap());
+    assert_eq!(d.live_max as u64, row["live_requests_max"].as_u64().unwrap(), "{case} live_requests_max");
+
+    let stalled_s: f64 = d.stall_seconds.values().sum();
+    let stalled_steps: u64 = d.stall_steps.values().sum();
+    agree(&format!("{case} stalled_seconds"), stalled_s, row["stalled_seconds"].as_f64().unwrap());
+    assert_eq!(stalled_steps, row["stalled_steps"].as_u64().unwrap(), "{case} stalled_steps");
+    for reason in ["no_free_blocks", "max_running", "token_budget"] {
+        let by_time = if stalled_s > 0.0 { d.stall_seconds.get(reason).unwrap_or(&0.0) / stalled_s } else { 0.0 };
+        let by_step = if stalled_steps > 0 {
+            *d.stall_steps.get(reason).unwrap_or(&0) as f64 / stalled_steps as f64
+        } else {
+            0.0
+        };
+        agree(
+            &format!("{case} stall_time_share_{reason}"),
+            by_time,
+            row[format!("stall_time_share_{reason}")].as_f64().unwrap(),
+        );
+        agree(
+            &format!("{case} stall_step_share_{reason}"),
+            by_step,
+            row[format!("stall_step_share_{reason}")].as_f64().unwrap(),
+        );
+    }
+}
+
+/// mixed_ctx's two members (long and short prompts) against its events.
+fn check_members(row: &Value, members: &[Value], reqs: &BTreeMap<String, RequestFigures>, d: &Derived, pool: &Pool) {
+    let lengths: BTreeSet<usize> = reqs.values().map(|r| r.prompt).collect();
+    // The two peaks: long and short prompts (the lengths alternate).
+    assert_eq!(lengths.len(), 2, "mixed_ctx has two prompt lengths: {lengths:?}");
+    let short_len = *lengths.first().unwrap();
+    let member_of = |id: &str| if reqs[id].prompt > short_len { "long" } else { "short" };
+    assert_eq!(members.len(), 2);
+    let mut blocks_at_peak = 0;
+    for m in members {
+        let name = m["member"].as_str().unwrap();
+        let mine: Vec<&RequestFigures> = reqs.iter().filter(|(id, _)| member_of(id) == name).map(|(_, r)| r).collect();
+        assert_eq!(mine.len() as u64, m["requests"].as_u64().unwrap(), "mixed_ctx {name} requests");
+        let kv = mine.iter().map(|r| r.kv_tokens as f64 * pool.bytes_per_token).sum::<f64>() / mine.len() as f64;
+        agree(&format!("mixed_ctx {name} estimated_kv"), kv, m["estimated_kv"].as_f64().unwrap());
+        for (figure, values) in [
+            ("ttft", mine.iter().map(|r| r.ttft).collect::<Vec<_>>()),
+            ("queue_wait", mine.iter().map(|r| r.queue_wait).collect()),
+        ] {
+            for (p, key) in [(50.0, "p50"), (90.0, "p90"), (100.0, "max")] {
+                agree(
+                    &format!("mixed_ctx {name} {figure} {key}"),
+                    percentile(&values, p),
+                    m[figure][key].as_f64().unwrap(),
+                );
+            }
+            assert_eq!(values.len() as u64, m[figure]["n"].as_u64().unwrap());
+        }
+        let at_peak: Vec<usize> = d.peak.iter().filter(|(id, _)| member_of(id) == name).map(|(_, b)| *b).collect();
+        assert_eq!(at_peak.len() as u64, m["live_at_max"].as_u64().unwrap(), "mixed_ctx {name} live at the max");
+        assert_eq!(at_peak.iter().sum::<usize>() as u64, m["blocks_at_max"].as_u64().unwrap(), "{name} blocks");
+        blocks_at_peak += at_peak.iter().sum::<usize>();
+    }
+    // The explanation says what the maximum was made of.
+    let (long, short) = (members[0]["live_at_max"].as_u64().unwrap(), members[1]["live_at_max"].as_u64().unwrap());
+    let mix = format!("{long} long + {short} short = {blocks_at_peak} of {} blocks", pool.num_blocks);
+    let explanation = row["explanation"].as_str().unwrap();
+    assert!(explanation.contains(&mix), "{mix} not in: {explanation}");
+    assert_eq!(long + short, d.live_max as u64);
 }
 
 #[test]

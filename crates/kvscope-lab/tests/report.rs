@@ -175,15 +175,20 @@ fn both_languages_show_the_same_figures_in_the_same_sections() {
     );
     assert!(en.contains("Every format's run was bound by KV blocks") && zh.contains("每种格式的运行都受 KV 块约束"));
 
+    simulated_reports_are_twins_too(&mut res, &ctx);
+}
+
+/// The same run labelled simulated, and `sim --out`'s capacity section.
+fn simulated_reports_are_twins_too(res: &mut LabResults, ctx: &ReportContext) {
     res.backend.executor = "sim".into();
-    let (zh, en) = both(&res, &ctx);
+    let (zh, en) = both(res, ctx);
     assert_twins(&zh, &en, "simulated lab report");
     assert!(en.contains("**Simulated**") && zh.contains("**模拟结果**"));
     assert!(en.contains("TTFT p50 / p90 / p99 (simulated s)") && zh.contains("TTFT p50 / p90 / p99 (模拟秒)"));
     assert!(en.contains("queue_wait p50 (simulated s)"), "the knob sweep's times are simulated too");
 
     let row = res.capacity[1].clone();
-    let sim = |lang| render_simulated(std::slice::from_ref(&row), &res.engine, "smol on cpu", &ctx, lang);
+    let sim = |lang| render_simulated(std::slice::from_ref(&row), &res.engine, "smol on cpu", ctx, lang);
     let (zh, en) = (sim(Lang::Zh), sim(Lang::En));
     assert_twins(&zh, &en, "sim --out report");
     assert!(en.starts_with("# KV capacity — simulated\n\n> **Simulated**") && en.contains("| long_ctx |"));
