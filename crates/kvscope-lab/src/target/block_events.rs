@@ -166,7 +166,8 @@ impl CaseBlocks {
     }
 }
 
-/// Subscribes and feeds `log` until the handle is aborted. A connection
+/// Subscribes and feeds `log` until the handle is aborted; with a replay
+/// endpoint, the batches published before the run come first (at time 0). A connection
 /// failure is recorded in the log, not fatal to the lab.
 pub fn spawn(config: SubscriberConfig, start: SystemTime, log: Arc<Mutex<BlockLog>>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -177,6 +178,12 @@ pub fn spawn(config: SubscriberConfig, start: SystemTime, log: Arc<Mutex<BlockLo
                 return;
             }
         };
+        // What the cache already held: the replay ring's batches from the
+        // first, so that blocks cached before this run still bind.
+        if let Ok(history) = sub.replay_from(0, u64::MAX).await {
+            let mut log = log.lock().expect("block log");
+            history.iter().for_each(|r| log.apply(r, 0.0));
+        }
         loop {
             match sub.next(Duration::from_millis(500)).await {
                 Ok(Some(received)) => {
