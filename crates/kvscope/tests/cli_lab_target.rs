@@ -107,6 +107,9 @@ fn quick_lab_on_a_kvscope_serve_target_with_kv_events() {
     let csv = std::fs::read_to_string(out_dir.join("capacity.csv")).unwrap();
     assert!(csv.starts_with("case,prompt_len_tokens,"), "{csv}");
     assert_eq!(csv.lines().count(), 1 + 4, "{csv}");
+    let metrics = std::fs::read_to_string(out_dir.join("metrics.csv")).unwrap();
+    assert!(metrics.starts_with("t_s,kvscope:num_requests_running,"), "{metrics}");
+    assert!(metrics.lines().count() > 2, "the poller kept samples: {metrics}");
 }
 
 fn check_tags(report: &str) {

@@ -68,6 +68,9 @@ pub struct TargetResults {
     /// fallback), where the engine has no queue-time metric.
     pub solo_ttft: Vec<Option<f64>>,
     pub metrics_samples: usize,
+    /// Every kept scrape (written as metrics.csv, not into target.json).
+    #[serde(skip)]
+    pub samples: Vec<poller::MetricsSample>,
     pub metrics_failed: u64,
     pub metrics_last_error: Option<String>,
     pub kv_events: Option<KvEventsSummary>,
@@ -334,6 +337,7 @@ fn finish(
         capacity,
         solo_ttft: measured.solo,
         metrics_samples: polls.samples.len(),
+        samples: polls.samples.clone(),
         metrics_failed: polls.failed,
         metrics_last_error: polls.last_error.clone(),
         kv_events,

@@ -5,9 +5,11 @@
 //! what went wrong (a partial report says what is missing).
 //!
 //! Written as report.md (zh or en), capacity.csv (the experiment layer's
-//! columns) and target.json (every figure).
+//! columns), metrics.csv (every scrape, time-stamped) and target.json
+//! (every figure).
 
 use super::capacity::{pool_capacity, prompt_tokens};
+use super::poller::POLLED;
 use super::TargetResults;
 use crate::lang::Lang;
 use kvscope_experiment::capacity::to_csv;
@@ -45,8 +47,32 @@ pub fn write(res: &TargetResults, out: &Path, lang: Lang) -> std::io::Result<()>
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("report.md"), markdown(res, lang))?;
     std::fs::write(out.join("capacity.csv"), to_csv(&res.capacity))?;
+    std::fs::write(out.join("metrics.csv"), metrics_csv(res))?;
     let json = serde_json::to_string_pretty(res).map_err(std::io::Error::other)?;
     std::fs::write(out.join("target.json"), json)
+}
+
+/// `metrics.csv`: one line per kept scrape, seconds since the start and
+/// each polled quantity under the metric name it was read from (empty:
+/// not on the page).
+pub fn metrics_csv(res: &TargetResults) -> String {
+    let mut out = String::from("t_s");
+    for q in POLLED {
+        match family(res).and_then(|f| source(f, q)) {
+            Some(s) => write!(out, ",{}", s.metric_name()),
+            None => write!(out, ",{q:?} (not exposed)"),
+        }
+        .expect("writing to a String");
+    }
+    out.push('\n');
+    for sample in &res.samples {
+        let _ = write!(out, "{:.3}", sample.t);
+        for v in &sample.values {
+            let _ = write!(out, ",{}", v.map_or(String::new(), |v| v.to_string()));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// What a target that could not be reached at all leaves: the error, and
