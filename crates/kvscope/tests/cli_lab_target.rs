@@ -9,8 +9,10 @@
 //! zero) and the realized prefix reuse of the shared-prefix case on a
 //! fresh server. Also: a target with nothing listening fails within
 //! seconds with a clear message and a partial report; a target answering
-//! errors and garbage metrics gets a partial report; knobs only the engine
-//! can change are refused naming the engine's flag. Every process and
+//! errors and garbage metrics gets a partial report; an engine shaped like
+//! llama-server (no vocabulary, blocks or queue times) gets its gaps filled
+//! and listed; knobs only the engine can change are refused naming the
+//! engine's flag. Every process and
 //! wait is bounded.
 
 use kvscope_experiment::workload::{shared_prefix_case, standard_cases, Scale};
@@ -256,4 +258,106 @@ fn a_target_answering_errors_and_garbage_metrics_gets_a_partial_report() {
     assert!(report.contains("Missing and failed (partial report)"), "{report}");
     assert!(report.contains("requests failed"), "{report}");
     assert!(report.contains("no vllm:, sglang:, llamacpp: or kvscope: metric"), "{report}");
+}
+
+/// Reads a request's head and body (by Content-Length), bounded.
+fn read_request(stream: &mut TcpStream) -> (String, String) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let length = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+        .unwrap_or(0usize);
+    let mut body = vec![0u8; length.min(1 << 20)];
+    let _ = stream.read_exact(&mut body);
+    (head, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A stand-in for llama.cpp's llama-server: `llamacpp:` metrics without
+/// blocks, queue times or KV events, no vocabulary in /v1/models, and
+/// completions streamed as `max_tokens` chunks with a usage chunk.
+fn llamacpp_like_engine() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let (head, body) = read_request(&mut stream);
+                let answer = llamacpp_answer(&head, &body);
+                let _ = stream.write_all(answer.as_bytes());
+            });
+        }
+    });
+    port
+}
+
+fn llamacpp_answer(head: &str, body: &str) -> String {
+    let ok = |kind: &str, body: &str| {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    if head.starts_with("GET /v1/models") {
+        return ok("application/json", r#"{"data":[{"id":"fake.gguf","owned_by":"llamacpp"}]}"#);
+    }
+    if head.starts_with("GET /metrics") {
+        return ok("text/plain", "llamacpp:requests_processing 1\nllamacpp:requests_deferred 0\nllamacpp:prompt_tokens_total 10\nllamacpp:tokens_predicted_total 5\n");
+    }
+    if !head.starts_with("POST /v1/completions") {
+        return "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into();
+    }
+    let request: Value = serde_json::from_str(body).unwrap_or_default();
+    let max_tokens = request["max_tokens"].as_u64().unwrap_or(1);
+    let words = request["prompt"].as_str().map_or(0, |p| p.split_whitespace().count());
+    let mut sse = String::new();
+    for _ in 0..max_tokens {
+        sse.push_str("data: {\"choices\":[{\"text\":\"a\"}]}\n\n");
+    }
+    sse.push_str(&format!(
+        "data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":{words},\"completion_tokens\":{max_tokens}}}}}\n\ndata: [DONE]\n\n"
+    ));
+    ok("text/event-stream", &sse)
+}
+
+/// An engine like llama-server (no vocabulary, no blocks, no queue-time
+/// metric): text prompts counted by the engine, queue wait estimated from
+/// TTFT alone, and each gap listed in "What this engine does not expose".
+#[test]
+fn an_engine_without_blocks_or_queue_times_gets_its_gaps_filled_and_listed() {
+    let port = llamacpp_like_engine();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_with_timeout(
+        kvscope()
+            .args(["lab", "--quick", "--lang", "en", "--target", &format!("http://127.0.0.1:{port}")])
+            .args(["--request-timeout-s", "20"])
+            .arg("--out")
+            .arg(tmp.path().join("llamacpp")),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = std::fs::read_to_string(tmp.path().join("llamacpp/report.md")).unwrap();
+    for needle in [
+        "metric family `llamacpp`, detected from the names on /metrics",
+        "sent as text; lengths are the engine's usage.prompt_tokens",
+        "[estimated: TTFT − the case's TTFT at concurrency 1]",
+        "QueueTime: queue wait = TTFT − the case's TTFT at concurrency 1",
+        "TotalBlocks: pool capacity in requests left blank",
+        "Preemptions: preemptions left blank",
+        "engine metric llamacpp:requests_processing",
+        "--model-config",
+    ] {
+        assert!(report.contains(needle), "report.md lacks {needle:?}:\n{report}");
+    }
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("llamacpp/target.json")).unwrap()).unwrap();
+    for case in json["cases"].as_array().unwrap() {
+        assert_eq!(case["failed"], 0, "{case}");
+    }
+    assert!(json["solo_ttft"].as_array().unwrap().iter().all(|t| t.is_number()), "{}", json["solo_ttft"]);
 }

@@ -150,7 +150,8 @@ pub async fn run_target(cfg: &TargetConfig, progress: &mut dyn FnMut(&str)) -> R
         measure_case(&input, spec, reqs, &watch, engine.as_ref(), &mut out, &mut problems).await;
     }
     let kv_events = watch.stop(cfg);
-    finish(cfg, engine, vocab.is_some(), kv_estimate, out, &workloads, kv_events, &watch, problems, started)
+    let outcome = Outcome { engine, token_exact: vocab.is_some(), kv_estimate, measured: out, kv_events, problems };
+    Ok(finish(cfg, outcome, &workloads, &watch, started))
 }
 
 /// The poller and the subscriber, running while the cases run.
@@ -292,19 +293,24 @@ fn estimate(
     Ok((reported, None))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    cfg: &TargetConfig,
+/// What the cases left, before the per-case figures are assembled.
+struct Outcome {
     engine: Option<EngineIdentity>,
     token_exact: bool,
     kv_estimate: Option<KvEstimate>,
     measured: Measured,
-    workloads: &[(CaseSpec, Vec<WorkloadRequest>)],
     kv_events: Option<KvEventsSummary>,
+    problems: Vec<String>,
+}
+
+fn finish(
+    cfg: &TargetConfig,
+    outcome: Outcome,
+    workloads: &[(CaseSpec, Vec<WorkloadRequest>)],
     watch: &Watch,
-    mut problems: Vec<String>,
     started: Instant,
-) -> Result<TargetResults, TargetError> {
+) -> TargetResults {
+    let Outcome { engine, token_exact, kv_estimate, measured, kv_events, mut problems } = outcome;
     let blocks = watch.blocks.lock().expect("block log");
     let case_blocks = measured
         .cases
@@ -327,7 +333,7 @@ fn finish(
     }
     let polls = watch.polls.lock().expect("poll log");
     let capacity = capacity::rows(&measured.cases, engine.as_ref(), kv_estimate.as_ref(), &measured.solo);
-    Ok(TargetResults {
+    TargetResults {
         url: cfg.url.clone(),
         engine,
         token_exact,
@@ -343,5 +349,5 @@ fn finish(
         kv_events,
         problems,
         wall_seconds: started.elapsed().as_secs_f64(),
-    })
+    }
 }

@@ -178,6 +178,15 @@ fn capacity_table(md: &mut String, res: &TargetResults, lang: Lang) {
         );
     }
     let _ = writeln!(md, "\n{}: {kv_tag}\n", pick(lang, "每请求 KV 大小来源", "KV per request from"));
+    let _ = writeln!(
+        md,
+        "{}\n",
+        pick(
+            lang,
+            "前缀命中按引擎计数器在每个用例前后的差计算, 包括此前运行留在缓存中的前缀 (同一引擎上的第二次运行命中更多)。",
+            "Prefix hits are the engine counter's difference across each case, and count prefixes earlier runs left in its cache (a second run against the same engine hits more)."
+        )
+    );
 }
 
 fn queue_tag(res: &TargetResults) -> String {
