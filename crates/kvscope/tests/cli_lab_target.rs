@@ -105,7 +105,7 @@ fn quick_lab_on_a_kvscope_serve_target_with_kv_events() {
     let json: Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("target.json")).unwrap()).unwrap();
     check_tags(&report);
     check_against_the_local_workload(&json);
-    check_kv_events(&json, &report);
+    check_kv_events(&json, &report, &out_dir);
     let csv = std::fs::read_to_string(out_dir.join("capacity.csv")).unwrap();
     assert!(csv.starts_with("case,prompt_len_tokens,"), "{csv}");
     assert_eq!(csv.lines().count(), 1 + 4, "{csv}");
@@ -163,7 +163,7 @@ fn check_against_the_local_workload(json: &Value) {
     assert!((6.0 * 128.0..=7.0 * 128.0).contains(&hits), "{shared}");
 }
 
-fn check_kv_events(json: &Value, report: &str) {
+fn check_kv_events(json: &Value, report: &str, out_dir: &std::path::Path) {
     let events = &json["kv_events"];
     assert!(events["batches"].as_u64().unwrap() > 0, "{events}");
     assert_eq!(events["block_size"], 16);
@@ -172,6 +172,9 @@ fn check_kv_events(json: &Value, report: &str) {
     assert_eq!(blocks["requests_bound"], 8, "{blocks}");
     assert_eq!(blocks["shared_blocks"], 8, "the prefix's 8 blocks bound to several requests: {blocks}");
     assert!(report.contains("| shared_prefix | "), "{report}");
+    assert!(report.contains("```mermaid\nstateDiagram-v2"), "{report}");
+    let mmd = std::fs::read_to_string(out_dir.join("kv_lifecycle.mmd")).unwrap();
+    assert!(mmd.starts_with("stateDiagram-v2") && mmd.contains("[*] --> Cached : BlockStored ×"), "{mmd}");
 }
 
 #[test]

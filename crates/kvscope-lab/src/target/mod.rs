@@ -12,6 +12,7 @@
 //! are stopped when the cases end.
 
 pub mod block_events;
+pub mod block_lifecycle;
 pub mod capacity;
 pub mod case;
 pub mod engine_id;

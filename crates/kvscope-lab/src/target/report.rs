@@ -48,6 +48,9 @@ pub fn write(res: &TargetResults, out: &Path, lang: Lang) -> std::io::Result<()>
     std::fs::write(out.join("report.md"), markdown(res, lang))?;
     std::fs::write(out.join("capacity.csv"), to_csv(&res.capacity))?;
     std::fs::write(out.join("metrics.csv"), metrics_csv(res))?;
+    if let Some(mmd) = super::block_lifecycle::mermaid(res) {
+        std::fs::write(out.join("kv_lifecycle.mmd"), mmd)?;
+    }
     let json = serde_json::to_string_pretty(res).map_err(std::io::Error::other)?;
     std::fs::write(out.join("target.json"), json)
 }
@@ -256,6 +259,13 @@ fn kv_events(md: &mut String, res: &TargetResults, lang: Lang) {
                 if b.lifetime_s.n == 0 { "—".into() } else { format!("{:.3}", b.lifetime_s.p50) }
             );
         }
+    }
+    if let Some(mmd) = super::block_lifecycle::mermaid(res) {
+        let _ = writeln!(
+            md,
+            "\n{} (kv_lifecycle.mmd):\n\n```mermaid\n{mmd}```",
+            pick(lang, "块的生命周期 [KV events]", "The blocks' lifecycle [KV events]")
+        );
     }
     md.push('\n');
 }
