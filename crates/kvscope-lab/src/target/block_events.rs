@@ -201,3 +201,47 @@ pub fn spawn(config: SubscriberConfig, start: SystemTime, log: Arc<Mutex<BlockLo
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvscope_wire::{BlockHash, BlockRemoved, BlockStored, EventBatch};
+
+    fn batch(events: Vec<KvCacheEvent>) -> Received {
+        let batch = EventBatch { ts: 0.0, events, data_parallel_rank: None };
+        Received { seq: 0, batch, received_at: SystemTime::now(), replayed: false }
+    }
+
+    fn stored(hashes: &[u64], parent: Option<u64>, tokens: Vec<u32>) -> KvCacheEvent {
+        KvCacheEvent::BlockStored(BlockStored {
+            block_hashes: hashes.iter().map(|h| BlockHash::Int(*h)).collect(),
+            parent_block_hash: parent.map(BlockHash::Int),
+            token_ids: tokens,
+            block_size: 2,
+            lora_id: None,
+            medium: None,
+            lora_name: None,
+            group_idx: None,
+        })
+    }
+
+    #[test]
+    fn blocks_bind_to_requests_by_their_token_chain() {
+        let mut log = BlockLog::default();
+        log.apply(&batch(vec![stored(&[10, 11], None, vec![1, 2, 3, 4])]), 1.0);
+        // Same tokens under another parent: a different chain.
+        log.apply(&batch(vec![stored(&[20], Some(99), vec![3, 4])]), 2.0);
+        assert_eq!(log.bind(&[1, 2, 3, 4, 5]), vec![10, 11]);
+        assert_eq!(log.bind(&[3, 4]), Vec::<u64>::new(), "a chain starts at a block without parent");
+        let removed = KvCacheEvent::BlockRemoved(BlockRemoved {
+            block_hashes: vec![BlockHash::Int(11)],
+            medium: None,
+            group_idx: None,
+        });
+        log.apply(&batch(vec![removed]), 3.5);
+        assert_eq!(log.window(0.0, 10.0), (3, 1, 3));
+        assert_eq!(log.lifetimes(0.0, 10.0), vec![2.5]);
+        let case = CaseBlocks::of(&log, &[vec![1, 2, 3, 4], vec![1, 2, 7, 7]], 0.0, 10.0);
+        assert_eq!((case.requests_bound, case.blocks_bound, case.shared_blocks), (2, 2, 1));
+    }
+}
