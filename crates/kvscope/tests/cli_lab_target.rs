@@ -363,4 +363,23 @@ fn an_engine_without_blocks_or_queue_times_gets_its_gaps_filled_and_listed() {
         assert_eq!(case["failed"], 0, "{case}");
     }
     assert!(json["solo_ttft"].as_array().unwrap().iter().all(|t| t.is_number()), "{}", json["solo_ttft"]);
+    // The same report in Chinese.
+    let out = run_with_timeout(
+        kvscope()
+            .args(["lab", "--quick", "--lang", "zh", "--target", &format!("http://127.0.0.1:{port}")])
+            .args(["--request-timeout-s", "20", "--arrival-rate", "50"])
+            .arg("--out")
+            .arg(tmp.path().join("llamacpp-zh")),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let zh = std::fs::read_to_string(tmp.path().join("llamacpp-zh/report.md")).unwrap();
+    for needle in [
+        "## 该引擎未公开的量",
+        "QueueTime: 排队 = TTFT − 该用例在并发 1 时的 TTFT",
+        "由 /metrics 中的名字识别",
+        "## 证据规则",
+    ] {
+        assert!(zh.contains(needle), "report.md (zh) lacks {needle:?}:\n{zh}");
+    }
 }
