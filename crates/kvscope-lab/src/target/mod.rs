@@ -52,6 +52,10 @@ pub struct TargetConfig {
     pub arrival_rate: Option<f64>,
     /// Every request (and scrape) is given up after this long.
     pub request_timeout: Duration,
+    /// The local model's GGUF architecture (`--model`, or the cached
+    /// default), used when the target serves the same model and neither
+    /// `--model-config` nor the engine gives a KV size.
+    pub local_model: Option<kv_estimate::LocalModel>,
 }
 
 /// Everything a target run found, and what it could not.
@@ -288,10 +292,15 @@ fn estimate(
         let metric = format!("{}:cache_config_info", e.family);
         pool.bytes_per_block.zip(pool.block_size).map(|(b, s)| kv_estimate::from_engine(b, s, &metric))
     });
-    if reported.is_none() {
+    let local = || {
+        let local = cfg.local_model.as_ref()?;
+        local.serves(engine.and_then(|e| e.model.as_deref())).then(|| local.estimate.clone())
+    };
+    let found = reported.or_else(local);
+    if found.is_none() {
         problems.push("no KV size per token: give the model's config.json with --model-config to estimate it".into());
     }
-    Ok((reported, None))
+    Ok((found, None))
 }
 
 /// What the cases left, before the per-case figures are assembled.

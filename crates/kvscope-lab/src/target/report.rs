@@ -368,7 +368,7 @@ fn evidence(md: &mut String, lang: Lang) {
 }
 
 fn problems(md: &mut String, res: &TargetResults, lang: Lang) {
-    if res.problems.is_empty() {
+    if res.problems.is_empty() && res.metrics_failed == 0 {
         return;
     }
     let _ = writeln!(md, "## {}\n", pick(lang, "缺失与错误（部分报告）", "Missing and failed (partial report)"));
