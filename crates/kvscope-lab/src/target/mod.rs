@@ -333,6 +333,11 @@ fn finish(
         .collect();
     if let Some(e) = kv_events.as_ref().and_then(|k| k.error.clone()) {
         problems.push(format!("KV events: {e}"));
+    } else if let Some(k) = kv_events.as_ref().filter(|k| k.batches == 0) {
+        problems.push(format!(
+            "KV events: no batch arrived from {} (is the engine publishing there? vLLM: --kv-events-config with enable_kv_cache_events; kvscope serve: --kv-events-endpoint); block statistics left blank",
+            k.endpoint
+        ));
     }
     for c in measured.cases.iter().filter(|_| token_exact) {
         let differ =
