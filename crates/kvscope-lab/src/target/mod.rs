@@ -19,9 +19,10 @@ pub mod engine_id;
 pub mod kv_estimate;
 pub mod poller;
 pub mod report;
+pub mod watch;
 pub mod words;
 
-use block_events::{BlockLog, CaseBlocks};
+use block_events::CaseBlocks;
 use case::{run_case, CaseInput, CaseResult, PromptForm};
 use engine_id::EngineIdentity;
 use kv_estimate::KvEstimate;
@@ -29,11 +30,11 @@ use kvscope_client::CompletionClient;
 use kvscope_experiment::workload::{
     shared_prefix_case, standard_cases, CaseSpec, PromptSource, Scale, WorkloadRequest,
 };
-use kvscope_wire::{EngineFamily, MetricsPage, SubscriberConfig};
-use poller::PollLog;
+use kvscope_wire::{EngineFamily, MetricsPage};
 use serde::Serialize;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
+pub use watch::KvEventsSummary;
+use watch::{Watch, WatchPlan};
 
 #[derive(Clone, Debug)]
 pub struct TargetConfig {
@@ -82,19 +83,6 @@ pub struct TargetResults {
     /// Why the run or a part of it is missing (a partial report).
     pub problems: Vec<String>,
     pub wall_seconds: f64,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct KvEventsSummary {
-    pub endpoint: String,
-    pub batches: u64,
-    pub stored: u64,
-    pub removed: u64,
-    pub cleared: u64,
-    pub block_size: Option<usize>,
-    pub missed: u64,
-    pub malformed: u64,
-    pub error: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,56 +135,22 @@ pub async fn run_target(cfg: &TargetConfig, progress: &mut dyn FnMut(&str)) -> R
         problems.push("the target's vocabulary is unknown (no vocab_size in /v1/models or --model-config): prompts were sent as text, their lengths are the engine's usage.prompt_tokens".into());
     }
     let model = card.id.clone().unwrap_or_default();
-    let watch = Watch::start(&client, family, cfg, started);
+    let plan = WatchPlan {
+        family,
+        interval: cfg.metrics_interval,
+        kv_events: cfg.kv_events.clone(),
+        kv_events_replay: cfg.kv_events_replay.clone(),
+    };
+    let watch = Watch::start(&client, &plan, started);
     let input = CaseInput { client: &client, family, start: started, model: &model, form: &form };
     let mut out = Measured::default();
     for (spec, reqs) in &workloads {
         progress(&spec.name);
         measure_case(&input, spec, reqs, &watch, engine.as_ref(), &mut out, &mut problems).await;
     }
-    let kv_events = watch.stop(cfg);
+    let kv_events = watch.stop(cfg.kv_events.as_ref());
     let outcome = Outcome { engine, token_exact: vocab.is_some(), kv_estimate, measured: out, kv_events, problems };
     Ok(finish(cfg, outcome, &workloads, &watch, started))
-}
-
-/// The poller and the subscriber, running while the cases run.
-struct Watch {
-    polls: Arc<Mutex<PollLog>>,
-    blocks: Arc<Mutex<BlockLog>>,
-    poller: Option<tokio::task::JoinHandle<()>>,
-    subscriber: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Watch {
-    fn start(client: &CompletionClient, family: Option<EngineFamily>, cfg: &TargetConfig, started: Instant) -> Watch {
-        let polls = Arc::new(Mutex::new(PollLog::default()));
-        let blocks = Arc::new(Mutex::new(BlockLog::default()));
-        let poller = family.map(|f| poller::spawn(client.clone(), f, started, cfg.metrics_interval, polls.clone()));
-        let subscriber = cfg.kv_events.as_ref().map(|endpoint| {
-            let mut sub = SubscriberConfig::new(endpoint.clone());
-            sub.replay_endpoint = cfg.kv_events_replay.clone();
-            let start_wall = SystemTime::now() - started.elapsed();
-            block_events::spawn(sub, start_wall, blocks.clone())
-        });
-        Watch { polls, blocks, poller, subscriber }
-    }
-
-    fn stop(&self, cfg: &TargetConfig) -> Option<KvEventsSummary> {
-        self.poller.iter().chain(&self.subscriber).for_each(|h| h.abort());
-        let endpoint = cfg.kv_events.clone()?;
-        let log = self.blocks.lock().expect("block log");
-        Some(KvEventsSummary {
-            endpoint,
-            batches: log.batches,
-            stored: log.stored,
-            removed: log.removed,
-            cleared: log.cleared,
-            block_size: log.block_size,
-            missed: log.missed,
-            malformed: log.malformed,
-            error: log.error.clone(),
-        })
-    }
 }
 
 #[derive(Default)]
