@@ -283,15 +283,16 @@ fn read_request(stream: &mut TcpStream) -> (String, String) {
 
 /// A stand-in for llama.cpp's llama-server: `llamacpp:` metrics without
 /// blocks, queue times or KV events, no vocabulary in /v1/models, and
-/// completions streamed as `max_tokens` chunks with a usage chunk.
-fn llamacpp_like_engine() -> u16 {
+/// completions streamed as `max_tokens` chunks, with a usage chunk when
+/// `usage` (older llama-server builds send none).
+fn llamacpp_like_engine(usage: bool) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for mut stream in listener.incoming().flatten() {
             std::thread::spawn(move || {
                 let (head, body) = read_request(&mut stream);
-                let answer = llamacpp_answer(&head, &body);
+                let answer = llamacpp_answer(&head, &body, usage);
                 let _ = stream.write_all(answer.as_bytes());
             });
         }
@@ -299,7 +300,7 @@ fn llamacpp_like_engine() -> u16 {
     port
 }
 
-fn llamacpp_answer(head: &str, body: &str) -> String {
+fn llamacpp_answer(head: &str, body: &str, usage: bool) -> String {
     let ok = |kind: &str, body: &str| {
         format!(
             "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -322,9 +323,12 @@ fn llamacpp_answer(head: &str, body: &str) -> String {
     for _ in 0..max_tokens {
         sse.push_str("data: {\"choices\":[{\"text\":\"a\"}]}\n\n");
     }
-    sse.push_str(&format!(
-        "data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":{words},\"completion_tokens\":{max_tokens}}}}}\n\ndata: [DONE]\n\n"
-    ));
+    if usage {
+        sse.push_str(&format!(
+            "data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":{words},\"completion_tokens\":{max_tokens}}}}}\n\n"
+        ));
+    }
+    sse.push_str("data: [DONE]\n\n");
     ok("text/event-stream", &sse)
 }
 
@@ -333,7 +337,7 @@ fn llamacpp_answer(head: &str, body: &str) -> String {
 /// TTFT alone, and each gap listed in "What this engine does not expose".
 #[test]
 fn an_engine_without_blocks_or_queue_times_gets_its_gaps_filled_and_listed() {
-    let port = llamacpp_like_engine();
+    let port = llamacpp_like_engine(true);
     let tmp = tempfile::tempdir().unwrap();
     let out = run_with_timeout(
         kvscope()
@@ -366,7 +370,9 @@ fn an_engine_without_blocks_or_queue_times_gets_its_gaps_filled_and_listed() {
         assert_eq!(case["failed"], 0, "{case}");
     }
     assert!(json["solo_ttft"].as_array().unwrap().iter().all(|t| t.is_number()), "{}", json["solo_ttft"]);
-    // The same report in Chinese.
+    // The same report in Chinese, from an engine whose streams carry no
+    // usage: output tokens are the chunks counted at the client.
+    let port = llamacpp_like_engine(false);
     let out = run_with_timeout(
         kvscope()
             .args(["lab", "--quick", "--lang", "zh", "--target", &format!("http://127.0.0.1:{port}")])
@@ -382,7 +388,14 @@ fn an_engine_without_blocks_or_queue_times_gets_its_gaps_filled_and_listed() {
         "QueueTime: 排队 = TTFT − 该用例在并发 1 时的 TTFT",
         "由 /metrics 中的名字识别",
         "## 证据规则",
+        "streams carried no usage",
     ] {
         assert!(zh.contains(needle), "report.md (zh) lacks {needle:?}:\n{zh}");
+    }
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("llamacpp-zh/target.json")).unwrap()).unwrap();
+    for case in json["cases"].as_array().unwrap() {
+        let sum = |k: &str| case[k].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).sum::<u64>();
+        assert_eq!(sum("output_tokens"), sum("max_tokens"), "{case}");
     }
 }

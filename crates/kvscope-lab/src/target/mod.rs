@@ -293,6 +293,12 @@ fn finish(
             k.endpoint
         ));
     }
+    for c in measured.cases.iter().filter(|c| c.output_from_chunks > 0) {
+        problems.push(format!(
+            "{}: {} streams carried no usage: their output tokens are the chunks with text counted at the client",
+            c.case, c.output_from_chunks
+        ));
+    }
     for c in measured.cases.iter().filter(|_| token_exact) {
         let differ =
             c.engine_prompt_tokens.iter().zip(&c.sent_prompt_tokens).filter(|(e, s)| *e != *s && **e > 0).count();
