@@ -5,6 +5,7 @@
 use crate::cmd_lab::{LabArgs, LangArg, ScaleArg};
 use anyhow::Context;
 use kvscope_lab::report::Lang;
+use kvscope_lab::target::kv_estimate::{from_gguf_header, LocalModel};
 use kvscope_lab::target::{engine_id, report, run_target, TargetConfig, TargetError};
 use kvscope_wire::EngineFamily;
 use std::time::Duration;
@@ -24,7 +25,10 @@ pub struct TargetArgs {
     #[arg(long, requires = "target", default_value = "auto")]
     pub engine: String,
     /// The served model's Hugging Face config.json: KV per token (an
-    /// estimate) and the vocabulary for token-id prompts.
+    /// estimate) and the vocabulary for token-id prompts. Without it, and
+    /// when the engine does not say its KV size, a target serving the
+    /// local model (`--model`, or the cached default) is estimated from
+    /// that GGUF's header.
     #[arg(long, requires = "target", value_name = "FILE")]
     pub model_config: Option<std::path::PathBuf>,
     /// How often the target's /metrics is read, in milliseconds.
@@ -87,6 +91,20 @@ fn refuse_local_knobs(args: &LabArgs, family: Option<EngineFamily>) -> anyhow::R
     Ok(())
 }
 
+/// `--model PATH`, else the default model if it is already cached (never
+/// fetched for this): its GGUF header's KV size, for a target serving it.
+fn local_model(explicit: Option<&std::path::Path>) -> Option<LocalModel> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => kvscope_model::fetch::cache_dir().ok()?.join(kvscope_model::fetch::DEFAULT_MODEL_FILE),
+    };
+    let gguf = kvscope_model::gguf::Gguf::open(&path).ok()?;
+    let config = kvscope_model::config::ModelConfig::from_gguf(&gguf).ok()?;
+    let name = path.file_stem()?.to_string_lossy().into_owned();
+    let estimate = from_gguf_header(&path.display().to_string(), config.n_layers, config.n_kv_heads, config.head_dim);
+    Some(LocalModel { name, estimate })
+}
+
 pub fn run(args: &LabArgs) -> anyhow::Result<()> {
     let t = &args.target;
     let url = t.target.clone().expect("called with --target");
@@ -113,6 +131,7 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
         seed: args.seed,
         arrival_rate: args.arrival_rate,
         request_timeout: Duration::from_secs(t.request_timeout_s),
+        local_model: local_model(args.model.model.as_deref()),
     };
     let lang = if args.lang == LangArg::Zh { Lang::Zh } else { Lang::En };
     eprintln!("kvscope lab --target {}: scale {scale:?}", cfg.url);

@@ -166,7 +166,8 @@ impl CaseBlocks {
     }
 }
 
-/// Subscribes and feeds `log` until the handle is aborted. A connection
+/// Subscribes and feeds `log` until the handle is aborted; with a replay
+/// endpoint, the batches published before the run come first (at time 0). A connection
 /// failure is recorded in the log, not fatal to the lab.
 pub fn spawn(config: SubscriberConfig, start: SystemTime, log: Arc<Mutex<BlockLog>>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -177,6 +178,12 @@ pub fn spawn(config: SubscriberConfig, start: SystemTime, log: Arc<Mutex<BlockLo
                 return;
             }
         };
+        // What the cache already held: the replay ring's batches from the
+        // first, so that blocks cached before this run still bind.
+        if let Ok(history) = sub.replay_from(0, u64::MAX).await {
+            let mut log = log.lock().expect("block log");
+            history.iter().for_each(|r| log.apply(r, 0.0));
+        }
         loop {
             match sub.next(Duration::from_millis(500)).await {
                 Ok(Some(received)) => {
@@ -193,4 +200,48 @@ pub fn spawn(config: SubscriberConfig, start: SystemTime, log: Arc<Mutex<BlockLo
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvscope_wire::{BlockHash, BlockRemoved, BlockStored, EventBatch};
+
+    fn batch(events: Vec<KvCacheEvent>) -> Received {
+        let batch = EventBatch { ts: 0.0, events, data_parallel_rank: None };
+        Received { seq: 0, batch, received_at: SystemTime::now(), replayed: false }
+    }
+
+    fn stored(hashes: &[u64], parent: Option<u64>, tokens: Vec<u32>) -> KvCacheEvent {
+        KvCacheEvent::BlockStored(BlockStored {
+            block_hashes: hashes.iter().map(|h| BlockHash::Int(*h)).collect(),
+            parent_block_hash: parent.map(BlockHash::Int),
+            token_ids: tokens,
+            block_size: 2,
+            lora_id: None,
+            medium: None,
+            lora_name: None,
+            group_idx: None,
+        })
+    }
+
+    #[test]
+    fn blocks_bind_to_requests_by_their_token_chain() {
+        let mut log = BlockLog::default();
+        log.apply(&batch(vec![stored(&[10, 11], None, vec![1, 2, 3, 4])]), 1.0);
+        // Same tokens under another parent: a different chain.
+        log.apply(&batch(vec![stored(&[20], Some(99), vec![3, 4])]), 2.0);
+        assert_eq!(log.bind(&[1, 2, 3, 4, 5]), vec![10, 11]);
+        assert_eq!(log.bind(&[3, 4]), Vec::<u64>::new(), "a chain starts at a block without parent");
+        let removed = KvCacheEvent::BlockRemoved(BlockRemoved {
+            block_hashes: vec![BlockHash::Int(11)],
+            medium: None,
+            group_idx: None,
+        });
+        log.apply(&batch(vec![removed]), 3.5);
+        assert_eq!(log.window(0.0, 10.0), (3, 1, 3));
+        assert_eq!(log.lifetimes(0.0, 10.0), vec![2.5]);
+        let case = CaseBlocks::of(&log, &[vec![1, 2, 3, 4], vec![1, 2, 7, 7]], 0.0, 10.0);
+        assert_eq!((case.requests_bound, case.blocks_bound, case.shared_blocks), (2, 2, 1));
+    }
 }

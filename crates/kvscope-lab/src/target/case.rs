@@ -34,7 +34,11 @@ pub struct CaseResult {
     pub ttft: Dist,
     pub itl: Dist,
     pub e2e: Dist,
+    /// The engine's `usage.completion_tokens`, per request; where a
+    /// stream carried no usage, its chunks with text (one token each in
+    /// every engine checked), counted in `output_from_chunks`.
     pub output_tokens: Vec<usize>,
+    pub output_from_chunks: usize,
     /// The engine's `usage.prompt_tokens`, per request.
     pub engine_prompt_tokens: Vec<usize>,
     /// The tokens the client sent, per request (token-id prompts).
@@ -135,7 +139,8 @@ pub async fn run_case(
         ttft: Dist::of(timings.iter().filter_map(|t| t.ttft)),
         itl: Dist::of(timings.iter().flat_map(|t| t.itl.iter().copied())),
         e2e: Dist::of(timings.iter().filter(|t| t.error.is_none()).map(|t| t.e2e)),
-        output_tokens: timings.iter().map(|t| t.output_tokens).collect(),
+        output_tokens: timings.iter().map(output_tokens).collect(),
+        output_from_chunks: timings.iter().filter(|t| t.output_tokens == 0 && t.ttft.is_some()).count(),
         engine_prompt_tokens: timings.iter().map(|t| t.prompt_tokens).collect(),
         sent_prompt_tokens: reqs.iter().map(|r| r.prompt.len()).collect(),
         max_tokens: reqs.iter().map(|r| r.max_tokens).collect(),
@@ -152,6 +157,15 @@ pub async fn run_case(
 
 fn by_name<S: serde::Serializer>(deltas: &[(Quantity, f64)], s: S) -> Result<S::Ok, S::Error> {
     s.collect_map(deltas.iter().map(|(q, v)| (format!("{q:?}"), v)))
+}
+
+/// `usage.completion_tokens`, else the chunks with text (the first one and
+/// one per gap after it).
+fn output_tokens(t: &RequestTiming) -> usize {
+    match (t.output_tokens, t.ttft) {
+        (0, Some(_)) => t.itl.len() + 1,
+        (n, _) => n,
+    }
 }
 
 fn ttft_or_nan(t: &RequestTiming) -> f64 {

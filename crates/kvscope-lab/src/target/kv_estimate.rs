@@ -34,6 +34,33 @@ pub fn from_hf_config(text: &str, path: &str) -> Result<(KvEstimate, Option<usiz
     Ok((KvEstimate { bytes_per_token, from }, num("vocab_size").map(|v| v as usize)))
 }
 
+/// A local GGUF's architecture, to estimate a target serving the same
+/// model: the file's stem (what `kvscope serve` names it) and its estimate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocalModel {
+    pub name: String,
+    pub estimate: KvEstimate,
+}
+
+/// From a GGUF header's figures, KV stored in 16 bits (the usual serving
+/// format; an engine storing fp8 or int8 KV holds about half).
+pub fn from_gguf_header(path: &str, layers: usize, kv_heads: usize, head_dim: usize) -> KvEstimate {
+    KvEstimate {
+        bytes_per_token: (2 * layers * kv_heads * head_dim * 2) as u64,
+        from: format!(
+            "the GGUF header of {path}: 2 × {layers} layers × {kv_heads} KV heads × {head_dim} dims × 2 bytes (16-bit KV assumed)"
+        ),
+    }
+}
+
+impl LocalModel {
+    /// Whether the target serves this model (its id is the file's stem or
+    /// name).
+    pub fn serves(&self, model_id: Option<&str>) -> bool {
+        model_id.is_some_and(|id| id == self.name || id.trim_end_matches(".gguf") == self.name)
+    }
+}
+
 /// From the engine's own bytes per block.
 pub fn from_engine(bytes_per_block: u64, block_size: usize, metric: &str) -> KvEstimate {
     KvEstimate {
@@ -54,5 +81,18 @@ mod tests {
         assert_eq!(est.bytes_per_token, 2 * 28 * 8 * 128 * 2);
         assert_eq!(vocab, Some(151936));
         assert!(from_hf_config("{}", "x.json").unwrap_err().contains("num_hidden_layers"));
+    }
+}
+
+#[cfg(test)]
+mod local_tests {
+    use super::*;
+
+    #[test]
+    fn a_local_gguf_estimates_a_target_serving_the_same_model() {
+        let local = LocalModel { name: "m.Q4_1".into(), estimate: from_gguf_header("m.Q4_1.gguf", 30, 3, 64) };
+        assert_eq!(local.estimate.bytes_per_token, 2 * 30 * 3 * 64 * 2);
+        assert!(local.serves(Some("m.Q4_1")) && local.serves(Some("m.Q4_1.gguf")));
+        assert!(!local.serves(Some("other")) && !local.serves(None));
     }
 }

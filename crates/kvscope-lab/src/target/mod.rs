@@ -12,15 +12,17 @@
 //! are stopped when the cases end.
 
 pub mod block_events;
+pub mod block_lifecycle;
 pub mod capacity;
 pub mod case;
 pub mod engine_id;
 pub mod kv_estimate;
 pub mod poller;
 pub mod report;
+pub mod watch;
 pub mod words;
 
-use block_events::{BlockLog, CaseBlocks};
+use block_events::CaseBlocks;
 use case::{run_case, CaseInput, CaseResult, PromptForm};
 use engine_id::EngineIdentity;
 use kv_estimate::KvEstimate;
@@ -28,11 +30,11 @@ use kvscope_client::CompletionClient;
 use kvscope_experiment::workload::{
     shared_prefix_case, standard_cases, CaseSpec, PromptSource, Scale, WorkloadRequest,
 };
-use kvscope_wire::{EngineFamily, MetricsPage, SubscriberConfig};
-use poller::PollLog;
+use kvscope_wire::{EngineFamily, MetricsPage};
 use serde::Serialize;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
+pub use watch::KvEventsSummary;
+use watch::{Watch, WatchPlan};
 
 #[derive(Clone, Debug)]
 pub struct TargetConfig {
@@ -51,6 +53,10 @@ pub struct TargetConfig {
     pub arrival_rate: Option<f64>,
     /// Every request (and scrape) is given up after this long.
     pub request_timeout: Duration,
+    /// The local model's GGUF architecture (`--model`, or the cached
+    /// default), used when the target serves the same model and neither
+    /// `--model-config` nor the engine gives a KV size.
+    pub local_model: Option<kv_estimate::LocalModel>,
 }
 
 /// Everything a target run found, and what it could not.
@@ -68,25 +74,15 @@ pub struct TargetResults {
     /// fallback), where the engine has no queue-time metric.
     pub solo_ttft: Vec<Option<f64>>,
     pub metrics_samples: usize,
+    /// Every kept scrape (written as metrics.csv, not into target.json).
+    #[serde(skip)]
+    pub samples: Vec<poller::MetricsSample>,
     pub metrics_failed: u64,
     pub metrics_last_error: Option<String>,
     pub kv_events: Option<KvEventsSummary>,
     /// Why the run or a part of it is missing (a partial report).
     pub problems: Vec<String>,
     pub wall_seconds: f64,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct KvEventsSummary {
-    pub endpoint: String,
-    pub batches: u64,
-    pub stored: u64,
-    pub removed: u64,
-    pub cleared: u64,
-    pub block_size: Option<usize>,
-    pub missed: u64,
-    pub malformed: u64,
-    pub error: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,55 +135,22 @@ pub async fn run_target(cfg: &TargetConfig, progress: &mut dyn FnMut(&str)) -> R
         problems.push("the target's vocabulary is unknown (no vocab_size in /v1/models or --model-config): prompts were sent as text, their lengths are the engine's usage.prompt_tokens".into());
     }
     let model = card.id.clone().unwrap_or_default();
-    let watch = Watch::start(&client, family, cfg, started);
+    let plan = WatchPlan {
+        family,
+        interval: cfg.metrics_interval,
+        kv_events: cfg.kv_events.clone(),
+        kv_events_replay: cfg.kv_events_replay.clone(),
+    };
+    let watch = Watch::start(&client, &plan, started);
     let input = CaseInput { client: &client, family, start: started, model: &model, form: &form };
     let mut out = Measured::default();
     for (spec, reqs) in &workloads {
         progress(&spec.name);
         measure_case(&input, spec, reqs, &watch, engine.as_ref(), &mut out, &mut problems).await;
     }
-    let kv_events = watch.stop(cfg);
-    finish(cfg, engine, vocab.is_some(), kv_estimate, out, &workloads, kv_events, &watch, problems, started)
-}
-
-/// The poller and the subscriber, running while the cases run.
-struct Watch {
-    polls: Arc<Mutex<PollLog>>,
-    blocks: Arc<Mutex<BlockLog>>,
-    poller: Option<tokio::task::JoinHandle<()>>,
-    subscriber: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Watch {
-    fn start(client: &CompletionClient, family: Option<EngineFamily>, cfg: &TargetConfig, started: Instant) -> Watch {
-        let polls = Arc::new(Mutex::new(PollLog::default()));
-        let blocks = Arc::new(Mutex::new(BlockLog::default()));
-        let poller = family.map(|f| poller::spawn(client.clone(), f, started, cfg.metrics_interval, polls.clone()));
-        let subscriber = cfg.kv_events.as_ref().map(|endpoint| {
-            let mut sub = SubscriberConfig::new(endpoint.clone());
-            sub.replay_endpoint = cfg.kv_events_replay.clone();
-            let start_wall = SystemTime::now() - started.elapsed();
-            block_events::spawn(sub, start_wall, blocks.clone())
-        });
-        Watch { polls, blocks, poller, subscriber }
-    }
-
-    fn stop(&self, cfg: &TargetConfig) -> Option<KvEventsSummary> {
-        self.poller.iter().chain(&self.subscriber).for_each(|h| h.abort());
-        let endpoint = cfg.kv_events.clone()?;
-        let log = self.blocks.lock().expect("block log");
-        Some(KvEventsSummary {
-            endpoint,
-            batches: log.batches,
-            stored: log.stored,
-            removed: log.removed,
-            cleared: log.cleared,
-            block_size: log.block_size,
-            missed: log.missed,
-            malformed: log.malformed,
-            error: log.error.clone(),
-        })
-    }
+    let kv_events = watch.stop(cfg.kv_events.as_ref());
+    let outcome = Outcome { engine, token_exact: vocab.is_some(), kv_estimate, measured: out, kv_events, problems };
+    Ok(finish(cfg, outcome, &workloads, &watch, started))
 }
 
 #[derive(Default)]
@@ -283,25 +246,35 @@ fn estimate(
         let metric = format!("{}:cache_config_info", e.family);
         pool.bytes_per_block.zip(pool.block_size).map(|(b, s)| kv_estimate::from_engine(b, s, &metric))
     });
-    if reported.is_none() {
+    let local = || {
+        let local = cfg.local_model.as_ref()?;
+        local.serves(engine.and_then(|e| e.model.as_deref())).then(|| local.estimate.clone())
+    };
+    let found = reported.or_else(local);
+    if found.is_none() {
         problems.push("no KV size per token: give the model's config.json with --model-config to estimate it".into());
     }
-    Ok((reported, None))
+    Ok((found, None))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    cfg: &TargetConfig,
+/// What the cases left, before the per-case figures are assembled.
+struct Outcome {
     engine: Option<EngineIdentity>,
     token_exact: bool,
     kv_estimate: Option<KvEstimate>,
     measured: Measured,
-    workloads: &[(CaseSpec, Vec<WorkloadRequest>)],
     kv_events: Option<KvEventsSummary>,
+    problems: Vec<String>,
+}
+
+fn finish(
+    cfg: &TargetConfig,
+    outcome: Outcome,
+    workloads: &[(CaseSpec, Vec<WorkloadRequest>)],
     watch: &Watch,
-    mut problems: Vec<String>,
     started: Instant,
-) -> Result<TargetResults, TargetError> {
+) -> TargetResults {
+    let Outcome { engine, token_exact, kv_estimate, measured, kv_events, mut problems } = outcome;
     let blocks = watch.blocks.lock().expect("block log");
     let case_blocks = measured
         .cases
@@ -314,6 +287,17 @@ fn finish(
         .collect();
     if let Some(e) = kv_events.as_ref().and_then(|k| k.error.clone()) {
         problems.push(format!("KV events: {e}"));
+    } else if let Some(k) = kv_events.as_ref().filter(|k| k.batches == 0) {
+        problems.push(format!(
+            "KV events: no batch arrived from {} (is the engine publishing there? vLLM: --kv-events-config with enable_kv_cache_events; kvscope serve: --kv-events-endpoint); block statistics left blank",
+            k.endpoint
+        ));
+    }
+    for c in measured.cases.iter().filter(|c| c.output_from_chunks > 0) {
+        problems.push(format!(
+            "{}: {} streams carried no usage: their output tokens are the chunks with text counted at the client",
+            c.case, c.output_from_chunks
+        ));
     }
     for c in measured.cases.iter().filter(|_| token_exact) {
         let differ =
@@ -324,7 +308,7 @@ fn finish(
     }
     let polls = watch.polls.lock().expect("poll log");
     let capacity = capacity::rows(&measured.cases, engine.as_ref(), kv_estimate.as_ref(), &measured.solo);
-    Ok(TargetResults {
+    TargetResults {
         url: cfg.url.clone(),
         engine,
         token_exact,
@@ -334,10 +318,11 @@ fn finish(
         capacity,
         solo_ttft: measured.solo,
         metrics_samples: polls.samples.len(),
+        samples: polls.samples.clone(),
         metrics_failed: polls.failed,
         metrics_last_error: polls.last_error.clone(),
         kv_events,
         problems,
         wall_seconds: started.elapsed().as_secs_f64(),
-    })
+    }
 }

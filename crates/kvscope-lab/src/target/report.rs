@@ -5,9 +5,11 @@
 //! what went wrong (a partial report says what is missing).
 //!
 //! Written as report.md (zh or en), capacity.csv (the experiment layer's
-//! columns) and target.json (every figure).
+//! columns), metrics.csv (every scrape, time-stamped) and target.json
+//! (every figure).
 
 use super::capacity::{pool_capacity, prompt_tokens};
+use super::poller::POLLED;
 use super::TargetResults;
 use crate::lang::Lang;
 use kvscope_experiment::capacity::to_csv;
@@ -45,8 +47,35 @@ pub fn write(res: &TargetResults, out: &Path, lang: Lang) -> std::io::Result<()>
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("report.md"), markdown(res, lang))?;
     std::fs::write(out.join("capacity.csv"), to_csv(&res.capacity))?;
+    std::fs::write(out.join("metrics.csv"), metrics_csv(res))?;
+    if let Some(mmd) = super::block_lifecycle::mermaid(res) {
+        std::fs::write(out.join("kv_lifecycle.mmd"), mmd)?;
+    }
     let json = serde_json::to_string_pretty(res).map_err(std::io::Error::other)?;
     std::fs::write(out.join("target.json"), json)
+}
+
+/// `metrics.csv`: one line per kept scrape, seconds since the start and
+/// each polled quantity under the metric name it was read from (empty:
+/// not on the page).
+pub fn metrics_csv(res: &TargetResults) -> String {
+    let mut out = String::from("t_s");
+    for q in POLLED {
+        match family(res).and_then(|f| source(f, q)) {
+            Some(s) => write!(out, ",{}", s.metric_name()),
+            None => write!(out, ",{q:?} (not exposed)"),
+        }
+        .expect("writing to a String");
+    }
+    out.push('\n');
+    for sample in &res.samples {
+        let _ = write!(out, "{:.3}", sample.t);
+        for v in &sample.values {
+            let _ = write!(out, ",{}", v.map_or(String::new(), |v| v.to_string()));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// What a target that could not be reached at all leaves: the error, and
@@ -83,7 +112,11 @@ fn header(md: &mut String, res: &TargetResults, lang: Lang) {
                 e.version.as_deref().unwrap_or(pick(lang, "(版本未公开)", "(version not exposed)")),
                 pick(lang, "指标族", "metric family"),
                 e.family,
-                e.family_source,
+                if e.family_source.starts_with("forced") {
+                    pick(lang, "由 --engine 指定", "forced by --engine")
+                } else {
+                    pick(lang, "由 /metrics 中的名字识别", "detected from the names on /metrics")
+                },
                 pick(lang, "模型", "Model"),
                 e.model.as_deref().unwrap_or(unknown),
             );
@@ -152,6 +185,15 @@ fn capacity_table(md: &mut String, res: &TargetResults, lang: Lang) {
         );
     }
     let _ = writeln!(md, "\n{}: {kv_tag}\n", pick(lang, "每请求 KV 大小来源", "KV per request from"));
+    let _ = writeln!(
+        md,
+        "{}\n",
+        pick(
+            lang,
+            "前缀命中按引擎计数器在每个用例前后的差计算, 包括此前运行留在缓存中的前缀 (同一引擎上的第二次运行命中更多)。",
+            "Prefix hits are the engine counter's difference across each case, and count prefixes earlier runs left in its cache (a second run against the same engine hits more)."
+        )
+    );
 }
 
 fn queue_tag(res: &TargetResults) -> String {
@@ -222,31 +264,59 @@ fn kv_events(md: &mut String, res: &TargetResults, lang: Lang) {
             );
         }
     }
+    if let Some(mmd) = super::block_lifecycle::mermaid(res) {
+        let _ = writeln!(
+            md,
+            "\n{} (kv_lifecycle.mmd):\n\n```mermaid\n{mmd}```",
+            pick(lang, "块的生命周期 [KV events]", "The blocks' lifecycle [KV events]")
+        );
+    }
     md.push('\n');
+}
+
+/// How the report fills in (or leaves blank) a quantity the engine does
+/// not export, in `lang`.
+fn fill(q: Quantity, lang: Lang) -> &'static str {
+    match q {
+        Quantity::QueueTime => pick(
+            lang,
+            "排队 = TTFT − 该用例在并发 1 时的 TTFT (其第一个请求单独发送), 标为 estimated",
+            "queue wait = TTFT − the case's TTFT at concurrency 1 (its first request sent alone), labelled estimated",
+        ),
+        Quantity::TotalBlocks | Quantity::BlockSize => {
+            pick(lang, "池能容纳的请求数留空", "pool capacity in requests left blank")
+        }
+        Quantity::KvUsage => pick(lang, "KV 使用率峰值留空", "peak KV usage left blank"),
+        Quantity::PrefixQueries | Quantity::PrefixHits => pick(
+            lang,
+            "实际前缀复用留空 (若订阅了 KV 事件, 见其中的共享块)",
+            "realized prefix reuse left blank (see the KV events' shared blocks, if subscribed)",
+        ),
+        Quantity::Preemptions => pick(lang, "抢占数留空", "preemptions left blank"),
+        Quantity::RunningRequests | Quantity::WaitingRequests => {
+            pick(lang, "活跃请求数留空", "live requests left blank")
+        }
+        Quantity::PoolTokens => pick(
+            lang,
+            "池的 token 数改由块数 × 块大小得出 (若公开)",
+            "the pool in tokens is read from blocks × block size instead, where exported",
+        ),
+        Quantity::PromptTokens | Quantity::GenerationTokens => {
+            pick(lang, "使用客户端收到的 usage 计数", "the client's usage counts are used")
+        }
+    }
 }
 
 /// Every quantity the engine's family does not export, and how the report
 /// filled it in or left it blank.
-pub fn not_exposed_lines(res: &TargetResults) -> Vec<String> {
+pub fn not_exposed_lines(res: &TargetResults, lang: Lang) -> Vec<String> {
     let Some(f) = family(res) else {
-        return vec![
-            "every engine metric: the family is unknown (no metrics page read); only client-measured figures are given"
-                .into(),
-        ];
-    };
-    let fill = |q: Quantity| match q {
-        Quantity::QueueTime => {
-            "queue wait = TTFT − the case's TTFT at concurrency 1 (its first request sent alone), labelled estimated"
-        }
-        Quantity::TotalBlocks | Quantity::BlockSize => "pool capacity in requests left blank",
-        Quantity::KvUsage => "peak KV usage left blank",
-        Quantity::PrefixQueries | Quantity::PrefixHits => {
-            "realized prefix reuse left blank (see the KV events' shared blocks, if subscribed)"
-        }
-        Quantity::Preemptions => "preemptions left blank",
-        Quantity::RunningRequests | Quantity::WaitingRequests => "live requests left blank",
-        Quantity::PoolTokens => "the pool in tokens is read from blocks × block size instead, where exported",
-        Quantity::PromptTokens | Quantity::GenerationTokens => "the client's usage counts are used",
+        return vec![pick(
+            lang,
+            "全部引擎指标: 指标族未知 (未读到指标页); 只给出客户端测得的数字",
+            "every engine metric: the family is unknown (no metrics page read); only client-measured figures are given",
+        )
+        .into()];
     };
     let all = [
         Quantity::RunningRequests,
@@ -261,17 +331,26 @@ pub fn not_exposed_lines(res: &TargetResults) -> Vec<String> {
         Quantity::QueueTime,
     ];
     let mut lines: Vec<String> =
-        all.into_iter().filter(|q| source(f, *q).is_none()).map(|q| format!("{q:?}: {}", fill(q))).collect();
-    lines.push("admission stalls and their reasons (no free blocks / max running / token budget): no engine exports them; the binding constraint is not named and stall shares are 0 in capacity.csv".into());
+        all.into_iter().filter(|q| source(f, *q).is_none()).map(|q| format!("{q:?}: {}", fill(q, lang))).collect();
+    lines.push(pick(lang,
+        "准入阻塞及其原因 (无空闲块 / 运行数上限 / token 预算): 没有引擎公开它们; 不给出约束瓶颈, capacity.csv 中的阻塞占比为 0",
+        "admission stalls and their reasons (no free blocks / max running / token budget): no engine exports them; the binding constraint is not named and stall shares are 0 in capacity.csv").into());
     if res.kv_events.is_none() {
-        lines.push("KV events: not subscribed (--kv-events); block statistics left blank".into());
+        lines.push(
+            pick(
+                lang,
+                "KV 事件: 未订阅 (--kv-events); 块统计留空",
+                "KV events: not subscribed (--kv-events); block statistics left blank",
+            )
+            .into(),
+        );
     }
     lines
 }
 
 fn not_exposed(md: &mut String, res: &TargetResults, lang: Lang) {
     let _ = writeln!(md, "## {}\n", pick(lang, "该引擎未公开的量", "What this engine does not expose"));
-    for line in not_exposed_lines(res) {
+    for line in not_exposed_lines(res, lang) {
         let _ = writeln!(md, "- {line}");
     }
     md.push('\n');
@@ -289,7 +368,7 @@ fn evidence(md: &mut String, lang: Lang) {
 }
 
 fn problems(md: &mut String, res: &TargetResults, lang: Lang) {
-    if res.problems.is_empty() {
+    if res.problems.is_empty() && res.metrics_failed == 0 {
         return;
     }
     let _ = writeln!(md, "## {}\n", pick(lang, "缺失与错误（部分报告）", "Missing and failed (partial report)"));
