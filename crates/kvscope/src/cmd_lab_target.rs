@@ -2,49 +2,13 @@
 //! kvscope-lab's `target` module). Knobs only the engine can change are
 //! refused here, each with the engine flag to restart it with.
 
-use crate::cmd_lab::{LabArgs, LangArg, ScaleArg};
+use crate::lab_args::{LabArgs, LangArg, ScaleArg};
 use anyhow::Context;
 use kvscope_lab::report::Lang;
 use kvscope_lab::target::kv_estimate::{from_gguf_header, LocalModel};
 use kvscope_lab::target::{engine_id, report, run_target, TargetConfig, TargetError};
 use kvscope_wire::EngineFamily;
 use std::time::Duration;
-
-#[derive(clap::Args, Debug, Default)]
-pub struct TargetArgs {
-    /// Run the lab's cases against a running OpenAI-compatible engine at
-    /// this base URL (http://HOST:PORT): vLLM, SGLang, llama.cpp's
-    /// llama-server or kvscope serve.
-    #[arg(long, value_name = "URL")]
-    pub target: Option<String>,
-    /// The target's API key (sent as `Authorization: Bearer KEY`).
-    #[arg(long, requires = "target", env = "KVSCOPE_TARGET_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
-    /// The target's metric family: auto (detected from /metrics), vllm,
-    /// sglang, llamacpp or kvscope.
-    #[arg(long, requires = "target", default_value = "auto")]
-    pub engine: String,
-    /// The served model's Hugging Face config.json: KV per token (an
-    /// estimate) and the vocabulary for token-id prompts. Without it, and
-    /// when the engine does not say its KV size, a target serving the
-    /// local model (`--model`, or the cached default) is estimated from
-    /// that GGUF's header.
-    #[arg(long, requires = "target", value_name = "FILE")]
-    pub model_config: Option<std::path::PathBuf>,
-    /// How often the target's /metrics is read, in milliseconds.
-    #[arg(long, requires = "target", default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..))]
-    pub metrics_interval_ms: u64,
-    /// The target's KV-event PUB endpoint (vLLM's --kv-events-config
-    /// endpoint, kvscope serve --kv-events-endpoint), e.g. tcp://HOST:5557.
-    #[arg(long, requires = "target", value_name = "tcp://HOST:PORT")]
-    pub kv_events: Option<String>,
-    /// Its replay (ROUTER) endpoint, to recover missed batches.
-    #[arg(long, requires = "kv_events", value_name = "tcp://HOST:PORT")]
-    pub kv_events_replay: Option<String>,
-    /// Each request (and scrape) is given up after this many seconds.
-    #[arg(long, requires = "target", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
-    pub request_timeout_s: u64,
-}
 
 /// The engine's flag for a knob the client cannot change.
 fn engine_flag(knob: &str, family: Option<EngineFamily>) -> String {

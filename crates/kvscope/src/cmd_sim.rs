@@ -3,7 +3,7 @@
 //! the capacity row and the artifacts are the experiment layer's and the
 //! lab's; this file parses arguments and prints.
 
-use crate::cmd_lab::LangArg;
+use crate::lab_args::LangArg;
 use crate::machine::{commit, cpu_flags, machine_description, ram, today};
 use crate::rate_search::{highest_rate, Probe};
 use crate::sim_args::SimArgs;

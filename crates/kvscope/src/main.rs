@@ -12,6 +12,7 @@ mod cmd_lab_target;
 mod cmd_serve;
 mod cmd_sim;
 mod fleet;
+mod lab_args;
 mod lab_backends;
 mod machine;
 mod preflight;
@@ -36,7 +37,7 @@ enum Command {
     /// Generate a continuation of one prompt.
     Generate(cmd_generate::GenerateArgs),
     /// Run Lab 4: the KV state and capacity experiment, writing its artifacts.
-    Lab(Box<cmd_lab::LabArgs>),
+    Lab(Box<lab_args::LabArgs>),
     /// The OpenAI-compatible server with /metrics, /kv, /events and a live KV view at /.
     Serve(cmd_serve::ServeCommand),
     /// Capacity questions on model and hardware presets, with a cost model

@@ -1,7 +1,7 @@
 //! `kvscope sim`'s arguments: one file of their own, read by `cmd_sim`
 //! (one engine) and `sim_fleet` (replicas behind a router) alike.
 
-use crate::cmd_lab::{LangArg, ScaleArg};
+use crate::lab_args::{LangArg, ScaleArg};
 use kvscope_experiment::workload::CASE_NAMES;
 use std::path::PathBuf;
 
