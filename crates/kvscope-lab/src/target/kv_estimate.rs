@@ -54,10 +54,14 @@ pub fn from_gguf_header(path: &str, layers: usize, kv_heads: usize, head_dim: us
 }
 
 impl LocalModel {
-    /// Whether the target serves this model (its id is the file's stem or
-    /// name).
+    /// Whether the target serves this model: its id is the file's stem or
+    /// name, or a path ending in that name (llama-server's id is the path
+    /// it loaded).
     pub fn serves(&self, model_id: Option<&str>) -> bool {
-        model_id.is_some_and(|id| id == self.name || id.trim_end_matches(".gguf") == self.name)
+        model_id.is_some_and(|id| {
+            let file = id.rsplit(['/', '\\']).next().unwrap_or(id);
+            file.trim_end_matches(".gguf") == self.name
+        })
     }
 }
 
@@ -93,6 +97,7 @@ mod local_tests {
         let local = LocalModel { name: "m.Q4_1".into(), estimate: from_gguf_header("m.Q4_1.gguf", 30, 3, 64) };
         assert_eq!(local.estimate.bytes_per_token, 2 * 30 * 3 * 64 * 2);
         assert!(local.serves(Some("m.Q4_1")) && local.serves(Some("m.Q4_1.gguf")));
-        assert!(!local.serves(Some("other")) && !local.serves(None));
+        assert!(local.serves(Some("/root/.cache/kvscope/m.Q4_1.gguf")), "llama-server names the path it loaded");
+        assert!(!local.serves(Some("other")) && !local.serves(None) && !local.serves(Some("/m.Q4_1/other.gguf")));
     }
 }
