@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::{free_port, healthy, Server};
+use common::{free_port, serve_with_kv_events, ServeWithEvents};
 use kvscope_experiment::workload::{shared_prefix_case, standard_cases, Scale};
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -52,22 +52,8 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn quick_lab_on_a_kvscope_serve_target_with_kv_events() {
-    let (http, publish, replay) = (free_port(), free_port(), free_port());
-    let (endpoint, replay_endpoint) = (format!("tcp://127.0.0.1:{publish}"), format!("tcp://127.0.0.1:{replay}"));
-    let _server = Server(
-        kvscope()
-            .args(["serve", "--port", &http.to_string(), "--kv-blocks", "512", "--block-size", "16"])
-            .args(["--kv-events-endpoint", &endpoint, "--kv-events-replay-endpoint", &replay_endpoint])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kvscope serve starts"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !healthy(http) {
-        assert!(Instant::now() < deadline, "kvscope serve did not become healthy within 300 s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let ServeWithEvents { server: _server, http, endpoint, replay_endpoint } =
+        serve_with_kv_events(512, 16, Stdio::null());
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tmp.path().join("target-lab");
     let out = run_with_timeout(

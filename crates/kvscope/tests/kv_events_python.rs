@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{free_port, healthy, Server};
+use common::{serve_with_kv_events, ServeWithEvents};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -82,24 +82,9 @@ fn published_kv_events_decode_with_vllms_msgspec_schema() {
         Ok(p) => p,
         Err(why) => return unavailable(&why),
     };
-    let (http, publish, replay) = (free_port(), free_port(), free_port());
-    let (endpoint, replay_endpoint) = (format!("tcp://127.0.0.1:{publish}"), format!("tcp://127.0.0.1:{replay}"));
-    let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_kvscope"))
-            .args(["serve", "--port", &http.to_string(), "--kv-blocks", "64", "--block-size"])
-            .arg(BLOCK_SIZE.to_string())
-            .args(["--kv-events-endpoint", &endpoint, "--kv-events-replay-endpoint", &replay_endpoint])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("kvscope serve starts"),
-    );
     // Loading (and on first use fetching) the model takes a while.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !healthy(http) {
-        assert!(Instant::now() < deadline, "kvscope serve did not become healthy within 300 s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let ServeWithEvents { server, http, endpoint, replay_endpoint } =
+        serve_with_kv_events(64, BLOCK_SIZE, Stdio::inherit());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kvscope-wire/tests/python/decode_vllm_events.py");
     let out = run_with_timeout(
         Command::new(&python).arg(&script).args([
