@@ -6,10 +6,13 @@ use kvscope_experiment::Dist;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-/// Mean, median and tail of one latency, in milliseconds.
+/// Mean, spread, median and tail of one latency, in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Stats {
     pub mean: f64,
+    /// Population standard deviation (numpy's default `np.std`, as vLLM's
+    /// `std_*_ms` keys).
+    pub std: f64,
     pub median: f64,
     pub p90: f64,
     pub p99: f64,
@@ -20,7 +23,9 @@ impl Stats {
     /// kvscope table (linear interpolation, numpy's and vLLM's).
     pub fn of_seconds(samples: &[f64]) -> Stats {
         let d = Dist::of(samples.iter().copied()).scaled(1000.0);
-        Stats { mean: d.mean, median: d.p50, p90: d.p90, p99: d.p99 }
+        let n = samples.len().max(1) as f64;
+        let std = (samples.iter().map(|x| (x * 1000.0 - d.mean).powi(2)).sum::<f64>() / n).sqrt();
+        Stats { mean: d.mean, std, median: d.p50, p90: d.p90, p99: d.p99 }
     }
 }
 
@@ -70,6 +75,7 @@ impl BenchReport {
         for (name, s) in [("ttft", self.ttft_ms), ("tpot", self.tpot_ms), ("itl", self.itl_ms), ("e2el", self.e2el_ms)]
         {
             v[format!("mean_{name}_ms")] = json!(s.mean);
+            v[format!("std_{name}_ms")] = json!(s.std);
             v[format!("median_{name}_ms")] = json!(s.median);
             v[format!("p90_{name}_ms")] = json!(s.p90);
             v[format!("p99_{name}_ms")] = json!(s.p99);
@@ -155,5 +161,17 @@ mod tests {
         assert!((s.mean - 2.5).abs() < 1e-9);
         assert!((s.median - 2.5).abs() < 1e-9);
         assert!((s.p90 - 3.7).abs() < 1e-9);
+    }
+
+    #[test]
+    fn std_and_the_keys_follow_numpy_and_vllm() {
+        // np.mean / np.std / np.percentile([0.1, 0.2, 0.4, 0.7]) · 1000
+        let s = Stats::of_seconds(&[0.1, 0.2, 0.4, 0.7]);
+        assert!((s.mean - 350.0).abs() < 1e-9 && (s.median - 300.0).abs() < 1e-9);
+        assert!((s.std - 229.128_784_747_792).abs() < 1e-6, "{}", s.std);
+        let json = BenchReport { ttft_ms: s, ..BenchReport::default() }.to_json();
+        for key in ["mean_ttft_ms", "std_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "std_e2el_ms"] {
+            assert!(json.get(key).is_some(), "{key}");
+        }
     }
 }
