@@ -145,9 +145,13 @@ impl<E: Executor, C: Clock, B: KvBlockManager> Engine<E, C, B> {
     /// plug-in, or a `Box<dyn KvBlockManager>` chosen at run time. Decode
     /// runs (the simulator's fast path) are native-only: a plug-in is
     /// driven step by step.
-    pub fn with_block_manager(config: EngineConfig, blocks: B, executor: E, clock: C) -> Self {
+    ///
+    /// Refused, as by [`Engine::new`], when the executor's KV geometry
+    /// differs from `config.pool`'s.
+    pub fn with_block_manager(config: EngineConfig, blocks: B, executor: E, clock: C) -> Result<Self, ConfigError> {
+        config.check_executor(executor.kv_geometry())?;
         let scheduler = Scheduler::with_block_manager(config.scheduler, blocks);
-        Self::with_scheduler(scheduler, config.vocab_size, executor, clock)
+        Ok(Self::with_scheduler(scheduler, config.vocab_size, executor, clock))
     }
 
     fn with_scheduler(mut scheduler: Scheduler<B>, vocab_size: Option<usize>, executor: E, clock: C) -> Self {

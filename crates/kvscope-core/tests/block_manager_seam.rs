@@ -59,7 +59,7 @@ fn the_native_manager_behind_the_seam_behaves_exactly_as_the_default() {
     let native = run(Engine::new(config(), executor(), SimClock::new()).unwrap());
     // Boxed as the lab boxes a manager chosen at run time.
     let plugged: Box<dyn KvBlockManager> = Box::new(BlockManager::new(config().pool));
-    let through_seam = run(Engine::with_block_manager(config(), plugged, executor(), SimClock::new()));
+    let through_seam = run(Engine::with_block_manager(config(), plugged, executor(), SimClock::new()).unwrap());
     assert!(native.0.iter().any(|e| e.contains("\"preempted\"")), "the workload must preempt");
     assert!(native.0.iter().any(|e| e.contains("\"cached_blocks\":2")), "the workload must hit the prefix cache");
     assert_eq!(native, through_seam);
@@ -116,7 +116,7 @@ impl KvBlockManager for Failing {
 #[test]
 fn a_failed_plug_in_stops_the_step_with_its_message() {
     let plugged = Box::new(Failing(BlockManager::new(config().pool)));
-    let mut engine = Engine::with_block_manager(config(), plugged, executor(), SimClock::new());
+    let mut engine = Engine::with_block_manager(config(), plugged, executor(), SimClock::new()).unwrap();
     engine.submit(RequestId(1), vec![1, 2, 3], SamplingParams::greedy(2)).unwrap();
     let err = engine.step().unwrap_err().to_string();
     assert!(err.contains("block manager failed: can_allocate raised ValueError"), "{err}");

@@ -4,7 +4,8 @@
 
 use kvscope_core::testing::PagedTokenExecutor;
 use kvscope_core::{
-    ConfigError, Engine, EngineConfig, KvGeometry, PoolConfig, SchedulerConfig, SimClock, DEFAULT_BLOCK_SIZE,
+    BlockManager, ConfigError, Engine, EngineConfig, KvBlockManager, KvGeometry, PoolConfig, SchedulerConfig, SimClock,
+    DEFAULT_BLOCK_SIZE,
 };
 
 const VOCAB: u32 = 500;
@@ -43,4 +44,15 @@ fn an_executor_with_other_blocks_or_block_size_is_refused_naming_the_fix() {
         assert!(message.contains("12 blocks of 16 tokens"), "{message}");
         assert!(message.contains("build the executor from the engine configuration's pool"), "{message}");
     }
+}
+
+#[test]
+fn a_plugged_in_manager_gets_the_same_geometry_check() {
+    let config = config();
+    let plugged: Box<dyn KvBlockManager> = Box::new(BlockManager::new(config.pool.clone()));
+    let executor = PagedTokenExecutor::new(6, 32, VOCAB);
+    let Err(error) = Engine::with_block_manager(config, plugged, executor, SimClock::new()) else {
+        panic!("6 blocks of 32 accepted under a plug-in for a pool of 12 blocks of 16");
+    };
+    assert!(matches!(error, ConfigError::ExecutorGeometry { .. }), "{error}");
 }

@@ -28,4 +28,10 @@ impl<E: Executor> Executor for CheckingExecutor<E> {
         }
         Ok(output)
     }
+
+    /// The model's KV layout, so the engine's geometry check sees through
+    /// the gate.
+    fn kv_geometry(&self) -> Option<kvscope_core::KvGeometry> {
+        self.inner.kv_geometry()
+    }
 }

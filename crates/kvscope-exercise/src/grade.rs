@@ -158,7 +158,13 @@ fn grade_workload<B: GradingBackend>(
         }
     };
     let executor = CheckingExecutor { inner: exec, checker: checker.clone() };
-    let mut engine = Engine::with_block_manager(config.clone(), manager, executor, SimClock::new());
+    let mut engine = match Engine::with_block_manager(config.clone(), manager, executor, SimClock::new()) {
+        Ok(engine) => engine,
+        Err(e) => {
+            result.finding = Some(Finding::new(None, "(kvscope)").actual(format!("the engine could not start: {e}")));
+            return result;
+        }
+    };
     let student = drive(&mut engine, w, Some(&checker), cfg.max_steps);
     result.steps = engine.current_step();
     result.hit_tokens = engine.scheduler().block_manager().counters().hit_tokens;

@@ -176,7 +176,8 @@ fn in_the_lab_a_leaking_manager_stops_the_engine_instead_of_hanging() {
         vocab_size: Some(32_000),
     };
     let mut engine =
-        Engine::with_block_manager(config, Box::new(manager), PagedTokenExecutor::new(8, 4, 32_000), SimClock::new());
+        Engine::with_block_manager(config, Box::new(manager), PagedTokenExecutor::new(8, 4, 32_000), SimClock::new())
+            .unwrap();
     for i in 0..4 {
         let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(6) };
         engine.submit(RequestId(i), vec![300 + i as u32; 10], params).unwrap();

@@ -44,7 +44,7 @@ pub fn run_one<B: LabBackend>(
     // plug-in chosen at run time (boxed).
     let (run, exec) = match blocks {
         Some(blocks) => {
-            let engine = Engine::with_block_manager(config.clone(), blocks, exec, clock);
+            let engine = Engine::with_block_manager(config.clone(), blocks, exec, clock)?;
             run_engine(engine, config, spec, requests, options, tick)
         }
         None => run_engine(Engine::new(config.clone(), exec, clock)?, config, spec, requests, options, tick),
