@@ -88,7 +88,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     } else {
         println!("{plan}");
     }
-    if args.replicas > 1 {
+    // Any count but one is the fleet's to take or refuse (0 is refused
+    // there, not quietly run as one engine).
+    if args.replicas != 1 {
         return crate::sim_fleet::run(config, &args);
     }
     let spec = case_spec(&args, plan.num_blocks * plan.block_size);

@@ -173,3 +173,14 @@ fn a_simulated_fleet_takes_the_replicas_limits() {
         .unwrap();
     assert!(String::from_utf8_lossy(&small.stderr).contains("64 blocks = 1024 tokens of KV"), "{small:?}");
 }
+
+#[test]
+fn zero_replicas_is_refused_not_run_as_one_engine() {
+    let out = kvscope()
+        .args(["sim", "--model-preset", "qwen3-0.6b", "--hardware", "h100", "--replicas", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--replicas must be between 1 and"), "{err}");
+}
