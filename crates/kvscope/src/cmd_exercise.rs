@@ -2,6 +2,7 @@
 //! student's own block manager, written from a skeleton and graded on the
 //! real model.
 
+use crate::arg_values::positive_seconds;
 use kvscope_exercise::grade::{grade, GradeConfig, GradingBackend};
 use kvscope_exercise::HostConfig;
 use kvscope_model::executor::ModelExecutor;
@@ -90,12 +91,5 @@ impl GradingBackend for RealModel {
     }
     fn max_model_len(&self) -> usize {
         self.model.llama.config().context_length
-    }
-}
-
-fn positive_seconds(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("expected a positive number of seconds, got {s:?}")),
     }
 }

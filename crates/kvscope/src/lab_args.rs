@@ -2,6 +2,7 @@
 //! their own, read by `cmd_lab`, `cmd_lab_target` and `sim_args`, so that
 //! none of those needs another's code.
 
+use crate::arg_values::{positive_rate, positive_seconds};
 use kvscope_experiment::workload::Scale;
 use kvscope_lab::knob_sweep::KnobSweep;
 use kvscope_model::ModelArgs;
@@ -175,18 +176,4 @@ pub struct TargetArgs {
     /// Each request (and scrape) is given up after this many seconds.
     #[arg(long, requires = "target", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_s: u64,
-}
-
-fn positive_seconds(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!("expected a positive number of seconds, got {s:?}")),
-    }
-}
-
-fn positive_rate(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!("expected a positive number of requests per second, got {s:?}")),
-    }
 }

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod arg_values;
 mod capacity_table;
 mod cmd_bench;
 mod cmd_exercise;
