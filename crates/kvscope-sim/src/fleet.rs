@@ -4,11 +4,14 @@
 //! Time is the workload's: before a request is routed at its arrival time,
 //! every replica is stepped until its clock reaches that time (or it runs
 //! out of work; an idle replica's clock jumps to it), so the router sees
-//! each replica's load as it is then. After the last arrival every replica
+//! each replica's load as the gateway would then ([`LoadMonitor`]: live
+//! request counts, and for `power_of_two` the last 5-second poll of token
+//! loads, taken on the way). After the last arrival every replica
 //! runs to the end. A replica's realized prefix hits are its own block
 //! manager's counters: a hit counts only where that engine reused blocks.
 
-use crate::router::{Router, RouterKind, WorkerLoad};
+use crate::load_monitor::LoadMonitor;
+use crate::router::{Router, RouterKind};
 use crate::setup::SimEngine;
 use kvscope_core::block_manager::PrefixCacheCounters;
 use kvscope_core::{Clock, ExecutorError, KvBlockManager, RequestId, SamplingParams, Seconds};
@@ -61,20 +64,21 @@ pub fn run_fleet(
 ) -> Result<FleetRun, ExecutorError> {
     let mut finished: Vec<Vec<RequestResult>> = vec![Vec::new(); engines.len()];
     let mut rejected = Vec::new();
+    let mut monitor = LoadMonitor::for_router(kind);
     for r in requests {
-        for (engine, done) in engines.iter_mut().zip(&mut finished) {
-            run_until(engine, r.arrival, done)?;
+        while let Some(poll) = monitor.poll_due_by(r.arrival) {
+            run_all_until(&mut engines, poll, &mut finished)?;
+            monitor.poll(&engines);
         }
-        let loads: Vec<WorkerLoad> = engines.iter().map(load_of).collect();
+        run_all_until(&mut engines, r.arrival, &mut finished)?;
+        let loads = monitor.loads(&engines);
         let chosen = router.route(r.prompt.shareable(), r.prompt.len(), &loads);
         let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(r.max_tokens) };
         if let Err(e) = engines[chosen].submit_at(RequestId(r.index as u64), r.prompt, params, r.arrival) {
             rejected.push((r.index, e.to_string()));
         }
     }
-    for (engine, done) in engines.iter_mut().zip(&mut finished) {
-        run_until(engine, Seconds::INFINITY, done)?;
-    }
+    run_all_until(&mut engines, Seconds::INFINITY, &mut finished)?;
     let replicas = engines
         .iter()
         .zip(finished)
@@ -85,6 +89,14 @@ pub fn run_fleet(
         })
         .collect();
     Ok(FleetRun { router: kind, replicas, rejected })
+}
+
+fn run_all_until(
+    engines: &mut [SimEngine],
+    t: Seconds,
+    finished: &mut [Vec<RequestResult>],
+) -> Result<(), ExecutorError> {
+    engines.iter_mut().zip(finished).try_for_each(|(engine, done)| run_until(engine, t, done))
 }
 
 /// Steps `engine` while it has work and its clock is before `t`; an idle
@@ -99,16 +111,4 @@ fn run_until(engine: &mut SimEngine, t: Seconds, done: &mut Vec<RequestResult>) 
         engine.clock().wait_until(t);
     }
     Ok(())
-}
-
-/// What the gateway sees of a replica: requests in flight, and
-/// `/get_load`'s tokens (KV held plus prompts waiting).
-fn load_of(engine: &SimEngine) -> WorkerLoad {
-    let scheduler = engine.scheduler();
-    let waiting_tokens: usize =
-        scheduler.waiting_ids().filter_map(|id| scheduler.sequence(id)).map(|seq| seq.prompt.len()).sum();
-    WorkerLoad {
-        requests: scheduler.num_running() + scheduler.num_waiting(),
-        tokens: scheduler.block_manager().used_tokens() + waiting_tokens,
-    }
 }

@@ -27,6 +27,7 @@ pub mod executor;
 pub mod fleet;
 pub mod hardware;
 pub mod kv_pool;
+pub mod load_monitor;
 pub mod max_rate;
 pub mod model_preset;
 pub mod router;

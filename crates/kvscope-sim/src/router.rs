@@ -17,9 +17,14 @@
 //! Approximations, stated: the gateway's tree holds request *text*
 //! characters; here it holds token ids, in grains of [`GRAIN`] tokens (a
 //! match is counted in whole grains); its LRU eviction (every 60 s, beyond
-//! 2^26 nodes) is not modelled, so a tree only grows. `power_of_two` reads
-//! each worker's `/get_load` tokens at the moment of the choice (the gateway
-//! polls them periodically).
+//! 2^26 nodes) is not modelled, so a tree only grows.
+//!
+//! `power_of_two` (`policies/power_of_two.rs`) draws two distinct workers
+//! and takes the one with fewer `/get_load` tokens, the first drawn on
+//! ties. Those tokens are not live: the gateway polls `/get_load` every
+//! 30 s and the policy reads the last poll; while a worker has no polled
+//! figure both fall back to the gateway's own in-flight request counts. The fleet
+//! ([`crate::fleet`]) supplies exactly that view: [`WorkerLoad::polled_tokens`].
 
 use kvscope_core::rng::SplitMix64;
 use kvscope_core::TokenId;
@@ -75,13 +80,14 @@ impl Default for CacheAwareConfig {
     }
 }
 
-/// A worker's load when a request is routed.
+/// A worker's load as the router sees it when a request is routed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WorkerLoad {
-    /// Requests running or waiting.
+    /// Requests running or waiting (the gateway's own in-flight count).
     pub requests: usize,
-    /// `/get_load`'s `num_tokens`: KV held plus prompts waiting.
-    pub tokens: usize,
+    /// `/get_load`'s `num_tokens` (KV held plus prompts waiting) at the
+    /// gateway's last poll; `None` before the first.
+    pub polled_tokens: Option<usize>,
 }
 
 pub struct Router {
@@ -112,7 +118,11 @@ impl Router {
             RouterKind::PowerOfTwo => {
                 let a = self.rng.below(n);
                 let b = if n > 1 { (a + 1 + self.rng.below(n - 1)) % n } else { a };
-                if loads[b].tokens < loads[a].tokens {
+                let (load_a, load_b) = match (loads[a].polled_tokens, loads[b].polled_tokens) {
+                    (Some(ta), Some(tb)) => (ta, tb),
+                    _ => (loads[a].requests, loads[b].requests),
+                };
+                if load_b < load_a {
                     b
                 } else {
                     a
@@ -181,11 +191,14 @@ mod tests {
         let mut r = Router::new(RouterKind::CacheAware, 2, CacheAwareConfig::default(), 1);
         let a: Vec<TokenId> = (0..160).collect();
         let b: Vec<TokenId> = (1000..1160).collect();
-        let busy_first = [WorkerLoad { requests: 1, tokens: 0 }, WorkerLoad::default()];
+        let busy_first = [WorkerLoad { requests: 1, polled_tokens: None }, WorkerLoad::default()];
         assert_eq!(r.route(&a, a.len(), &idle(2)), 0, "no match: the least loaded, the first on ties");
         assert_eq!(r.route(&b, b.len(), &busy_first), 1, "no match: the least loaded");
         let a2 = [&a[..], &[7; 40]].concat();
-        assert_eq!(r.route(&a2, a2.len(), &[WorkerLoad::default(), WorkerLoad { requests: 3, tokens: 0 }]), 0);
+        assert_eq!(
+            r.route(&a2, a2.len(), &[WorkerLoad::default(), WorkerLoad { requests: 3, polled_tokens: None }]),
+            0
+        );
         let b2 = [&b[..], &[9; 40]].concat();
         assert_eq!(r.route(&b2, b2.len(), &busy_first), 1, "its prefix lives on worker 1");
     }
@@ -195,7 +208,8 @@ mod tests {
         let mut r = Router::new(RouterKind::CacheAware, 2, CacheAwareConfig::default(), 1);
         let a: Vec<TokenId> = (0..160).collect();
         assert_eq!(r.route(&a, a.len(), &idle(2)), 0);
-        let skewed = [WorkerLoad { requests: 100, tokens: 0 }, WorkerLoad { requests: 10, tokens: 0 }];
+        let skewed =
+            [WorkerLoad { requests: 100, polled_tokens: None }, WorkerLoad { requests: 10, polled_tokens: None }];
         assert_eq!(r.route(&a, a.len(), &skewed), 1, "100 − 10 > 64 and 100 > 1.5 × 10");
     }
 
@@ -205,7 +219,20 @@ mod tests {
         let picks: Vec<usize> = (0..6).map(|_| r.route(&[1], 1, &idle(3))).collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
         let mut p = Router::new(RouterKind::PowerOfTwo, 2, CacheAwareConfig::default(), 1);
-        let loads = [WorkerLoad { requests: 0, tokens: 500 }, WorkerLoad { requests: 0, tokens: 5 }];
+        let loads =
+            [WorkerLoad { requests: 0, polled_tokens: Some(500) }, WorkerLoad { requests: 0, polled_tokens: Some(5) }];
         assert!((0..20).all(|_| p.route(&[1], 1, &loads) == 1), "two draws of two workers always see both");
+    }
+
+    #[test]
+    fn power_of_two_falls_back_to_request_counts_without_a_poll_for_both() {
+        let mut p = Router::new(RouterKind::PowerOfTwo, 2, CacheAwareConfig::default(), 1);
+        let half_polled =
+            [WorkerLoad { requests: 4, polled_tokens: Some(5) }, WorkerLoad { requests: 1, polled_tokens: None }];
+        assert!((0..20).all(|_| p.route(&[1], 1, &half_polled) == 1), "tokens are compared only when both have them");
+        let stale =
+            [WorkerLoad { requests: 4, polled_tokens: Some(0) }, WorkerLoad { requests: 1, polled_tokens: Some(0) }];
+        let picks: Vec<usize> = (0..40).map(|_| p.route(&[1], 1, &stale)).collect();
+        assert!(picks.contains(&0) && picks.contains(&1), "equal polled tokens: the first drawn, whatever runs now");
     }
 }

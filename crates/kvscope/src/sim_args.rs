@@ -93,6 +93,11 @@ pub struct SimArgs {
     /// cache_aware (modelled on the SGLang Model Gateway 0.3.2).
     #[arg(long, default_value = "cache_aware")]
     pub router: kvscope_sim::RouterKind,
+    /// The seed of the router's own draws (power_of_two), apart from the
+    /// workload's --seed (default: --seed): a random policy is compared
+    /// with a real gateway over many draws, not one.
+    #[arg(long, requires = "replicas")]
+    pub router_seed: Option<u64>,
     /// With --replicas: turn shared_prefix_chats' prompt texts into ids
     /// with this GGUF's tokenizer, as a real fleet serving that model does
     /// (`bench serve --lab-workload shared_prefix_chats` sends the texts);

@@ -85,7 +85,8 @@ fn read_tokenizer(path: &std::path::Path) -> anyhow::Result<kvscope_model::token
 fn simulate(config: &SimConfig, args: &SimArgs, case: &ChatsCase, source: &PromptSource) -> anyhow::Result<FleetRun> {
     let requests = case.requests(source);
     let engines = (0..args.replicas).map(|_| config.build().map(|(engine, _)| engine)).collect::<Result<_, _>>()?;
-    let mut router = Router::new(args.router, args.replicas, CacheAwareConfig::default(), args.seed);
+    let mut router =
+        Router::new(args.router, args.replicas, CacheAwareConfig::default(), args.router_seed.unwrap_or(args.seed));
     Ok(run_fleet(engines, &mut router, args.router, requests)?)
 }
 
