@@ -74,7 +74,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         );
     }
     anyhow::ensure!(args.burstiness > 0.0, "--burstiness must be > 0, got {}", args.burstiness);
-    let mut config = SimConfig::from_names(&args.model_preset, &args.hardware)?;
+    let mut config = calibrated(SimConfig::from_names(&args.model_preset, &args.hardware)?)?;
     config.enable_prefix_caching = !args.no_prefix_caching;
     if let Some(dtype) = args.model.kv_dtype {
         config.model = config.model.with_kv_dtype(dtype);
@@ -109,6 +109,22 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         run.steps, run.decode_runs
     );
     Ok(())
+}
+
+/// On the `cpu` preset, the fit `kvscope sim --calibrate` saved, when there
+/// is one (what the lab's simulated backend runs on), for one engine and
+/// for a fleet alike: a simulation is checked against the real engine on
+/// this machine.
+fn calibrated(config: SimConfig) -> anyhow::Result<SimConfig> {
+    if config.hardware.name != "cpu" {
+        return Ok(config);
+    }
+    let (hardware, used) = kvscope_sim::cpu_profile(None)?;
+    match used {
+        Some(path) => eprintln!("cpu profile: the calibration in {}", path.display()),
+        None => eprintln!("cpu profile: uncalibrated (run `kvscope sim --calibrate` to fit it to this machine)"),
+    }
+    Ok(SimConfig { hardware, ..config })
 }
 
 /// Prints (and with --out writes) what one run measured.

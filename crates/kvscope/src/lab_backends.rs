@@ -139,15 +139,10 @@ impl SimBackend {
     pub fn narrowing(kv_dtype: KvDtype) -> anyhow::Result<SimBackend> {
         let mut config = SimConfig::from_names("smollm2-135m", "cpu")?;
         config.model = config.model.with_kv_dtype(kv_dtype);
-        let calibration = default_calibration_path().ok().and_then(|p| {
-            let file = CalibrationFile::load_if_present(&p).ok().flatten()?;
-            Some((p, file))
-        });
+        let (hardware, calibration) = kvscope_sim::cpu_profile(None)?;
+        config.hardware = hardware;
         let description = match calibration {
-            Some((path, file)) => {
-                config.hardware = config.hardware.with_calibration(file.fit.coefficients.clone());
-                format!("calibrated `cpu` profile, {}", path.display())
-            }
+            Some(path) => format!("calibrated `cpu` profile, {}", path.display()),
             None => "uncalibrated `cpu` preset: capacity exact for all-at-once arrivals, times rough".into(),
         };
         Ok(SimBackend { cost: config.cost_model(), tokenizer_of: None, description, pool_blocks: None })

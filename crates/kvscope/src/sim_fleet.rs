@@ -20,7 +20,7 @@ pub fn run(config: SimConfig, args: &SimArgs) -> anyhow::Result<()> {
         "--replicas must be between 1 and {MAX_REPLICAS}, got {}",
         args.replicas
     );
-    let config = &calibrated(config)?;
+    let config = &config;
     let mut case = ChatsCase::at(args.scale.into(), args.seed);
     if let Some(rate) = args.request_rate {
         case.rate = rate;
@@ -59,21 +59,6 @@ pub fn run(config: SimConfig, args: &SimArgs) -> anyhow::Result<()> {
 /// not keep a conversation on one replica by coincidence).
 fn conversations_for(requests: usize, turns: usize) -> usize {
     (requests.div_ceil(turns.max(1)) | 1).max(1)
-}
-
-/// On the `cpu` preset, the fit `kvscope sim --calibrate` saved, when there
-/// is one (what the lab's simulated backend runs on): a simulated fleet is
-/// checked against the real one on this machine.
-fn calibrated(config: SimConfig) -> anyhow::Result<SimConfig> {
-    if config.hardware.name != "cpu" {
-        return Ok(config);
-    }
-    let (hardware, used) = kvscope_sim::cpu_profile(None)?;
-    match used {
-        Some(path) => eprintln!("cpu profile: the calibration in {}", path.display()),
-        None => eprintln!("cpu profile: uncalibrated (run `kvscope sim --calibrate` to fit it to this machine)"),
-    }
-    Ok(SimConfig { hardware, ..config })
 }
 
 fn read_tokenizer(path: &std::path::Path) -> anyhow::Result<kvscope_model::tokenizer::Tokenizer> {

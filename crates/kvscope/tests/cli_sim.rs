@@ -184,3 +184,34 @@ fn zero_replicas_is_refused_not_run_as_one_engine() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--replicas must be between 1 and"), "{err}");
 }
+
+/// One engine on the `cpu` preset is priced by the saved calibration, as a
+/// fleet and the lab's simulated backend are (it once ignored it).
+#[test]
+fn one_simulated_engine_on_cpu_takes_the_saved_calibration() {
+    let cache = tempfile::tempdir().unwrap();
+    let duration = |cache: &std::path::Path| -> (f64, String) {
+        let out = kvscope()
+            .env("XDG_CACHE_HOME", cache)
+            .args(["sim", "--model-preset", "smollm2-135m", "--hardware", "cpu", "--scale", "quick", "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v["duration"].as_f64().unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (uncalibrated, said) = duration(cache.path());
+    assert!(said.contains("uncalibrated"), "{said}");
+    // A fit in which every step costs one second more than the roofline's.
+    let fit = serde_json::json!({
+        "version": 1, "description": "a test's fit", "samples": [],
+        "fit": {"rms_relative_error": 0.0, "max_relative_error": 0.0, "coefficients": {
+            "model": "smollm2-135m", "overhead_s": 1.0, "per_prefill_token_s": 0.0, "per_decode_seq_s": 0.0,
+            "per_prefill_attention_pair_s": 0.0, "per_decode_context_token_s": 0.0, "per_row_tile_s": 0.0, "row_tile": 4}}
+    });
+    std::fs::create_dir_all(cache.path().join("kvscope")).unwrap();
+    std::fs::write(cache.path().join("kvscope/sim-cpu-calibration.json"), fit.to_string()).unwrap();
+    let (calibrated, said) = duration(cache.path());
+    assert!(said.contains("sim-cpu-calibration.json"), "{said}");
+    assert_ne!(calibrated, uncalibrated, "the saved fit must price the steps");
+}
