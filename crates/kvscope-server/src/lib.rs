@@ -376,6 +376,7 @@ pub fn router(state: state::AppState, guard: security::Guard) -> Router {
     Router::new()
         .route("/", get(observe::index))
         .route("/health", get(observe::health))
+        .route("/version", get(observe::version))
         .route("/ready", get(observe::ready))
         .route("/metrics", get(observe::metrics))
         .route("/kv", get(observe::kv))

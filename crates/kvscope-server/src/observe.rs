@@ -18,6 +18,12 @@ pub async fn index() -> Html<&'static str> {
     Html(INDEX_HTML)
 }
 
+/// vLLM's `GET /version`: the server's version, so a client (the lab's
+/// `--target` report among them) can name what it measured.
+pub async fn version() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }))
+}
+
 /// Liveness: answered from an atomic flag, never waiting for an engine step.
 pub async fn health(State(state): State<AppState>) -> Response {
     if state.engine.status().alive() {

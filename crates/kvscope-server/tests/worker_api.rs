@@ -32,6 +32,8 @@ async fn metadata_and_load_carry_the_fields_the_gateway_reads() {
     assert_eq!(load, json!([{"dp_rank": 0, "num_reqs": 0, "num_waiting_reqs": 0, "num_tokens": 0}]));
     let health = client.http.get(format!("{}/health_generate", client.base)).send().await.unwrap();
     assert_eq!(health.status().as_u16(), 200);
+    // vLLM's /version, which the lab's --target report names the engine by.
+    assert_eq!(client.get_json("/version").await, json!({"version": env!("CARGO_PKG_VERSION")}));
     server.shutdown().await.unwrap();
 }
 
