@@ -21,7 +21,15 @@
 //!   fb4026604c67c682f552337ec9b91eced0abd35a). Its slots are its running
 //!   requests, deferred tasks its waiting ones. `kv_cache_usage_ratio` is
 //!   exported by older builds only, `prompt_tokens_cached_total` by newer
-//!   ones; it has no preemption, queue-time or block metrics.
+//!   ones; it has no preemption, queue-time or block metrics. Checked on a
+//!   running `llama-server --metrics` built from the llama.cpp vendored in
+//!   `llama-cpp-python==0.3.36` (commit 0c1e570): its page holds
+//!   `prompt_tokens_total`, `prompt_tokens_cached_total`,
+//!   `prompt_seconds_total`, `tokens_predicted_total`,
+//!   `tokens_predicted_seconds_total`, `n_decode_total`, `n_tokens_max`,
+//!   three `spec_decode_*` counters, `prompt_tokens_seconds`,
+//!   `predicted_tokens_seconds`, `requests_processing`,
+//!   `requests_deferred` and `n_busy_slots_per_decode` — no KV usage.
 //! - kvscope, `crates/kvscope-server/src/metrics.rs` (vLLM's names under
 //!   `kvscope:`; a server test checks every name below is on its page).
 
