@@ -136,6 +136,31 @@ fn a_simulated_fleet_shows_what_cache_aware_routing_keeps() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("cache_aware"), "names the routers");
 }
 
+/// power_of_two draws at random: `--router-seed` changes the draws and
+/// nothing of the workload, so many draws can be set against a real
+/// gateway's runs.
+#[test]
+fn the_router_seed_changes_power_of_two_draws_not_the_workload() {
+    let fleet = |router_seed: &str| -> Value {
+        let out = kvscope()
+            .args(["sim", "--hardware", "l4", "--scale", "lab", "--replicas", "2", "--router", "power_of_two"])
+            .args(["--seed", "3", "--router-seed", router_seed, "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let per_replica = |v: &Value| -> Vec<u64> {
+        v["replicas"].as_array().unwrap().iter().map(|r| r["requests"].as_u64().unwrap()).collect()
+    };
+    let runs: Vec<Value> = (0..6).map(|s| fleet(&s.to_string())).collect();
+    let queried = |v: &Value| -> u64 {
+        v["replicas"].as_array().unwrap().iter().map(|r| r["prefix_queried_tokens"].as_u64().unwrap()).sum()
+    };
+    assert!(runs.iter().all(|r| queried(r) == queried(&runs[0])), "the same prompts in every run");
+    assert!(runs.iter().any(|r| per_replica(r) != per_replica(&runs[0])), "other draws, other routes");
+}
+
 #[test]
 fn a_simulated_fleet_finds_the_rate_it_sustains_under_a_ttft_slo() {
     let out = kvscope()
