@@ -10,10 +10,11 @@
 //! fresh server. Also: a target with nothing listening fails within
 //! seconds with a clear message and a partial report; a target answering
 //! errors and garbage metrics gets a partial report; an engine shaped like
-//! llama-server (no vocabulary, blocks or queue times) gets its gaps filled
-//! and listed; knobs only the engine can change are refused naming the
-//! engine's flag. Every process and
-//! wait is bounded.
+//! llama-server (no vocabulary, blocks, queue times or KV usage) gets its
+//! gaps filled and listed from what its scrapes held, blank in
+//! capacity.csv; a load sweep and a failure search run against it; knobs
+//! only the engine can change are refused naming the engine's flag. Every
+//! process and wait is bounded.
 
 mod common;
 
@@ -60,6 +61,9 @@ fn quick_lab_on_a_kvscope_serve_target_with_kv_events() {
         kvscope()
             .args(["lab", "--quick", "--lang", "en", "--target", &format!("http://127.0.0.1:{http}")])
             .args(["--kv-events", &endpoint, "--kv-events-replay", &replay_endpoint, "--request-timeout-s", "120"])
+            // The search's runs against the CPU model cost more than the
+            // cases; the fake llama-server below runs it.
+            .args(["--failure-budget", "0"])
             .arg("--out")
             .arg(&out_dir),
         Duration::from_secs(400),
@@ -73,13 +77,30 @@ fn quick_lab_on_a_kvscope_serve_target_with_kv_events() {
     let csv = std::fs::read_to_string(out_dir.join("capacity.csv")).unwrap();
     assert!(csv.starts_with("case,prompt_len_tokens,"), "{csv}");
     assert_eq!(csv.lines().count(), 1 + 4, "{csv}");
+    // kvscope serve exports all but the stalls: those fields are empty.
+    let rows = csv_rows(&csv);
+    assert_eq!(rows[0]["stall_time_share_no_free_blocks"], "", "{csv}");
+    assert_eq!(rows[0]["stalled_s"], "", "{csv}");
+    assert_ne!(rows[0]["preemptions"], "", "{csv}");
+    assert_ne!(rows[0]["live_requests_max"], "", "{csv}");
     let metrics = std::fs::read_to_string(out_dir.join("metrics.csv")).unwrap();
     assert!(metrics.starts_with("t_s,kvscope:num_requests_running,"), "{metrics}");
     assert!(metrics.lines().count() > 2, "the poller kept samples: {metrics}");
 }
 
+/// capacity.csv's rows, each a map from column to field.
+fn csv_rows(csv: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let mut lines = csv.lines();
+    let header: Vec<String> = lines.next().unwrap().split(',').map(str::to_string).collect();
+    // The explanation (last, quoted, with commas) is not read here.
+    lines.map(|l| header.iter().cloned().zip(l.split(',').map(str::to_string)).collect()).collect()
+}
+
 fn check_tags(report: &str) {
     for tag in [
+        // The lab's own capacity table (the shared template), tagged.
+        "| case | prompt_len (tokens) [engine usage.prompt_tokens; token-exact: the client sent these ids] | concurrency [",
+        "| TTFT p50 / p90 / p99 (s) [client-measured] |",
         "[client-measured]",
         "engine metric kvscope:num_requests_running",
         "engine metric kvscope:request_queue_time_seconds",
@@ -175,6 +196,16 @@ fn knobs_only_the_engine_can_change_are_refused_naming_its_flag() {
         let err = stderr(&out);
         assert!(err.contains(flag) && err.contains("cannot be changed from the client"), "{knob}: {err}");
     }
+    // A sweep of an engine knob: refused the same way; the client's load
+    // is swept only on a target.
+    let out = run_with_timeout(
+        kvscope().args(["lab", "--target", "http://127.0.0.1:9", "--engine", "sglang", "--sweep", "max-running=4,8"]),
+        Duration::from_secs(30),
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success() && err.contains("SGLang --max-running-requests"), "{err}");
+    let out = run_with_timeout(kvscope().args(["lab", "--sweep", "concurrency=1,4"]), Duration::from_secs(30));
+    assert!(!out.status.success() && stderr(&out).contains("add --target URL"), "{}", stderr(&out));
 }
 
 /// A fake engine: /v1/models answers, /metrics is garbage, every
@@ -309,6 +340,9 @@ fn an_engine_without_blocks_or_queue_times_gets_its_gaps_filled_and_listed() {
             .args(["--request-timeout-s", "20"])
             // Nothing publishes there: a gap in the report, not a hang.
             .args(["--kv-events", &format!("tcp://127.0.0.1:{}", free_port())])
+            // The client's load swept; a failure search of one run per
+            // length, with an SLO every request misses.
+            .args(["--sweep", "concurrency=1,4", "--failure-budget", "1", "--slo-ttft", "0.000001"])
             .arg("--out")
             .arg(tmp.path().join("llamacpp")),
         Duration::from_secs(120),
@@ -325,9 +359,32 @@ fn an_engine_without_blocks_or_queue_times_gets_its_gaps_filled_and_listed() {
         "engine metric llamacpp:requests_processing",
         "--model-config",
         "KV events: ",
+        // In the family's table, but on no page this build served.
+        "KvUsage: peak KV usage left blank (the family exports it as `llamacpp:kv_cache_usage_ratio` in some builds; no scrape of this one held it)",
+        // The shared capacity table: unknown is "—", never 0.
+        "| live_requests (mean / max) [engine metric llamacpp:requests_processing] | estimated_kv (per request) [estimated] |",
+        "| — (— block-rounded) |",
+        // The load sweep, each column tagged.
+        "## Load sweep: concurrency",
+        "| concurrency | case | TTFT p50 / p90 s [client-measured] | queue wait p50 / p90 s [estimated: TTFT − the case's TTFT at concurrency 1] |",
+        "| peak KV usage [not exposed] | preemptions [not exposed] |",
+        "| 4 | long_ctx | ",
+        // The failure search: the SLO's first miss, its evidence tagged.
+        "## Failure conditions",
+        "(measured, upper bound: TTFT p90 ",
+        " > 0.000001 s [client-measured])",
+        "? (not exposed by the engine)",
     ] {
         assert!(report.contains(needle), "report.md lacks {needle:?}:\n{report}");
     }
+    let csv = std::fs::read_to_string(tmp.path().join("llamacpp/capacity.csv")).unwrap();
+    for row in csv_rows(&csv) {
+        for unknown in ["estimated_kv_bytes", "stall_time_share_max_running", "stalled_s", "preemptions"] {
+            assert_eq!(row[unknown], "", "{unknown} is not exposed: empty, not 0:\n{csv}");
+        }
+        assert_ne!(row["live_requests_mean"], "", "{csv}");
+    }
+    assert!(tmp.path().join("llamacpp/failure.csv").exists());
     let json: Value =
         serde_json::from_str(&std::fs::read_to_string(tmp.path().join("llamacpp/target.json")).unwrap()).unwrap();
     for case in json["cases"].as_array().unwrap() {
@@ -341,6 +398,7 @@ fn an_engine_without_blocks_or_queue_times_gets_its_gaps_filled_and_listed() {
         kvscope()
             .args(["lab", "--quick", "--lang", "zh", "--target", &format!("http://127.0.0.1:{port}")])
             .args(["--request-timeout-s", "20", "--arrival-rate", "50"])
+            .args(["--sweep", "rate=20,50", "--failure-budget", "1", "--slo-ttft", "1000"])
             .arg("--out")
             .arg(tmp.path().join("llamacpp-zh")),
         Duration::from_secs(120),
@@ -353,6 +411,11 @@ fn an_engine_without_blocks_or_queue_times_gets_its_gaps_filled_and_listed() {
         "由 /metrics 中的名字识别",
         "## 证据规则",
         "streams carried no usage",
+        "| live_requests (均值 / 最大) [engine metric llamacpp:requests_processing] |",
+        "## 负载扫描: rate",
+        "| 50 req/s | short_ctx | ",
+        "**在预算内没有出现任何条件**",
+        "KvUsage: KV 使用率峰值留空 (该指标族在某些版本中以 `llamacpp:kv_cache_usage_ratio` 公开",
     ] {
         assert!(zh.contains(needle), "report.md (zh) lacks {needle:?}:\n{zh}");
     }
