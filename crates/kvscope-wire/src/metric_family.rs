@@ -96,6 +96,24 @@ pub enum Quantity {
     GenerationTokens,
 }
 
+impl Quantity {
+    /// Every quantity, in the order above.
+    pub const ALL: [Quantity; 12] = [
+        Quantity::RunningRequests,
+        Quantity::WaitingRequests,
+        Quantity::KvUsage,
+        Quantity::TotalBlocks,
+        Quantity::BlockSize,
+        Quantity::PoolTokens,
+        Quantity::PrefixQueries,
+        Quantity::PrefixHits,
+        Quantity::Preemptions,
+        Quantity::QueueTime,
+        Quantity::PromptTokens,
+        Quantity::GenerationTokens,
+    ];
+}
+
 /// Where a quantity lives on a family's page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricSource {

@@ -444,7 +444,7 @@ impl CapacityTable {
             .zip(known)
             .enumerate()
             .map(|(i, (r, k))| {
-                let mut line = CapacityLine::new(r, &[r.clone()], Texts::of(|zh| explanation(i, zh)));
+                let mut line = CapacityLine::new(r, std::slice::from_ref(r), Texts::of(|zh| explanation(i, zh)));
                 if !k.live_requests {
                     (line.live_mean, line.live_max) = (dash(), dash());
                 }

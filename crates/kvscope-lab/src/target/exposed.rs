@@ -11,22 +11,6 @@ use kvscope_wire::metric_family::source;
 use kvscope_wire::{EngineFamily, MetricsPage, Quantity};
 use serde::Serialize;
 
-/// Every quantity the lab reads from an engine.
-pub const READ: [Quantity; 12] = [
-    Quantity::RunningRequests,
-    Quantity::WaitingRequests,
-    Quantity::KvUsage,
-    Quantity::TotalBlocks,
-    Quantity::BlockSize,
-    Quantity::PoolTokens,
-    Quantity::PrefixQueries,
-    Quantity::PrefixHits,
-    Quantity::Preemptions,
-    Quantity::QueueTime,
-    Quantity::PromptTokens,
-    Quantity::GenerationTokens,
-];
-
 /// The quantities some page held, each with the metric it was found under
 /// (as the report cites it).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -34,7 +18,7 @@ pub struct Exposed(Vec<(Quantity, String)>);
 
 impl Exposed {
     pub fn of(family: EngineFamily, page: &MetricsPage) -> Exposed {
-        Exposed(READ.into_iter().filter_map(|q| Some((q, source(family, q)?.found_on(page)?))).collect())
+        Exposed(Quantity::ALL.into_iter().filter_map(|q| Some((q, source(family, q)?.found_on(page)?))).collect())
     }
 
     /// Adds what `other` held and this did not.

@@ -98,6 +98,41 @@ mod tests {
         }
     }
 
+    /// A llama-server that reached the lab: `page` is all its scrapes held.
+    fn llama_server_showing(page: &str) -> TargetResults {
+        use kvscope_wire::{EngineFamily, MetricsPage};
+        let page = MetricsPage::parse(page);
+        let engine = super::super::engine_id::EngineIdentity {
+            family: EngineFamily::LlamaCpp.name(),
+            family_source: "detected from /metrics".into(),
+            name: "llama-server".into(),
+            version: Some("b6000".into()),
+            model: None,
+            vocab_size: None,
+            max_model_len: None,
+            pool: Default::default(),
+        };
+        let exposed = super::super::exposed::Exposed::of(EngineFamily::LlamaCpp, &page);
+        TargetResults { engine: Some(engine), exposed, problems: Vec::new(), ..nothing_known() }
+    }
+
+    #[test]
+    fn what_is_not_exposed_follows_the_scrapes_not_the_family_table() {
+        let without = markdown(&llama_server_showing("llamacpp:requests_processing 1\n"), Lang::En);
+        let kv_usage = "- KvUsage: peak KV usage left blank (the family exports it as `llamacpp:kv_cache_usage_ratio`";
+        assert!(without.contains(kv_usage), "{without}");
+        assert!(without.contains("- Engine: llama-server b6000 (metric family `llamacpp`"), "{without}");
+        assert!(!without.contains("- RunningRequests:"), "a scrape held it:\n{without}");
+        assert!(without.contains("- QueueTime: queue wait = TTFT − the case's TTFT at concurrency 1"), "{without}");
+        let with = markdown(
+            &llama_server_showing("llamacpp:requests_processing 1\nllamacpp:kv_cache_usage_ratio 0.5\n"),
+            Lang::En,
+        );
+        assert!(!with.contains("- KvUsage:"), "a scrape held it:\n{with}");
+        let zh = markdown(&llama_server_showing("llamacpp:requests_processing 1\n"), Lang::Zh);
+        assert!(zh.contains("- KvUsage: KV 使用率峰值留空") && !zh.contains("- RunningRequests:"), "{zh}");
+    }
+
     #[test]
     fn the_template_renders_a_partial_report_in_both_languages() {
         let res = nothing_known();

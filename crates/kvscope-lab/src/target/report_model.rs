@@ -204,26 +204,19 @@ fn engine_rows(res: &TargetResults) -> Vec<EngineRow> {
         .collect()
 }
 
-/// The quantities the report lists when no scrape held them, in order.
-const LISTED: [Quantity; 10] = [
-    Quantity::RunningRequests,
-    Quantity::WaitingRequests,
-    Quantity::KvUsage,
-    Quantity::TotalBlocks,
-    Quantity::BlockSize,
-    Quantity::PoolTokens,
-    Quantity::PrefixQueries,
-    Quantity::PrefixHits,
-    Quantity::Preemptions,
-    Quantity::QueueTime,
-];
+/// Whether the report lists `q` when no scrape held it: every quantity
+/// but the token counters, whose totals the client reads from each
+/// response's usage instead.
+fn listed(q: Quantity) -> bool {
+    !matches!(q, Quantity::PromptTokens | Quantity::GenerationTokens)
+}
 
 /// Every listed quantity no scrape held (not what the family's table
 /// lacks: a build may omit a name its table lists).
 fn not_exposed(res: &TargetResults) -> Option<Vec<NotExposedLine>> {
     let name = res.engine.as_ref()?.family;
     let family = kvscope_wire::EngineFamily::ALL.into_iter().find(|f| f.name() == name)?;
-    let missing = LISTED.into_iter().filter(|q| res.exposed.metric(*q).is_none());
+    let missing = Quantity::ALL.into_iter().filter(|&q| listed(q) && res.exposed.metric(q).is_none());
     Some(
         missing
             .map(|q| NotExposedLine {
