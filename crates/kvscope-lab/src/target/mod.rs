@@ -28,6 +28,7 @@ pub mod report;
 pub mod report_model;
 pub mod report_sections;
 mod setup;
+pub mod source_tags;
 pub mod watch;
 pub mod words;
 

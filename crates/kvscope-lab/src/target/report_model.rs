@@ -7,15 +7,11 @@
 
 use super::capacity::pool_capacity;
 use super::report_sections::{FailureView, KvEventsView, SweepView};
+use super::source_tags::{metric_tag, opt, peak_kv_usage, queue_tag, CLIENT, ESTIMATED};
 use super::TargetResults;
 use crate::report::CapacityTable;
 use kvscope_wire::Quantity;
 use serde::Serialize;
-
-pub const CLIENT: &str = "client-measured";
-pub const ESTIMATED: &str = "estimated";
-/// The queue-wait fallback where the engine has no queue-time metric.
-pub const QUEUE_FALLBACK: &str = "estimated: TTFT − the case's TTFT at concurrency 1";
 
 #[derive(Serialize)]
 pub struct TargetReportModel {
@@ -95,22 +91,6 @@ pub struct NotExposedLine {
     pub listed_as: Option<String>,
 }
 
-/// `engine metric NAME` (the name a scrape held), or `not exposed`.
-pub fn metric_tag(res: &TargetResults, q: Quantity) -> String {
-    match res.exposed.metric(q) {
-        Some(name) => format!("engine metric {name}"),
-        None => "not exposed".into(),
-    }
-}
-
-/// The queue wait's source: the engine's histogram, else the fallback.
-pub fn queue_tag(res: &TargetResults) -> String {
-    match res.exposed.metric(Quantity::QueueTime) {
-        Some(_) => metric_tag(res, Quantity::QueueTime),
-        None => QUEUE_FALLBACK.into(),
-    }
-}
-
 fn pool_tag(res: &TargetResults) -> String {
     let cite = |q| res.exposed.metric(q);
     match (cite(Quantity::TotalBlocks), cite(Quantity::BlockSize), cite(Quantity::PoolTokens)) {
@@ -118,16 +98,6 @@ fn pool_tag(res: &TargetResults) -> String {
         (_, _, Some(tokens)) => format!("engine metric {tokens} / {ESTIMATED} tokens per request"),
         _ => "not exposed".into(),
     }
-}
-
-/// A figure the engine may not have exposed: "—" when it did not.
-pub(super) fn opt(v: Option<f64>, digits: usize) -> String {
-    v.map_or("—".to_string(), |v| format!("{v:.digits$}"))
-}
-
-/// The KV usage gauge's peak over a case, in percent.
-pub(super) fn peak_kv_usage(case: &super::case::CaseResult) -> String {
-    case.kv_usage.map_or("—".into(), |s| format!("{:.1} %", s.max * 100.0))
 }
 
 impl TargetReportModel {

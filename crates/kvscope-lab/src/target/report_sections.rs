@@ -1,9 +1,9 @@
 //! The sections of a target's report beyond its tables: the KV events'
 //! block statistics, each load sweep, the failure conditions; formatted
-//! and tagged by source, as [`super::report_model`] does the tables.
+//! and tagged by source as the tables are (source_tags.rs).
 
 use super::load_sweep::LoadSweepResult;
-use super::report_model::{metric_tag, opt, peak_kv_usage, queue_tag, CLIENT};
+use super::source_tags::{metric_tag, opt, peak_kv_usage, queue_tag, CLIENT};
 use super::TargetResults;
 use crate::failure::{Condition, FailureResults, Source};
 use crate::failure_report::FailureSection;
