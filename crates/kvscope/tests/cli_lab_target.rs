@@ -374,7 +374,8 @@ fn an_engine_without_blocks_or_queue_times_gets_its_gaps_filled_and_listed() {
         "(measured, upper bound: TTFT p90 ",
         " > 0.000001 s [client-measured])",
         "? (not exposed by the engine)",
-        "The ladder tops out at twice the lab's sweep load",
+        // A paragraph of its own, not run into the table.
+        "the client does not know the engine's cap on running requests.\n\n| prompt_len |",
     ] {
         assert!(report.contains(needle), "report.md lacks {needle:?}:\n{report}");
     }
@@ -416,7 +417,7 @@ fn an_engine_without_blocks_or_queue_times_gets_its_gaps_filled_and_listed() {
         "## 负载扫描: rate",
         "| 50 req/s | short_ctx | ",
         "**在预算内没有出现任何条件**",
-        "阶梯从 --arrival-rate 的八分之一到八倍",
+        "阶梯从 --arrival-rate 的八分之一到八倍。\n\n**在预算内没有出现任何条件**",
         "KvUsage: KV 使用率峰值留空 (该指标族在某些版本中以 `llamacpp:kv_cache_usage_ratio` 公开",
     ] {
         assert!(zh.contains(needle), "report.md (zh) lacks {needle:?}:\n{zh}");

@@ -234,7 +234,8 @@ async fn run_all(
     };
     let mut load_sweeps = Vec::new();
     for sweep in &cfg.sweeps {
-        progress(&format!("--sweep {}={:?}", sweep.knob.name(), sweep.values));
+        let values: Vec<String> = sweep.values.iter().map(|v| v.to_string()).collect();
+        progress(&format!("--sweep {}={}", sweep.knob.name(), values.join(",")));
         load_sweeps.push(load_sweep::run(&sweep_input, sweep, problems).await);
     }
     let failure = if cfg.failure_budget > 0 {
