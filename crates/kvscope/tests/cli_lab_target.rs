@@ -276,18 +276,34 @@ fn read_request(stream: &mut TcpStream) -> (String, String) {
     (head, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// What a fake engine's /metrics shows, given how many requests it has
+/// preempted so far.
+type MetricsPageOf = fn(u64) -> String;
+
 /// A stand-in for llama.cpp's llama-server: `llamacpp:` metrics without
 /// blocks, queue times or KV events, no vocabulary in /v1/models, and
 /// completions streamed as `max_tokens` chunks, with a usage chunk when
 /// `usage` (older llama-server builds send none).
 fn llamacpp_like_engine(usage: bool) -> u16 {
+    fake_engine(usage, |_| {
+        "llamacpp:requests_processing 1\nllamacpp:requests_deferred 0\nllamacpp:prompt_tokens_total 10\nllamacpp:tokens_predicted_total 5\n".into()
+    })
+}
+
+/// A fake engine answering /v1/models, /metrics (`page`) and streamed
+/// completions; every completion whose prompt has at least
+/// [`PREEMPTED_FROM_WORDS`] words counts as one preemption, whatever the
+/// load, so a search's preemption threshold is known in advance.
+fn fake_engine(usage: bool, page: MetricsPageOf) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let preempted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     std::thread::spawn(move || {
         for mut stream in listener.incoming().flatten() {
+            let preempted = preempted.clone();
             std::thread::spawn(move || {
                 let (head, body) = read_request(&mut stream);
-                let answer = llamacpp_answer(&head, &body, usage);
+                let answer = fake_answer(&head, &body, usage, page, &preempted);
                 let _ = stream.write_all(answer.as_bytes());
             });
         }
@@ -295,7 +311,16 @@ fn llamacpp_like_engine(usage: bool) -> u16 {
     port
 }
 
-fn llamacpp_answer(head: &str, body: &str, usage: bool) -> String {
+const PREEMPTED_FROM_WORDS: usize = 100;
+
+fn fake_answer(
+    head: &str,
+    body: &str,
+    usage: bool,
+    page: MetricsPageOf,
+    preempted: &std::sync::atomic::AtomicU64,
+) -> String {
+    use std::sync::atomic::Ordering::SeqCst;
     let ok = |kind: &str, body: &str| {
         format!(
             "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -303,10 +328,10 @@ fn llamacpp_answer(head: &str, body: &str, usage: bool) -> String {
         )
     };
     if head.starts_with("GET /v1/models") {
-        return ok("application/json", r#"{"data":[{"id":"fake.gguf","owned_by":"llamacpp"}]}"#);
+        return ok("application/json", r#"{"data":[{"id":"fake.gguf","owned_by":"fake"}]}"#);
     }
     if head.starts_with("GET /metrics") {
-        return ok("text/plain", "llamacpp:requests_processing 1\nllamacpp:requests_deferred 0\nllamacpp:prompt_tokens_total 10\nllamacpp:tokens_predicted_total 5\n");
+        return ok("text/plain", &page(preempted.load(SeqCst)));
     }
     if !head.starts_with("POST /v1/completions") {
         return "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into();
@@ -314,6 +339,9 @@ fn llamacpp_answer(head: &str, body: &str, usage: bool) -> String {
     let request: Value = serde_json::from_str(body).unwrap_or_default();
     let max_tokens = request["max_tokens"].as_u64().unwrap_or(1);
     let words = request["prompt"].as_str().map_or(0, |p| p.split_whitespace().count());
+    if words >= PREEMPTED_FROM_WORDS {
+        preempted.fetch_add(1, SeqCst);
+    }
     let mut sse = String::new();
     for _ in 0..max_tokens {
         sse.push_str("data: {\"choices\":[{\"text\":\"a\"}]}\n\n");
@@ -325,6 +353,45 @@ fn llamacpp_answer(head: &str, body: &str, usage: bool) -> String {
     }
     sse.push_str("data: [DONE]\n\n");
     ok("text/event-stream", &sse)
+}
+
+/// An engine exporting vLLM's preemption counter (and its running and
+/// waiting gauges, nothing else): the failure search looks for preemptions
+/// there, finds them at every load from [`PREEMPTED_FROM_WORDS`] prompt
+/// words up and never below, and cites the counter as their source.
+#[test]
+fn the_failure_search_finds_preemptions_where_the_engine_counts_them() {
+    let port = fake_engine(true, |preempted| {
+        format!("vllm:num_requests_running 0\nvllm:num_requests_waiting 0\nvllm:num_preemptions_total {preempted}\n")
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_with_timeout(
+        kvscope()
+            .args(["lab", "--quick", "--lang", "en", "--target", &format!("http://127.0.0.1:{port}")])
+            .args(["--request-timeout-s", "20", "--failure-budget", "4", "--slo-ttft", "1000"])
+            .arg("--out")
+            .arg(tmp.path()),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = std::fs::read_to_string(tmp.path().join("report.md")).unwrap();
+    assert!(report.contains(" preempted [engine metric vllm:num_preemptions_total])"), "{report}");
+    let failure: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("failure.json")).unwrap()).unwrap();
+    let points = failure["points"].as_array().unwrap();
+    assert!(points.iter().any(|p| p["prompt_len"].as_u64() < Some(PREEMPTED_FROM_WORDS as u64)), "{failure}");
+    for p in points {
+        let preemption = &p["preemption"];
+        if p["prompt_len"].as_u64().unwrap() >= PREEMPTED_FROM_WORDS as u64 {
+            // Every load preempts: the threshold is the ladder's first
+            // rung, or an upper bound on it if the budget ran out first.
+            assert!(preemption["load"].is_number(), "{p}");
+            assert!(["real", "real_upper_bound"].contains(&preemption["source"].as_str().unwrap()), "{p}");
+        } else {
+            assert!(preemption["load"].is_null(), "no load preempts below {PREEMPTED_FROM_WORDS} words: {p}");
+        }
+        assert_eq!(p["admission_stall"]["source"], "not_exposed", "{p}");
+    }
 }
 
 /// An engine like llama-server (no vocabulary, no blocks, no queue-time
