@@ -12,7 +12,8 @@
 //! errors and garbage metrics gets a partial report; an engine shaped like
 //! llama-server (no vocabulary, blocks, queue times or KV usage) gets its
 //! gaps filled and listed from what its scrapes held, blank in
-//! capacity.csv; a load sweep and a failure search run against it; knobs
+//! capacity.csv; a load sweep and a failure search run against it; an
+//! engine counting preemptions gets them searched and cited; knobs
 //! only the engine can change are refused naming the engine's flag. Every
 //! process and wait is bounded.
 
