@@ -200,6 +200,26 @@ pub fn explain(row: &CapacityRow, cfg: &EngineConfig, zh: bool) -> String {
     }
 }
 
+/// Which of a row's figures were measured. A row filled from outside an
+/// engine (`kvscope lab --target`) lacks what the engine does not export;
+/// capacity.csv writes those fields empty, never as a zero that would read
+/// as "no stalls" or "no preemptions".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Known {
+    pub live_requests: bool,
+    pub estimated_kv: bool,
+    pub queue_wait: bool,
+    /// Admission stalls and their shares by reason.
+    pub stalls: bool,
+    pub preemptions: bool,
+}
+
+impl Known {
+    /// A row of the lab's own engine: everything measured.
+    pub const ALL: Known =
+        Known { live_requests: true, estimated_kv: true, queue_wait: true, stalls: true, preemptions: true };
+}
+
 /// One line of `capacity.csv`: the row flattened, units in the column names.
 #[derive(Serialize)]
 struct CsvLine<'a> {
@@ -207,7 +227,7 @@ struct CsvLine<'a> {
     prompt_len_tokens: String,
     concurrency_requests: usize,
     live_requests_mean: String,
-    live_requests_max: usize,
+    live_requests_max: String,
     estimated_kv_bytes: String,
     estimated_kv_block_rounded_bytes: String,
     ttft_p50_s: String,
@@ -223,35 +243,39 @@ struct CsvLine<'a> {
     stall_step_share_max_running: String,
     stall_step_share_token_budget: String,
     stalled_s: String,
-    preemptions: u64,
+    preemptions: String,
     explanation: &'a str,
 }
 
 impl<'a> CsvLine<'a> {
-    fn of(r: &'a CapacityRow) -> Self {
+    /// `known` says which figures were measured; the others are empty.
+    fn of(r: &'a CapacityRow, known: Known) -> Self {
         let f = |x: f64, digits: usize| format!("{x:.digits$}");
+        // A figure, or empty when `measured` is false.
+        let g = |measured: bool, x: f64, digits: usize| if measured { f(x, digits) } else { String::new() };
+        let (live, stalls, queue) = (known.live_requests, known.stalls, known.queue_wait);
         CsvLine {
             case: &r.case,
             prompt_len_tokens: f(r.prompt_len, 1),
             concurrency_requests: r.concurrency,
-            live_requests_mean: f(r.live_requests, 2),
-            live_requests_max: r.live_requests_max,
-            estimated_kv_bytes: f(r.estimated_kv, 0),
-            estimated_kv_block_rounded_bytes: f(r.estimated_kv_block_rounded, 0),
+            live_requests_mean: g(live, r.live_requests, 2),
+            live_requests_max: g(live, r.live_requests_max as f64, 0),
+            estimated_kv_bytes: g(known.estimated_kv, r.estimated_kv, 0),
+            estimated_kv_block_rounded_bytes: g(known.estimated_kv, r.estimated_kv_block_rounded, 0),
             ttft_p50_s: f(r.ttft.p50, 4),
             ttft_p90_s: f(r.ttft.p90, 4),
             ttft_p99_s: f(r.ttft.p99, 4),
-            queue_wait_p50_s: f(r.queue_wait.p50, 4),
-            queue_wait_p90_s: f(r.queue_wait.p90, 4),
-            queue_wait_p99_s: f(r.queue_wait.p99, 4),
-            stall_time_share_no_free_blocks: f(r.stall_time_share_no_free_blocks, 3),
-            stall_time_share_max_running: f(r.stall_time_share_max_running, 3),
-            stall_time_share_token_budget: f(r.stall_time_share_token_budget, 3),
-            stall_step_share_no_free_blocks: f(r.stall_step_share_no_free_blocks, 3),
-            stall_step_share_max_running: f(r.stall_step_share_max_running, 3),
-            stall_step_share_token_budget: f(r.stall_step_share_token_budget, 3),
-            stalled_s: f(r.stalled_seconds, 4),
-            preemptions: r.preemptions,
+            queue_wait_p50_s: g(queue, r.queue_wait.p50, 4),
+            queue_wait_p90_s: g(queue, r.queue_wait.p90, 4),
+            queue_wait_p99_s: g(queue, r.queue_wait.p99, 4),
+            stall_time_share_no_free_blocks: g(stalls, r.stall_time_share_no_free_blocks, 3),
+            stall_time_share_max_running: g(stalls, r.stall_time_share_max_running, 3),
+            stall_time_share_token_budget: g(stalls, r.stall_time_share_token_budget, 3),
+            stall_step_share_no_free_blocks: g(stalls, r.stall_step_share_no_free_blocks, 3),
+            stall_step_share_max_running: g(stalls, r.stall_step_share_max_running, 3),
+            stall_step_share_token_budget: g(stalls, r.stall_step_share_token_budget, 3),
+            stalled_s: g(stalls, r.stalled_seconds, 4),
+            preemptions: g(known.preemptions, r.preemptions as f64, 0),
             explanation: &r.explanation,
         }
     }
@@ -259,9 +283,15 @@ impl<'a> CsvLine<'a> {
 
 /// `capacity.csv`: a header with units, one line per case.
 pub fn to_csv(rows: &[CapacityRow]) -> String {
+    to_csv_known(rows, &vec![Known::ALL; rows.len()])
+}
+
+/// `capacity.csv` of rows of which only some figures were measured
+/// (`known[i]` for `rows[i]`): the others are empty fields.
+pub fn to_csv_known(rows: &[CapacityRow], known: &[Known]) -> String {
     let mut out = csv::Writer::from_writer(Vec::new());
-    for r in rows {
-        out.serialize(CsvLine::of(r)).expect("writing CSV to memory");
+    for (r, k) in rows.iter().zip(known.iter().copied().chain(std::iter::repeat(Known::ALL))) {
+        out.serialize(CsvLine::of(r, k)).expect("writing CSV to memory");
     }
     if rows.is_empty() {
         out.write_record(CSV_COLUMNS).expect("writing CSV to memory");
@@ -332,9 +362,8 @@ pub fn to_json(rows: &[CapacityRow], config: &EngineConfig, executor: &str) -> s
 mod tests {
     use super::*;
 
-    #[test]
-    fn csv_quotes_explanations_and_keeps_the_columns() {
-        let row = CapacityRow {
+    fn row_of_test() -> CapacityRow {
+        CapacityRow {
             case: "long_ctx".into(),
             prompt_len: 1536.0,
             prompt_len_min: 1500,
@@ -359,12 +388,24 @@ mod tests {
             peak_block_occupancy: 1.0,
             members: Vec::new(),
             explanation: "binding, with \"quotes\", and commas".into(),
-        };
-        let csv = to_csv(&[row]);
+        }
+    }
+
+    #[test]
+    fn csv_quotes_explanations_and_keeps_the_columns() {
+        let csv = to_csv(&[row_of_test()]);
         let mut reader = csv::Reader::from_reader(csv.as_bytes());
         assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), CSV_COLUMNS);
         let record = reader.records().next().unwrap().unwrap();
         assert_eq!(&record[0], "long_ctx");
         assert_eq!(&record[CSV_COLUMNS.len() - 1], "binding, with \"quotes\", and commas");
+        assert_eq!(&record[4], "3");
+        let unknown = Known { stalls: false, preemptions: false, ..Known::ALL };
+        let csv = to_csv_known(&[row_of_test()], &[unknown]);
+        let record = csv::Reader::from_reader(csv.as_bytes()).records().next().unwrap().unwrap();
+        let at = |name: &str| record[CSV_COLUMNS.iter().position(|c| *c == name).unwrap()].to_string();
+        assert_eq!(at("stall_time_share_no_free_blocks"), "", "unknown, not 0.000");
+        assert_eq!((at("stalled_s"), at("preemptions")), (String::new(), String::new()));
+        assert_eq!(at("live_requests_max"), "3");
     }
 }

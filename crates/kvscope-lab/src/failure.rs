@@ -33,7 +33,8 @@ impl Condition {
     pub const ALL: [Condition; 3] = [Condition::AdmissionStall, Condition::Preemption, Condition::SloTtft];
     /// In the order the search serves them: the SLO first, because the
     /// simulator's timing is the least certain guess.
-    const SEARCH_ORDER: [Condition; 3] = [Condition::SloTtft, Condition::AdmissionStall, Condition::Preemption];
+    pub(crate) const SEARCH_ORDER: [Condition; 3] =
+        [Condition::SloTtft, Condition::AdmissionStall, Condition::Preemption];
 }
 
 /// What the load ladder counts.
@@ -101,7 +102,7 @@ impl FailurePlan {
     }
 
     /// The workload at ladder rung `i` for prompts of `len` tokens.
-    fn workload(&self, len: usize, i: usize) -> (CaseSpec, Vec<WorkloadRequest>) {
+    pub(crate) fn workload(&self, len: usize, i: usize) -> (CaseSpec, Vec<WorkloadRequest>) {
         let load = self.ladder[i];
         let (num_requests, arrival, name) = match self.load {
             LoadKind::Concurrency => (load as usize, Arrival::AllAtOnce, format!("failure_{len}_c{load}")),
@@ -153,7 +154,7 @@ impl LoadRun {
         }
     }
 
-    fn holds(&self, c: Condition, slo: f64) -> bool {
+    pub fn holds(&self, c: Condition, slo: f64) -> bool {
         match c {
             Condition::AdmissionStall => self.stalls_no_free_blocks + self.stalls_max_running > 0,
             Condition::Preemption => self.preemptions > 0,
@@ -178,6 +179,9 @@ pub enum Source {
     RealUpperBound,
     /// Not settled within the budget.
     Unknown,
+    /// Not searched: the engine (a `--target`) does not export what the
+    /// condition needs (admission stalls: no engine does).
+    NotExposed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -211,7 +215,8 @@ impl FailurePoint {
 #[derive(Clone, Debug, Serialize)]
 pub struct FailureResults {
     pub plan: FailurePlan,
-    /// `real` or `sim`: the engine the lab ran on.
+    /// `real` or `sim`: the engine the lab ran on; [`TARGET`]: a running
+    /// engine measured from outside (`kvscope lab --target`).
     pub primary: String,
     /// The simulator that searched first, when one did.
     pub narrowed_by: Option<String>,
@@ -219,6 +224,9 @@ pub struct FailureResults {
     pub simulated_runs: usize,
     pub points: Vec<FailurePoint>,
 }
+
+/// [`FailureResults::primary`] of a search on a `--target`.
+pub const TARGET: &str = "target";
 
 /// Runs one workload on an engine and returns its run.
 pub type Runner<'a> = &'a mut dyn FnMut(&CaseSpec, &[WorkloadRequest]) -> Result<CaseRun, LabError>;
@@ -246,7 +254,7 @@ pub fn search(
                 let (spec, reqs) = plan.workload(len, i);
                 Ok(LoadRun::of(&runner(&spec, &reqs)?, plan.ladder[i], true))
             };
-            simulated_runs += bisect(n, &[None; 3], &mut sim_known, sim_budget, &mut run, &holds)?;
+            simulated_runs += bisect(n, &[None; 3], &mut sim_known, sim_budget, &mut run, slo)?;
             for (g, c) in guesses.iter_mut().zip(Condition::SEARCH_ORDER) {
                 let (lo, hi) = bracket(&sim_known, n, |r| holds(r, c));
                 *g = (hi - lo == 1).then_some(hi);
@@ -258,7 +266,7 @@ pub fn search(
             let (spec, reqs) = plan.workload(len, i);
             Ok(LoadRun::of(&primary(&spec, &reqs)?, plan.ladder[i], !primary_is_real))
         };
-        primary_runs += bisect(n, &guesses, &mut known, budget, &mut run, &holds)?;
+        primary_runs += bisect(n, &guesses, &mut known, budget, &mut run, slo)?;
         let threshold = |c: Condition| {
             let gi = Condition::SEARCH_ORDER.iter().position(|&x| x == c).expect("every condition");
             let (lo, hi) = bracket(&known, n, |r| holds(r, c));
@@ -289,45 +297,93 @@ fn bracket(known: &BTreeMap<usize, LoadRun>, n: usize, held: impl Fn(&LoadRun) -
     (lo, hi)
 }
 
-/// Bisects every condition at once, sharing runs, within `budget` runs;
-/// a guess (a simulator's threshold) is tried first, then the rung below
-/// it. Returns the runs made.
+/// The bisection's state: the runs known so far and whose turn it is.
+/// A caller asks for the next rung, runs it (blocking, as the lab's engine
+/// does, or awaiting a remote target) and records the run; so the search
+/// is written once for both. Every searched condition is bisected at once,
+/// sharing runs, within `budget` runs; a guess (a simulator's threshold)
+/// is tried first, then the rung below it.
+pub struct Bisection {
+    n: usize,
+    /// The conditions searched, in turn, each with its guess.
+    searched: Vec<(Condition, Option<i64>)>,
+    slo: f64,
+    budget: usize,
+    pub known: BTreeMap<usize, LoadRun>,
+    pub spent: usize,
+    turn: usize,
+    progressed: bool,
+}
+
+impl Bisection {
+    pub fn new(n: usize, searched: Vec<(Condition, Option<i64>)>, slo: f64, budget: usize) -> Bisection {
+        Bisection { n, searched, slo, budget, known: BTreeMap::new(), spent: 0, turn: 0, progressed: false }
+    }
+
+    /// The rung to run next; `None` when every condition is settled, the
+    /// budget is spent, or a whole turn made no progress.
+    pub fn next_rung(&mut self) -> Option<usize> {
+        let n = self.n as i64;
+        loop {
+            if self.turn == self.searched.len() {
+                if !self.progressed {
+                    return None;
+                }
+                (self.turn, self.progressed) = (0, false);
+            }
+            let (c, guess) = self.searched[self.turn];
+            self.turn += 1;
+            if self.spent >= self.budget {
+                return None;
+            }
+            let (lo, hi) = bracket(&self.known, self.n, |r| r.holds(c, self.slo));
+            if hi - lo <= 1 {
+                continue;
+            }
+            let inside = |i: i64| lo < i && i < hi && i < n;
+            let next = match guess {
+                // "Not reached": check the top.
+                Some(g) if g >= n && inside(n - 1) => n - 1,
+                Some(g) if inside(g) => g,
+                Some(g) if inside(g - 1) => g - 1,
+                _ => (lo + hi) / 2,
+            };
+            return Some(next.clamp(lo + 1, (hi - 1).min(n - 1)) as usize);
+        }
+    }
+
+    pub fn record(&mut self, rung: usize, run: LoadRun) {
+        self.known.insert(rung, run);
+        self.spent += 1;
+        self.progressed = true;
+    }
+
+    /// Condition `c`'s threshold from the runs made (`guess`: a
+    /// simulator's, for what the runs left open).
+    pub fn threshold(&self, c: Condition, guess: Option<i64>, ladder: &[f64], primary_is_real: bool) -> Threshold {
+        let (lo, hi) = bracket(&self.known, self.n, |r| r.holds(c, self.slo));
+        settle(lo, hi, guess, ladder, primary_is_real)
+    }
+}
+
+/// Bisects the three conditions on a blocking runner; returns the runs made.
 fn bisect(
     n: usize,
     guesses: &[Option<i64>; 3],
     known: &mut BTreeMap<usize, LoadRun>,
     budget: usize,
     run: &mut dyn FnMut(usize) -> Result<LoadRun, LabError>,
-    holds: &dyn Fn(&LoadRun, Condition) -> bool,
+    slo: f64,
 ) -> Result<usize, LabError> {
-    let mut spent = 0;
-    loop {
-        let mut progressed = false;
-        for (c, guess) in Condition::SEARCH_ORDER.into_iter().zip(guesses) {
-            if spent >= budget {
-                return Ok(spent);
-            }
-            let (lo, hi) = bracket(known, n, |r| holds(r, c));
-            if hi - lo <= 1 {
-                continue;
-            }
-            let inside = |i: i64| lo < i && i < hi && i < n as i64;
-            let next = match *guess {
-                // "Not reached": check the top.
-                Some(g) if g >= n as i64 && inside(n as i64 - 1) => n as i64 - 1,
-                Some(g) if inside(g) => g,
-                Some(g) if inside(g - 1) => g - 1,
-                _ => (lo + hi) / 2,
-            };
-            let next = next.clamp(lo + 1, (hi - 1).min(n as i64 - 1)) as usize;
-            known.insert(next, run(next)?);
-            spent += 1;
-            progressed = true;
-        }
-        if !progressed {
-            return Ok(spent);
-        }
+    let searched = Condition::SEARCH_ORDER.into_iter().zip(guesses.iter().copied()).collect();
+    let mut b = Bisection::new(n, searched, slo, budget);
+    b.known = std::mem::take(known);
+    while let Some(i) = b.next_rung() {
+        let r = run(i)?;
+        b.record(i, r);
     }
+    *known = b.known;
+    Ok(b.spent)
 }
 
 fn settle(lo: i64, hi: i64, guess: Option<i64>, ladder: &[f64], primary_is_real: bool) -> Threshold {
@@ -366,7 +422,7 @@ mod tests {
         let mut known = BTreeMap::new();
         let mut run = |i: usize| Ok(fake(ladder[i], truth.0, truth.1, truth.2, false));
         let holds = |r: &LoadRun, c: Condition| r.holds(c, 2.0);
-        let spent = bisect(ladder.len(), &guesses, &mut known, budget, &mut run, &holds).unwrap();
+        let spent = bisect(ladder.len(), &guesses, &mut known, budget, &mut run, 2.0).unwrap();
         let t = Condition::SEARCH_ORDER.map(|c| {
             let gi = Condition::SEARCH_ORDER.iter().position(|&x| x == c).unwrap();
             let (lo, hi) = bracket(&known, ladder.len(), |r| holds(r, c));

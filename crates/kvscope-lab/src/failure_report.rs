@@ -1,7 +1,7 @@
 //! The failure conditions as the report, failure.csv and failure.svg show
 //! them; every threshold names its source (real, simulated, a bound).
 
-use crate::failure::{Condition, FailureResults, LoadKind, LoadRun, Source, Threshold};
+use crate::failure::{Condition, FailureResults, LoadKind, LoadRun, Source, Threshold, TARGET};
 use crate::figure_text::fill;
 use crate::lang::Lang;
 use crate::plots::panel_row_svg;
@@ -66,6 +66,10 @@ pub struct ThresholdCell {
     /// token budget: compute, not KV, held the queue) or `compute` (nothing
     /// held admission; TTFT is the prompt's own compute).
     pub bound: Option<&'static str>,
+    /// What showed the condition, tagged with its source (a target's
+    /// report: the client's TTFT, the engine's preemption counter); `None`
+    /// in the lab's own report, whose runs are in failure.json.
+    pub evidence: Option<String>,
 }
 
 impl FailureSection {
@@ -89,7 +93,9 @@ impl FailureSection {
                         .iter()
                         .map(|&c| {
                             let t = p.threshold(c);
-                            ThresholdCell { bound: bound(c, &t, &p.runs), ..ThresholdCell::new(&t, f) }
+                            // A target's stalls are not exported: what bound it is unknown.
+                            let bound = if f.primary == TARGET { None } else { bound(c, &t, &p.runs) };
+                            ThresholdCell { bound, ..ThresholdCell::new(&t, f) }
                         })
                         .collect(),
                 })
@@ -103,12 +109,12 @@ impl ThresholdCell {
         let top = f.plan.ladder.last().copied().unwrap_or(0.0);
         let fmt = |x: f64| if x.fract() == 0.0 { format!("{x:.0}") } else { format!("{x:.2}") };
         let load = match (t.load, t.source) {
-            (_, Source::Unknown) => None,
+            (_, Source::Unknown | Source::NotExposed) => None,
             (None, _) => Some(format!("> {}", fmt(top))),
             (Some(x), Source::RealUpperBound) => Some(format!("≤ {}", fmt(x))),
             (Some(x), _) => Some(fmt(x)),
         };
-        ThresholdCell { load, source: t.source, bound: None }
+        ThresholdCell { load, source: t.source, bound: None, evidence: None }
     }
 }
 
@@ -116,7 +122,7 @@ impl ThresholdCell {
 /// real run where the threshold is real, else the simulated one).
 /// A preemption is always KV: a decode needed a block and none was free.
 fn bound(c: Condition, t: &Threshold, runs: &[LoadRun]) -> Option<&'static str> {
-    if t.source == Source::Unknown {
+    if matches!(t.source, Source::Unknown | Source::NotExposed) {
         return None;
     }
     let load = t.load?;

@@ -53,18 +53,28 @@ impl FromStr for KnobSweep {
             .into_iter()
             .find(|k| k.name() == name.trim())
             .ok_or_else(|| format!("unknown knob {name:?}: the knobs are {known}"))?;
-        let values = list.split(',').map(|v| parse_value(knob, v.trim())).collect::<Result<Vec<u64>, String>>()?;
-        if values.len() < 2 {
-            return Err(format!("--sweep {s}: give at least two values to compare, e.g. {}=8,16,32", knob.name()));
-        }
-        let mut sorted = values.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        if sorted.len() != values.len() {
-            return Err(format!("--sweep {s}: a value is given twice"));
-        }
+        let values = sweep_values(s, list, &format!("e.g. {}=8,16,32", knob.name()), |v| parse_value(knob, v))?;
         Ok(KnobSweep { knob, values })
     }
+}
+
+/// The values of `--sweep` `spec` (its list part `list`), each read by
+/// `parse`: at least two, none twice (`example` shows a good one). Every
+/// sweep's values, the engine's knobs and a target's load, are read here.
+pub fn sweep_values<T: PartialEq + Copy>(
+    spec: &str,
+    list: &str,
+    example: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let values = list.split(',').map(|v| parse(v.trim())).collect::<Result<Vec<T>, String>>()?;
+    if values.len() < 2 {
+        return Err(format!("--sweep {spec}: give at least two values to compare, {example}"));
+    }
+    if values.iter().enumerate().any(|(i, v)| values[..i].contains(v)) {
+        return Err(format!("--sweep {spec}: a value is given twice"));
+    }
+    Ok(values)
 }
 
 fn parse_value(knob: Knob, v: &str) -> Result<u64, String> {

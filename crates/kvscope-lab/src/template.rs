@@ -10,12 +10,20 @@ const REPORT_ZH: &str = "report.zh.md.j2";
 const REPORT_EN: &str = "report.en.md.j2";
 const ANALYSIS_ZH: &str = "analysis.zh.md.j2";
 const ANALYSIS_EN: &str = "analysis.en.md.j2";
+const TARGET_ZH: &str = "target_report.zh.md.j2";
+const TARGET_EN: &str = "target_report.en.md.j2";
 
-const TEMPLATES: [(&str, &str); 4] = [
+/// `shared.{zh,en}.md.j2` hold the macros both reports import (the
+/// capacity table, the notes and the evidence rule they share).
+const TEMPLATES: [(&str, &str); 8] = [
     (REPORT_ZH, include_str!("../templates/report.zh.md.j2")),
     (REPORT_EN, include_str!("../templates/report.en.md.j2")),
     (ANALYSIS_ZH, include_str!("../templates/analysis.zh.md.j2")),
     (ANALYSIS_EN, include_str!("../templates/analysis.en.md.j2")),
+    ("shared.zh.md.j2", include_str!("../templates/shared.zh.md.j2")),
+    ("shared.en.md.j2", include_str!("../templates/shared.en.md.j2")),
+    (TARGET_ZH, include_str!("../templates/target_report.zh.md.j2")),
+    (TARGET_EN, include_str!("../templates/target_report.en.md.j2")),
 ];
 
 pub(crate) fn report_template(lang: Lang) -> &'static str {
@@ -44,6 +52,12 @@ pub(crate) fn environment() -> Environment<'static> {
 /// The report in `lang`, over its model (`report::ReportModel`).
 pub(crate) fn render_report(model: &impl Serialize, lang: Lang) -> String {
     render_template(report_template(lang), model)
+}
+
+/// A target's report (`kvscope lab --target`) in `lang`, over its model
+/// (`target::report_model::TargetReportModel`).
+pub(crate) fn render_target_report(model: &impl Serialize, lang: Lang) -> String {
+    render_template(if lang == Lang::Zh { TARGET_ZH } else { TARGET_EN }, model)
 }
 
 /// The generated analysis paragraph (one line, no newline), over its

@@ -104,6 +104,24 @@ pub enum Quantity {
     GenerationTokens,
 }
 
+impl Quantity {
+    /// Every quantity, in the order above.
+    pub const ALL: [Quantity; 12] = [
+        Quantity::RunningRequests,
+        Quantity::WaitingRequests,
+        Quantity::KvUsage,
+        Quantity::TotalBlocks,
+        Quantity::BlockSize,
+        Quantity::PoolTokens,
+        Quantity::PrefixQueries,
+        Quantity::PrefixHits,
+        Quantity::Preemptions,
+        Quantity::QueueTime,
+        Quantity::PromptTokens,
+        Quantity::GenerationTokens,
+    ];
+}
+
 /// Where a quantity lives on a family's page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricSource {
@@ -132,6 +150,20 @@ impl MetricSource {
             MetricSource::Value(names) => names.iter().find_map(|n| page.value(n)),
             MetricSource::Histogram(name) => page.histogram(name).map(|h| h.count),
             MetricSource::Label { metric, label } => page.label(metric, label)?.parse().ok(),
+        }
+    }
+
+    /// How the report cites the quantity as `page` held it: the name found
+    /// (an older name where the newer is absent), `metric{label}` for a
+    /// label; `None` when the page does not hold it. Whether an engine
+    /// exposes a quantity is decided by this, not by the table above:
+    /// builds of one engine differ (llama-server at llama.cpp 0c1e570 has
+    /// no `llamacpp:kv_cache_usage_ratio`).
+    pub fn found_on(self, page: &MetricsPage) -> Option<String> {
+        match self {
+            MetricSource::Value(names) => names.iter().find(|n| page.value(n).is_some()).map(|n| n.to_string()),
+            MetricSource::Histogram(name) => page.histogram(name).map(|_| name.to_string()),
+            MetricSource::Label { metric, label } => page.label(metric, label).map(|_| format!("{metric}{{{label}}}")),
         }
     }
 
@@ -248,6 +280,10 @@ mod tests {
         assert_eq!(read(Quantity::TotalBlocks), Some(100.0));
         assert_eq!(read(Quantity::Preemptions), None);
         assert_eq!(source(EngineFamily::LlamaCpp, Quantity::QueueTime), None);
+        let found = |q| source(EngineFamily::Vllm, q).and_then(|s| s.found_on(&page));
+        assert_eq!(found(Quantity::KvUsage).as_deref(), Some("vllm:gpu_cache_usage_perc"), "the name on the page");
+        assert_eq!(found(Quantity::TotalBlocks).as_deref(), Some("vllm:cache_config_info{num_gpu_blocks}"));
+        assert_eq!(found(Quantity::Preemptions), None);
     }
 
     #[test]

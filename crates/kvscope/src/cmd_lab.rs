@@ -36,6 +36,12 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
     if args.target.target.is_some() {
         return crate::cmd_lab_target::run(&args);
     }
+    if let Some(load) = args.load_sweeps().first() {
+        anyhow::bail!(
+            "--sweep {}=…: the client's load is swept on a running engine (add --target URL); the lab's own engine sweeps block-size, kv-memory or max-running",
+            load.knob.name()
+        );
+    }
     let block_size = args.block_size.unwrap_or(kvscope_core::DEFAULT_BLOCK_SIZE as u64);
     anyhow::ensure!(
         args.model_preset.is_none() || args.executor == ExecutorKind::Sim,
@@ -62,7 +68,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         dataset,
         arrival_rate: args.arrival_rate,
         repeat: args.repeat as usize,
-        knob_sweeps: args.sweeps.clone(),
+        knob_sweeps: args.engine_sweeps(),
     };
     let failure = FailureArgs { slo_ttft: args.slo_ttft, budget: args.failure_budget };
     let student = match &args.block_manager {

@@ -27,8 +27,8 @@ fn engine_flag(knob: &str, family: Option<EngineFamily>) -> String {
     }
 }
 
-/// Refuses what only the engine decides, and what the target path does
-/// not run.
+/// Refuses what only the engine decides (a knob, or a `--sweep` of one),
+/// and what the target path does not run.
 fn refuse_local_knobs(args: &LabArgs, family: Option<EngineFamily>) -> anyhow::Result<()> {
     let given = [
         ("--block-size", args.block_size.is_some()),
@@ -42,8 +42,15 @@ fn refuse_local_knobs(args: &LabArgs, family: Option<EngineFamily>) -> anyhow::R
             engine_flag(knob, family)
         );
     }
+    if let Some(sweep) = args.engine_sweeps().first() {
+        let knob = format!("--{}", sweep.knob.name());
+        anyhow::bail!(
+            "--sweep {}=… cannot be swept from the client: restart the engine with {} at each value and run the lab on each (the client sweeps concurrency=… or rate=…)",
+            sweep.knob.name(),
+            engine_flag(&knob, family)
+        );
+    }
     let unsupported = [
-        ("--sweep", !args.sweeps.is_empty()),
         ("--dataset", args.dataset.is_some()),
         ("--block-manager", args.block_manager.is_some()),
         ("--model-preset", args.model_preset.is_some()),
@@ -96,11 +103,14 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
         arrival_rate: args.arrival_rate,
         request_timeout: Duration::from_secs(t.request_timeout_s),
         local_model: local_model(args.model.model.as_deref()),
+        sweeps: args.load_sweeps(),
+        slo_ttft: args.slo_ttft,
+        failure_budget: args.failure_budget,
     };
     let lang = if args.lang == LangArg::Zh { Lang::Zh } else { Lang::En };
     eprintln!("kvscope lab --target {}: scale {scale:?}", cfg.url);
     let runtime = tokio::runtime::Runtime::new()?;
-    let results = runtime.block_on(run_target(&cfg, &mut |case| eprintln!("  case {case}")));
+    let results = runtime.block_on(run_target(&cfg, &mut |step| eprintln!("  {step}")));
     match results {
         Ok(res) => {
             report::write(&res, &args.out, lang)

@@ -4,7 +4,8 @@
 
 use crate::arg_values::{positive_rate, positive_seconds};
 use kvscope_experiment::workload::Scale;
-use kvscope_lab::knob_sweep::KnobSweep;
+use kvscope_lab::knob_sweep::{Knob, KnobSweep};
+use kvscope_lab::target::load_sweep::{LoadKnob, LoadSweep};
 use kvscope_model::ModelArgs;
 use std::path::PathBuf;
 
@@ -100,14 +101,16 @@ pub struct LabArgs {
     pub repeat: u64,
     /// A knob sweep, e.g. `block-size=8,16,32`, `kv-memory=32MiB,64MiB,128MiB`,
     /// `max-running=4,8,16` (repeatable): the three cases at each value.
+    /// With --target, the client's load instead: `concurrency=1,4,16`
+    /// (most requests in flight) or `rate=0.5,1,2` (Poisson, requests/s).
     #[arg(long = "sweep", value_name = "KNOB=V1,V2,...")]
-    pub sweeps: Vec<KnobSweep>,
+    pub sweeps: Vec<SweepArg>,
     /// The TTFT p90 (seconds) whose excess is a failure condition.
     #[arg(long, default_value_t = 2.0, value_parser = positive_seconds)]
     pub slo_ttft: f64,
-    /// Runs of the lab's own engine per context length in the failure-
-    /// condition search (0: no search). On the real model a simulator
-    /// narrows the range first.
+    /// Runs of the lab's own engine (with --target: of the target) per
+    /// context length in the failure-condition search (0: no search). On
+    /// the real model a simulator narrows the range first.
     #[arg(long, default_value_t = 4)]
     pub failure_budget: usize,
     /// Run the lab on a student's nano-vLLM-style Python BlockManager
@@ -176,4 +179,43 @@ pub struct TargetArgs {
     /// Each request (and scrape) is given up after this many seconds.
     #[arg(long, requires = "target", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_s: u64,
+}
+
+/// One `--sweep KNOB=V1,V2,...`: a knob of the lab's own engine, or the
+/// load a client offers a `--target` (each command refuses the other's).
+#[derive(Clone, Debug, PartialEq)]
+pub enum SweepArg {
+    Engine(KnobSweep),
+    Load(LoadSweep),
+}
+
+impl std::str::FromStr for SweepArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<SweepArg, String> {
+        let name = s.split_once('=').map_or(s, |(n, _)| n).trim();
+        if LoadKnob::ALL.iter().any(|k| k.name() == name) {
+            return s.parse().map(SweepArg::Load);
+        }
+        if Knob::ALL.iter().any(|k| k.name() == name) {
+            return s.parse().map(SweepArg::Engine);
+        }
+        let engine = Knob::ALL.map(Knob::name).join(", ");
+        let load = LoadKnob::ALL.map(LoadKnob::name).join(", ");
+        Err(format!(
+            "unknown knob {name:?} in {s:?}: give KNOB=V1,V2,... with a knob of the lab's engine ({engine}) or, with --target, of the client's load ({load})"
+        ))
+    }
+}
+
+impl LabArgs {
+    /// The `--sweep`s of the lab's own engine.
+    pub fn engine_sweeps(&self) -> Vec<KnobSweep> {
+        self.sweeps.iter().filter_map(|s| if let SweepArg::Engine(k) = s { Some(k.clone()) } else { None }).collect()
+    }
+
+    /// The `--sweep`s of a target's load.
+    pub fn load_sweeps(&self) -> Vec<LoadSweep> {
+        self.sweeps.iter().filter_map(|s| if let SweepArg::Load(l) = s { Some(l.clone()) } else { None }).collect()
+    }
 }

@@ -10,10 +10,12 @@
 //! fresh server. Also: a target with nothing listening fails within
 //! seconds with a clear message and a partial report; a target answering
 //! errors and garbage metrics gets a partial report; an engine shaped like
-//! llama-server (no vocabulary, blocks or queue times) gets its gaps filled
-//! and listed; knobs only the engine can change are refused naming the
-//! engine's flag. Every process and
-//! wait is bounded.
+//! llama-server (no vocabulary, blocks, queue times or KV usage) gets its
+//! gaps filled and listed from what its scrapes held, blank in
+//! capacity.csv; a load sweep and a failure search run against it; an
+//! engine counting preemptions gets them searched and cited; knobs
+//! only the engine can change are refused naming the engine's flag. Every
+//! process and wait is bounded.
 
 mod common;
 
@@ -60,6 +62,9 @@ fn quick_lab_on_a_kvscope_serve_target_with_kv_events() {
         kvscope()
             .args(["lab", "--quick", "--lang", "en", "--target", &format!("http://127.0.0.1:{http}")])
             .args(["--kv-events", &endpoint, "--kv-events-replay", &replay_endpoint, "--request-timeout-s", "120"])
+            // The search's runs against the CPU model cost more than the
+            // cases; the fake llama-server below runs it.
+            .args(["--failure-budget", "0"])
             .arg("--out")
             .arg(&out_dir),
         Duration::from_secs(400),
@@ -73,13 +78,30 @@ fn quick_lab_on_a_kvscope_serve_target_with_kv_events() {
     let csv = std::fs::read_to_string(out_dir.join("capacity.csv")).unwrap();
     assert!(csv.starts_with("case,prompt_len_tokens,"), "{csv}");
     assert_eq!(csv.lines().count(), 1 + 4, "{csv}");
+    // kvscope serve exports all but the stalls: those fields are empty.
+    let rows = csv_rows(&csv);
+    assert_eq!(rows[0]["stall_time_share_no_free_blocks"], "", "{csv}");
+    assert_eq!(rows[0]["stalled_s"], "", "{csv}");
+    assert_ne!(rows[0]["preemptions"], "", "{csv}");
+    assert_ne!(rows[0]["live_requests_max"], "", "{csv}");
     let metrics = std::fs::read_to_string(out_dir.join("metrics.csv")).unwrap();
     assert!(metrics.starts_with("t_s,kvscope:num_requests_running,"), "{metrics}");
     assert!(metrics.lines().count() > 2, "the poller kept samples: {metrics}");
 }
 
+/// capacity.csv's rows, each a map from column to field.
+fn csv_rows(csv: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let mut lines = csv.lines();
+    let header: Vec<String> = lines.next().unwrap().split(',').map(str::to_string).collect();
+    // The explanation (last, quoted, with commas) is not read here.
+    lines.map(|l| header.iter().cloned().zip(l.split(',').map(str::to_string)).collect()).collect()
+}
+
 fn check_tags(report: &str) {
     for tag in [
+        // The lab's own capacity table (the shared template), tagged.
+        "| case | prompt_len (tokens) [engine usage.prompt_tokens; token-exact: the client sent these ids] | concurrency [",
+        "| TTFT p50 / p90 / p99 (s) [client-measured] |",
         "[client-measured]",
         "engine metric kvscope:num_requests_running",
         "engine metric kvscope:request_queue_time_seconds",
@@ -175,6 +197,16 @@ fn knobs_only_the_engine_can_change_are_refused_naming_its_flag() {
         let err = stderr(&out);
         assert!(err.contains(flag) && err.contains("cannot be changed from the client"), "{knob}: {err}");
     }
+    // A sweep of an engine knob: refused the same way; the client's load
+    // is swept only on a target.
+    let out = run_with_timeout(
+        kvscope().args(["lab", "--target", "http://127.0.0.1:9", "--engine", "sglang", "--sweep", "max-running=4,8"]),
+        Duration::from_secs(30),
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success() && err.contains("SGLang --max-running-requests"), "{err}");
+    let out = run_with_timeout(kvscope().args(["lab", "--sweep", "concurrency=1,4"]), Duration::from_secs(30));
+    assert!(!out.status.success() && stderr(&out).contains("add --target URL"), "{}", stderr(&out));
 }
 
 /// A fake engine: /v1/models answers, /metrics is garbage, every
@@ -245,18 +277,34 @@ fn read_request(stream: &mut TcpStream) -> (String, String) {
     (head, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// What a fake engine's /metrics shows, given how many requests it has
+/// preempted so far.
+type MetricsPageOf = fn(u64) -> String;
+
 /// A stand-in for llama.cpp's llama-server: `llamacpp:` metrics without
 /// blocks, queue times or KV events, no vocabulary in /v1/models, and
 /// completions streamed as `max_tokens` chunks, with a usage chunk when
 /// `usage` (older llama-server builds send none).
 fn llamacpp_like_engine(usage: bool) -> u16 {
+    fake_engine(usage, |_| {
+        "llamacpp:requests_processing 1\nllamacpp:requests_deferred 0\nllamacpp:prompt_tokens_total 10\nllamacpp:tokens_predicted_total 5\n".into()
+    })
+}
+
+/// A fake engine answering /v1/models, /metrics (`page`) and streamed
+/// completions; every completion whose prompt has at least
+/// [`PREEMPTED_FROM_WORDS`] words counts as one preemption, whatever the
+/// load, so a search's preemption threshold is known in advance.
+fn fake_engine(usage: bool, page: MetricsPageOf) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let preempted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     std::thread::spawn(move || {
         for mut stream in listener.incoming().flatten() {
+            let preempted = preempted.clone();
             std::thread::spawn(move || {
                 let (head, body) = read_request(&mut stream);
-                let answer = llamacpp_answer(&head, &body, usage);
+                let answer = fake_answer(&head, &body, usage, page, &preempted);
                 let _ = stream.write_all(answer.as_bytes());
             });
         }
@@ -264,7 +312,16 @@ fn llamacpp_like_engine(usage: bool) -> u16 {
     port
 }
 
-fn llamacpp_answer(head: &str, body: &str, usage: bool) -> String {
+const PREEMPTED_FROM_WORDS: usize = 100;
+
+fn fake_answer(
+    head: &str,
+    body: &str,
+    usage: bool,
+    page: MetricsPageOf,
+    preempted: &std::sync::atomic::AtomicU64,
+) -> String {
+    use std::sync::atomic::Ordering::SeqCst;
     let ok = |kind: &str, body: &str| {
         format!(
             "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -272,10 +329,10 @@ fn llamacpp_answer(head: &str, body: &str, usage: bool) -> String {
         )
     };
     if head.starts_with("GET /v1/models") {
-        return ok("application/json", r#"{"data":[{"id":"fake.gguf","owned_by":"llamacpp"}]}"#);
+        return ok("application/json", r#"{"data":[{"id":"fake.gguf","owned_by":"fake"}]}"#);
     }
     if head.starts_with("GET /metrics") {
-        return ok("text/plain", "llamacpp:requests_processing 1\nllamacpp:requests_deferred 0\nllamacpp:prompt_tokens_total 10\nllamacpp:tokens_predicted_total 5\n");
+        return ok("text/plain", &page(preempted.load(SeqCst)));
     }
     if !head.starts_with("POST /v1/completions") {
         return "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into();
@@ -283,6 +340,9 @@ fn llamacpp_answer(head: &str, body: &str, usage: bool) -> String {
     let request: Value = serde_json::from_str(body).unwrap_or_default();
     let max_tokens = request["max_tokens"].as_u64().unwrap_or(1);
     let words = request["prompt"].as_str().map_or(0, |p| p.split_whitespace().count());
+    if words >= PREEMPTED_FROM_WORDS {
+        preempted.fetch_add(1, SeqCst);
+    }
     let mut sse = String::new();
     for _ in 0..max_tokens {
         sse.push_str("data: {\"choices\":[{\"text\":\"a\"}]}\n\n");
@@ -294,6 +354,45 @@ fn llamacpp_answer(head: &str, body: &str, usage: bool) -> String {
     }
     sse.push_str("data: [DONE]\n\n");
     ok("text/event-stream", &sse)
+}
+
+/// An engine exporting vLLM's preemption counter (and its running and
+/// waiting gauges, nothing else): the failure search looks for preemptions
+/// there, finds them at every load from [`PREEMPTED_FROM_WORDS`] prompt
+/// words up and never below, and cites the counter as their source.
+#[test]
+fn the_failure_search_finds_preemptions_where_the_engine_counts_them() {
+    let port = fake_engine(true, |preempted| {
+        format!("vllm:num_requests_running 0\nvllm:num_requests_waiting 0\nvllm:num_preemptions_total {preempted}\n")
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_with_timeout(
+        kvscope()
+            .args(["lab", "--quick", "--lang", "en", "--target", &format!("http://127.0.0.1:{port}")])
+            .args(["--request-timeout-s", "20", "--failure-budget", "4", "--slo-ttft", "1000"])
+            .arg("--out")
+            .arg(tmp.path()),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = std::fs::read_to_string(tmp.path().join("report.md")).unwrap();
+    assert!(report.contains(" preempted [engine metric vllm:num_preemptions_total])"), "{report}");
+    let failure: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("failure.json")).unwrap()).unwrap();
+    let points = failure["points"].as_array().unwrap();
+    assert!(points.iter().any(|p| p["prompt_len"].as_u64() < Some(PREEMPTED_FROM_WORDS as u64)), "{failure}");
+    for p in points {
+        let preemption = &p["preemption"];
+        if p["prompt_len"].as_u64().unwrap() >= PREEMPTED_FROM_WORDS as u64 {
+            // Every load preempts: the threshold is the ladder's first
+            // rung, or an upper bound on it if the budget ran out first.
+            assert!(preemption["load"].is_number(), "{p}");
+            assert!(["real", "real_upper_bound"].contains(&preemption["source"].as_str().unwrap()), "{p}");
+        } else {
+            assert!(preemption["load"].is_null(), "no load preempts below {PREEMPTED_FROM_WORDS} words: {p}");
+        }
+        assert_eq!(p["admission_stall"]["source"], "not_exposed", "{p}");
+    }
 }
 
 /// An engine like llama-server (no vocabulary, no blocks, no queue-time
@@ -309,6 +408,9 @@ fn an_engine_without_blocks_or_queue_times_gets_its_gaps_filled_and_listed() {
             .args(["--request-timeout-s", "20"])
             // Nothing publishes there: a gap in the report, not a hang.
             .args(["--kv-events", &format!("tcp://127.0.0.1:{}", free_port())])
+            // The client's load swept; a failure search of one run per
+            // length, with an SLO every request misses.
+            .args(["--sweep", "concurrency=1,4", "--failure-budget", "1", "--slo-ttft", "0.000001"])
             .arg("--out")
             .arg(tmp.path().join("llamacpp")),
         Duration::from_secs(120),
@@ -325,9 +427,34 @@ fn an_engine_without_blocks_or_queue_times_gets_its_gaps_filled_and_listed() {
         "engine metric llamacpp:requests_processing",
         "--model-config",
         "KV events: ",
+        // In the family's table, but on no page this build served.
+        "KvUsage: peak KV usage left blank (the family exports it as `llamacpp:kv_cache_usage_ratio` in some builds; no scrape of this one held it)",
+        // The shared capacity table: unknown is "—", never 0.
+        "| live_requests (mean / max) [engine metric llamacpp:requests_processing] | estimated_kv (per request) [estimated] |",
+        "| — (— block-rounded) |",
+        // The load sweep, each column tagged.
+        "## Load sweep: concurrency",
+        "| concurrency | case | TTFT p50 / p90 s [client-measured] | queue wait p50 / p90 s [estimated: TTFT − the case's TTFT at concurrency 1] |",
+        "| peak KV usage [not exposed] | preemptions [not exposed] |",
+        "| 4 | long_ctx | ",
+        // The failure search: the SLO's first miss, its evidence tagged.
+        "## Failure conditions",
+        "(measured, upper bound: TTFT p90 ",
+        " > 0.000001 s [client-measured])",
+        "? (not exposed by the engine)",
+        // A paragraph of its own, not run into the table.
+        "the client does not know the engine's cap on running requests.\n\n| prompt_len |",
     ] {
         assert!(report.contains(needle), "report.md lacks {needle:?}:\n{report}");
     }
+    let csv = std::fs::read_to_string(tmp.path().join("llamacpp/capacity.csv")).unwrap();
+    for row in csv_rows(&csv) {
+        for unknown in ["estimated_kv_bytes", "stall_time_share_max_running", "stalled_s", "preemptions"] {
+            assert_eq!(row[unknown], "", "{unknown} is not exposed: empty, not 0:\n{csv}");
+        }
+        assert_ne!(row["live_requests_mean"], "", "{csv}");
+    }
+    assert!(tmp.path().join("llamacpp/failure.csv").exists());
     let json: Value =
         serde_json::from_str(&std::fs::read_to_string(tmp.path().join("llamacpp/target.json")).unwrap()).unwrap();
     for case in json["cases"].as_array().unwrap() {
@@ -341,6 +468,7 @@ fn an_engine_without_blocks_or_queue_times_gets_its_gaps_filled_and_listed() {
         kvscope()
             .args(["lab", "--quick", "--lang", "zh", "--target", &format!("http://127.0.0.1:{port}")])
             .args(["--request-timeout-s", "20", "--arrival-rate", "50"])
+            .args(["--sweep", "rate=20,50", "--failure-budget", "1", "--slo-ttft", "1000"])
             .arg("--out")
             .arg(tmp.path().join("llamacpp-zh")),
         Duration::from_secs(120),
@@ -353,6 +481,12 @@ fn an_engine_without_blocks_or_queue_times_gets_its_gaps_filled_and_listed() {
         "由 /metrics 中的名字识别",
         "## 证据规则",
         "streams carried no usage",
+        "| live_requests (均值 / 最大) [engine metric llamacpp:requests_processing] |",
+        "## 负载扫描: rate",
+        "| 50 req/s | short_ctx | ",
+        "**在预算内没有出现任何条件**",
+        "阶梯从 --arrival-rate 的八分之一到八倍。\n\n**在预算内没有出现任何条件**",
+        "KvUsage: KV 使用率峰值留空 (该指标族在某些版本中以 `llamacpp:kv_cache_usage_ratio` 公开",
     ] {
         assert!(zh.contains(needle), "report.md (zh) lacks {needle:?}:\n{zh}");
     }

@@ -18,7 +18,7 @@ use crate::results::LabResults;
 pub use environment::{Environment, Load};
 use kvscope_core::EngineConfig;
 use kvscope_experiment::capacity::CapacityRow;
-pub use model::ReportModel;
+pub use model::{CapacityTable, ReportModel, Texts};
 use serde::Serialize;
 
 /// Extra context the binary knows: date, version, machine.

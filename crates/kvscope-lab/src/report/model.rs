@@ -21,7 +21,7 @@ use crate::lifecycle::LifecycleGraph;
 use crate::repeat::{show, Agreement, Spread};
 use crate::results::LabResults;
 use kvscope_core::{EngineConfig, KvEvent};
-use kvscope_experiment::capacity::{explain, CapacityRow};
+use kvscope_experiment::capacity::{explain, CapacityRow, Known};
 use kvscope_experiment::dist::Dist;
 use kvscope_experiment::names;
 use kvscope_experiment::workload::Arrival;
@@ -47,7 +47,7 @@ pub struct Texts {
 }
 
 impl Texts {
-    fn of(write: impl Fn(bool) -> String) -> Texts {
+    pub fn of(write: impl Fn(bool) -> String) -> Texts {
         Texts { zh: write(true), en: write(false) }
     }
 }
@@ -424,33 +424,71 @@ impl CapacityTable {
             .map(|(i, r)| {
                 let own = [r.clone()];
                 let reps: &[CapacityRow] = repeats.get(i).map_or(&own, |v| v.as_slice());
-                CapacityLine {
-                    case: r.case.clone(),
-                    prompt_len: format!("{:.0}", r.prompt_len),
-                    prompt_len_min: r.prompt_len_min,
-                    prompt_len_max: r.prompt_len_max,
-                    concurrency: r.concurrency,
-                    arrival: match r.arrival {
-                        Arrival::AllAtOnce => None,
-                        ref other => Some(other.label()),
-                    },
-                    live_mean: show(reps, |x| x.live_requests, 2),
-                    live_max: show(reps, |x| x.live_requests_max as f64, 0),
-                    figures: RequestFigures::of(
-                        (r.estimated_kv, r.estimated_kv_block_rounded),
-                        reps,
-                        |x| x.ttft,
-                        |x| x.queue_wait,
-                    ),
-                    members: (0..r.members.len())
-                        .filter(|&m| reps.iter().all(|x| x.members.len() > m))
-                        .map(|m| MemberLine::new(reps, m))
-                        .collect(),
-                    explanation: Texts::of(|zh| explain(r, cfg, zh)),
-                }
+                CapacityLine::new(r, reps, Texts::of(|zh| explain(r, cfg, zh)))
             })
             .collect();
         CapacityTable { repeats: repeats.first().map_or(1, Vec::len), rows: lines }
+    }
+
+    /// A table of rows measured from outside an engine (`kvscope lab
+    /// --target`): what `known` marks unknown shows as "—", never as a
+    /// zero; `explanation(i, zh)` is row `i`'s explanation.
+    pub fn measured(
+        rows: &[CapacityRow],
+        known: &[Known],
+        explanation: impl Fn(usize, bool) -> String,
+    ) -> CapacityTable {
+        let dash = || "—".to_string();
+        let lines = rows
+            .iter()
+            .zip(known)
+            .enumerate()
+            .map(|(i, (r, k))| {
+                let mut line = CapacityLine::new(r, std::slice::from_ref(r), Texts::of(|zh| explanation(i, zh)));
+                if !k.live_requests {
+                    (line.live_mean, line.live_max) = (dash(), dash());
+                }
+                if !k.estimated_kv {
+                    (line.figures.kv, line.figures.kv_block_rounded) = (dash(), dash());
+                }
+                if !k.queue_wait {
+                    line.figures.queue_wait = [dash(), dash()];
+                    line.figures.queue_wait_tail = Tail { p99: Some(dash()), max: dash(), n: 0 };
+                }
+                line
+            })
+            .collect();
+        CapacityTable { repeats: 1, rows: lines }
+    }
+}
+
+impl CapacityLine {
+    /// Row `r`'s line, its figures over `reps` (the row in every repeat).
+    fn new(r: &CapacityRow, reps: &[CapacityRow], explanation: Texts) -> CapacityLine {
+        CapacityLine {
+            case: r.case.clone(),
+            prompt_len: format!("{:.0}", r.prompt_len),
+            prompt_len_min: r.prompt_len_min,
+            prompt_len_max: r.prompt_len_max,
+            concurrency: r.concurrency,
+            arrival: match r.arrival {
+                Arrival::AllAtOnce => None,
+                ref other => Some(other.label()),
+            },
+            live_mean: show(reps, |x| x.live_requests, 2),
+            live_max: show(reps, |x| x.live_requests_max as f64, 0),
+            figures: RequestFigures::of(
+                (r.estimated_kv, r.estimated_kv_block_rounded),
+                reps,
+                |x| x.ttft,
+                |x| x.queue_wait,
+            ),
+            members: (0..r.members.len())
+                .filter(|&m| reps.iter().all(|x| x.members.len() > m))
+                .map(|m| MemberLine::new(reps, m))
+                .collect(),
+            explanation,
+        }
     }
 }
 

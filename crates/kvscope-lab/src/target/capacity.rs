@@ -1,12 +1,16 @@
 //! The capacity row of a target's case: the experiment layer's
 //! [`CapacityRow`], filled from what the client measured and what the
-//! engine exports. What a remote engine does not show (admission stalls
-//! and their reasons) stays at zero and is listed in the report's "not
-//! exposed" section; no capacity claim is made from it.
+//! engine exports, with a [`Known`] mask beside it: what a remote engine
+//! does not show (admission stalls and their reasons always; live
+//! requests, preemptions or queue times where it exports none) is unknown,
+//! written blank in capacity.csv and "—" in the report, never as a zero,
+//! and listed in the report's "not exposed" section; no capacity claim is
+//! made from it.
 
 use super::case::CaseResult;
 use super::engine_id::EngineIdentity;
 use super::kv_estimate::KvEstimate;
+use kvscope_experiment::capacity::Known;
 use kvscope_experiment::{CapacityRow, Dist};
 use kvscope_wire::{HistogramSample, Quantity};
 
@@ -78,13 +82,41 @@ pub fn pool_capacity(case: &CaseResult, engine: &EngineIdentity) -> Option<f64> 
     (rounded_tokens > 0.0).then(|| pool_tokens / rounded_tokens)
 }
 
+/// Each case's row and what of it was measured.
 pub fn rows(
     cases: &[CaseResult],
     engine: Option<&EngineIdentity>,
     kv: Option<&KvEstimate>,
     solo: &[Option<f64>],
-) -> Vec<CapacityRow> {
-    cases.iter().zip(solo).map(|(case, solo)| row(case, engine, kv, *solo)).collect()
+) -> (Vec<CapacityRow>, Vec<Known>) {
+    cases
+        .iter()
+        .zip(solo)
+        .map(|(case, solo)| {
+            let row = row(case, engine, kv, *solo);
+            let known = Known {
+                live_requests: case.running.is_some(),
+                estimated_kv: kv.is_some(),
+                queue_wait: row.queue_wait.n > 0,
+                stalls: false,
+                preemptions: case.delta(Quantity::Preemptions).is_some(),
+            };
+            (row, known)
+        })
+        .unzip()
+}
+
+/// The explanation column of a target's row, in Chinese or English: what
+/// the engine's gauges showed; why the queue's head waited is not
+/// exported, so no binding constraint is named.
+pub fn explanation(case: &CaseResult, zh: bool) -> String {
+    let most = |s: Option<super::case::Series>| s.map_or("?".into(), |s| format!("{:.0}", s.max));
+    let (running, waiting) = (most(case.running), most(case.waiting));
+    if zh {
+        format!("从引擎外部测得: 最多 {running} 个运行、{waiting} 个等待 (引擎指标); 引擎不公开队首等待的原因, 故不指出约束瓶颈")
+    } else {
+        format!("measured from outside the engine: at most {running} running and {waiting} waiting (engine metrics); why the queue's head waited is not exported, so no binding constraint is named")
+    }
 }
 
 fn row(case: &CaseResult, engine: Option<&EngineIdentity>, kv: Option<&KvEstimate>, solo: Option<f64>) -> CapacityRow {
@@ -92,7 +124,8 @@ fn row(case: &CaseResult, engine: Option<&EngineIdentity>, kv: Option<&KvEstimat
     let block_size = engine.and_then(|e| e.pool.block_size);
     let (estimated_kv, estimated_kv_block_rounded) =
         kv.map_or((0.0, 0.0), |k| kv_per_request(case, k.bytes_per_token, block_size));
-    let (running, waiting) = (case.running, case.waiting);
+    let running = case.running;
+    // Zeros below are what the Known mask marks unknown (see `rows`).
     CapacityRow {
         case: case.case.clone(),
         prompt_len: prompts.iter().sum::<usize>() as f64 / prompts.len().max(1) as f64,
@@ -117,11 +150,7 @@ fn row(case: &CaseResult, engine: Option<&EngineIdentity>, kv: Option<&KvEstimat
         preemptions: case.delta(Quantity::Preemptions).unwrap_or(0.0).max(0.0) as u64,
         peak_block_occupancy: case.kv_usage.map_or(0.0, |s| s.max),
         members: Vec::new(),
-        explanation: format!(
-            "measured from outside the engine: at most {} running and {} waiting (engine metrics); why the queue's head waited is not exported, so no binding constraint is named",
-            running.map_or("?".into(), |s| format!("{:.0}", s.max)),
-            waiting.map_or("?".into(), |s| format!("{:.0}", s.max)),
-        ),
+        explanation: explanation(case, false),
     }
 }
 

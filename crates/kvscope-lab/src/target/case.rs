@@ -97,6 +97,13 @@ pub fn requests(model: &str, reqs: &[WorkloadRequest], form: &PromptForm) -> Vec
         .collect()
 }
 
+/// `spec` with its prompts drawn from another seed (`salt`), the same
+/// lengths: a remote engine keeps its prefix cache between runs, and a run
+/// that found an earlier run's prompts cached would measure the cache.
+pub fn with_fresh_prompts(spec: CaseSpec, salt: u64) -> CaseSpec {
+    CaseSpec { seed: spec.seed.wrapping_add(7919 * salt), ..spec }
+}
+
 pub struct CaseInput<'a> {
     pub client: &'a CompletionClient,
     pub family: Option<EngineFamily>,
@@ -105,11 +112,13 @@ pub struct CaseInput<'a> {
     pub form: &'a PromptForm<'a>,
 }
 
-/// Sends the case and reads the engine's counters around it.
+/// Sends the case (at most `in_flight` requests at once, when given) and
+/// reads the engine's counters around it.
 pub async fn run_case(
     input: &CaseInput<'_>,
     spec: &CaseSpec,
     reqs: &[WorkloadRequest],
+    in_flight: Option<usize>,
     log: &std::sync::Mutex<PollLog>,
 ) -> anyhow::Result<CaseResult> {
     let now = |start: Instant| start.elapsed().as_secs_f64();
@@ -122,11 +131,12 @@ pub async fn run_case(
     let before = scrape_now().await;
     let from = now(input.start);
     let arrivals: Vec<f64> = reqs.iter().map(|r| r.arrival).collect();
-    let done = replay(input.client, requests(input.model, reqs, input.form), &arrivals, None).await?;
+    let done = replay(input.client, requests(input.model, reqs, input.form), &arrivals, in_flight).await?;
     let to = now(input.start);
     let after = scrape_now().await;
     let timings = &done.timings;
-    let log = log.lock().expect("poll log");
+    let mut log = log.lock().expect("poll log");
+    before.iter().chain(&after).for_each(|s| log.note(s));
     let window: Vec<&MetricsSample> = log.between(from, to).chain(after.as_ref()).collect();
     Ok(CaseResult {
         case: spec.name.clone(),

@@ -6,31 +6,45 @@
 //! The cases, their scales, lengths and arrival schedules are the
 //! experiment layer's ([`kvscope_experiment::workload`]), the same the
 //! local lab runs; the capacity row is the experiment layer's
-//! [`CapacityRow`] with what a remote engine cannot show left at zero and
-//! listed in the report's "not exposed" section. Nothing here waits without
-//! a deadline: every request has a timeout, the poller and the subscriber
-//! are stopped when the cases end.
+//! [`kvscope_experiment::CapacityRow`] with a mask of what a remote
+//! engine cannot show (blank in capacity.csv, "—" in the report, listed
+//! in its "not exposed" section). Load sweeps (`--sweep concurrency=…|rate=…`) and the
+//! failure-condition search vary only what a client can. Nothing here
+//! waits without a deadline: every request has a timeout, the poller and
+//! the subscriber are stopped when the runs end.
 
 pub mod block_events;
 pub mod block_lifecycle;
 pub mod capacity;
 pub mod case;
 pub mod engine_id;
+pub mod exposed;
+pub mod failure_search;
+mod finish;
 pub mod kv_estimate;
+pub mod load_sweep;
 pub mod poller;
 pub mod report;
+pub mod report_model;
+pub mod report_sections;
+mod setup;
+pub mod source_tags;
 pub mod watch;
 pub mod words;
 
 use block_events::CaseBlocks;
 use case::{run_case, CaseInput, CaseResult, PromptForm};
 use engine_id::EngineIdentity;
+use exposed::Exposed;
+use failure_search::FailureInput;
 use kv_estimate::KvEstimate;
 use kvscope_client::CompletionClient;
+use kvscope_experiment::capacity::Known;
 use kvscope_experiment::workload::{
     shared_prefix_case, standard_cases, CaseSpec, PromptSource, Scale, WorkloadRequest,
 };
-use kvscope_wire::{EngineFamily, MetricsPage};
+use kvscope_wire::{EngineFamily, Quantity};
+use load_sweep::{LoadSweep, LoadSweepResult, SweepInput};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 pub use watch::KvEventsSummary;
@@ -57,6 +71,12 @@ pub struct TargetConfig {
     /// default), used when the target serves the same model and neither
     /// `--model-config` nor the engine gives a KV size.
     pub local_model: Option<kv_estimate::LocalModel>,
+    /// `--sweep concurrency=…` / `--sweep rate=…`.
+    pub sweeps: Vec<LoadSweep>,
+    /// `--slo-ttft` (seconds) and `--failure-budget` (runs per context
+    /// length; 0: no failure-condition search).
+    pub slo_ttft: f64,
+    pub failure_budget: usize,
 }
 
 /// Everything a target run found, and what it could not.
@@ -70,9 +90,15 @@ pub struct TargetResults {
     pub cases: Vec<CaseResult>,
     pub case_blocks: Vec<Option<CaseBlocks>>,
     pub capacity: Vec<kvscope_experiment::CapacityRow>,
+    /// What of each capacity row was measured (the rest is unknown).
+    pub capacity_known: Vec<Known>,
     /// TTFT of one request of each case sent alone (the queue-wait
     /// fallback), where the engine has no queue-time metric.
     pub solo_ttft: Vec<Option<f64>>,
+    /// Every quantity some scrape held, with the metric it was read from.
+    pub exposed: Exposed,
+    pub load_sweeps: Vec<LoadSweepResult>,
+    pub failure: Option<crate::failure::FailureResults>,
     pub metrics_samples: usize,
     /// Every kept scrape (written as metrics.csv, not into target.json).
     #[serde(skip)]
@@ -105,6 +131,12 @@ pub fn target_cases(cfg: &TargetConfig, pool_tokens: usize) -> Vec<CaseSpec> {
     cases
 }
 
+/// The capacity cases of [`target_cases`] (the shared-prefix case, last,
+/// is not swept or searched).
+fn capacity_cases<T>(all: &[T]) -> &[T] {
+    &all[..all.len().saturating_sub(1)]
+}
+
 /// Runs the lab against the target. `Err` only when the target cannot be
 /// reached at all; everything else that goes wrong is in `problems`.
 pub async fn run_target(cfg: &TargetConfig, progress: &mut dyn FnMut(&str)) -> Result<TargetResults, TargetError> {
@@ -116,41 +148,117 @@ pub async fn run_target(cfg: &TargetConfig, progress: &mut dyn FnMut(&str)) -> R
         .await
         .map_err(|e| TargetError::Unreachable { url: cfg.url.clone(), reason: format!("{e:#}") })?;
     let mut problems = Vec::new();
-    let (engine, family) = identify(cfg, &client, &card, &mut problems).await;
-    let (kv_estimate, config_vocab) = estimate(cfg, engine.as_ref(), &mut problems)?;
+    let found = setup::identify(cfg, &client, &card, &mut problems).await;
+    let (kv_estimate, config_vocab) = setup::estimate(cfg, found.engine.as_ref(), &mut problems)?;
     let vocab = card.vocab_size.or(config_vocab);
-    let pool_tokens = engine.as_ref().and_then(|e| e.pool.tokens()).unwrap_or(0);
-    let specs = target_cases(cfg, pool_tokens);
-    let words = words::Words::default();
-    let tokenize = |t: &str| words.tokenize(t);
-    let source = match vocab {
-        Some(v) => PromptSource::Synthetic { vocab: v as u32 },
-        None => PromptSource::Generated { tokenize: &tokenize },
-    };
-    let workloads: Vec<(CaseSpec, Vec<WorkloadRequest>)> =
-        specs.into_iter().map(|s| (s.clone(), s.generate(&source))).collect();
-    let detok = |t: &[kvscope_core::TokenId]| words.text(t);
-    let form = if vocab.is_some() { PromptForm::Tokens } else { PromptForm::Text(&detok) };
     if vocab.is_none() {
         problems.push("the target's vocabulary is unknown (no vocab_size in /v1/models or --model-config): prompts were sent as text, their lengths are the engine's usage.prompt_tokens".into());
     }
+    let words = words::Words::default();
+    let tokenize = |t: &str| words.tokenize(t);
+    let detok = |t: &[kvscope_core::TokenId]| words.text(t);
+    let prompts = Prompts {
+        source: match vocab {
+            Some(v) => PromptSource::Synthetic { vocab: v as u32 },
+            None => PromptSource::Generated { tokenize: &tokenize },
+        },
+        form: if vocab.is_some() { PromptForm::Tokens } else { PromptForm::Text(&detok) },
+        vocab,
+        words: &words,
+    };
     let model = card.id.clone().unwrap_or_default();
+    let input = CaseInput { client: &client, family: found.family, start: started, model: &model, form: &prompts.form };
+    let run = run_all(cfg, &input, &found, &prompts, progress, &mut problems).await;
+    let outcome = finish::Outcome { found, token_exact: vocab.is_some(), kv_estimate, run, problems };
+    Ok(finish::finish(cfg, outcome, started))
+}
+
+/// How prompts are drawn and sent.
+struct Prompts<'a> {
+    source: PromptSource<'a>,
+    form: PromptForm<'a>,
+    vocab: Option<usize>,
+    words: &'a words::Words,
+}
+
+impl Prompts<'_> {
+    /// The ids a synthetic prompt is drawn below (the failure search's
+    /// fixed-length prompts): the vocabulary, else the words numbered so
+    /// far (sent as those words).
+    fn synthetic_vocab(&self) -> u32 {
+        self.vocab.unwrap_or_else(|| self.words.len().max(1)) as u32
+    }
+}
+
+/// What every run left.
+struct Runs {
+    workloads: Vec<(CaseSpec, Vec<WorkloadRequest>)>,
+    measured: Measured,
+    load_sweeps: Vec<LoadSweepResult>,
+    failure: Option<crate::failure::FailureResults>,
+    watch: Watch,
+    kv_events: Option<KvEventsSummary>,
+}
+
+/// The cases, then the sweeps, then the failure search, all watched.
+async fn run_all(
+    cfg: &TargetConfig,
+    input: &CaseInput<'_>,
+    found: &setup::Identified,
+    prompts: &Prompts<'_>,
+    progress: &mut dyn FnMut(&str),
+    problems: &mut Vec<String>,
+) -> Runs {
+    let pool_tokens = found.engine.as_ref().and_then(|e| e.pool.tokens()).unwrap_or(0);
+    let workloads: Vec<(CaseSpec, Vec<WorkloadRequest>)> =
+        target_cases(cfg, pool_tokens).into_iter().map(|s| (s.clone(), s.generate(&prompts.source))).collect();
     let plan = WatchPlan {
-        family,
+        family: found.family,
         interval: cfg.metrics_interval,
         kv_events: cfg.kv_events.clone(),
         kv_events_replay: cfg.kv_events_replay.clone(),
     };
-    let watch = Watch::start(&client, &plan, started);
-    let input = CaseInput { client: &client, family, start: started, model: &model, form: &form };
-    let mut out = Measured::default();
+    let watch = Watch::start(input.client, &plan, input.start);
+    let queue_metric = found.exposed.metric(Quantity::QueueTime).is_some() || found.engine.is_none();
+    let mut measured = Measured::default();
     for (spec, reqs) in &workloads {
-        progress(&spec.name);
-        measure_case(&input, spec, reqs, &watch, engine.as_ref(), &mut out, &mut problems).await;
+        progress(&format!("case {}", spec.name));
+        measure_case(input, spec, reqs, &watch, queue_metric, &mut measured, problems).await;
     }
+    let sweep_input = SweepInput {
+        case: input,
+        cases: capacity_cases(&workloads),
+        solo: capacity_cases(&measured.solo),
+        source: &prompts.source,
+        polls: &watch.polls,
+    };
+    let mut load_sweeps = Vec::new();
+    for sweep in &cfg.sweeps {
+        let values: Vec<String> = sweep.values.iter().map(|v| v.to_string()).collect();
+        progress(&format!("--sweep {}={}", sweep.knob.name(), values.join(",")));
+        load_sweeps.push(load_sweep::run(&sweep_input, sweep, problems).await);
+    }
+    let failure = if cfg.failure_budget > 0 {
+        progress("failure conditions");
+        let synthetic = PromptSource::Synthetic { vocab: prompts.synthetic_vocab() };
+        let preemptions_exposed = watch.polls.lock().expect("poll log").exposed.metric(Quantity::Preemptions).is_some()
+            || found.exposed.metric(Quantity::Preemptions).is_some();
+        let failure_input = FailureInput { case: input, source: &synthetic, polls: &watch.polls, preemptions_exposed };
+        let plan = failure_plan(cfg, pool_tokens, prompts.synthetic_vocab());
+        Some(failure_search::search(&failure_input, &plan, problems).await)
+    } else {
+        None
+    };
     let kv_events = watch.stop(cfg.kv_events.as_ref());
-    let outcome = Outcome { engine, token_exact: vocab.is_some(), kv_estimate, measured: out, kv_events, problems };
-    Ok(finish(cfg, outcome, &workloads, &watch, started))
+    Runs { workloads, measured, load_sweeps, failure, watch, kv_events }
+}
+
+/// The local lab's plan (its sweep's context lengths, its ladder) for a
+/// target: the client does not know the engine's cap on running requests,
+/// so the concurrency ladder tops out at twice the sweep's requests.
+fn failure_plan(cfg: &TargetConfig, pool_tokens: usize, vocab: u32) -> crate::failure::FailurePlan {
+    let sweep = crate::workloads::SweepSpec::at(cfg.scale, pool_tokens);
+    crate::failure::FailurePlan::new(&sweep, 0, cfg.arrival_rate, cfg.slo_ttft, cfg.failure_budget, cfg.seed, vocab)
 }
 
 #[derive(Default)]
@@ -166,15 +274,13 @@ async fn measure_case(
     spec: &CaseSpec,
     reqs: &[WorkloadRequest],
     watch: &Watch,
-    engine: Option<&EngineIdentity>,
+    queue_metric: bool,
     out: &mut Measured,
     problems: &mut Vec<String>,
 ) {
-    let has_queue_metric =
-        input.family.and_then(|f| kvscope_wire::metric_family::source(f, kvscope_wire::Quantity::QueueTime)).is_some();
-    let solo = if has_queue_metric || engine.is_none() { None } else { solo_ttft(input, spec, reqs, watch).await };
+    let solo = if queue_metric { None } else { solo_ttft(input, spec, reqs, watch).await };
     out.solo.push(solo);
-    match run_case(input, spec, reqs, &watch.polls).await {
+    match run_case(input, spec, reqs, None, &watch.polls).await {
         Ok(result) => {
             if result.failed > 0 {
                 problems.push(format!(
@@ -198,131 +304,6 @@ async fn solo_ttft(input: &CaseInput<'_>, spec: &CaseSpec, reqs: &[WorkloadReque
     let reversed: Vec<_> = first.prompt.iter().rev().copied().collect();
     let alone = WorkloadRequest { index: 0, arrival: 0.0, prompt: reversed.into(), max_tokens: first.max_tokens };
     let solo_spec = CaseSpec { name: format!("{}_alone", spec.name), num_requests: 1, ..spec.clone() };
-    let run = run_case(input, &solo_spec, std::slice::from_ref(&alone), &watch.polls).await.ok()?;
+    let run = run_case(input, &solo_spec, std::slice::from_ref(&alone), None, &watch.polls).await.ok()?;
     (run.failed == 0).then_some(run.ttft.p50)
-}
-
-async fn identify(
-    cfg: &TargetConfig,
-    client: &CompletionClient,
-    card: &kvscope_client::ModelCard,
-    problems: &mut Vec<String>,
-) -> (Option<EngineIdentity>, Option<EngineFamily>) {
-    let page = match client.get_text("/metrics").await {
-        Ok((200, text)) => MetricsPage::parse(&text),
-        Ok((status, _)) => {
-            problems.push(format!("{}/metrics answered HTTP {status}: no engine metrics in this report", cfg.url));
-            MetricsPage::default()
-        }
-        Err(e) => {
-            problems.push(format!("{e:#}: no engine metrics in this report"));
-            MetricsPage::default()
-        }
-    };
-    match engine_id::family_of(cfg.engine, &page) {
-        Ok(family) => {
-            let f = family.0;
-            let version = engine_id::version(client).await;
-            (Some(engine_id::identity(family, card, version, &page)), Some(f))
-        }
-        Err(why) => {
-            problems.push(why);
-            (None, None)
-        }
-    }
-}
-
-fn estimate(
-    cfg: &TargetConfig,
-    engine: Option<&EngineIdentity>,
-    problems: &mut Vec<String>,
-) -> Result<(Option<KvEstimate>, Option<usize>), TargetError> {
-    if let Some((path, text)) = &cfg.model_config {
-        let (est, vocab) = kv_estimate::from_hf_config(text, path).map_err(TargetError::Setup)?;
-        return Ok((Some(est), vocab));
-    }
-    let reported = engine.and_then(|e| {
-        let pool = &e.pool;
-        let metric = format!("{}:cache_config_info", e.family);
-        pool.bytes_per_block.zip(pool.block_size).map(|(b, s)| kv_estimate::from_engine(b, s, &metric))
-    });
-    let local = || {
-        let local = cfg.local_model.as_ref()?;
-        local.serves(engine.and_then(|e| e.model.as_deref())).then(|| local.estimate.clone())
-    };
-    let found = reported.or_else(local);
-    if found.is_none() {
-        problems.push("no KV size per token: give the model's config.json with --model-config to estimate it".into());
-    }
-    Ok((found, None))
-}
-
-/// What the cases left, before the per-case figures are assembled.
-struct Outcome {
-    engine: Option<EngineIdentity>,
-    token_exact: bool,
-    kv_estimate: Option<KvEstimate>,
-    measured: Measured,
-    kv_events: Option<KvEventsSummary>,
-    problems: Vec<String>,
-}
-
-fn finish(
-    cfg: &TargetConfig,
-    outcome: Outcome,
-    workloads: &[(CaseSpec, Vec<WorkloadRequest>)],
-    watch: &Watch,
-    started: Instant,
-) -> TargetResults {
-    let Outcome { engine, token_exact, kv_estimate, measured, kv_events, mut problems } = outcome;
-    let blocks = watch.blocks.lock().expect("block log");
-    let case_blocks = measured
-        .cases
-        .iter()
-        .map(|c| {
-            let prompts: Vec<Vec<_>> =
-                workloads.iter().find(|(s, _)| s.name == c.case)?.1.iter().map(|r| r.prompt.to_vec()).collect();
-            kv_events.as_ref().map(|_| CaseBlocks::of(&blocks, &prompts, c.from, c.to))
-        })
-        .collect();
-    if let Some(e) = kv_events.as_ref().and_then(|k| k.error.clone()) {
-        problems.push(format!("KV events: {e}"));
-    } else if let Some(k) = kv_events.as_ref().filter(|k| k.batches == 0) {
-        problems.push(format!(
-            "KV events: no batch arrived from {} (is the engine publishing there? vLLM: --kv-events-config with enable_kv_cache_events; kvscope serve: --kv-events-endpoint); block statistics left blank",
-            k.endpoint
-        ));
-    }
-    for c in measured.cases.iter().filter(|c| c.output_from_chunks > 0) {
-        problems.push(format!(
-            "{}: {} streams carried no usage: their output tokens are the chunks with text counted at the client",
-            c.case, c.output_from_chunks
-        ));
-    }
-    for c in measured.cases.iter().filter(|_| token_exact) {
-        let differ =
-            c.engine_prompt_tokens.iter().zip(&c.sent_prompt_tokens).filter(|(e, s)| *e != *s && **e > 0).count();
-        if differ > 0 {
-            problems.push(format!("{}: the engine counted other prompt lengths than the client sent for {differ} requests (a BOS token added?)", c.case));
-        }
-    }
-    let polls = watch.polls.lock().expect("poll log");
-    let capacity = capacity::rows(&measured.cases, engine.as_ref(), kv_estimate.as_ref(), &measured.solo);
-    TargetResults {
-        url: cfg.url.clone(),
-        engine,
-        token_exact,
-        kv_estimate,
-        cases: measured.cases,
-        case_blocks,
-        capacity,
-        solo_ttft: measured.solo,
-        metrics_samples: polls.samples.len(),
-        samples: polls.samples.clone(),
-        metrics_failed: polls.failed,
-        metrics_last_error: polls.last_error.clone(),
-        kv_events,
-        problems,
-        wall_seconds: started.elapsed().as_secs_f64(),
-    }
 }

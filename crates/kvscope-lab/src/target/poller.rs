@@ -7,6 +7,7 @@
 //! keeps its whole span at a coarser grain. A scrape that fails or reads
 //! no known name is counted, never fatal.
 
+use super::exposed::Exposed;
 use kvscope_client::CompletionClient;
 use kvscope_wire::metric_family::source;
 use kvscope_wire::{EngineFamily, HistogramSample, MetricsPage, Quantity};
@@ -38,6 +39,9 @@ pub struct MetricsSample {
     pub values: Vec<Option<f64>>,
     #[serde(skip)]
     pub queue_time: Option<HistogramSample>,
+    /// What this page held (merged into the log's, then dropped).
+    #[serde(skip)]
+    pub found: Exposed,
 }
 
 impl MetricsSample {
@@ -49,7 +53,7 @@ impl MetricsSample {
     pub fn read(t: f64, family: EngineFamily, page: &MetricsPage) -> MetricsSample {
         let values = POLLED.iter().map(|&q| source(family, q).and_then(|s| s.read(page))).collect();
         let queue_time = source(family, Quantity::QueueTime).and_then(|s| s.read_histogram(page));
-        MetricsSample { t, values, queue_time }
+        MetricsSample { t, values, queue_time, found: Exposed::of(family, page) }
     }
 }
 
@@ -63,10 +67,19 @@ pub struct PollLog {
     /// Every `stride`-th scrape is kept (1 until the log first fills).
     pub stride: u64,
     scrapes: u64,
+    /// Every quantity some scrape held, kept or not.
+    pub exposed: Exposed,
 }
 
 impl PollLog {
-    fn push(&mut self, sample: MetricsSample) {
+    /// Counts what `sample`'s page held as exposed.
+    pub fn note(&mut self, sample: &MetricsSample) {
+        self.exposed.merge(&sample.found);
+    }
+
+    fn push(&mut self, mut sample: MetricsSample) {
+        self.note(&sample);
+        sample.found = Exposed::default();
         self.scrapes += 1;
         self.stride = self.stride.max(1);
         if !self.scrapes.is_multiple_of(self.stride) {
@@ -148,7 +161,8 @@ mod tests {
     fn the_log_stays_bounded_and_keeps_its_span() {
         let mut log = PollLog::default();
         for i in 0..(3 * MAX_SAMPLES) {
-            log.push(MetricsSample { t: i as f64, values: vec![None; POLLED.len()], queue_time: None });
+            let found = Exposed::default();
+            log.push(MetricsSample { t: i as f64, values: vec![None; POLLED.len()], queue_time: None, found });
         }
         assert!(log.samples.len() <= MAX_SAMPLES);
         assert_eq!(log.samples[0].t, 0.0);

@@ -27,6 +27,15 @@ impl Words {
             .collect()
     }
 
+    /// How many distinct words have been numbered (the ids below it).
+    pub fn len(&self) -> usize {
+        self.words.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn text(&self, tokens: &[TokenId]) -> String {
         let words = self.words.borrow();
         let word = |t: &TokenId| words.get(*t as usize).map_or("the", String::as_str);
