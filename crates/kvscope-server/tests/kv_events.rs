@@ -122,6 +122,7 @@ async fn every_kvscope_family_name_is_on_the_metrics_page() {
         Quantity::QueueTime,
         Quantity::PromptTokens,
         Quantity::GenerationTokens,
+        Quantity::Evictions,
     ] {
         let source = kvscope_wire::metric_family::source(EngineFamily::Kvscope, q).expect("kvscope exports it");
         assert!(source.read(&page).is_some(), "{q:?}: {} not on the page", source.metric_name());

@@ -94,6 +94,9 @@ pub enum Quantity {
     PromptTokens,
     /// Tokens generated (counter).
     GenerationTokens,
+    /// Cached-free blocks reclaimed for other KV (counter, blocks): kvscope
+    /// exports it; no eviction counter of the other families is mapped.
+    Evictions,
 }
 
 /// Where a quantity lives on a family's page.
@@ -160,6 +163,7 @@ fn vllm(q: Quantity) -> Option<MetricSource> {
         Quantity::QueueTime => Histogram("vllm:request_queue_time_seconds"),
         Quantity::PromptTokens => Value(&["vllm:prompt_tokens_total"]),
         Quantity::GenerationTokens => Value(&["vllm:generation_tokens_total"]),
+        Quantity::Evictions => return None,
     })
 }
 
@@ -177,6 +181,7 @@ fn sglang(q: Quantity) -> Option<MetricSource> {
         Quantity::QueueTime => Histogram("sglang:queue_time_seconds"),
         Quantity::PromptTokens => Value(&["sglang:prompt_tokens_total"]),
         Quantity::GenerationTokens => Value(&["sglang:generation_tokens_total"]),
+        Quantity::Evictions => return None,
     })
 }
 
@@ -194,7 +199,8 @@ fn llamacpp(q: Quantity) -> Option<MetricSource> {
         | Quantity::PoolTokens
         | Quantity::PrefixQueries
         | Quantity::Preemptions
-        | Quantity::QueueTime => return None,
+        | Quantity::QueueTime
+        | Quantity::Evictions => return None,
     })
 }
 
@@ -213,6 +219,7 @@ fn kvscope(q: Quantity) -> Option<MetricSource> {
         Quantity::QueueTime => Histogram("kvscope:request_queue_time_seconds"),
         Quantity::PromptTokens => Value(&["kvscope:prompt_tokens_total"]),
         Quantity::GenerationTokens => Value(&["kvscope:generation_tokens_total"]),
+        Quantity::Evictions => Value(&["kvscope:evicted_blocks_total"]),
     })
 }
 
