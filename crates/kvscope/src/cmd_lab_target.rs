@@ -6,7 +6,8 @@ use crate::lab_args::{LabArgs, LangArg, ScaleArg};
 use anyhow::Context;
 use kvscope_lab::report::Lang;
 use kvscope_lab::target::kv_estimate::{from_gguf_header, LocalModel};
-use kvscope_lab::target::{engine_id, report, run_target, TargetConfig, TargetError};
+use kvscope_lab::target::replicas::ReplicaPlan;
+use kvscope_lab::target::{engine_id, report, run_target, TargetConfig, TargetError, TargetWorkload};
 use kvscope_wire::EngineFamily;
 use std::time::Duration;
 
@@ -96,6 +97,8 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
         arrival_rate: args.arrival_rate,
         request_timeout: Duration::from_secs(t.request_timeout_s),
         local_model: local_model(args.model.model.as_deref()),
+        replicas: ReplicaPlan { metrics: t.replica_metrics.clone(), kv_events: t.replica_kv_events.clone() },
+        workload: TargetWorkload::LabCases,
     };
     let lang = if args.lang == LangArg::Zh { Lang::Zh } else { Lang::En };
     eprintln!("kvscope lab --target {}: scale {scale:?}", cfg.url);

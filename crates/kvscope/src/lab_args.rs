@@ -176,4 +176,12 @@ pub struct TargetArgs {
     /// Each request (and scrape) is given up after this many seconds.
     #[arg(long, requires = "target", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_s: u64,
+    /// A target behind a load balancer: each replica's base URL
+    /// (http://HOST:PORT), comma-separated; its /metrics is read beside the
+    /// target's and the report gains a per-replica table (replicas.csv).
+    #[arg(long, requires = "target", value_delimiter = ',', value_name = "URL1,URL2,...")]
+    pub replica_metrics: Vec<String>,
+    /// Each replica's KV-event PUB endpoint, in --replica-metrics' order.
+    #[arg(long, requires = "replica_metrics", value_delimiter = ',', value_name = "tcp://HOST:PORT,...")]
+    pub replica_kv_events: Vec<String>,
 }

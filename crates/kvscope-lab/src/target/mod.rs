@@ -15,9 +15,13 @@ pub mod block_events;
 pub mod block_lifecycle;
 pub mod capacity;
 pub mod case;
+pub mod chats;
 pub mod engine_id;
 pub mod kv_estimate;
 pub mod poller;
+pub mod replica_case;
+pub mod replica_report;
+pub mod replicas;
 pub mod report;
 pub mod watch;
 pub mod words;
@@ -31,6 +35,8 @@ use kvscope_experiment::workload::{
     shared_prefix_case, standard_cases, CaseSpec, PromptSource, Scale, WorkloadRequest,
 };
 use kvscope_wire::{EngineFamily, MetricsPage};
+use replica_case::ReplicaCase;
+use replicas::{ReplicaPlan, ReplicaResults, ReplicaWatch};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 pub use watch::KvEventsSummary;
@@ -57,6 +63,18 @@ pub struct TargetConfig {
     /// default), used when the target serves the same model and neither
     /// `--model-config` nor the engine gives a KV size.
     pub local_model: Option<kv_estimate::LocalModel>,
+    /// `--replica-metrics` / `--replica-kv-events`: replicas behind the target.
+    pub replicas: ReplicaPlan,
+    pub workload: TargetWorkload,
+}
+
+/// What the target is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetWorkload {
+    /// The lab's capacity cases and its shared-prefix case.
+    LabCases,
+    /// `shared_prefix_chats` as text, the fleet experiment's case (chats.rs).
+    Chats,
 }
 
 /// Everything a target run found, and what it could not.
@@ -80,6 +98,8 @@ pub struct TargetResults {
     pub metrics_failed: u64,
     pub metrics_last_error: Option<String>,
     pub kv_events: Option<KvEventsSummary>,
+    /// Each replica's figures, with `--replica-metrics`.
+    pub replicas: Option<ReplicaResults>,
     /// Why the run or a part of it is missing (a partial report).
     pub problems: Vec<String>,
     pub wall_seconds: f64,
@@ -123,15 +143,20 @@ pub async fn run_target(cfg: &TargetConfig, progress: &mut dyn FnMut(&str)) -> R
     let specs = target_cases(cfg, pool_tokens);
     let words = words::Words::default();
     let tokenize = |t: &str| words.tokenize(t);
+    let send_chats = cfg.workload == TargetWorkload::Chats;
+    let vocab = vocab.filter(|_| !send_chats);
     let source = match vocab {
         Some(v) => PromptSource::Synthetic { vocab: v as u32 },
         None => PromptSource::Generated { tokenize: &tokenize },
     };
-    let workloads: Vec<(CaseSpec, Vec<WorkloadRequest>)> =
-        specs.into_iter().map(|s| (s.clone(), s.generate(&source))).collect();
+    let workloads: Vec<(CaseSpec, Vec<WorkloadRequest>)> = if send_chats {
+        vec![chats::case(cfg.scale, cfg.seed, cfg.arrival_rate, &tokenize)]
+    } else {
+        specs.into_iter().map(|s| (s.clone(), s.generate(&source))).collect()
+    };
     let detok = |t: &[kvscope_core::TokenId]| words.text(t);
     let form = if vocab.is_some() { PromptForm::Tokens } else { PromptForm::Text(&detok) };
-    if vocab.is_none() {
+    if vocab.is_none() && !send_chats {
         problems.push("the target's vocabulary is unknown (no vocab_size in /v1/models or --model-config): prompts were sent as text, their lengths are the engine's usage.prompt_tokens".into());
     }
     let model = card.id.clone().unwrap_or_default();
@@ -142,15 +167,46 @@ pub async fn run_target(cfg: &TargetConfig, progress: &mut dyn FnMut(&str)) -> R
         kv_events_replay: cfg.kv_events_replay.clone(),
     };
     let watch = Watch::start(&client, &plan, started);
+    let replicas = ReplicaWatch::start(&cfg.replicas, cfg.metrics_interval, cfg.request_timeout, started)
+        .await
+        .map_err(|e| TargetError::Setup(format!("{e:#}")))?;
     let input = CaseInput { client: &client, family, start: started, model: &model, form: &form };
-    let mut out = Measured::default();
-    for (spec, reqs) in &workloads {
-        progress(&spec.name);
-        measure_case(&input, spec, reqs, &watch, engine.as_ref(), &mut out, &mut problems).await;
-    }
+    let watched = Watched { target: &watch, replicas: &replicas, engine: engine.as_ref() };
+    let (measured, replica_cases) = run_cases(&input, &workloads, &watched, progress, &mut problems).await;
     let kv_events = watch.stop(cfg.kv_events.as_ref());
-    let outcome = Outcome { engine, token_exact: vocab.is_some(), kv_estimate, measured: out, kv_events, problems };
+    let replicas = replicas.finish(replica_cases);
+    let outcome =
+        Outcome { engine, token_exact: vocab.is_some(), kv_estimate, measured, kv_events, replicas, problems };
     Ok(finish(cfg, outcome, &workloads, &watch, started))
+}
+
+/// What the cases run under: the target's watch, the replicas' and the
+/// engine as identified.
+struct Watched<'a> {
+    target: &'a Watch,
+    replicas: &'a ReplicaWatch,
+    engine: Option<&'a EngineIdentity>,
+}
+
+/// Every case in order, each replica scraped just before and after it.
+async fn run_cases(
+    input: &CaseInput<'_>,
+    workloads: &[(CaseSpec, Vec<WorkloadRequest>)],
+    watched: &Watched<'_>,
+    progress: &mut dyn FnMut(&str),
+    problems: &mut Vec<String>,
+) -> (Measured, Vec<ReplicaCase>) {
+    let mut out = Measured::default();
+    let mut replica_cases = Vec::new();
+    for (spec, reqs) in workloads {
+        progress(&spec.name);
+        let before = watched.replicas.scrape_all(input.start).await;
+        measure_case(input, spec, reqs, watched.target, watched.engine, &mut out, problems).await;
+        if let Some(case) = out.cases.last().filter(|c| c.case == spec.name) {
+            replica_cases.extend(watched.replicas.case_figures(case, &before, input.start).await);
+        }
+    }
+    (out, replica_cases)
 }
 
 #[derive(Default)]
@@ -264,6 +320,7 @@ struct Outcome {
     kv_estimate: Option<KvEstimate>,
     measured: Measured,
     kv_events: Option<KvEventsSummary>,
+    replicas: Option<ReplicaResults>,
     problems: Vec<String>,
 }
 
@@ -274,7 +331,7 @@ fn finish(
     watch: &Watch,
     started: Instant,
 ) -> TargetResults {
-    let Outcome { engine, token_exact, kv_estimate, measured, kv_events, mut problems } = outcome;
+    let Outcome { engine, token_exact, kv_estimate, measured, kv_events, replicas, mut problems } = outcome;
     let blocks = watch.blocks.lock().expect("block log");
     let case_blocks = measured
         .cases
@@ -293,6 +350,9 @@ fn finish(
             k.endpoint
         ));
     }
+    problems.extend(replicas.iter().flat_map(|r| r.replicas.iter()).filter_map(|r| {
+        r.gap.as_ref().map(|gap| format!("replica {} ({}): {gap}; its figures are blank", r.index, r.url))
+    }));
     for c in measured.cases.iter().filter(|c| c.output_from_chunks > 0) {
         problems.push(format!(
             "{}: {} streams carried no usage: their output tokens are the chunks with text counted at the client",
@@ -322,6 +382,7 @@ fn finish(
         metrics_failed: polls.failed,
         metrics_last_error: polls.last_error.clone(),
         kv_events,
+        replicas,
         problems,
         wall_seconds: started.elapsed().as_secs_f64(),
     }

@@ -51,6 +51,9 @@ pub fn write(res: &TargetResults, out: &Path, lang: Lang) -> std::io::Result<()>
     if let Some(mmd) = super::block_lifecycle::mermaid(res) {
         std::fs::write(out.join("kv_lifecycle.mmd"), mmd)?;
     }
+    if let Some(replicas) = &res.replicas {
+        std::fs::write(out.join("replicas.csv"), super::replica_report::csv(replicas))?;
+    }
     let json = serde_json::to_string_pretty(res).map_err(std::io::Error::other)?;
     std::fs::write(out.join("target.json"), json)
 }
@@ -92,6 +95,7 @@ pub fn markdown(res: &TargetResults, lang: Lang) -> String {
     let mut md = String::new();
     header(&mut md, res, lang);
     capacity_table(&mut md, res, lang);
+    md.extend(res.replicas.as_ref().map(|r| super::replica_report::markdown(r, lang)));
     kv_events(&mut md, res, lang);
     not_exposed(&mut md, res, lang);
     evidence(&mut md, lang);
@@ -301,6 +305,7 @@ fn fill(q: Quantity, lang: Lang) -> &'static str {
             "池的 token 数改由块数 × 块大小得出 (若公开)",
             "the pool in tokens is read from blocks × block size instead, where exported",
         ),
+        Quantity::Evictions => pick(lang, "驱逐数留空", "evictions left blank"),
         Quantity::PromptTokens | Quantity::GenerationTokens => {
             pick(lang, "使用客户端收到的 usage 计数", "the client's usage counts are used")
         }
