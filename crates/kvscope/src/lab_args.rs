@@ -1,5 +1,6 @@
-//! `kvscope lab`'s arguments, the local lab's and `--target`'s: a file of
-//! their own, read by `cmd_lab`, `cmd_lab_target` and `sim_args`, so that
+//! `kvscope lab`'s arguments, the local lab's and `--target`'s (with
+//! `--fleet`'s from fleet_lab_args.rs): a file of their own, read by
+//! `cmd_lab`, `cmd_lab_target`, `cmd_lab_fleet` and `sim_args`, so that
 //! none of those needs another's code.
 
 use crate::arg_values::{positive_rate, positive_seconds};
@@ -118,6 +119,8 @@ pub struct LabArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub fleet: crate::fleet_lab_args::FleetLabArgs,
 }
 
 /// `kvscope lab compare`.
