@@ -18,6 +18,7 @@ use kvscope_lab::report::Lang;
 use kvscope_lab::target::replicas::ReplicaPlan;
 use kvscope_lab::target::{run_target, TargetConfig, TargetResults, TargetWorkload};
 use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 pub fn run(args: &LabArgs) -> anyhow::Result<()> {
     let n = args.fleet.fleet.expect("called with --fleet");
@@ -26,7 +27,37 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
     crate::preflight::check_out_dir(&args.out)?;
     let scale = args.scale.unwrap_or(if args.quick { ScaleArg::Quick } else { ScaleArg::Lab });
     let lang = if args.lang == LangArg::Zh { Lang::Zh } else { Lang::En };
-    let mut results = FleetResults {
+    let mut results = planned(args, n, scale);
+    eprintln!("kvscope lab --fleet {n}: scale {scale:?}, policies {}", results.policies_asked.join(", "));
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut terminate = runtime.block_on(async { signal(SignalKind::terminate()) })?;
+    for &policy in &args.fleet.policies {
+        eprintln!("  policy {} (a fresh fleet)", policy.name());
+        match runtime.block_on(policy_or_signal(args, n, policy, &results, &mut terminate)) {
+            Turn::Ran(Ok(run)) => results.push(run),
+            Turn::Ran(Err(e)) if format!("{e:#}").contains(gateway::INSTALL_FAILED) => {
+                results.problems.push(format!("{e:#}"));
+                write(&results, args, lang)?;
+                return Err(e);
+            }
+            Turn::Ran(Err(e)) => results.problems.push(format!("{}: not run ({e:#})", policy.name())),
+            Turn::Stopped(signal) => {
+                let name = policy.name();
+                results.problems.push(format!("{name}: stopped by {signal}; the policies after it were not run"));
+                write(&results, args, lang)?;
+                anyhow::bail!("stopped by {signal} during {name}: the partial report is in {}", args.out.display());
+            }
+        }
+        write(&results, args, lang)?;
+    }
+    summarize(&results);
+    eprintln!("wrote {}", args.out.join("report.md").display());
+    Ok(())
+}
+
+/// The results before any policy ran: the plan, as the report states it.
+fn planned(args: &LabArgs, n: usize, scale: ScaleArg) -> FleetResults {
+    FleetResults {
         replicas: n,
         scale: format!("{scale:?}").to_lowercase(),
         case: ChatsCase::at(scale.into(), args.seed),
@@ -38,25 +69,30 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
         policies: Vec::new(),
         chains: Vec::new(),
         problems: Vec::new(),
-    };
-    eprintln!("kvscope lab --fleet {n}: scale {scale:?}, policies {}", results.policies_asked.join(", "));
-    let runtime = tokio::runtime::Runtime::new()?;
-    for &policy in &args.fleet.policies {
-        eprintln!("  policy {} (a fresh fleet)", policy.name());
-        match runtime.block_on(run_policy(args, n, policy, &results)) {
-            Ok(run) => results.push(run),
-            Err(e) if format!("{e:#}").contains(gateway::INSTALL_FAILED) => {
-                results.problems.push(format!("{e:#}"));
-                write(&results, args, lang)?;
-                return Err(e);
-            }
-            Err(e) => results.problems.push(format!("{}: not run ({e:#})", policy.name())),
-        }
-        write(&results, args, lang)?;
     }
-    summarize(&results);
-    eprintln!("wrote {}", args.out.join("report.md").display());
-    Ok(())
+}
+
+/// How one policy's turn ended: its run, or a signal that stopped it.
+enum Turn {
+    Ran(anyhow::Result<PolicyRun>),
+    Stopped(&'static str),
+}
+
+/// One policy's run, unless SIGINT or SIGTERM comes first: the run is
+/// then dropped, and with it its fleet (every child stopped), so a Ctrl-C
+/// never leaves replicas or a gateway behind.
+async fn policy_or_signal(
+    args: &LabArgs,
+    n: usize,
+    policy: Policy,
+    results: &FleetResults,
+    terminate: &mut Signal,
+) -> Turn {
+    tokio::select! {
+        run = run_policy(args, n, policy, results) => Turn::Ran(run),
+        _ = tokio::signal::ctrl_c() => Turn::Stopped("SIGINT"),
+        _ = terminate.recv() => Turn::Stopped("SIGTERM"),
+    }
 }
 
 fn write(results: &FleetResults, args: &LabArgs, lang: Lang) -> anyhow::Result<()> {

@@ -32,7 +32,11 @@ pub fn kv_usage_svg(runs: &[PolicyRun], interval_ms: u64) -> String {
             (chart, series)
         })
         .collect();
-    let subtitle = format!("{metric} per replica, polled every {interval_ms} ms; one panel per routing policy");
+    // The gauge counts blocks held by requests in flight: a prefix cached
+    // for reuse is not in it, so short requests show as short spikes.
+    let subtitle = format!(
+        "{metric} per replica (blocks held by requests in flight), polled every {interval_ms} ms; one panel per routing policy"
+    );
     panel_row_svg("KV usage per replica over time", &subtitle, &panels)
 }
 

@@ -264,6 +264,24 @@ async fn identify(
     card: &kvscope_client::ModelCard,
     problems: &mut Vec<String>,
 ) -> (Option<EngineIdentity>, Option<EngineFamily>) {
+    // A load balancer in front of `--replica-metrics` has no engine
+    // metrics of its own (the SGLang gateway answers 404): expected, the
+    // engines' figures are the replicas', so it is no gap to report.
+    let behind_balancer = !cfg.replicas.metrics.is_empty();
+    let mut problems_here = Vec::new();
+    let (engine, family) = identify_target(cfg, client, card, &mut problems_here).await;
+    if !(behind_balancer && family.is_none()) {
+        problems.extend(problems_here);
+    }
+    (engine, family)
+}
+
+async fn identify_target(
+    cfg: &TargetConfig,
+    client: &CompletionClient,
+    card: &kvscope_client::ModelCard,
+    problems: &mut Vec<String>,
+) -> (Option<EngineIdentity>, Option<EngineFamily>) {
     let page = match client.get_text("/metrics").await {
         Ok((200, text)) => MetricsPage::parse(&text),
         Ok((status, _)) => {
@@ -307,7 +325,8 @@ fn estimate(
         local.serves(engine.and_then(|e| e.model.as_deref())).then(|| local.estimate.clone())
     };
     let found = reported.or_else(local);
-    if found.is_none() {
+    // The fleet's chats report no capacity in requests: no estimate needed.
+    if found.is_none() && cfg.workload == TargetWorkload::LabCases {
         problems.push("no KV size per token: give the model's config.json with --model-config to estimate it".into());
     }
     Ok((found, None))

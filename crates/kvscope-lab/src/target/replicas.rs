@@ -13,7 +13,7 @@ use super::poller::{scrape, MetricsSample, PollLog};
 use super::replica_case::{ReplicaCase, ReplicaWindow};
 use super::watch::{KvEventsSummary, Watch, WatchPlan};
 use kvscope_client::CompletionClient;
-use kvscope_wire::{EngineFamily, MetricsPage};
+use kvscope_wire::{EngineFamily, MetricsPage, Quantity};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -125,7 +125,7 @@ impl ReplicaWatch {
             return None;
         }
         let kv_events = self.stop();
-        let blocks_on_several = self.blocks_on_several();
+        let blocks_on_several = self.blocks_on_several(&cases);
         let replicas = self
             .replicas
             .iter()
@@ -150,26 +150,46 @@ impl ReplicaWatch {
     }
 
     /// Distinct blocks (by their prefix hash) that the KV events show
-    /// stored on two or more replicas: the same prefix's KV held in several
-    /// places. `None` without KV events from at least two replicas.
-    pub fn blocks_on_several(&self) -> Option<usize> {
-        let logs: Vec<_> = self
-            .replicas
-            .iter()
-            .filter(|r| r.kv_events.is_some())
-            .map(|r| r.watch.blocks.lock().expect("block log"))
+    /// stored on two or more replicas (`held_on_several`), from every
+    /// replica subscribed to; `cases` tell which replicas computed prompt
+    /// tokens.
+    pub fn blocks_on_several(&self, cases: &[ReplicaCase]) -> Option<usize> {
+        let prompted = |i: usize| {
+            cases.iter().filter(|c| c.replica == i).any(|c| c.delta(Quantity::PromptTokens).is_none_or(|t| t > 0.0))
+        };
+        let subscribed: Vec<SubscribedReplica> = (self.replicas.iter().enumerate())
+            .filter(|(_, r)| r.kv_events.is_some())
+            .map(|(i, r)| {
+                let log = r.watch.blocks.lock().expect("block log");
+                SubscribedReplica { batches: log.batches, prompted: prompted(i), stored: log.stored_hashes().collect() }
+            })
             .collect();
-        if logs.iter().filter(|l| l.batches > 0).count() < 2 {
-            return None;
-        }
-        let mut holders: HashMap<u64, usize> = HashMap::new();
-        for log in &logs {
-            for hash in log.stored_hashes() {
-                *holders.entry(hash).or_default() += 1;
-            }
-        }
-        Some(holders.values().filter(|&&n| n >= 2).count())
+        held_on_several(&subscribed)
     }
+}
+
+/// One replica's KV events, as `held_on_several` weighs them.
+struct SubscribedReplica {
+    batches: u64,
+    /// Its counters show prompt tokens computed (or were not read).
+    prompted: bool,
+    stored: Vec<u64>,
+}
+
+/// Blocks stored on two replicas or more: the same prefix's KV held in
+/// several places. `None` unless at least two replicas are subscribed and
+/// every one that computed prompt tokens sent events: a replica the router
+/// never used rightly sent none (routing kept every prefix elsewhere), one
+/// that worked yet sent none would make the count too low.
+fn held_on_several(replicas: &[SubscribedReplica]) -> Option<usize> {
+    if replicas.len() < 2 || replicas.iter().any(|r| r.batches == 0 && r.prompted) {
+        return None;
+    }
+    let mut holders: HashMap<u64, usize> = HashMap::new();
+    for hash in replicas.iter().flat_map(|r| &r.stored) {
+        *holders.entry(*hash).or_default() += 1;
+    }
+    Some(holders.values().filter(|&&n| n >= 2).count())
 }
 
 /// What the replicas showed over the run.
@@ -250,6 +270,27 @@ mod tests {
         assert_eq!(replica.url, format!("http://127.0.0.1:{port}"));
         assert!(replica.gap.as_deref().unwrap().contains("is the replica up?"), "{replica:?}");
         assert_eq!(replica.family, None);
+    }
+
+    fn subscribed(batches: u64, prompted: bool, stored: &[u64]) -> SubscribedReplica {
+        SubscribedReplica { batches, prompted, stored: stored.to_vec() }
+    }
+
+    #[test]
+    fn a_replica_the_router_never_used_holds_no_shared_block() {
+        // Cache-aware routing kept every prefix on replica 0: zero shared
+        // blocks is the finding, not a missing figure.
+        let kept = [subscribed(4, true, &[1, 2, 3]), subscribed(0, false, &[])];
+        assert_eq!(held_on_several(&kept), Some(0));
+        let scattered = [subscribed(4, true, &[1, 2, 3]), subscribed(3, true, &[1, 2, 9])];
+        assert_eq!(held_on_several(&scattered), Some(2));
+    }
+
+    #[test]
+    fn a_working_replica_without_events_leaves_the_count_unknown() {
+        let silent = [subscribed(4, true, &[1, 2]), subscribed(0, true, &[])];
+        assert_eq!(held_on_several(&silent), None, "its blocks are unseen: a count would be too low");
+        assert_eq!(held_on_several(&[subscribed(4, true, &[1])]), None, "one replica shares nothing by definition");
     }
 
     #[test]
