@@ -33,20 +33,23 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
     let mut terminate = runtime.block_on(async { signal(SignalKind::terminate()) })?;
     for &policy in &args.fleet.policies {
         eprintln!("  policy {} (a fresh fleet)", policy.name());
-        match runtime.block_on(policy_or_signal(args, n, policy, &results, &mut terminate)) {
-            Turn::Ran(Ok(run)) => results.push(run),
-            Turn::Ran(Err(e)) if format!("{e:#}").contains(gateway::INSTALL_FAILED) => {
-                results.problems.push(format!("{e:#}"));
-                write(&results, args, lang)?;
-                return Err(e);
-            }
-            Turn::Ran(Err(e)) => results.problems.push(format!("{}: not run ({e:#})", policy.name())),
+        let run = match runtime.block_on(policy_or_signal(args, n, policy, &results, &mut terminate)) {
+            Turn::Ran(run) => *run,
             Turn::Stopped(signal) => {
                 let name = policy.name();
                 results.problems.push(format!("{name}: stopped by {signal}; the policies after it were not run"));
                 write(&results, args, lang)?;
                 anyhow::bail!("stopped by {signal} during {name}: the partial report is in {}", args.out.display());
             }
+        };
+        match run {
+            Ok(run) => results.push(run),
+            Err(e) if format!("{e:#}").contains(gateway::INSTALL_FAILED) => {
+                results.problems.push(format!("{e:#}"));
+                write(&results, args, lang)?;
+                return Err(e);
+            }
+            Err(e) => results.problems.push(format!("{}: not run ({e:#})", policy.name())),
         }
         write(&results, args, lang)?;
     }
@@ -74,7 +77,7 @@ fn planned(args: &LabArgs, n: usize, scale: ScaleArg) -> FleetResults {
 
 /// How one policy's turn ended: its run, or a signal that stopped it.
 enum Turn {
-    Ran(anyhow::Result<PolicyRun>),
+    Ran(Box<anyhow::Result<PolicyRun>>),
     Stopped(&'static str),
 }
 
@@ -89,7 +92,7 @@ async fn policy_or_signal(
     terminate: &mut Signal,
 ) -> Turn {
     tokio::select! {
-        run = run_policy(args, n, policy, results) => Turn::Ran(run),
+        run = run_policy(args, n, policy, results) => Turn::Ran(Box::new(run)),
         _ = tokio::signal::ctrl_c() => Turn::Stopped("SIGINT"),
         _ = terminate.recv() => Turn::Stopped("SIGTERM"),
     }
