@@ -109,15 +109,8 @@ fn refuse_unsupported(args: &LabArgs, n: usize) -> anyhow::Result<()> {
     if let Some(kill) = args.fleet.kill_replica_after.map(|_| args.fleet.kill_replica) {
         anyhow::ensure!(kill < n, "--kill-replica {kill}: the fleet has replicas 0 to {}", n - 1);
     }
-    let unsupported = [
-        ("--sweep", !args.sweeps.is_empty()),
-        ("--dataset", args.dataset.is_some()),
-        ("--block-manager", args.block_manager.is_some()),
-        ("--model-preset", args.model_preset.is_some()),
-        ("--repeat", args.repeat > 1),
-        ("--kv-memory", args.kv_memory.is_some()),
-    ];
-    if let Some((flag, _)) = unsupported.iter().find(|(_, given)| *given) {
+    let kv_memory = args.kv_memory.is_some().then_some("--kv-memory");
+    if let Some(flag) = args.first_local_only_flag().or(kv_memory) {
         anyhow::bail!("{flag} is not available with --fleet: drop it (the fleet runs shared_prefix_chats once per policy; size each replica's pool with --kv-blocks)");
     }
     Ok(())

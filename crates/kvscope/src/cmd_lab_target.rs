@@ -43,14 +43,7 @@ fn refuse_local_knobs(args: &LabArgs, family: Option<EngineFamily>) -> anyhow::R
             engine_flag(knob, family)
         );
     }
-    let unsupported = [
-        ("--sweep", !args.sweeps.is_empty()),
-        ("--dataset", args.dataset.is_some()),
-        ("--block-manager", args.block_manager.is_some()),
-        ("--model-preset", args.model_preset.is_some()),
-        ("--repeat", args.repeat > 1),
-    ];
-    if let Some((flag, _)) = unsupported.iter().find(|(_, g)| *g) {
+    if let Some(flag) = args.first_local_only_flag() {
         anyhow::bail!("{flag} is not available with --target yet: drop it (the target runs the lab's cases once)");
     }
     Ok(())

@@ -123,6 +123,22 @@ pub struct LabArgs {
     pub fleet: crate::fleet_lab_args::FleetLabArgs,
 }
 
+impl LabArgs {
+    /// The first flag given that only the local lab runs (it sweeps,
+    /// repeats or reshapes the workload and the engine in-process);
+    /// `--target` and `--fleet` refuse it, each saying what it runs instead.
+    pub fn first_local_only_flag(&self) -> Option<&'static str> {
+        let local_only = [
+            ("--sweep", !self.sweeps.is_empty()),
+            ("--dataset", self.dataset.is_some()),
+            ("--block-manager", self.block_manager.is_some()),
+            ("--model-preset", self.model_preset.is_some()),
+            ("--repeat", self.repeat > 1),
+        ];
+        local_only.into_iter().find(|(_, given)| *given).map(|(flag, _)| flag)
+    }
+}
+
 /// `kvscope lab compare`.
 #[derive(clap::Subcommand, Debug)]
 pub enum LabAction {
