@@ -4,7 +4,8 @@
 //! prefix on one replica, round-robin scatters it, so the replicas' own
 //! counters (`kvscope:prefix_cache_hits_total`, blocks their engines
 //! reused) must show more realized hit tokens under cache_aware; a replica
-//! killed mid-run is reported with its survivor. `kvscope fleet` stops
+//! killed mid-run is reported with its survivor; Ctrl-C stops the lab's
+//! fleet and leaves a partial report. `kvscope fleet` stops
 //! every process when a replica dies. No process of a fleet may be left.
 //!
 //! The gateway comes from PyPI on first use; offline, the test says why and
@@ -141,9 +142,9 @@ fn assert_all_gone(pids: &[i32], stderr: &str) {
     }
 }
 
-/// Runs `kvscope lab --fleet 2 --quick ARGS --out DIR` to its end (killed
-/// after `LAB_TIMEOUT`); `None` when the gateway could not be installed.
-fn lab_fleet(out: &std::path::Path, args: &[&str]) -> Option<(serde_json::Value, String)> {
+/// Starts `kvscope lab --fleet 2 --quick ARGS --out DIR`: its stderr
+/// lines arrive on the receiver (and gather in the launcher's `stderr`).
+fn spawn_lab(out: &std::path::Path, args: &[&str]) -> (Launcher, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kvscope"))
         .args(["lab", "--fleet", "2", "--quick", "--lang", "en", "--fleet-threads", "2", "--out"])
         .arg(out)
@@ -153,25 +154,47 @@ fn lab_fleet(out: &std::path::Path, args: &[&str]) -> Option<(serde_json::Value,
         .stderr(Stdio::piped())
         .spawn()
         .expect("kvscope runs");
-    let mut err_pipe = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = err_pipe.read_to_string(&mut text);
-        text
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (pipe, sink) = (child.stderr.take().unwrap(), stderr.clone());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&format!("{line}\n"));
+            let _ = tx.send(line);
+        }
     });
-    let deadline = Instant::now() + LAB_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("kvscope lab --fleet ran past {LAB_TIMEOUT:?}:\n{}", reader.join().unwrap());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let stderr = reader.join().unwrap();
+    (Launcher { child, stderr }, rx)
+}
+
+impl Launcher {
+    /// Waits for it to end by itself (a panic past `limit`: Drop then
+    /// stops it); returns its status and all of its stderr. The replicas
+    /// write to the same pipe, so the pipe's end (bounded) also says that
+    /// none of them is left writing.
+    fn wait_for_end(&mut self, limit: Duration, lines: &mpsc::Receiver<String>) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kvscope lab --fleet ran past {limit:?}:\n{}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let drained = Instant::now() + Duration::from_secs(30);
+        while lines.recv_timeout(drained.saturating_duration_since(Instant::now())).is_ok() {}
+        (status, self.stderr.lock().unwrap().clone())
+    }
+}
+
+/// Runs `kvscope lab --fleet 2 --quick ARGS --out DIR` to its end; `None`
+/// when the gateway could not be installed.
+fn lab_fleet(out: &std::path::Path, args: &[&str]) -> Option<(serde_json::Value, String)> {
+    let (mut lab, lines) = spawn_lab(out, args);
+    let (status, stderr) = lab.wait_for_end(LAB_TIMEOUT, &lines);
     if !status.success() && gateway_missing(&stderr) {
         return None;
     }
@@ -179,6 +202,38 @@ fn lab_fleet(out: &std::path::Path, args: &[&str]) -> Option<(serde_json::Value,
     assert_all_gone(&printed_pids(&stderr), &stderr);
     let json = std::fs::read_to_string(out.join("fleet.json")).expect("fleet.json written");
     Some((serde_json::from_str(&json).unwrap(), stderr))
+}
+
+/// Ctrl-C while a policy runs: the lab stops that policy's fleet (every
+/// process), writes what it has and says so; nothing is left behind.
+#[test]
+fn ctrl_c_during_lab_fleet_stops_every_process_and_leaves_a_partial_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut lab, lines) = spawn_lab(tmp.path(), &["--policies", "round_robin,cache_aware"]);
+    let deadline = Instant::now() + LAB_TIMEOUT;
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains("case shared_prefix_chats") => break,
+            Ok(_) => {}
+            Err(_) => {
+                let (_, stderr) = lab.wait_for_end(Duration::from_secs(60), &lines);
+                if gateway_missing(&stderr) {
+                    return;
+                }
+                panic!("the lab never reached its case:\n{stderr}");
+            }
+        }
+    }
+    let pid = rustix::process::Pid::from_child(&lab.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let (status, stderr) = lab.wait_for_end(Duration::from_secs(120), &lines);
+    assert!(!status.success(), "a stopped lab is no success:\n{stderr}");
+    assert!(stderr.contains("stopped by SIGINT during round_robin"), "{stderr}");
+    assert_all_gone(&printed_pids(&stderr), &stderr);
+    let fleet: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("fleet.json")).unwrap()).unwrap();
+    assert_eq!(fleet["policies"].as_array().unwrap().len(), 0, "{fleet}");
+    assert!(fleet["problems"][0].as_str().unwrap().contains("round_robin: stopped by SIGINT"), "{fleet}");
 }
 
 /// The fleet experiment end to end, two policies on fresh fleets: the
