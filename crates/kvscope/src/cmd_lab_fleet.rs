@@ -138,7 +138,13 @@ fn fleet_args(args: &LabArgs, n: usize, policy: Policy) -> FleetArgs {
         serve_args: serve_args(args),
         replica_kv_events: true,
         gateway_args: LAB_RESILIENCE.iter().map(|s| s.to_string()).collect(),
+        log_dir: Some(log_dir(args, policy)),
     }
+}
+
+/// Where a policy's replicas and gateway write their output.
+fn log_dir(args: &LabArgs, policy: Policy) -> std::path::PathBuf {
+    args.out.join("logs").join(policy.name())
 }
 
 fn target_config(args: &LabArgs, fleet: &Fleet, results: &FleetResults) -> TargetConfig {
@@ -162,7 +168,11 @@ fn target_config(args: &LabArgs, fleet: &Fleet, results: &FleetResults) -> Targe
 
 /// One policy on a fresh fleet, stopped (every process) before returning.
 async fn run_policy(args: &LabArgs, n: usize, policy: Policy, results: &FleetResults) -> anyhow::Result<PolicyRun> {
-    let mut fleet = Fleet::start(&fleet_args(args, n, policy)).await?;
+    let logs = log_dir(args, policy);
+    let mut fleet = Fleet::start(&fleet_args(args, n, policy))
+        .await
+        .with_context(|| format!("starting the fleet (each process's output is in {})", logs.display()))?;
+    eprintln!("    the processes' output: {}", logs.display());
     fleet.processes().iter().for_each(|line| eprintln!("    {line}"));
     let cfg = target_config(args, &fleet, results);
     let gateway_page = CompletionClient::with_timeout(&fleet.gateway_metrics_url, None, Some(Duration::from_secs(10)))?;

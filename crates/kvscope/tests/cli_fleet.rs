@@ -268,6 +268,9 @@ fn lab_fleet_cache_aware_realizes_more_prefix_hits_than_round_robin() {
     let svg = std::fs::read_to_string(tmp.path().join("fleet_kv_usage.svg")).unwrap();
     assert!(svg.contains("cache_aware") && svg.contains("round_robin"));
     assert!(tmp.path().join("replicas_round_robin.csv").exists());
+    let replica_log = std::fs::read_to_string(tmp.path().join("logs/cache_aware/replica_0.log")).unwrap();
+    assert!(replica_log.contains("kvscope serve: listening"), "the replicas' output goes to its log: {replica_log}");
+    assert!(!stderr.contains("kvscope serve: listening"), "and not to the lab's terminal:\n{stderr}");
 }
 
 /// A replica SIGKILLed mid-run: the run finishes, the report names the

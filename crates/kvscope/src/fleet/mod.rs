@@ -10,6 +10,7 @@
 pub mod child;
 pub mod gateway;
 
+use anyhow::Context;
 use child::GroupChild;
 use gateway::{GatewayPlan, Policy};
 use std::path::PathBuf;
@@ -48,6 +49,11 @@ pub struct FleetArgs {
     /// circuit-breaker settings); not a flag of `kvscope fleet`.
     #[arg(skip)]
     pub gateway_args: Vec<String>,
+    /// Each child's output into `DIR/replica_<i>.log` and `DIR/gateway.log`
+    /// instead of this terminal (`kvscope lab --fleet`, whose own progress
+    /// would drown in theirs); not a flag of `kvscope fleet`.
+    #[arg(skip)]
+    pub log_dir: Option<PathBuf>,
 }
 
 /// A started fleet. Dropping it stops the gateway, then every replica.
@@ -120,6 +126,9 @@ impl Fleet {
             }
             serve.args(&args.serve_args).env("RAYON_NUM_THREADS", threads_each.to_string());
             serve.stdin(Stdio::null()).stdout(Stdio::null());
+            if let Some(log) = log_file(args, &format!("replica_{i}"))? {
+                serve.stderr(log);
+            }
             replicas.push(GroupChild::spawn(&format!("replica {i}"), serve)?);
             replica_urls.push(format!("http://127.0.0.1:{port}"));
         }
@@ -138,6 +147,9 @@ impl Fleet {
         };
         let mut command = gateway::command(&plan);
         command.args(&args.gateway_args);
+        if let Some(log) = log_file(args, "gateway")? {
+            command.stdout(log.try_clone()?).stderr(log);
+        }
         let mut gateway = GroupChild::spawn("gateway", command)?;
         let gateway_url = format!("http://127.0.0.1:{gateway_port}");
         wait_until_ok(&mut gateway, &format!("{gateway_url}/readiness"), deadline).await?;
@@ -209,6 +221,15 @@ impl Fleet {
             .chain(replicas)
             .find_map(|child| child.exited().map(|status| format!("the {} ended ({status})", child.name)))
     }
+}
+
+/// The file a child's output goes to, with `log_dir`.
+fn log_file(args: &FleetArgs, name: &str) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(dir) = &args.log_dir else { return Ok(None) };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the log folder {}", dir.display()))?;
+    let path = dir.join(format!("{name}.log"));
+    let file = std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(Some(file))
 }
 
 /// The most replicas one machine's fleet may have: each is a whole
