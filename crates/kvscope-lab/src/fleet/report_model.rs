@@ -72,8 +72,11 @@ pub struct ReplicaRow {
     pub queries: String,
     pub evicted: String,
     pub preemptions: String,
-    /// A gap, or the time its counters end (killed), or empty.
-    pub note: String,
+    /// Why its figures are blank (empty: read).
+    pub gap: String,
+    /// It died during the run: its counters end at its last answered
+    /// poll, this many seconds in (empty: read to the end).
+    pub counted_until: String,
 }
 
 #[derive(Serialize)]
@@ -192,11 +195,6 @@ fn policy_row(r: &PolicyRun) -> PolicyRow {
 }
 
 fn replica_row(policy: &str, r: &ReplicaFigures) -> ReplicaRow {
-    let note = match (&r.gap, r.counted_until_s) {
-        (Some(gap), _) => gap.clone(),
-        (None, Some(t)) => format!("counters to its last poll, t = {t:.1} s"),
-        (None, None) => String::new(),
-    };
     ReplicaRow {
         policy: policy.to_string(),
         replica: r.replica,
@@ -210,7 +208,8 @@ fn replica_row(policy: &str, r: &ReplicaFigures) -> ReplicaRow {
         queries: opt(r.prefix_query_tokens, 0),
         evicted: opt(r.evicted_blocks, 0),
         preemptions: opt(r.preemptions, 0),
-        note,
+        gap: r.gap.clone().unwrap_or_default(),
+        counted_until: r.counted_until_s.map_or(String::new(), |t| format!("{t:.1}")),
     }
 }
 
@@ -282,12 +281,10 @@ mod tests {
             retries_source: "gateway metrics smg_worker_retries_total".into(),
             survivors: Vec::new(),
         });
-        blind.replicas = vec![ReplicaFigures {
-            replica: 1,
-            url: "http://r1".into(),
-            gap: Some("down".into()),
-            ..Default::default()
-        }];
+        blind.replicas = vec![
+            ReplicaFigures { replica: 0, url: "http://r0".into(), counted_until_s: Some(1.42), ..Default::default() },
+            ReplicaFigures { replica: 1, url: "http://r1".into(), gap: Some("down".into()), ..Default::default() },
+        ];
         let policies = vec![run("cache_aware", 1200.0, Some(3), 0.2), blind];
         FleetResults {
             replicas: 2,
@@ -314,17 +311,23 @@ mod tests {
                     "## Per replica",
                     "## The causal chain at fleet level",
                     "## Fault",
+                    "compares faulted runs",
                     "supported",
                     "power_of_two: not run",
                 ],
             ),
-            (Lang::Zh, ["## 每个副本", "## 舰队层面的因果链", "## 故障", "成立", "power_of_two: not run"]),
+            (
+                Lang::Zh,
+                ["## 每个副本", "## 舰队层面的因果链", "## 故障", "有故障的运行", "成立", "power_of_two: not run"],
+            ),
         ] {
             let md = crate::template::render_fleet(&model, lang);
             for w in words {
                 assert!(md.contains(w), "{lang:?} lacks {w:?}:\n{md}");
             }
             assert!(md.contains("| round_robin | 1 (http://r1) |") && md.contains("down"), "{md}");
+            assert!(md.contains("t = 1.4"), "the killed replica's counters end at its last poll: {md}");
+            assert!(!md.contains("\n\n\n"), "no double blank line: {md}");
         }
     }
 }
