@@ -109,6 +109,12 @@ fn refuse_unsupported(args: &LabArgs, n: usize) -> anyhow::Result<()> {
     if let Some(kill) = args.fleet.kill_replica_after.map(|_| args.fleet.kill_replica) {
         anyhow::ensure!(kill < n, "--kill-replica {kill}: the fleet has replicas 0 to {}", n - 1);
     }
+    // Each policy's files and chain are named by it: a second run would
+    // overwrite the first.
+    let policies = &args.fleet.policies;
+    if let Some(twice) = policies.iter().enumerate().find(|(i, p)| policies[..*i].contains(p)).map(|(_, p)| p) {
+        anyhow::bail!("--policies lists {} twice: give each policy once", twice.name());
+    }
     let kv_memory = args.kv_memory.is_some().then_some("--kv-memory");
     if let Some(flag) = args.first_local_only_flag().or(kv_memory) {
         anyhow::bail!("{flag} is not available with --fleet: drop it (the fleet runs shared_prefix_chats once per policy; size each replica's pool with --kv-blocks)");

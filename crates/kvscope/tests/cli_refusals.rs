@@ -146,6 +146,10 @@ fn lab_fleet_refuses_a_bad_size_a_missing_replica_and_local_only_flags() {
     );
     assert_refused(&["lab", "--fleet", "2", "--target", "http://127.0.0.1:9"], "cannot be used with");
     assert_refused(&["lab", "--quick", "--replica-metrics", "http://127.0.0.1:9"], "--target");
+    assert_refused(
+        &["lab", "--fleet", "2", "--out", out, "--policies", "round_robin,cache_aware,round_robin"],
+        "--policies lists round_robin twice",
+    );
 }
 
 #[test]
