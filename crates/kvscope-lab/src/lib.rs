@@ -20,6 +20,7 @@ pub mod config;
 pub mod failure;
 pub mod failure_report;
 pub mod figure_text;
+pub mod fleet;
 pub mod html;
 pub mod knob;
 pub mod knob_sweep;

@@ -12,10 +12,12 @@ const ANALYSIS_ZH: &str = "analysis.zh.md.j2";
 const ANALYSIS_EN: &str = "analysis.en.md.j2";
 const TARGET_ZH: &str = "target_report.zh.md.j2";
 const TARGET_EN: &str = "target_report.en.md.j2";
+const FLEET_ZH: &str = "fleet.zh.md.j2";
+const FLEET_EN: &str = "fleet.en.md.j2";
 
 /// `shared.{zh,en}.md.j2` hold the macros both reports import (the
 /// capacity table, the notes and the evidence rule they share).
-const TEMPLATES: [(&str, &str); 8] = [
+const TEMPLATES: [(&str, &str); 10] = [
     (REPORT_ZH, include_str!("../templates/report.zh.md.j2")),
     (REPORT_EN, include_str!("../templates/report.en.md.j2")),
     (ANALYSIS_ZH, include_str!("../templates/analysis.zh.md.j2")),
@@ -24,6 +26,8 @@ const TEMPLATES: [(&str, &str); 8] = [
     ("shared.en.md.j2", include_str!("../templates/shared.en.md.j2")),
     (TARGET_ZH, include_str!("../templates/target_report.zh.md.j2")),
     (TARGET_EN, include_str!("../templates/target_report.en.md.j2")),
+    (FLEET_ZH, include_str!("../templates/fleet.zh.md.j2")),
+    (FLEET_EN, include_str!("../templates/fleet.en.md.j2")),
 ];
 
 pub(crate) fn report_template(lang: Lang) -> &'static str {
@@ -64,6 +68,12 @@ pub(crate) fn render_target_report(model: &impl Serialize, lang: Lang) -> String
 /// figures (`analysis::Analysis`).
 pub(crate) fn render_analysis(figures: &impl Serialize, zh: bool) -> String {
     render_template(if zh { ANALYSIS_ZH } else { ANALYSIS_EN }, figures).trim_end().to_string()
+}
+
+/// The fleet report (`kvscope lab --fleet`) in `lang`, over its model
+/// (`fleet::report_model::FleetModel`).
+pub(crate) fn render_fleet(model: &impl Serialize, lang: Lang) -> String {
+    render_template(if lang == Lang::Zh { FLEET_ZH } else { FLEET_EN }, model)
 }
 
 /// A failure here is a bug in a template or its model, never in the run:

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub prefix_cache_queries: IntCounter,
     pub prefix_cache_hits: IntCounter,
     pub num_preemptions: IntCounter,
+    pub evicted_blocks: IntCounter,
     pub prompt_tokens: IntCounter,
     pub generation_tokens: IntCounter,
     pub request_success: IntCounterVec,
@@ -91,6 +92,10 @@ impl Metrics {
                 "Prompt tokens served from the prefix cache at first admission (recomputation never counted).",
             ),
             num_preemptions: counter("num_preemptions", "Preemptions: running requests whose KV was taken back."),
+            evicted_blocks: counter(
+                "evicted_blocks",
+                "Cached-free blocks reclaimed (their prefix entries gone): for other requests' KV, or by POST /flush_cache.",
+            ),
             prompt_tokens: counter("prompt_tokens", "Prompt tokens of admitted requests, counted at first admission."),
             generation_tokens: counter("generation_tokens", "Generated tokens, counted when each request ends."),
             request_success,
@@ -201,6 +206,7 @@ impl Observer for MetricsObserver {
                 lock(&self.series).record_ttft(t, ttft);
             }
             KvEvent::Preempted { .. } => m.num_preemptions.inc(),
+            KvEvent::Evicted { .. } => m.evicted_blocks.inc(),
             KvEvent::Finished { request_id, reason, output_tokens, .. } => {
                 m.generation_tokens.inc_by(*output_tokens as u64);
                 m.request_success.with_label_values(&[reason.as_str()]).inc();

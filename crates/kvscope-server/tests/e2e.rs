@@ -133,6 +133,7 @@ async fn concurrent_streams_aborts_metrics_and_no_leak() {
         "kvscope:prefix_cache_queries_total",
         "kvscope:prefix_cache_hits_total",
         "kvscope:num_preemptions_total",
+        "kvscope:evicted_blocks_total",
         "kvscope:prompt_tokens_total",
         "kvscope:generation_tokens_total",
         "kvscope:time_to_first_token_seconds_count",

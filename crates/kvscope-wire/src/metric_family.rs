@@ -102,11 +102,14 @@ pub enum Quantity {
     PromptTokens,
     /// Tokens generated (counter).
     GenerationTokens,
+    /// Cached-free blocks reclaimed for other KV (counter, blocks): kvscope
+    /// exports it; no eviction counter of the other families is mapped.
+    Evictions,
 }
 
 impl Quantity {
     /// Every quantity, in the order above.
-    pub const ALL: [Quantity; 12] = [
+    pub const ALL: [Quantity; 13] = [
         Quantity::RunningRequests,
         Quantity::WaitingRequests,
         Quantity::KvUsage,
@@ -119,6 +122,7 @@ impl Quantity {
         Quantity::QueueTime,
         Quantity::PromptTokens,
         Quantity::GenerationTokens,
+        Quantity::Evictions,
     ];
 }
 
@@ -200,6 +204,7 @@ fn vllm(q: Quantity) -> Option<MetricSource> {
         Quantity::QueueTime => Histogram("vllm:request_queue_time_seconds"),
         Quantity::PromptTokens => Value(&["vllm:prompt_tokens_total"]),
         Quantity::GenerationTokens => Value(&["vllm:generation_tokens_total"]),
+        Quantity::Evictions => return None,
     })
 }
 
@@ -217,6 +222,7 @@ fn sglang(q: Quantity) -> Option<MetricSource> {
         Quantity::QueueTime => Histogram("sglang:queue_time_seconds"),
         Quantity::PromptTokens => Value(&["sglang:prompt_tokens_total"]),
         Quantity::GenerationTokens => Value(&["sglang:generation_tokens_total"]),
+        Quantity::Evictions => return None,
     })
 }
 
@@ -234,7 +240,8 @@ fn llamacpp(q: Quantity) -> Option<MetricSource> {
         | Quantity::PoolTokens
         | Quantity::PrefixQueries
         | Quantity::Preemptions
-        | Quantity::QueueTime => return None,
+        | Quantity::QueueTime
+        | Quantity::Evictions => return None,
     })
 }
 
@@ -253,6 +260,7 @@ fn kvscope(q: Quantity) -> Option<MetricSource> {
         Quantity::QueueTime => Histogram("kvscope:request_queue_time_seconds"),
         Quantity::PromptTokens => Value(&["kvscope:prompt_tokens_total"]),
         Quantity::GenerationTokens => Value(&["kvscope:generation_tokens_total"]),
+        Quantity::Evictions => Value(&["kvscope:evicted_blocks_total"]),
     })
 }
 

@@ -44,6 +44,17 @@ impl HistogramSample {
             count: self.count - earlier.count,
         }
     }
+
+    /// Two histograms of the same buckets as one: several replicas'
+    /// observations together (a bound only one of them has keeps its count).
+    pub fn plus(&self, other: &HistogramSample) -> HistogramSample {
+        let other_at = |bound: f64| other.buckets.iter().find(|(b, _)| *b == bound).map_or(0.0, |(_, c)| *c);
+        let mut buckets: Vec<(f64, f64)> = self.buckets.iter().map(|&(b, c)| (b, c + other_at(b))).collect();
+        let only_other = other.buckets.iter().filter(|(b, _)| !self.buckets.iter().any(|(s, _)| s == b));
+        buckets.extend(only_other.copied());
+        buckets.sort_by(|x, y| x.0.total_cmp(&y.0));
+        HistogramSample { buckets, sum: self.sum + other.sum, count: self.count + other.count }
+    }
 }
 
 impl MetricsPage {
@@ -164,6 +175,15 @@ fn parse_labels(mut text: &str) -> Option<(Vec<(String, String)>, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_replicas_histograms_add_bucket_by_bucket() {
+        let a = HistogramSample { buckets: vec![(0.1, 2.0), (f64::INFINITY, 3.0)], sum: 0.5, count: 3.0 };
+        let b = HistogramSample { buckets: vec![(0.1, 1.0), (f64::INFINITY, 1.0)], sum: 0.05, count: 1.0 };
+        let both = a.plus(&b);
+        assert_eq!(both.buckets, vec![(0.1, 3.0), (f64::INFINITY, 4.0)]);
+        assert_eq!((both.count, both.sum), (4.0, 0.55));
+    }
 
     const PAGE: &str = r#"# HELP vllm:num_requests_running Number of requests in model execution batches.
 # TYPE vllm:num_requests_running gauge

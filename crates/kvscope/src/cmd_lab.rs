@@ -33,6 +33,9 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
     if let Some(LabAction::Compare(c)) = args.action {
         return compare(c);
     }
+    if args.fleet.fleet.is_some() {
+        return crate::cmd_lab_fleet::run(&args);
+    }
     if args.target.target.is_some() {
         return crate::cmd_lab_target::run(&args);
     }

@@ -6,7 +6,8 @@ use crate::lab_args::{LabArgs, LangArg, ScaleArg};
 use anyhow::Context;
 use kvscope_lab::report::Lang;
 use kvscope_lab::target::kv_estimate::{from_gguf_header, LocalModel};
-use kvscope_lab::target::{engine_id, report, run_target, TargetConfig, TargetError};
+use kvscope_lab::target::replicas::ReplicaPlan;
+use kvscope_lab::target::{engine_id, report, run_target, TargetConfig, TargetError, TargetWorkload};
 use kvscope_wire::EngineFamily;
 use std::time::Duration;
 
@@ -50,13 +51,9 @@ fn refuse_local_knobs(args: &LabArgs, family: Option<EngineFamily>) -> anyhow::R
             engine_flag(&knob, family)
         );
     }
-    let unsupported = [
-        ("--dataset", args.dataset.is_some()),
-        ("--block-manager", args.block_manager.is_some()),
-        ("--model-preset", args.model_preset.is_some()),
-        ("--repeat", args.repeat > 1),
-    ];
-    if let Some((flag, _)) = unsupported.iter().find(|(_, g)| *g) {
+    // Load sweeps (concurrency=, rate=) run on a target; engine sweeps
+    // were refused above with the engine's flag.
+    if let Some(flag) = args.first_local_only_flag().filter(|f| *f != "--sweep") {
         anyhow::bail!("{flag} is not available with --target yet: drop it (the target runs the lab's cases once)");
     }
     Ok(())
@@ -106,6 +103,8 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
         sweeps: args.load_sweeps(),
         slo_ttft: args.slo_ttft,
         failure_budget: args.failure_budget,
+        replicas: ReplicaPlan { metrics: t.replica_metrics.clone(), kv_events: t.replica_kv_events.clone() },
+        workload: TargetWorkload::LabCases,
     };
     let lang = if args.lang == LangArg::Zh { Lang::Zh } else { Lang::En };
     eprintln!("kvscope lab --target {}: scale {scale:?}", cfg.url);

@@ -1,5 +1,6 @@
-//! `kvscope lab`'s arguments, the local lab's and `--target`'s: a file of
-//! their own, read by `cmd_lab`, `cmd_lab_target` and `sim_args`, so that
+//! `kvscope lab`'s arguments, the local lab's and `--target`'s (with
+//! `--fleet`'s from fleet_lab_args.rs): a file of their own, read by
+//! `cmd_lab`, `cmd_lab_target`, `cmd_lab_fleet` and `sim_args`, so that
 //! none of those needs another's code.
 
 use crate::arg_values::{positive_rate, positive_seconds};
@@ -121,6 +122,24 @@ pub struct LabArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub fleet: crate::fleet_lab_args::FleetLabArgs,
+}
+
+impl LabArgs {
+    /// The first flag given that only the local lab runs (it sweeps,
+    /// repeats or reshapes the workload and the engine in-process);
+    /// `--target` and `--fleet` refuse it, each saying what it runs instead.
+    pub fn first_local_only_flag(&self) -> Option<&'static str> {
+        let local_only = [
+            ("--sweep", !self.sweeps.is_empty()),
+            ("--dataset", self.dataset.is_some()),
+            ("--block-manager", self.block_manager.is_some()),
+            ("--model-preset", self.model_preset.is_some()),
+            ("--repeat", self.repeat > 1),
+        ];
+        local_only.into_iter().find(|(_, given)| *given).map(|(flag, _)| flag)
+    }
 }
 
 /// `kvscope lab compare`.
@@ -179,6 +198,14 @@ pub struct TargetArgs {
     /// Each request (and scrape) is given up after this many seconds.
     #[arg(long, requires = "target", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_s: u64,
+    /// A target behind a load balancer: each replica's base URL
+    /// (http://HOST:PORT), comma-separated; its /metrics is read beside the
+    /// target's and the report gains a per-replica table (replicas.csv).
+    #[arg(long, requires = "target", value_delimiter = ',', value_name = "URL1,URL2,...")]
+    pub replica_metrics: Vec<String>,
+    /// Each replica's KV-event PUB endpoint, in --replica-metrics' order.
+    #[arg(long, requires = "replica_metrics", value_delimiter = ',', value_name = "tcp://HOST:PORT,...")]
+    pub replica_kv_events: Vec<String>,
 }
 
 /// One `--sweep KNOB=V1,V2,...`: a knob of the lab's own engine, or the

@@ -14,7 +14,9 @@
 //! gaps filled and listed from what its scrapes held, blank in
 //! capacity.csv; a load sweep and a failure search run against it; an
 //! engine counting preemptions gets them searched and cited; knobs
-//! only the engine can change are refused naming the engine's flag. Every
+//! only the engine can change are refused naming the engine's flag. The
+//! target is also read as a replica behind a load balancer
+//! (`--replica-metrics`, beside a replica that is down). Every
 //! process and wait is bounded.
 
 mod common;
@@ -58,6 +60,10 @@ fn quick_lab_on_a_kvscope_serve_target_with_kv_events() {
         serve_with_kv_events(512, 16, Stdio::null());
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tmp.path().join("target-lab");
+    // The target read again as a replica behind a load balancer, beside a
+    // replica that is down: the per-replica table must agree with the
+    // target's own counters, and the dead one be a named gap.
+    let replicas = format!("http://127.0.0.1:{http},http://127.0.0.1:{}", free_port());
     let out = run_with_timeout(
         kvscope()
             .args(["lab", "--quick", "--lang", "en", "--target", &format!("http://127.0.0.1:{http}")])
@@ -65,6 +71,7 @@ fn quick_lab_on_a_kvscope_serve_target_with_kv_events() {
             // The search's runs against the CPU model cost more than the
             // cases; the fake llama-server below runs it.
             .args(["--failure-budget", "0"])
+            .args(["--replica-metrics", &replicas])
             .arg("--out")
             .arg(&out_dir),
         Duration::from_secs(400),
@@ -75,6 +82,7 @@ fn quick_lab_on_a_kvscope_serve_target_with_kv_events() {
     check_tags(&report);
     check_against_the_local_workload(&json);
     check_kv_events(&json, &report, &out_dir);
+    check_replicas(&json, &report, &out_dir);
     let csv = std::fs::read_to_string(out_dir.join("capacity.csv")).unwrap();
     assert!(csv.starts_with("case,prompt_len_tokens,"), "{csv}");
     assert_eq!(csv.lines().count(), 1 + 4, "{csv}");
@@ -147,6 +155,27 @@ fn check_against_the_local_workload(json: &Value) {
     let shared = &cases[3];
     let hits = shared["deltas"]["PrefixHits"].as_f64().unwrap();
     assert!((6.0 * 128.0..=7.0 * 128.0).contains(&hits), "{shared}");
+}
+
+/// `--replica-metrics`: replica 0 is the target itself, so its counters'
+/// deltas per case are the target's (nothing else runs on it between the
+/// scrapes); replica 1 is down: a named gap with blank cells.
+fn check_replicas(json: &Value, report: &str, out_dir: &std::path::Path) {
+    let replicas = &json["replicas"];
+    let gap = replicas["replicas"][1]["gap"].as_str().unwrap_or_default();
+    assert!(gap.contains("is the replica up?"), "{replicas}");
+    let cases = json["cases"].as_array().unwrap();
+    let rows = replicas["cases"].as_array().unwrap();
+    assert_eq!(rows.len(), 2 * cases.len(), "a row per case and replica");
+    for case in cases {
+        let own = rows.iter().find(|r| r["case"] == case["case"] && r["replica"] == 0).unwrap();
+        assert_eq!(own["deltas"]["PrefixHits"], case["deltas"]["PrefixHits"], "{}", case["case"]);
+        assert_eq!(own["deltas"]["PromptTokens"], case["deltas"]["PromptTokens"], "{}", case["case"]);
+    }
+    assert!(report.contains("## KV state per replica") && report.contains("gap: replica 1"), "{report}");
+    let csv = std::fs::read_to_string(out_dir.join("replicas.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().contains("prefix_hits_tokens [kvscope:prefix_cache_hits_total]"), "{csv}");
+    assert_eq!(csv.lines().count(), 1 + rows.len(), "{csv}");
 }
 
 fn check_kv_events(json: &Value, report: &str, out_dir: &std::path::Path) {

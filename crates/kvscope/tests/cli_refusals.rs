@@ -126,6 +126,32 @@ fn lab_refuses_bad_repeats_sweeps_slo_and_compare_dirs_at_once() {
     assert_refused(&["lab", "--quick", "--out", out, "--sweep", "kv-memory=1MiB,64MiB"], "--sweep kv-memory=1MiB");
 }
 
+/// `lab --fleet` refuses what it cannot run before any process starts:
+/// no gateway is installed, no replica spawned (each refusal is immediate).
+#[test]
+fn lab_fleet_refuses_a_bad_size_a_missing_replica_and_local_only_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let out = out.to_str().unwrap();
+    assert_refused(&["lab", "--fleet", "0", "--out", out], "--fleet 0 is out of range: give 1 to 16");
+    assert_refused(&["lab", "--fleet", "17", "--out", out], "--fleet 17 is out of range");
+    assert_refused(
+        &["lab", "--fleet", "2", "--out", out, "--kill-replica-after", "1", "--kill-replica", "2"],
+        "replicas 0 to 1",
+    );
+    assert_refused(&["lab", "--fleet", "2", "--out", out, "--repeat", "2"], "--repeat is not available with --fleet");
+    assert_refused(
+        &["lab", "--fleet", "2", "--out", out, "--kv-memory", "67108864"],
+        "--kv-memory is not available with --fleet",
+    );
+    assert_refused(&["lab", "--fleet", "2", "--target", "http://127.0.0.1:9"], "cannot be used with");
+    assert_refused(&["lab", "--quick", "--replica-metrics", "http://127.0.0.1:9"], "--target");
+    assert_refused(
+        &["lab", "--fleet", "2", "--out", out, "--policies", "round_robin,cache_aware,round_robin"],
+        "--policies lists round_robin twice",
+    );
+}
+
 #[test]
 fn generate_and_bench_check_the_request_against_the_context_before_allocating() {
     assert_refused(&["generate", "--prompt", "hi", "--max-tokens", "100000"], "exceeds the model's context");

@@ -111,6 +111,11 @@ impl BlockLog {
         bound
     }
 
+    /// Every remembered block's prefix hash (stored at some point).
+    pub fn stored_hashes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.blocks.keys().copied()
+    }
+
     /// Lifetimes (stored → removed, seconds) of blocks stored in
     /// `[from, to]` and removed by the end of the run.
     pub fn lifetimes(&self, from: f64, to: f64) -> Vec<f64> {

@@ -72,7 +72,8 @@ impl CaseResult {
     }
 }
 
-fn series(samples: &[&MetricsSample], q: Quantity) -> Option<Series> {
+/// A gauge's mean and max over `samples` (`None`: never on the page).
+pub fn series(samples: &[&MetricsSample], q: Quantity) -> Option<Series> {
     let values: Vec<f64> = samples.iter().filter_map(|s| s.get(q)).collect();
     if values.is_empty() {
         return None;
@@ -165,7 +166,7 @@ pub async fn run_case(
     })
 }
 
-fn by_name<S: serde::Serializer>(deltas: &[(Quantity, f64)], s: S) -> Result<S::Ok, S::Error> {
+pub fn by_name<S: serde::Serializer>(deltas: &[(Quantity, f64)], s: S) -> Result<S::Ok, S::Error> {
     s.collect_map(deltas.iter().map(|(q, v)| (format!("{q:?}"), v)))
 }
 
@@ -183,7 +184,7 @@ fn ttft_or_nan(t: &RequestTiming) -> f64 {
 }
 
 /// Counter differences between two scrapes.
-fn deltas(before: Option<&MetricsSample>, after: Option<&MetricsSample>) -> Vec<(Quantity, f64)> {
+pub fn deltas(before: Option<&MetricsSample>, after: Option<&MetricsSample>) -> Vec<(Quantity, f64)> {
     let (Some(b), Some(a)) = (before, after) else { return Vec::new() };
     [
         Quantity::PrefixQueries,
@@ -191,6 +192,7 @@ fn deltas(before: Option<&MetricsSample>, after: Option<&MetricsSample>) -> Vec<
         Quantity::Preemptions,
         Quantity::PromptTokens,
         Quantity::GenerationTokens,
+        Quantity::Evictions,
     ]
     .into_iter()
     .filter_map(|q| Some((q, a.get(q)? - b.get(q).unwrap_or(0.0))))

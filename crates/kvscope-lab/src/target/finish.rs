@@ -5,6 +5,7 @@
 use super::block_events::CaseBlocks;
 use super::kv_estimate::KvEstimate;
 use super::setup::Identified;
+use super::replicas::ReplicaResults;
 use super::{capacity, Runs, TargetConfig, TargetResults};
 use std::time::Instant;
 
@@ -14,12 +15,13 @@ pub(super) struct Outcome {
     pub token_exact: bool,
     pub kv_estimate: Option<KvEstimate>,
     pub run: Runs,
+    pub replicas: Option<ReplicaResults>,
     pub problems: Vec<String>,
 }
 
 pub(super) fn finish(cfg: &TargetConfig, outcome: Outcome, started: Instant) -> TargetResults {
-    let Outcome { found, token_exact, kv_estimate, run, mut problems } = outcome;
-    let Runs { workloads, measured, load_sweeps, failure, watch, kv_events } = run;
+    let Outcome { found, token_exact, kv_estimate, run, replicas, mut problems } = outcome;
+    let Runs { workloads, measured, load_sweeps, failure, watch, kv_events, .. } = run;
     let blocks = watch.blocks.lock().expect("block log");
     let case_blocks = measured
         .cases
@@ -31,6 +33,9 @@ pub(super) fn finish(cfg: &TargetConfig, outcome: Outcome, started: Instant) -> 
         })
         .collect();
     kv_event_problems(kv_events.as_ref(), &mut problems);
+    problems.extend(replicas.iter().flat_map(|r| r.replicas.iter()).filter_map(|r| {
+        r.gap.as_ref().map(|gap| format!("replica {} ({}): {gap}; its figures are blank", r.index, r.url))
+    }));
     for c in measured.cases.iter().filter(|c| c.output_from_chunks > 0) {
         problems.push(format!(
             "{}: {} streams carried no usage: their output tokens are the chunks with text counted at the client",
@@ -67,6 +72,7 @@ pub(super) fn finish(cfg: &TargetConfig, outcome: Outcome, started: Instant) -> 
         metrics_failed: polls.failed,
         metrics_last_error: polls.last_error.clone(),
         kv_events,
+        replicas,
         problems,
         wall_seconds: started.elapsed().as_secs_f64(),
     }

@@ -17,6 +17,7 @@ pub mod block_events;
 pub mod block_lifecycle;
 pub mod capacity;
 pub mod case;
+pub mod chats;
 pub mod engine_id;
 pub mod exposed;
 pub mod failure_search;
@@ -24,6 +25,9 @@ mod finish;
 pub mod kv_estimate;
 pub mod load_sweep;
 pub mod poller;
+pub mod replica_case;
+pub mod replica_report;
+pub mod replicas;
 pub mod report;
 pub mod report_model;
 pub mod report_sections;
@@ -45,6 +49,8 @@ use kvscope_experiment::workload::{
 };
 use kvscope_wire::{EngineFamily, Quantity};
 use load_sweep::{LoadSweep, LoadSweepResult, SweepInput};
+use replica_case::ReplicaCase;
+use replicas::{ReplicaPlan, ReplicaResults, ReplicaWatch};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 pub use watch::KvEventsSummary;
@@ -77,6 +83,18 @@ pub struct TargetConfig {
     /// length; 0: no failure-condition search).
     pub slo_ttft: f64,
     pub failure_budget: usize,
+    /// `--replica-metrics` / `--replica-kv-events`: replicas behind the target.
+    pub replicas: ReplicaPlan,
+    pub workload: TargetWorkload,
+}
+
+/// What the target is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetWorkload {
+    /// The lab's capacity cases and its shared-prefix case.
+    LabCases,
+    /// `shared_prefix_chats` as text, the fleet experiment's case (chats.rs).
+    Chats,
 }
 
 /// Everything a target run found, and what it could not.
@@ -106,6 +124,8 @@ pub struct TargetResults {
     pub metrics_failed: u64,
     pub metrics_last_error: Option<String>,
     pub kv_events: Option<KvEventsSummary>,
+    /// Each replica's figures, with `--replica-metrics`.
+    pub replicas: Option<ReplicaResults>,
     /// Why the run or a part of it is missing (a partial report).
     pub problems: Vec<String>,
     pub wall_seconds: f64,
@@ -150,8 +170,10 @@ pub async fn run_target(cfg: &TargetConfig, progress: &mut dyn FnMut(&str)) -> R
     let mut problems = Vec::new();
     let found = setup::identify(cfg, &client, &card, &mut problems).await;
     let (kv_estimate, config_vocab) = setup::estimate(cfg, found.engine.as_ref(), &mut problems)?;
-    let vocab = card.vocab_size.or(config_vocab);
-    if vocab.is_none() {
+    // Chats go as text: a gateway's cache-aware policy matches text.
+    let send_chats = cfg.workload == TargetWorkload::Chats;
+    let vocab = card.vocab_size.or(config_vocab).filter(|_| !send_chats);
+    if vocab.is_none() && !send_chats {
         problems.push("the target's vocabulary is unknown (no vocab_size in /v1/models or --model-config): prompts were sent as text, their lengths are the engine's usage.prompt_tokens".into());
     }
     let words = words::Words::default();
@@ -167,9 +189,13 @@ pub async fn run_target(cfg: &TargetConfig, progress: &mut dyn FnMut(&str)) -> R
         words: &words,
     };
     let model = card.id.clone().unwrap_or_default();
+    let replicas = ReplicaWatch::start(&cfg.replicas, cfg.metrics_interval, cfg.request_timeout, started)
+        .await
+        .map_err(|e| TargetError::Setup(format!("{e:#}")))?;
     let input = CaseInput { client: &client, family: found.family, start: started, model: &model, form: &prompts.form };
-    let run = run_all(cfg, &input, &found, &prompts, progress, &mut problems).await;
-    let outcome = finish::Outcome { found, token_exact: vocab.is_some(), kv_estimate, run, problems };
+    let mut run = run_all(cfg, &input, &found, &replicas, &prompts, progress, &mut problems).await;
+    let replicas = replicas.finish(std::mem::take(&mut run.replica_cases));
+    let outcome = finish::Outcome { found, token_exact: vocab.is_some(), kv_estimate, run, replicas, problems };
     Ok(finish::finish(cfg, outcome, started))
 }
 
@@ -194,6 +220,8 @@ impl Prompts<'_> {
 struct Runs {
     workloads: Vec<(CaseSpec, Vec<WorkloadRequest>)>,
     measured: Measured,
+    /// Each replica's figures per case (`--replica-metrics`).
+    replica_cases: Vec<ReplicaCase>,
     load_sweeps: Vec<LoadSweepResult>,
     failure: Option<crate::failure::FailureResults>,
     watch: Watch,
@@ -205,13 +233,13 @@ async fn run_all(
     cfg: &TargetConfig,
     input: &CaseInput<'_>,
     found: &setup::Identified,
+    replicas: &ReplicaWatch,
     prompts: &Prompts<'_>,
     progress: &mut dyn FnMut(&str),
     problems: &mut Vec<String>,
 ) -> Runs {
     let pool_tokens = found.engine.as_ref().and_then(|e| e.pool.tokens()).unwrap_or(0);
-    let workloads: Vec<(CaseSpec, Vec<WorkloadRequest>)> =
-        target_cases(cfg, pool_tokens).into_iter().map(|s| (s.clone(), s.generate(&prompts.source))).collect();
+    let workloads = workloads(cfg, pool_tokens, prompts);
     let plan = WatchPlan {
         family: found.family,
         interval: cfg.metrics_interval,
@@ -221,9 +249,15 @@ async fn run_all(
     let watch = Watch::start(input.client, &plan, input.start);
     let queue_metric = found.exposed.metric(Quantity::QueueTime).is_some() || found.engine.is_none();
     let mut measured = Measured::default();
+    let mut replica_cases = Vec::new();
     for (spec, reqs) in &workloads {
         progress(&format!("case {}", spec.name));
+        // Each replica scraped just before and after the case.
+        let before = replicas.scrape_all(input.start).await;
         measure_case(input, spec, reqs, &watch, queue_metric, &mut measured, problems).await;
+        if let Some(case) = measured.cases.last().filter(|c| c.case == spec.name) {
+            replica_cases.extend(replicas.case_figures(case, &before, input.start).await);
+        }
     }
     let sweep_input = SweepInput {
         case: input,
@@ -250,7 +284,21 @@ async fn run_all(
         None
     };
     let kv_events = watch.stop(cfg.kv_events.as_ref());
-    Runs { workloads, measured, load_sweeps, failure, watch, kv_events }
+    Runs { workloads, measured, replica_cases, load_sweeps, failure, watch, kv_events }
+}
+
+/// The cases and their requests: the lab's ([`target_cases`]), or the
+/// fleet experiment's chats, sent as text.
+fn workloads(cfg: &TargetConfig, pool_tokens: usize, prompts: &Prompts<'_>) -> Vec<(CaseSpec, Vec<WorkloadRequest>)> {
+    match cfg.workload {
+        TargetWorkload::LabCases => {
+            target_cases(cfg, pool_tokens).into_iter().map(|s| (s.clone(), s.generate(&prompts.source))).collect()
+        }
+        TargetWorkload::Chats => {
+            let tokenize = |t: &str| prompts.words.tokenize(t);
+            vec![chats::case(cfg.scale, cfg.seed, cfg.arrival_rate, &tokenize)]
+        }
+    }
 }
 
 /// The local lab's plan (its sweep's context lengths, its ladder) for a

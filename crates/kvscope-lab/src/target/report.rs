@@ -2,8 +2,8 @@
 //! per language over [`TargetReportModel`]), capacity.csv (the experiment
 //! layer's columns, blank where the engine exposed nothing), metrics.csv
 //! (every scrape, time-stamped), kv_lifecycle.mmd, the failure conditions'
-//! failure.csv / failure.json / failure.svg when searched, and target.json
-//! (every figure).
+//! failure.csv / failure.json / failure.svg when searched, replicas.csv
+//! with `--replica-metrics`, and target.json (every figure).
 
 use super::poller::POLLED;
 use super::report_model::TargetReportModel;
@@ -27,13 +27,18 @@ pub fn write(res: &TargetResults, out: &Path, lang: Lang) -> std::io::Result<()>
         let json = serde_json::to_string_pretty(f).map_err(std::io::Error::other)?;
         std::fs::write(out.join("failure.json"), json)?;
     }
+    if let Some(replicas) = &res.replicas {
+        std::fs::write(out.join("replicas.csv"), super::replica_report::csv(replicas))?;
+    }
     let json = serde_json::to_string_pretty(res).map_err(std::io::Error::other)?;
     std::fs::write(out.join("target.json"), json)
 }
 
 /// report.md in `lang`.
 pub fn markdown(res: &TargetResults, lang: Lang) -> String {
-    crate::template::render_target_report(&TargetReportModel::new(res), lang)
+    let mut model = TargetReportModel::new(res);
+    model.replicas = res.replicas.as_ref().map(|r| super::replica_report::markdown(r, lang));
+    crate::template::render_target_report(&model, lang)
 }
 
 /// `metrics.csv`: one line per kept scrape, seconds since the start and
@@ -93,6 +98,7 @@ mod tests {
             metrics_failed: 2,
             metrics_last_error: Some("HTTP 500".into()),
             kv_events: None,
+            replicas: None,
             problems: vec!["every case failed".into()],
             wall_seconds: 0.5,
         }

@@ -23,6 +23,24 @@ pub async fn identify(
     card: &ModelCard,
     problems: &mut Vec<String>,
 ) -> Identified {
+    // A load balancer in front of `--replica-metrics` has no engine
+    // metrics of its own (the SGLang gateway answers 404): expected, the
+    // engines' figures are the replicas', so it is no gap to report.
+    let behind_balancer = !cfg.replicas.metrics.is_empty();
+    let mut problems_here = Vec::new();
+    let found = identify_target(cfg, client, card, &mut problems_here).await;
+    if !(behind_balancer && found.family.is_none()) {
+        problems.extend(problems_here);
+    }
+    found
+}
+
+async fn identify_target(
+    cfg: &TargetConfig,
+    client: &CompletionClient,
+    card: &ModelCard,
+    problems: &mut Vec<String>,
+) -> Identified {
     let page = match client.get_text("/metrics").await {
         Ok((200, text)) => MetricsPage::parse(&text),
         Ok((status, _)) => {
@@ -70,7 +88,8 @@ pub fn estimate(
         local.serves(engine.and_then(|e| e.model.as_deref())).then(|| local.estimate.clone())
     };
     let found = reported.or_else(local);
-    if found.is_none() {
+    // The fleet's chats report no capacity in requests: no estimate needed.
+    if found.is_none() && cfg.workload == super::TargetWorkload::LabCases {
         problems.push("no KV size per token: give the model's config.json with --model-config to estimate it".into());
     }
     Ok((found, None))

@@ -54,6 +54,19 @@ impl GroupChild {
         let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
         let _ = self.child.wait();
     }
+
+    /// Kills the whole group at once (SIGKILL, no grace) and reaps the
+    /// leader: a replica's crash, on purpose (`lab --fleet
+    /// --kill-replica-after`).
+    pub fn kill_now(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        let group = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        let _ = self.child.wait();
+    }
 }
 
 /// Whether any process of the group is left (signal 0 probes, sends nothing).

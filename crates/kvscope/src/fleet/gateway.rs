@@ -125,6 +125,27 @@ fn run_quietly(command: &mut Command, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The retry and circuit-breaker settings `kvscope lab --fleet` starts the
+/// gateway with, as sglang-router 0.3.2's `launch_router --help` names
+/// them (its defaults in brackets): at most 3 attempts per request [5]; a
+/// worker's breaker opens after 3 failures [10] and stays open for the
+/// rest of a lab run [60 s]; health checks every 2 s [60 s] take a worker
+/// out after 2 failures [3]. A replica killed mid-run is then out within
+/// seconds, in runs that last tens of seconds; every policy runs with the
+/// same settings.
+pub const LAB_RESILIENCE: [&str; 10] = [
+    "--retry-max-retries",
+    "3",
+    "--cb-failure-threshold",
+    "3",
+    "--cb-timeout-duration-secs",
+    "600",
+    "--health-check-interval-secs",
+    "2",
+    "--health-failure-threshold",
+    "2",
+];
+
 /// Where the gateway listens and what it routes to.
 pub struct GatewayPlan<'a> {
     pub python: &'a Path,

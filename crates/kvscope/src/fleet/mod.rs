@@ -10,6 +10,7 @@
 pub mod child;
 pub mod gateway;
 
+use anyhow::Context;
 use child::GroupChild;
 use gateway::{GatewayPlan, Policy};
 use std::path::PathBuf;
@@ -40,14 +41,34 @@ pub struct FleetArgs {
     /// `-- --kv-blocks 256 --max-num-seqs 8`).
     #[arg(last = true)]
     pub serve_args: Vec<String>,
+    /// Give every replica a KV-event endpoint of its own (`kvscope lab
+    /// --fleet` subscribes to them); not a flag of `kvscope fleet`.
+    #[arg(skip)]
+    pub replica_kv_events: bool,
+    /// More flags for the gateway (`kvscope lab --fleet`: its retry and
+    /// circuit-breaker settings); not a flag of `kvscope fleet`.
+    #[arg(skip)]
+    pub gateway_args: Vec<String>,
+    /// Each child's output into `DIR/replica_<i>.log` and `DIR/gateway.log`
+    /// instead of this terminal (`kvscope lab --fleet`, whose own progress
+    /// would drown in theirs); not a flag of `kvscope fleet`.
+    #[arg(skip)]
+    pub log_dir: Option<PathBuf>,
 }
 
 /// A started fleet. Dropping it stops the gateway, then every replica.
 pub struct Fleet {
     gateway: GroupChild,
     pub gateway_url: String,
+    /// The gateway's own Prometheus page (its `--prometheus-port`).
+    pub gateway_metrics_url: String,
     replicas: Vec<GroupChild>,
     pub replica_urls: Vec<String>,
+    /// Each replica's KV-event endpoint, with `replica_kv_events`.
+    pub replica_kv_events: Vec<String>,
+    /// Replicas killed on purpose (`kill_replica`): their death is the
+    /// experiment's, not a reason to stop the fleet.
+    killed: Vec<usize>,
 }
 
 pub fn run(args: FleetArgs) -> anyhow::Result<()> {
@@ -82,11 +103,7 @@ impl Fleet {
     /// Installs the gateway if needed, starts the replicas, waits for
     /// them, then starts the gateway and waits for it.
     pub async fn start(args: &FleetArgs) -> anyhow::Result<Fleet> {
-        anyhow::ensure!(
-            (1..=16).contains(&args.replicas),
-            "--replicas {} is out of range: give 1 to 16",
-            args.replicas
-        );
+        check_replicas(args.replicas, "--replicas")?;
         let model = args.model.clone();
         let (python, model) = tokio::task::spawn_blocking(move || {
             anyhow::Ok((gateway::ensure_installed()?, kvscope_model::fetch::resolve_model(model.as_deref())?))
@@ -97,12 +114,21 @@ impl Fleet {
         let deadline = Instant::now() + Duration::from_secs(args.startup_timeout_s);
         let mut replicas = Vec::with_capacity(args.replicas);
         let mut replica_urls = Vec::with_capacity(args.replicas);
+        let mut replica_kv_events = Vec::new();
         for i in 0..args.replicas {
             let port = free_port()?;
             let mut serve = Command::new(std::env::current_exe()?);
             serve.args(["serve", "--host", "127.0.0.1", "--port", &port.to_string(), "--model"]).arg(&model);
+            if args.replica_kv_events {
+                let endpoint = format!("tcp://127.0.0.1:{}", free_port()?);
+                serve.args(["--kv-events-endpoint", &endpoint]);
+                replica_kv_events.push(endpoint);
+            }
             serve.args(&args.serve_args).env("RAYON_NUM_THREADS", threads_each.to_string());
             serve.stdin(Stdio::null()).stdout(Stdio::null());
+            if let Some(log) = log_file(args, &format!("replica_{i}"))? {
+                serve.stderr(log);
+            }
             replicas.push(GroupChild::spawn(&format!("replica {i}"), serve)?);
             replica_urls.push(format!("http://127.0.0.1:{port}"));
         }
@@ -110,27 +136,65 @@ impl Fleet {
             wait_until_ok(child, &format!("{url}/health"), deadline).await?;
         }
         let gateway_port = if args.port == 0 { free_port()? } else { args.port };
+        let metrics_port = free_port()?;
         let plan = GatewayPlan {
             python: &python,
             host: "127.0.0.1",
             port: gateway_port,
-            metrics_port: free_port()?,
+            metrics_port,
             policy: args.policy,
             worker_urls: &replica_urls,
         };
-        let mut gateway = GroupChild::spawn("gateway", gateway::command(&plan))?;
+        let mut command = gateway::command(&plan);
+        command.args(&args.gateway_args);
+        if let Some(log) = log_file(args, "gateway")? {
+            command.stdout(log.try_clone()?).stderr(log);
+        }
+        let mut gateway = GroupChild::spawn("gateway", command)?;
         let gateway_url = format!("http://127.0.0.1:{gateway_port}");
         wait_until_ok(&mut gateway, &format!("{gateway_url}/readiness"), deadline).await?;
-        Ok(Fleet { gateway, gateway_url, replicas, replica_urls })
+        let gateway_metrics_url = format!("http://127.0.0.1:{metrics_port}");
+        Ok(Fleet {
+            gateway,
+            gateway_url,
+            gateway_metrics_url,
+            replicas,
+            replica_urls,
+            replica_kv_events,
+            killed: Vec::new(),
+        })
+    }
+
+    /// Kills replica `i` at once (SIGKILL to its process group), on
+    /// purpose: the fleet goes on with the others and the gateway's retries
+    /// and circuit breaker take it out.
+    pub fn kill_replica(&mut self, i: usize) -> anyhow::Result<()> {
+        let replica = self.replicas.get_mut(i).ok_or_else(|| {
+            anyhow::anyhow!(
+                "there is no replica {i} to kill: the fleet has replicas 0 to {}",
+                self.replica_urls.len() - 1
+            )
+        })?;
+        replica.kill_now();
+        self.killed.push(i);
+        Ok(())
     }
 
     /// The URLs, one per line on stdout (scripts and the fleet test read them).
     pub fn print(&self) {
-        for (i, (url, child)) in self.replica_urls.iter().zip(&self.replicas).enumerate() {
-            println!("replica {i}: {url} (pid {})", child.id());
+        for line in self.processes() {
+            println!("{line}");
         }
-        println!("gateway: {} (pid {})", self.gateway_url, self.gateway.id());
         println!("kvscope fleet: ready; send requests to the gateway, Ctrl-C stops every process");
+    }
+
+    /// `replica I: URL (pid N)` per replica, then `gateway: URL (pid N)`.
+    pub fn processes(&self) -> Vec<String> {
+        let replicas = self.replica_urls.iter().zip(&self.replicas).enumerate();
+        replicas
+            .map(|(i, (url, child))| format!("replica {i}: {url} (pid {})", child.id()))
+            .chain(std::iter::once(format!("gateway: {} (pid {})", self.gateway_url, self.gateway.id())))
+            .collect()
     }
 
     /// Waits for Ctrl-C, SIGTERM or a child's death; says which.
@@ -148,11 +212,34 @@ impl Fleet {
         }
     }
 
-    fn first_dead(&mut self) -> Option<String> {
+    /// The first process that ended on its own (a replica killed on
+    /// purpose is not one); `kvscope fleet` stops everything on it.
+    pub fn first_dead(&mut self) -> Option<String> {
+        let killed = &self.killed;
+        let replicas = self.replicas.iter_mut().enumerate().filter(|(i, _)| !killed.contains(i)).map(|(_, r)| r);
         std::iter::once(&mut self.gateway)
-            .chain(self.replicas.iter_mut())
+            .chain(replicas)
             .find_map(|child| child.exited().map(|status| format!("the {} ended ({status})", child.name)))
     }
+}
+
+/// The file a child's output goes to, with `log_dir`.
+fn log_file(args: &FleetArgs, name: &str) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(dir) = &args.log_dir else { return Ok(None) };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the log folder {}", dir.display()))?;
+    let path = dir.join(format!("{name}.log"));
+    let file = std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(Some(file))
+}
+
+/// The most replicas one machine's fleet may have: each is a whole
+/// `kvscope serve` with the model loaded and its own KV pool.
+pub const MAX_REPLICAS: usize = 16;
+
+/// Refuses a fleet size out of range, naming the flag that gave it.
+pub fn check_replicas(n: usize, flag: &str) -> anyhow::Result<()> {
+    anyhow::ensure!((1..=MAX_REPLICAS).contains(&n), "{flag} {n} is out of range: give 1 to {MAX_REPLICAS}");
+    Ok(())
 }
 
 /// Polls `url` until it answers 2xx, the child dies, or the deadline passes.
