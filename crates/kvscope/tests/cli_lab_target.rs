@@ -363,6 +363,10 @@ fn fake_answer(
     if head.starts_with("GET /metrics") {
         return ok("text/plain", &page(preempted.load(SeqCst)));
     }
+    if head.starts_with("GET /props") {
+        // llama-server's build as its /props names it (0c1e570 checked).
+        return ok("application/json", r#"{"build_info":"b1-0c1e570","total_slots":4}"#);
+    }
     if !head.starts_with("POST /v1/completions") {
         return "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into();
     }
@@ -448,16 +452,17 @@ fn an_engine_without_blocks_or_queue_times_gets_its_gaps_filled_and_listed() {
     let report = std::fs::read_to_string(tmp.path().join("llamacpp/report.md")).unwrap();
     for needle in [
         "metric family `llamacpp`, detected from the names on /metrics",
+        "- Engine: fake b1-0c1e570 (metric family",
         "sent as text; lengths are the engine's usage.prompt_tokens",
         "[estimated: TTFT − the case's TTFT at concurrency 1]",
-        "QueueTime: queue wait = TTFT − the case's TTFT at concurrency 1",
-        "TotalBlocks: pool capacity in requests left blank",
-        "Preemptions: preemptions left blank",
+        "(`QueueTime`): queue wait = TTFT − the case's TTFT at concurrency 1",
+        "(`TotalBlocks`): pool capacity in requests left blank",
+        "(`Preemptions`): preemptions left blank",
         "engine metric llamacpp:requests_processing",
         "--model-config",
         "KV events: ",
         // In the family's table, but on no page this build served.
-        "KvUsage: peak KV usage left blank (the family exports it as `llamacpp:kv_cache_usage_ratio` in some builds; no scrape of this one held it)",
+        "KV usage (`KvUsage`): peak KV usage left blank (the family exports it as `llamacpp:kv_cache_usage_ratio` in some builds; no scrape of this one held it)",
         // The shared capacity table: unknown is "—", never 0.
         "| live_requests (mean / max) [engine metric llamacpp:requests_processing] | estimated_kv (per request) [estimated] |",
         "| — (— block-rounded) |",
@@ -506,7 +511,7 @@ fn an_engine_without_blocks_or_queue_times_gets_its_gaps_filled_and_listed() {
     let zh = std::fs::read_to_string(tmp.path().join("llamacpp-zh/report.md")).unwrap();
     for needle in [
         "## 该引擎未公开的量",
-        "QueueTime: 排队 = TTFT − 该用例在并发 1 时的 TTFT",
+        "(`QueueTime`): 排队 = TTFT − 该用例在并发 1 时的 TTFT",
         "由 /metrics 中的名字识别",
         "## 证据规则",
         "streams carried no usage",
@@ -515,7 +520,7 @@ fn an_engine_without_blocks_or_queue_times_gets_its_gaps_filled_and_listed() {
         "| 50 req/s | short_ctx | ",
         "**在预算内没有出现任何条件**",
         "阶梯从 --arrival-rate 的八分之一到八倍。\n\n**在预算内没有出现任何条件**",
-        "KvUsage: KV 使用率峰值留空 (该指标族在某些版本中以 `llamacpp:kv_cache_usage_ratio` 公开",
+        "KV 使用率 (`KvUsage`): KV 使用率峰值留空 (该指标族在某些版本中以 `llamacpp:kv_cache_usage_ratio` 公开",
     ] {
         assert!(zh.contains(needle), "report.md (zh) lacks {needle:?}:\n{zh}");
     }

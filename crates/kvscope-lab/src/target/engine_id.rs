@@ -1,7 +1,7 @@
 //! Which engine the target is: its metric family (detected from the names
 //! `/metrics` exports, or forced by `--engine`), its name and version
-//! (`/version` where it answers, else `/v1/models`' `owned_by`, else the
-//! family), its model, and its KV pool where it exports one.
+//! (`/version` or llama-server's `/props` where they answer, else
+//! `/v1/models`' `owned_by`, else the family), its model, and its KV pool where it exports one.
 
 use kvscope_client::{CompletionClient, ModelCard};
 use kvscope_wire::metric_family::source;
@@ -80,14 +80,24 @@ pub fn family_of(forced: Option<EngineFamily>, page: &MetricsPage) -> Result<(En
     }
 }
 
-/// The version `/version` states (vLLM: `{"version": "0.x"}`), if any.
+/// The engine's version: `/version`'s `version` (vLLM, kvscope serve),
+/// else `/props`' `build_info` (llama-server: `b1-0c1e570` on the build
+/// the lab was run against), else none.
 pub async fn version(client: &CompletionClient) -> Option<String> {
-    let (status, text) = client.get_text("/version").await.ok()?;
+    match json_field(client, "/version", "version").await {
+        Some(v) => Some(v),
+        None => json_field(client, "/props", "build_info").await,
+    }
+}
+
+/// One string field of a JSON document the target serves at `path`.
+async fn json_field(client: &CompletionClient, path: &str, field: &str) -> Option<String> {
+    let (status, text) = client.get_text(path).await.ok()?;
     if status != 200 {
         return None;
     }
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["version"].as_str().map(str::to_string)
+    v[field].as_str().map(str::to_string)
 }
 
 pub fn identity(

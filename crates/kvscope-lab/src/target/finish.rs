@@ -4,8 +4,8 @@
 
 use super::block_events::CaseBlocks;
 use super::kv_estimate::KvEstimate;
-use super::setup::Identified;
 use super::replicas::ReplicaResults;
+use super::setup::Identified;
 use super::{capacity, Runs, TargetConfig, TargetResults};
 use std::time::Instant;
 

@@ -122,21 +122,45 @@ mod tests {
         TargetResults { engine: Some(engine), exposed, problems: Vec::new(), ..nothing_known() }
     }
 
+    /// Every quantity the lab reads has its words and its fill-in in both
+    /// templates (they are strict: a missing key fails the render).
+    #[test]
+    fn an_engine_exposing_nothing_lists_every_quantity_in_words() {
+        let res = llama_server_showing("");
+        for (lang, words) in
+            [(Lang::En, "- evictions (`Evictions`): evictions left blank"), (Lang::Zh, "- 驱逐 (`Evictions`): ")]
+        {
+            let md = markdown(&res, lang);
+            assert!(md.contains(words), "{md}");
+            for q in kvscope_wire::Quantity::ALL {
+                let listed =
+                    !matches!(q, kvscope_wire::Quantity::PromptTokens | kvscope_wire::Quantity::GenerationTokens);
+                assert_eq!(md.contains(&format!(" (`{q:?}`): ")), listed, "{q:?}:\n{md}");
+            }
+        }
+    }
+
     #[test]
     fn what_is_not_exposed_follows_the_scrapes_not_the_family_table() {
         let without = markdown(&llama_server_showing("llamacpp:requests_processing 1\n"), Lang::En);
-        let kv_usage = "- KvUsage: peak KV usage left blank (the family exports it as `llamacpp:kv_cache_usage_ratio`";
+        let kv_usage = "- KV usage (`KvUsage`): peak KV usage left blank (the family exports it as `llamacpp:kv_cache_usage_ratio`";
         assert!(without.contains(kv_usage), "{without}");
         assert!(without.contains("- Engine: llama-server b6000 (metric family `llamacpp`"), "{without}");
-        assert!(!without.contains("- RunningRequests:"), "a scrape held it:\n{without}");
-        assert!(without.contains("- QueueTime: queue wait = TTFT − the case's TTFT at concurrency 1"), "{without}");
+        assert!(!without.contains("(`RunningRequests`)"), "a scrape held it:\n{without}");
+        assert!(
+            without.contains("- queue time (`QueueTime`): queue wait = TTFT − the case's TTFT at concurrency 1"),
+            "{without}"
+        );
         let with = markdown(
             &llama_server_showing("llamacpp:requests_processing 1\nllamacpp:kv_cache_usage_ratio 0.5\n"),
             Lang::En,
         );
-        assert!(!with.contains("- KvUsage:"), "a scrape held it:\n{with}");
+        assert!(!with.contains("(`KvUsage`)"), "a scrape held it:\n{with}");
         let zh = markdown(&llama_server_showing("llamacpp:requests_processing 1\n"), Lang::Zh);
-        assert!(zh.contains("- KvUsage: KV 使用率峰值留空") && !zh.contains("- RunningRequests:"), "{zh}");
+        assert!(
+            zh.contains("- KV 使用率 (`KvUsage`): KV 使用率峰值留空") && !zh.contains("(`RunningRequests`)"),
+            "{zh}"
+        );
     }
 
     #[test]
