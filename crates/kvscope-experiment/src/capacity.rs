@@ -208,6 +208,9 @@ pub fn explain(row: &CapacityRow, cfg: &EngineConfig, zh: bool) -> String {
 pub struct Known {
     pub live_requests: bool,
     pub estimated_kv: bool,
+    /// The estimate rounded to whole blocks: only where the block size is
+    /// known (a remote engine may not say it).
+    pub kv_block_rounded: bool,
     pub queue_wait: bool,
     /// Admission stalls and their shares by reason.
     pub stalls: bool,
@@ -216,8 +219,14 @@ pub struct Known {
 
 impl Known {
     /// A row of the lab's own engine: everything measured.
-    pub const ALL: Known =
-        Known { live_requests: true, estimated_kv: true, queue_wait: true, stalls: true, preemptions: true };
+    pub const ALL: Known = Known {
+        live_requests: true,
+        estimated_kv: true,
+        kv_block_rounded: true,
+        queue_wait: true,
+        stalls: true,
+        preemptions: true,
+    };
 }
 
 /// One line of `capacity.csv`: the row flattened, units in the column names.
@@ -261,7 +270,7 @@ impl<'a> CsvLine<'a> {
             live_requests_mean: g(live, r.live_requests, 2),
             live_requests_max: g(live, r.live_requests_max as f64, 0),
             estimated_kv_bytes: g(known.estimated_kv, r.estimated_kv, 0),
-            estimated_kv_block_rounded_bytes: g(known.estimated_kv, r.estimated_kv_block_rounded, 0),
+            estimated_kv_block_rounded_bytes: g(known.kv_block_rounded, r.estimated_kv_block_rounded, 0),
             ttft_p50_s: f(r.ttft.p50, 4),
             ttft_p90_s: f(r.ttft.p90, 4),
             ttft_p99_s: f(r.ttft.p99, 4),
@@ -400,12 +409,16 @@ mod tests {
         assert_eq!(&record[0], "long_ctx");
         assert_eq!(&record[CSV_COLUMNS.len() - 1], "binding, with \"quotes\", and commas");
         assert_eq!(&record[4], "3");
-        let unknown = Known { stalls: false, preemptions: false, ..Known::ALL };
+        // A remote engine that does not say its block size: the estimate,
+        // but no block-rounded figure.
+        let unknown = Known { stalls: false, preemptions: false, kv_block_rounded: false, ..Known::ALL };
         let csv = to_csv_known(&[row_of_test()], &[unknown]);
         let record = csv::Reader::from_reader(csv.as_bytes()).records().next().unwrap().unwrap();
         let at = |name: &str| record[CSV_COLUMNS.iter().position(|c| *c == name).unwrap()].to_string();
         assert_eq!(at("stall_time_share_no_free_blocks"), "", "unknown, not 0.000");
         assert_eq!((at("stalled_s"), at("preemptions")), (String::new(), String::new()));
         assert_eq!(at("live_requests_max"), "3");
+        assert_eq!(at("estimated_kv_block_rounded_bytes"), "");
+        assert_ne!(at("estimated_kv_bytes"), "");
     }
 }

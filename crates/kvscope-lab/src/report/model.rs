@@ -449,7 +449,10 @@ impl CapacityTable {
                     (line.live_mean, line.live_max) = (dash(), dash());
                 }
                 if !k.estimated_kv {
-                    (line.figures.kv, line.figures.kv_block_rounded) = (dash(), dash());
+                    line.figures.kv = dash();
+                }
+                if !k.kv_block_rounded {
+                    line.figures.kv_block_rounded = dash();
                 }
                 if !k.queue_wait {
                     line.figures.queue_wait = [dash(), dash()];

@@ -97,6 +97,7 @@ pub fn rows(
             let known = Known {
                 live_requests: case.running.is_some(),
                 estimated_kv: kv.is_some(),
+                kv_block_rounded: kv.is_some() && engine.is_some_and(|e| e.pool.block_size.is_some()),
                 queue_wait: row.queue_wait.n > 0,
                 stalls: false,
                 preemptions: case.delta(Quantity::Preemptions).is_some(),
