@@ -51,28 +51,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         "--model-preset runs the simulator: add --executor sim"
     );
     crate::preflight::check_out_dir(&args.out)?;
-    let dataset = match &args.dataset {
-        Some(p) => Some(kvscope_experiment::dataset::load_prompts(p)?),
-        None => None,
-    };
-    let default_scale = match (args.quick, &args.model_preset) {
-        (true, _) => ScaleArg::Quick,
-        (false, Some(_)) => ScaleArg::Gpu,
-        (false, None) => ScaleArg::Lab,
-    };
-    let cfg = LabConfig {
-        scale: args.scale.unwrap_or(default_scale).into(),
-        seed: args.seed,
-        block_size: block_size as usize,
-        kv_blocks: args.kv_blocks.map(|b| b as usize),
-        kv_memory_bytes: args.kv_memory,
-        max_running: args.max_running,
-        max_batched_tokens: args.max_batched_tokens,
-        dataset,
-        arrival_rate: args.arrival_rate,
-        repeat: args.repeat as usize,
-        knob_sweeps: args.engine_sweeps(),
-    };
+    let cfg = lab_config(&args, block_size)?;
     let failure = FailureArgs { slo_ttft: args.slo_ttft, budget: args.failure_budget };
     let student = match &args.block_manager {
         Some(_) if args.executor == ExecutorKind::Sim => {
@@ -84,44 +63,8 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
     // Sampled before any model work and during the lab: 12.1 says whether
     // other work shared the CPUs with it.
     let mut load = LoadSampler::start();
-    let (results, validation) = match (args.executor, &args.model_preset, &args.hardware) {
-        (ExecutorKind::Sim, Some(model), Some(hardware)) => {
-            let mut sim = SimConfig::from_names(model, hardware)?;
-            sim.block_size = cfg.block_size;
-            if let Some(dtype) = args.model.kv_dtype {
-                sim.model = sim.model.with_kv_dtype(dtype);
-            }
-            (run_with(&mut SimBackend::preset(&sim)?, &cfg, &failure, None, &mut load)?, None)
-        }
-        (ExecutorKind::Sim, _, _) => {
-            let model = LoadedModel::load(&args.model)?;
-            (run_with(&mut SimBackend::calibrated_cpu(model)?, &cfg, &failure, None, &mut load)?, None)
-        }
-        (ExecutorKind::Real, _, _) => {
-            let model = LoadedModel::load(&args.model)?;
-            let block_manager = student.as_ref().map(|(host, _)| host.clone());
-            let mut backend = RealBackend { model, block_manager };
-            let mut narrow = SimBackend::narrowing(backend.model.kv_dtype).ok();
-            let results = run_with(&mut backend, &cfg, &failure, narrow.as_mut(), &mut load)?;
-            let validation = validate_with_sim(backend.model, &cfg, &results);
-            (results, Some(validation))
-        }
-    };
-    let ctx = ReportContext {
-        date: today(),
-        kvscope_version: env!("CARGO_PKG_VERSION").into(),
-        machine: machine_description(),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        sim_validation: validation.as_ref().map(|v| v.markdown.clone()),
-        block_manager: student.map(|(_, sites)| sites),
-        environment: Environment {
-            ram: ram(),
-            cpu_flags: cpu_flags(),
-            commit: commit(),
-            seed: Some(cfg.seed),
-            load: load.finish(),
-        },
-    };
+    let (results, validation) = run_backend(&args, &cfg, &failure, student.as_ref().map(|(host, _)| host), &mut load)?;
+    let ctx = report_context(cfg.seed, validation.as_ref(), student.map(|(_, sites)| sites), load);
     let lang = if args.lang == LangArg::Zh { Lang::Zh } else { Lang::En };
     let written = kvscope_lab::artifacts::write_all(&results, &args.out, &ctx, lang)
         .with_context(|| format!("writing the lab's artifacts into {}", args.out.display()))?;
@@ -136,6 +79,92 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         eprintln!("  {}", p.display());
     }
     Ok(())
+}
+
+/// The lab on the backend its flags name: a simulated preset, the
+/// simulator calibrated on this CPU, or the real model (then checked
+/// against the simulator).
+fn run_backend(
+    args: &LabArgs,
+    cfg: &LabConfig,
+    failure: &FailureArgs,
+    student: Option<&HostConfig>,
+    load: &mut LoadSampler,
+) -> anyhow::Result<(LabResults, Option<SimValidation>)> {
+    match (args.executor, &args.model_preset, &args.hardware) {
+        (ExecutorKind::Sim, Some(model), Some(hardware)) => {
+            let mut sim = SimConfig::from_names(model, hardware)?;
+            sim.block_size = cfg.block_size;
+            if let Some(dtype) = args.model.kv_dtype {
+                sim.model = sim.model.with_kv_dtype(dtype);
+            }
+            Ok((run_with(&mut SimBackend::preset(&sim)?, cfg, failure, None, load)?, None))
+        }
+        (ExecutorKind::Sim, _, _) => {
+            let model = LoadedModel::load(&args.model)?;
+            Ok((run_with(&mut SimBackend::calibrated_cpu(model)?, cfg, failure, None, load)?, None))
+        }
+        (ExecutorKind::Real, _, _) => {
+            let model = LoadedModel::load(&args.model)?;
+            let block_manager = student.cloned();
+            let mut backend = RealBackend { model, block_manager };
+            let mut narrow = SimBackend::narrowing(backend.model.kv_dtype).ok();
+            let results = run_with(&mut backend, cfg, failure, narrow.as_mut(), load)?;
+            let validation = validate_with_sim(backend.model, cfg, &results);
+            Ok((results, Some(validation)))
+        }
+    }
+}
+
+/// The local lab's configuration from its flags.
+fn lab_config(args: &LabArgs, block_size: u64) -> anyhow::Result<LabConfig> {
+    let dataset = match &args.dataset {
+        Some(p) => Some(kvscope_experiment::dataset::load_prompts(p)?),
+        None => None,
+    };
+    let default_scale = match (args.quick, &args.model_preset) {
+        (true, _) => ScaleArg::Quick,
+        (false, Some(_)) => ScaleArg::Gpu,
+        (false, None) => ScaleArg::Lab,
+    };
+    Ok(LabConfig {
+        scale: args.scale.unwrap_or(default_scale).into(),
+        seed: args.seed,
+        block_size: block_size as usize,
+        kv_blocks: args.kv_blocks.map(|b| b as usize),
+        kv_memory_bytes: args.kv_memory,
+        max_running: args.max_running,
+        max_batched_tokens: args.max_batched_tokens,
+        dataset,
+        arrival_rate: args.arrival_rate,
+        repeat: args.repeat as usize,
+        knob_sweeps: args.engine_sweeps(),
+    })
+}
+
+/// What the report says about the run beside its results: date, machine,
+/// command, environment, the simulator's validation, the student's manager.
+fn report_context(
+    seed: u64,
+    validation: Option<&SimValidation>,
+    block_manager: Option<StudentBlockManager>,
+    load: LoadSampler,
+) -> ReportContext {
+    ReportContext {
+        date: today(),
+        kvscope_version: env!("CARGO_PKG_VERSION").into(),
+        machine: machine_description(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        sim_validation: validation.map(|v| v.markdown.clone()),
+        block_manager,
+        environment: Environment {
+            ram: ram(),
+            cpu_flags: cpu_flags(),
+            commit: commit(),
+            seed: Some(seed),
+            load: load.finish(),
+        },
+    }
 }
 
 /// Starts the student's manager once before the lab, so an import error or
