@@ -173,6 +173,13 @@ fn check_replicas(json: &Value, report: &str, out_dir: &std::path::Path) {
         assert_eq!(own["deltas"]["PromptTokens"], case["deltas"]["PromptTokens"], "{}", case["case"]);
     }
     assert!(report.contains("## KV state per replica") && report.contains("gap: replica 1"), "{report}");
+    // The table as the template writes it: the dead replica's row all "—",
+    // the live one's hits the same figure as target.json's.
+    let dead_row = format!("| shared_prefix | 1 ({}) |{}", rows[1]["url"].as_str().unwrap(), " — |".repeat(9));
+    assert!(report.contains(&format!("{dead_row}\n")), "{report}");
+    let hits = cases[3]["deltas"]["PrefixHits"].as_f64().unwrap();
+    let live_row = report.lines().find(|l| l.starts_with("| shared_prefix | 0 (")).unwrap();
+    assert!(live_row.contains(&format!(" | {hits:.0} | ")), "{live_row}");
     let csv = std::fs::read_to_string(out_dir.join("replicas.csv")).unwrap();
     assert!(csv.lines().next().unwrap().contains("prefix_hits_tokens [kvscope:prefix_cache_hits_total]"), "{csv}");
     assert_eq!(csv.lines().count(), 1 + rows.len(), "{csv}");

@@ -1,13 +1,14 @@
 //! The per-replica part of a target's report (`--replica-metrics`):
 //! `replicas.csv` (one row per case and replica, every column named with
-//! the metric it was read from) and the report's per-replica table. A
+//! the metric it was read from) and the report's per-replica table (its
+//! view; the target's templates render it). A
 //! replica that could not be read is a named gap, its cells blank.
 
 use super::replica_case::ReplicaCase;
 use super::replicas::ReplicaResults;
-use crate::lang::Lang;
 use kvscope_wire::metric_family::source;
 use kvscope_wire::{EngineFamily, Quantity};
+use serde::Serialize;
 use std::fmt::Write;
 
 /// The columns after `case,replica,url,family`: a header stem, what it
@@ -76,51 +77,58 @@ pub fn csv(res: &ReplicaResults) -> String {
     out
 }
 
-/// The report's per-replica section (markdown), in `lang`.
-pub fn markdown(res: &ReplicaResults, lang: Lang) -> String {
-    let zh = lang == Lang::Zh;
-    let family = header_family(res);
-    let mut md = String::new();
-    let title = if zh { "每个副本的 KV 状态" } else { "KV state per replica" };
-    let _ = writeln!(md, "## {title}\n");
-    let note = if zh {
-        "负载均衡器后的每个副本各自读取 /metrics（replicas.csv）；计数器为每个用例前后的差。前缀命中是该副本的引擎实际复用的 token（引擎计数器），而非路由器的选择。"
-    } else {
-        "Each replica behind the load balancer is read on its own /metrics (replicas.csv); counters are differences across each case. Prefix hits are tokens the replica's engine reused (engine counter), not the router's choice."
-    };
-    let _ = writeln!(md, "{note}\n");
-    let _ = write!(md, "| case | replica |");
-    for (stem, q, _) in COLUMNS {
-        let _ = write!(md, " {stem} [{}] |", tag(family, q));
-    }
-    let _ = writeln!(md, "\n|{}", "---|".repeat(COLUMNS.len() + 2));
-    for case in &res.cases {
-        let _ = write!(md, "| {} | {} ({}) |", case.case, case.replica, case.url);
-        for (stem, q, pick) in COLUMNS {
-            let cell = match (value(case, q, pick), stem) {
-                (None, _) => "—".to_string(),
-                (Some(v), "kv_usage_peak") => format!("{:.1} %", v * 100.0),
-                (Some(v), "live_requests_mean") => format!("{v:.1}"),
-                (Some(v), _) => format!("{v:.0}"),
-            };
-            let _ = write!(md, " {cell} |");
+/// The report's per-replica section as the target's templates read it
+/// (`target_report.{zh,en}.md.j2`): every cell formatted here, "—" where
+/// the replica was not read.
+#[derive(Debug, Serialize)]
+pub struct ReplicaView {
+    /// Each column after `case | replica`: its stem and its source tag.
+    pub columns: Vec<String>,
+    pub rows: Vec<ReplicaRow>,
+    /// Distinct blocks stored on two replicas or more (KV events).
+    pub blocks_on_several: Option<usize>,
+    /// `replica I (URL): why`, for each replica that could not be read.
+    pub gaps: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReplicaRow {
+    pub case: String,
+    pub replica: String,
+    pub cells: Vec<String>,
+}
+
+impl ReplicaView {
+    pub fn new(res: &ReplicaResults) -> ReplicaView {
+        let family = header_family(res);
+        ReplicaView {
+            columns: COLUMNS.iter().map(|(stem, q, _)| format!("{stem} [{}]", tag(family, *q))).collect(),
+            rows: res
+                .cases
+                .iter()
+                .map(|case| ReplicaRow {
+                    case: case.case.clone(),
+                    replica: format!("{} ({})", case.replica, case.url),
+                    cells: COLUMNS.iter().map(|(stem, q, pick)| cell(value(case, *q, *pick), stem)).collect(),
+                })
+                .collect(),
+            blocks_on_several: res.blocks_on_several,
+            gaps: res
+                .replicas
+                .iter()
+                .filter_map(|r| Some(format!("replica {} ({}): {}", r.index, r.url, r.gap.as_deref()?)))
+                .collect(),
         }
-        md.push('\n');
     }
-    md.push('\n');
-    if let Some(n) = res.blocks_on_several {
-        let line = if zh {
-            "KV 事件：存于两个及以上副本的不同块"
-        } else {
-            "KV events: distinct blocks stored on two replicas or more"
-        };
-        let _ = writeln!(md, "{line}: {n}\n");
+}
+
+fn cell(v: Option<f64>, stem: &str) -> String {
+    match (v, stem) {
+        (None, _) => "—".to_string(),
+        (Some(v), "kv_usage_peak") => format!("{:.1} %", v * 100.0),
+        (Some(v), "live_requests_mean") => format!("{v:.1}"),
+        (Some(v), _) => format!("{v:.0}"),
     }
-    for r in res.replicas.iter().filter(|r| r.gap.is_some()) {
-        let gap = if zh { "缺口" } else { "gap" };
-        let _ = writeln!(md, "- {gap}: replica {} ({}): {}", r.index, r.url, r.gap.as_deref().unwrap_or(""));
-    }
-    md
 }
 
 #[cfg(test)]
@@ -166,7 +174,9 @@ mod tests {
         assert!(csv.lines().next().unwrap().contains("prefix_hits_tokens [kvscope:prefix_cache_hits_total]"));
         assert!(csv.contains("c,0,http://r0,kvscope,,,,,,64,"), "{csv}");
         assert!(csv.contains("c,1,http://r1,,,,,,,,,,"), "{csv}");
-        let md = markdown(&res, Lang::En);
-        assert!(md.contains("gap: replica 1 (http://r1): http://r1/metrics does not answer"), "{md}");
+        let view = ReplicaView::new(&res);
+        assert_eq!(view.gaps, ["replica 1 (http://r1): http://r1/metrics does not answer"]);
+        let hits = view.columns.iter().position(|c| c.starts_with("prefix_hits_tokens")).unwrap();
+        assert_eq!((view.rows[0].cells[hits].as_str(), view.rows[1].cells[hits].as_str()), ("64", "—"));
     }
 }

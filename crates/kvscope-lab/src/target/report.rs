@@ -36,9 +36,7 @@ pub fn write(res: &TargetResults, out: &Path, lang: Lang) -> std::io::Result<()>
 
 /// report.md in `lang`.
 pub fn markdown(res: &TargetResults, lang: Lang) -> String {
-    let mut model = TargetReportModel::new(res);
-    model.replicas = res.replicas.as_ref().map(|r| super::replica_report::markdown(r, lang));
-    crate::template::render_target_report(&model, lang)
+    crate::template::render_target_report(&TargetReportModel::new(res), lang)
 }
 
 /// `metrics.csv`: one line per kept scrape, seconds since the start and

@@ -6,6 +6,7 @@
 //! ([`CapacityTable`], rendered by the macro both reports import).
 
 use super::capacity::pool_capacity;
+use super::replica_report::ReplicaView;
 use super::report_sections::{FailureView, KvEventsView, SweepView};
 use super::source_tags::{metric_tag, opt, peak_kv_usage, queue_tag, CLIENT, ESTIMATED};
 use super::TargetResults;
@@ -27,9 +28,8 @@ pub struct TargetReportModel {
     /// How KV per request was estimated ("—": it was not).
     pub kv_source: String,
     pub kv_events: Option<KvEventsView>,
-    /// The per-replica section (`--replica-metrics`), already in the
-    /// report's language (replica_report.rs renders it).
-    pub replicas: Option<String>,
+    /// The per-replica section (`--replica-metrics`).
+    pub replicas: Option<ReplicaView>,
     pub sweeps: Vec<SweepView>,
     pub failure: Option<FailureView>,
     /// `None`: the family is unknown (no metrics page read), so every
@@ -130,7 +130,7 @@ impl TargetReportModel {
             },
             kv_source: res.kv_estimate.as_ref().map_or("—".to_string(), |k| format!("{ESTIMATED}: {}", k.from)),
             kv_events: KvEventsView::new(res),
-            replicas: None,
+            replicas: res.replicas.as_ref().map(ReplicaView::new),
             sweeps: res.load_sweeps.iter().map(|s| SweepView::new(s, res)).collect(),
             failure: res.failure.as_ref().map(|f| FailureView::new(f, res)),
             not_exposed: not_exposed(res),
