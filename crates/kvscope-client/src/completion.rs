@@ -118,6 +118,23 @@ pub struct ModelCard {
     pub max_model_len: Option<usize>,
 }
 
+impl ModelCard {
+    /// One entry of `/v1/models`' `data`. The vocabulary and the context
+    /// are vLLM's and kvscope's `vocab_size` / `max_model_len`, else
+    /// llama-server's `meta.n_vocab` / `meta.n_ctx` (its context per slot;
+    /// read on a 0c1e570 build), so that llama-server gets token-id prompts.
+    pub fn from_json(card: &Value) -> ModelCard {
+        let number = |a: &Value, b: &Value| a.as_u64().or_else(|| b.as_u64()).map(|v| v as usize);
+        let meta = &card["meta"];
+        ModelCard {
+            id: card["id"].as_str().map(str::to_string),
+            vocab_size: number(&card["vocab_size"], &meta["n_vocab"]),
+            owned_by: card["owned_by"].as_str().map(str::to_string),
+            max_model_len: number(&card["max_model_len"], &meta["n_ctx"]),
+        }
+    }
+}
+
 /// An HTTP client for one server (cheap to clone: the connection pool is shared).
 #[derive(Clone, Debug)]
 pub struct CompletionClient {
@@ -177,13 +194,7 @@ impl CompletionClient {
             .map_err(|e| anyhow::anyhow!("cannot reach the server at {base}: {e}"))?;
         let models: Value = serde_json::from_str(&resp.text().await?)
             .map_err(|e| anyhow::anyhow!("{base}/v1/models is not JSON: {e}"))?;
-        let card = &models["data"][0];
-        Ok(ModelCard {
-            id: card["id"].as_str().map(str::to_string),
-            vocab_size: card["vocab_size"].as_u64().map(|v| v as usize),
-            owned_by: card["owned_by"].as_str().map(str::to_string),
-            max_model_len: card["max_model_len"].as_u64().map(|v| v as usize),
-        })
+        Ok(ModelCard::from_json(&models["data"][0]))
     }
 
     /// Sends one request and reads its stream to the end. Never fails:
@@ -261,4 +272,29 @@ fn read_chunk(v: &Value, out: &mut RequestTiming) -> bool {
     let choice = &v["choices"][0];
     let text = choice["text"].as_str().or_else(|| choice["delta"]["content"].as_str()).unwrap_or("");
     !text.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_card_reads_vllm_and_llama_server_shapes() {
+        let vllm = serde_json::json!({"id": "Qwen/Qwen3-0.6B", "owned_by": "vllm", "max_model_len": 40960});
+        let card = ModelCard::from_json(&vllm);
+        assert_eq!((card.vocab_size, card.max_model_len), (None, Some(40960)));
+        // llama-server (0c1e570) as it answered, trimmed.
+        let llama = serde_json::json!({
+            "id": "/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "owned_by": "llamacpp",
+            "meta": {"vocab_type": 2, "n_vocab": 49152, "n_ctx": 2048, "n_ctx_train": 8192}
+        });
+        let card = ModelCard::from_json(&llama);
+        assert_eq!(card.vocab_size, Some(49152));
+        assert_eq!(card.max_model_len, Some(2048), "the slot's context, not the training one");
+        assert_eq!(card.owned_by.as_deref(), Some("llamacpp"));
+        let kvscope =
+            serde_json::json!({"id": "m", "vocab_size": 49152, "max_model_len": 8192, "meta": {"n_vocab": 1}});
+        assert_eq!(ModelCard::from_json(&kvscope).vocab_size, Some(49152), "the engine's own field first");
+    }
 }
