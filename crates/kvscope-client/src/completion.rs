@@ -118,6 +118,20 @@ pub struct ModelCard {
     pub max_model_len: Option<usize>,
 }
 
+/// An error with its causes (reqwest's own message hides them: "error
+/// sending request for url …" is a refused connection, a reset or a
+/// stale keep-alive connection, said only by its source).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 impl ModelCard {
     /// One entry of `/v1/models`' `data`. The vocabulary and the context
     /// are vLLM's and kvscope's `vocab_size` / `max_model_len`, else
@@ -160,7 +174,14 @@ impl CompletionClient {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let mut builder = reqwest::Client::builder().default_headers(headers);
+        // A fresh connection per request: llama-server (cpp-httplib)
+        // closes pooled connections under a client that reuses them,
+        // failing the request with "connection closed before message
+        // completed" (2 of 40 sweep requests on 0c1e570, also with a 2 s
+        // idle limit). A loopback connect adds tens of microseconds to a
+        // TTFT; a remote one, its round trip (the report's TTFT is the
+        // client's, connect included).
+        let mut builder = reqwest::Client::builder().default_headers(headers).pool_max_idle_per_host(0);
         if let Some(timeout) = timeout {
             builder = builder.timeout(timeout).connect_timeout(timeout.min(Duration::from_secs(5)));
         }
@@ -211,7 +232,7 @@ impl CompletionClient {
             .await;
         let timing = RequestTiming::new(sent);
         match resp {
-            Err(e) => timing.fail(e.to_string()),
+            Err(e) => timing.fail(with_causes(&e)),
             Ok(resp) if !resp.status().is_success() => {
                 let status = resp.status();
                 let text = resp.text().await.unwrap_or_default();
@@ -231,7 +252,7 @@ async fn read_stream(mut resp: reqwest::Response, mut out: RequestTiming) -> Req
         let chunk = match resp.chunk().await {
             Ok(Some(c)) => c,
             Ok(None) => break,
-            Err(e) => return out.fail(e.to_string()),
+            Err(e) => return out.fail(with_causes(&e)),
         };
         let now = Instant::now();
         buf.push_str(&String::from_utf8_lossy(&chunk));

@@ -70,6 +70,15 @@ impl CaseResult {
     pub fn delta(&self, q: Quantity) -> Option<f64> {
         self.deltas.iter().find(|(d, _)| *d == q).map(|(_, v)| *v)
     }
+
+    /// What the partial report says when some of the run's requests
+    /// failed (`None`: none did); `run` names the run.
+    pub fn failures(&self, run: &str) -> Option<String> {
+        (self.failed > 0).then(|| {
+            let first = self.first_error.as_deref().unwrap_or("?");
+            format!("{run}: {} of {} requests failed (first: {first})", self.failed, self.requests)
+        })
+    }
 }
 
 /// A gauge's mean and max over `samples` (`None`: never on the page).

@@ -135,6 +135,12 @@ pub async fn run(input: &SweepInput<'_>, sweep: &LoadSweep, problems: &mut Vec<S
             let (spec, reqs, in_flight) = at_value(sweep.knob, v, spec, input.source, k as u64 + 1);
             match run_case(input.case, &spec, &reqs, in_flight, input.polls).await {
                 Ok(result) => {
+                    problems.extend(result.failures(&format!(
+                        "--sweep {}={}: {}",
+                        sweep.knob.name(),
+                        point.label,
+                        spec.name
+                    )));
                     point.queue_wait.push(super::capacity::queue_wait(&result, *solo));
                     point.cases.push(result);
                 }

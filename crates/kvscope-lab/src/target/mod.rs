@@ -330,15 +330,7 @@ async fn measure_case(
     out.solo.push(solo);
     match run_case(input, spec, reqs, None, &watch.polls).await {
         Ok(result) => {
-            if result.failed > 0 {
-                problems.push(format!(
-                    "{}: {} of {} requests failed (first: {})",
-                    spec.name,
-                    result.failed,
-                    result.requests,
-                    result.first_error.as_deref().unwrap_or("?")
-                ));
-            }
+            problems.extend(result.failures(&spec.name));
             out.cases.push(result);
         }
         Err(e) => problems.push(format!("{}: not run ({e:#})", spec.name)),
