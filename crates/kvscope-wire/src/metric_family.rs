@@ -105,11 +105,14 @@ pub enum Quantity {
     /// Cached-free blocks reclaimed for other KV (counter, blocks): kvscope
     /// exports it; no eviction counter of the other families is mapped.
     Evictions,
+    /// Blocks kept for reuse by no request (the prefix cache's retained
+    /// blocks; gauge): kvscope exports it, the others no such gauge.
+    CachedBlocks,
 }
 
 impl Quantity {
     /// Every quantity, in the order above.
-    pub const ALL: [Quantity; 13] = [
+    pub const ALL: [Quantity; 14] = [
         Quantity::RunningRequests,
         Quantity::WaitingRequests,
         Quantity::KvUsage,
@@ -123,6 +126,7 @@ impl Quantity {
         Quantity::PromptTokens,
         Quantity::GenerationTokens,
         Quantity::Evictions,
+        Quantity::CachedBlocks,
     ];
 }
 
@@ -204,7 +208,7 @@ fn vllm(q: Quantity) -> Option<MetricSource> {
         Quantity::QueueTime => Histogram("vllm:request_queue_time_seconds"),
         Quantity::PromptTokens => Value(&["vllm:prompt_tokens_total"]),
         Quantity::GenerationTokens => Value(&["vllm:generation_tokens_total"]),
-        Quantity::Evictions => return None,
+        Quantity::Evictions | Quantity::CachedBlocks => return None,
     })
 }
 
@@ -222,7 +226,7 @@ fn sglang(q: Quantity) -> Option<MetricSource> {
         Quantity::QueueTime => Histogram("sglang:queue_time_seconds"),
         Quantity::PromptTokens => Value(&["sglang:prompt_tokens_total"]),
         Quantity::GenerationTokens => Value(&["sglang:generation_tokens_total"]),
-        Quantity::Evictions => return None,
+        Quantity::Evictions | Quantity::CachedBlocks => return None,
     })
 }
 
@@ -241,7 +245,8 @@ fn llamacpp(q: Quantity) -> Option<MetricSource> {
         | Quantity::PrefixQueries
         | Quantity::Preemptions
         | Quantity::QueueTime
-        | Quantity::Evictions => return None,
+        | Quantity::Evictions
+        | Quantity::CachedBlocks => return None,
     })
 }
 
@@ -261,6 +266,7 @@ fn kvscope(q: Quantity) -> Option<MetricSource> {
         Quantity::PromptTokens => Value(&["kvscope:prompt_tokens_total"]),
         Quantity::GenerationTokens => Value(&["kvscope:generation_tokens_total"]),
         Quantity::Evictions => Value(&["kvscope:evicted_blocks_total"]),
+        Quantity::CachedBlocks => Value(&["kvscope:kv_cache_cached_free_blocks"]),
     })
 }
 

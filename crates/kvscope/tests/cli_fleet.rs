@@ -258,6 +258,17 @@ fn lab_fleet_cache_aware_realizes_more_prefix_hits_than_round_robin() {
         assert!(p["blocks_on_several"].is_u64(), "{p}");
         assert!(p["ttft"]["p90"].as_f64().unwrap() > 0.0 && p["queue_wait"]["n"].as_u64().unwrap() > 0);
     }
+    // Where the prefixes stay (read after the run, when every request is
+    // done): round_robin put each conversation's prefix on both replicas,
+    // so the two hold more cached blocks between them than cache_aware's.
+    let cached = |i: usize| -> Vec<f64> {
+        let replicas = policies[i]["replicas"].as_array().unwrap();
+        replicas.iter().map(|r| r["cached_blocks_peak"].as_f64().unwrap()).collect()
+    };
+    let (aware, robin) = (cached(0), cached(1));
+    assert!(robin.iter().all(|&b| b > 0.0), "both round_robin replicas cache blocks: {robin:?}");
+    assert!(robin.iter().sum::<f64>() > aware.iter().sum::<f64>(), "{robin:?} vs {aware:?}");
+    assert!(std::fs::read_to_string(tmp.path().join("fleet_cached_blocks.svg")).unwrap().contains("round_robin"));
     let links: Vec<&str> =
         fleet["chains"][0]["links"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap()).collect();
     assert_eq!(links, ["blocks_on_several", "hit_rate", "prefill_tokens", "ttft_p50"]);

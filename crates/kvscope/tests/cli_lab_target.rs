@@ -175,7 +175,7 @@ fn check_replicas(json: &Value, report: &str, out_dir: &std::path::Path) {
     assert!(report.contains("## KV state per replica") && report.contains("gap: replica 1"), "{report}");
     // The table as the template writes it: the dead replica's row all "—",
     // the live one's hits the same figure as target.json's.
-    let dead_row = format!("| shared_prefix | 1 ({}) |{}", rows[1]["url"].as_str().unwrap(), " — |".repeat(9));
+    let dead_row = format!("| shared_prefix | 1 ({}) |{}", rows[1]["url"].as_str().unwrap(), " — |".repeat(10));
     assert!(report.contains(&format!("{dead_row}\n")), "{report}");
     let hits = cases[3]["deltas"]["PrefixHits"].as_f64().unwrap();
     let live_row = report.lines().find(|l| l.starts_with("| shared_prefix | 0 (")).unwrap();

@@ -1,12 +1,13 @@
 //! The files `kvscope lab --fleet N` writes into `--out`: fleet.json
 //! (every figure), report.md (zh or en, from the fleet templates),
-//! fleet_kv_usage.svg and .png, and replicas_<policy>.csv.
+//! fleet_kv_usage.svg and fleet_cached_blocks.svg (each with a .png), and
+//! replicas_<policy>.csv.
 //!
 //! The CLI writes them after every policy, so a run that stops part-way
 //! (a fleet that does not start, a Ctrl-C) still leaves what it had: a
 //! partial report.
 
-use super::figure::kv_usage_svg;
+use super::figure::{cached_blocks_svg, kv_usage_svg};
 use super::report_model::FleetModel;
 use super::results::FleetResults;
 use crate::lang::Lang;
@@ -26,10 +27,15 @@ pub fn write(res: &FleetResults, out: &Path, lang: Lang) -> std::io::Result<Vec<
     put("fleet.json", json.as_bytes())?;
     let md = crate::template::render_fleet(&FleetModel::of(res), lang);
     put("report.md", md.as_bytes())?;
-    let svg = kv_usage_svg(&res.policies, res.metrics_interval_ms);
-    put("fleet_kv_usage.svg", svg.as_bytes())?;
-    let png = crate::png::svg_to_png(&svg).map_err(|e| std::io::Error::other(e.to_string()))?;
-    put("fleet_kv_usage.png", &png)?;
+    let figures = [
+        ("fleet_kv_usage", kv_usage_svg(&res.policies, res.metrics_interval_ms)),
+        ("fleet_cached_blocks", cached_blocks_svg(&res.policies, res.metrics_interval_ms)),
+    ];
+    for (name, svg) in figures {
+        put(&format!("{name}.svg"), svg.as_bytes())?;
+        let png = crate::png::svg_to_png(&svg).map_err(|e| std::io::Error::other(e.to_string()))?;
+        put(&format!("{name}.png"), &png)?;
+    }
     for run in res.policies.iter().filter(|r| !r.replicas_csv.is_empty()) {
         put(&format!("replicas_{}.csv", run.policy), run.replicas_csv.as_bytes())?;
     }

@@ -27,6 +27,8 @@ pub struct ReplicaFigures {
     pub live_requests_max: Option<f64>,
     /// Peak share of its KV pool in use, 0 to 1.
     pub kv_usage_peak: Option<f64>,
+    /// Most blocks its prefix cache kept for reuse (by no request).
+    pub cached_blocks_peak: Option<f64>,
     /// Realized: tokens its engine served from its prefix cache.
     pub prefix_hit_tokens: Option<f64>,
     pub prefix_query_tokens: Option<f64>,
@@ -72,6 +74,10 @@ pub struct PolicyRun {
     /// Per replica: (seconds since the start, KV usage in %) as polled.
     #[serde(skip)]
     pub kv_usage: Vec<Vec<(f64, f64)>>,
+    /// Per replica: (seconds since the start, blocks kept for reuse by no
+    /// request: where the prefixes stay) as polled.
+    #[serde(skip)]
+    pub cached_blocks: Vec<Vec<(f64, f64)>>,
 }
 
 impl PolicyRun {
@@ -112,7 +118,8 @@ impl PolicyRun {
             problems: res.problems.clone(),
             wall_seconds: res.wall_seconds,
             replicas_csv: res.replicas.as_ref().map(replica_report::csv).unwrap_or_default(),
-            kv_usage: replicas.samples.iter().map(|s| kv_usage_series(s.as_slice())).collect(),
+            kv_usage: replicas.samples.iter().map(|s| series(s, Quantity::KvUsage, 100.0)).collect(),
+            cached_blocks: replicas.samples.iter().map(|s| series(s, Quantity::CachedBlocks, 1.0)).collect(),
         }
     }
 }
@@ -124,6 +131,7 @@ fn replica_figures(case: &ReplicaCase) -> ReplicaFigures {
         live_requests_mean: case.running.map(|s| s.mean),
         live_requests_max: case.running.map(|s| s.max),
         kv_usage_peak: case.kv_usage.map(|s| s.max),
+        cached_blocks_peak: case.cached_blocks.map(|s| s.max),
         prefix_hit_tokens: case.delta(Quantity::PrefixHits),
         prefix_query_tokens: case.delta(Quantity::PrefixQueries),
         prompt_tokens: case.delta(Quantity::PromptTokens),
@@ -143,8 +151,9 @@ fn merged_queue_wait(cases: &[ReplicaCase]) -> Option<Dist> {
     (merged.count > 0.0).then(|| histogram_dist(&merged))
 }
 
-fn kv_usage_series(samples: &[crate::target::poller::MetricsSample]) -> Vec<(f64, f64)> {
-    samples.iter().filter_map(|s| Some((s.t, s.get(Quantity::KvUsage)? * 100.0))).collect()
+/// `q` × `scale` at each poll that held it.
+fn series(samples: &[crate::target::poller::MetricsSample], q: Quantity, scale: f64) -> Vec<(f64, f64)> {
+    samples.iter().filter_map(|s| Some((s.t, s.get(q)? * scale))).collect()
 }
 
 /// Policy runs made up for the fleet's unit tests (no processes).
@@ -174,6 +183,7 @@ pub(crate) mod fixtures {
             wall_seconds: 1.0,
             replicas_csv: String::new(),
             kv_usage: Vec::new(),
+            cached_blocks: Vec::new(),
         }
     }
 }

@@ -37,6 +37,7 @@ pub struct FleetModel {
 pub struct Tags {
     pub running: &'static str,
     pub kv_usage: &'static str,
+    pub cached: &'static str,
     pub hits: &'static str,
     pub queries: &'static str,
     pub prompt: &'static str,
@@ -68,6 +69,7 @@ pub struct ReplicaRow {
     pub url: String,
     pub live: String,
     pub kv_peak: String,
+    pub cached_peak: String,
     pub hits: String,
     pub queries: String,
     pub evicted: String,
@@ -153,6 +155,7 @@ impl FleetModel {
             tags: Tags {
                 running: metric(Quantity::RunningRequests),
                 kv_usage: metric(Quantity::KvUsage),
+                cached: metric(Quantity::CachedBlocks),
                 hits: metric(Quantity::PrefixHits),
                 queries: metric(Quantity::PrefixQueries),
                 prompt: metric(Quantity::PromptTokens),
@@ -204,6 +207,7 @@ fn replica_row(policy: &str, r: &ReplicaFigures) -> ReplicaRow {
             _ => "—".into(),
         },
         kv_peak: pct(r.kv_usage_peak),
+        cached_peak: opt(r.cached_blocks_peak, 0),
         hits: opt(r.prefix_hit_tokens, 0),
         queries: opt(r.prefix_query_tokens, 0),
         evicted: opt(r.evicted_blocks, 0),

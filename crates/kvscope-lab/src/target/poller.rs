@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 pub const MAX_SAMPLES: usize = 16_384;
 
 /// The gauges and counters the lab reads, as one scrape gave them.
-pub const POLLED: [Quantity; 10] = [
+pub const POLLED: [Quantity; 11] = [
     Quantity::RunningRequests,
     Quantity::WaitingRequests,
     Quantity::KvUsage,
@@ -30,6 +30,7 @@ pub const POLLED: [Quantity; 10] = [
     Quantity::GenerationTokens,
     Quantity::PoolTokens,
     Quantity::Evictions,
+    Quantity::CachedBlocks,
 ];
 
 /// One scrape: seconds since the lab's start, each polled quantity's

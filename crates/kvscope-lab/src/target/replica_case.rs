@@ -20,6 +20,8 @@ pub struct ReplicaCase {
     pub waiting: Option<Series>,
     /// Share of its KV pool in use, 0 to 1.
     pub kv_usage: Option<Series>,
+    /// Blocks kept for reuse by no request (its prefix cache), where exported.
+    pub cached_blocks: Option<Series>,
     /// Counter deltas across the case (empty: never read).
     #[serde(serialize_with = "by_name")]
     pub deltas: Vec<(Quantity, f64)>,
@@ -64,6 +66,7 @@ impl ReplicaCase {
             running: series(&window, Quantity::RunningRequests),
             waiting: series(&window, Quantity::WaitingRequests),
             kv_usage: series(&window, Quantity::KvUsage),
+            cached_blocks: series(&window, Quantity::CachedBlocks),
             deltas: deltas(w.before, after),
             deltas_end_at_last_poll: last_poll.map(|s| s.t),
             queue_time,

@@ -13,11 +13,12 @@ use std::fmt::Write;
 
 /// The columns after `case,replica,url,family`: a header stem, what it
 /// reads, and how a row's value is taken from the case.
-const COLUMNS: [(&str, Quantity, Pick); 9] = [
+const COLUMNS: [(&str, Quantity, Pick); 10] = [
     ("live_requests_mean", Quantity::RunningRequests, Pick::Mean),
     ("live_requests_max", Quantity::RunningRequests, Pick::Max),
     ("waiting_max", Quantity::WaitingRequests, Pick::Max),
     ("kv_usage_peak", Quantity::KvUsage, Pick::Max),
+    ("cached_blocks_max", Quantity::CachedBlocks, Pick::Max),
     ("prefix_queries_tokens", Quantity::PrefixQueries, Pick::Delta),
     ("prefix_hits_tokens", Quantity::PrefixHits, Pick::Delta),
     ("prompt_tokens", Quantity::PromptTokens, Pick::Delta),
@@ -37,6 +38,7 @@ fn value(case: &ReplicaCase, q: Quantity, pick: Pick) -> Option<f64> {
         Quantity::RunningRequests => case.running,
         Quantity::WaitingRequests => case.waiting,
         Quantity::KvUsage => case.kv_usage,
+        Quantity::CachedBlocks => case.cached_blocks,
         _ => None,
     };
     match pick {
@@ -159,6 +161,7 @@ mod tests {
             running: None,
             waiting: None,
             kv_usage: None,
+            cached_blocks: None,
             deltas: hits.map(|h| vec![(Quantity::PrefixHits, h)]).unwrap_or_default(),
             deltas_end_at_last_poll: None,
             queue_time: None,
@@ -172,8 +175,8 @@ mod tests {
         };
         let csv = csv(&res);
         assert!(csv.lines().next().unwrap().contains("prefix_hits_tokens [kvscope:prefix_cache_hits_total]"));
-        assert!(csv.contains("c,0,http://r0,kvscope,,,,,,64,"), "{csv}");
-        assert!(csv.contains("c,1,http://r1,,,,,,,,,,"), "{csv}");
+        assert!(csv.contains("c,0,http://r0,kvscope,,,,,,,64,"), "{csv}");
+        assert!(csv.contains("c,1,http://r1,,,,,,,,,,,\n"), "{csv}");
         let view = ReplicaView::new(&res);
         assert_eq!(view.gaps, ["replica 1 (http://r1): http://r1/metrics does not answer"]);
         let hits = view.columns.iter().position(|c| c.starts_with("prefix_hits_tokens")).unwrap();
