@@ -6,7 +6,7 @@
 
 use crate::fleet::gateway::{self, Policy, GATEWAY_PACKAGE, LAB_RESILIENCE};
 use crate::fleet::{check_replicas, Fleet, FleetArgs};
-use crate::lab_args::{LabArgs, LangArg, ScaleArg};
+use crate::lab_args::{ExecutorKind, LabArgs, LangArg, ScaleArg, DEFAULT_FAILURE_BUDGET, DEFAULT_SLO_TTFT};
 use anyhow::Context;
 use kvscope_client::CompletionClient;
 use kvscope_experiment::ChatsCase;
@@ -115,6 +115,16 @@ fn refuse_unsupported(args: &LabArgs, n: usize) -> anyhow::Result<()> {
     if let Some(twice) = policies.iter().enumerate().find(|(i, p)| policies[..*i].contains(p)).map(|(_, p)| p) {
         anyhow::bail!("--policies lists {} twice: give each policy once", twice.name());
     }
+    anyhow::ensure!(
+        args.executor != ExecutorKind::Sim,
+        "--executor sim is not available with --fleet: the fleet runs real kvscope serve replicas (simulate a fleet with `kvscope sim --replicas N --router POLICY`)"
+    );
+    // The fleet compares routing on one workload; it searches no failure
+    // condition, so an SLO would be silently unused.
+    anyhow::ensure!(
+        args.slo_ttft == DEFAULT_SLO_TTFT && args.failure_budget == DEFAULT_FAILURE_BUDGET,
+        "--slo-ttft and --failure-budget are not available with --fleet: drop them (the fleet runs no failure search)"
+    );
     let kv_memory = args.kv_memory.is_some().then_some("--kv-memory");
     if let Some(flag) = args.first_local_only_flag().or(kv_memory) {
         anyhow::bail!("{flag} is not available with --fleet: drop it (the fleet runs shared_prefix_chats once per policy; size each replica's pool with --kv-blocks)");

@@ -10,7 +10,12 @@ use kvscope_lab::target::load_sweep::{LoadKnob, LoadSweep};
 use kvscope_model::ModelArgs;
 use std::path::PathBuf;
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+/// `--slo-ttft`'s default (seconds of TTFT p90).
+pub const DEFAULT_SLO_TTFT: f64 = 2.0;
+/// `--failure-budget`'s default (runs per context length).
+pub const DEFAULT_FAILURE_BUDGET: usize = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExecutorKind {
     Real,
     Sim,
@@ -107,12 +112,12 @@ pub struct LabArgs {
     #[arg(long = "sweep", value_name = "KNOB=V1,V2,...")]
     pub sweeps: Vec<SweepArg>,
     /// The TTFT p90 (seconds) whose excess is a failure condition.
-    #[arg(long, default_value_t = 2.0, value_parser = positive_seconds)]
+    #[arg(long, default_value_t = DEFAULT_SLO_TTFT, value_parser = positive_seconds)]
     pub slo_ttft: f64,
     /// Runs of the lab's own engine (with --target: of the target) per
     /// context length in the failure-condition search (0: no search). On
     /// the real model a simulator narrows the range first.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = DEFAULT_FAILURE_BUDGET)]
     pub failure_budget: usize,
     /// Run the lab on a student's nano-vLLM-style Python BlockManager
     /// (`kvscope exercise init` writes the skeleton) instead of kvscope's.

@@ -150,6 +150,11 @@ fn lab_fleet_refuses_a_bad_size_a_missing_replica_and_local_only_flags() {
         &["lab", "--fleet", "2", "--out", out, "--policies", "round_robin,cache_aware,round_robin"],
         "--policies lists round_robin twice",
     );
+    assert_refused(
+        &["lab", "--fleet", "2", "--out", out, "--executor", "sim"],
+        "--executor sim is not available with --fleet",
+    );
+    assert_refused(&["lab", "--fleet", "2", "--out", out, "--slo-ttft", "1"], "not available with --fleet");
 }
 
 #[test]
