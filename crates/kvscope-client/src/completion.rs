@@ -132,6 +132,19 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Whether `e` is a keep-alive connection the server had closed: hyper's
+/// "connection closed before message completed", with no response begun.
+fn stale_connection(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if cause.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_incomplete_message) {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
 impl ModelCard {
     /// One entry of `/v1/models`' `data`. The vocabulary and the context
     /// are vLLM's and kvscope's `vocab_size` / `max_model_len`, else
@@ -174,14 +187,7 @@ impl CompletionClient {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        // A fresh connection per request: llama-server (cpp-httplib)
-        // closes pooled connections under a client that reuses them,
-        // failing the request with "connection closed before message
-        // completed" (2 of 40 sweep requests on 0c1e570, also with a 2 s
-        // idle limit). A loopback connect adds tens of microseconds to a
-        // TTFT; a remote one, its round trip (the report's TTFT is the
-        // client's, connect included).
-        let mut builder = reqwest::Client::builder().default_headers(headers).pool_max_idle_per_host(0);
+        let mut builder = reqwest::Client::builder().default_headers(headers);
         if let Some(timeout) = timeout {
             builder = builder.timeout(timeout).connect_timeout(timeout.min(Duration::from_secs(5)));
         }
@@ -223,13 +229,15 @@ impl CompletionClient {
     pub async fn send(&self, request: &CompletionRequest) -> RequestTiming {
         let url = format!("{}{}", self.base, request.endpoint.path());
         let sent = Instant::now();
-        let resp = self
-            .http
-            .post(url)
-            .header("content-type", "application/json")
-            .body(request.body().to_string())
-            .send()
-            .await;
+        let post = || self.http.post(&url).header("content-type", "application/json").body(request.body().to_string());
+        let resp = match post().send().await {
+            // The server closed the pooled connection as the request went
+            // out (llama-server's cpp-httplib does): it never read it, so
+            // sending it once more on a new connection is safe. The time
+            // lost is in this request's latencies.
+            Err(e) if stale_connection(&e) => post().send().await,
+            other => other,
+        };
         let timing = RequestTiming::new(sent);
         match resp {
             Err(e) => timing.fail(with_causes(&e)),
@@ -298,6 +306,59 @@ fn read_chunk(v: &Value, out: &mut RequestTiming) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+
+    /// Reads one HTTP request (head and Content-Length body) from `s`.
+    fn read_request(s: &mut std::net::TcpStream) {
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).unwrap();
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&buf).to_lowercase();
+        let len = head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
+        s.read_exact(&mut vec![0u8; len]).unwrap();
+    }
+
+    /// A server that answers one request on a connection and closes it
+    /// when the next arrives there, as llama-server's cpp-httplib did: the
+    /// second request is sent again on a new connection, not failed.
+    #[test]
+    fn a_request_on_a_connection_the_server_closed_is_sent_again() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sse = "data: {\"choices\":[{\"text\":\"a\"}]}\n\ndata: [DONE]\n\n";
+        let answer =
+            format!("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\n\r\n{sse}", sse.len());
+        let server = std::thread::spawn(move || {
+            let (mut first, _) = listener.accept().unwrap();
+            read_request(&mut first);
+            first.write_all(answer.as_bytes()).unwrap();
+            read_request(&mut first); // the client reuses the connection...
+            drop(first); // ...which closes unanswered
+            let (mut second, _) = listener.accept().unwrap();
+            read_request(&mut second);
+            second.write_all(answer.as_bytes()).unwrap();
+        });
+        let client = CompletionClient::new(&format!("http://127.0.0.1:{port}"), None).unwrap();
+        let request = CompletionRequest {
+            endpoint: Endpoint::Completions,
+            model: "m".into(),
+            prompt: BenchPrompt::Text("hi".into()),
+            max_tokens: 1,
+            ignore_eos: false,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let timings = runtime.block_on(async { [client.send(&request).await, client.send(&request).await] });
+        for t in timings {
+            assert_eq!(t.error, None);
+            assert!(t.ttft.is_some(), "the text chunk arrived");
+        }
+        // Joined only once the client succeeded: without the retry the
+        // server would wait for a second connection forever.
+        server.join().unwrap();
+    }
 
     #[test]
     fn a_model_card_reads_vllm_and_llama_server_shapes() {
