@@ -180,6 +180,10 @@ fn check_replicas(json: &Value, report: &str, out_dir: &std::path::Path) {
     let hits = cases[3]["deltas"]["PrefixHits"].as_f64().unwrap();
     let live_row = report.lines().find(|l| l.starts_with("| shared_prefix | 0 (")).unwrap();
     assert!(live_row.contains(&format!(" | {hits:.0} | ")), "{live_row}");
+    // The capacity table's engine half gains the replicas' column.
+    assert!(report.contains("| per replica: live requests mean / max, peak KV usage, prefix hits"), "{report}");
+    let engine_row = report.lines().find(|l| l.starts_with("| shared_prefix | 8 (0 failed) |")).unwrap();
+    assert!(engine_row.ends_with(&format!(", {hits:.0}; r1 —, —, — |")), "{engine_row}");
     let csv = std::fs::read_to_string(out_dir.join("replicas.csv")).unwrap();
     assert!(csv.lines().next().unwrap().contains("prefix_hits_tokens [kvscope:prefix_cache_hits_total]"), "{csv}");
     assert_eq!(csv.lines().count(), 1 + rows.len(), "{csv}");

@@ -76,6 +76,10 @@ pub struct EngineRow {
     pub prefix_hits: String,
     pub prefix_queries: String,
     pub pool_requests: String,
+    /// With `--replica-metrics`: each replica's live requests (mean / max),
+    /// peak KV usage and realized prefix-hit tokens in this case, as
+    /// `rI a / b, c %, d` joined by "; " ("—" where a replica was not read).
+    pub per_replica: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -174,8 +178,19 @@ fn engine_rows(res: &TargetResults) -> Vec<EngineRow> {
             prefix_hits: opt(case.delta(Quantity::PrefixHits), 0),
             prefix_queries: opt(case.delta(Quantity::PrefixQueries), 0),
             pool_requests: opt(res.engine.as_ref().and_then(|e| pool_capacity(case, e)), 1),
+            per_replica: res.replicas.as_ref().map(|r| per_replica(r, &case.case)),
         })
         .collect()
+}
+
+/// The case's live requests, KV usage and realized hits on each replica.
+fn per_replica(res: &super::replicas::ReplicaResults, case: &str) -> String {
+    let one = |r: &super::replica_case::ReplicaCase| {
+        let live = r.running.map_or("—".into(), |s| format!("{:.1} / {:.0}", s.mean, s.max));
+        let kv = r.kv_usage.map_or("—".into(), |s| format!("{:.1} %", s.max * 100.0));
+        format!("r{} {live}, {kv}, {}", r.replica, opt(r.delta(Quantity::PrefixHits), 0))
+    };
+    res.cases.iter().filter(|r| r.case == case).map(one).collect::<Vec<_>>().join("; ")
 }
 
 /// Whether the report lists `q` when no scrape held it: every quantity
