@@ -55,10 +55,7 @@ impl KvEventsArgs {
     pub fn config(&self) -> anyhow::Result<Option<PublisherConfig>> {
         let Some(endpoint) = &self.kv_events_endpoint else { return Ok(None) };
         for e in std::iter::once(endpoint).chain(&self.kv_events_replay_endpoint) {
-            anyhow::ensure!(
-                e.starts_with("tcp://"),
-                "KV-event endpoint {e} is not tcp://HOST:PORT (kvscope publishes over TCP only): give e.g. tcp://127.0.0.1:5557"
-            );
+            kvscope_wire::check_tcp_endpoint(e).map_err(anyhow::Error::msg)?;
         }
         let mut config = PublisherConfig::new(endpoint);
         config.replay_endpoint = self.kv_events_replay_endpoint.clone();

@@ -41,6 +41,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod endpoint;
 pub mod kv_events;
 pub mod metric_family;
 pub mod msgpack_layout;
@@ -48,6 +49,7 @@ pub mod prometheus_text;
 pub mod publisher;
 pub mod subscriber;
 
+pub use endpoint::check_tcp_endpoint;
 pub use kv_events::{BlockHash, BlockRemoved, BlockStored, EventBatch, KvCacheEvent};
 pub use metric_family::{EngineFamily, MetricSource, Quantity};
 pub use msgpack_layout::{decode_batch, encode_batch, DecodeError, Layout};

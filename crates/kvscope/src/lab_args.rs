@@ -3,7 +3,7 @@
 //! `cmd_lab`, `cmd_lab_target`, `cmd_lab_fleet` and `sim_args`, so that
 //! none of those needs another's code.
 
-use crate::arg_values::{positive_rate, positive_seconds};
+use crate::arg_values::{base_url, kv_events_endpoint, positive_rate, positive_seconds};
 use kvscope_experiment::workload::Scale;
 use kvscope_lab::knob_sweep::{Knob, KnobSweep};
 use kvscope_lab::target::load_sweep::{LoadKnob, LoadSweep};
@@ -174,7 +174,7 @@ pub struct TargetArgs {
     /// Run the lab's cases against a running OpenAI-compatible engine at
     /// this base URL (http://HOST:PORT): vLLM, SGLang, llama.cpp's
     /// llama-server or kvscope serve.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = base_url)]
     pub target: Option<String>,
     /// The target's API key (sent as `Authorization: Bearer KEY`).
     #[arg(long, requires = "target", env = "KVSCOPE_TARGET_API_KEY", hide_env_values = true)]
@@ -195,10 +195,10 @@ pub struct TargetArgs {
     pub metrics_interval_ms: u64,
     /// The target's KV-event PUB endpoint (vLLM's --kv-events-config
     /// endpoint, kvscope serve --kv-events-endpoint), e.g. tcp://HOST:5557.
-    #[arg(long, requires = "target", value_name = "tcp://HOST:PORT")]
+    #[arg(long, requires = "target", value_name = "tcp://HOST:PORT", value_parser = kv_events_endpoint)]
     pub kv_events: Option<String>,
     /// Its replay (ROUTER) endpoint, to recover missed batches.
-    #[arg(long, requires = "kv_events", value_name = "tcp://HOST:PORT")]
+    #[arg(long, requires = "kv_events", value_name = "tcp://HOST:PORT", value_parser = kv_events_endpoint)]
     pub kv_events_replay: Option<String>,
     /// Each request (and scrape) is given up after this many seconds.
     #[arg(long, requires = "target", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
@@ -206,10 +206,10 @@ pub struct TargetArgs {
     /// A target behind a load balancer: each replica's base URL
     /// (http://HOST:PORT), comma-separated; its /metrics is read beside the
     /// target's and the report gains a per-replica table (replicas.csv).
-    #[arg(long, requires = "target", value_delimiter = ',', value_name = "URL1,URL2,...")]
+    #[arg(long, requires = "target", value_delimiter = ',', value_name = "URL1,URL2,...", value_parser = base_url)]
     pub replica_metrics: Vec<String>,
     /// Each replica's KV-event PUB endpoint, in --replica-metrics' order.
-    #[arg(long, requires = "replica_metrics", value_delimiter = ',', value_name = "tcp://HOST:PORT,...")]
+    #[arg(long, requires = "replica_metrics", value_delimiter = ',', value_name = "tcp://HOST:PORT,...", value_parser = kv_events_endpoint)]
     pub replica_kv_events: Vec<String>,
 }
 

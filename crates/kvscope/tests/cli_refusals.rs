@@ -158,6 +158,17 @@ fn lab_fleet_refuses_a_bad_size_a_missing_replica_and_local_only_flags() {
 }
 
 #[test]
+fn lab_target_refuses_urls_and_endpoints_of_the_wrong_form_before_running() {
+    let url = "expected a base URL http://HOST:PORT";
+    assert_refused(&["lab", "--target", "notaurl"], url);
+    assert_refused(&["lab", "--target", "http://127.0.0.1:9", "--replica-metrics", "http://127.0.0.1:9,r2:8000"], url);
+    let endpoint = "is not tcp://HOST:PORT";
+    assert_refused(&["lab", "--target", "http://127.0.0.1:9", "--kv-events", "garbage"], endpoint);
+    let replica_events = ["--replica-metrics", "http://127.0.0.1:9", "--replica-kv-events", "127.0.0.1:5557"];
+    assert_refused(&[&["lab", "--target", "http://127.0.0.1:9"][..], &replica_events[..]].concat(), endpoint);
+}
+
+#[test]
 fn generate_and_bench_check_the_request_against_the_context_before_allocating() {
     assert_refused(&["generate", "--prompt", "hi", "--max-tokens", "100000"], "exceeds the model's context");
     assert_refused(&["generate", "--prompt", "hi", "--top-p", "0"], "top_p");

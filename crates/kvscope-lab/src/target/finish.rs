@@ -33,9 +33,16 @@ pub(super) fn finish(cfg: &TargetConfig, outcome: Outcome, started: Instant) -> 
         })
         .collect();
     kv_event_problems(kv_events.as_ref(), &mut problems);
-    problems.extend(replicas.iter().flat_map(|r| r.replicas.iter()).filter_map(|r| {
-        r.gap.as_ref().map(|gap| format!("replica {} ({}): {gap}; its figures are blank", r.index, r.url))
-    }));
+    for r in replicas.iter().flat_map(|r| r.replicas.iter()) {
+        if let Some(gap) = &r.gap {
+            problems.push(format!("replica {} ({}): {gap}; its figures are blank", r.index, r.url));
+        }
+        // A subscription that failed; no batch at all is no problem here:
+        // routing may leave a replica idle.
+        if let Some(e) = r.kv_events.as_ref().and_then(|k| k.error.as_ref()) {
+            problems.push(format!("replica {} ({}) KV events: {e}", r.index, r.url));
+        }
+    }
     for c in measured.cases.iter().filter(|c| c.output_from_chunks > 0) {
         problems.push(format!(
             "{}: {} streams carried no usage: their output tokens are the chunks with text counted at the client",
