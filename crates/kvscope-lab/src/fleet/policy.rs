@@ -118,8 +118,8 @@ impl PolicyRun {
             problems: res.problems.clone(),
             wall_seconds: res.wall_seconds,
             replicas_csv: res.replicas.as_ref().map(replica_report::csv).unwrap_or_default(),
-            kv_usage: replicas.samples.iter().map(|s| series(s, Quantity::KvUsage, 100.0)).collect(),
-            cached_blocks: replicas.samples.iter().map(|s| series(s, Quantity::CachedBlocks, 1.0)).collect(),
+            kv_usage: replicas.samples.iter().map(|s| over_time(s, Quantity::KvUsage, 100.0)).collect(),
+            cached_blocks: replicas.samples.iter().map(|s| over_time(s, Quantity::CachedBlocks, 1.0)).collect(),
         }
     }
 }
@@ -151,8 +151,9 @@ fn merged_queue_wait(cases: &[ReplicaCase]) -> Option<Dist> {
     (merged.count > 0.0).then(|| histogram_dist(&merged))
 }
 
-/// `q` × `scale` at each poll that held it.
-fn series(samples: &[crate::target::poller::MetricsSample], q: Quantity, scale: f64) -> Vec<(f64, f64)> {
+/// `q` × `scale` at each poll that held it: (seconds, value) points for a
+/// figure (not a [`crate::target::case::Series`], which is a mean and a max).
+fn over_time(samples: &[crate::target::poller::MetricsSample], q: Quantity, scale: f64) -> Vec<(f64, f64)> {
     samples.iter().filter_map(|s| Some((s.t, s.get(q)? * scale))).collect()
 }
 
