@@ -74,5 +74,5 @@ async fn run(args: &BenchArgs, requests: Option<Vec<BenchRequest>>) -> anyhow::R
     // --burstiness, or all at once for an infinite rate.
     let arrivals = Arrival::from_rate(args.request_rate, args.burstiness).times(requests.len(), args.seed);
     let replayed = replay(&client, requests, &arrivals, args.max_concurrency).await?;
-    Ok(BenchReport::from_timings(args, replayed.timings, replayed.duration_s))
+    Ok(BenchReport::from_replayed(args, replayed))
 }

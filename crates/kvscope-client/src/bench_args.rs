@@ -63,6 +63,12 @@ pub struct BenchArgs {
     /// Where to write the JSON result.
     #[arg(long)]
     pub result_file: Option<PathBuf>,
+    /// Also write every request's figures into the result (vLLM's
+    /// `--save-detailed` keys: `input_lens`, `output_lens`, `start_times`,
+    /// `ttfts`, `itls`), so that percentiles can be taken over several runs
+    /// pooled, not only per run.
+    #[arg(long, requires = "result_file")]
+    pub save_detailed: bool,
     /// Sent as `Authorization: Bearer KEY` (a server started with --api-key).
     #[arg(long, env = "KVSCOPE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -87,6 +93,7 @@ impl Default for BenchArgs {
             ignore_eos: false,
             seed: 0,
             result_file: None,
+            save_detailed: false,
             api_key: None,
         }
     }

@@ -2,9 +2,11 @@
 
 use crate::bench_args::BenchArgs;
 use crate::completion::RequestTiming;
+use crate::replay::Replayed;
 use kvscope_experiment::Dist;
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::time::Instant;
 
 /// Mean, spread, median and tail of one latency, in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -53,6 +55,35 @@ pub struct BenchReport {
     pub e2el_ms: Stats,
     /// The first few failures' messages.
     pub errors: Vec<String>,
+    /// Every request in the order given, with `--save-detailed`.
+    pub requests: Option<Vec<RequestDetail>>,
+}
+
+/// One request's figures as `--save-detailed` writes them, in seconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RequestDetail {
+    /// When it was sent, after the schedule's start (a request held back
+    /// by `--max-concurrency` is sent after its arrival time).
+    pub start_time: f64,
+    /// The server's `usage.prompt_tokens` (0 where no usage came).
+    pub input_len: usize,
+    /// The server's `usage.completion_tokens` (0 where no usage came).
+    pub output_len: usize,
+    /// `None` where no token came (a failed request): blank, not 0.
+    pub ttft: Option<f64>,
+    pub itl: Vec<f64>,
+}
+
+impl RequestDetail {
+    fn of(timing: &RequestTiming, start: Instant) -> RequestDetail {
+        RequestDetail {
+            start_time: timing.sent.saturating_duration_since(start).as_secs_f64(),
+            input_len: timing.prompt_tokens,
+            output_len: timing.output_tokens,
+            ttft: timing.ttft,
+            itl: timing.itl.clone(),
+        }
+    }
 }
 
 impl BenchReport {
@@ -79,6 +110,14 @@ impl BenchReport {
             v[format!("median_{name}_ms")] = json!(s.median);
             v[format!("p90_{name}_ms")] = json!(s.p90);
             v[format!("p99_{name}_ms")] = json!(s.p99);
+        }
+        if let Some(requests) = &self.requests {
+            let each = |f: fn(&RequestDetail) -> Value| Value::Array(requests.iter().map(f).collect());
+            v["start_times"] = each(|r| json!(r.start_time));
+            v["input_lens"] = each(|r| json!(r.input_len));
+            v["output_lens"] = each(|r| json!(r.output_len));
+            v["ttfts"] = each(|r| json!(r.ttft));
+            v["itls"] = each(|r| json!(r.itl));
         }
         v
     }
@@ -114,9 +153,10 @@ impl BenchReport {
 }
 
 impl BenchReport {
-    /// The run's figures from every request's timing; `duration_s` is the
-    /// start to the last answer.
-    pub fn from_timings(args: &BenchArgs, timings: Vec<RequestTiming>, duration_s: f64) -> BenchReport {
+    /// The run's figures from every request's timing.
+    pub fn from_replayed(args: &BenchArgs, replayed: Replayed) -> BenchReport {
+        let Replayed { start, timings, duration_s } = replayed;
+        let requests = args.save_detailed.then(|| timings.iter().map(|t| RequestDetail::of(t, start)).collect());
         let (ok, failed): (Vec<RequestTiming>, Vec<RequestTiming>) =
             timings.into_iter().partition(|o| o.error.is_none());
         let ttft: Vec<f64> = ok.iter().filter_map(|o| o.ttft).collect();
@@ -147,6 +187,7 @@ impl BenchReport {
             itl_ms: Stats::of_seconds(&itl),
             e2el_ms: Stats::of_seconds(&e2e),
             errors: failed.into_iter().filter_map(|o| o.error).take(5).collect(),
+            requests,
         }
     }
 }
@@ -173,5 +214,32 @@ mod tests {
         for key in ["mean_ttft_ms", "std_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "std_e2el_ms"] {
             assert!(json.get(key).is_some(), "{key}");
         }
+    }
+
+    #[test]
+    fn save_detailed_writes_every_request_in_order_and_a_failure_blank() {
+        let start = Instant::now();
+        let ok = RequestTiming {
+            sent: start + std::time::Duration::from_millis(250),
+            error: None,
+            prompt_tokens: 7,
+            output_tokens: 3,
+            ttft: Some(0.05),
+            itl: vec![0.01, 0.02],
+            e2e: 0.08,
+        };
+        let failed = RequestTiming::failed(start + std::time::Duration::from_millis(500), "HTTP 500".into());
+        let replayed = || Replayed { start, timings: vec![ok.clone(), failed.clone()], duration_s: 1.0 };
+        let plain = BenchReport::from_replayed(&BenchArgs::default(), replayed()).to_json();
+        assert!(plain.get("ttfts").is_none(), "only with --save-detailed");
+        let args = BenchArgs { save_detailed: true, ..BenchArgs::default() };
+        let json = BenchReport::from_replayed(&args, replayed()).to_json();
+        assert_eq!(json["ttfts"], json!([0.05, null]), "no first token: null, not 0");
+        assert_eq!(json["input_lens"], json!([7, 0]));
+        assert_eq!(json["output_lens"], json!([3, 0]));
+        assert_eq!(json["itls"], json!([[0.01, 0.02], []]));
+        let starts: Vec<f64> = json["start_times"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!((starts[0] - 0.25).abs() < 1e-9 && (starts[1] - 0.5).abs() < 1e-9, "{starts:?}");
+        assert_eq!((json["completed"].as_u64(), json["failed"].as_u64()), (Some(1), Some(1)));
     }
 }

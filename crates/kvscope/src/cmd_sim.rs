@@ -90,6 +90,10 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     }
     // Any count but one is the fleet's to take or refuse (0 is refused
     // there, not quietly run as one engine).
+    anyhow::ensure!(
+        !args.save_detailed || args.replicas != 1,
+        "--save-detailed writes a simulated fleet's requests: give --replicas 2 or more"
+    );
     if args.replicas != 1 {
         return crate::sim_fleet::run(config, &args);
     }

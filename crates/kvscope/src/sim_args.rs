@@ -81,6 +81,13 @@ pub struct SimArgs {
     /// Print the result as JSON (vLLM's benchmark keys and the capacity rows).
     #[arg(long)]
     pub json: bool,
+    /// With --json and --replicas: every request's figures too, in request
+    /// order (`start_times`, `input_lens`, `ttfts`, `queue_waits`, `e2els`,
+    /// `cached_input_lens`, `routed_to`), the keys `bench serve
+    /// --save-detailed` writes for a real fleet, so both can be pooled over
+    /// runs the same way.
+    #[arg(long, requires = "json")]
+    pub save_detailed: bool,
     /// Run every engine step on its own instead of advancing runs of
     /// identical decode steps at once (same figures, slower; for checking).
     #[arg(long)]

@@ -7,7 +7,7 @@ use crate::sim_args::SimArgs;
 use anyhow::Context;
 use kvscope_core::TokenId;
 use kvscope_experiment::workload::{ChatsCase, PromptSource};
-use kvscope_experiment::Dist;
+use kvscope_experiment::{Dist, RequestResult};
 use kvscope_sim::{run_fleet, CacheAwareConfig, FleetRun, Router, SimConfig};
 use serde_json::json;
 
@@ -47,7 +47,11 @@ pub fn run(config: SimConfig, args: &SimArgs) -> anyhow::Result<()> {
     }
     let fleet = simulate(config, args, &case, &source)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&as_json(&fleet, &case))?);
+        let mut out = as_json(&fleet, &case);
+        if args.save_detailed {
+            add_requests(&mut out, &fleet);
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print_table(&fleet, &case, args);
     }
@@ -96,6 +100,9 @@ fn max_rate(
     let fleet = simulate(config, args, &at, source)?;
     if args.json {
         let mut out = as_json(&fleet, &at);
+        if args.save_detailed {
+            add_requests(&mut out, &fleet);
+        }
         out["max_rate"] = json!(rate);
         out["slo_ttft_p99_s"] = json!(slo);
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -175,6 +182,29 @@ fn as_json(fleet: &FleetRun, case: &ChatsCase) -> serde_json::Value {
         "queue_wait": fleet.queue_wait(),
         "rejected": fleet.rejected.len(),
     })
+}
+
+/// Every request's figures, in request order, under `bench serve
+/// --save-detailed`'s keys (and the simulator's own: queue wait, end-to-end
+/// latency, cached prompt tokens, the replica it was routed to).
+fn add_requests(out: &mut serde_json::Value, fleet: &FleetRun) {
+    let mut all: Vec<_> = fleet
+        .replicas
+        .iter()
+        .enumerate()
+        .flat_map(|(replica, r)| r.requests.iter().map(move |q| (replica, q)))
+        .collect();
+    all.sort_by_key(|(_, q)| q.request_id);
+    let each = |f: &dyn Fn(usize, &RequestResult) -> serde_json::Value| {
+        serde_json::Value::Array(all.iter().map(|(replica, q)| f(*replica, q)).collect())
+    };
+    out["start_times"] = each(&|_, q| json!(q.arrival));
+    out["input_lens"] = each(&|_, q| json!(q.prompt_tokens));
+    out["ttfts"] = each(&|_, q| json!(q.ttft));
+    out["queue_waits"] = each(&|_, q| json!(q.queue_wait));
+    out["e2els"] = each(&|_, q| json!(q.e2e));
+    out["cached_input_lens"] = each(&|_, q| json!(q.cached_prompt_tokens));
+    out["routed_to"] = each(&|replica, _| json!(replica));
 }
 
 #[cfg(test)]

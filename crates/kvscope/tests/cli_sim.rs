@@ -161,6 +161,38 @@ fn the_router_seed_changes_power_of_two_draws_not_the_workload() {
     assert!(runs.iter().any(|r| per_replica(r) != per_replica(&runs[0])), "other draws, other routes");
 }
 
+/// `--save-detailed` writes every request, in request order, and the
+/// per-request figures add up to the fleet's own counters.
+#[test]
+fn a_simulated_fleet_writes_every_request_with_save_detailed() {
+    let out = kvscope()
+        .args(["sim", "--hardware", "l4", "--scale", "lab", "--replicas", "2", "--router", "power_of_two"])
+        .args(["--json", "--save-detailed"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = |key: &str| -> Vec<f64> { v[key].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect() };
+    let n = v["ttft"]["n"].as_u64().unwrap() as usize;
+    for key in ["start_times", "input_lens", "ttfts", "queue_waits", "e2els", "cached_input_lens", "routed_to"] {
+        assert_eq!(list(key).len(), n, "{key}: one per request");
+    }
+    let starts = list("start_times");
+    assert!(starts.windows(2).all(|w| w[0] <= w[1]), "request order is arrival order: {starts:?}");
+    let cached: f64 = list("cached_input_lens").iter().sum();
+    assert_eq!(cached as u64, v["prefix_hit_tokens"].as_u64().unwrap(), "hits per request add up to the fleet's");
+    let input: f64 = list("input_lens").iter().sum();
+    assert_eq!(input as u64, v["prefill_tokens"].as_u64().unwrap() + cached as u64);
+    let routed = list("routed_to");
+    for (i, replica) in v["replicas"].as_array().unwrap().iter().enumerate() {
+        let here = routed.iter().filter(|&&r| r as usize == i).count() as u64;
+        assert_eq!(here, replica["requests"].as_u64().unwrap(), "replica {i}");
+    }
+    let refused = kvscope().args(["sim", "--json", "--save-detailed"]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--replicas 2 or more"));
+}
+
 #[test]
 fn a_simulated_fleet_finds_the_rate_it_sustains_under_a_ttft_slo() {
     let out = kvscope()
