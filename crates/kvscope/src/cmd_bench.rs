@@ -220,7 +220,7 @@ fn once(model: &LoadedModel, args: &ThroughputArgs, run: u32) -> anyhow::Result<
         prefill_tokens_per_s: (c * l) as f64 / pp,
         decode_tokens_per_s: (c * o) as f64 / tg,
         ttft_s: ttft.unwrap_or(pp),
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        threads: kvscope_model::kernels::threads(),
         runs: 1,
         kernels: model.kernels(),
         kv_dtype: model.kv_dtype,

@@ -38,7 +38,7 @@ impl LabBackend for RealBackend {
                 c.n_layers,
                 c.n_kv_heads,
                 c.head_dim,
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
+                kvscope_model::kernels::threads(),
                 self.model.kernels()
             )],
             pool_blocks: None,

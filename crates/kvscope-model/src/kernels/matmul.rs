@@ -69,7 +69,7 @@ fn run(x: &[f32], w: Src, y: &mut [f32], rows: usize, k: usize, n: usize) {
     }
     // Enough tasks for load balance on any thread count; the split never
     // changes a value (see the module comment).
-    let threads = rayon::current_num_threads().max(1);
+    let threads = crate::kernels::threads();
     let per_task = (n.div_ceil(threads * 4)).next_multiple_of(4).max(16);
     let tasks = n.div_ceil(per_task);
     let yp = SendPtr(y.as_mut_ptr());

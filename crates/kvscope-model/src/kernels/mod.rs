@@ -25,6 +25,13 @@ pub mod weights;
 
 pub use simd::{isa, Isa};
 
+/// Threads the kernels split their work over: rayon's pool, which
+/// `RAYON_NUM_THREADS` sizes (each `kvscope fleet` replica runs a share of
+/// the machine), not the machine's CPU count.
+pub fn threads() -> usize {
+    rayon::current_num_threads().max(1)
+}
+
 /// Which numerics the linear layers use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

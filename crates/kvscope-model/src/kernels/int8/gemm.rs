@@ -61,7 +61,7 @@ pub fn matmul_int8_on(isa: Int8Isa, x: &[f32], w: &PackedInt8, y: &mut [f32], ro
 fn run(isa: Int8Isa, act: &QuantizedRows, w: &PackedInt8, y: &mut [f32], n: usize) {
     let groups = w.groups();
     // Enough tasks for load balance; the split never changes a value.
-    let threads = rayon::current_num_threads().max(1);
+    let threads = crate::kernels::threads();
     let per_task = groups.div_ceil(threads * 4).max(1);
     let tasks = groups.div_ceil(per_task);
     let yp = SendPtr(y.as_mut_ptr());
