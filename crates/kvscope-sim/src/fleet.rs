@@ -5,8 +5,8 @@
 //! every replica is stepped until its clock reaches that time (or it runs
 //! out of work; an idle replica's clock jumps to it), so the router sees
 //! each replica's load as the gateway would then ([`LoadMonitor`]: live
-//! request counts, and for `power_of_two` the last 30-second poll of token
-//! loads, taken on the way). After the last arrival every replica
+//! request counts where the gateway keeps them, and for `power_of_two` the
+//! last 30-second poll of token loads, taken on the way). After the last arrival every replica
 //! runs to the end. A replica's realized prefix hits are its own block
 //! manager's counters: a hit counts only where that engine reused blocks.
 

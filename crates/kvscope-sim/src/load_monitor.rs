@@ -1,10 +1,14 @@
 //! What a simulated gateway knows of its replicas' load when it routes.
 //!
 //! The SGLang Model Gateway keeps two kinds of load. Its own count of the
-//! requests it has in flight to each worker is live. The token load that
-//! `power_of_two` compares (`policies/power_of_two.rs`: two distinct
-//! workers drawn, the one with fewer tokens, the first drawn on ties; the
-//! in-flight counts of both when either has no token figure) comes from a
+//! requests it has in flight to each worker is live, but kept only under
+//! `cache_aware` (and `manual`): the HTTP router attaches its load guard to
+//! a request for those policies alone (`routers/http/router.rs`,
+//! `route_typed_request_once`), so under `power_of_two` every worker's
+//! count reads 0. The token load that `power_of_two` compares
+//! (`policies/power_of_two.rs`: two distinct workers drawn, the one with
+//! fewer tokens, the first drawn on ties; the in-flight counts of both when
+//! either has no token figure) comes from a
 //! `LoadMonitor` that polls each worker's `/get_load` and hands the policy
 //! the last poll (`update_loads`). The gateway starts that monitor only for
 //! `power_of_two`. Its interval in the 0.3.2 wheel is 30 s: the gateway
@@ -15,10 +19,17 @@
 //! first poll runs as the gateway starts, before its workers are
 //! registered, and finds nothing ("No loads fetched from workers").
 //!
+//! Until that poll, then, `power_of_two` compares two zeros and takes the
+//! first worker drawn: a uniform draw. The loopback fleet showed it: of 27
+//! requests sent while one replica had more requests in flight than the
+//! other (the client's clock, the replicas' own events), 14 went to the
+//! busier one.
+//!
 //! Approximation, stated: the gateway starts at the workload's time 0, so
 //! the first poll that finds workers falls at one interval and the next
-//! ones every interval after; until then choices compare live request
-//! counts. A real gateway started earlier polls at another phase.
+//! ones every interval after; until then choices compare the in-flight
+//! counts the gateway keeps (none, under `power_of_two`). A real gateway
+//! started earlier polls at another phase.
 
 use crate::router::{RouterKind, WorkerLoad};
 use crate::setup::SimEngine;
@@ -30,6 +41,8 @@ pub const GATEWAY_LOAD_CHECK_INTERVAL: Seconds = 30.0;
 pub struct LoadMonitor {
     /// `None`: the policy reads no polled load.
     interval: Option<Seconds>,
+    /// Whether the gateway counts its in-flight requests for this policy.
+    counts_requests: bool,
     next_poll: Seconds,
     polled: Option<Vec<usize>>,
 }
@@ -37,7 +50,10 @@ pub struct LoadMonitor {
 impl LoadMonitor {
     pub fn for_router(kind: RouterKind) -> LoadMonitor {
         let interval = (kind == RouterKind::PowerOfTwo).then_some(GATEWAY_LOAD_CHECK_INTERVAL);
-        LoadMonitor { interval, next_poll: interval.unwrap_or(Seconds::INFINITY), polled: None }
+        // least_load is the simulator's own policy (not the gateway's): it
+        // reads live counts by definition.
+        let counts_requests = matches!(kind, RouterKind::CacheAware | RouterKind::LeastLoad);
+        LoadMonitor { interval, counts_requests, next_poll: interval.unwrap_or(Seconds::INFINITY), polled: None }
     }
 
     /// The next poll, if it falls at or before `t`.
@@ -58,8 +74,9 @@ impl LoadMonitor {
             .enumerate()
             .map(|(i, engine)| {
                 let scheduler = engine.scheduler();
+                let live = scheduler.num_running() + scheduler.num_waiting();
                 WorkerLoad {
-                    requests: scheduler.num_running() + scheduler.num_waiting(),
+                    requests: if self.counts_requests { live } else { 0 },
                     polled_tokens: self.polled.as_ref().map(|p| p[i]),
                 }
             })

@@ -23,8 +23,10 @@
 //! and takes the one with fewer `/get_load` tokens, the first drawn on
 //! ties. Those tokens are not live: the gateway polls `/get_load` every
 //! 30 s and the policy reads the last poll; while a worker has no polled
-//! figure both fall back to the gateway's own in-flight request counts. The fleet
-//! ([`crate::fleet`]) supplies exactly that view: [`WorkerLoad::polled_tokens`].
+//! figure both fall back to the gateway's own in-flight request counts,
+//! which the gateway does not keep under this policy (both 0: the first
+//! drawn). The fleet ([`crate::fleet`]) supplies exactly that view
+//! ([`crate::load_monitor`]).
 
 use kvscope_core::rng::SplitMix64;
 use kvscope_core::TokenId;
@@ -83,7 +85,8 @@ impl Default for CacheAwareConfig {
 /// A worker's load as the router sees it when a request is routed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WorkerLoad {
-    /// Requests running or waiting (the gateway's own in-flight count).
+    /// Requests running or waiting (the gateway's own in-flight count;
+    /// 0 under policies for which the gateway keeps none).
     pub requests: usize,
     /// `/get_load`'s `num_tokens` (KV held plus prompts waiting) at the
     /// gateway's last poll; `None` before the first.

@@ -38,3 +38,27 @@ fn cache_aware_realizes_more_hits_than_round_robin_on_shared_prefix_chats() {
     assert!(aware.hit_tokens() > robin.hit_tokens(), "{} vs {}", aware.hit_tokens(), robin.hit_tokens());
     assert!(aware.prefill_tokens() < robin.prefill_tokens());
 }
+
+/// Requests per replica when all of shared_prefix_chats arrives at once.
+fn split_all_at_once(kind: RouterKind, router_seed: u64) -> Vec<usize> {
+    let config = SimConfig::from_names("qwen3-0.6b", "l4").unwrap();
+    let engines = (0..2).map(|_| config.build().unwrap().0).collect();
+    let mut requests = ChatsCase::at(Scale::Lab, 3).requests(&PromptSource::Synthetic { vocab: 150_000 });
+    for r in &mut requests {
+        r.arrival = 0.0;
+    }
+    let mut router = Router::new(kind, 2, CacheAwareConfig::default(), router_seed);
+    let fleet = run_fleet(engines, &mut router, kind, requests).unwrap();
+    fleet.replicas.iter().map(|r| r.requests.len()).collect()
+}
+
+/// The gateway counts in-flight requests only under cache_aware (and
+/// manual), so power_of_two without a polled load is a coin flip: with
+/// every request in flight at once it does not balance them. least_load,
+/// which reads live counts, alternates exactly.
+#[test]
+fn power_of_two_without_a_poll_ignores_requests_in_flight() {
+    assert_eq!(split_all_at_once(RouterKind::LeastLoad, 1), [10, 10]);
+    let splits: Vec<Vec<usize>> = (0..8).map(|seed| split_all_at_once(RouterKind::PowerOfTwo, seed)).collect();
+    assert!(splits.iter().any(|s| s != &[10, 10]), "balanced in every draw: it read the live counts: {splits:?}");
+}
