@@ -4,8 +4,9 @@
 //! requests it has in flight to each worker is live, but kept only under
 //! `cache_aware` (and `manual`): the HTTP router attaches its load guard to
 //! a request for those policies alone (`routers/http/router.rs`,
-//! `route_typed_request_once`), so under `power_of_two` every worker's
-//! count reads 0. The token load that `power_of_two` compares
+//! `route_typed_request_once`, read in the sglang repository's source after
+//! 0.3.2; the 0.3.2 wheel routes so, below), so under `power_of_two` every
+//! worker's count reads 0. The token load that `power_of_two` compares
 //! (`policies/power_of_two.rs`: two distinct workers drawn, the one with
 //! fewer tokens, the first drawn on ties; the in-flight counts of both when
 //! either has no token figure) comes from a
