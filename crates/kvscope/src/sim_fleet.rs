@@ -47,11 +47,7 @@ pub fn run(config: SimConfig, args: &SimArgs) -> anyhow::Result<()> {
     }
     let fleet = simulate(config, args, &case, &source)?;
     if args.json {
-        let mut out = as_json(&fleet, &case);
-        if args.save_detailed {
-            add_requests(&mut out, &fleet);
-        }
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!("{}", serde_json::to_string_pretty(&as_json(&fleet, &case, args.save_detailed))?);
     } else {
         print_table(&fleet, &case, args);
     }
@@ -99,10 +95,7 @@ fn max_rate(
     let at = ChatsCase { rate, ..case.clone() };
     let fleet = simulate(config, args, &at, source)?;
     if args.json {
-        let mut out = as_json(&fleet, &at);
-        if args.save_detailed {
-            add_requests(&mut out, &fleet);
-        }
+        let mut out = as_json(&fleet, &at, args.save_detailed);
         out["max_rate"] = json!(rate);
         out["slo_ttft_p99_s"] = json!(slo);
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -154,7 +147,8 @@ fn print_table(fleet: &FleetRun, case: &ChatsCase, args: &SimArgs) {
     );
 }
 
-fn as_json(fleet: &FleetRun, case: &ChatsCase) -> serde_json::Value {
+/// The run's figures; with `detailed`, every request's too.
+fn as_json(fleet: &FleetRun, case: &ChatsCase, detailed: bool) -> serde_json::Value {
     let replicas: Vec<_> = fleet
         .replicas
         .iter()
@@ -170,7 +164,7 @@ fn as_json(fleet: &FleetRun, case: &ChatsCase) -> serde_json::Value {
             })
         })
         .collect();
-    json!({
+    let mut out = json!({
         "simulated": true,
         "router": fleet.router,
         "workload": case,
@@ -181,7 +175,11 @@ fn as_json(fleet: &FleetRun, case: &ChatsCase) -> serde_json::Value {
         "ttft": fleet.ttft(),
         "queue_wait": fleet.queue_wait(),
         "rejected": fleet.rejected.len(),
-    })
+    });
+    if detailed {
+        add_requests(&mut out, fleet);
+    }
+    out
 }
 
 /// Every request's figures, in request order, under `bench serve
