@@ -74,6 +74,10 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         );
     }
     anyhow::ensure!(args.burstiness > 0.0, "--burstiness must be > 0, got {}", args.burstiness);
+    anyhow::ensure!(
+        !args.save_detailed || args.replicas != 1,
+        "--save-detailed writes a simulated fleet's requests: give --replicas 2 or more"
+    );
     let mut config = calibrated(SimConfig::from_names(&args.model_preset, &args.hardware)?)?;
     config.enable_prefix_caching = !args.no_prefix_caching;
     if let Some(dtype) = args.model.kv_dtype {
@@ -90,10 +94,6 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     }
     // Any count but one is the fleet's to take or refuse (0 is refused
     // there, not quietly run as one engine).
-    anyhow::ensure!(
-        !args.save_detailed || args.replicas != 1,
-        "--save-detailed writes a simulated fleet's requests: give --replicas 2 or more"
-    );
     if args.replicas != 1 {
         return crate::sim_fleet::run(config, &args);
     }
